@@ -1,0 +1,45 @@
+# Two-command promise: `make demo` and `make test` work on a fresh Debian 12 machine.
+SANITIZE ?= 0
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+ifeq ($(SANITIZE),1)
+BUILD ?= build-asan
+CMAKE_FLAGS += -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDCDM_SANITIZE=ON -DDCDM_BUILD_BENCH=OFF
+TEST_ENV = ASAN_OPTIONS=detect_leaks=0:detect_odr_violation=0:alloc_dealloc_mismatch=0 \
+           UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 DCDM_SANITIZED=1
+else
+BUILD ?= build
+CMAKE_FLAGS += -DCMAKE_BUILD_TYPE=Release
+TEST_ENV =
+endif
+ifeq ($(CI),true)
+CMAKE_FLAGS += -DDCDM_WERROR=ON
+endif
+
+.PHONY: setup configure build demo test fuzz bench frames clean
+
+setup:
+	@bash scripts/setup-deps.sh
+
+configure: setup
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) > $(BUILD).configure.log 2>&1 || (cat $(BUILD).configure.log; exit 1)
+
+build: configure
+	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory
+
+demo: build
+	./$(BUILD)/dcdm demo
+
+test: build
+	cd $(BUILD) && $(TEST_ENV) ctest --output-on-failure -j $(JOBS)
+
+# libFuzzer: each parser fuzzed briefly (FUZZ_SECONDS each) with clang.
+FUZZ_SECONDS ?= 30
+fuzz: setup
+	@CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDCDM_FUZZ=ON -DDCDM_NATIVE=OFF -DDCDM_BUILD_BENCH=OFF > build-fuzz.configure.log 2>&1 || (cat build-fuzz.configure.log; exit 1)
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_all
+	@bash scripts/run-fuzzers.sh build-fuzz $(FUZZ_SECONDS)
+
+clean:
+	rm -rf build build-asan build-fuzz *.configure.log

@@ -1,0 +1,46 @@
+#include <algorithm>
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "command.hpp"
+#include "dcdm/error.hpp"
+#include "dcdm/version.hpp"
+
+namespace dcdm::cli {
+std::vector<CommandSpec>& command_registry() {
+  static std::vector<CommandSpec> registry;
+  return registry;
+}
+}  // namespace dcdm::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"dcdm: Deep Conjugate Direction Method and classical solvers for pressure Poisson systems"};
+  app.set_version_flag("--version", std::string("dcdm ") + dcdm::kVersion);
+  app.require_subcommand(1);
+  auto& registry = dcdm::cli::command_registry();
+  std::stable_sort(registry.begin(), registry.end(),
+                   [](const auto& a, const auto& b) { return a.order < b.order; });
+  for (auto& spec : registry) spec.add(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;  // bad options are bad input
+  } catch (const dcdm::InputError& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "dcdm: error: {}\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "dcdm: internal error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,52 @@
+#include "solver_registry.hpp"
+
+#include <fmt/format.h>
+
+#include "dcdm/error.hpp"
+
+namespace dcdm::cli {
+namespace {
+struct Entry {
+  std::string help;
+  SolverCreator create;
+};
+std::map<std::string, Entry>& registry() {
+  static std::map<std::string, Entry> r;
+  return r;
+}
+}  // namespace
+
+SolverRegistration::SolverRegistration(std::string name, std::string help, SolverCreator create) {
+  registry()[std::move(name)] = {std::move(help), std::move(create)};
+}
+
+std::unique_ptr<IterativeSolver> make_solver(const std::string& spec, const SolverParams& params) {
+  const auto colon = spec.find(':');
+  const std::string name = spec.substr(0, colon);
+  const std::string arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  auto it = registry().find(name);
+  if (it == registry().end()) {
+    std::string known;
+    for (const auto& [n, e] : registry()) known += (known.empty() ? "" : ", ") + n;
+    throw InputError(fmt::format("--method: unknown method '{}' (known: {})", name, known));
+  }
+  return it->second.create(arg, params);
+}
+
+std::vector<std::pair<std::string, std::string>> solver_methods() {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [n, e] : registry()) out.emplace_back(n, e.help);
+  return out;
+}
+
+void add_solver_params(CLI::App* cmd, SolverParams& params) {
+  cmd->add_option("--model", params.model, "Model file for the dcdm method");
+  cmd->add_option("--dcdm-k", params.dcdm_k, "DCDM: directions kept for A-orthogonalisation")
+      ->check(CLI::Range(0, 64))->capture_default_str();
+  cmd->add_option("--dpcg-k", params.deflation_vectors, "Deflated PCG: number of Ritz vectors")
+      ->check(CLI::Range(1, 4096))->capture_default_str();
+  cmd->add_option("--mic-safety", params.mic_safety, "MIC(0) safety parameter in [0, 1]")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+}
+
+}  // namespace dcdm::cli

@@ -1,0 +1,18 @@
+# libFuzzer targets, one per parser (fuzz/fuzz_*.cpp). They need clang; configure a separate
+# build with CXX=clang++ -DDCDM_FUZZ=ON (make fuzz does that).
+option(DCDM_FUZZ "Build libFuzzer targets (requires clang)" OFF)
+if(DCDM_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "DCDM_FUZZ needs clang++ (CXX=clang++)")
+  endif()
+  add_custom_target(fuzz_all)
+  file(GLOB DCDM_FUZZ_SOURCES CONFIGURE_DEPENDS fuzz/fuzz_*.cpp)
+  foreach(src ${DCDM_FUZZ_SOURCES})
+    get_filename_component(name ${src} NAME_WE)
+    add_executable(${name} ${src})
+    target_compile_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
+    target_link_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
+    target_link_libraries(${name} PRIVATE dcdm_core)
+    add_dependencies(fuzz_all ${name})
+  endforeach()
+endif()

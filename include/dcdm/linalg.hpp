@@ -1,0 +1,74 @@
+#pragma once
+// Vectors, sparse matrices and the linear-operator abstraction every solver sees.
+//
+// Reductions (dot, norms) sum fixed-size blocks in parallel and then add the block sums in
+// order, so a result is bit-identical for any thread count.
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace dcdm {
+
+using Vector = std::vector<double>;
+
+double dot(std::span<const double> a, std::span<const double> b);
+double norm2(std::span<const double> a);
+double norm_inf(std::span<const double> a);
+double sum(std::span<const double> a);
+void axpy(double alpha, std::span<const double> x, std::span<double> y);   // y += alpha x
+void xpay(std::span<const double> x, double beta, std::span<double> y);    // y = x + beta y
+void scale(double alpha, std::span<double> x);                             // x *= alpha
+void copy(std::span<const double> x, std::span<double> y);                 // y = x
+void fill(std::span<double> x, double value);
+// Counts entries that are NaN or +-Inf.
+std::int64_t count_non_finite(std::span<const double> a);
+
+// Anything that maps a vector to a vector of the same size: matrices, stencils,
+// preconditioners, direction generators (which may be nonlinear, e.g. a network).
+class LinearOperator {
+ public:
+  virtual ~LinearOperator() = default;
+  virtual std::int64_t size() const = 0;
+  // y = Op(x); x and y do not alias.
+  virtual void apply(std::span<const double> x, std::span<double> y) const = 0;
+};
+
+struct Triplet {
+  std::int64_t row, col;
+  double value;
+};
+
+// Compressed sparse rows, column indices sorted within each row, no duplicates.
+struct CsrMatrix {
+  std::int64_t rows = 0, cols = 0;
+  std::vector<std::int64_t> row_ptr{0};  // rows + 1 entries
+  std::vector<std::int32_t> col_idx;
+  std::vector<double> values;
+
+  std::int64_t nnz() const { return static_cast<std::int64_t>(values.size()); }
+  // y = A x, OpenMP over rows.
+  void multiply(std::span<const double> x, std::span<double> y) const;
+  std::vector<double> diagonal() const;
+  // Exactly symmetric in pattern and values up to `tol` (absolute).
+  bool is_symmetric(double tol = 0.0) const;
+  // Throws Error if the structure is inconsistent (sizes, order, range).
+  void check_structure() const;
+
+  // Sums duplicates; drops explicit zeros only if drop_zeros.
+  static CsrMatrix from_triplets(std::int64_t rows, std::int64_t cols, std::vector<Triplet> t,
+                                 bool drop_zeros = false);
+  friend bool operator==(const CsrMatrix&, const CsrMatrix&) = default;
+};
+
+class CsrOperator final : public LinearOperator {
+ public:
+  explicit CsrOperator(const CsrMatrix& a) : a_(a) {}
+  std::int64_t size() const override { return a_.rows; }
+  void apply(std::span<const double> x, std::span<double> y) const override { a_.multiply(x, y); }
+  const CsrMatrix& matrix() const { return a_; }
+
+ private:
+  const CsrMatrix& a_;
+};
+
+}  // namespace dcdm

@@ -1,0 +1,104 @@
+#include <algorithm>
+#include <cmath>
+
+#include "dcdm/linalg.hpp"
+
+namespace dcdm {
+namespace {
+
+// Block size for reproducible reductions; the block sums are combined in index order.
+constexpr std::int64_t kBlock = 4096;
+
+template <class BlockFn>
+double blocked_sum(std::int64_t n, BlockFn&& block_fn) {
+  const std::int64_t nblocks = (n + kBlock - 1) / kBlock;
+  if (nblocks <= 1) return n > 0 ? block_fn(0, n) : 0.0;
+  std::vector<double> partial(static_cast<std::size_t>(nblocks));
+#pragma omp parallel for schedule(static)
+  for (std::int64_t b = 0; b < nblocks; ++b)
+    partial[b] = block_fn(b * kBlock, std::min(n, (b + 1) * kBlock));
+  double s = 0.0;
+  for (double p : partial) s += p;
+  return s;
+}
+
+}  // namespace
+
+double dot(std::span<const double> a, std::span<const double> b) {
+  const double* pa = a.data();
+  const double* pb = b.data();
+  return blocked_sum(static_cast<std::int64_t>(a.size()), [=](std::int64_t lo, std::int64_t hi) {
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (std::int64_t i = lo; i < hi; ++i) s += pa[i] * pb[i];
+    return s;
+  });
+}
+
+double norm2(std::span<const double> a) { return std::sqrt(dot(a, a)); }
+
+double sum(std::span<const double> a) {
+  const double* pa = a.data();
+  return blocked_sum(static_cast<std::int64_t>(a.size()), [=](std::int64_t lo, std::int64_t hi) {
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (std::int64_t i = lo; i < hi; ++i) s += pa[i];
+    return s;
+  });
+}
+
+double norm_inf(std::span<const double> a) {
+  const std::int64_t n = static_cast<std::int64_t>(a.size());
+  double m = 0.0;
+#pragma omp parallel for reduction(max : m) schedule(static)
+  for (std::int64_t i = 0; i < n; ++i) m = std::max(m, std::abs(a[i]));
+  return m;
+}
+
+std::int64_t count_non_finite(std::span<const double> a) {
+  const std::int64_t n = static_cast<std::int64_t>(a.size());
+  std::int64_t c = 0;
+#pragma omp parallel for reduction(+ : c) schedule(static)
+  for (std::int64_t i = 0; i < n; ++i) c += std::isfinite(a[i]) ? 0 : 1;
+  return c;
+}
+
+void axpy(double alpha, std::span<const double> x, std::span<double> y) {
+  const std::int64_t n = static_cast<std::int64_t>(x.size());
+  const double* px = x.data();
+  double* py = y.data();
+#pragma omp parallel for simd schedule(static)
+  for (std::int64_t i = 0; i < n; ++i) py[i] += alpha * px[i];
+}
+
+void xpay(std::span<const double> x, double beta, std::span<double> y) {
+  const std::int64_t n = static_cast<std::int64_t>(x.size());
+  const double* px = x.data();
+  double* py = y.data();
+#pragma omp parallel for simd schedule(static)
+  for (std::int64_t i = 0; i < n; ++i) py[i] = px[i] + beta * py[i];
+}
+
+void scale(double alpha, std::span<double> x) {
+  const std::int64_t n = static_cast<std::int64_t>(x.size());
+  double* px = x.data();
+#pragma omp parallel for simd schedule(static)
+  for (std::int64_t i = 0; i < n; ++i) px[i] *= alpha;
+}
+
+void copy(std::span<const double> x, std::span<double> y) {
+  const std::int64_t n = static_cast<std::int64_t>(x.size());
+  const double* px = x.data();
+  double* py = y.data();
+#pragma omp parallel for simd schedule(static)
+  for (std::int64_t i = 0; i < n; ++i) py[i] = px[i];
+}
+
+void fill(std::span<double> x, double value) {
+  const std::int64_t n = static_cast<std::int64_t>(x.size());
+  double* px = x.data();
+#pragma omp parallel for simd schedule(static)
+  for (std::int64_t i = 0; i < n; ++i) px[i] = value;
+}
+
+}  // namespace dcdm
