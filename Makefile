@@ -41,5 +41,13 @@ fuzz: setup
 	@cmake --build build-fuzz -j $(JOBS) --target fuzz_all
 	@bash scripts/run-fuzzers.sh build-fuzz $(FUZZ_SECONDS)
 
+# The standard evaluation frames (plume and bunny at 64^3 and 128^3) into frames/.
+frames: build
+	bash scripts/make-frames.sh $(BUILD)
+
+# The side-by-side benchmark table; regenerates docs/BENCHMARKS.md.
+bench: build
+	bash scripts/bench.sh $(BUILD)
+
 clean:
 	rm -rf build build-asan build-fuzz *.configure.log
