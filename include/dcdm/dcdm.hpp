@@ -1,0 +1,90 @@
+#pragma once
+// The Deep Conjugate Direction Method (Kaneda et al., ICML 2023; see shared/method/DCDM.md):
+// a conjugate-direction iteration whose search directions come from a direction generator
+// f (a network, a preconditioner, the identity...), applied to the normalised residual:
+//
+//   q = f(r / ||r||);  q <- q - sum_j (q.Ap_j)/(p_j.Ap_j) p_j  over the k latest directions;
+//   alpha = (q.r)/(q.Aq);  x += alpha q;  r -= alpha Aq.
+//
+// The generator may be nonlinear, so nothing guarantees a useful direction: a direction with
+// non-positive curvature, a NaN, or one that vanishes after A-orthogonalisation (or is
+// orthogonal to r) is replaced for that iteration by the Jacobi-preconditioned residual
+// (counted and reported in SolveReport::detail); if that fails too the solve stops with a
+// named reason. The returned x is always finite.
+//
+// Plain C++: no LibTorch here. Networks are wrapped as generators in src/learn.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "dcdm/linalg.hpp"
+#include "dcdm/solve.hpp"
+
+namespace dcdm {
+
+struct DcdmOptions {
+  int k = 2;  // directions kept for A-orthogonalisation (0 = plain line search along f(r))
+  // Replace a failed generator direction by the Jacobi-preconditioned residual (else stop).
+  bool fallback = true;
+  // A generator direction is "vanished" when A-orthogonalisation removes all but this
+  // fraction of its A-norm squared, or when |q.r| <= this * ||q|| ||r||.
+  double vanish_tolerance = 1e-12;
+};
+
+// Builds the generator at setup() from what the solver sees (e.g. a network generator needs
+// the domain, a V-cycle needs the domain or the matrix). Throws InputError when the system
+// lacks what it needs.
+using GeneratorFactory =
+    std::function<std::unique_ptr<LinearOperator>(const LinearSystemView& system)>;
+
+// Counts of the last solve (the same information is summarised in SolveReport::detail).
+struct DcdmStats {
+  int generator_directions = 0;  // iterations that used the generator's direction
+  int fallback_directions = 0;   // iterations that used the Jacobi fallback
+  int fallback_nan = 0;          // ... because the generator's direction had NaN/Inf
+  int fallback_curvature = 0;    // ... because q.Aq <= 0
+  int fallback_vanished = 0;     // ... because it vanished after A-orthogonalisation
+  int true_residual_updates = 0;
+  double generator_seconds = 0.0;  // time spent inside the generator
+};
+
+class DcdmSolver final : public IterativeSolver {
+ public:
+  // A fixed generator (its size must match the system's at setup).
+  DcdmSolver(std::shared_ptr<const LinearOperator> generator, DcdmOptions options = {},
+             std::string name = "dcdm");
+  // A generator built per system at setup().
+  DcdmSolver(GeneratorFactory factory, DcdmOptions options = {}, std::string name = "dcdm");
+
+  std::string name() const override { return name_; }
+  void setup(const LinearSystemView& system) override;
+  SolveReport solve(std::span<const double> b, std::span<double> x,
+                    const SolveOptions& options) override;
+
+  const DcdmOptions& options() const { return options_; }
+  const DcdmStats& last_stats() const { return stats_; }
+
+ private:
+  std::shared_ptr<const LinearOperator> generator_;
+  GeneratorFactory factory_;
+  DcdmOptions options_;
+  std::string name_;
+  LinearSystemView system_;
+  std::vector<double> inv_diag_;  // Jacobi fallback (1 where no diagonal is known, 0 on empty rows)
+  double setup_seconds_ = 0.0;
+  DcdmStats stats_;
+};
+
+// The identity generator (DCDM with it = steepest descent with k-term conjugation).
+class IdentityOperator final : public LinearOperator {
+ public:
+  explicit IdentityOperator(std::int64_t n) : n_(n) {}
+  std::int64_t size() const override { return n_; }
+  void apply(std::span<const double> x, std::span<double> y) const override;
+
+ private:
+  std::int64_t n_;
+};
+
+}  // namespace dcdm

@@ -1,0 +1,262 @@
+#include "dcdm/dcdm.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <deque>
+
+#include <fmt/format.h>
+
+#include "dcdm/error.hpp"
+#include "dcdm/linalg.hpp"
+
+namespace dcdm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// One kept search direction p and its image A p (with p.Ap cached).
+struct Direction {
+  Vector p, ap;
+  double pap = 0.0;
+};
+
+enum class Failure { None, NonFinite, Curvature, Vanished };
+
+}  // namespace
+
+void IdentityOperator::apply(std::span<const double> x, std::span<double> y) const {
+  copy(x, y);
+}
+
+DcdmSolver::DcdmSolver(std::shared_ptr<const LinearOperator> generator, DcdmOptions options,
+                       std::string name)
+    : generator_(std::move(generator)), options_(options), name_(std::move(name)) {
+  if (!generator_) throw Error("DcdmSolver: null generator");
+  if (options_.k < 0) throw InputError(fmt::format("--dcdm-k: must be >= 0 (got {})", options_.k));
+}
+
+DcdmSolver::DcdmSolver(GeneratorFactory factory, DcdmOptions options, std::string name)
+    : factory_(std::move(factory)), options_(options), name_(std::move(name)) {
+  if (!factory_) throw Error("DcdmSolver: null generator factory");
+  if (options_.k < 0) throw InputError(fmt::format("--dcdm-k: must be >= 0 (got {})", options_.k));
+}
+
+void DcdmSolver::setup(const LinearSystemView& system) {
+  const auto t0 = Clock::now();
+  if (!system.op) throw Error("DcdmSolver::setup: no operator");
+  system_ = system;
+  if (factory_) generator_ = std::shared_ptr<const LinearOperator>(factory_(system));
+  if (!generator_) throw Error("DcdmSolver::setup: the generator factory returned null");
+  const std::int64_t n = system.op->size();
+  if (generator_->size() != n)
+    throw InputError(fmt::format("{}: direction generator has size {} but the system has {}",
+                                 name_, generator_->size(), n));
+  inv_diag_.assign(static_cast<std::size_t>(n), 1.0);
+  if (system.matrix) {
+    const auto d = system.matrix->diagonal();
+    for (std::int64_t i = 0; i < n; ++i) inv_diag_[i] = d[i] > 0.0 ? 1.0 / d[i] : 0.0;
+  }
+  setup_seconds_ = seconds_since(t0);
+}
+
+SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
+                              const SolveOptions& opt) {
+  if (!generator_) throw Error(fmt::format("{}: solve() before setup()", name_));
+  const auto t0 = Clock::now();
+  const LinearOperator& a = *system_.op;
+  const std::int64_t n = a.size();
+  if (static_cast<std::int64_t>(b_in.size()) != n || static_cast<std::int64_t>(x.size()) != n)
+    throw InputError(fmt::format("{}: right-hand side / solution sizes {} / {} differ from the "
+                                 "system size {}", name_, b_in.size(), x.size(), n));
+  if (const auto bad = count_non_finite(b_in); bad > 0)
+    throw InputError(fmt::format("right-hand side: {} non-finite value(s)", bad));
+  if (opt.use_initial_guess) {
+    if (const auto bad = count_non_finite(x); bad > 0)
+      throw InputError(fmt::format("initial guess: {} non-finite value(s)", bad));
+  } else {
+    fill(x, 0.0);
+  }
+
+  stats_ = DcdmStats{};
+  SolveReport rep;
+  rep.method = name_;
+  rep.setup_seconds = setup_seconds_;
+
+  // Work with the compatible part of b (singular systems: zero mean per singular region).
+  Vector b(b_in.begin(), b_in.end());
+  const auto project = [&](std::span<double> v) {
+    if (system_.project_range) system_.project_range(v);
+  };
+  project(b);
+  rep.rhs_norm = norm2(b);
+
+  Vector r(n), q(n), aq(n), input(n), tmp(n);
+  const auto true_residual = [&] {
+    a.apply(x, tmp);
+    for (std::int64_t i = 0; i < n; ++i) r[i] = b[i] - tmp[i];
+    project(r);
+  };
+  true_residual();
+  double rnorm = norm2(r);
+  rep.initial_residual = rnorm;
+  const double target = std::max(opt.rtol * rep.rhs_norm, opt.atol);
+
+  const auto record = [&](int it) {
+    rep.residual_history.push_back(rnorm);
+    if (opt.monitor)
+      opt.monitor({it, rnorm, rep.rhs_norm > 0 ? rnorm / rep.rhs_norm : rnorm});
+  };
+  record(0);
+
+  std::deque<Direction> kept;  // most recent last
+  const double vtol = options_.vanish_tolerance;
+
+  // Fills q and aq with a direction built from `fill_q`, A-orthogonalised; reports failure.
+  const auto make_direction = [&](auto&& fill_q) -> Failure {
+    fill_q();
+    project(q);
+    if (count_non_finite(q) > 0) return Failure::NonFinite;
+    a.apply(q, aq);
+    const double qaq0 = dot(q, aq);
+    if (!std::isfinite(qaq0)) return Failure::NonFinite;
+    if (qaq0 <= 0.0) return Failure::Curvature;
+    for (auto it = kept.rbegin(); it != kept.rend(); ++it) {
+      const double beta = dot(q, it->ap) / it->pap;
+      axpy(-beta, it->p, q);
+      axpy(-beta, it->ap, aq);
+    }
+    const double qaq = dot(q, aq);
+    if (!std::isfinite(qaq)) return Failure::NonFinite;
+    if (qaq <= vtol * qaq0) return kept.empty() ? Failure::Curvature : Failure::Vanished;
+    const double qr = dot(q, r);
+    if (std::abs(qr) <= vtol * norm2(q) * rnorm) return Failure::Vanished;
+    return Failure::None;
+  };
+
+  std::string stop_detail;
+  int it = 0;
+  for (;;) {
+    if (!std::isfinite(rnorm)) {  // cannot happen with the guards below; kept as a backstop
+      rep.reason = SolveReason::NaN;
+      stop_detail = fmt::format("residual norm is not finite at iteration {}", it);
+      break;
+    }
+    if (rnorm <= target) {
+      rep.reason = (opt.rtol * rep.rhs_norm >= opt.atol) ? SolveReason::ConvergedRtol
+                                                         : SolveReason::ConvergedAtol;
+      break;
+    }
+    if (it >= opt.max_iterations) {
+      rep.reason = SolveReason::MaxIterations;
+      break;
+    }
+    if (opt.stagnation_window > 0 && it >= opt.stagnation_window) {
+      const auto& h = rep.residual_history;
+      const double before = *std::min_element(h.begin(), h.end() - opt.stagnation_window);
+      const double recent = *std::min_element(h.end() - opt.stagnation_window, h.end());
+      if (recent > (1.0 - 1e-3) * before) {
+        rep.reason = SolveReason::Stagnation;
+        stop_detail = fmt::format("residual gained less than 0.1% over the last {} iterations",
+                                  opt.stagnation_window);
+        break;
+      }
+    }
+    ++it;
+
+    // Generator direction from the normalised residual.
+    const double inv = 1.0 / rnorm;
+    for (std::int64_t i = 0; i < n; ++i) input[i] = r[i] * inv;
+    const auto tg = Clock::now();
+    Failure failure = make_direction([&] { generator_->apply(input, q); });
+    stats_.generator_seconds += seconds_since(tg);
+    if (failure == Failure::None) {
+      ++stats_.generator_directions;
+    } else {
+      const char* why = failure == Failure::NonFinite ? "non-finite values"
+                        : failure == Failure::Curvature ? "non-positive curvature q.Aq"
+                                                        : "a vanishing A-orthogonal part";
+      if (!options_.fallback) {
+        rep.reason = failure == Failure::NonFinite ? SolveReason::NaN : SolveReason::Breakdown;
+        stop_detail = fmt::format("generator direction has {} at iteration {}", why, it);
+        --it;
+        break;
+      }
+      if (failure == Failure::NonFinite) ++stats_.fallback_nan;
+      if (failure == Failure::Curvature) ++stats_.fallback_curvature;
+      if (failure == Failure::Vanished) ++stats_.fallback_vanished;
+      ++stats_.fallback_directions;
+      const Failure second = make_direction([&] {
+        for (std::int64_t i = 0; i < n; ++i) q[i] = inv_diag_[i] * r[i];
+      });
+      if (second != Failure::None) {
+        rep.reason = second == Failure::NonFinite ? SolveReason::NaN : SolveReason::Breakdown;
+        stop_detail = fmt::format("generator direction has {} and the Jacobi fallback failed "
+                                  "too at iteration {}", why, it);
+        --it;
+        break;
+      }
+    }
+
+    const double qaq = dot(q, aq);
+    const double alpha = dot(q, r) / qaq;
+    if (!std::isfinite(alpha)) {
+      rep.reason = SolveReason::NaN;
+      stop_detail = fmt::format("step length is not finite at iteration {}", it);
+      --it;
+      break;
+    }
+    axpy(alpha, q, x);
+    const bool recompute = opt.true_residual_every > 0 && it % opt.true_residual_every == 0;
+    if (recompute) {
+      true_residual();
+      ++stats_.true_residual_updates;
+    } else {
+      axpy(-alpha, aq, r);
+    }
+    const double new_norm = norm2(r);
+    if (!std::isfinite(new_norm)) {  // overflow: undo the step, keep the last finite iterate
+      axpy(-alpha, q, x);
+      true_residual();
+      rnorm = norm2(r);
+      rep.reason = SolveReason::NaN;
+      stop_detail = fmt::format("residual overflowed at iteration {}", it);
+      --it;
+      break;
+    }
+    rnorm = new_norm;
+    record(it);
+
+    if (options_.k > 0) {
+      Direction d;
+      if (static_cast<int>(kept.size()) == options_.k) {  // reuse the oldest buffers
+        d = std::move(kept.front());
+        kept.pop_front();
+      }
+      d.p.assign(q.begin(), q.end());
+      d.ap.assign(aq.begin(), aq.end());
+      d.pap = qaq;
+      kept.push_back(std::move(d));
+    }
+  }
+
+  rep.iterations = it;
+  true_residual();
+  rep.final_residual = norm2(r);
+  std::string detail = stop_detail;
+  if (stats_.fallback_directions > 0) {
+    if (!detail.empty()) detail += "; ";
+    detail += fmt::format("Jacobi fallback in {} of {} iterations ({} NaN, {} curvature, "
+                          "{} vanished)",
+                          stats_.fallback_directions, it, stats_.fallback_nan,
+                          stats_.fallback_curvature, stats_.fallback_vanished);
+  }
+  rep.detail = detail;
+  rep.solve_seconds = seconds_since(t0);
+  return rep;
+}
+
+}  // namespace dcdm
