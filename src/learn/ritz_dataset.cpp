@@ -1,0 +1,612 @@
+// Ritz-vector training data (no LibTorch here: see include/dcdm/dataset.hpp).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <numbers>
+#include <sstream>
+
+#include <unistd.h>
+
+// Eigen's AVX-512 reductions trip GCC 12's -Wmaybe-uninitialized (a known false positive in
+// its intrinsics wrappers); the warning fires where the template is instantiated, so the whole
+// file has to opt out.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <Eigen/Dense>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "dcdm/dataset.hpp"
+#include "dcdm/error.hpp"
+#include "dcdm/krylov.hpp"
+
+namespace dcdm::learn {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr const char* kFormat = "dcdm-ritz-dataset";
+constexpr int kVersion = 1;
+
+std::uint64_t splitmix64(std::uint64_t& state) {
+  std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// A small portable generator (xoshiro256**) and Box-Muller normals, so a seed gives the same
+// data with any standard library.
+class Rng {
+ public:
+  Rng(std::uint64_t seed, std::uint64_t stream) {
+    std::uint64_t st = seed ^ (0xD1B54A32D192ED03ull * (stream + 1));
+    for (auto& w : s_) w = splitmix64(st);
+  }
+  std::uint64_t next() {
+    const std::uint64_t result = rotl(s_[1] * 5, 7) * 9;
+    const std::uint64_t t = s_[1] << 17;
+    s_[2] ^= s_[0];
+    s_[3] ^= s_[1];
+    s_[1] ^= s_[2];
+    s_[0] ^= s_[3];
+    s_[2] ^= t;
+    s_[3] = rotl(s_[3], 45);
+    return result;
+  }
+  double uniform() { return double(next() >> 11) * 0x1.0p-53; }  // [0, 1)
+  double normal() {
+    if (has_spare_) {
+      has_spare_ = false;
+      return spare_;
+    }
+    double u1 = 0.0;
+    while (u1 <= 0.0) u1 = uniform();
+    const double u2 = uniform();
+    const double r = std::sqrt(-2.0 * std::log(u1));
+    spare_ = r * std::sin(2.0 * std::numbers::pi * u2);
+    has_spare_ = true;
+    return r * std::cos(2.0 * std::numbers::pi * u2);
+  }
+
+ private:
+  static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+  std::uint64_t s_[4];
+  bool has_spare_ = false;
+  double spare_ = 0.0;
+};
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(fmt::format("{}: cannot open", path.string()));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+const char* face_name(FaceBoundary b) { return b == FaceBoundary::Open ? "open" : "wall"; }
+
+json dims_json(Dims d) { return json::array({d.nx, d.ny, d.nz}); }
+
+json recipe_json(const DatasetSpec& spec, Dims dims) {
+  return json{{"dims", dims_json(dims)},
+              {"lanczos_steps", spec.recipe.lanczos_steps},
+              {"theta", spec.recipe.theta},
+              {"boost", spec.recipe.boost},
+              {"seed", spec.recipe.seed},
+              {"samples", spec.samples},
+              {"shard_size", spec.shard_size},
+              {"drop_below", spec.drop_below},
+              {"source", spec.source}};
+}
+
+std::string shard_name(std::int64_t s) { return fmt::format("shard-{:05d}.npy", s); }
+
+void append_le_shape(std::string& h, const std::vector<std::int64_t>& shape) {
+  h += "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    h += std::to_string(shape[i]);
+    if (shape.size() == 1 || i + 1 < shape.size()) h += ",";
+    if (i + 1 < shape.size()) h += " ";
+  }
+  h += ")";
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- .npy + atomic writes
+
+void write_atomic(const fs::path& path, std::span<const char> bytes) {
+  const fs::path tmp = path.string() + fmt::format(".tmp{}", static_cast<long>(::getpid()));
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw InputError(fmt::format("{}: cannot create", tmp.string()));
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.flush();
+    if (!out) {
+      std::error_code ec;
+      fs::remove(tmp, ec);
+      throw InputError(fmt::format("{}: write failed (disk full?)", tmp.string()));
+    }
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    throw InputError(fmt::format("{}: cannot rename into place", path.string()));
+  }
+}
+
+std::string npy_header(const std::string& descr, const std::vector<std::int64_t>& shape) {
+  std::string dict = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': ";
+  append_le_shape(dict, shape);
+  dict += ", }";
+  // magic(6) + version(2) + len(2) + dict + padding + '\n', total a multiple of 64.
+  std::size_t total = 10 + dict.size() + 1;
+  const std::size_t padded = (total + 63) / 64 * 64;
+  dict.append(padded - total, ' ');
+  dict += '\n';
+  std::string h = "\x93NUMPY";
+  h += char(1);
+  h += char(0);
+  const auto len = static_cast<std::uint16_t>(dict.size());
+  h += char(len & 0xff);
+  h += char(len >> 8);
+  return h + dict;
+}
+
+NpyInfo read_npy_info(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(fmt::format("{}: cannot open", path.string()));
+  char pre[10];
+  in.read(pre, 10);
+  if (in.gcount() != 10 || std::memcmp(pre, "\x93NUMPY", 6) != 0)
+    throw InputError(fmt::format("{}: byte 0: not a .npy file", path.string()));
+  const int major = static_cast<unsigned char>(pre[6]);
+  std::int64_t header_len = 0, offset = 10;
+  if (major == 1) {
+    header_len = static_cast<unsigned char>(pre[8]) | (static_cast<unsigned char>(pre[9]) << 8);
+  } else if (major == 2 || major == 3) {
+    char more[2];
+    in.read(more, 2);
+    header_len = static_cast<unsigned char>(pre[8]) | (static_cast<unsigned char>(pre[9]) << 8) |
+                 (static_cast<unsigned char>(more[0]) << 16) |
+                 (static_cast<std::int64_t>(static_cast<unsigned char>(more[1])) << 24);
+    offset = 12;
+  } else {
+    throw InputError(fmt::format("{}: byte 6: unsupported .npy version {}", path.string(), major));
+  }
+  std::string dict(static_cast<std::size_t>(header_len), '\0');
+  in.read(dict.data(), header_len);
+  if (in.gcount() != header_len)
+    throw InputError(fmt::format("{}: byte {}: truncated .npy header", path.string(), offset));
+  NpyInfo info;
+  info.data_offset = offset + header_len;
+  auto field = [&](const std::string& key) -> std::string {
+    const auto k = dict.find("'" + key + "'");
+    if (k == std::string::npos)
+      throw InputError(fmt::format("{}: byte {}: .npy header lacks '{}'", path.string(), offset, key));
+    auto p = dict.find(':', k);
+    if (p == std::string::npos)
+      throw InputError(fmt::format("{}: byte {}: malformed .npy header", path.string(), offset));
+    ++p;
+    while (p < dict.size() && dict[p] == ' ') ++p;
+    return dict.substr(p);
+  };
+  std::string d = field("descr");
+  if (d.empty() || d[0] != '\'' || d.find('\'', 1) == std::string::npos)
+    throw InputError(fmt::format("{}: byte {}: malformed descr", path.string(), offset));
+  info.descr = d.substr(1, d.find('\'', 1) - 1);
+  if (field("fortran_order").rfind("False", 0) != 0)
+    throw InputError(fmt::format("{}: byte {}: Fortran-order arrays are not supported",
+                                 path.string(), offset));
+  std::string s = field("shape");
+  if (s.empty() || s[0] != '(' || s.find(')') == std::string::npos)
+    throw InputError(fmt::format("{}: byte {}: malformed shape", path.string(), offset));
+  s = s.substr(1, s.find(')') - 1);
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    item.erase(0, item.find_first_not_of(' '));
+    if (item.empty()) continue;
+    try {
+      std::size_t used = 0;
+      const long long v = std::stoll(item, &used);
+      if (v < 0) throw std::invalid_argument("negative");
+      info.shape.push_back(v);
+    } catch (const std::exception&) {
+      throw InputError(fmt::format("{}: byte {}: bad shape entry '{}'", path.string(), offset, item));
+    }
+  }
+  return info;
+}
+
+void write_cells_npy(const fs::path& path, const Domain& domain) {
+  const Dims d = domain.dims();
+  std::string bytes = npy_header("|u1", {d.nz, d.ny, d.nx});
+  const auto* p = reinterpret_cast<const char*>(domain.cells.data());
+  bytes.append(p, p + d.size());
+  write_atomic(path, bytes);
+}
+
+Field<CellType> read_cells_npy(const fs::path& path) {
+  const NpyInfo info = read_npy_info(path);
+  if (info.descr != "|u1" && info.descr != "<u1")
+    throw InputError(fmt::format("{}: expected uint8 cell types, found dtype '{}'", path.string(), info.descr));
+  if (info.shape.size() != 3)
+    throw InputError(fmt::format("{}: expected a 3-D (nz, ny, nx) array", path.string()));
+  const Dims d{static_cast<int>(info.shape[2]), static_cast<int>(info.shape[1]),
+               static_cast<int>(info.shape[0])};
+  Field<CellType> cells(d);
+  std::ifstream in(path, std::ios::binary);
+  in.seekg(info.data_offset);
+  in.read(reinterpret_cast<char*>(cells.data()), d.size());
+  if (in.gcount() != d.size())
+    throw InputError(fmt::format("{}: byte {}: truncated (expected {} cells)", path.string(),
+                                 info.data_offset + in.gcount(), d.size()));
+  for (std::int64_t c = 0; c < d.size(); ++c) {
+    const auto v = static_cast<std::uint8_t>(cells[c]);
+    if (v > 2)
+      throw InputError(fmt::format("{}: byte {}: invalid cell type {}", path.string(),
+                                   info.data_offset + c, v));
+  }
+  return cells;
+}
+
+// ---------------------------------------------------------------- Ritz basis
+
+RitzBasis ritz_basis_from_lanczos(const LanczosResult& lanczos, Dims dims, double drop_below) {
+  const Eigen::Index m = lanczos.steps;
+  const std::int64_t n = dims.size();
+  const bool in_float = lanczos.basis.empty();
+  if (m < 1 || lanczos.n != n ||
+      static_cast<Eigen::Index>(lanczos.tridiagonal_eigenvectors.size()) != m * m ||
+      static_cast<Eigen::Index>(lanczos.ritz_values.size()) != m ||
+      (in_float ? static_cast<std::int64_t>(lanczos.basis_float.size())
+                : static_cast<std::int64_t>(lanczos.basis.size())) != n * m)
+    throw Error("ritz_basis_from_lanczos: inconsistent Lanczos result");
+  std::vector<Eigen::Index> keep;
+  for (Eigen::Index j = 0; j < m; ++j)
+    if (lanczos.ritz_values[static_cast<std::size_t>(j)] >= drop_below) keep.push_back(j);
+  const auto k = static_cast<Eigen::Index>(keep.size());
+  Eigen::Map<const Eigen::MatrixXd> y(lanczos.tridiagonal_eigenvectors.data(), m, m);
+  Eigen::MatrixXd yt(k, m);  // rows: kept eigenvectors of T
+  RitzBasis basis;
+  basis.dims = dims;
+  basis.lanczos_steps = static_cast<int>(m);
+  for (Eigen::Index r = 0; r < k; ++r) {
+    yt.row(r) = y.col(keep[r]).transpose();
+    basis.values.push_back(lanczos.ritz_values[static_cast<std::size_t>(keep[r])]);
+  }
+  basis.vectors.assign(static_cast<std::size_t>(k * n), 0.0f);
+  // Ritz vectors = V Y, one block of cells at a time (V block^T: m x bs).
+  constexpr std::int64_t kBlock = 1024;
+  const std::int64_t blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t blk = 0; blk < blocks; ++blk) {
+    const std::int64_t c0 = blk * kBlock, bs = std::min(kBlock, n - c0);
+    Eigen::MatrixXd vb(m, bs);
+    for (Eigen::Index i = 0; i < m; ++i)
+      for (std::int64_t c = 0; c < bs; ++c)
+        vb(i, c) = in_float ? double(lanczos.basis_float[static_cast<std::size_t>(i * n + c0 + c)])
+                            : lanczos.basis[static_cast<std::size_t>(i * n + c0 + c)];
+    const Eigen::MatrixXd rb = yt * vb;  // k x bs
+    for (Eigen::Index r = 0; r < k; ++r)
+      for (std::int64_t c = 0; c < bs; ++c)
+        basis.vectors[static_cast<std::size_t>(r * n + c0 + c)] = static_cast<float>(rb(r, c));
+  }
+  // Re-normalise in double (float rounding; V's own small loss of orthogonality).
+#pragma omp parallel for schedule(static)
+  for (Eigen::Index r = 0; r < k; ++r) {
+    float* v = basis.vectors.data() + r * n;
+    double s = 0.0;
+    for (std::int64_t c = 0; c < n; ++c) s += double(v[c]) * v[c];
+    const double inv = s > 0 ? 1.0 / std::sqrt(s) : 0.0;
+    for (std::int64_t c = 0; c < n; ++c) v[c] = static_cast<float>(v[c] * inv);
+  }
+  return basis;
+}
+
+RitzBasis compute_ritz_basis(const LinearOperator& a, Dims dims, int steps, std::uint64_t seed,
+                             const std::function<void(std::span<double>)>& project,
+                             double drop_below, const std::function<void(int, int)>& progress) {
+  if (steps < 1) throw InputError("--ritz: need at least 1 Lanczos step");
+  const std::int64_t n = dims.size();
+  if (a.size() != n) throw Error("compute_ritz_basis: operator size differs from the grid");
+  std::vector<double> x(static_cast<std::size_t>(n)), start(static_cast<std::size_t>(n));
+  Rng rng(seed, ~std::uint64_t(0));
+  for (auto& v : x) v = rng.normal();
+  a.apply(x, start);
+  if (project) project(start);
+  bool nonzero = false;
+  for (double v : start) nonzero = nonzero || v != 0.0;
+  if (!nonzero) throw InputError("dataset: A x is zero (the domain has no fluid cell?)");
+  LanczosOptions options;
+  options.project = project;
+  options.basis_in_float = true;
+  if (progress) options.progress = [&](int step, double) { progress(step, steps); };
+  const LanczosResult result = lanczos(a, start, steps, options);
+  return ritz_basis_from_lanczos(result, dims, drop_below);
+}
+
+// ---------------------------------------------------------------- samples
+
+std::int64_t SampleRecipe::boosted(std::int64_t kept) const {
+  const std::int64_t b = std::int64_t(lanczos_steps) / 2 + theta;
+  return std::clamp<std::int64_t>(b, 0, kept);
+}
+
+std::vector<double> sample_coefficients(const RitzBasis& basis, const SampleRecipe& recipe,
+                                        std::int64_t index) {
+  Rng rng(recipe.seed, static_cast<std::uint64_t>(index));
+  const std::int64_t k = basis.count(), nb = recipe.boosted(k);
+  std::vector<double> c(static_cast<std::size_t>(k));
+  for (std::int64_t j = 0; j < k; ++j) c[j] = rng.normal() * (j < nb ? recipe.boost : 1.0);
+  return c;
+}
+
+void generate_samples(const RitzBasis& basis, const SampleRecipe& recipe, std::int64_t first,
+                      std::int64_t count, std::span<float> out) {
+  const std::int64_t n = basis.dims.size(), k = basis.count();
+  if (static_cast<std::int64_t>(out.size()) != count * n)
+    throw Error("generate_samples: output size mismatch");
+  if (k == 0) throw InputError("dataset: no Ritz vector above the drop threshold (is A zero?)");
+  using RowMajorF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  RowMajorF coeff(count, k);
+  for (std::int64_t s = 0; s < count; ++s) {
+    const auto c = sample_coefficients(basis, recipe, first + s);
+    for (std::int64_t j = 0; j < k; ++j) coeff(s, j) = static_cast<float>(c[j]);
+  }
+  Eigen::Map<const RowMajorF> ritz(basis.vectors.data(), k, n);
+  Eigen::Map<RowMajorF> samples(out.data(), count, n);
+  samples.noalias() = coeff * ritz;
+  for (std::int64_t s = 0; s < count; ++s) {
+    float* v = out.data() + s * n;
+    double sq = 0.0;
+    for (std::int64_t c = 0; c < n; ++c) sq += double(v[c]) * v[c];
+    if (!(sq > 0.0) || !std::isfinite(sq))
+      throw Error(fmt::format("generate_samples: sample {} has norm {}", first + s, std::sqrt(sq)));
+    const double inv = 1.0 / std::sqrt(sq);
+    for (std::int64_t c = 0; c < n; ++c) v[c] = static_cast<float>(v[c] * inv);
+  }
+}
+
+// ---------------------------------------------------------------- writer
+
+int write_dataset(const fs::path& out, const Domain& domain, const LinearOperator& a,
+                  const std::function<void(std::span<double>)>& project, const DatasetSpec& spec,
+                  const DatasetProgress& progress) {
+  const Dims dims = domain.dims();
+  auto log = [&](const std::string& s) {
+    if (progress.log) progress.log(s);
+  };
+  if (spec.recipe.lanczos_steps < 1) throw InputError("--ritz: need at least 1 Lanczos step");
+  if (spec.samples < 1) throw InputError("--samples: need at least 1 sample");
+  if (spec.shard_size < 1) throw InputError("--shard-size: need at least 1 sample per shard");
+  if (spec.recipe.theta < 0) throw InputError("--theta: must be >= 0");
+  if (a.size() != dims.size()) throw Error("write_dataset: operator size differs from the grid");
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) throw InputError(fmt::format("{}: cannot create folder ({})", out.string(), ec.message()));
+
+  const fs::path manifest_path = out / "manifest.json";
+  const json recipe = recipe_json(spec, dims);
+  json manifest;
+  std::vector<bool> done;
+  const std::int64_t nshards = (spec.samples + spec.shard_size - 1) / spec.shard_size;
+  done.assign(static_cast<std::size_t>(nshards), false);
+  if (fs::exists(manifest_path)) {
+    try {
+      manifest = json::parse(read_text(manifest_path));
+    } catch (const json::exception& e) {
+      throw InputError(fmt::format("{}: not valid JSON ({})", manifest_path.string(), e.what()));
+    }
+    if (!manifest.contains("recipe") || manifest["recipe"] != recipe)
+      throw InputError(fmt::format(
+          "{}: this folder holds a dataset with another recipe or grid; use a new --out folder "
+          "(found {}, asked for {})",
+          manifest_path.string(), manifest.value("recipe", json()).dump(), recipe.dump()));
+    log(fmt::format("resuming dataset in {}", out.string()));
+    for (const auto& s : manifest.value("shards", json::array())) {
+      const std::int64_t index = s.value("index", std::int64_t(-1));
+      if (index < 0 || index >= nshards) continue;
+      const fs::path p = out / s.value("file", std::string());
+      const std::int64_t count = std::min(spec.shard_size, spec.samples - index * spec.shard_size);
+      const auto expect = static_cast<std::uintmax_t>(
+          npy_header("<f4", {count, dims.nz, dims.ny, dims.nx}).size() + count * dims.size() * 4);
+      if (fs::exists(p) && fs::file_size(p) == expect) done[static_cast<std::size_t>(index)] = true;
+    }
+  } else {
+    manifest = json{{"format", kFormat},
+                    {"version", kVersion},
+                    {"recipe", recipe},
+                    {"cells", "cells.npy"},
+                    {"dtype", "float32"},
+                    {"complete", false},
+                    {"shards", json::array()}};
+    json faces = json::array();
+    for (auto f : domain.faces) faces.push_back(face_name(f));
+    manifest["faces"] = faces;
+  }
+  write_cells_npy(out / "cells.npy", domain);
+
+  // The Ritz basis: cached next to the shards so that a resumed run skips Lanczos.
+  const fs::path basis_path = out / "ritz_basis.f32", values_path = out / "ritz_values.npy";
+  RitzBasis basis;
+  const bool need_any = std::find(done.begin(), done.end(), false) != done.end();
+  if (need_any) {
+    bool loaded = false;
+    if (fs::exists(basis_path) && fs::exists(values_path) && manifest.contains("ritz")) {
+      const NpyInfo vi = read_npy_info(values_path);
+      if (vi.descr == "<f8" && vi.shape.size() == 1) {
+        const std::int64_t k = vi.shape[0];
+        if (fs::file_size(basis_path) == static_cast<std::uintmax_t>(k * dims.size() * 4)) {
+          basis.dims = dims;
+          basis.lanczos_steps = manifest["ritz"].value("lanczos_steps_run", spec.recipe.lanczos_steps);
+          basis.values.resize(static_cast<std::size_t>(k));
+          std::ifstream vin(values_path, std::ios::binary);
+          vin.seekg(vi.data_offset);
+          vin.read(reinterpret_cast<char*>(basis.values.data()), k * 8);
+          basis.vectors.resize(static_cast<std::size_t>(k * dims.size()));
+          std::ifstream bin(basis_path, std::ios::binary);
+          bin.read(reinterpret_cast<char*>(basis.vectors.data()), k * dims.size() * 4);
+          loaded = vin.good() && bin.good();
+          if (loaded) log(fmt::format("reusing the cached Ritz basis ({} vectors)", k));
+        }
+      }
+    }
+    if (!loaded) {
+      log(fmt::format("Lanczos: {} steps with full re-orthogonalisation on {} ({} cells)",
+                      spec.recipe.lanczos_steps, dims.str(), dims.size()));
+      basis = compute_ritz_basis(a, dims, spec.recipe.lanczos_steps, spec.recipe.seed, project,
+                                 spec.drop_below, progress.lanczos);
+      if (basis.count() == 0)
+        throw InputError("dataset: every Ritz value is below the drop threshold (no fluid cell?)");
+      std::string vb = npy_header("<f8", {basis.count()});
+      vb.append(reinterpret_cast<const char*>(basis.values.data()), basis.values.size() * 8);
+      write_atomic(values_path, vb);
+      write_atomic(basis_path, std::span<const char>(reinterpret_cast<const char*>(basis.vectors.data()),
+                                                     basis.vectors.size() * 4));
+      manifest["ritz"] = json{{"kept", basis.count()},
+                              {"lanczos_steps_run", basis.lanczos_steps},
+                              {"boosted", spec.recipe.boosted(basis.count())},
+                              {"lambda_min", basis.values.front()},
+                              {"lambda_max", basis.values.back()},
+                              {"values", "ritz_values.npy"},
+                              {"basis", "ritz_basis.f32"}};
+      write_atomic(manifest_path, manifest.dump(2) + "\n");
+      log(fmt::format("Ritz basis: {} vectors kept, lambda in [{:.4g}, {:.4g}], lowest {} boosted x{}",
+                      basis.count(), basis.values.front(), basis.values.back(),
+                      spec.recipe.boosted(basis.count()), spec.recipe.boost));
+    }
+  }
+
+  int written = 0;
+  std::vector<float> buffer;
+  for (std::int64_t s = 0; s < nshards; ++s) {
+    if (done[static_cast<std::size_t>(s)]) continue;
+    const std::int64_t first = s * spec.shard_size;
+    const std::int64_t count = std::min(spec.shard_size, spec.samples - first);
+    buffer.assign(static_cast<std::size_t>(count * dims.size()), 0.0f);
+    SampleRecipe recipe = spec.recipe;
+    generate_samples(basis, recipe, first, count, buffer);
+    std::string bytes = npy_header("<f4", {count, dims.nz, dims.ny, dims.nx});
+    bytes.append(reinterpret_cast<const char*>(buffer.data()), buffer.size() * 4);
+    write_atomic(out / shard_name(s), bytes);
+    done[static_cast<std::size_t>(s)] = true;
+    json shards = json::array();
+    for (std::int64_t t = 0; t < nshards; ++t)
+      if (done[static_cast<std::size_t>(t)])
+        shards.push_back(json{{"index", t},
+                              {"file", shard_name(t)},
+                              {"first", t * spec.shard_size},
+                              {"count", std::min(spec.shard_size, spec.samples - t * spec.shard_size)}});
+    manifest["shards"] = shards;
+    manifest["complete"] = std::find(done.begin(), done.end(), false) == done.end();
+    write_atomic(manifest_path, manifest.dump(2) + "\n");
+    ++written;
+    log(fmt::format("shard {}/{}: samples {}..{}", s + 1, nshards, first, first + count - 1));
+  }
+  if (!manifest.value("complete", false)) {
+    manifest["complete"] = true;
+    write_atomic(manifest_path, manifest.dump(2) + "\n");
+  }
+  return written;
+}
+
+// ---------------------------------------------------------------- reader
+
+ShardedDataset::ShardedDataset(const fs::path& dir) : dir_(dir) {
+  const fs::path mp = dir / "manifest.json";
+  if (!fs::exists(mp))
+    throw InputError(fmt::format("{}: missing (not a dataset folder; create one with `dcdm dataset`)",
+                                 mp.string()));
+  manifest_text_ = read_text(mp);
+  json m;
+  try {
+    m = json::parse(manifest_text_);
+  } catch (const json::exception& e) {
+    throw InputError(fmt::format("{}: not valid JSON ({})", mp.string(), e.what()));
+  }
+  try {
+    if (m.value("format", std::string()) != kFormat)
+      throw InputError(fmt::format("{}: format is not '{}'", mp.string(), kFormat));
+    if (m.value("version", 0) != kVersion)
+      throw InputError(fmt::format("{}: unsupported version {}", mp.string(), m.value("version", 0)));
+    if (!m.value("complete", false))
+      throw InputError(fmt::format("{}: the dataset is incomplete; resume `dcdm dataset` with the same options",
+                                   mp.string()));
+    const auto& r = m.at("recipe");
+    const auto d = r.at("dims");
+    const Dims dims{d.at(0).get<int>(), d.at(1).get<int>(), d.at(2).get<int>()};
+    if (dims.nx < 1 || dims.ny < 1 || dims.nz < 1)
+      throw InputError(fmt::format("{}: bad dims {}", mp.string(), d.dump()));
+    const fs::path cp = dir / m.value("cells", std::string("cells.npy"));
+    domain_.cells = read_cells_npy(cp);
+    if (!(domain_.dims() == dims))
+      throw InputError(fmt::format("{}: grid {} differs from the manifest's {}", cp.string(),
+                                   domain_.dims().str(), dims.str()));
+    const auto& faces = m.at("faces");
+    if (faces.size() != 6) throw InputError(fmt::format("{}: 'faces' needs 6 entries", mp.string()));
+    for (int f = 0; f < 6; ++f) {
+      const auto s = faces.at(f).get<std::string>();
+      if (s != "open" && s != "wall")
+        throw InputError(fmt::format("{}: face {} is '{}' (open|wall)", mp.string(), f, s));
+      domain_.faces[f] = s == "open" ? FaceBoundary::Open : FaceBoundary::Wall;
+    }
+    for (const auto& s : m.at("shards")) {
+      Shard sh;
+      sh.path = dir / s.at("file").get<std::string>();
+      sh.first = s.at("first").get<std::int64_t>();
+      sh.count = s.at("count").get<std::int64_t>();
+      if (!fs::exists(sh.path)) throw InputError(fmt::format("{}: missing shard (listed in {})", sh.path.string(), mp.string()));
+      const NpyInfo info = read_npy_info(sh.path);
+      const std::vector<std::int64_t> want{sh.count, dims.nz, dims.ny, dims.nx};
+      if (info.descr != "<f4" || info.shape != want)
+        throw InputError(fmt::format("{}: expected float32 samples of shape ({}, {}, {}, {}) for grid {}",
+                                     sh.path.string(), sh.count, dims.nz, dims.ny, dims.nx, dims.str()));
+      const auto size = fs::file_size(sh.path);
+      const auto expect = static_cast<std::uintmax_t>(info.data_offset + sh.count * dims.size() * 4);
+      if (size != expect)
+        throw InputError(fmt::format("{}: byte {}: truncated shard (expected {} bytes)", sh.path.string(),
+                                     size, expect));
+      sh.data_offset = info.data_offset;
+      if (sh.first != total_)
+        throw InputError(fmt::format("{}: shards out of order at {}", mp.string(), sh.path.string()));
+      total_ += sh.count;
+      shards_.push_back(sh);
+    }
+    if (total_ != r.at("samples").get<std::int64_t>())
+      throw InputError(fmt::format("{}: shards hold {} samples, the recipe says {}", mp.string(), total_,
+                                   r.at("samples").get<std::int64_t>()));
+  } catch (const json::exception& e) {
+    throw InputError(fmt::format("{}: malformed manifest ({})", mp.string(), e.what()));
+  }
+}
+
+ShardedDataset::~ShardedDataset() = default;
+
+void ShardedDataset::read(std::int64_t index, std::span<float> out) const {
+  if (index < 0 || index >= total_) throw Error("ShardedDataset::read: index out of range");
+  const std::int64_t n = dims().size();
+  if (static_cast<std::int64_t>(out.size()) != n) throw Error("ShardedDataset::read: size mismatch");
+  auto it = std::upper_bound(shards_.begin(), shards_.end(), index,
+                             [](std::int64_t i, const Shard& s) { return i < s.first; });
+  const Shard& s = *(it - 1);
+  std::FILE* f = std::fopen(s.path.c_str(), "rb");
+  if (!f) throw InputError(fmt::format("{}: cannot open", s.path.string()));
+  const std::int64_t off = s.data_offset + (index - s.first) * n * 4;
+  const bool ok = std::fseek(f, static_cast<long>(off), SEEK_SET) == 0 &&
+                  std::fread(out.data(), 4, static_cast<std::size_t>(n), f) == static_cast<std::size_t>(n);
+  std::fclose(f);
+  if (!ok) throw InputError(fmt::format("{}: byte {}: read failed (file changed?)", s.path.string(), off));
+}
+
+std::string ShardedDataset::fingerprint() const {
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : manifest_text_) h = (h ^ c) * 1099511628211ull;
+  return fmt::format("{:016x}", h);
+}
+
+}  // namespace dcdm::learn
