@@ -3,6 +3,10 @@
 // row of a fluid cell: diagonal = number of non-solid neighbours (fluid + air, where cells
 // beyond an Open outer face count as air and beyond a Wall face as solid), -1 per fluid
 // neighbour. Non-fluid cells have all-zero rows and columns (full-grid layout).
+//
+// Entries of a row are ordered by column: z-1, y-1, x-1, centre, x+1, y+1, z+1. The stencil
+// sums in that same order, so it reproduces the CSR product (bit-identical wherever the
+// compiler contracts a*b+c the same way in both, and always on integer-valued fields).
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -13,23 +17,40 @@
 
 namespace dcdm {
 
-// Matrix-free operator on full-grid vectors; output is zero outside fluid cells.
+// Bits of PoissonStencil::neighbour_mask(): bit f (f = Face value) set when the neighbour
+// across face f is a fluid cell; kFluidBit set when the cell itself is fluid.
+constexpr std::uint8_t neighbour_bit(Face f) { return std::uint8_t(1u << static_cast<int>(f)); }
+inline constexpr std::uint8_t kFluidBit = 1u << 6;
+
+// Matrix-free operator on full-grid vectors; output is zero outside fluid cells (whatever x
+// holds there, NaN included). Built from any Domain, so a coarse multigrid level can reuse it
+// from a coarsened domain. Keeps its own copy of the domain.
 class PoissonStencil final : public LinearOperator {
  public:
   explicit PoissonStencil(const Domain& domain);
   std::int64_t size() const override;
   void apply(std::span<const double> x, std::span<double> y) const override;
-  const Domain& domain() const { return *domain_; }
+  const Domain& domain() const { return domain_; }
+  const Dims& dims() const { return domain_.dims(); }
   // Per-cell diagonal (0 outside fluid).
   std::span<const double> diagonal() const { return diag_; }
+  // Per-cell neighbour bits (see neighbour_bit / kFluidBit) and diagonal as a small integer
+  // (what the hot loop reads: 2 bytes a cell).
+  std::span<const std::uint8_t> neighbour_mask() const { return neighbour_mask_; }
+  std::span<const std::uint8_t> diagonal_count() const { return diag_count_; }
+  // Bytes one apply() must move at least: x read, y written, mask + diagonal read.
+  std::int64_t bytes_per_apply() const { return size() * (8 + 8 + 2); }
 
  private:
-  const Domain* domain_;
+  Domain domain_;
   std::vector<double> diag_;
   std::vector<std::uint8_t> neighbour_mask_;  // bit f set: neighbour across face f is fluid
+  std::vector<std::uint8_t> diag_count_;      // diagonal as an integer 0..6
+  std::vector<double> zero_row_;              // stands in for rows beyond the grid
 };
 
 // Full-grid CSR: nx*ny*nz rows, all-zero rows for non-fluid cells (reference layout).
+// Throws InputError when nx*ny*nz does not fit 32-bit column indices.
 CsrMatrix assemble_full_grid(const Domain& domain);
 
 // Compressed CSR over fluid cells only. row_of_cell[cell] = row or -1; cell_of_row[row] = cell.
@@ -38,29 +59,46 @@ struct FluidIndexing {
   std::vector<std::int64_t> cell_of_row;
 };
 CsrMatrix assemble_compressed(const Domain& domain, FluidIndexing* indexing = nullptr);
+FluidIndexing fluid_indexing(const Domain& domain);
 
-// Connected components of fluid cells (6-connectivity).
+// Connected components of fluid cells (6-connectivity). Ids follow the lowest cell index of
+// each component, so they are deterministic.
 struct FluidComponents {
   Field<std::int32_t> label;             // -1 outside fluid, else component id
   std::vector<std::int64_t> size;        // cells per component
   std::vector<bool> touches_dirichlet;   // has an air neighbour or an Open outer face
+  std::vector<std::int64_t> first_cell;  // lowest cell index in each component
   int count() const { return static_cast<int>(size.size()); }
   int singular_count() const;
 };
 FluidComponents fluid_components(const Domain& domain);
 
 // Projection onto the range of A: subtracts the per-component mean over each singular
-// component (one with no Dirichlet contact). No-op when there is none.
+// component (one with no Dirichlet contact). No-op when there is none. Sums are taken in a
+// fixed block order, so the result does not depend on the thread count.
 class RangeProjector {
  public:
   explicit RangeProjector(const Domain& domain);
   bool singular() const { return !singular_ids_.empty(); }
-  void operator()(std::span<double> v) const;
+  void operator()(std::span<double> v) const { project(v); }
+  // Projects v and returns the mean removed from each singular component (in the order of
+  // singular_components()), for reporting.
+  std::vector<double> project(std::span<double> v) const;
   std::function<void(std::span<double>)> as_function() const;
+  const FluidComponents& components() const { return components_; }
+  std::span<const int> singular_components() const { return singular_ids_; }
 
  private:
   FluidComponents components_;
   std::vector<int> singular_ids_;
+  std::vector<std::int32_t> slot_of_component_;  // -1 for non-singular components
 };
+
+// The alternative to projection: pin one cell of every singular component to p = 0 by
+// turning it into an Air cell (its lowest-index cell). For a consistent right-hand side
+// (zero sum over the component) the pinned system has the solution of the singular one that
+// vanishes at the pinned cell; the pinned cell's equation is implied by the others.
+// `pinned` receives the pinned cell indices.
+Domain pin_singular_components(const Domain& domain, std::vector<std::int64_t>* pinned = nullptr);
 
 }  // namespace dcdm

@@ -1,0 +1,339 @@
+// The 7-point pressure operator: matrix-free stencil, CSR assembly (full grid and
+// compressed), fluid components, range projection and pinning.
+#include "dcdm/poisson.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <limits>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "dcdm/error.hpp"
+
+namespace dcdm {
+namespace {
+
+constexpr std::uint8_t kXMin = neighbour_bit(Face::XMin), kXMax = neighbour_bit(Face::XMax);
+constexpr std::uint8_t kYMin = neighbour_bit(Face::YMin), kYMax = neighbour_bit(Face::YMax);
+constexpr std::uint8_t kZMin = neighbour_bit(Face::ZMin), kZMax = neighbour_bit(Face::ZMax);
+constexpr std::uint8_t kNeighbourBits = 0x3f;
+
+// Type of the neighbour of (i,j,k) across face f; beyond the grid: Air across an Open face,
+// Solid across a Wall.
+CellType neighbour_type(const Domain& d, int i, int j, int k, Face f) {
+  static constexpr int di[6] = {-1, 1, 0, 0, 0, 0};
+  static constexpr int dj[6] = {0, 0, -1, 1, 0, 0};
+  static constexpr int dk[6] = {0, 0, 0, 0, -1, 1};
+  const int fi = static_cast<int>(f);
+  const int a = i + di[fi], b = j + dj[fi], c = k + dk[fi];
+  if (!d.dims().contains(a, b, c))
+    return d.face(f) == FaceBoundary::Open ? CellType::Air : CellType::Solid;
+  return d.cells(a, b, c);
+}
+
+// Per-cell fluid-neighbour bits (+ kFluidBit) and diagonal (non-solid neighbour count).
+void compute_masks(const Domain& d, std::vector<std::uint8_t>& mask, std::vector<std::uint8_t>& diag) {
+  const Dims dims = d.dims();
+  mask.assign(static_cast<std::size_t>(dims.size()), 0);
+  diag.assign(static_cast<std::size_t>(dims.size()), 0);
+#pragma omp parallel for schedule(static)
+  for (int k = 0; k < dims.nz; ++k)
+    for (int j = 0; j < dims.ny; ++j)
+      for (int i = 0; i < dims.nx; ++i) {
+        const std::int64_t n = dims.index(i, j, k);
+        if (d.cells[n] != CellType::Fluid) continue;
+        std::uint8_t m = kFluidBit, count = 0;
+        for (int f = 0; f < 6; ++f) {
+          const CellType t = neighbour_type(d, i, j, k, static_cast<Face>(f));
+          if (t == CellType::Fluid) m |= std::uint8_t(1u << f);
+          if (t != CellType::Solid) ++count;
+        }
+        mask[n] = m;
+        diag[n] = count;
+      }
+}
+
+void check_dims(const Dims& d) {
+  if (d.nx <= 0 || d.ny <= 0 || d.nz <= 0)
+    throw InputError(fmt::format("domain has invalid dimensions {}", d.str()));
+}
+
+// One row of the stencil. The terms are added in column order (z-1, y-1, x-1, centre, x+1,
+// y+1, z+1) exactly as CsrMatrix::multiply adds a row, and a masked-out neighbour adds 0 (or
+// subtracts +0), so the two agree. Selects rather than multiplications by the mask keep
+// NaN/garbage outside fluid cells out of the result. Branch-free: compiles to blends.
+inline double stencil_row(std::uint8_t m, std::uint8_t d, double xb, double xs, double xw,
+                          double xc, double xe, double xn, double xt) {
+  double s = 0.0;
+  s -= (m & kZMin) ? xb : 0.0;
+  s -= (m & kYMin) ? xs : 0.0;
+  s -= (m & kXMin) ? xw : 0.0;
+  const double centre = (m & kFluidBit) ? xc : 0.0;
+  s += static_cast<double>(d) * centre;
+  s -= (m & kXMax) ? xe : 0.0;
+  s -= (m & kYMax) ? xn : 0.0;
+  s -= (m & kZMax) ? xt : 0.0;
+  return s;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- stencil
+
+PoissonStencil::PoissonStencil(const Domain& domain) : domain_(domain) {
+  check_dims(domain.dims());
+  compute_masks(domain_, neighbour_mask_, diag_count_);
+  diag_.resize(diag_count_.size());
+  for (std::size_t n = 0; n < diag_.size(); ++n) diag_[n] = diag_count_[n];
+  zero_row_.assign(static_cast<std::size_t>(domain.dims().nx), 0.0);
+}
+
+std::int64_t PoissonStencil::size() const { return domain_.dims().size(); }
+
+void PoissonStencil::apply(std::span<const double> x, std::span<double> y) const {
+  const std::int64_t n = size();
+  if (static_cast<std::int64_t>(x.size()) != n || static_cast<std::int64_t>(y.size()) != n)
+    throw Error(fmt::format("PoissonStencil::apply: vectors of size {} and {} on a {} grid ({} cells)",
+                            x.size(), y.size(), dims().str(), n));
+  const int nx = dims().nx, ny = dims().ny, nz = dims().nz;
+  const std::int64_t sy = nx, sz = std::int64_t(nx) * ny;
+  const std::int64_t rows = std::int64_t(ny) * nz;
+  const double* px = x.data();
+  double* py = y.data();
+  const std::uint8_t* pm = neighbour_mask_.data();
+  const std::uint8_t* pd = diag_count_.data();
+  const double* zero = zero_row_.data();
+
+  // Rows of x (fixed j, k) in order: consecutive rows of one thread form z-slabs. Rows beyond
+  // the grid are read from a zero row (their mask bits are clear anyway), so every row takes
+  // the same branch-free inner loop; only its two end cells are done separately.
+#pragma omp parallel for schedule(static)
+  for (std::int64_t row = 0; row < rows; ++row) {
+    const int j = static_cast<int>(row % ny), k = static_cast<int>(row / ny);
+    const std::int64_t base = row * nx;
+    const double* __restrict xc = px + base;
+    const double* __restrict xs = j > 0 ? xc - sy : zero;
+    const double* __restrict xn = j < ny - 1 ? xc + sy : zero;
+    const double* __restrict xb = k > 0 ? xc - sz : zero;
+    const double* __restrict xt = k < nz - 1 ? xc + sz : zero;
+    const std::uint8_t* __restrict m = pm + base;
+    const std::uint8_t* __restrict d = pd + base;
+    double* __restrict yr = py + base;
+    if (nx == 1) {
+      yr[0] = stencil_row(m[0], d[0], xb[0], xs[0], 0.0, xc[0], 0.0, xn[0], xt[0]);
+      continue;
+    }
+    yr[0] = stencil_row(m[0], d[0], xb[0], xs[0], 0.0, xc[0], xc[1], xn[0], xt[0]);
+#pragma omp simd
+    for (int i = 1; i < nx - 1; ++i)
+      yr[i] = stencil_row(m[i], d[i], xb[i], xs[i], xc[i - 1], xc[i], xc[i + 1], xn[i], xt[i]);
+    const int e = nx - 1;
+    yr[e] = stencil_row(m[e], d[e], xb[e], xs[e], xc[e - 1], xc[e], 0.0, xn[e], xt[e]);
+  }
+}
+
+// ---------------------------------------------------------------- assembly
+
+namespace {
+
+// Shared by both layouts: `column(cell)` maps a cell to its column, `row_cells` lists the
+// cells of the rows in order (all cells for the full grid, fluid cells when compressed).
+template <class ColumnOf>
+CsrMatrix assemble(const Domain& domain, std::int64_t rows, std::int64_t cols,
+                   const std::vector<std::int64_t>* row_cells, ColumnOf column) {
+  std::vector<std::uint8_t> mask, diag;
+  compute_masks(domain, mask, diag);
+  const Dims d = domain.dims();
+  const std::int64_t sy = d.nx, sz = std::int64_t(d.nx) * d.ny;
+  auto cell_of = [&](std::int64_t r) { return row_cells ? (*row_cells)[r] : r; };
+
+  CsrMatrix a;
+  a.rows = rows;
+  a.cols = cols;
+  a.row_ptr.assign(static_cast<std::size_t>(rows) + 1, 0);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const std::uint8_t m = mask[cell_of(r)];
+    a.row_ptr[r + 1] = a.row_ptr[r] + ((m & kFluidBit) ? 1 + std::popcount(unsigned(m & kNeighbourBits)) : 0);
+  }
+  a.col_idx.resize(static_cast<std::size_t>(a.row_ptr.back()));
+  a.values.resize(static_cast<std::size_t>(a.row_ptr.back()));
+#pragma omp parallel for schedule(static)
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const std::int64_t c = cell_of(r);
+    const std::uint8_t m = mask[c];
+    std::int64_t p = a.row_ptr[r];
+    auto put = [&](std::int64_t cell, double v) {
+      a.col_idx[p] = static_cast<std::int32_t>(column(cell));
+      a.values[p] = v;
+      ++p;
+    };
+    if (!(m & kFluidBit)) continue;
+    if (m & kZMin) put(c - sz, -1.0);
+    if (m & kYMin) put(c - sy, -1.0);
+    if (m & kXMin) put(c - 1, -1.0);
+    put(c, static_cast<double>(diag[c]));
+    if (m & kXMax) put(c + 1, -1.0);
+    if (m & kYMax) put(c + sy, -1.0);
+    if (m & kZMax) put(c + sz, -1.0);
+  }
+  return a;
+}
+
+void check_index_range(const Domain& domain, std::int64_t cols) {
+  check_dims(domain.dims());
+  if (cols > std::numeric_limits<std::int32_t>::max())
+    throw InputError(fmt::format("grid {} has {} columns: more than 32-bit CSR indices allow",
+                                 domain.dims().str(), cols));
+}
+
+}  // namespace
+
+CsrMatrix assemble_full_grid(const Domain& domain) {
+  const std::int64_t n = domain.dims().size();
+  check_index_range(domain, n);
+  return assemble(domain, n, n, nullptr, [](std::int64_t cell) { return cell; });
+}
+
+FluidIndexing fluid_indexing(const Domain& domain) {
+  FluidIndexing ix;
+  const std::int64_t n = domain.dims().size();
+  ix.row_of_cell.assign(static_cast<std::size_t>(n), -1);
+  for (std::int64_t c = 0; c < n; ++c)
+    if (domain.cells[c] == CellType::Fluid) {
+      ix.row_of_cell[c] = static_cast<std::int64_t>(ix.cell_of_row.size());
+      ix.cell_of_row.push_back(c);
+    }
+  return ix;
+}
+
+CsrMatrix assemble_compressed(const Domain& domain, FluidIndexing* indexing) {
+  check_dims(domain.dims());
+  FluidIndexing ix = fluid_indexing(domain);
+  const auto rows = static_cast<std::int64_t>(ix.cell_of_row.size());
+  check_index_range(domain, rows);
+  CsrMatrix a = assemble(domain, rows, rows, &ix.cell_of_row,
+                         [&](std::int64_t cell) { return ix.row_of_cell[cell]; });
+  if (indexing) *indexing = std::move(ix);
+  return a;
+}
+
+// ---------------------------------------------------------------- components
+
+int FluidComponents::singular_count() const {
+  return static_cast<int>(std::count(touches_dirichlet.begin(), touches_dirichlet.end(), false));
+}
+
+FluidComponents fluid_components(const Domain& domain) {
+  check_dims(domain.dims());
+  const Dims d = domain.dims();
+  FluidComponents fc;
+  fc.label = Field<std::int32_t>(d, -1);
+  std::vector<std::uint8_t> mask, diag;
+  compute_masks(domain, mask, diag);
+  const std::int64_t sy = d.nx, sz = std::int64_t(d.nx) * d.ny;
+  const std::int64_t offset[6] = {-1, 1, -sy, sy, -sz, sz};
+  std::vector<std::int64_t> stack;
+  for (std::int64_t seed = 0; seed < d.size(); ++seed) {
+    if (!(mask[seed] & kFluidBit) || fc.label[seed] >= 0) continue;
+    const auto id = static_cast<std::int32_t>(fc.size.size());
+    std::int64_t count = 0;
+    bool dirichlet = false;
+    fc.label[seed] = id;
+    stack.push_back(seed);
+    while (!stack.empty()) {
+      const std::int64_t c = stack.back();
+      stack.pop_back();
+      ++count;
+      const std::uint8_t m = mask[c];
+      // A non-solid neighbour that is not fluid is air (inside or beyond an Open face).
+      if (diag[c] > std::popcount(unsigned(m & kNeighbourBits))) dirichlet = true;
+      for (int f = 0; f < 6; ++f)
+        if (m & (1u << f)) {
+          const std::int64_t nb = c + offset[f];
+          if (fc.label[nb] < 0) {
+            fc.label[nb] = id;
+            stack.push_back(nb);
+          }
+        }
+    }
+    fc.size.push_back(count);
+    fc.touches_dirichlet.push_back(dirichlet);
+    fc.first_cell.push_back(seed);
+  }
+  return fc;
+}
+
+// ---------------------------------------------------------------- range projection
+
+RangeProjector::RangeProjector(const Domain& domain) : components_(fluid_components(domain)) {
+  slot_of_component_.assign(static_cast<std::size_t>(components_.count()), -1);
+  for (int c = 0; c < components_.count(); ++c)
+    if (!components_.touches_dirichlet[c]) {
+      slot_of_component_[c] = static_cast<std::int32_t>(singular_ids_.size());
+      singular_ids_.push_back(c);
+    }
+}
+
+std::vector<double> RangeProjector::project(std::span<double> v) const {
+  const std::int64_t n = components_.label.size();
+  if (static_cast<std::int64_t>(v.size()) != n)
+    throw Error(fmt::format("RangeProjector: vector of size {} on a grid of {} cells", v.size(), n));
+  const auto slots = static_cast<std::int64_t>(singular_ids_.size());
+  if (slots == 0) return {};
+  const std::int32_t* label = components_.label.data();
+  const std::int32_t* slot_of = slot_of_component_.data();
+  auto slot = [&](std::int64_t c) { return label[c] < 0 ? -1 : slot_of[label[c]]; };
+
+  // Fixed blocks (independent of the thread count), block sums added in block order.
+  constexpr std::int64_t kBlock = 1 << 15;
+  const std::int64_t blocks = (n + kBlock - 1) / kBlock;
+  const bool parallel = slots <= 64;
+  std::vector<double> partial(static_cast<std::size_t>(parallel ? blocks * slots : slots), 0.0);
+  if (parallel) {
+#pragma omp parallel for schedule(static)
+    for (std::int64_t b = 0; b < blocks; ++b) {
+      double* acc = partial.data() + b * slots;
+      const std::int64_t end = std::min(n, (b + 1) * kBlock);
+      for (std::int64_t c = b * kBlock; c < end; ++c) {
+        const int s = slot(c);
+        if (s >= 0) acc[s] += v[c];
+      }
+    }
+  } else {
+    for (std::int64_t c = 0; c < n; ++c) {
+      const int s = slot(c);
+      if (s >= 0) partial[s] += v[c];
+    }
+  }
+  std::vector<double> mean(static_cast<std::size_t>(slots), 0.0);
+  const std::int64_t rows_of_partials = parallel ? blocks : 1;
+  for (std::int64_t b = 0; b < rows_of_partials; ++b)
+    for (std::int64_t s = 0; s < slots; ++s) mean[s] += partial[b * slots + s];
+  for (std::int64_t s = 0; s < slots; ++s) mean[s] /= static_cast<double>(components_.size[singular_ids_[s]]);
+#pragma omp parallel for schedule(static)
+  for (std::int64_t c = 0; c < n; ++c) {
+    const int s = slot(c);
+    if (s >= 0) v[c] -= mean[s];
+  }
+  return mean;
+}
+
+std::function<void(std::span<double>)> RangeProjector::as_function() const {
+  auto self = std::make_shared<RangeProjector>(*this);
+  return [self](std::span<double> v) { self->project(v); };
+}
+
+Domain pin_singular_components(const Domain& domain, std::vector<std::int64_t>* pinned) {
+  const FluidComponents fc = fluid_components(domain);
+  Domain out = domain;
+  if (pinned) pinned->clear();
+  for (int c = 0; c < fc.count(); ++c)
+    if (!fc.touches_dirichlet[c]) {
+      out.cells[fc.first_cell[c]] = CellType::Air;
+      if (pinned) pinned->push_back(fc.first_cell[c]);
+    }
+  return out;
+}
+
+}  // namespace dcdm
