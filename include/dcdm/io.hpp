@@ -2,9 +2,22 @@
 // File formats: Matrix Market, NumPy .npy, the reference DCDM binary formats, PNG.
 // Every reader throws InputError naming the file and the line (text) or byte offset (binary).
 // Every writer writes atomically (temporary file in the same folder + rename).
+//
+// Conventions shared by the readers:
+// - Values must be finite: NaN or Inf is an error unless ReadOptions::allow_non_finite.
+// - A header that declares more data than the file holds is rejected before anything is
+//   allocated; matrices have at most kMaxMatrixDimension rows and columns.
+// - Duplicate entries (the same (row, column) twice) are summed, as Matrix Market readers
+//   such as scipy.io.mmread and Eigen do; MatrixMarketInfo::duplicates counts them.
+// - In a symmetric Matrix Market file every entry must lie on or below the diagonal (the
+//   standard's rule); an entry above it is an error, since mirroring it could silently
+//   double a value that is also given below.
+// - The parse_* functions read from memory; `name` stands for the file in messages.
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dcdm/grid.hpp"
@@ -14,23 +27,47 @@ namespace dcdm::io {
 
 namespace fs = std::filesystem;
 
+// Column indices are int32; rows are capped too so that a header cannot make a reader
+// allocate gigabytes for row offsets (2^27 rows = a 512^3 grid).
+inline constexpr std::int64_t kMaxMatrixDimension = std::int64_t(1) << 27;
+
+struct ReadOptions {
+  bool allow_non_finite = false;  // accept NaN/Inf values (dcdm info counts them)
+};
+
 // ---- Matrix Market ----
 struct MatrixMarketInfo {
   std::string format;    // "coordinate" | "array"
   std::string field;     // "real" | "integer" | "pattern"
   std::string symmetry;  // "general" | "symmetric"
+  std::int64_t rows = 0, cols = 0;
+  std::int64_t entries = 0;     // entries stored in the file (declared count)
+  std::int64_t duplicates = 0;  // entries summed into an earlier one
 };
 // Symmetric files are expanded to both triangles.
-CsrMatrix read_matrix_market(const fs::path& path, MatrixMarketInfo* info = nullptr);
+CsrMatrix read_matrix_market(const fs::path& path, MatrixMarketInfo* info = nullptr,
+                             const ReadOptions& options = {});
+CsrMatrix parse_matrix_market(std::string_view text, const std::string& name,
+                              MatrixMarketInfo* info = nullptr, const ReadOptions& options = {});
+// Reads only the banner and size line.
+MatrixMarketInfo read_matrix_market_header(const fs::path& path);
 // symmetric = true writes the lower triangle with the "symmetric" qualifier (A must be symmetric).
+// Values are written in shortest round-trip form, so reading gives back identical doubles.
 void write_matrix_market(const fs::path& path, const CsrMatrix& a, bool symmetric = true,
                          const std::string& comment = "");
-// Dense vectors: "array real general", one column.
-std::vector<double> read_matrix_market_vector(const fs::path& path);
+// Dense vectors: "array real general", one column. The reader also accepts one row, and a
+// coordinate matrix with one column (missing entries are zero).
+std::vector<double> read_matrix_market_vector(const fs::path& path, const ReadOptions& options = {});
+std::vector<double> parse_matrix_market_vector(std::string_view text, const std::string& name,
+                                               const ReadOptions& options = {});
 void write_matrix_market_vector(const fs::path& path, const std::vector<double>& v);
 
 // ---- NumPy .npy ----
+// Reads format versions 1.0, 2.0 and 3.0; writes 1.0 unless the header needs 2.0.
+// Little-endian, C order only.
 enum class DType { Float32, Float64, Int32, UInt8 };
+const char* to_string(DType d);  // "float32", ...
+std::size_t item_size(DType d);
 struct NpyArray {
   DType dtype = DType::Float64;
   std::vector<std::int64_t> shape;  // 1-D or 3-D; C order
@@ -38,28 +75,79 @@ struct NpyArray {
   std::int64_t count() const;
   std::vector<double> to_double() const;  // any dtype -> double
 };
-NpyArray read_npy(const fs::path& path);
+NpyArray read_npy(const fs::path& path, const ReadOptions& options = {});
+NpyArray parse_npy(std::string_view bytes, const std::string& name, const ReadOptions& options = {});
 void write_npy(const fs::path& path, const NpyArray& a);
 // Convenience: a 3-D grid field is written with shape (nz, ny, nx) so that C order = x fastest.
 void write_npy(const fs::path& path, const std::vector<double>& v, const std::vector<std::int64_t>& shape);
 void write_npy(const fs::path& path, const std::vector<float>& v, const std::vector<std::int64_t>& shape);
+void write_npy(const fs::path& path, const std::vector<std::int32_t>& v, const std::vector<std::int64_t>& shape);
 void write_npy(const fs::path& path, const std::vector<std::uint8_t>& v, const std::vector<std::int64_t>& shape);
-std::vector<double> read_npy_vector(const fs::path& path);  // any dtype, flattened
+std::vector<double> read_npy_vector(const fs::path& path, const ReadOptions& options = {});  // any dtype, flattened
 
 // ---- Reference DCDM binaries (see shared/method/DCDM.md) ----
+// Matrix: int32 rows, cols, nnz, outer_size (= rows), inner_size; nnz values; outer_size
+// int32 row offsets (nnz implicit at the end); nnz int32 column indices; little-endian.
 enum class ValuePrecision { Float32, Float64 };
 // Precision is told apart by the file size; `precision` receives what was found.
-CsrMatrix read_reference_matrix(const fs::path& path, ValuePrecision* precision = nullptr);
+CsrMatrix read_reference_matrix(const fs::path& path, ValuePrecision* precision = nullptr,
+                                const ReadOptions& options = {});
+CsrMatrix parse_reference_matrix(std::string_view bytes, const std::string& name,
+                                 ValuePrecision* precision = nullptr, const ReadOptions& options = {});
 void write_reference_matrix(const fs::path& path, const CsrMatrix& a,
                             ValuePrecision precision = ValuePrecision::Float32);
 // float64 values with one leading header value (skipped on read; written as the count).
-std::vector<double> read_reference_vector(const fs::path& path);
+std::vector<double> read_reference_vector(const fs::path& path, const ReadOptions& options = {});
+std::vector<double> parse_reference_vector(std::string_view bytes, const std::string& name,
+                                           const ReadOptions& options = {});
 void write_reference_vector(const fs::path& path, const std::vector<double>& v);
 
+// ---- By extension / by content ----
+enum class FileKind {
+  MatrixMarketMatrix,  // .mtx, coordinate
+  MatrixMarketVector,  // .mtx, array
+  Npy,                 // .npy
+  ReferenceMatrix,     // .bin whose first 20 bytes form a consistent matrix header
+  ReferenceVector,     // other .bin
+};
+const char* to_string(FileKind k);
+// Looks at the extension and, for .mtx and .bin, the first bytes. Throws InputError for an
+// unknown extension or an unreadable file.
+FileKind detect_file_kind(const fs::path& path);
+
 // Reads a matrix by extension: .mtx -> Matrix Market, .bin -> reference binary.
-CsrMatrix read_matrix(const fs::path& path);
+CsrMatrix read_matrix(const fs::path& path, const ReadOptions& options = {});
 // Reads a vector by extension: .npy, .mtx, .bin (reference vector).
-std::vector<double> read_vector(const fs::path& path);
+std::vector<double> read_vector(const fs::path& path, const ReadOptions& options = {});
+
+// A system A x = b read from two files: A square and b of matching length, else InputError
+// naming both files.
+void check_system_sizes(const CsrMatrix& a, const std::vector<double>& b, const fs::path& a_path,
+                        const fs::path& b_path);
+
+// The whole file in memory (for parsers). InputError if it cannot be read.
+std::string read_file(const fs::path& path);
+// At most the first `max_bytes` of a file.
+std::string read_file_prefix(const fs::path& path, std::size_t max_bytes);
+
+// Writes a file atomically: data goes to "<path>.tmp.<pid>.<n>" in the same folder, which is
+// flushed and renamed over `path` by commit(). Without commit() (an exception, say) the
+// temporary file is removed and `path` is untouched. InputError if the folder is not writable.
+class AtomicFile {
+ public:
+  explicit AtomicFile(const fs::path& path);
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  ~AtomicFile();
+  void write(const void* data, std::size_t size);
+  void write(std::string_view s) { write(s.data(), s.size()); }
+  void commit();
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_, temp_;
+  std::FILE* file_ = nullptr;
+};
 
 // Atomic write helper: writes `bytes` to path via temp + rename.
 void write_file_atomic(const fs::path& path, const std::string& bytes);

@@ -1,0 +1,117 @@
+// Whole-file reads, atomic writes and PNG output.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <stb_image_write.h>
+
+#include "dcdm/error.hpp"
+#include "dcdm/io.hpp"
+
+namespace dcdm::io {
+
+std::string read_file(const fs::path& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) throw InputError(fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
+  struct stat st {};
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    std::fclose(f);
+    throw InputError(fmt::format("cannot read {}: not a regular file", path.string()));
+  }
+  std::string data;
+  data.resize(static_cast<std::size_t>(st.st_size));
+  const std::size_t got = data.empty() ? 0 : std::fread(data.data(), 1, data.size(), f);
+  const bool failed = std::ferror(f) != 0;
+  std::fclose(f);
+  if (failed || got != data.size())
+    throw InputError(fmt::format("cannot read {}: read {} of {} bytes", path.string(), got, data.size()));
+  return data;
+}
+
+std::string read_file_prefix(const fs::path& path, std::size_t max_bytes) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) throw InputError(fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
+  struct stat st {};
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    std::fclose(f);
+    throw InputError(fmt::format("cannot read {}: not a regular file", path.string()));
+  }
+  std::string data(std::min<std::size_t>(max_bytes, static_cast<std::size_t>(st.st_size)), '\0');
+  const std::size_t got = data.empty() ? 0 : std::fread(data.data(), 1, data.size(), f);
+  std::fclose(f);
+  data.resize(got);
+  return data;
+}
+
+namespace {
+std::atomic<unsigned> temp_counter{0};
+}
+
+AtomicFile::AtomicFile(const fs::path& path) : path_(path) {
+  temp_ = path_;
+  temp_ += fmt::format(".tmp.{}.{}", static_cast<long>(getpid()), temp_counter.fetch_add(1));
+  file_ = std::fopen(temp_.c_str(), "wb");
+  if (!file_)
+    throw InputError(fmt::format("cannot write {}: {}", path_.string(), std::strerror(errno)));
+  std::setvbuf(file_, nullptr, _IOFBF, 1 << 20);
+}
+
+AtomicFile::~AtomicFile() {
+  if (file_) {
+    std::fclose(file_);
+    std::remove(temp_.c_str());
+  }
+}
+
+void AtomicFile::write(const void* data, std::size_t size) {
+  if (size == 0) return;
+  if (std::fwrite(data, 1, size, file_) != size)
+    throw Error(fmt::format("cannot write {}: {}", path_.string(), std::strerror(errno)));
+}
+
+void AtomicFile::commit() {
+  // Flush to disk before the rename so that a crash leaves either the old or the new file.
+  const bool ok = std::fflush(file_) == 0 && fsync(fileno(file_)) == 0;
+  const int err = errno;
+  const bool closed = std::fclose(file_) == 0;
+  file_ = nullptr;
+  if (!ok || !closed) {
+    std::remove(temp_.c_str());
+    throw Error(fmt::format("cannot write {}: {}", path_.string(), std::strerror(err)));
+  }
+  if (std::rename(temp_.c_str(), path_.c_str()) != 0) {
+    const int rerr = errno;
+    std::remove(temp_.c_str());
+    throw InputError(fmt::format("cannot write {}: {}", path_.string(), std::strerror(rerr)));
+  }
+}
+
+void write_file_atomic(const fs::path& path, const std::string& bytes) {
+  AtomicFile f(path);
+  f.write(bytes);
+  f.commit();
+}
+
+void write_png(const fs::path& path, int width, int height, int channels,
+               const std::vector<std::uint8_t>& pixels) {
+  if (width <= 0 || height <= 0 || channels < 1 || channels > 4 ||
+      pixels.size() != std::size_t(width) * std::size_t(height) * std::size_t(channels))
+    throw Error(fmt::format("write_png {}: {}x{}x{} image with {} bytes", path.string(), width,
+                            height, channels, pixels.size()));
+  std::string png;
+  auto append = [](void* context, void* data, int size) {
+    static_cast<std::string*>(context)->append(static_cast<const char*>(data), std::size_t(size));
+  };
+  if (!stbi_write_png_to_func(append, &png, width, height, channels, pixels.data(), width * channels))
+    throw Error(fmt::format("write_png {}: encoding failed", path.string()));
+  write_file_atomic(path, png);
+}
+
+}  // namespace dcdm::io
