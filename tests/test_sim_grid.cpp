@@ -185,18 +185,19 @@ TEST(SimGrid, AdvectionPreservesConstantsAndMovesVelocity) {
 }
 
 TEST(SimGrid, BuoyancyLiftsHotSmokeAndSinksDenseSmoke) {
-  const Dims d{4, 6, 4};
+  const Dims d{4, 4, 6};
   Domain dom(d);
   Field<double> rho(d, 0.0), temp(d, 0.0);
-  temp(1, 2, 1) = 1.0;
-  rho(2, 3, 2) = 1.0;
+  temp(1, 1, 2) = 1.0;
+  rho(2, 2, 3) = 1.0;
   MacVelocity vel(d);
   add_buoyancy(rho, temp, 0.5, 2.0, 0.0, 0.5, dom, vel);
-  EXPECT_DOUBLE_EQ(vel.v(1, 2, 1), 0.5 * 2.0 * 0.5);   // face below the hot cell
-  EXPECT_DOUBLE_EQ(vel.v(1, 3, 1), 0.5 * 2.0 * 0.5);   // face above
-  EXPECT_DOUBLE_EQ(vel.v(2, 3, 2), -0.5 * 0.5 * 0.5);  // dense smoke sinks
-  EXPECT_DOUBLE_EQ(vel.v(0, 1, 0), 0.0);
+  EXPECT_DOUBLE_EQ(vel.w(1, 1, 2), 0.5 * 2.0 * 0.5);   // face below the hot cell
+  EXPECT_DOUBLE_EQ(vel.w(1, 1, 3), 0.5 * 2.0 * 0.5);   // face above
+  EXPECT_DOUBLE_EQ(vel.w(2, 2, 3), -0.5 * 0.5 * 0.5);  // dense smoke sinks
+  EXPECT_DOUBLE_EQ(vel.w(0, 0, 1), 0.0);
   for (std::int64_t n = 0; n < vel.u.size(); ++n) EXPECT_EQ(vel.u[n], 0.0);
+  for (std::int64_t n = 0; n < vel.v.size(); ++n) EXPECT_EQ(vel.v[n], 0.0);
 }
 
 TEST(SimGrid, VorticityConfinementSpinsUpAVortexAndLeavesRigidRotationAlone) {
@@ -280,20 +281,20 @@ TEST(SimGrid, HashNoiseIsDeterministicAndUniform) {
 }
 
 TEST(SimGrid, RenderShowsDensityAndSolids) {
-  const Dims d{6, 5, 4};
+  const Dims d{6, 4, 5};
   Domain dom(d);
   Field<double> rho(d, 0.0);
-  rho(1, 4, 2) = 1.0;  // top row of the front slice (z = 2)
-  dom.cells(3, 0, 2) = CellType::Solid;
+  rho(1, 2, 4) = 1.0;  // top row of the front slice (y = 2)
+  dom.cells(3, 2, 0) = CellType::Solid;
   int w = 0, h = 0;
   const auto rgb = render_density_slices(rho, dom, 2, w, h);
   ASSERT_EQ(w, (6 + 2 + 4) * 2);
   ASSERT_EQ(h, 5 * 2);
   ASSERT_EQ(rgb.size(), std::size_t(w * h * 3));
   auto px = [&](int x, int y, int c) { return rgb[(std::size_t(y) * w + x) * 3 + c]; };
-  EXPECT_EQ(px(2, 0, 0), 255);          // cell (1, 4) -> pixel column 2, top row
+  EXPECT_EQ(px(2, 0, 0), 255);          // cell (1, 2, 4) -> pixel column 2, top row
   EXPECT_EQ(px(0, 0, 0), 0);
-  EXPECT_GT(px(6, 9, 2), px(6, 9, 0));  // solid (3, 0) bottom row, blue
+  EXPECT_GT(px(6, 9, 2), px(6, 9, 0));  // solid (3, 2, 0): bottom row, blue
 }
 
 }  // namespace

@@ -5,7 +5,8 @@
 // Conventions (unit cell spacing, time in frames):
 // - Cell (i,j,k) covers [i,i+1]x[j,j+1]x[k,k+1]; positions are in cell units.
 // - MAC velocity: u(i,j,k) lives on the x-face at (i, j+.5, k+.5), i = 0..nx (nx+1 values);
-//   v on y-faces (i+.5, j, k+.5), w on z-faces (i+.5, j+.5, k). y is up (gravity -y).
+//   v on y-faces (i+.5, j, k+.5), w on z-faces (i+.5, j+.5, k). z is up (gravity -z), as in
+//   the mesh placement of dcdm/mesh.hpp.
 // - Outer faces are walls (Neumann, normal velocity = the wall's prescribed velocity, 0 by
 //   default) or open (Dirichlet p = 0: the cell beyond is air). Solid cells come from
 //   static obstacles (a voxelised mesh) and moving spheres; a fluid-solid face carries the
@@ -97,7 +98,7 @@ void advect(const Field<double>& src, Vec3 offset, const MacVelocity& vel, doubl
 void advect_velocity(const MacVelocity& vel, double dt, Advection scheme, MacVelocity& dst);
 
 // ---- forces ----
-// v += dt * (-alpha * density + beta * (T - ambient)) on interior y-faces (cell averages).
+// w += dt * (-alpha * density + beta * (T - ambient)) on z-faces next to fluid (cell averages).
 void add_buoyancy(const Field<double>& density, const Field<double>& temperature, double alpha,
                   double beta, double ambient, double dt, const Domain& domain, MacVelocity& vel);
 // Vorticity confinement (Fedkiw, Stam, Jensen 2001): f = eps (N x omega), N = grad|omega| /
@@ -118,17 +119,17 @@ struct MovingSphere {
 };
 
 // ---- sources ----
-// A vertical cylinder (axis along y) of smoke: in its cells, density and temperature are set
-// (raised to) the source values times (1 + noise * xi) and the v faces inside get `velocity`
+// A vertical cylinder (axis along z) of smoke: in its cells, density and temperature are
+// raised to the source values times (1 + noise * xi) and the faces inside get `velocity`
 // (times the same factor), xi uniform in [-1, 1) from (seed, frame, cell). Each frame the
-// cylinder's centre is moved by a uniform jitter in [-jitter, jitter] along x and z.
+// cylinder's centre is moved by a uniform jitter in [-jitter, jitter] along x and y.
 struct SmokeSource {
-  Vec3 centre;          // centre of the cylinder (y = middle of its height)
+  Vec3 centre;          // centre of the cylinder (z = middle of its height)
   double radius = 4.0;
   double height = 4.0;
   double density = 1.0;
   double temperature = 1.0;
-  Vec3 velocity{0.0, 1.0, 0.0};
+  Vec3 velocity{0.0, 0.0, 1.0};
   double noise = 0.2;
   double jitter = 1.0;
 };
@@ -252,8 +253,8 @@ class SmokeSimulation {
 };
 
 // ---- rendering ----
-// Mid-plane density slices side by side: front (z = nz/2, x right, y up) and side
-// (x = nx/2, z right, y up), `scale` x `scale` pixels per cell, density clamped to [0, 1]
+// Mid-plane density slices side by side: front (y = ny/2, x right, z up) and side
+// (x = nx/2, y right, z up), `scale` x `scale` pixels per cell, density clamped to [0, 1]
 // mapped to grey, solid cells blue. RGB, row-major, top row first. Writes width/height.
 std::vector<std::uint8_t> render_density_slices(const Field<double>& density, const Domain& domain,
                                                 int scale, int& width, int& height);

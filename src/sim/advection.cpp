@@ -5,6 +5,7 @@
 
 #include "dcdm/error.hpp"
 #include "dcdm/sim.hpp"
+#include "detail.hpp"
 
 namespace dcdm::sim {
 
@@ -37,8 +38,9 @@ inline Vec3 trace_back(const MacVelocity& vel, Vec3 x, double dt) {
 void semi_lagrangian(const Field<double>& src, Vec3 offset, const MacVelocity& vel, double dt,
                      Field<double>& dst, Field<double>* lo, Field<double>* hi) {
   const Dims d = src.dims();
+  const bool parallel = d.size() >= detail::kParallelCells;
   if (!(dst.dims() == d)) dst = Field<double>(d, 0.0);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
   for (int k = 0; k < d.nz; ++k)
     for (int j = 0; j < d.ny; ++j)
       for (int i = 0; i < d.nx; ++i) {
@@ -66,23 +68,24 @@ void advect(const Field<double>& src, Vec3 offset, const MacVelocity& vel, doubl
   }
   const Dims d = src.dims();
   Field<double> forward(d), backward(d), lo(d), hi(d);
+  const bool parallel = d.size() >= detail::kParallelCells;
   semi_lagrangian(src, offset, vel, dt, forward, &lo, &hi);
   semi_lagrangian(forward, offset, vel, -dt, backward, nullptr, nullptr);
   const std::int64_t n = d.size();
   if (scheme == Advection::MacCormack) {
     // phi = phi^ + (phi - phi~) / 2, clamped to the range around the back-traced point.
     if (!(dst.dims() == d)) dst = Field<double>(d);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
     for (std::int64_t c = 0; c < n; ++c)
       dst[c] = std::clamp(forward[c] + 0.5 * (src[c] - backward[c]), lo[c], hi[c]);
     return;
   }
   // BFECC: advect the corrected field phi + (phi - phi~) / 2 once more, then clamp.
   Field<double>& corrected = backward;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
   for (std::int64_t c = 0; c < n; ++c) corrected[c] = src[c] + 0.5 * (src[c] - backward[c]);
   semi_lagrangian(corrected, offset, vel, dt, dst, nullptr, nullptr);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
   for (std::int64_t c = 0; c < n; ++c) dst[c] = std::clamp(dst[c], lo[c], hi[c]);
 }
 

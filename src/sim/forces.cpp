@@ -3,38 +3,41 @@
 #include <cmath>
 
 #include "dcdm/sim.hpp"
+#include "detail.hpp"
 
 namespace dcdm::sim {
 
 void add_buoyancy(const Field<double>& density, const Field<double>& temperature, double alpha,
                   double beta, double ambient, double dt, const Domain& domain, MacVelocity& vel) {
   const Dims d = domain.dims();
+  const bool parallel = d.size() >= detail::kParallelCells;
   if (alpha == 0.0 && beta == 0.0) return;
   auto force = [&](int i, int j, int k) {
     return -alpha * density(i, j, k) + beta * (temperature(i, j, k) - ambient);
   };
-#pragma omp parallel for schedule(static)
-  for (int k = 0; k < d.nz; ++k)
-    for (int j = 0; j <= d.ny; ++j)
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int k = 0; k <= d.nz; ++k)
+    for (int j = 0; j < d.ny; ++j)
       for (int i = 0; i < d.nx; ++i) {
-        // y-face between cells (i,j-1,k) and (i,j,k); faces touching solids are reset later.
-        const bool below = j > 0 && domain.cells(i, j - 1, k) == CellType::Fluid;
-        const bool above = j < d.ny && domain.cells(i, j, k) == CellType::Fluid;
+        // z-face between cells (i,j,k-1) and (i,j,k); faces touching solids are reset later.
+        const bool below = k > 0 && domain.cells(i, j, k - 1) == CellType::Fluid;
+        const bool above = k < d.nz && domain.cells(i, j, k) == CellType::Fluid;
         if (!below && !above) continue;
         double f;
-        if (below && above) f = 0.5 * (force(i, j - 1, k) + force(i, j, k));
-        else f = below ? force(i, j - 1, k) : force(i, j, k);
-        vel.v(i, j, k) += dt * f;
+        if (below && above) f = 0.5 * (force(i, j, k - 1) + force(i, j, k));
+        else f = below ? force(i, j, k - 1) : force(i, j, k);
+        vel.w(i, j, k) += dt * f;
       }
 }
 
 void add_vorticity_confinement(double epsilon, double dt, const Domain& domain, MacVelocity& vel) {
   if (epsilon == 0.0) return;
   const Dims d = domain.dims();
+  const bool parallel = d.size() >= detail::kParallelCells;
   auto fluid = [&](int i, int j, int k) { return domain.cells(i, j, k) == CellType::Fluid; };
   // Cell-centred velocity.
   std::array<Field<double>, 3> uc{Field<double>(d), Field<double>(d), Field<double>(d)};
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
   for (int k = 0; k < d.nz; ++k)
     for (int j = 0; j < d.ny; ++j)
       for (int i = 0; i < d.nx; ++i) {
@@ -54,7 +57,7 @@ void add_vorticity_confinement(double epsilon, double dt, const Domain& domain, 
   std::array<Field<double>, 3> omega{Field<double>(d, 0.0), Field<double>(d, 0.0),
                                      Field<double>(d, 0.0)};
   Field<double> magnitude(d, 0.0);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
   for (int k = 0; k < d.nz; ++k)
     for (int j = 0; j < d.ny; ++j)
       for (int i = 0; i < d.nx; ++i) {
@@ -69,7 +72,7 @@ void add_vorticity_confinement(double epsilon, double dt, const Domain& domain, 
       }
   // f = eps (N x omega), stored back into uc (no longer needed).
   std::array<Field<double>, 3>& force = uc;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
   for (int k = 0; k < d.nz; ++k)
     for (int j = 0; j < d.ny; ++j)
       for (int i = 0; i < d.nx; ++i) {
@@ -92,7 +95,7 @@ void add_vorticity_confinement(double epsilon, double dt, const Domain& domain, 
   for (int axis = 0; axis < 3; ++axis) {
     Field<double>& comp = vel.component(axis);
     const Field<double>& fa = force[axis];
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
     for (int k = 0; k < d.nz; ++k)
       for (int j = 0; j < d.ny; ++j)
         for (int i = 0; i < d.nx; ++i) {

@@ -4,6 +4,7 @@
 
 #include "dcdm/error.hpp"
 #include "dcdm/sim.hpp"
+#include "detail.hpp"
 
 namespace dcdm::sim {
 
@@ -108,9 +109,10 @@ CellType cell_type_at(const Domain& domain, int i, int j, int k) {
 
 void divergence(const MacVelocity& vel, const Domain& domain, Field<double>& div) {
   const Dims d = domain.dims();
+  const bool parallel = d.size() >= detail::kParallelCells;
   if (!(vel.cells == d)) throw Error("divergence: velocity and domain sizes differ");
   if (!(div.dims() == d)) div = Field<double>(d, 0.0);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
   for (int k = 0; k < d.nz; ++k)
     for (int j = 0; j < d.ny; ++j)
       for (int i = 0; i < d.nx; ++i) {
@@ -130,13 +132,14 @@ double max_abs_divergence(const MacVelocity& vel, const Domain& domain) {
 
 void subtract_pressure_gradient(const Field<double>& p, const Domain& domain, MacVelocity& vel) {
   const Dims d = domain.dims();
+  const bool parallel = d.size() >= detail::kParallelCells;
   auto pressure_of = [&](int i, int j, int k, CellType t) {
     return t == CellType::Fluid ? p(i, j, k) : 0.0;  // air: Dirichlet p = 0
   };
   for (int axis = 0; axis < 3; ++axis) {
     Field<double>& comp = vel.component(axis);
     const Dims fd = comp.dims();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
     for (int k = 0; k < fd.nz; ++k)
       for (int j = 0; j < fd.ny; ++j)
         for (int i = 0; i < fd.nx; ++i) {

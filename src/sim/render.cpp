@@ -13,8 +13,8 @@ std::vector<std::uint8_t> render_density_slices(const Field<double>& density, co
   if (!(domain.dims() == d)) throw Error("render_density_slices: density and domain sizes differ");
   scale = std::max(scale, 1);
   const int gap = 2;
-  width = (d.nx + gap + d.nz) * scale;
-  height = d.ny * scale;
+  width = (d.nx + gap + d.ny) * scale;
+  height = d.nz * scale;
   std::vector<std::uint8_t> rgb(std::size_t(width) * height * 3, 0);
   auto put = [&](int px, int py, int i, int j, int k) {
     const double rho = std::clamp(density(i, j, k), 0.0, 1.0);
@@ -31,11 +31,11 @@ std::vector<std::uint8_t> render_density_slices(const Field<double>& density, co
         rgb[o] = r, rgb[o + 1] = g, rgb[o + 2] = b;
       }
   };
-  const int kmid = d.nz / 2, imid = d.nx / 2;
-  for (int j = 0; j < d.ny; ++j) {
-    const int row = d.ny - 1 - j;  // y up
-    for (int i = 0; i < d.nx; ++i) put(i, row, i, j, kmid);           // front: x right
-    for (int k = 0; k < d.nz; ++k) put(d.nx + gap + k, row, imid, j, k);  // side: z right
+  const int jmid = d.ny / 2, imid = d.nx / 2;
+  for (int k = 0; k < d.nz; ++k) {
+    const int row = d.nz - 1 - k;  // z up
+    for (int i = 0; i < d.nx; ++i) put(i, row, i, jmid, k);               // front: x right
+    for (int j = 0; j < d.ny; ++j) put(d.nx + gap + j, row, imid, j, k);  // side: y right
   }
   return rgb;
 }

@@ -12,6 +12,7 @@
 #include "dcdm/io.hpp"
 #include "dcdm/poisson.hpp"
 #include "dcdm/sim.hpp"
+#include "detail.hpp"
 
 namespace dcdm::sim {
 namespace {
@@ -72,6 +73,7 @@ const CsrMatrix& SmokeSimulation::matrix() {
 
 void SmokeSimulation::update_obstacles(double t) {
   const Dims d = config_.dims;
+  const bool parallel = d.size() >= detail::kParallelCells;
   domain_.faces = config_.faces;
   const bool has_static = config_.static_solid.size() != 0;
   std::vector<Vec3> centres, velocities;
@@ -79,7 +81,7 @@ void SmokeSimulation::update_obstacles(double t) {
     centres.push_back(s.centre_at(t));
     velocities.push_back(s.velocity_at(t));
   }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
   for (int k = 0; k < d.nz; ++k)
     for (int j = 0; j < d.ny; ++j)
       for (int i = 0; i < d.nx; ++i) {
@@ -106,11 +108,12 @@ void SmokeSimulation::update_obstacles(double t) {
 
 void SmokeSimulation::apply_solid_velocities(MacVelocity& vel) const {
   const Dims d = config_.dims;
+  const bool parallel = d.size() >= detail::kParallelCells;
   for (int axis = 0; axis < 3; ++axis) {
     Field<double>& comp = vel.component(axis);
     const Dims fd = comp.dims();
     const Face low_face = static_cast<Face>(2 * axis), high_face = static_cast<Face>(2 * axis + 1);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
     for (int k = 0; k < fd.nz; ++k)
       for (int j = 0; j < fd.ny; ++j)
         for (int i = 0; i < fd.nx; ++i) {
@@ -200,24 +203,24 @@ void SmokeSimulation::project(MacVelocity& vel, FrameStats& st) {
 
 void SmokeSimulation::apply_sources(int frame) {
   const Dims d = config_.dims;
+  const bool parallel = d.size() >= detail::kParallelCells;
   const std::uint64_t seed = config_.seed;
   for (std::size_t s = 0; s < config_.sources.size(); ++s) {
     const SmokeSource& src = config_.sources[s];
-    // Per-frame jitter of the nozzle position (streams 2s, 2s+1; index 0/1 = x/z).
+    // Per-frame jitter of the nozzle position (stream 2s; index 0/1 = x/y).
     Vec3 c = src.centre;
     c.x += src.jitter * hash_uniform(seed, frame, 2 * s, 0);
-    c.z += src.jitter * hash_uniform(seed, frame, 2 * s, 1);
-    const int j0 = std::max(0, int(std::floor(c.y - 0.5 * src.height)));
-    const int j1 = std::min(d.ny - 1, int(std::ceil(c.y + 0.5 * src.height)));
+    c.y += src.jitter * hash_uniform(seed, frame, 2 * s, 1);
+    const int k0 = std::max(0, int(std::floor(c.z - 0.5 * src.height)));
+    const int k1 = std::min(d.nz - 1, int(std::ceil(c.z + 0.5 * src.height)));
     const std::uint64_t stream = 2 * s + 1;
-#pragma omp parallel for schedule(static)
-    for (int k = 0; k < d.nz; ++k)
-      for (int j = j0; j <= j1; ++j)
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int k = k0; k <= k1; ++k)
+      for (int j = 0; j < d.ny; ++j)
         for (int i = 0; i < d.nx; ++i) {
-          const double y = j + 0.5;
-          if (std::abs(y - c.y) > 0.5 * src.height) continue;
-          const double dx = i + 0.5 - c.x, dz = k + 0.5 - c.z;
-          if (dx * dx + dz * dz > src.radius * src.radius) continue;
+          if (std::abs(k + 0.5 - c.z) > 0.5 * src.height) continue;
+          const double dx = i + 0.5 - c.x, dy = j + 0.5 - c.y;
+          if (dx * dx + dy * dy > src.radius * src.radius) continue;
           if (domain_.cells(i, j, k) != CellType::Fluid) continue;
           const double factor =
               1.0 + src.noise * hash_uniform(seed, frame, stream, std::uint64_t(d.index(i, j, k)));
@@ -253,10 +256,11 @@ FrameStats SmokeSimulation::step() {
   // Obstacles at the new time, decay, sources, forces, solid velocities.
   update_obstacles(st.time);
   const std::int64_t n = density_.size();
+  const bool parallel = n >= detail::kParallelCells;
   if (config_.density_decay > 0.0 || config_.temperature_decay > 0.0) {
     const double keep_rho = 1.0 - config_.density_decay, keep_t = 1.0 - config_.temperature_decay;
     const double amb = config_.ambient_temperature;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
     for (std::int64_t c = 0; c < n; ++c) {
       density_[c] *= keep_rho;
       temperature_[c] = amb + keep_t * (temperature_[c] - amb);
