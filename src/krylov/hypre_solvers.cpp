@@ -1,0 +1,554 @@
+// hypre peers: BoomerAMG-PCG through the IJ/ParCSR interface and PFMG-PCG through the Struct
+// interface. Both use hypre's own PCG, told to stop on the unpreconditioned residual two-norm
+// relative to ||b|| and to recompute the true residual before accepting convergence.
+#include "dcdm/peers.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include "dcdm/error.hpp"
+#include "dcdm/grid.hpp"
+
+#ifdef DCDM_HAVE_HYPRE
+// C bindings only: OpenMPI's C++ bindings would need libmpi_cxx on the link line.
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
+#include <mpi.h>
+#include <HYPRE.h>
+#include <HYPRE_krylov.h>
+#include <HYPRE_parcsr_ls.h>
+#include <HYPRE_struct_ls.h>
+#include <HYPRE_utilities.h>
+#include <krylov.h>  // hypre_PCGData: the per-iteration residual norms kept when logging
+#endif
+
+namespace dcdm {
+
+bool hypre_available() {
+#ifdef DCDM_HAVE_HYPRE
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::string hypre_version() {
+#ifdef DCDM_HAVE_HYPRE
+#ifdef HYPRE_USING_OPENMP
+  const char* threads = "OpenMP";
+#else
+  const char* threads = "no OpenMP: 1 thread";
+#endif
+  return fmt::format("hypre {} (MPI singleton, {})", HYPRE_RELEASE_VERSION, threads);
+#else
+  return "hypre: not available in this build";
+#endif
+}
+
+#ifndef DCDM_HAVE_HYPRE
+
+std::unique_ptr<IterativeSolver> make_hypre_amg_pcg(const HypreAmgSettings&) {
+  throw InputError("hypre-amg: not available in this build (hypre/MPI not found by CMake)");
+}
+std::unique_ptr<IterativeSolver> make_hypre_pfmg_pcg(const HyprePfmgSettings&) {
+  throw InputError("hypre-pfmg: not available in this build (hypre/MPI not found by CMake)");
+}
+
+#else
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+void finalize_mpi() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) {
+    HYPRE_Finalize();
+    MPI_Finalize();
+  }
+}
+
+// MPI once per process: a singleton (no mpirun), allowed as root, finalised at exit.
+void ensure_mpi() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (initialized) return;
+    // OpenMPI refuses to run as root under mpirun without these; harmless otherwise.
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
+    setenv("OMPI_MCA_btl_base_warn_component_unused", "0", 0);
+    int provided = 0;
+    if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+      throw Error("hypre: MPI_Init_thread failed");
+    HYPRE_Init();
+    std::atexit(finalize_mpi);
+  });
+}
+
+std::vector<double>& last_norms() {
+  thread_local std::vector<double> v;
+  return v;
+}
+
+void check(HYPRE_Int code, const char* what) {
+  // HYPRE_ERROR_CONV is a result (not converged), reported through SolveReason instead.
+  if (code != 0 && code != HYPRE_ERROR_CONV) {
+    HYPRE_ClearAllErrors();
+    throw Error(fmt::format("hypre: {} failed (error code {})", what, code));
+  }
+}
+
+// hypre sizes its per-iteration log (norms, rel_norms) by max_iter at setup time, but the
+// iteration limit comes with each solve: lend it buffers of the right size for the solve,
+// copy the norms into `norms_out`, and give the originals back before hypre frees them.
+template <class SolveFn>
+HYPRE_Int run_with_log_buffers(void* pcg_data, int max_iterations, SolveFn&& solve) {
+  auto* pcg = static_cast<hypre_PCGData*>(pcg_data);
+  thread_local std::vector<HYPRE_Real> norms, rel_norms;
+  norms.assign(static_cast<std::size_t>(max_iterations) + 1, 0.0);
+  rel_norms.assign(norms.size(), 0.0);
+  HYPRE_Real* saved_norms = pcg->norms;
+  HYPRE_Real* saved_rel = pcg->rel_norms;
+  pcg->norms = norms.data();
+  pcg->rel_norms = rel_norms.data();
+  const HYPRE_Int code = solve();
+  pcg->norms = saved_norms;
+  pcg->rel_norms = saved_rel;
+  HYPRE_ClearAllErrors();  // the error flag is global and sticky
+  last_norms().assign(norms.begin(), norms.begin() + std::min<std::size_t>(
+                                         norms.size(), static_cast<std::size_t>(pcg->num_iterations) + 1));
+  return code;
+}
+
+// Shared tail of both hypre solvers: iteration count, history, true residual, reason.
+void finish_report(SolveReport& report, void* pcg_data, HYPRE_Int hypre_code,
+                   const LinearSystemView& system, std::span<const double> b,
+                   std::span<const double> x, const SolveOptions& options) {
+  auto* pcg = static_cast<hypre_PCGData*>(pcg_data);
+  report.iterations = pcg->num_iterations;
+  // hypre's norms[k] are ||r_k||_2 (two-norm mode) of the gathered system; with a compatible
+  // right-hand side these equal the caller's residual norms.
+  report.residual_history = last_norms();
+  report.final_residual = true_residual_norm(*system.op, b, x);
+  if (report.residual_history.empty()) report.residual_history = {report.initial_residual};
+  if (report.iterations > 0) report.residual_history.back() = report.final_residual;
+  if (!std::isfinite(report.final_residual)) {
+    report.reason = SolveReason::NaN;
+    report.detail = "hypre PCG produced NaN/Inf";
+  } else if (options.atol > 0.0 && report.final_residual <= options.atol) {
+    report.reason = SolveReason::ConvergedAtol;
+  } else if (report.final_residual <= options.rtol * report.rhs_norm) {
+    report.reason = SolveReason::ConvergedRtol;
+  } else if (report.iterations >= options.max_iterations) {
+    report.reason = SolveReason::MaxIterations;
+  } else {
+    report.reason = SolveReason::Breakdown;
+    report.detail = fmt::format("hypre PCG stopped (code {}) at true relative residual {:.3e}",
+                                hypre_code, report.relative_residual());
+  }
+  if (options.monitor)
+    for (std::size_t k = 0; k < report.residual_history.size(); ++k)
+      options.monitor({static_cast<int>(k), report.residual_history[k],
+                       report.rhs_norm > 0 ? report.residual_history[k] / report.rhs_norm : 0.0});
+}
+
+// Common PCG parameters; `solver` is a hypre PCG object of either interface.
+void configure_pcg(HYPRE_Solver solver, const SolveOptions& options) {
+  check(HYPRE_PCGSetTol(solver, options.rtol), "PCGSetTol");
+  check(HYPRE_PCGSetAbsoluteTol(solver, options.atol), "PCGSetAbsoluteTol");
+  check(HYPRE_PCGSetMaxIter(solver, options.max_iterations), "PCGSetMaxIter");
+  check(HYPRE_PCGSetTwoNorm(solver, 1), "PCGSetTwoNorm");  // ||r||_2 / ||b||_2, unpreconditioned
+  check(HYPRE_PCGSetRelChange(solver, 0), "PCGSetRelChange");
+  check(HYPRE_PCGSetRecomputeResidual(solver, 1), "PCGSetRecomputeResidual");
+  check(HYPRE_PCGSetLogging(solver, 1), "PCGSetLogging");
+  check(HYPRE_PCGSetPrintLevel(solver, 0), "PCGSetPrintLevel");
+}
+
+void start_report(SolveReport& report, const std::string& method, double setup_seconds,
+                  const LinearSystemView& system, std::span<const double> b,
+                  std::span<double> x, const SolveOptions& options) {
+  report.method = method;
+  report.setup_seconds = setup_seconds;
+  if (!options.use_initial_guess) fill(x, 0.0);
+  report.rhs_norm = norm2(b);
+  report.initial_residual = true_residual_norm(*system.op, b, x);
+}
+
+// ---------------------------------------------------------------- BoomerAMG-PCG (IJ) ----
+
+class HypreAmgPcg final : public IterativeSolver {
+ public:
+  explicit HypreAmgPcg(const HypreAmgSettings& s) : settings_(s) { ensure_mpi(); }
+  ~HypreAmgPcg() override { release(); }
+  std::string name() const override { return "hypre-amg"; }
+
+  void setup(const LinearSystemView& system) override {
+    const auto t0 = Clock::now();
+    if (!system.op) throw InputError("hypre-amg: the system has no operator");
+    if (!system.matrix) throw InputError("hypre-amg: needs an assembled matrix (none given)");
+    if (system.matrix->rows != system.op->size())
+      throw InputError(fmt::format("hypre-amg: matrix has {} rows but the operator {}",
+                                   system.matrix->rows, system.op->size()));
+    release();
+    system_ = system;
+    compressed_ = compress_active_rows(*system.matrix, "hypre-amg");
+    const CsrMatrix& c = compressed_.matrix;
+    const auto n = static_cast<HYPRE_Int>(c.rows);
+    if (n == 0) {
+      setup_seconds_ = seconds_since(t0);
+      return;
+    }
+    check(HYPRE_IJMatrixCreate(MPI_COMM_WORLD, 0, n - 1, 0, n - 1, &ij_a_), "IJMatrixCreate");
+    check(HYPRE_IJMatrixSetObjectType(ij_a_, HYPRE_PARCSR), "IJMatrixSetObjectType");
+    std::vector<HYPRE_Int> sizes(static_cast<std::size_t>(n)), rows(static_cast<std::size_t>(n));
+    for (HYPRE_Int i = 0; i < n; ++i) {
+      sizes[i] = static_cast<HYPRE_Int>(c.row_ptr[i + 1] - c.row_ptr[i]);
+      rows[i] = i;
+    }
+    check(HYPRE_IJMatrixSetRowSizes(ij_a_, sizes.data()), "IJMatrixSetRowSizes");
+    check(HYPRE_IJMatrixInitialize(ij_a_), "IJMatrixInitialize");
+    std::vector<HYPRE_Int> cols(c.col_idx.begin(), c.col_idx.end());
+    std::vector<HYPRE_Real> vals(c.values.begin(), c.values.end());
+    check(HYPRE_IJMatrixSetValues(ij_a_, n, sizes.data(), rows.data(), cols.data(), vals.data()),
+          "IJMatrixSetValues");
+    check(HYPRE_IJMatrixAssemble(ij_a_), "IJMatrixAssemble");
+    check(HYPRE_IJMatrixGetObject(ij_a_, reinterpret_cast<void**>(&par_a_)), "IJMatrixGetObject");
+    for (HYPRE_IJVector* v : {&ij_b_, &ij_x_}) {
+      check(HYPRE_IJVectorCreate(MPI_COMM_WORLD, 0, n - 1, v), "IJVectorCreate");
+      check(HYPRE_IJVectorSetObjectType(*v, HYPRE_PARCSR), "IJVectorSetObjectType");
+      check(HYPRE_IJVectorInitialize(*v), "IJVectorInitialize");
+      check(HYPRE_IJVectorAssemble(*v), "IJVectorAssemble");
+    }
+    check(HYPRE_IJVectorGetObject(ij_b_, reinterpret_cast<void**>(&par_b_)), "IJVectorGetObject");
+    check(HYPRE_IJVectorGetObject(ij_x_, reinterpret_cast<void**>(&par_x_)), "IJVectorGetObject");
+
+    check(HYPRE_BoomerAMGCreate(&amg_), "BoomerAMGCreate");
+    check(HYPRE_BoomerAMGSetMaxIter(amg_, 1), "BoomerAMGSetMaxIter");  // one V-cycle
+    check(HYPRE_BoomerAMGSetTol(amg_, 0.0), "BoomerAMGSetTol");
+    check(HYPRE_BoomerAMGSetPrintLevel(amg_, 0), "BoomerAMGSetPrintLevel");
+    check(HYPRE_BoomerAMGSetStrongThreshold(amg_, settings_.strong_threshold), "SetStrongThreshold");
+    check(HYPRE_BoomerAMGSetCoarsenType(amg_, settings_.coarsen_type), "SetCoarsenType");
+    check(HYPRE_BoomerAMGSetInterpType(amg_, settings_.interp_type), "SetInterpType");
+    check(HYPRE_BoomerAMGSetPMaxElmts(amg_, settings_.p_max_elements), "SetPMaxElmts");
+    check(HYPRE_BoomerAMGSetAggNumLevels(amg_, settings_.agg_num_levels), "SetAggNumLevels");
+    // Symmetric smoothing so that the V-cycle is an SPD preconditioner for CG.
+    check(HYPRE_BoomerAMGSetCycleRelaxType(amg_, 13, 1), "SetCycleRelaxType(down)");
+    check(HYPRE_BoomerAMGSetCycleRelaxType(amg_, 14, 2), "SetCycleRelaxType(up)");
+    check(HYPRE_BoomerAMGSetCycleRelaxType(amg_, 9, 3), "SetCycleRelaxType(coarsest)");
+
+    check(HYPRE_ParCSRPCGCreate(MPI_COMM_WORLD, &pcg_), "ParCSRPCGCreate");
+    check(HYPRE_ParCSRPCGSetPrecond(pcg_, HYPRE_BoomerAMGSolve, HYPRE_BoomerAMGSetup, amg_),
+          "ParCSRPCGSetPrecond");
+    configure_pcg(pcg_, SolveOptions{});
+    // The AMG hierarchy is built here; the vectors only give sizes.
+    check(HYPRE_ParCSRPCGSetup(pcg_, par_a_, par_b_, par_x_), "ParCSRPCGSetup");
+    setup_seconds_ = seconds_since(t0);
+  }
+
+  SolveReport solve(std::span<const double> b, std::span<double> x,
+                    const SolveOptions& options) override {
+    if (!system_.op) throw Error("hypre-amg: solve() before setup()");
+    const auto t0 = Clock::now();
+    SolveReport report;
+    start_report(report, name(), setup_seconds_, system_, b, x, options);
+    const auto n = static_cast<HYPRE_Int>(compressed_.full_index.size());
+    if (count_non_finite(b) > 0) {
+      report.reason = SolveReason::NaN;
+      report.detail = "right-hand side has NaN/Inf";
+      report.final_residual = report.initial_residual;
+      report.residual_history = {report.initial_residual};
+      return report;
+    }
+    if (n == 0 || report.rhs_norm == 0.0) {
+      fill(x, 0.0);
+      report.final_residual = true_residual_norm(*system_.op, b, x);
+      report.residual_history = {report.final_residual};
+      report.reason = SolveReason::ConvergedAtol;
+      report.solve_seconds = seconds_since(t0);
+      return report;
+    }
+    Vector rhs(b.begin(), b.end());
+    if (system_.project_range) system_.project_range(rhs);
+    std::vector<HYPRE_Int> idx(static_cast<std::size_t>(n));
+    std::vector<HYPRE_Real> vb(static_cast<std::size_t>(n)), vx(static_cast<std::size_t>(n));
+    for (HYPRE_Int i = 0; i < n; ++i) {
+      idx[i] = i;
+      vb[i] = rhs[compressed_.full_index[i]];
+      vx[i] = x[compressed_.full_index[i]];
+    }
+    check(HYPRE_IJVectorSetValues(ij_b_, n, idx.data(), vb.data()), "IJVectorSetValues(b)");
+    check(HYPRE_IJVectorSetValues(ij_x_, n, idx.data(), vx.data()), "IJVectorSetValues(x)");
+    // hypre measures ||r|| / ||b_hypre||; b_hypre is b gathered onto the active rows (and
+    // projected when singular), so scale the tolerance to keep the caller's criterion.
+    double bh = 0.0;
+    for (double v : vb) bh += v * v;
+    bh = std::sqrt(bh);
+    SolveOptions hopt = options;
+    hopt.rtol = bh > 0.0 ? options.rtol * report.rhs_norm / bh : options.rtol;
+    configure_pcg(pcg_, hopt);
+    const HYPRE_Int code = run_with_log_buffers(pcg_, options.max_iterations, [&] {
+      return HYPRE_ParCSRPCGSolve(pcg_, par_a_, par_b_, par_x_);
+    });
+    check(code, "ParCSRPCGSolve");
+    check(HYPRE_IJVectorGetValues(ij_x_, n, idx.data(), vx.data()), "IJVectorGetValues(x)");
+    for (HYPRE_Int i = 0; i < n; ++i) x[compressed_.full_index[i]] = vx[i];
+    finish_report(report, pcg_, code, system_, b, x, options);
+    report.solve_seconds = seconds_since(t0);
+    return report;
+  }
+
+ private:
+  void release() {
+    if (pcg_) HYPRE_ParCSRPCGDestroy(pcg_);
+    if (amg_) HYPRE_BoomerAMGDestroy(amg_);
+    if (ij_a_) HYPRE_IJMatrixDestroy(ij_a_);
+    if (ij_b_) HYPRE_IJVectorDestroy(ij_b_);
+    if (ij_x_) HYPRE_IJVectorDestroy(ij_x_);
+    pcg_ = amg_ = nullptr;
+    ij_a_ = nullptr;
+    ij_b_ = ij_x_ = nullptr;
+    par_a_ = nullptr;
+    par_b_ = par_x_ = nullptr;
+  }
+
+  HypreAmgSettings settings_;
+  LinearSystemView system_;
+  CompressedSystem compressed_;
+  HYPRE_IJMatrix ij_a_ = nullptr;
+  HYPRE_IJVector ij_b_ = nullptr, ij_x_ = nullptr;
+  HYPRE_ParCSRMatrix par_a_ = nullptr;
+  HYPRE_ParVector par_b_ = nullptr, par_x_ = nullptr;
+  HYPRE_Solver amg_ = nullptr, pcg_ = nullptr;
+  double setup_seconds_ = 0.0;
+};
+
+// ------------------------------------------------------------- PFMG-PCG (Struct) ----
+
+// Stencil entry order: centre, -x, +x, -y, +y, -z, +z.
+constexpr int kStencil[7][3] = {{0, 0, 0}, {-1, 0, 0}, {1, 0, 0}, {0, -1, 0},
+                                {0, 1, 0}, {0, 0, -1}, {0, 0, 1}};
+
+class HyprePfmgPcg final : public IterativeSolver {
+ public:
+  explicit HyprePfmgPcg(const HyprePfmgSettings& s) : settings_(s) { ensure_mpi(); }
+  ~HyprePfmgPcg() override { release(); }
+  std::string name() const override { return "hypre-pfmg"; }
+
+  void setup(const LinearSystemView& system) override {
+    const auto t0 = Clock::now();
+    if (!system.op) throw InputError("hypre-pfmg: the system has no operator");
+    if (!system.matrix) throw InputError("hypre-pfmg: needs an assembled full-grid matrix (none given)");
+    const CsrMatrix& a = *system.matrix;
+    if (a.rows != system.op->size() || a.rows != a.cols)
+      throw InputError(fmt::format("hypre-pfmg: matrix is {}x{} but the operator has size {}",
+                                   a.rows, a.cols, system.op->size()));
+    dims_ = grid_dims(system, a.rows);
+    release();
+    system_ = system;
+    // Per-cell coefficients from the full-grid matrix: the very same system, checked to be
+    // a 7-point stencil. Rows without a positive diagonal become identity rows.
+    const std::int64_t cells = dims_.size();
+    std::vector<double> values(static_cast<std::size_t>(cells) * 7, 0.0);
+    active_.assign(static_cast<std::size_t>(cells), 0);
+    for (int k = 0; k < dims_.nz; ++k)
+      for (int j = 0; j < dims_.ny; ++j)
+        for (int i = 0; i < dims_.nx; ++i) {
+          const std::int64_t r = dims_.index(i, j, k);
+          double* row = &values[static_cast<std::size_t>(r) * 7];
+          for (std::int64_t e = a.row_ptr[r]; e < a.row_ptr[r + 1]; ++e) {
+            const double v = a.values[e];
+            if (v == 0.0) continue;
+            if (!std::isfinite(v))
+              throw InputError(fmt::format("hypre-pfmg: matrix entry ({}, {}) is not finite", r, a.col_idx[e]));
+            const std::int64_t c = a.col_idx[e];
+            int s = 0;
+            for (; s < 7; ++s) {
+              const int ni = i + kStencil[s][0], nj = j + kStencil[s][1], nk = k + kStencil[s][2];
+              if (dims_.contains(ni, nj, nk) && dims_.index(ni, nj, nk) == c) break;
+            }
+            if (s == 7)
+              throw InputError(fmt::format(
+                  "hypre-pfmg: matrix entry ({}, {}) is not a 7-point neighbour on a {} grid", r, c,
+                  dims_.str()));
+            row[s] = v;
+          }
+          if (row[0] > 0.0) {
+            active_[r] = 1;
+          } else {
+            for (int s = 1; s < 7; ++s)
+              if (row[s] != 0.0)
+                throw InputError(fmt::format("hypre-pfmg: row {} has couplings but no positive diagonal", r));
+            row[0] = 1.0;  // identity row, zero coupling
+          }
+        }
+    // Couplings from inactive rows into active ones would make the system unsymmetric.
+    for (std::int64_t r = 0; r < cells; ++r) {
+      if (!active_[r]) continue;
+      const double* row = &values[static_cast<std::size_t>(r) * 7];
+      for (int s = 1; s < 7; ++s)
+        if (row[s] != 0.0) {
+          const int i = static_cast<int>(r % dims_.nx), j = static_cast<int>((r / dims_.nx) % dims_.ny),
+                    k = static_cast<int>(r / (std::int64_t(dims_.nx) * dims_.ny));
+          if (!active_[dims_.index(i + kStencil[s][0], j + kStencil[s][1], k + kStencil[s][2])])
+            throw InputError(fmt::format("hypre-pfmg: row {} couples to an inactive row", r));
+        }
+    }
+
+    HYPRE_Int lower[3] = {0, 0, 0};
+    HYPRE_Int upper[3] = {dims_.nx - 1, dims_.ny - 1, dims_.nz - 1};
+    check(HYPRE_StructGridCreate(MPI_COMM_WORLD, 3, &grid_), "StructGridCreate");
+    check(HYPRE_StructGridSetExtents(grid_, lower, upper), "StructGridSetExtents");
+    check(HYPRE_StructGridAssemble(grid_), "StructGridAssemble");
+    check(HYPRE_StructStencilCreate(3, 7, &stencil_), "StructStencilCreate");
+    for (int s = 0; s < 7; ++s) {
+      HYPRE_Int offset[3] = {kStencil[s][0], kStencil[s][1], kStencil[s][2]};
+      check(HYPRE_StructStencilSetElement(stencil_, s, offset), "StructStencilSetElement");
+    }
+    check(HYPRE_StructMatrixCreate(MPI_COMM_WORLD, grid_, stencil_, &matrix_), "StructMatrixCreate");
+    check(HYPRE_StructMatrixInitialize(matrix_), "StructMatrixInitialize");
+    HYPRE_Int entries[7] = {0, 1, 2, 3, 4, 5, 6};
+    check(HYPRE_StructMatrixSetBoxValues(matrix_, lower, upper, 7, entries, values.data()),
+          "StructMatrixSetBoxValues");
+    check(HYPRE_StructMatrixAssemble(matrix_), "StructMatrixAssemble");
+    for (HYPRE_StructVector* v : {&vb_, &vx_}) {
+      check(HYPRE_StructVectorCreate(MPI_COMM_WORLD, grid_, v), "StructVectorCreate");
+      check(HYPRE_StructVectorInitialize(*v), "StructVectorInitialize");
+      check(HYPRE_StructVectorAssemble(*v), "StructVectorAssemble");
+    }
+
+    check(HYPRE_StructPFMGCreate(MPI_COMM_WORLD, &pfmg_), "StructPFMGCreate");
+    check(HYPRE_StructPFMGSetMaxIter(pfmg_, 1), "PFMGSetMaxIter");  // one V-cycle
+    check(HYPRE_StructPFMGSetTol(pfmg_, 0.0), "PFMGSetTol");
+    check(HYPRE_StructPFMGSetZeroGuess(pfmg_), "PFMGSetZeroGuess");
+    check(HYPRE_StructPFMGSetRelaxType(pfmg_, settings_.relax_type), "PFMGSetRelaxType");
+    check(HYPRE_StructPFMGSetRAPType(pfmg_, settings_.rap_type), "PFMGSetRAPType");
+    check(HYPRE_StructPFMGSetNumPreRelax(pfmg_, settings_.num_pre_relax), "PFMGSetNumPreRelax");
+    check(HYPRE_StructPFMGSetNumPostRelax(pfmg_, settings_.num_post_relax), "PFMGSetNumPostRelax");
+    check(HYPRE_StructPFMGSetSkipRelax(pfmg_, settings_.skip_relax), "PFMGSetSkipRelax");
+    check(HYPRE_StructPFMGSetPrintLevel(pfmg_, 0), "PFMGSetPrintLevel");
+    check(HYPRE_StructPFMGSetLogging(pfmg_, 0), "PFMGSetLogging");
+
+    check(HYPRE_StructPCGCreate(MPI_COMM_WORLD, &pcg_), "StructPCGCreate");
+    check(HYPRE_StructPCGSetPrecond(pcg_, HYPRE_StructPFMGSolve, HYPRE_StructPFMGSetup, pfmg_),
+          "StructPCGSetPrecond");
+    configure_pcg(reinterpret_cast<HYPRE_Solver>(pcg_), SolveOptions{});
+    check(HYPRE_StructPCGSetup(pcg_, matrix_, vb_, vx_), "StructPCGSetup");
+    setup_seconds_ = seconds_since(t0);
+  }
+
+  SolveReport solve(std::span<const double> b, std::span<double> x,
+                    const SolveOptions& options) override {
+    if (!system_.op) throw Error("hypre-pfmg: solve() before setup()");
+    const auto t0 = Clock::now();
+    SolveReport report;
+    start_report(report, name(), setup_seconds_, system_, b, x, options);
+    if (count_non_finite(b) > 0) {
+      report.reason = SolveReason::NaN;
+      report.detail = "right-hand side has NaN/Inf";
+      report.final_residual = report.initial_residual;
+      report.residual_history = {report.initial_residual};
+      return report;
+    }
+    if (report.rhs_norm == 0.0) {
+      fill(x, 0.0);
+      report.final_residual = true_residual_norm(*system_.op, b, x);
+      report.residual_history = {report.final_residual};
+      report.reason = SolveReason::ConvergedAtol;
+      report.solve_seconds = seconds_since(t0);
+      return report;
+    }
+    Vector rhs(b.begin(), b.end());
+    if (system_.project_range) system_.project_range(rhs);
+    Vector guess(x.begin(), x.end());
+    double bh = 0.0;
+    for (std::size_t r = 0; r < rhs.size(); ++r) {
+      if (!active_[r]) rhs[r] = guess[r] = 0.0;  // identity rows: solution stays exactly 0
+      bh += rhs[r] * rhs[r];
+    }
+    bh = std::sqrt(bh);
+    HYPRE_Int lower[3] = {0, 0, 0};
+    HYPRE_Int upper[3] = {dims_.nx - 1, dims_.ny - 1, dims_.nz - 1};
+    check(HYPRE_StructVectorSetBoxValues(vb_, lower, upper, rhs.data()), "StructVectorSetBoxValues(b)");
+    check(HYPRE_StructVectorSetBoxValues(vx_, lower, upper, guess.data()), "StructVectorSetBoxValues(x)");
+    check(HYPRE_StructVectorAssemble(vb_), "StructVectorAssemble(b)");
+    check(HYPRE_StructVectorAssemble(vx_), "StructVectorAssemble(x)");
+    SolveOptions hopt = options;
+    hopt.rtol = bh > 0.0 ? options.rtol * report.rhs_norm / bh : options.rtol;
+    configure_pcg(reinterpret_cast<HYPRE_Solver>(pcg_), hopt);
+    const HYPRE_Int code = run_with_log_buffers(pcg_, options.max_iterations, [&] {
+      return HYPRE_StructPCGSolve(pcg_, matrix_, vb_, vx_);
+    });
+    check(code, "StructPCGSolve");
+    check(HYPRE_StructVectorGetBoxValues(vx_, lower, upper, guess.data()), "StructVectorGetBoxValues");
+    for (std::size_t r = 0; r < guess.size(); ++r) x[r] = active_[r] ? guess[r] : 0.0;
+    finish_report(report, pcg_, code, system_, b, x, options);
+    report.solve_seconds = seconds_since(t0);
+    return report;
+  }
+
+ private:
+  // The grid of a full-grid system: the domain's when given, else a cube of the matrix size.
+  static Dims grid_dims(const LinearSystemView& system, std::int64_t rows) {
+    if (system.domain) {
+      const Dims d = system.domain->dims();
+      if (d.size() != rows)
+        throw InputError(fmt::format("hypre-pfmg: matrix has {} rows but the grid {} has {} cells",
+                                     rows, d.str(), d.size()));
+      return d;
+    }
+    const auto n = static_cast<int>(std::llround(std::cbrt(static_cast<double>(rows))));
+    if (std::int64_t(n) * n * n != rows)
+      throw InputError(fmt::format(
+          "hypre-pfmg: needs a grid system (no domain given and {} rows is not a cube)", rows));
+    return Dims{n, n, n};
+  }
+
+  void release() {
+    if (pcg_) HYPRE_StructPCGDestroy(pcg_);
+    if (pfmg_) HYPRE_StructPFMGDestroy(pfmg_);
+    if (vb_) HYPRE_StructVectorDestroy(vb_);
+    if (vx_) HYPRE_StructVectorDestroy(vx_);
+    if (matrix_) HYPRE_StructMatrixDestroy(matrix_);
+    if (stencil_) HYPRE_StructStencilDestroy(stencil_);
+    if (grid_) HYPRE_StructGridDestroy(grid_);
+    pcg_ = pfmg_ = nullptr;
+    vb_ = vx_ = nullptr;
+    matrix_ = nullptr;
+    stencil_ = nullptr;
+    grid_ = nullptr;
+  }
+
+  HyprePfmgSettings settings_;
+  LinearSystemView system_;
+  Dims dims_;
+  std::vector<std::uint8_t> active_;
+  HYPRE_StructGrid grid_ = nullptr;
+  HYPRE_StructStencil stencil_ = nullptr;
+  HYPRE_StructMatrix matrix_ = nullptr;
+  HYPRE_StructVector vb_ = nullptr, vx_ = nullptr;
+  HYPRE_StructSolver pfmg_ = nullptr, pcg_ = nullptr;
+  double setup_seconds_ = 0.0;
+};
+
+}  // namespace
+
+std::unique_ptr<IterativeSolver> make_hypre_amg_pcg(const HypreAmgSettings& settings) {
+  return std::make_unique<HypreAmgPcg>(settings);
+}
+std::unique_ptr<IterativeSolver> make_hypre_pfmg_pcg(const HyprePfmgSettings& settings) {
+  return std::make_unique<HyprePfmgPcg>(settings);
+}
+
+#endif  // DCDM_HAVE_HYPRE
+
+}  // namespace dcdm
