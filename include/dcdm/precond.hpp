@@ -1,0 +1,117 @@
+#pragma once
+// Preconditioners: each is a LinearOperator (apply r -> z ~ A^{-1} r) with its own setup from
+// a LinearSystemView. All are symmetric positive (semi-)definite so that PCG stays valid, keep
+// entries outside the fluid exactly zero, and are deterministic (bit-identical runs).
+// apply() uses internal work buffers: one object must not be applied from two threads at once.
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dcdm/grid.hpp"
+#include "dcdm/linalg.hpp"
+#include "dcdm/solve.hpp"
+
+namespace dcdm {
+
+class Preconditioner : public LinearOperator {
+ public:
+  virtual std::string name() const = 0;
+  // Throws InputError when the system lacks what the method needs.
+  virtual void setup(const LinearSystemView& system) = 0;
+};
+
+// z = D^{-1} r; rows with a zero diagonal (cells outside the fluid) give 0.
+// Uses the CSR diagonal, else the domain's stencil diagonal.
+class JacobiPreconditioner final : public Preconditioner {
+ public:
+  std::string name() const override { return "jacobi"; }
+  void setup(const LinearSystemView& system) override;
+  std::int64_t size() const override { return static_cast<std::int64_t>(inv_diag_.size()); }
+  void apply(std::span<const double> r, std::span<double> z) const override;
+
+ private:
+  std::vector<double> inv_diag_;
+};
+
+// Incomplete Cholesky without fill in the "diagonal" form M = (E + L) E^{-1} (E + L^T),
+// L = strict lower part of A (exact IC(0) for the 7-point stencil, where no fill lands inside
+// the pattern), natural ordering. Modified IC(0) (Bridson, "Fluid Simulation for Computer
+// Graphics", 2nd ed., sec. 5.3): e_i = a_ii - sum_k a_ik^2/e_k - tau sum_k a_ik (sum_{j>k, j!=i}
+// a_kj)/e_k; tau = 0 is IC(0), tau = safety (0.97) is MIC(0). Tiny-pivot guard: e_i < sigma a_ii
+// -> e_i = a_ii (sigma = 0.25).
+// With a domain the factor uses the unit 7-point stencil directly on the full grid
+// (branch-free sweeps: values outside the fluid are zero); otherwise the CSR matrix.
+// The triangular solves are sequential (natural ordering keeps IC's iteration counts).
+class IncompleteCholeskyPreconditioner final : public Preconditioner {
+ public:
+  explicit IncompleteCholeskyPreconditioner(double tau = 0.0, double sigma = 0.25);
+  std::string name() const override { return tau_ > 0 ? "mic0" : "ic0"; }
+  void setup(const LinearSystemView& system) override;
+  std::int64_t size() const override { return n_; }
+  void apply(std::span<const double> r, std::span<double> z) const override;
+  // Number of pivots replaced by the guard in the last setup.
+  std::int64_t guarded_pivots() const { return guarded_; }
+
+ private:
+  double tau_, sigma_;
+  std::int64_t n_ = 0;
+  std::int64_t guarded_ = 0;
+  // Stencil path
+  bool stencil_ = false;
+  Dims dims_;
+  std::vector<double> inv_e_;  // 1/e_i, 0 outside fluid
+  // CSR path: strict lower part of A (row-wise) and strict upper part (row-wise).
+  std::vector<std::int64_t> lower_ptr_, upper_ptr_;
+  std::vector<std::int32_t> lower_col_, upper_col_;
+  std::vector<double> lower_val_, upper_val_;
+  mutable std::vector<double> work_;
+};
+
+// Geometric multigrid V-cycle for irregular voxel domains (McAdams, Sifakis, Teran 2010),
+// used as a preconditioner. See src/precond/multigrid.cpp for the rules; in short:
+// - levels: cell flags coarsened 2x per axis (odd sizes round up). A coarse cell is Air if any
+//   child is Air, else Fluid if any child is Fluid, else Solid; outer faces keep their type.
+// - operators: the 7-point stencil rediscretised on each level's flags, scaled by 1/4^level
+//   (spacing 2^level), so R A_f P ~ A_c.
+// - transfers: cell-centred trilinear prolongation P (weights 3/4, 1/4 per axis); a solid
+//   coarse neighbour (or one beyond a wall) drops out and the weights are renormalised
+//   (a Neumann-consistent interpolation); air neighbours keep their weight with value 0.
+//   Restriction R = P^T / 8.
+// - smoothing: red-black Gauss-Seidel; `boundary_sweeps` extra red-black sweeps on the band of
+//   fluid cells within `band_width` cells of a non-fluid cell or wall, before and after the
+//   interior sweeps. The post-smoother is the exact mirror of the pre-smoother (reverse order
+//   of sweeps and colours), so the cycle is symmetric and PCG stays valid.
+// - coarsest level: exact sparse Cholesky (Eigen SimplicialLDLT) of the compressed operator,
+//   one node pinned per singular component and the right-hand side / correction projected
+//   to zero mean on those components (the symmetric pseudo-inverse).
+struct MultigridOptions {
+  int pre_sweeps = 2;        // red-black sweeps over all cells (post = same, mirrored)
+  int boundary_sweeps = 2;   // extra band sweeps before and after the interior sweeps
+  int band_width = 2;        // band = fluid cells within this Chebyshev distance of non-fluid
+  std::int64_t coarsest_cells = 4096;  // stop coarsening at or below this many cells
+  int max_levels = 20;
+  bool neumann_interpolation = true;   // renormalise weights next to solid (else zero there)
+};
+
+class MultigridPreconditioner final : public Preconditioner {
+ public:
+  explicit MultigridPreconditioner(MultigridOptions options = {});
+  ~MultigridPreconditioner() override;
+  std::string name() const override { return "mgpcg"; }
+  void setup(const LinearSystemView& system) override;  // needs system.domain
+  std::int64_t size() const override;
+  void apply(std::span<const double> r, std::span<double> z) const override;
+  int levels() const;
+  Dims level_dims(int level) const;
+  const MultigridOptions& options() const { return options_; }
+
+  struct Impl;
+
+ private:
+  MultigridOptions options_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dcdm

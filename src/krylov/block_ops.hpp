@@ -1,0 +1,49 @@
+#pragma once
+// Tall-skinny kernels on a column-major basis V (n x k): c = V^T w and w -= V c, w += V c.
+// Reductions sum fixed row blocks in parallel and add the block sums in order, so results
+// are bit-identical for any thread count (as dcdm::dot).
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+namespace dcdm::detail {
+
+inline constexpr std::int64_t kRowBlock = 8192;
+
+template <class T>
+void basis_transpose_times(const T* v, std::int64_t n, int k, const double* w, double* c) {
+  const std::int64_t nblocks = (n + kRowBlock - 1) / kRowBlock;
+  std::vector<double> partial(static_cast<std::size_t>(nblocks) * k, 0.0);
+#pragma omp parallel for schedule(static)
+  for (std::int64_t b = 0; b < nblocks; ++b) {
+    const std::int64_t lo = b * kRowBlock, hi = std::min(n, lo + kRowBlock);
+    for (int j = 0; j < k; ++j) {
+      const T* col = v + static_cast<std::int64_t>(j) * n;
+      double s = 0.0;
+#pragma omp simd reduction(+ : s)
+      for (std::int64_t i = lo; i < hi; ++i) s += static_cast<double>(col[i]) * w[i];
+      partial[b * k + j] = s;
+    }
+  }
+  std::fill(c, c + k, 0.0);
+  for (std::int64_t b = 0; b < nblocks; ++b)
+    for (int j = 0; j < k; ++j) c[j] += partial[b * k + j];
+}
+
+// w += scale * V c
+template <class T>
+void basis_times_add(const T* v, std::int64_t n, int k, const double* c, double scale, double* w) {
+  const std::int64_t nblocks = (n + kRowBlock - 1) / kRowBlock;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t b = 0; b < nblocks; ++b) {
+    const std::int64_t lo = b * kRowBlock, hi = std::min(n, lo + kRowBlock);
+    for (int j = 0; j < k; ++j) {
+      const T* col = v + static_cast<std::int64_t>(j) * n;
+      const double cj = scale * c[j];
+#pragma omp simd
+      for (std::int64_t i = lo; i < hi; ++i) w[i] += cj * static_cast<double>(col[i]);
+    }
+  }
+}
+
+}  // namespace dcdm::detail

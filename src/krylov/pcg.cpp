@@ -1,0 +1,242 @@
+// The one preconditioned conjugate-gradient loop used by CG, PCG (Jacobi, IC(0), MIC(0),
+// multigrid) and deflated PCG.
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "dcdm/error.hpp"
+#include "dcdm/krylov.hpp"
+#include "dcdm/precond.hpp"
+
+namespace dcdm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Restarts from the true residual allowed when the recursive residual claims convergence
+// but the true one does not (the recursive residual drifts by rounding).
+constexpr int kMaxResidualReplacements = 3;
+
+}  // namespace
+
+SolveReport pcg_solve(const LinearOperator& a, const LinearOperator* m,
+                      const std::function<void(std::span<double>)>& project,
+                      std::span<const double> b_in, std::span<double> x,
+                      const SolveOptions& options, const std::string& method,
+                      const DeflationSpace* deflation) {
+  const auto t0 = Clock::now();
+  const std::int64_t n = a.size();
+  if (static_cast<std::int64_t>(b_in.size()) != n || static_cast<std::int64_t>(x.size()) != n)
+    throw InputError(fmt::format("{}: right-hand side has {} entries and x {}, the operator {}",
+                                 method, b_in.size(), x.size(), n));
+  if (m && m->size() != n)
+    throw InputError(fmt::format("{}: preconditioner size {} differs from the operator's {}",
+                                 method, m->size(), n));
+  if (options.max_iterations < 0) throw InputError("max iterations must be >= 0");
+
+  SolveReport rep;
+  rep.method = method;
+  auto finish = [&](SolveReason reason, std::string detail) {
+    rep.reason = reason;
+    rep.detail = std::move(detail);
+    rep.solve_seconds = seconds_since(t0);
+    return rep;
+  };
+
+  // b: copied, checked, projected onto range(A).
+  Vector b(b_in.begin(), b_in.end());
+  if (const auto bad = count_non_finite(b); bad > 0) {
+    fill(x, 0.0);
+    return finish(SolveReason::NaN, fmt::format("right-hand side has {} non-finite entries", bad));
+  }
+  if (project) project(b);
+  if (!options.use_initial_guess) {
+    fill(x, 0.0);
+  } else if (const auto bad = count_non_finite(x); bad > 0) {
+    fill(x, 0.0);
+    return finish(SolveReason::NaN, fmt::format("initial guess has {} non-finite entries", bad));
+  }
+  rep.rhs_norm = norm2(b);
+  const double tol = std::max(options.rtol * rep.rhs_norm, options.atol);
+
+  Vector r(n), z(n), p(n), ap(n), coeff;
+  auto true_residual = [&](std::span<double> out) {
+    a.apply(x, out);
+    xpay(b, -1.0, out);  // out = b - A x
+  };
+  auto converged_reason = [&](double rnorm) {
+    return rnorm <= options.rtol * rep.rhs_norm ? SolveReason::ConvergedRtol
+                                                : SolveReason::ConvergedAtol;
+  };
+  auto precondition = [&]() {
+    if (m)
+      m->apply(r, z);
+    else
+      copy(r, z);
+    if (project) project(z);
+  };
+  // Direction from z: p = z + beta p, minus its A-projection on the deflation space.
+  auto deflate_direction = [&]() {
+    if (deflation) deflation->subtract_a_projection(z, p);
+  };
+
+  true_residual(r);
+  double rnorm = norm2(r);
+  if (deflation && std::isfinite(rnorm) && rnorm > tol) {
+    // x += W E^{-1} W^T r: the new residual is orthogonal to W.
+    Vector corr(n);
+    deflation->correction(r, corr);
+    axpy(1.0, corr, x);
+    true_residual(r);
+    rnorm = norm2(r);
+  }
+  rep.initial_residual = rnorm;
+  rep.residual_history.push_back(rnorm);
+  auto monitor = [&](int it, double res) {
+    if (options.monitor)
+      options.monitor(IterationInfo{it, res, rep.rhs_norm > 0 ? res / rep.rhs_norm : res});
+  };
+  monitor(0, rnorm);
+  auto final_true = [&]() {
+    true_residual(r);
+    rep.final_residual = norm2(r);
+  };
+  if (!std::isfinite(rnorm)) {
+    fill(x, 0.0);
+    final_true();
+    return finish(SolveReason::NaN, "initial residual is not finite (operator produced NaN/Inf)");
+  }
+  if (rnorm <= tol) {
+    rep.final_residual = rnorm;
+    return finish(converged_reason(rnorm), "");
+  }
+
+  // Stagnation: no 1e-3 relative gain on the best residual for `window` iterations.
+  double best = rnorm;
+  int best_it = 0;
+  int replacements = 0;
+
+  precondition();
+  double rz = dot(r, z);
+  auto check_rz = [&](double value, int it) -> std::optional<SolveReport> {
+    if (!std::isfinite(value)) {
+      final_true();
+      return finish(SolveReason::NaN, fmt::format("r.z = {} at iteration {}", value, it));
+    }
+    if (value <= 0.0) {
+      final_true();
+      return finish(SolveReason::Breakdown,
+                    fmt::format("r.z = {:.3e} <= 0 at iteration {}: preconditioner not positive "
+                                "definite", value, it));
+    }
+    return std::nullopt;
+  };
+  if (auto bad = check_rz(rz, 0)) return *bad;
+  copy(z, p);
+  deflate_direction();
+
+  for (int it = 1; it <= options.max_iterations; ++it) {
+    a.apply(p, ap);
+    const double pap = dot(p, ap);
+    if (!std::isfinite(pap)) {
+      final_true();
+      return finish(SolveReason::NaN, fmt::format("p.Ap = {} at iteration {}", pap, it));
+    }
+    if (pap <= 0.0) {
+      final_true();
+      return finish(SolveReason::Breakdown,
+                    fmt::format("p.Ap = {:.3e} <= 0 at iteration {}: matrix not positive definite "
+                                "on the Krylov space", pap, it));
+    }
+    const double alpha = rz / pap;
+    axpy(alpha, p, x);
+    axpy(-alpha, ap, r);
+    if (options.true_residual_every > 0 && it % options.true_residual_every == 0)
+      true_residual(r);
+    rnorm = norm2(r);
+    rep.iterations = it;
+    if (!std::isfinite(rnorm)) {
+      axpy(-alpha, p, x);  // p and alpha were finite: undo the step
+      rep.residual_history.push_back(rnorm);
+      final_true();
+      return finish(SolveReason::NaN, fmt::format("residual norm {} at iteration {}", rnorm, it));
+    }
+    rep.residual_history.push_back(rnorm);
+    monitor(it, rnorm);
+
+    if (rnorm <= tol) {
+      // Confirm with the true residual; restart from it if the recursion drifted.
+      true_residual(r);
+      const double true_norm = norm2(r);
+      if (true_norm <= tol || replacements >= kMaxResidualReplacements) {
+        rep.final_residual = true_norm;
+        rep.residual_history.back() = true_norm;
+        if (true_norm <= tol) return finish(converged_reason(true_norm), "");
+        return finish(SolveReason::Stagnation,
+                      fmt::format("recursive residual converged but the true residual {:.3e} "
+                                  "stays above the tolerance {:.3e}", true_norm, tol));
+      }
+      ++replacements;
+      rnorm = true_norm;
+      rep.residual_history.back() = rnorm;
+      precondition();
+      rz = dot(r, z);
+      if (auto bad = check_rz(rz, it)) return *bad;
+      copy(z, p);
+      deflate_direction();
+      continue;
+    }
+    if (rnorm < best * (1.0 - 1e-3)) {
+      best = rnorm;
+      best_it = it;
+    } else if (options.stagnation_window > 0 && it - best_it >= options.stagnation_window) {
+      final_true();
+      return finish(SolveReason::Stagnation,
+                    fmt::format("no 1e-3 relative gain over {} iterations (best {:.3e} at "
+                                "iteration {})", options.stagnation_window, best, best_it));
+    }
+
+    precondition();
+    const double rz_new = dot(r, z);
+    if (auto bad = check_rz(rz_new, it)) return *bad;
+    const double beta = rz_new / rz;
+    rz = rz_new;
+    xpay(z, beta, p);  // p = z + beta p
+    deflate_direction();
+  }
+  final_true();
+  if (rep.final_residual <= tol) return finish(converged_reason(rep.final_residual), "");
+  return finish(SolveReason::MaxIterations,
+                fmt::format("relative residual {:.3e} after {} iterations",
+                            rep.relative_residual(), rep.iterations));
+}
+
+PcgSolver::PcgSolver(std::string name, std::unique_ptr<Preconditioner> preconditioner)
+    : name_(std::move(name)), preconditioner_(std::move(preconditioner)) {}
+PcgSolver::~PcgSolver() = default;
+
+void PcgSolver::setup(const LinearSystemView& system) {
+  if (!system.op) throw InputError(name_ + ": the system has no operator");
+  const auto t0 = Clock::now();
+  system_ = system;
+  if (preconditioner_) preconditioner_->setup(system);
+  setup_seconds_ = seconds_since(t0);
+}
+
+SolveReport PcgSolver::solve(std::span<const double> b, std::span<double> x,
+                             const SolveOptions& options) {
+  if (!system_.op) throw Error(name_ + ": solve() called before setup()");
+  SolveReport rep = pcg_solve(*system_.op, preconditioner_.get(), system_.project_range, b, x,
+                              options, name_);
+  rep.setup_seconds = setup_seconds_;
+  return rep;
+}
+
+}  // namespace dcdm
