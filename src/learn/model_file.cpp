@@ -1,0 +1,228 @@
+// Model files: magic + version + JSON metadata + LibTorch archive (format in dcdm/learn.hpp).
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "dcdm/error.hpp"
+#include "dcdm/io.hpp"
+#include "network.hpp"
+
+namespace dcdm::learn {
+namespace {
+
+using json = nlohmann::json;
+constexpr char kMagic[8] = {'D', 'C', 'D', 'M', 'M', 'O', 'D', 'L'};
+constexpr std::size_t kHeaderBytes = 8 + 4 + 8;
+
+std::uint64_t fnv1a64(const std::string& bytes) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+template <class T>
+void put(std::string& out, T value) {  // little-endian (x86-64)
+  char buf[sizeof(T)];
+  std::memcpy(buf, &value, sizeof(T));
+  out.append(buf, sizeof(T));
+}
+
+template <class T>
+T get(const std::string& in, std::size_t offset) {
+  T value;
+  std::memcpy(&value, in.data() + offset, sizeof(T));
+  return value;
+}
+
+std::map<std::string, std::vector<std::int64_t>> parameter_shapes(PaperNetImpl& net) {
+  std::map<std::string, std::vector<std::int64_t>> shapes;
+  for (const auto& item : net.named_parameters())
+    shapes[item.key()] = std::vector<std::int64_t>(item.value().sizes().begin(), item.value().sizes().end());
+  return shapes;
+}
+
+json parse_object(const std::string& text, const char* what) {
+  json j = json::parse(text.empty() ? "{}" : text, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    throw InputError(fmt::format("model metadata: {} is not a JSON object", what));
+  return j;
+}
+
+}  // namespace
+
+void save_model(const std::filesystem::path& path, PaperNetImpl& net, ModelMetadata metadata) {
+  std::string archive;
+  {
+    torch::serialize::OutputArchive ar;
+    net.save(ar);
+    std::ostringstream os;
+    ar.save_to(os);
+    archive = os.str();
+  }
+  std::int64_t count = 0;
+  for (const auto& p : net.parameters()) count += p.numel();
+  json params = json::array();
+  for (const auto& [name, shape] : parameter_shapes(net)) params.push_back({{"name", name}, {"shape", shape}});
+  json j = {
+      {"format_version", kModelFormatVersion},
+      {"architecture", kArchitecture},
+      {"variant", net.spec().variant},
+      {"parameter_count", count},
+      {"trained_grid", {metadata.trained_grid.nx, metadata.trained_grid.ny, metadata.trained_grid.nz}},
+      {"data_recipe", parse_object(metadata.data_recipe_json, "data_recipe")},
+      {"training_summary", parse_object(metadata.training_summary_json, "training_summary")},
+      {"created_by", metadata.created_by},
+      {"parameters", params},
+      {"archive_bytes", archive.size()},
+      {"archive_fnv1a64", fmt::format("{:016x}", fnv1a64(archive))},
+  };
+  const std::string text = j.dump(2);
+  std::string bytes(kMagic, sizeof(kMagic));
+  put<std::uint32_t>(bytes, kModelFormatVersion);
+  put<std::uint64_t>(bytes, text.size());
+  bytes += text;
+  put<std::uint64_t>(bytes, archive.size());
+  bytes += archive;
+  io::write_file_atomic(path, bytes);
+}
+
+std::shared_ptr<DirectionNetwork::Impl> load_model(const std::filesystem::path& path) {
+  const std::string name = path.string();
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw InputError(fmt::format("{}: cannot open model file", name));
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    bytes = ss.str();
+  }
+  const auto fail = [&](const std::string& msg) -> InputError {
+    return InputError(fmt::format("{}: {}", name, msg));
+  };
+  if (bytes.size() < kHeaderBytes) {
+    if (bytes.size() >= 8 && std::memcmp(bytes.data(), kMagic, 8) != 0)
+      throw fail("not a dcdm model file (bad magic at byte 0)");
+    throw fail(fmt::format("truncated model file ({} bytes, the header alone is {})", bytes.size(),
+                           kHeaderBytes));
+  }
+  if (std::memcmp(bytes.data(), kMagic, 8) != 0) throw fail("not a dcdm model file (bad magic at byte 0)");
+  const auto version = get<std::uint32_t>(bytes, 8);
+  if (version != static_cast<std::uint32_t>(kModelFormatVersion))
+    throw fail(fmt::format("model format version {} at byte 8 is not supported (this build reads {})",
+                           version, kModelFormatVersion));
+  const auto json_len = get<std::uint64_t>(bytes, 12);
+  if (json_len > bytes.size() - kHeaderBytes)
+    throw fail(fmt::format("truncated model file: metadata of {} bytes at byte {} runs past the end "
+                           "({} bytes)", json_len, kHeaderBytes, bytes.size()));
+  const std::size_t archive_len_at = kHeaderBytes + json_len;
+  if (bytes.size() < archive_len_at + 8)
+    throw fail(fmt::format("truncated model file: archive length expected at byte {}", archive_len_at));
+  const auto archive_len = get<std::uint64_t>(bytes, archive_len_at);
+  const std::size_t archive_at = archive_len_at + 8;
+  if (archive_len > bytes.size() - archive_at)
+    throw fail(fmt::format("truncated model file: archive of {} bytes at byte {} runs past the end "
+                           "({} bytes)", archive_len, archive_at, bytes.size()));
+  if (archive_at + archive_len != bytes.size())
+    throw fail(fmt::format("{} unexpected trailing bytes at byte {}", bytes.size() - archive_at - archive_len,
+                           archive_at + archive_len));
+
+  json j = json::parse(bytes.begin() + kHeaderBytes, bytes.begin() + static_cast<std::ptrdiff_t>(archive_len_at),
+                       nullptr, false);
+  if (j.is_discarded() || !j.is_object()) throw fail(fmt::format("metadata at byte {} is not valid JSON", kHeaderBytes));
+  ModelMetadata meta;
+  PaperNetSpec spec;
+  std::string archive_sum;
+  std::int64_t count = 0;
+  try {
+    meta.format_version = j.at("format_version").get<int>();
+    meta.architecture = j.at("architecture").get<std::string>();
+    meta.variant = j.at("variant").get<std::string>();
+    count = j.at("parameter_count").get<std::int64_t>();
+    const auto grid = j.at("trained_grid").get<std::vector<int>>();
+    if (grid.size() != 3) throw fail("metadata: trained_grid must have 3 entries");
+    meta.trained_grid = {grid[0], grid[1], grid[2]};
+    meta.data_recipe_json = j.value("data_recipe", json::object()).dump();
+    meta.training_summary_json = j.value("training_summary", json::object()).dump();
+    meta.created_by = j.value("created_by", std::string());
+    archive_sum = j.at("archive_fnv1a64").get<std::string>();
+  } catch (const json::exception& e) {
+    throw fail(fmt::format("metadata: {}", e.what()));
+  }
+  if (meta.format_version != kModelFormatVersion)
+    throw fail(fmt::format("metadata format_version {} differs from the header's {}", meta.format_version, version));
+  if (meta.architecture != kArchitecture)
+    throw fail(fmt::format("architecture '{}' is not supported (this build runs '{}')", meta.architecture,
+                           kArchitecture));
+  try {
+    spec = paper_net_spec(meta.variant);
+  } catch (const InputError& e) {
+    throw fail(e.what());
+  }
+  const std::string archive = bytes.substr(archive_at, archive_len);
+  if (fmt::format("{:016x}", fnv1a64(archive)) != archive_sum)
+    throw fail(fmt::format("archive checksum mismatch (file corrupted?): expected {}, got {:016x}", archive_sum,
+                           fnv1a64(archive)));
+
+  auto impl = std::make_shared<DirectionNetwork::Impl>(PaperNet(spec));
+  auto& net = *impl->net;
+  const auto expected = parameter_shapes(net);
+  std::int64_t expected_count = 0;
+  for (const auto& p : net.parameters()) expected_count += p.numel();
+  if (count != expected_count)
+    throw fail(fmt::format("metadata says {} parameters but variant '{}' has {} (another architecture?)", count,
+                           meta.variant, expected_count));
+  try {
+    torch::serialize::InputArchive ar;
+    std::istringstream is(archive);
+    ar.load_from(is);
+    // Parameters are stored one sub-archive per layer ("c0", "down0", ...).
+    std::set<std::string> layers, expected_layers;
+    for (const auto& k : ar.keys()) layers.insert(k);
+    for (const auto& [key, shape] : expected) expected_layers.insert(key.substr(0, key.find('.')));
+    for (const auto& l : expected_layers)
+      if (!layers.count(l)) throw fail(fmt::format("archive lacks layer '{}' of variant '{}'", l, meta.variant));
+    for (const auto& l : layers)
+      if (!expected_layers.count(l))
+        throw fail(fmt::format("archive has layer '{}' unknown to variant '{}' (another architecture?)", l,
+                               meta.variant));
+    torch::NoGradGuard no_grad;
+    net.load(ar);
+  } catch (const c10::Error& e) {
+    throw fail(fmt::format("archive at byte {} cannot be read: {}", archive_at, e.what_without_backtrace()));
+  }
+  const auto loaded = parameter_shapes(net);
+  for (const auto& [key, shape] : expected) {
+    const auto& got = loaded.at(key);
+    if (got != shape)
+      throw fail(fmt::format("parameter '{}' has shape [{}] but variant '{}' needs [{}]", key, fmt::join(got, ","),
+                             meta.variant, fmt::join(shape, ",")));
+  }
+  for (const auto& p : net.parameters())
+    if (!torch::isfinite(p).all().item<bool>()) throw fail("parameters contain NaN or Inf");
+  impl->metadata = meta;
+  return impl;
+}
+
+std::string describe(const ModelMetadata& m) {
+  std::string s;
+  s += fmt::format("format version   {}\n", m.format_version);
+  s += fmt::format("architecture     {}\n", m.architecture);
+  s += fmt::format("variant          {}\n", m.variant);
+  s += fmt::format("parameters       {}\n", m.parameter_count);
+  s += fmt::format("trained on grid  {}\n", m.trained_grid.size() > 0 ? m.trained_grid.str() : "untrained");
+  s += fmt::format("data recipe      {}\n", m.data_recipe_json);
+  s += fmt::format("training summary {}\n", m.training_summary_json);
+  if (!m.created_by.empty()) s += fmt::format("created by       {}\n", m.created_by);
+  return s;
+}
+
+}  // namespace dcdm::learn
