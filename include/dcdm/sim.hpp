@@ -161,15 +161,22 @@ struct SimConfig {
   bool warm_start = false;              // previous frame's pressure as initial guess
 };
 
-// Built-in scenes, scaled to the grid (parameters are fractions of the box, speeds scale
-// with the box size so that a 64^3 and a 128^3 run look alike):
-//   plume  - smoke source at the bottom centre, open top;
-//   bunny  - the same plume rising onto the Stanford bunny (a static voxelised mesh);
-//   sphere - the plume with a sphere moving back and forth through it (moving obstacle).
-// `bunny_solid` is the voxelised bunny (same dims), needed only for "bunny".
+// Built-in smoke scenes, scaled to the grid (parameters are fractions of the box, speeds
+// scale with the box height so that a 64^3 and a 128^3 run look alike). All have walls on
+// five sides and an open top (z+), and a smoke source near the floor:
+//   plume  - the source at the floor's centre, nothing else;
+//   bunny  - the plume rising onto the Stanford bunny (dcdm::make_scene's "bunny" obstacle,
+//            scale 0.5, lifted to 0.3 nz so the smoke flows under and around it); `mesh`
+//            replaces the bunny by another mesh file;
+//   sphere - the plume with a sphere moving back and forth through it along x (period 100
+//            frames): a moving obstacle whose velocity enters the boundary condition.
+// `bunny_solid` (1 = solid, same dims) overrides the built-in obstacle of "bunny"; `mesh`
+// replaces the bunny mesh. Throws InputError for an unknown scene, a grid below 8 cells a
+// side, or an obstacle that covers the smoke source.
 std::vector<std::string> scene_names();
 SimConfig make_scene(const std::string& name, Dims dims, std::uint64_t seed,
-                     const Field<std::uint8_t>* bunny_solid = nullptr);
+                     const Field<std::uint8_t>* bunny_solid = nullptr,
+                     const std::filesystem::path* mesh = nullptr);
 
 // ---- per-frame statistics ----
 struct FrameStats {

@@ -1,0 +1,391 @@
+// `dcdm simulate`: runs a smoke simulation and exports its pressure systems (the real
+// workload), density slices as PNG and optionally density volumes as OpenVDB.
+//
+// Output folder:
+//   frame_NNNN/          the pressure system of exported frame NNNN, as `dcdm export` writes it
+//   png/density_NNNN.png mid-plane density slices (front and side)
+//   vdb/density_NNNN.vdb density volume (--vdb)
+//   frames.csv           one row per simulated frame: solve and timing figures
+//   run.json             the options of the run
+//   summary.json         totals at the end (seconds per frame, projection share)
+//   checkpoint.bin       the full state after the last checkpointed frame (--resume)
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <omp.h>
+
+#include "command.hpp"
+#include "dcdm/error.hpp"
+#include "dcdm/io.hpp"
+#include "dcdm/poisson.hpp"
+#include "dcdm/sim.hpp"
+#include "dcdm/system.hpp"
+#include "dcdm/vdb.hpp"
+#include "solver_registry.hpp"
+
+namespace dcdm::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+struct SimulateArgs {
+  std::string scene = "plume";
+  int n = 64;
+  std::string dims;
+  int frames = 100;
+  int export_every = 10;
+  int checkpoint_every = 0;  // 0 = at every exported frame
+  std::uint64_t seed = 0;
+  std::string out;
+  std::string solver = "mgpcg";
+  double rtol = 1e-6;
+  int max_iterations = 1000;
+  std::string advection = "semi-lagrangian";
+  double vorticity = -1.0;  // < 0: the scene's default
+  std::string mesh;
+  bool vdb = false;
+  bool png = true;
+  int png_scale = 0;  // 0 = automatic
+  bool resume = false;
+  bool quiet = false;
+  bool warm_start = false;
+  bool no_matrix = false;
+  SolverParams params;
+};
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::string format_duration(double s) {
+  if (!(s >= 0) || s > 1e7) return "--:--";
+  const long t = std::lround(s);
+  if (t >= 3600) return fmt::format("{}:{:02d}:{:02d}", t / 3600, (t / 60) % 60, t % 60);
+  return fmt::format("{}:{:02d}", t / 60, t % 60);
+}
+
+// Progress on stderr: a bar redrawn in place on a terminal, else one line per frame.
+class Progress {
+ public:
+  Progress(int first, int last) : first_(first), last_(last), tty_(isatty(fileno(stderr)) != 0) {}
+  bool tty() const { return tty_; }
+  void clear() {
+    if (tty_ && drawn_) std::fputs("\r\033[K", stderr);
+  }
+  void update(int frame) {
+    const int done = frame - first_ + 1, total = last_ - first_ + 1;
+    const double elapsed = seconds_since(start_);
+    const double rate = elapsed > 0 ? done / elapsed : 0.0;
+    const double eta = rate > 0 ? (last_ - frame) / rate : -1.0;
+    if (tty_) {
+      const int width = 30;
+      const int filled = total > 0 ? done * width / total : width;
+      fmt::print(stderr, "\r\033[K[{}{}] {}/{} frames  {:.2f} frames/s  ETA {}", std::string(filled, '#'),
+                 std::string(width - filled, '.'), frame, last_, rate, format_duration(eta));
+      drawn_ = true;
+    } else {
+      fmt::print(stderr, "progress: frame {}/{}  {:.2f} frames/s  ETA {}\n", frame, last_, rate,
+                 format_duration(eta));
+    }
+    std::fflush(stderr);
+  }
+  void finish() {
+    if (tty_ && drawn_) std::fputs("\n", stderr);
+  }
+
+ private:
+  int first_, last_;
+  bool tty_;
+  bool drawn_ = false;
+  Clock::time_point start_ = Clock::now();
+};
+
+const char* kCsvHeader =
+    "frame,time,fluid_cells,iterations,reason,final_residual,relative_residual,rhs_norm,"
+    "max_div_before,max_div_after,compatibility_shift,advect_s,project_s,other_s,assemble_s,"
+    "setup_s,solve_s,io_s,exported";
+
+std::string csv_row(const sim::FrameStats& st, double io_seconds, bool exported) {
+  return fmt::format("{},{},{},{},{},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.3e},{:.6f},{:.6f},{:.6f},{:.6f},"
+                     "{:.6f},{:.6f},{:.6f},{}",
+                     st.frame, st.time, st.fluid_cells, st.solve.iterations, to_string(st.solve.reason),
+                     st.solve.final_residual, st.solve.relative_residual(), st.rhs_norm, st.max_div_before,
+                     st.max_div_after, st.compatibility_shift, st.advect_seconds, st.project_seconds,
+                     st.other_seconds, st.assemble_seconds, st.setup_seconds, st.solve_seconds, io_seconds,
+                     exported ? 1 : 0);
+}
+
+// Rows of an earlier frames.csv up to and including `last_frame` (for --resume).
+std::vector<std::string> read_csv_rows(const fs::path& path, int last_frame) {
+  std::vector<std::string> rows;
+  std::ifstream in(path);
+  if (!in) return rows;
+  std::string line;
+  int line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line_no == 1 || line.empty()) continue;
+    int frame = 0;
+    try {
+      frame = std::stoi(line.substr(0, line.find(',')));
+    } catch (const std::exception&) {
+      throw InputError(fmt::format("{}:{}: not a frame row", path.string(), line_no));
+    }
+    if (frame <= last_frame) rows.push_back(line);
+  }
+  return rows;
+}
+
+std::string join_csv(const std::vector<std::string>& rows) {
+  std::string s = std::string(kCsvHeader) + "\n";
+  for (const auto& r : rows) s += r + "\n";
+  return s;
+}
+
+// What a checkpoint must agree with to be resumed: everything that changes the physics or
+// the pressure solutions (not the frame count, export cadence or outputs).
+std::string resume_tag(const SimulateArgs& a, const Dims& dims, const sim::SimConfig& c) {
+  nlohmann::json j = {{"scene", a.scene},
+                      {"dims", dims.str()},
+                      {"seed", a.seed},
+                      {"solver", a.solver},
+                      {"rtol", a.rtol},
+                      {"max_iterations", a.max_iterations},
+                      {"advection", sim::to_string(c.advection)},
+                      {"vorticity", c.vorticity},
+                      {"warm_start", a.warm_start},
+                      {"mesh", a.mesh},
+                      {"model", a.params.model},
+                      {"dcdm_k", a.params.dcdm_k},
+                      {"dpcg_k", a.params.deflation_vectors},
+                      {"mic_safety", a.params.mic_safety}};
+  return j.dump();
+}
+
+void export_frame(const fs::path& dir, sim::SmokeSimulation& simulation, const sim::FrameStats& st,
+                  const SimulateArgs& a) {
+  fs::create_directories(dir);
+  PoissonSystem system;
+  system.domain = simulation.domain();
+  system.matrix = simulation.matrix();
+  system.rhs = simulation.rhs();
+  system.meta = {{"source", "dcdm simulate"},
+                 {"rhs",
+                  {{"kind", "simulation"},
+                   {"definition", "b = -div u* (unit spacing, solid faces at the solid's velocity), A p = b"}}},
+                 {"simulation",
+                  {{"scene", a.scene},
+                   {"frame", st.frame},
+                   {"time", st.time},
+                   {"seed", a.seed},
+                   {"advection", sim::to_string(simulation.config().advection)},
+                   {"vorticity", simulation.config().vorticity},
+                   {"solver", a.solver},
+                   {"rtol", a.rtol},
+                   {"iterations", st.solve.iterations},
+                   {"reason", to_string(st.solve.reason)},
+                   {"final_residual", st.solve.final_residual},
+                   {"max_div_before", st.max_div_before},
+                   {"max_div_after", st.max_div_after},
+                   {"compatibility_shift", st.compatibility_shift}}}};
+  save_system(dir, system);
+}
+
+void write_png_frame(const fs::path& path, const sim::SmokeSimulation& simulation, int scale) {
+  int w = 0, h = 0;
+  const auto rgb = sim::render_density_slices(simulation.density(), simulation.domain(), scale, w, h);
+  io::write_png(path, w, h, 3, rgb);
+}
+
+void write_vdb_frame(const fs::path& path, const sim::SmokeSimulation& simulation) {
+  const auto& rho = simulation.density();
+  Field<float> f(rho.dims());
+  for (std::int64_t c = 0; c < rho.size(); ++c) f[c] = static_cast<float>(rho[c]);
+  io::write_vdb_density(path, f, "density");
+}
+
+void run_simulate(const SimulateArgs& a) {
+  const Dims dims = a.dims.empty() ? Dims{a.n, a.n, a.n} : parse_dims(a.dims, "--dims");
+  if (a.out.empty()) throw InputError("--out: an output folder is required");
+  if (a.vdb && !io::vdb_available())
+    throw InputError("--vdb: this build has no OpenVDB support (install libopenvdb-dev and rebuild)");
+  check_system_fits_memory(dims, a.dims.empty() ? "--n" : "--dims");
+
+  const fs::path mesh_path = a.mesh;
+  sim::SimConfig config = sim::make_scene(a.scene, dims, a.seed, nullptr, a.mesh.empty() ? nullptr : &mesh_path);
+  config.advection = sim::parse_advection(a.advection);
+  if (a.vorticity >= 0) config.vorticity = a.vorticity;
+  config.solve.rtol = a.rtol;
+  config.solve.max_iterations = a.max_iterations;
+  config.warm_start = a.warm_start;
+  config.assemble_matrix = !a.no_matrix;
+
+  auto solver = make_solver(a.solver, a.params);
+  sim::SmokeSimulation simulation(config, *solver);
+
+  const fs::path out = a.out;
+  fs::create_directories(out);
+  const fs::path ckpt = out / "checkpoint.bin";
+  const std::string tag = resume_tag(a, dims, config);
+  const int checkpoint_every = a.checkpoint_every > 0 ? a.checkpoint_every : a.export_every;
+
+  std::vector<std::string> rows;
+  if (a.resume && fs::exists(ckpt)) {
+    simulation.load_checkpoint(ckpt, tag);
+    rows = read_csv_rows(out / "frames.csv", simulation.frame());
+    if (!a.quiet)
+      fmt::print("resuming {} from frame {} ({})\n", out.string(), simulation.frame(), ckpt.string());
+  } else if (a.resume && !a.quiet) {
+    fmt::print("no checkpoint in {}: starting from frame 0\n", out.string());
+  }
+  const int first = simulation.frame() + 1;
+
+  nlohmann::json run = {{"command", "dcdm simulate"}, {"options", nlohmann::json::parse(tag)},
+                        {"frames", a.frames},         {"export_every", a.export_every},
+                        {"png", a.png},               {"vdb", a.vdb},
+                        {"threads", omp_get_max_threads()}};
+  io::write_file_atomic(out / "run.json", run.dump(2) + "\n");
+
+  if (!a.quiet)
+    fmt::print("simulate: scene {} {} frames {}..{} solver {} rtol {:g} advection {} seed {} -> {}\n", a.scene,
+               dims.str(), first, a.frames, a.solver, a.rtol, sim::to_string(config.advection), a.seed,
+               out.string());
+  Progress progress(first, a.frames);
+  const int png_scale = a.png_scale > 0 ? a.png_scale : std::max(1, 256 / std::max(dims.nx + dims.ny, dims.nz));
+  double sum_advect = 0, sum_project = 0, sum_other = 0, sum_io = 0;
+  long sum_iterations = 0;
+  int simulated = 0, unconverged = 0;
+  double worst_div = 0.0;
+  const auto t_run = Clock::now();
+
+  for (int frame = first; frame <= a.frames; ++frame) {
+    const sim::FrameStats st = simulation.step();
+    const bool exported = a.export_every > 0 && frame % a.export_every == 0;
+    const auto t_io = Clock::now();
+    if (exported) {
+      export_frame(out / fmt::format("frame_{:04d}", frame), simulation, st, a);
+      if (a.png) {
+        fs::create_directories(out / "png");
+        write_png_frame(out / "png" / fmt::format("density_{:04d}.png", frame), simulation, png_scale);
+      }
+      if (a.vdb) {
+        fs::create_directories(out / "vdb");
+        write_vdb_frame(out / "vdb" / fmt::format("density_{:04d}.vdb", frame), simulation);
+      }
+    }
+    const double io_seconds = seconds_since(t_io);
+    rows.push_back(csv_row(st, io_seconds, exported));
+    io::write_file_atomic(out / "frames.csv", join_csv(rows));
+    // The checkpoint comes last: a frame is complete once its checkpoint exists.
+    if (frame % checkpoint_every == 0 || frame == a.frames) simulation.save_checkpoint(ckpt, tag);
+
+    sum_advect += st.advect_seconds;
+    sum_project += st.project_seconds;
+    sum_other += st.other_seconds;
+    sum_io += io_seconds;
+    sum_iterations += st.solve.iterations;
+    worst_div = std::max(worst_div, st.max_div_after);
+    ++simulated;
+    if (!st.solve.converged()) ++unconverged;
+
+    progress.clear();
+    if (!a.quiet) {
+      fmt::print("frame {:4d}  it {:4d} {}  |r| {:.3e} (rel {:.2e})  max|div u| {:.3e}  adv {:.3f} s  proj {:.3f} s  "
+                 "other {:.3f} s  io {:.3f} s{}\n",
+                 frame, st.solve.iterations, to_string(st.solve.reason), st.solve.final_residual,
+                 st.solve.relative_residual(), st.max_div_after, st.advect_seconds, st.project_seconds,
+                 st.other_seconds, io_seconds, exported ? "  exported" : "");
+      std::fflush(stdout);
+    }
+    if (!st.solve.converged())
+      fmt::print(stderr, "warning: frame {}: {}\n", frame, format_reason_line(st.solve));
+    progress.update(frame);
+  }
+  progress.finish();
+
+  const double wall = seconds_since(t_run);
+  const double step_total = sum_advect + sum_project + sum_other;
+  nlohmann::json summary = {
+      {"frames_simulated", simulated},
+      {"first_frame", first},
+      {"last_frame", a.frames},
+      {"wall_seconds", wall},
+      {"seconds_per_frame", simulated ? wall / simulated : 0.0},
+      {"step_seconds_per_frame", simulated ? step_total / simulated : 0.0},
+      {"advect_seconds", sum_advect},
+      {"project_seconds", sum_project},
+      {"other_seconds", sum_other},
+      {"io_seconds", sum_io},
+      {"projection_share", step_total > 0 ? sum_project / step_total : 0.0},
+      {"mean_iterations", simulated ? double(sum_iterations) / simulated : 0.0},
+      {"unconverged_frames", unconverged},
+      {"max_div_after", worst_div}};
+  io::write_file_atomic(out / "summary.json", summary.dump(2) + "\n");
+  if (!a.quiet && simulated > 0)
+    fmt::print("done: {} frames in {:.2f} s ({:.3f} s/frame; advection {:.1f}%, projection {:.1f}%, other {:.1f}%, "
+               "io {:.2f} s), mean {:.1f} iterations, max |div u| {:.3e}\n",
+               simulated, wall, wall / simulated, 100 * sum_advect / step_total, 100 * sum_project / step_total,
+               100 * sum_other / step_total, sum_io, double(sum_iterations) / simulated, worst_div);
+  if (unconverged > 0)
+    fmt::print(stderr, "warning: {} of {} frames did not reach --rtol {:g} (see frames.csv)\n", unconverged,
+               simulated, a.rtol);
+}
+
+RegisterCommand reg(40, [](CLI::App& root) {
+  auto args = std::make_shared<SimulateArgs>();
+  auto* cmd = root.add_subcommand(
+      "simulate", "Run a smoke simulation and export its pressure systems (A, b, flags), PNG slices, VDB volumes");
+  cmd->add_option("--scene", args->scene, "Scene: plume, bunny or sphere (moving obstacle)")
+      ->check(CLI::IsMember(sim::scene_names()))
+      ->capture_default_str();
+  cmd->add_option("--n", args->n, "Grid size N (N^3 cells)")->check(CLI::Range(8, 1024))->capture_default_str();
+  cmd->add_option("--dims", args->dims, "Grid NX,NY,NZ (overrides --n)");
+  cmd->add_option("--frames", args->frames, "Frames to simulate (one step per frame)")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  cmd->add_option("--export-every", args->export_every, "Export the system (and PNG/VDB) every K frames (0: never)")
+      ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
+  cmd->add_option("--checkpoint-every", args->checkpoint_every,
+                  "Write checkpoint.bin every K frames (default: at every exported frame; always at the end)")
+      ->check(CLI::Range(0, 1000000));
+  cmd->add_option("--seed", args->seed, "Seed of the inflow's noise and jitter")->capture_default_str();
+  cmd->add_option("--out", args->out, "Output folder")->required();
+  cmd->add_option("--solver", args->solver, "Pressure solver method (a registered name, e.g. cg, ic0, mgpcg, dcdm:MODEL)")
+      ->capture_default_str();
+  cmd->add_option("--rtol", args->rtol, "Relative tolerance of the pressure solve")
+      ->check(CLI::Range(1e-14, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--max-iters", args->max_iterations, "Iteration limit of the pressure solve")
+      ->check(CLI::Range(1, 100000000))
+      ->capture_default_str();
+  cmd->add_option("--advection", args->advection, "Advection: semi-lagrangian, maccormack or bfecc")
+      ->check(CLI::IsMember({"semi-lagrangian", "maccormack", "bfecc"}))
+      ->capture_default_str();
+  cmd->add_option("--vorticity", args->vorticity, "Vorticity confinement epsilon (default: the scene's, 0)")
+      ->check(CLI::Range(0.0, 10.0));
+  cmd->add_option("--mesh", args->mesh, "Mesh file replacing the bunny (--scene bunny)")->check(CLI::ExistingFile);
+  cmd->add_flag("--vdb", args->vdb, "Also write the density volume as OpenVDB (vdb/density_NNNN.vdb)");
+  cmd->add_flag("--png,!--no-png", args->png, "Write mid-plane density slices (png/density_NNNN.png)")
+      ->capture_default_str();
+  cmd->add_option("--png-scale", args->png_scale, "Pixels per cell in the PNG slices (default: automatic)")
+      ->check(CLI::Range(1, 64));
+  cmd->add_flag("--resume", args->resume, "Continue from the checkpoint in --out (same options required)");
+  cmd->add_flag("--warm-start", args->warm_start, "Start each pressure solve from the previous pressure");
+  cmd->add_flag("--no-matrix", args->no_matrix,
+                "Do not assemble the CSR matrix for the solver (matrix-free methods only; saves time)");
+  cmd->add_flag("--quiet", args->quiet, "No per-frame report lines on stdout");
+  add_solver_params(cmd, args->params);
+  cmd->callback([args] { run_simulate(*args); });
+});
+
+}  // namespace
+}  // namespace dcdm::cli
