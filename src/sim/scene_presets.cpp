@@ -28,10 +28,10 @@ SimConfig make_scene(const std::string& name, Dims dims, std::uint64_t seed,
   // alike (the same number of frames fills the box).
   const double n = std::min({dims.nx, dims.ny, dims.nz});
   const double s = dims.nz / 64.0;
-  c.buoyancy_temperature = 0.02 * s;
+  c.buoyancy_temperature = 0.05 * s;
   c.buoyancy_density = 0.004 * s;
   c.ambient_temperature = 0.0;
-  c.temperature_decay = 0.01;
+  c.temperature_decay = 0.005;
   c.vorticity = 0.0;
   c.faces[static_cast<int>(Face::ZMax)] = FaceBoundary::Open;  // smoke leaves at the top
 
@@ -41,7 +41,7 @@ SimConfig make_scene(const std::string& name, Dims dims, std::uint64_t seed,
   src.centre = {0.5 * dims.nx, 0.5 * dims.ny, 0.05 * dims.nz + 0.5 * src.height};
   src.density = 1.0;
   src.temperature = 1.0;
-  src.velocity = {0.0, 0.0, 0.6 * s};
+  src.velocity = {0.0, 0.0, 1.0 * s};
   src.noise = 0.25;
   src.jitter = 0.02 * n;
   c.sources.push_back(src);
