@@ -24,6 +24,9 @@ std::unique_ptr<IterativeSolver> make(const std::string& method) {
   if (method == "mic0")
     return std::make_unique<PcgSolver>("mic0",
                                        std::make_unique<IncompleteCholeskyPreconditioner>(0.97));
+  if (method == "mgpcg")
+    return std::make_unique<PcgSolver>("mgpcg", std::make_unique<MultigridPreconditioner>());
+  if (method == "dpcg") return std::make_unique<DeflatedPcgSolver>(8);
   throw std::runtime_error("unknown method " + method);
 }
 
@@ -77,7 +80,7 @@ TEST_P(KrylovVsDirect, MatchesSimplicialLDLT) {
 
 std::vector<Case> all_cases() {
   std::vector<Case> out;
-  for (std::string m : {"cg", "jacobi", "ic0", "mic0"})
+  for (std::string m : {"cg", "jacobi", "ic0", "mic0", "mgpcg", "dpcg"})
     for (int d = 0; d < 4; ++d) out.push_back({m, d});
   return out;
 }
@@ -158,7 +161,7 @@ TEST_P(KrylovEveryMethod, NanRightHandSideGivesReasonNanAndFiniteX) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllMethods, KrylovEveryMethod,
-                         ::testing::Values("cg", "jacobi", "ic0", "mic0"));
+                         ::testing::Values("cg", "jacobi", "ic0", "mic0", "mgpcg", "dpcg"));
 
 // An SPD tridiagonal matrix shifted to be strongly indefinite.
 CsrMatrix shifted_laplacian_1d(int n, double shift) {

@@ -1,0 +1,281 @@
+// `dcdm solve`: one linear solve with any registered method on a built-in scene, an exported
+// system folder, or a matrix + right-hand-side pair. Prints the system, PETSc-style monitor
+// lines (--monitor), the converged-reason line and a summary.
+// Exit status: 0 converged, 3 did not converge (max-iterations, breakdown, stagnation, nan),
+// 2 bad input.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "command.hpp"
+#include "dcdm/error.hpp"
+#include "dcdm/io.hpp"
+#include "dcdm/poisson.hpp"
+#include "dcdm/scenes.hpp"
+#include "dcdm/system.hpp"
+#include "solver_registry.hpp"
+
+namespace dcdm::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct SolveArgs {
+  std::string scene;
+  int n = 64;
+  std::string dims;
+  std::uint64_t seed = 0;
+  std::vector<std::string> params_kv;
+  std::string system_dir;
+  std::string matrix;
+  std::string rhs;  // scene: random | smooth | FILE; matrix: FILE (default: b = A * ones)
+  std::string method = "cg";
+  double rtol = 1e-6;
+  double atol = 0.0;
+  int max_iterations = 10000;
+  int true_residual_every = 0;
+  int stagnation_window = 50;
+  std::string x0;
+  bool monitor = false;
+  std::string json_out;
+  std::string x_out;
+  bool quiet = false;
+  SolverParams params;
+};
+
+// What the solver is given, plus what the report says about it.
+struct LoadedSystem {
+  std::string source;
+  std::optional<Domain> domain;
+  CsrMatrix matrix;
+  std::vector<double> rhs;
+  std::vector<std::string> notes;
+};
+
+LoadedSystem load(const SolveArgs& a) {
+  const int sources = int(!a.scene.empty()) + int(!a.system_dir.empty()) + int(!a.matrix.empty());
+  if (sources != 1)
+    throw InputError("give exactly one of --scene, --system DIR, --matrix FILE");
+  LoadedSystem s;
+  if (!a.scene.empty()) {
+    SceneSpec spec;
+    spec.name = a.scene;
+    spec.dims = a.dims.empty() ? Dims{a.n, a.n, a.n} : parse_dims(a.dims, "--dims");
+    spec.seed = a.seed;
+    spec.parameters = parse_scene_parameters(a.params_kv, "--param");
+    const std::string rhs = a.rhs.empty() ? "random" : a.rhs;
+    const RhsKind kind = parse_rhs_kind(rhs);
+    PoissonSystem sys = make_scene_system(spec, kind, a.seed, kind == RhsKind::File ? fs::path(rhs) : fs::path());
+    s.source = fmt::format("scene {} {} (rhs {}, seed {})", a.scene, spec.dims.str(), rhs, a.seed);
+    s.domain = std::move(sys.domain);
+    s.matrix = std::move(sys.matrix);
+    s.rhs = std::move(sys.rhs);
+    return s;
+  }
+  if (!a.system_dir.empty()) {
+    PoissonSystem sys = load_system(a.system_dir);
+    if (sys.rhs.empty()) throw InputError(fmt::format("{}: the system has no right-hand side", a.system_dir));
+    s.source = fmt::format("system {} {}", a.system_dir, sys.domain.dims().str());
+    s.domain = std::move(sys.domain);
+    s.matrix = std::move(sys.matrix);
+    s.rhs = std::move(sys.rhs);
+    return s;
+  }
+  s.matrix = io::read_matrix(a.matrix);
+  if (s.matrix.rows != s.matrix.cols)
+    throw InputError(fmt::format("{}: matrix is {}x{}, not square", a.matrix, s.matrix.rows, s.matrix.cols));
+  if (!s.matrix.is_symmetric(1e-12 * (1.0 + norm_inf(s.matrix.values))))
+    throw InputError(fmt::format("{}: matrix is not symmetric (CG-type methods need SPD)", a.matrix));
+  if (!a.rhs.empty()) {
+    s.rhs = io::read_vector(a.rhs);
+    io::check_system_sizes(s.matrix, s.rhs, a.matrix, a.rhs);
+  } else {
+    std::vector<double> ones(static_cast<std::size_t>(s.matrix.rows), 1.0);
+    s.rhs.resize(ones.size());
+    s.matrix.multiply(ones, s.rhs);
+    s.notes.push_back("no --rhs: b = A * ones");
+  }
+  s.source = fmt::format("matrix {} ({} rows, {} non-zeros)", a.matrix, s.matrix.rows, s.matrix.nnz());
+  // A grid-shaped 7-point matrix gets its domain back (grid-aware methods need it).
+  std::optional<Dims> dims;
+  if (!a.dims.empty()) {
+    dims = parse_dims(a.dims, "--dims");
+    if (dims->size() != s.matrix.rows)
+      throw InputError(fmt::format("--dims {} makes {} cells but {} has {} rows", dims->str(), dims->size(),
+                                   a.matrix, s.matrix.rows));
+  } else {
+    const auto m = static_cast<int>(std::llround(std::cbrt(static_cast<double>(s.matrix.rows))));
+    if (std::int64_t(m) * m * m == s.matrix.rows) dims = Dims{m, m, m};
+  }
+  if (dims) {
+    try {
+      s.domain = infer_domain(s.matrix, *dims, a.matrix, &s.notes);
+    } catch (const InputError& e) {
+      s.notes.push_back(fmt::format("not a 7-point grid matrix on {} ({}): grid-aware methods unavailable",
+                                    dims->str(), e.what()));
+    }
+  } else {
+    s.notes.push_back("not a cube: give --dims for grid-aware methods");
+  }
+  return s;
+}
+
+json report_json(const SolveReport& r) {
+  return {{"method", r.method},
+          {"converged", r.converged()},
+          {"reason", to_string(r.reason)},
+          {"detail", r.detail},
+          {"iterations", r.iterations},
+          {"rhs_norm", r.rhs_norm},
+          {"initial_residual", r.initial_residual},
+          {"final_residual", r.final_residual},
+          {"relative_residual", r.relative_residual()},
+          {"residual_history", r.residual_history},
+          {"setup_seconds", r.setup_seconds},
+          {"solve_seconds", r.solve_seconds}};
+}
+
+int run_solve(const SolveArgs& a) {
+  // Make the solver first: an unknown method or bad parameter fails before any work.
+  auto solver = make_solver(a.method, a.params);
+  LoadedSystem s = load(a);
+  const std::int64_t n = s.matrix.rows;
+  if (const auto bad = count_non_finite(s.rhs); bad > 0)
+    throw InputError(fmt::format("right-hand side has {} non-finite entries", bad));
+  if (const auto bad = count_non_finite(s.matrix.values); bad > 0)
+    throw InputError(fmt::format("matrix has {} non-finite entries", bad));
+
+  std::unique_ptr<LinearOperator> op;
+  std::optional<RangeProjector> projector;
+  LinearSystemView view;
+  json system_info = {{"source", s.source}, {"rows", n}, {"nnz", s.matrix.nnz()}};
+  if (s.domain) {
+    op = std::make_unique<PoissonStencil>(*s.domain);
+    projector.emplace(*s.domain);
+    if (projector->singular()) view.project_range = projector->as_function();
+    view.domain = &*s.domain;
+    const Dims d = s.domain->dims();
+    system_info["dims"] = {d.nx, d.ny, d.nz};
+    system_info["fluid"] = s.domain->count(CellType::Fluid);
+    system_info["air"] = s.domain->count(CellType::Air);
+    system_info["solid"] = s.domain->count(CellType::Solid);
+    const FluidComponents comps = fluid_components(*s.domain);
+    system_info["components"] = comps.count();
+    system_info["singular_components"] = comps.singular_count();
+  } else {
+    op = std::make_unique<CsrOperator>(s.matrix);
+  }
+  view.op = op.get();
+  view.matrix = &s.matrix;
+
+  std::vector<double> x(static_cast<std::size_t>(n), 0.0);
+  SolveOptions options;
+  options.rtol = a.rtol;
+  options.atol = a.atol;
+  options.max_iterations = a.max_iterations;
+  options.true_residual_every = a.true_residual_every;
+  options.stagnation_window = a.stagnation_window;
+  if (!a.x0.empty()) {
+    x = io::read_vector(a.x0);
+    if (static_cast<std::int64_t>(x.size()) != n)
+      throw InputError(fmt::format("{}: {} values, the system has {} unknowns", a.x0, x.size(), n));
+    options.use_initial_guess = true;
+  }
+  if (a.monitor)
+    options.monitor = [](const IterationInfo& info) {
+      fmt::print("{}\n", format_monitor_line(info));
+      std::fflush(stdout);
+    };
+
+  if (!a.quiet) {
+    fmt::print("system: {}\n", s.source);
+    if (s.domain)
+      fmt::print("  {} fluid, {} air, {} solid cells; {} fluid components ({} singular: b projected)\n",
+                 system_info["fluid"].get<std::int64_t>(), system_info["air"].get<std::int64_t>(),
+                 system_info["solid"].get<std::int64_t>(), system_info["components"].get<int>(),
+                 system_info["singular_components"].get<int>());
+    for (const auto& note : s.notes) fmt::print("  note: {}\n", note);
+    fmt::print("method: {}\n", a.method);
+    std::fflush(stdout);
+  }
+  solver->setup(view);
+  const SolveReport rep = solver->solve(s.rhs, x, options);
+  fmt::print("{}\n", format_reason_line(rep));
+  fmt::print("iterations {}  relative residual {:.3e}  setup {:.3f} s  solve {:.3f} s\n", rep.iterations,
+             rep.relative_residual(), rep.setup_seconds, rep.solve_seconds);
+  std::fflush(stdout);
+
+  if (!a.x_out.empty()) {
+    if (s.domain) {
+      const Dims d = s.domain->dims();
+      io::write_npy(a.x_out, x, {d.nz, d.ny, d.nx});
+    } else {
+      io::write_npy(a.x_out, x, {n});
+    }
+  }
+  if (!a.json_out.empty()) {
+    json out = report_json(rep);
+    out["system"] = system_info;
+    out["options"] = {{"rtol", a.rtol},
+                      {"atol", a.atol},
+                      {"max_iterations", a.max_iterations},
+                      {"true_residual_every", a.true_residual_every},
+                      {"warm_start", !a.x0.empty()},
+                      {"method_spec", a.method}};
+    io::write_file_atomic(a.json_out, out.dump(2) + "\n");
+  }
+  return rep.converged() ? 0 : 3;
+}
+
+RegisterCommand reg(30, [](CLI::App& root) {
+  auto args = std::make_shared<SolveArgs>();
+  auto* cmd = root.add_subcommand(
+      "solve", "Solve one pressure system with a registered method (exit 0 converged, 3 not converged)");
+  cmd->add_option("--scene", args->scene, "Built-in scene (see `dcdm scenes`), e.g. bunny, box");
+  cmd->add_option("--n", args->n, "Scene grid size N (N^3 cells)")->check(CLI::Range(4, 2048))->capture_default_str();
+  cmd->add_option("--dims", args->dims, "Grid NX,NY,NZ (scene: overrides --n; matrix: its grid)");
+  cmd->add_option("--seed", args->seed, "Seed of the scene and of a random right-hand side")->capture_default_str();
+  cmd->add_option("--param", args->params_kv, "Scene parameter name=value (repeatable)");
+  cmd->add_option("--system", args->system_dir, "System folder written by `dcdm export` / `dcdm simulate`");
+  cmd->add_option("--matrix", args->matrix, "Matrix file (.mtx Matrix Market or reference .bin)");
+  cmd->add_option("--rhs", args->rhs,
+                  "Right-hand side: with --matrix a file (.npy/.mtx/.bin; default b = A*1); with --scene "
+                  "random | smooth | FILE (default random)");
+  std::string methods_help = "Method:";
+  for (const auto& [name, help] : solver_methods()) methods_help += fmt::format("\n  {:<12} {}", name, help);
+  cmd->add_option("--method", args->method, methods_help)->capture_default_str();
+  cmd->add_option("--rtol", args->rtol, "Stop when ||b - Ax|| <= rtol ||b||")->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--atol", args->atol, "... or when ||b - Ax|| <= atol")->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--max-iters", args->max_iterations, "Iteration limit")->check(CLI::Range(0, 100000000))
+      ->capture_default_str();
+  cmd->add_option("--true-residual-every", args->true_residual_every,
+                  "Recompute r = b - Ax every K iterations (0: only to confirm convergence)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--stagnation-window", args->stagnation_window,
+                  "Stop after this many iterations without a 1e-3 relative gain (0: never)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--x0", args->x0, "Initial guess (warm start), a vector file");
+  cmd->add_flag("--monitor", args->monitor, "Print the residual norm every iteration (PETSc -ksp_monitor style)");
+  cmd->add_option("--json", args->json_out, "Write the full report (history, reason, timings, system) as JSON");
+  cmd->add_option("--x-out", args->x_out, "Write the solution as .npy (shape nz,ny,nx for grid systems)");
+  cmd->add_flag("--quiet", args->quiet, "Only the reason line and the summary");
+  add_solver_params(cmd, args->params);
+  cmd->callback([args] {
+    const int status = run_solve(*args);
+    if (status != 0) {
+      std::fflush(stdout);
+      std::exit(status);
+    }
+  });
+});
+
+}  // namespace
+}  // namespace dcdm::cli

@@ -1,0 +1,601 @@
+// Geometric multigrid V-cycle for irregular voxel domains, after McAdams, Sifakis and Teran,
+// "A parallel multigrid Poisson solver for fluids simulation on large grids" (SCA 2010),
+// used as a CG preconditioner (MGPCG).
+//
+// Rules (see also precond.hpp):
+// - Coarsening 2x per axis, ceil for odd sizes (children beyond the grid are ignored).
+//   A coarse cell is Air if any child is Air (Dirichlet wins, so the coarse problem never
+//   loses a Dirichlet condition and stays non-singular where the fine one is), else Fluid if
+//   any child is Fluid, else Solid. Outer faces keep their Wall/Open type on every level. A
+//   coarse fluid cell with no non-solid neighbour (possible in thin gaps) becomes Solid.
+// - Each level's operator is the 7-point stencil rediscretised on its flags with spacing
+//   2^l: off-diagonals -1/4^l, diagonal (non-solid neighbours)/4^l.
+// - Prolongation: cell-centred trilinear (1/4, 3/4 per axis) from the 8 nearest coarse cells.
+//   Solid coarse cells (and cells beyond a wall) carry no value: their weight is dropped and
+//   the others renormalised, a Neumann-consistent interpolation; air cells keep their weight
+//   with value 0 (Dirichlet). Fine cells outside the fluid get nothing. Restriction is
+//   R = P^T / 8 exactly (the same weights and normalisers), which makes the cycle symmetric.
+// - Smoother: red-black Gauss-Seidel. Before and after the interior sweeps, extra sweeps on the
+//   band of fluid cells near non-fluid cells/walls, where the coarse grid represents the
+//   geometry worst. The post-smoother runs the pre-smoother's steps in reverse order (each
+//   single-colour update is self-adjoint), so the V-cycle is a symmetric operator.
+// - Coarsest level (<= MultigridOptions::coarsest_cells cells): sparse Cholesky (Eigen
+//   SimplicialLDLT) of the fluid-cell matrix with one node pinned per singular component;
+//   right-hand side and result are projected to zero mean on those components, i.e. the
+//   symmetric pseudo-inverse. So singular (all-Neumann) problems keep consistent coarse
+//   problems.
+//
+// Storage: every level keeps padded arrays (one ghost layer below, two above each axis), so
+// all stencil, transfer and smoothing loops are branch-free: ghosts and non-fluid entries are
+// zero, and 1/diagonal is zero outside the fluid. Nothing is allocated per cycle.
+#include <algorithm>
+#include <array>
+#include <cmath>
+
+#include <Eigen/Sparse>
+#include <Eigen/SparseCholesky>
+#include <fmt/format.h>
+
+#include "dcdm/error.hpp"
+#include "dcdm/precond.hpp"
+#include "stencil_levels.hpp"
+
+namespace dcdm {
+
+namespace {
+
+constexpr std::int64_t kParallelCells = 32768;  // below this, loops stay on one thread
+
+struct Level {
+  Dims dims;
+  int px = 0, py = 0, pz = 0;
+  std::int64_t sy = 0, sz = 0;
+  double s = 1.0;  // off-diagonal magnitude (1/4^level)
+  std::array<FaceBoundary, 6> faces{};
+  std::vector<std::uint8_t> type;      // padded CellType; ghosts carry the face's type
+  std::vector<double> inv_diag;        // padded, 0 outside fluid
+  std::vector<double> diag;            // padded, 0 outside fluid
+  std::vector<double> x, b, r;         // padded work vectors
+  std::vector<double> inv_w;           // padded, prolongation normaliser to this level from the next
+  std::vector<std::int64_t> band[2];   // padded indices of band cells by colour
+  std::int64_t fluid_cells = 0;
+
+  std::int64_t padded_size() const { return std::int64_t(px) * py * pz; }
+  std::int64_t at(int i, int j, int k) const { return (i + 1) + sy * (j + 1) + sz * (k + 1); }
+  bool parallel() const { return dims.size() >= kParallelCells; }
+};
+
+// Type of padded cell (i, j, k) in logical coordinates, ghosts included.
+CellType level_type(const Level& l, int i, int j, int k) {
+  return static_cast<CellType>(l.type[l.at(i, j, k)]);
+}
+
+void init_level(Level& l, Dims d, const std::array<FaceBoundary, 6>& faces, double s) {
+  l.dims = d;
+  l.px = d.nx + 3;
+  l.py = d.ny + 3;
+  l.pz = d.nz + 3;
+  l.sy = l.px;
+  l.sz = std::int64_t(l.px) * l.py;
+  l.s = s;
+  l.faces = faces;
+  const std::int64_t n = l.padded_size();
+  // Ghosts: the type beyond the face; corners/edges take the first matching face (they are
+  // never read by the 7-point stencil; the prolongation weights treat them as below).
+  l.type.assign(n, static_cast<std::uint8_t>(CellType::Solid));
+  for (int k = -1; k <= d.nz + 1; ++k)
+    for (int j = -1; j <= d.ny + 1; ++j)
+      for (int i = -1; i <= d.nx + 1; ++i) {
+        if (d.contains(i, j, k)) continue;
+        int face = -1;
+        if (i < 0) face = 0;
+        else if (i >= d.nx) face = 1;
+        else if (j < 0) face = 2;
+        else if (j >= d.ny) face = 3;
+        else if (k < 0) face = 4;
+        else face = 5;
+        // A ghost beyond two faces at once is air only if both faces are open.
+        bool open = faces[face] == FaceBoundary::Open;
+        if (i < 0 && faces[0] != FaceBoundary::Open) open = false;
+        if (i >= d.nx && faces[1] != FaceBoundary::Open) open = false;
+        if (j < 0 && faces[2] != FaceBoundary::Open) open = false;
+        if (j >= d.ny && faces[3] != FaceBoundary::Open) open = false;
+        if (k < 0 && faces[4] != FaceBoundary::Open) open = false;
+        if (k >= d.nz && faces[5] != FaceBoundary::Open) open = false;
+        l.type[l.at(i, j, k)] = static_cast<std::uint8_t>(open ? CellType::Air : CellType::Solid);
+      }
+}
+
+// Diagonal, 1/diagonal and the smoothing band of a level whose interior types are set.
+// Fluid cells with no non-solid neighbour become Solid first.
+void finish_level(Level& l, int band_width) {
+  const Dims d = l.dims;
+  const std::int64_t n = l.padded_size();
+  const std::int64_t off[6] = {-1, 1, -l.sy, l.sy, -l.sz, l.sz};
+  auto count_non_solid = [&](std::int64_t p) {
+    int c = 0;
+    for (auto o : off) c += l.type[p + o] != static_cast<std::uint8_t>(CellType::Solid);
+    return c;
+  };
+  // Isolated fluid cells: iterate until none (turning one solid can isolate no other fluid
+  // cell's last non-solid neighbour only if that neighbour was this cell; repeat to be safe).
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j)
+        for (int i = 0; i < d.nx; ++i) {
+          const std::int64_t p = l.at(i, j, k);
+          if (l.type[p] == static_cast<std::uint8_t>(CellType::Fluid) && count_non_solid(p) == 0) {
+            l.type[p] = static_cast<std::uint8_t>(CellType::Solid);
+            changed = true;
+          }
+        }
+  }
+  l.diag.assign(n, 0.0);
+  l.inv_diag.assign(n, 0.0);
+  l.x.assign(n, 0.0);
+  l.b.assign(n, 0.0);
+  l.r.assign(n, 0.0);
+  l.fluid_cells = 0;
+  for (int k = 0; k < d.nz; ++k)
+    for (int j = 0; j < d.ny; ++j)
+      for (int i = 0; i < d.nx; ++i) {
+        const std::int64_t p = l.at(i, j, k);
+        if (l.type[p] != static_cast<std::uint8_t>(CellType::Fluid)) continue;
+        const double diag = l.s * count_non_solid(p);
+        l.diag[p] = diag;
+        l.inv_diag[p] = 1.0 / diag;
+        ++l.fluid_cells;
+      }
+  // Band: fluid cells within Chebyshev distance band_width of a non-fluid cell or of the
+  // grid's boundary; a separable max filter (dilation) of the non-fluid indicator.
+  std::vector<std::uint8_t> near(n, 0), tmp(n, 0);
+  for (std::int64_t p = 0; p < n; ++p) near[p] = l.type[p] != static_cast<std::uint8_t>(CellType::Fluid);
+  // Ghosts are non-fluid (types are Solid/Air there), so walls count as boundaries.
+  const std::int64_t strides[3] = {1, l.sy, l.sz};
+  const int lens[3] = {l.px, l.py, l.pz};
+  for (int axis = 0; axis < 3; ++axis) {
+    tmp = near;
+    const std::int64_t st = strides[axis];
+    for (std::int64_t p = 0; p < n; ++p) {
+      if (near[p]) continue;
+      const int coord = static_cast<int>((p / st) % lens[axis]);
+      for (int w = 1; w <= band_width && !tmp[p]; ++w) {
+        if (coord - w >= 0 && near[p - w * st]) tmp[p] = 1;
+        if (coord + w < lens[axis] && near[p + w * st]) tmp[p] = 1;
+      }
+    }
+    near.swap(tmp);
+  }
+  l.band[0].clear();
+  l.band[1].clear();
+  if (band_width > 0)
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j)
+        for (int i = 0; i < d.nx; ++i) {
+          const std::int64_t p = l.at(i, j, k);
+          if (l.type[p] == static_cast<std::uint8_t>(CellType::Fluid) && near[p])
+            l.band[(i + j + k) & 1].push_back(p);
+        }
+}
+
+constexpr double kW[2] = {0.75, 0.25};  // near, far trilinear weights per axis
+
+}  // namespace
+
+struct MultigridPreconditioner::Impl {
+  std::vector<Level> levels;
+  MultigridOptions opt;
+  std::int64_t n = 0;
+  // Coarsest solve
+  std::vector<std::int64_t> coarse_cells;  // padded indices of the unknowns
+  std::vector<int> coarse_component;       // per unknown: singular component id or -1
+  std::vector<std::int64_t> singular_sizes;
+  std::vector<std::int64_t> pinned;        // one unknown per singular component, fixed at 0
+  Eigen::SimplicialLDLT<Eigen::SparseMatrix<double>> ldlt;
+  mutable Eigen::VectorXd coarse_rhs, coarse_sol;
+
+  void build(const Domain& domain);
+  void build_coarsest();
+  void smooth_colour(Level& l, int colour) const;
+  void smooth_band(Level& l, int colour) const;
+  void pre_smooth(Level& l) const;
+  void post_smooth(Level& l) const;
+  void residual_to_coarse(Level& f, Level& c) const;
+  void prolongate(const Level& c, Level& f) const;
+  void coarse_solve(Level& l) const;
+  void vcycle(int level) const;
+};
+
+void MultigridPreconditioner::Impl::build(const Domain& domain) {
+  levels.clear();
+  n = domain.dims().size();
+  // Level 0 from the domain.
+  levels.emplace_back();
+  {
+    Level& l = levels.back();
+    init_level(l, domain.dims(), domain.faces, 1.0);
+    const Dims d = domain.dims();
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j)
+        for (int i = 0; i < d.nx; ++i)
+          l.type[l.at(i, j, k)] = static_cast<std::uint8_t>(domain.cells(i, j, k));
+    // A sealed fluid cell (all neighbours solid) has an all-zero row in A; finish_level makes
+    // it solid here, so z = 0 there. Every other fluid row is exactly A's.
+    finish_level(l, opt.band_width);
+  }
+  while (static_cast<int>(levels.size()) < opt.max_levels) {
+    const Level& f = levels.back();
+    const Dims fd = f.dims;
+    if (fd.size() <= opt.coarsest_cells || std::min({fd.nx, fd.ny, fd.nz}) < 4) break;
+    const Dims cd{(fd.nx + 1) / 2, (fd.ny + 1) / 2, (fd.nz + 1) / 2};
+    Level c;
+    init_level(c, cd, f.faces, f.s * 0.25);
+    for (int k = 0; k < cd.nz; ++k)
+      for (int j = 0; j < cd.ny; ++j)
+        for (int i = 0; i < cd.nx; ++i) {
+          bool air = false, fluid = false;
+          for (int dk = 0; dk < 2; ++dk)
+            for (int dj = 0; dj < 2; ++dj)
+              for (int di = 0; di < 2; ++di) {
+                const int a = 2 * i + di, b = 2 * j + dj, e = 2 * k + dk;
+                if (!fd.contains(a, b, e)) continue;
+                const CellType t = level_type(f, a, b, e);
+                air |= t == CellType::Air;
+                fluid |= t == CellType::Fluid;
+              }
+          c.type[c.at(i, j, k)] = static_cast<std::uint8_t>(air ? CellType::Air
+                                                           : fluid ? CellType::Fluid
+                                                                   : CellType::Solid);
+        }
+    finish_level(c, opt.band_width);
+    if (c.fluid_cells == 0) break;
+    levels.push_back(std::move(c));
+  }
+  // Prolongation normalisers on every level but the coarsest.
+  for (std::size_t li = 0; li + 1 < levels.size(); ++li) {
+    Level& f = levels[li];
+    const Level& c = levels[li + 1];
+    f.inv_w.assign(f.padded_size(), 0.0);
+    const Dims d = f.dims;
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j)
+        for (int i = 0; i < d.nx; ++i) {
+          const std::int64_t p = f.at(i, j, k);
+          if (f.type[p] != static_cast<std::uint8_t>(CellType::Fluid)) continue;
+          double w = 0.0;
+          const int ci[2] = {i >> 1, (i & 1) ? (i >> 1) + 1 : (i >> 1) - 1};
+          const int cj[2] = {j >> 1, (j & 1) ? (j >> 1) + 1 : (j >> 1) - 1};
+          const int ck[2] = {k >> 1, (k & 1) ? (k >> 1) + 1 : (k >> 1) - 1};
+          for (int a = 0; a < 2; ++a)
+            for (int b = 0; b < 2; ++b)
+              for (int e = 0; e < 2; ++e) {
+                const double wt = kW[a] * kW[b] * kW[e];
+                const CellType t = level_type(c, ci[a], cj[b], ck[e]);
+                if (!opt.neumann_interpolation || t != CellType::Solid) w += wt;
+              }
+          f.inv_w[p] = w > 0.0 ? 1.0 / w : 0.0;
+        }
+  }
+  build_coarsest();
+}
+
+void MultigridPreconditioner::Impl::build_coarsest() {
+  const Level& l = levels.back();
+  const Dims d = l.dims;
+  coarse_cells.clear();
+  std::vector<std::int64_t> unknown(l.padded_size(), -1);
+  for (int k = 0; k < d.nz; ++k)
+    for (int j = 0; j < d.ny; ++j)
+      for (int i = 0; i < d.nx; ++i) {
+        const std::int64_t p = l.at(i, j, k);
+        if (l.type[p] == static_cast<std::uint8_t>(CellType::Fluid)) {
+          unknown[p] = static_cast<std::int64_t>(coarse_cells.size());
+          coarse_cells.push_back(p);
+        }
+      }
+  const std::int64_t m = static_cast<std::int64_t>(coarse_cells.size());
+  const std::int64_t off[6] = {-1, 1, -l.sy, l.sy, -l.sz, l.sz};
+  // Components (6-connected fluid) and whether each touches air.
+  std::vector<int> comp(m, -1);
+  std::vector<bool> dirichlet;
+  std::vector<std::int64_t> sizes;
+  for (std::int64_t u0 = 0; u0 < m; ++u0) {
+    if (comp[u0] >= 0) continue;
+    const int id = static_cast<int>(sizes.size());
+    sizes.push_back(0);
+    dirichlet.push_back(false);
+    std::vector<std::int64_t> stack{u0};
+    comp[u0] = id;
+    while (!stack.empty()) {
+      const std::int64_t u = stack.back();
+      stack.pop_back();
+      ++sizes[id];
+      for (auto o : off) {
+        const std::int64_t q = coarse_cells[u] + o;
+        if (l.type[q] == static_cast<std::uint8_t>(CellType::Air)) dirichlet[id] = true;
+        const std::int64_t v = unknown[q];
+        if (v >= 0 && comp[v] < 0) {
+          comp[v] = id;
+          stack.push_back(v);
+        }
+      }
+    }
+  }
+  // Singular components: renumber, pin their first unknown.
+  std::vector<int> singular_id(sizes.size(), -1);
+  singular_sizes.clear();
+  for (std::size_t c = 0; c < sizes.size(); ++c)
+    if (!dirichlet[c]) {
+      singular_id[c] = static_cast<int>(singular_sizes.size());
+      singular_sizes.push_back(sizes[c]);
+    }
+  coarse_component.assign(m, -1);
+  this->pinned.clear();
+  std::vector<bool> pinned(m, false), pinned_done(singular_sizes.size(), false);
+  for (std::int64_t u = 0; u < m; ++u) {
+    const int sc = singular_id[comp[u]];
+    coarse_component[u] = sc;
+    if (sc >= 0 && !pinned_done[sc]) {
+      pinned_done[sc] = true;
+      pinned[u] = true;
+      this->pinned.push_back(u);
+    }
+  }
+  std::vector<Eigen::Triplet<double>> t;
+  t.reserve(m * 7);
+  for (std::int64_t u = 0; u < m; ++u) {
+    const std::int64_t p = coarse_cells[u];
+    if (pinned[u]) {
+      t.emplace_back(u, u, l.diag[p]);
+      continue;
+    }
+    t.emplace_back(u, u, l.diag[p]);
+    for (auto o : off) {
+      const std::int64_t v = unknown[p + o];
+      if (v >= 0 && !pinned[v]) t.emplace_back(u, v, -l.s);
+    }
+  }
+  Eigen::SparseMatrix<double> a(m, m);
+  a.setFromTriplets(t.begin(), t.end());
+  ldlt.compute(a);
+  if (ldlt.info() != Eigen::Success) throw Error("multigrid: coarsest-level factorisation failed");
+  coarse_rhs.resize(m);
+  coarse_sol.resize(m);
+}
+
+void MultigridPreconditioner::Impl::smooth_colour(Level& l, int colour) const {
+  const Dims d = l.dims;
+  double* x = l.x.data();
+  const double* b = l.b.data();
+  const double* id = l.inv_diag.data();
+  const double s = l.s;
+  const std::int64_t sy = l.sy, sz = l.sz;
+#pragma omp parallel for schedule(static) if (l.parallel())
+  for (int k = 0; k < d.nz; ++k)
+    for (int j = 0; j < d.ny; ++j) {
+      const std::int64_t row = l.at(0, j, k);
+      for (int i = (colour + j + k) & 1; i < d.nx; i += 2) {
+        const std::int64_t p = row + i;
+        x[p] = id[p] * (b[p] + s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz]));
+      }
+    }
+}
+
+void MultigridPreconditioner::Impl::smooth_band(Level& l, int colour) const {
+  const auto& cells = l.band[colour];
+  const std::int64_t m = static_cast<std::int64_t>(cells.size());
+  double* x = l.x.data();
+  const double* b = l.b.data();
+  const double* id = l.inv_diag.data();
+  const double s = l.s;
+  const std::int64_t sy = l.sy, sz = l.sz;
+  const std::int64_t* c = cells.data();
+#pragma omp parallel for schedule(static) if (m >= kParallelCells / 4)
+  for (std::int64_t q = 0; q < m; ++q) {
+    const std::int64_t p = c[q];
+    x[p] = id[p] * (b[p] + s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz]));
+  }
+}
+
+void MultigridPreconditioner::Impl::pre_smooth(Level& l) const {
+  for (int s = 0; s < opt.boundary_sweeps; ++s) {
+    smooth_band(l, 0);
+    smooth_band(l, 1);
+  }
+  for (int s = 0; s < opt.pre_sweeps; ++s) {
+    smooth_colour(l, 0);
+    smooth_colour(l, 1);
+  }
+  for (int s = 0; s < opt.boundary_sweeps; ++s) {
+    smooth_band(l, 0);
+    smooth_band(l, 1);
+  }
+}
+
+// The adjoint of pre_smooth: the same single-colour steps in reverse order.
+void MultigridPreconditioner::Impl::post_smooth(Level& l) const {
+  for (int s = 0; s < opt.boundary_sweeps; ++s) {
+    smooth_band(l, 1);
+    smooth_band(l, 0);
+  }
+  for (int s = 0; s < opt.pre_sweeps; ++s) {
+    smooth_colour(l, 1);
+    smooth_colour(l, 0);
+  }
+  for (int s = 0; s < opt.boundary_sweeps; ++s) {
+    smooth_band(l, 1);
+    smooth_band(l, 0);
+  }
+}
+
+// r = (b - A x) / W on fluid cells, then b_c = mask_c * (1/8) sum of trilinear weights * r.
+void MultigridPreconditioner::Impl::residual_to_coarse(Level& f, Level& c) const {
+  {
+    const Dims d = f.dims;
+    const double* x = f.x.data();
+    const double* b = f.b.data();
+    const double* dg = f.diag.data();
+    const double* iw = f.inv_w.data();
+    double* r = f.r.data();
+    const double s = f.s;
+    const std::int64_t sy = f.sy, sz = f.sz;
+#pragma omp parallel for schedule(static) if (f.parallel())
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j) {
+        const std::int64_t row = f.at(0, j, k);
+#pragma omp simd
+        for (int i = 0; i < d.nx; ++i) {
+          const std::int64_t p = row + i;
+          const double ax = dg[p] * x[p] - s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz]);
+          r[p] = iw[p] * (b[p] - ax);  // iw = 0 outside the fluid
+        }
+      }
+  }
+  const Dims cd = c.dims;
+  const double* r = f.r.data();
+  double* bc = c.b.data();
+  const std::uint8_t* ct = c.type.data();
+  const std::int64_t fsy = f.sy, fsz = f.sz;
+  constexpr double w4[4] = {0.25, 0.75, 0.75, 0.25};
+#pragma omp parallel for schedule(static) if (c.parallel())
+  for (int k = 0; k < cd.nz; ++k)
+    for (int j = 0; j < cd.ny; ++j)
+      for (int i = 0; i < cd.nx; ++i) {
+        const std::int64_t pc = c.at(i, j, k);
+        if (ct[pc] != static_cast<std::uint8_t>(CellType::Fluid)) {
+          bc[pc] = 0.0;
+          continue;
+        }
+        // Fine cells 2i-1 .. 2i+2 per axis (ghosts included, zero there).
+        const std::int64_t base = f.at(2 * i - 1, 2 * j - 1, 2 * k - 1);
+        double sum = 0.0;
+        for (int e = 0; e < 4; ++e)
+          for (int bb = 0; bb < 4; ++bb) {
+            const double* row = r + base + e * fsz + bb * fsy;
+            const double line = 0.25 * row[0] + 0.75 * row[1] + 0.75 * row[2] + 0.25 * row[3];
+            sum += w4[e] * w4[bb] * line;
+          }
+        bc[pc] = 0.125 * sum;
+      }
+}
+
+// x_f += W^{-1} sum of trilinear weights * x_c  (x_c is zero outside the coarse fluid).
+void MultigridPreconditioner::Impl::prolongate(const Level& c, Level& f) const {
+  const Dims d = f.dims;
+  const double* xc = c.x.data();
+  double* xf = f.x.data();
+  const double* iw = f.inv_w.data();
+#pragma omp parallel for schedule(static) if (f.parallel())
+  for (int k = 0; k < d.nz; ++k)
+    for (int j = 0; j < d.ny; ++j) {
+      const int cj0 = j >> 1, cj1 = (j & 1) ? cj0 + 1 : cj0 - 1;
+      const int ck0 = k >> 1, ck1 = (k & 1) ? ck0 + 1 : ck0 - 1;
+      const std::int64_t r00 = c.at(0, cj0, ck0), r01 = c.at(0, cj1, ck0);
+      const std::int64_t r10 = c.at(0, cj0, ck1), r11 = c.at(0, cj1, ck1);
+      const std::int64_t row = f.at(0, j, k);
+      for (int i = 0; i < d.nx; ++i) {
+        const std::int64_t p = row + i;
+        if (iw[p] == 0.0) continue;
+        const int ci0 = i >> 1, ci1 = (i & 1) ? ci0 + 1 : ci0 - 1;
+        auto line = [&](std::int64_t r) { return 0.75 * xc[r + ci0] + 0.25 * xc[r + ci1]; };
+        const double v = 0.75 * (0.75 * line(r00) + 0.25 * line(r01)) +
+                         0.25 * (0.75 * line(r10) + 0.25 * line(r11));
+        xf[p] += iw[p] * v;
+      }
+    }
+}
+
+void MultigridPreconditioner::Impl::coarse_solve(Level& l) const {
+  const std::int64_t m = static_cast<std::int64_t>(coarse_cells.size());
+  for (std::int64_t u = 0; u < m; ++u) coarse_rhs[u] = l.b[coarse_cells[u]];
+  // Project onto the range (zero mean on each singular component): P G P is symmetric.
+  std::vector<double> mean(singular_sizes.size(), 0.0);
+  auto project = [&](Eigen::VectorXd& v) {
+    if (singular_sizes.empty()) return;
+    std::fill(mean.begin(), mean.end(), 0.0);
+    for (std::int64_t u = 0; u < m; ++u)
+      if (coarse_component[u] >= 0) mean[coarse_component[u]] += v[u];
+    for (std::size_t c = 0; c < mean.size(); ++c) mean[c] /= static_cast<double>(singular_sizes[c]);
+    for (std::int64_t u = 0; u < m; ++u)
+      if (coarse_component[u] >= 0) v[u] -= mean[coarse_component[u]];
+  };
+  project(coarse_rhs);
+  // Pinned unknowns are fixed at 0 (their column is dropped from the matrix): with a zero
+  // right-hand side there, G = [A_reduced^{-1}, 0; 0, 0] is a generalised inverse of A.
+  for (std::int64_t u : pinned) coarse_rhs[u] = 0.0;
+  coarse_sol = ldlt.solve(coarse_rhs);
+  project(coarse_sol);
+  std::fill(l.x.begin(), l.x.end(), 0.0);
+  for (std::int64_t u = 0; u < m; ++u) l.x[coarse_cells[u]] = coarse_sol[u];
+}
+
+void MultigridPreconditioner::Impl::vcycle(int li) const {
+  Level& l = const_cast<Level&>(levels[li]);
+  if (li + 1 == static_cast<int>(levels.size())) {
+    coarse_solve(l);
+    return;
+  }
+  std::fill(l.x.begin(), l.x.end(), 0.0);
+  pre_smooth(l);
+  Level& c = const_cast<Level&>(levels[li + 1]);
+  residual_to_coarse(l, c);
+  vcycle(li + 1);
+  prolongate(c, l);
+  post_smooth(l);
+}
+
+MultigridPreconditioner::MultigridPreconditioner(MultigridOptions options)
+    : options_(options), impl_(std::make_unique<Impl>()) {
+  if (options.pre_sweeps < 0 || options.boundary_sweeps < 0 || options.band_width < 0 ||
+      options.coarsest_cells < 1 || options.max_levels < 1)
+    throw InputError("multigrid: sweeps, band width and level limits must be non-negative");
+}
+MultigridPreconditioner::~MultigridPreconditioner() = default;
+
+void MultigridPreconditioner::setup(const LinearSystemView& system) {
+  if (!system.domain)
+    throw InputError("mgpcg: needs a grid domain (a scene, a system folder, or a 7-point grid matrix "
+                     "with --dims)");
+  if (system.op && system.op->size() != system.domain->dims().size())
+    throw InputError(fmt::format("mgpcg: domain has {} cells, the operator {} rows",
+                                 system.domain->dims().size(), system.op->size()));
+  impl_->opt = options_;
+  impl_->build(*system.domain);
+}
+
+std::int64_t MultigridPreconditioner::size() const { return impl_->n; }
+int MultigridPreconditioner::levels() const { return static_cast<int>(impl_->levels.size()); }
+Dims MultigridPreconditioner::level_dims(int level) const { return impl_->levels.at(level).dims; }
+
+void MultigridPreconditioner::apply(std::span<const double> r, std::span<double> z) const {
+  Level& top = impl_->levels.front();
+  const Dims d = top.dims;
+  // Copy r into the padded right-hand side (zero outside the fluid: rows of A vanish there).
+  {
+    double* b = top.b.data();
+    const double* id = top.inv_diag.data();
+    const double* pr = r.data();
+#pragma omp parallel for schedule(static) if (top.parallel())
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j) {
+        const std::int64_t row = top.at(0, j, k);
+        const std::int64_t src = d.index(0, j, k);
+        for (int i = 0; i < d.nx; ++i) b[row + i] = id[row + i] != 0.0 ? pr[src + i] : 0.0;
+      }
+  }
+  impl_->vcycle(0);
+  {
+    const double* x = top.x.data();
+    double* pz = z.data();
+#pragma omp parallel for schedule(static) if (top.parallel())
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j) {
+        const std::int64_t row = top.at(0, j, k);
+        const std::int64_t dst = d.index(0, j, k);
+        for (int i = 0; i < d.nx; ++i) pz[dst + i] = x[row + i];
+      }
+  }
+}
+
+}  // namespace dcdm
