@@ -1,0 +1,61 @@
+#pragma once
+// Built-in pressure domains, parameterised and deterministic for a seed, at any nx x ny x nz:
+// box, sphere, obstacles, bunny, pool, mesh (a user mesh file as the obstacle).
+// Lengths are given as fractions: of the smallest grid dimension for sizes, of each axis for
+// positions. z is up; the top (z+) face is open unless a scene says otherwise.
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "dcdm/grid.hpp"
+
+namespace dcdm {
+
+struct SceneSpec {
+  std::string name = "bunny";
+  Dims dims{64, 64, 64};
+  std::uint64_t seed = 0;
+  std::optional<std::filesystem::path> mesh;  // the obstacle of "mesh"; replaces the bunny of "bunny"
+  std::map<std::string, double> parameters;   // scene-specific, see scene_catalog()
+};
+
+struct SceneParameter {
+  std::string name;
+  double default_value;
+  std::string description;
+};
+struct SceneInfo {
+  std::string name;
+  std::string description;
+  std::vector<SceneParameter> parameters;
+};
+
+// Every built-in scene with its parameters (the default scene, "bunny", is listed first).
+const std::vector<SceneInfo>& scene_catalog();
+const SceneInfo& scene_info(const std::string& name);  // throws InputError for an unknown name
+// Human-readable list for `--list-scenes`.
+std::string scene_catalog_text();
+
+// Builds the domain. Throws InputError for an unknown scene or parameter, a dimension below
+// 4, a grid larger than 32-bit indices allow, a mesh that does not load, or a result with no
+// fluid cell. Fluid cells left with no non-solid neighbour (sealed in by solid) become solid.
+// `info` (optional) receives what was built: parameters used, cell counts, the mesh report.
+Domain make_scene(const SceneSpec& spec, nlohmann::json* info = nullptr);
+
+// "name=value" strings (e.g. from repeated --param) to a parameter map. InputError on syntax.
+std::map<std::string, double> parse_scene_parameters(const std::vector<std::string>& items,
+                                                     const std::string& option = "--param");
+
+// Refuses dimensions below 4 cells (InputError naming `option`).
+void check_min_dims(const Dims& dims, const std::string& option = "--n/--dims");
+
+// Fluid cells whose six neighbours are all solid have an all-zero row; they become solid.
+// Returns how many were changed.
+std::int64_t remove_sealed_fluid_cells(Domain& domain);
+
+}  // namespace dcdm
