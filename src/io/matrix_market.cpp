@@ -47,13 +47,13 @@ class LineReader {
   bool next_line() {
     if (p_ >= end_) return false;
     const char* nl = static_cast<const char*>(std::memchr(p_, '\n', static_cast<std::size_t>(end_ - p_)));
-    cur_ = p_;
+    cur_ = line_start_ = p_;
     cur_end_ = nl ? nl : end_;
     p_ = nl ? nl + 1 : end_;
     ++line_;
     return true;
   }
-  std::string_view current() const { return {cur_, static_cast<std::size_t>(cur_end_ - cur_)}; }
+  std::string_view current() const { return {line_start_, static_cast<std::size_t>(cur_end_ - line_start_)}; }
 
   // Next token of the current line, empty if none is left.
   std::string_view token() {
@@ -103,6 +103,51 @@ class LineReader {
     return v;
   }
 
+  // Fast path for the usual entry line "i j [v]" of plain decimal numbers: parses it, moves
+  // past it and returns true. On anything else (blank, comment, signs, NaN, errors) returns
+  // false without moving, and the caller takes the line a token at a time.
+  bool fast_entry(std::int64_t& i, std::int64_t& j, double& v, bool real, bool integer) {
+    const char* q = p_;
+    auto blanks = [&] {
+      const char* s = q;
+      while (q < end_ && (*q == ' ' || *q == '\t')) ++q;
+      return q > s;
+    };
+    auto digits = [&](std::int64_t& out) {
+      const char* s = q;
+      std::int64_t x = 0;
+      while (q < end_ && static_cast<unsigned>(*q - '0') < 10u) x = x * 10 + (*q++ - '0');
+      out = x;
+      return q > s && q - s <= 18;  // no overflow
+    };
+    blanks();
+    if (!digits(i) || !blanks() || !digits(j)) return false;
+    if (real) {
+      if (!blanks()) return false;
+      auto [ptr, ec] = std::from_chars(q, end_, v);
+      if (ec != std::errc() || !std::isfinite(v)) return false;
+      q = ptr;
+    } else if (integer) {
+      if (!blanks()) return false;
+      const bool negative = q < end_ && *q == '-';
+      if (negative) ++q;
+      std::int64_t x = 0;
+      if (!digits(x)) return false;
+      v = static_cast<double>(negative ? -x : x);
+    } else {
+      v = 1.0;
+    }
+    blanks();
+    if (q < end_ && *q == '\r') ++q;
+    if (q < end_) {
+      if (*q != '\n') return false;
+      ++q;
+    }
+    p_ = q;
+    ++line_;
+    return true;
+  }
+
   void expect_line_end(std::string_view what) {
     if (!line_blank_from_here())
       fail_at_line(name_, line_, "unexpected '{}' after the {}", excerpt(token()), what);
@@ -118,6 +163,7 @@ class LineReader {
  private:
   const char* p_;
   const char* end_;
+  const char* line_start_ = nullptr;
   const char* cur_ = nullptr;
   const char* cur_end_ = nullptr;
   std::int64_t line_ = 0;
@@ -212,22 +258,27 @@ CsrMatrix parse_coordinate(LineReader& in, MatrixMarketInfo& info, const ReadOpt
   coo.col.reserve(reserve);
   coo.value.reserve(reserve);
   std::int64_t read = 0;
-  while (in.next_line()) {
-    if (in.line_is_skippable()) continue;
-    if (read == info.entries)
-      fail_at_line(name, in.line(), "more entries than the {} declared in the size line", info.entries);
-    const std::int64_t i = in.parse_int("row index");
-    const std::int64_t j = in.parse_int("column index");
+  const bool real = !pattern && !integer;
+  while (true) {
+    std::int64_t i = 0, j = 0;
+    double v = 1.0;
+    if (!(read < info.entries && in.fast_entry(i, j, v, real, integer))) {
+      if (!in.next_line()) break;
+      if (in.line_is_skippable()) continue;
+      if (read == info.entries)
+        fail_at_line(name, in.line(), "more entries than the {} declared in the size line", info.entries);
+      i = in.parse_int("row index");
+      j = in.parse_int("column index");
+      if (integer)
+        v = static_cast<double>(in.parse_int("value"));
+      else if (!pattern)
+        v = in.parse_real("value", options.allow_non_finite);
+      in.expect_line_end("entry");
+    }
     if (i < 1 || i > info.rows)
       fail_at_line(name, in.line(), "row index {} out of range 1..{}", i, info.rows);
     if (j < 1 || j > info.cols)
       fail_at_line(name, in.line(), "column index {} out of range 1..{}", j, info.cols);
-    double v = 1.0;
-    if (integer)
-      v = static_cast<double>(in.parse_int("value"));
-    else if (!pattern)
-      v = in.parse_real("value", options.allow_non_finite);
-    in.expect_line_end("entry");
     if (symmetric && j > i)
       fail_at_line(name, in.line(),
                    "entry ({}, {}) lies above the diagonal in a symmetric file (only the lower "

@@ -260,33 +260,21 @@ NpyArray parse_npy(std::string_view bytes, const std::string& name, const ReadOp
   a.shape = shape;
 
   // The data must be exactly count * item size, checked before allocating.
-  const std::size_t available = bytes.size() - data_offset;
-  const std::size_t item = item_size(a.dtype);
-  std::uint64_t count = 1;
-  bool zero = false;
-  for (auto d : shape) zero = zero || d == 0;
-  if (!zero) {
-    const std::uint64_t max_count = available / item;
-    for (auto d : shape) {
-      const auto ud = static_cast<std::uint64_t>(d);
-      if (ud > max_count || count > max_count / ud)
-        fail_at_byte(name, data_offset,
-                     "shape {} of {} needs more data than the {} bytes after the header (truncated?)",
-                     shape_text(shape), to_string(a.dtype), available);
-      count *= ud;
-    }
-  } else {
-    count = 0;
-  }
-  const std::uint64_t need = count * item;
-  if (need != available) {
-    if (need > available)
-      fail_at_byte(name, data_offset,
-                   "shape {} of {} needs {} bytes but {} follow the header (truncated?)",
-                   shape_text(shape), to_string(a.dtype), need, available);
+  const std::uint64_t available = bytes.size() - data_offset;
+  const std::uint64_t item = item_size(a.dtype);
+  std::uint64_t count = 1, need = 0;
+  bool overflow = false;
+  for (auto d : shape) overflow = overflow || __builtin_mul_overflow(count, static_cast<std::uint64_t>(d), &count);
+  overflow = overflow || __builtin_mul_overflow(count, item, &need);
+  if (overflow)
+    fail_at_byte(name, data_offset, "shape {} of {} needs more than 2^64 bytes but {} follow the header",
+                 shape_text(shape), to_string(a.dtype), available);
+  if (need > available)
+    fail_at_byte(name, data_offset, "shape {} of {} needs {} bytes but {} follow the header (truncated?)",
+                 shape_text(shape), to_string(a.dtype), need, available);
+  if (need < available)
     fail_at_byte(name, data_offset + need, "{} unexpected bytes after the data of shape {} of {}",
                  available - need, shape_text(shape), to_string(a.dtype));
-  }
   a.bytes.assign(reinterpret_cast<const std::uint8_t*>(bytes.data() + data_offset),
                  reinterpret_cast<const std::uint8_t*>(bytes.data() + bytes.size()));
   if (!options.allow_non_finite) {
