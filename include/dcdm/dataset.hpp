@@ -121,6 +121,8 @@ class ShardedDataset {
   // The manifest's text (to tie checkpoints to the data they were trained on).
   const std::string& manifest_text() const { return manifest_text_; }
   std::string fingerprint() const;  // short hash of the manifest
+  // JSON object: the recipe plus the Ritz summary (for a model's metadata).
+  std::string recipe_json() const { return recipe_json_; }
 
  private:
   struct Shard {
@@ -132,6 +134,7 @@ class ShardedDataset {
   std::vector<Shard> shards_;
   std::int64_t total_ = 0;
   std::string manifest_text_;
+  std::string recipe_json_;
 };
 
 // ---- small .npy helpers (also used by the tests) ----

@@ -538,6 +538,9 @@ ShardedDataset::ShardedDataset(const fs::path& dir) : dir_(dir) {
       throw InputError(fmt::format("{}: the dataset is incomplete; resume `dcdm dataset` with the same options",
                                    mp.string()));
     const auto& r = m.at("recipe");
+    json summary = r;
+    if (m.contains("ritz")) summary["ritz"] = m["ritz"];
+    recipe_json_ = summary.dump();
     const auto d = r.at("dims");
     const Dims dims{d.at(0).get<int>(), d.at(1).get<int>(), d.at(2).get<int>()};
     if (dims.nx < 1 || dims.ny < 1 || dims.nz < 1)

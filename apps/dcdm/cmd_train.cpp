@@ -1,0 +1,88 @@
+// `dcdm train`: unsupervised DCDM training on a Ritz-vector dataset (see include/dcdm/training.hpp).
+#include <cstdio>
+
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "command.hpp"
+#include "dcdm/error.hpp"
+#include "dcdm/learn.hpp"
+#include "dcdm/training.hpp"
+
+namespace dcdm::cli {
+namespace {
+
+struct TrainArgs {
+  learn::TrainOptions options;
+  std::string data, out, checkpoint;
+  std::string progress = "auto";
+  bool no_plot = false;
+};
+
+void run_train(TrainArgs& args, const std::string& command) {
+  auto& o = args.options;
+  o.data = args.data;
+  o.out = args.out;
+  o.checkpoint = args.checkpoint;
+  o.plot = !args.no_plot;
+  o.command = command;
+  if (args.progress == "auto") o.progress_bar = ::isatty(2) != 0;
+  else o.progress_bar = args.progress == "bar";
+  fmt::print("{}\n", learn::backend_info());
+  const auto result = learn::train(
+      o, [](const std::string& s) { fmt::print("{}\n", s); std::fflush(stdout); },
+      [](const std::string& s) { fmt::print(stderr, "{}", s); std::fflush(stderr); });
+  if (result.history.empty()) return;
+  const auto& last = result.history.back();
+  fmt::print("train: {} epochs ({}), final train loss {:.6e}, validation loss {:.6e}; best validation "
+             "{:.6e} at epoch {} -> {}\n",
+             last.epoch, result.finished ? result.stop_reason : std::string("paused: ") + result.stop_reason,
+             last.train_loss, last.val_loss, result.best_val_loss, result.best_epoch, o.out.string());
+}
+
+RegisterCommand reg(41, [](CLI::App& root) {
+  auto args = std::make_shared<TrainArgs>();
+  auto* cmd = root.add_subcommand(
+      "train",
+      "Train a DCDM network without labels on a Ritz-vector dataset (scale-invariant loss ||b - A x~||^2; "
+      "Adam; checkpoint every epoch; --resume)");
+  auto& o = args->options;
+  cmd->add_option("--data", args->data, "Dataset folder (dcdm dataset)")->required();
+  cmd->add_option("--arch", o.arch, "Network: paper64 | paper128")->capture_default_str();
+  cmd->add_option("--epochs", o.epochs, "Total epochs (a resumed run continues up to this)")
+      ->check(CLI::Range(1, 1000000))->capture_default_str();
+  cmd->add_option("--batch", o.batch, "Batch size")->check(CLI::Range(1, 4096))->capture_default_str();
+  cmd->add_option("--lr", o.lr, "Adam learning rate")->capture_default_str();
+  cmd->add_option("--out", args->out, "Model file (the weights with the best validation loss)")->required();
+  cmd->add_option("--checkpoint", args->checkpoint, "Checkpoint file (default: OUT.ckpt)");
+  cmd->add_flag("--resume", o.resume, "Continue from the checkpoint (same options required)");
+  cmd->add_option("--val-fraction", o.validation_fraction, "Validation share of the samples")
+      ->capture_default_str();
+  cmd->add_option("--patience", o.patience, "Early stopping: epochs without a better validation loss (0 = off)")
+      ->check(CLI::Range(0, 1000000))->capture_default_str();
+  cmd->add_option("--seed", o.seed, "Seed of the initial weights, the split and the shuffling")
+      ->capture_default_str();
+  cmd->add_option("--max-samples", o.max_samples, "Use only the first N samples (0 = all)")
+      ->check(CLI::Range(std::int64_t(0), std::int64_t(1) << 40));
+  cmd->add_option("--time-limit", o.time_limit_s,
+                  "Stop after the epoch that passes this many seconds (resume later with --resume)")
+      ->check(CLI::Range(0.0, 1e9));
+  cmd->add_option("--threads", o.threads, "LibTorch threads (0 = all cores)")->check(CLI::Range(0, 1024));
+  cmd->add_option("--progress", args->progress, "auto | bar | lines")
+      ->check(CLI::IsMember({"auto", "bar", "lines"}))->capture_default_str();
+  cmd->add_flag("--no-plot", args->no_plot, "Do not render OUT.loss.png with gnuplot");
+  cmd->callback([args, cmd] {
+    std::string command = "dcdm train";
+    for (const auto& r : cmd->get_options())
+      if (r->count() > 0 && !r->get_name().empty() && r->get_name() != "--help") {
+        command += " " + r->get_name();
+        if (r->get_expected_min() > 0)
+          for (const auto& v : r->results()) command += " " + v;
+      }
+    run_train(*args, command);
+  });
+});
+
+}  // namespace
+}  // namespace dcdm::cli
