@@ -247,6 +247,12 @@ void run_simulate(const SimulateArgs& a) {
     fmt::print("no checkpoint in {}: starting from frame 0\n", out.string());
   }
   const int first = simulation.frame() + 1;
+  if (first > a.frames) {
+    if (!a.quiet)
+      fmt::print("{}: already at frame {} (--frames {}): nothing to do\n", out.string(), simulation.frame(),
+                 a.frames);
+    return;
+  }
 
   nlohmann::json run = {{"command", "dcdm simulate"}, {"options", nlohmann::json::parse(tag)},
                         {"frames", a.frames},         {"export_every", a.export_every},
