@@ -49,6 +49,10 @@ struct HyprePfmgSettings {
   int skip_relax = 0;
 };
 
+// Finalises MPI now if a hypre peer initialised it (normally done at exit). For processes
+// that leave through _exit (e.g. a forked benchmark child), where atexit handlers don't run.
+void finalize_peer_libraries();
+
 // True when this build links hypre (DCDM_HAVE_HYPRE).
 bool hypre_available();
 // "hypre 2.26.0 (MPI singleton, no OpenMP: 1 thread)" or "hypre: not available in this build".

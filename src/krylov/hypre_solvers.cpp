@@ -51,6 +51,8 @@ std::string hypre_version() {
 
 #ifndef DCDM_HAVE_HYPRE
 
+void finalize_peer_libraries() {}
+
 std::unique_ptr<IterativeSolver> make_hypre_amg_pcg(const HypreAmgSettings&) {
   throw InputError("hypre-amg: not available in this build (hypre/MPI not found by CMake)");
 }
@@ -541,6 +543,12 @@ class HyprePfmgPcg final : public IterativeSolver {
 };
 
 }  // namespace
+
+void finalize_peer_libraries() {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (initialized) finalize_mpi();
+}
 
 std::unique_ptr<IterativeSolver> make_hypre_amg_pcg(const HypreAmgSettings& settings) {
   return std::make_unique<HypreAmgPcg>(settings);

@@ -1,0 +1,198 @@
+// `dcdm bench` output: Markdown table, machine facts, gnuplot residual plots.
+#include "bench_report.hpp"
+
+#include <omp.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "dcdm/error.hpp"
+#include "dcdm/io.hpp"
+#include "dcdm/learn.hpp"
+#include "dcdm/peers.hpp"
+#include "dcdm/system.hpp"
+
+namespace dcdm::cli {
+namespace {
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) {
+      const auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
+    }
+  return "unknown";
+}
+
+std::string thousands(std::int64_t v) {
+  std::string s = std::to_string(v), out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (i > 0 && (s.size() - i) % 3 == 0) out += ',';
+    out += s[i];
+  }
+  return out;
+}
+
+std::string status_text(const BenchRow& r) {
+  if (r.status == "converged") return "converged";
+  std::string text = r.status;
+  if (!r.reason.empty() && r.status == "not-converged") text += " (" + r.reason + ")";
+  if (!r.detail.empty()) text += ": " + r.detail;
+  for (char& c : text)
+    if (c == '|' || c == '\n') c = ' ';
+  return text;
+}
+
+std::string gnuplot_quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+nlohmann::json machine_facts() {
+  utsname u{};
+  uname(&u);
+  nlohmann::json f;
+  f["cpu_model"] = cpu_model();
+  f["logical_cores"] = std::thread::hardware_concurrency();
+  f["memory_gib"] = std::round(double(physical_memory_bytes()) / (1024.0 * 1024 * 1024) * 10) / 10;
+  f["kernel"] = fmt::format("{} {}", u.sysname, u.release);
+#if defined(__clang__)
+  f["compiler"] = fmt::format("clang {}", __clang_version__);
+#elif defined(__GNUC__)
+  f["compiler"] = fmt::format("GCC {}", __VERSION__);
+#else
+  f["compiler"] = "unknown";
+#endif
+  f["openmp"] = fmt::format("OpenMP {} ({} threads by default)", _OPENMP, omp_get_max_threads());
+  f["hypre"] = hypre_version();
+  f["eigen"] = eigen_version();
+  f["libtorch"] = learn::backend_info();
+  return f;
+}
+
+std::string machine_facts_markdown(const nlohmann::json& f) {
+  std::string s;
+  s += fmt::format("- CPU: {} ({} logical cores)\n", f["cpu_model"].get<std::string>(),
+                   f["logical_cores"].get<unsigned>());
+  s += fmt::format("- Memory: {} GiB; {}\n", f["memory_gib"].get<double>(), f["kernel"].get<std::string>());
+  s += fmt::format("- Compiler: {}; {}\n", f["compiler"].get<std::string>(), f["openmp"].get<std::string>());
+  s += fmt::format("- Libraries: {}; {}; {}\n", f["hypre"].get<std::string>(), f["eigen"].get<std::string>(),
+                   f["libtorch"].get<std::string>());
+  return s;
+}
+
+std::string markdown_table(const std::vector<BenchRow>& rows, const std::string& baseline) {
+  // Baseline total time per (system, rtol), for the speed-up column.
+  std::map<std::pair<std::string, double>, double> base;
+  for (const auto& r : rows)
+    if (r.method == baseline && r.converged()) base[{r.system, r.rtol}] = r.total_seconds;
+  std::string s = fmt::format(
+      "| system | cells (fluid) | method | rtol | iterations | setup s | solve s | total s | "
+      "speed-up vs {} | true rel. residual | peak MB | status |\n",
+      baseline);
+  s += "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n";
+  for (const auto& r : rows) {
+    const bool measured = r.status == "converged" || r.status == "not-converged" || r.status == "false-convergence";
+    std::string speedup = "-";
+    if (r.converged()) {
+      const auto it = base.find({r.system, r.rtol});
+      if (it != base.end() && r.total_seconds > 0) speedup = fmt::format("{:.2f}x", it->second / r.total_seconds);
+    }
+    s += fmt::format("| {} | {} ({}) | {} | {:.0e} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.system,
+                     r.dims.str(), thousands(r.fluid_cells), r.method, r.rtol,
+                     measured ? std::to_string(r.iterations) : "-",
+                     measured ? fmt::format("{:.3f}", r.setup_seconds) : "-",
+                     measured ? fmt::format("{:.3f}", r.solve_seconds) : "-",
+                     measured ? fmt::format("{:.3f}", r.total_seconds) : "-", speedup,
+                     measured ? fmt::format("{:.2e}", r.true_relative_residual) : "-",
+                     measured && r.peak_mb >= 0 ? fmt::format("{:.0f}", r.peak_mb) : "-", status_text(r));
+  }
+  return s;
+}
+
+bool gnuplot_available(std::string* terminal) {
+  FILE* p = ::popen("gnuplot -e \"set terminal\" 2>&1", "r");
+  if (!p) return false;
+  std::string text;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
+  const int status = ::pclose(p);
+  if (status != 0) return false;
+  std::string term;
+  if (text.find("pngcairo") != std::string::npos) term = "pngcairo";
+  else if (text.find(" png ") != std::string::npos) term = "png";
+  if (term.empty()) return false;
+  if (terminal) *terminal = term;
+  return true;
+}
+
+std::vector<std::filesystem::path> plot_system(const std::vector<BenchRow>& rows,
+                                               const std::filesystem::path& stem,
+                                               const std::string& title) {
+  std::string terminal;
+  if (!gnuplot_available(&terminal)) throw Error("bench: gnuplot with a PNG terminal is not available");
+  std::vector<std::filesystem::path> written;
+  for (const bool by_time : {false, true}) {
+    const std::filesystem::path out = stem.string() + (by_time ? "_time.png" : "_iterations.png");
+    const std::filesystem::path tmp = out.string() + ".tmp";
+    std::string script = fmt::format(
+        "set terminal {} size 1000,640{}\nset output {}\nset title {} noenhanced\n"
+        "set xlabel {}\nset ylabel \"relative residual ||b - Ax|| / ||b||\"\n"
+        "set logscale y\nset format y \"%.0e\"\nset grid\nset key opaque box top right noenhanced\n",
+        terminal, terminal == "pngcairo" ? " font \",11\"" : "", gnuplot_quote(tmp.string()), gnuplot_quote(title),
+        by_time ? "\"wall-clock seconds (setup + solve)\"" : "\"iteration\"");
+    std::string plot;
+    int block = 0;
+    for (const auto& r : rows) {
+      std::string data;
+      for (std::size_t k = 0; k < r.history.size(); ++k) {
+        if (!(r.history[k] > 0.0) || !std::isfinite(r.history[k])) continue;
+        const double x = by_time ? (k < r.history_seconds.size() ? r.history_seconds[k] : 0.0)
+                                 : (k < r.history_iterations.size() ? r.history_iterations[k] : double(k));
+        data += fmt::format("{:.9g} {:.9g}\n", x, r.history[k]);
+      }
+      if (data.empty()) continue;
+      script += fmt::format("$d{} << EOD\n{}EOD\n", block, data);
+      const bool endpoints_only = r.history.size() != static_cast<std::size_t>(r.iterations) + 1;
+      std::string label = r.method;
+      if (endpoints_only) label += " (start and final only)";
+      else if (by_time && r.history_times_interpolated) label += " (times spread evenly)";
+      plot += fmt::format("{}$d{} with {} lw 2 title {}", plot.empty() ? "plot " : ", ", block,
+                          endpoints_only ? "points pt 7 ps 1.5" : "lines", gnuplot_quote(label));
+      ++block;
+    }
+    if (plot.empty()) continue;
+    script += plot + "\nset output\n";
+    FILE* p = ::popen("gnuplot", "w");
+    if (!p) throw Error("bench: cannot start gnuplot");
+    std::fwrite(script.data(), 1, script.size(), p);
+    const int status = ::pclose(p);
+    if (status != 0 || !std::filesystem::exists(tmp)) {
+      std::error_code ec;
+      std::filesystem::remove(tmp, ec);
+      throw Error(fmt::format("bench: gnuplot failed writing {} (status {})", out.string(), status));
+    }
+    std::filesystem::rename(tmp, out);
+    written.push_back(out);
+  }
+  return written;
+}
+
+}  // namespace dcdm::cli

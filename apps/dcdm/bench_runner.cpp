@@ -1,0 +1,334 @@
+// Runs one method on one system in a forked child (see bench_runner.hpp).
+#include "bench_runner.hpp"
+
+#include <fcntl.h>
+#include <omp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "dcdm/error.hpp"
+#include "dcdm/peers.hpp"
+#include "dcdm/poisson.hpp"
+#include "dcdm/scenes.hpp"
+#include "dcdm/system.hpp"
+
+namespace dcdm::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const std::size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+
+// kB value of a "/proc/self/status" field (VmRSS, VmHWM), 0 if unreadable.
+double status_kb(const char* field) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  const std::size_t len = std::strlen(field);
+  while (std::getline(in, line))
+    if (line.compare(0, len, field) == 0 && line.size() > len && line[len] == ':')
+      return std::atof(line.c_str() + len + 1);
+  return 0.0;
+}
+
+// Resets the resident high-water mark to the current RSS (Linux >= 4.0).
+bool reset_peak_rss() {
+  std::ofstream out("/proc/self/clear_refs");
+  out << "5";
+  out.flush();
+  return static_cast<bool>(out);
+}
+
+PoissonSystem build_system(const BenchSystem& s) {
+  if (!s.folder.empty()) {
+    PoissonSystem sys = load_system(s.folder);
+    if (sys.rhs.empty()) throw InputError(fmt::format("{}: the system has no right-hand side", s.folder.string()));
+    return sys;
+  }
+  SceneSpec spec;
+  spec.name = scene_for(s.scene);
+  spec.dims = s.dims;
+  spec.seed = s.seed;
+  return make_scene_system(spec, parse_rhs_kind(s.rhs), s.seed);
+}
+
+// The child's whole job; returns the JSON it sends to the parent.
+nlohmann::json measure(const BenchSystem& s, const std::string& method, const BenchSettings& settings) {
+  nlohmann::json out;
+  if (settings.threads > 0) omp_set_num_threads(settings.threads);
+  const PoissonSystem sys = build_system(s);
+  const Domain& domain = sys.domain;
+  const PoissonStencil op(domain);
+  const RangeProjector projector(domain);
+  LinearSystemView view;
+  view.op = &op;
+  view.matrix = &sys.matrix;
+  view.domain = &domain;
+  if (projector.singular()) view.project_range = projector.as_function();
+  const std::vector<double>& b = sys.rhs;
+  const double b_norm = norm2(b);
+  out["dims"] = {domain.dims().nx, domain.dims().ny, domain.dims().nz};
+  out["cells"] = domain.dims().size();
+  out["fluid_cells"] = domain.count(CellType::Fluid);
+  out["threads"] = (method.rfind("hypre", 0) == 0) ? 1 : omp_get_max_threads();
+  out["singular"] = projector.singular();
+
+  const bool peak_reset = reset_peak_rss();
+  const double rss0 = status_kb("VmRSS");
+  nlohmann::json rows = nlohmann::json::array();
+  for (double rtol : settings.rtols) {
+    nlohmann::json row;
+    row["rtol"] = rtol;
+    std::vector<double> setup_runs, solve_runs, total_runs;
+    SolveReport report;
+    std::vector<double> x(b.size(), 0.0);
+    std::vector<std::pair<int, double>> monitor;  // iteration, seconds since solve start
+    double setup_s = 0;
+    for (int run = 0; run < std::max(1, settings.repeat); ++run) {
+      monitor.clear();
+      const auto t0 = Clock::now();
+      auto solver = make_solver(method, settings.params);
+      solver->setup(view);
+      const auto t1 = Clock::now();
+      std::fill(x.begin(), x.end(), 0.0);
+      SolveOptions options;
+      options.rtol = rtol;
+      options.max_iterations = settings.max_iterations;
+      options.monitor = [&monitor, t1](const IterationInfo& info) {
+        monitor.emplace_back(info.iteration, seconds(t1, Clock::now()));
+      };
+      report = solver->solve(b, x, options);
+      const auto t2 = Clock::now();
+      setup_s = seconds(t0, t1);
+      setup_runs.push_back(setup_s);
+      solve_runs.push_back(seconds(t1, t2));
+      total_runs.push_back(seconds(t0, t2));
+    }
+    const double true_res = true_residual_norm(op, b, x);
+    const double rel = b_norm > 0 ? true_res / b_norm : true_res;
+    row["iterations"] = report.iterations;
+    row["reason"] = to_string(report.reason);
+    row["detail"] = report.detail;
+    row["setup_runs"] = setup_runs;
+    row["solve_runs"] = solve_runs;
+    row["setup_seconds"] = median(setup_runs);
+    row["solve_seconds"] = median(solve_runs);
+    row["total_seconds"] = median(total_runs);
+    row["true_relative_residual"] = rel;
+    const bool finite = count_non_finite(x) == 0 && std::isfinite(rel);
+    if (report.converged() && finite && rel <= rtol * (1 + 1e-9))
+      row["status"] = "converged";
+    else if (report.converged())
+      row["status"] = "false-convergence";
+    else
+      row["status"] = "not-converged";
+    // History: relative residual per entry; times from the live monitor when the solver
+    // reports during the solve, otherwise (peers that log and report afterwards) spread
+    // evenly over the solve time.
+    const double solve_s = solve_runs.back();
+    std::vector<double> hist, times;
+    for (std::size_t k = 0; k < report.residual_history.size(); ++k)
+      hist.push_back(b_norm > 0 ? report.residual_history[k] / b_norm : report.residual_history[k]);
+    const bool per_iteration = hist.size() == static_cast<std::size_t>(report.iterations) + 1;
+    const bool live = per_iteration && monitor.size() == hist.size() &&
+                      (hist.size() < 3 || monitor.back().second - monitor.front().second >= 0.3 * solve_s);
+    std::vector<int> its;
+    for (std::size_t k = 0; k < hist.size(); ++k) {
+      its.push_back(per_iteration ? static_cast<int>(k) : (k == 0 ? 0 : report.iterations));
+      double t;
+      if (live) t = monitor[k].second;
+      else if (per_iteration && report.iterations > 0) t = solve_s * double(k) / report.iterations;
+      else t = k == 0 ? 0.0 : solve_s;
+      times.push_back(setup_s + t);
+    }
+    row["history"] = hist;
+    row["history_seconds"] = times;
+    row["history_iterations"] = its;
+    row["history_times_interpolated"] = !live;
+    rows.push_back(row);
+  }
+  const double hwm = status_kb("VmHWM");
+  out["peak_mb"] = peak_reset ? nlohmann::json(std::max(0.0, (hwm - rss0) / 1024.0)) : nlohmann::json();
+  out["rows"] = rows;
+  return out;
+}
+
+void write_all(int fd, const std::string& data) {
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+BenchRow base_row(const BenchSystem& s, const std::string& method, double rtol) {
+  BenchRow r;
+  r.system = s.name;
+  r.method = method;
+  r.rtol = rtol;
+  r.dims = s.dims;
+  r.cells = s.dims.size();
+  return r;
+}
+
+std::vector<BenchRow> failed_rows(const BenchSystem& s, const std::string& method,
+                                  const BenchSettings& settings, const std::string& status,
+                                  const std::string& detail) {
+  std::vector<BenchRow> rows;
+  for (double rtol : settings.rtols) {
+    BenchRow r = base_row(s, method, rtol);
+    r.status = status;
+    r.detail = detail;
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+}  // namespace
+
+std::string scene_for(const std::string& bench_scene) {
+  return bench_scene == "plume" ? "box" : bench_scene;
+}
+
+std::vector<BenchRow> run_isolated(const BenchSystem& s, const std::string& method,
+                                   const BenchSettings& settings) {
+  int fds[2];
+  if (::pipe(fds) != 0) throw Error(fmt::format("bench: pipe failed: {}", std::strerror(errno)));
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = ::fork();
+  if (pid < 0) throw Error(fmt::format("bench: fork failed: {}", std::strerror(errno)));
+  if (pid == 0) {
+    ::close(fds[0]);
+    nlohmann::json msg;
+    try {
+      msg = measure(s, method, settings);
+      msg["ok"] = true;
+    } catch (const InputError& e) {
+      msg = {{"ok", false}, {"status", "unavailable"}, {"detail", e.what()}};
+    } catch (const std::exception& e) {
+      msg = {{"ok", false}, {"status", "error"}, {"detail", e.what()}};
+    }
+    write_all(fds[1], msg.dump());
+    ::close(fds[1]);
+    // Leave without the parent's static destructors (some libraries' exit handlers wait for
+    // helper threads that do not exist in a forked child); MPI is finalised explicitly.
+    finalize_peer_libraries();
+    std::fflush(stdout);
+    std::fflush(stderr);
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string data;
+  char buf[65536];
+  const auto start = Clock::now();
+  bool timed_out = false;
+  for (;;) {
+    const double left = settings.timeout_seconds - seconds(start, Clock::now());
+    if (settings.timeout_seconds > 0 && left <= 0) {
+      timed_out = true;
+      ::kill(pid, SIGKILL);
+      break;
+    }
+    pollfd p{fds[0], POLLIN, 0};
+    const int wait_ms = settings.timeout_seconds > 0 ? static_cast<int>(std::min(left, 1.0) * 1000) + 1 : 1000;
+    const int ready = ::poll(&p, 1, wait_ms);
+    if (ready < 0 && errno != EINTR) break;
+    if (ready <= 0) continue;
+    const ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    data.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fds[0]);
+  int wstatus = 0;
+  while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out)
+    return failed_rows(s, method, settings, "timeout",
+                       fmt::format("killed after {:.0f} s (--timeout)", settings.timeout_seconds));
+  if (WIFSIGNALED(wstatus))
+    return failed_rows(s, method, settings, "crashed",
+                       fmt::format("child died of signal {} ({})", WTERMSIG(wstatus), strsignal(WTERMSIG(wstatus))));
+  nlohmann::json msg = nlohmann::json::parse(data, nullptr, false);
+  if (msg.is_discarded() || !msg.is_object())
+    return failed_rows(s, method, settings, "crashed", "child sent no result");
+  if (!msg.value("ok", false))
+    return failed_rows(s, method, settings, msg.value("status", "error"), msg.value("detail", ""));
+
+  std::vector<BenchRow> rows;
+  for (const auto& j : msg["rows"]) {
+    BenchRow r = base_row(s, method, j["rtol"].get<double>());
+    const auto& d = msg["dims"];
+    r.dims = Dims{d[0].get<int>(), d[1].get<int>(), d[2].get<int>()};
+    r.cells = msg["cells"].get<std::int64_t>();
+    r.fluid_cells = msg["fluid_cells"].get<std::int64_t>();
+    r.threads = msg["threads"].get<int>();
+    r.peak_mb = msg["peak_mb"].is_number() ? msg["peak_mb"].get<double>() : -1.0;
+    r.status = j["status"].get<std::string>();
+    r.reason = j["reason"].get<std::string>();
+    r.detail = j["detail"].get<std::string>();
+    r.iterations = j["iterations"].get<int>();
+    r.setup_seconds = j["setup_seconds"].get<double>();
+    r.solve_seconds = j["solve_seconds"].get<double>();
+    r.total_seconds = j["total_seconds"].get<double>();
+    r.setup_runs = j["setup_runs"].get<std::vector<double>>();
+    r.solve_runs = j["solve_runs"].get<std::vector<double>>();
+    r.true_relative_residual = j["true_relative_residual"].get<double>();
+    r.history = j["history"].get<std::vector<double>>();
+    r.history_seconds = j["history_seconds"].get<std::vector<double>>();
+    r.history_iterations = j["history_iterations"].get<std::vector<int>>();
+    r.history_times_interpolated = j["history_times_interpolated"].get<bool>();
+    rows.push_back(std::move(r));
+  }
+  return rows;
+}
+
+nlohmann::json to_json(const BenchRow& r) {
+  return {{"system", r.system},
+          {"method", r.method},
+          {"dims", {r.dims.nx, r.dims.ny, r.dims.nz}},
+          {"cells", r.cells},
+          {"fluid_cells", r.fluid_cells},
+          {"rtol", r.rtol},
+          {"status", r.status},
+          {"reason", r.reason},
+          {"detail", r.detail},
+          {"iterations", r.iterations},
+          {"setup_seconds", r.setup_seconds},
+          {"solve_seconds", r.solve_seconds},
+          {"total_seconds", r.total_seconds},
+          {"setup_runs", r.setup_runs},
+          {"solve_runs", r.solve_runs},
+          {"true_relative_residual", r.true_relative_residual},
+          {"peak_mb", r.peak_mb},
+          {"threads", r.threads},
+          {"history", r.history},
+          {"history_iterations", r.history_iterations},
+          {"history_seconds", r.history_seconds},
+          {"history_times_interpolated", r.history_times_interpolated}};
+}
+
+}  // namespace dcdm::cli

@@ -1,0 +1,68 @@
+#pragma once
+// `dcdm bench` measurement: each (system, method) pair runs in its own forked child process,
+// which builds the system itself, sets up and solves it R times per tolerance, and sends its
+// measurements back as JSON. A child isolates crashes and gives an honest peak-memory figure
+// (the resident high-water mark, reset after the system is built); the parent never touches
+// OpenMP or MPI, so every child starts with clean runtimes.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "dcdm/grid.hpp"
+#include "solver_registry.hpp"
+
+namespace dcdm::cli {
+
+// One system of the benchmark: a generated scene or an exported system folder.
+struct BenchSystem {
+  std::string name;          // "bunny-64x64x64" / folder name
+  std::string scene;         // scene name (empty for a folder)
+  Dims dims;                 // scene dimensions
+  std::string rhs = "smooth";
+  std::uint64_t seed = 0;
+  std::filesystem::path folder;  // exported system (empty for a scene)
+};
+
+struct BenchSettings {
+  std::vector<double> rtols{1e-4, 1e-6};
+  int repeat = 3;
+  int max_iterations = 10000;
+  int threads = 0;            // 0: OpenMP default (all cores)
+  double timeout_seconds = 1800;  // per (system, method) child
+  SolverParams params;
+};
+
+// Measurements of one method on one system at one tolerance.
+struct BenchRow {
+  std::string system, method, status = "error", reason, detail;
+  Dims dims;
+  std::int64_t cells = 0, fluid_cells = 0;
+  double rtol = 0;
+  int iterations = 0;
+  double setup_seconds = 0, solve_seconds = 0, total_seconds = 0;  // medians over repeats
+  std::vector<double> setup_runs, solve_runs;
+  double true_relative_residual = 0;  // ||b - Ax|| / ||b|| recomputed in double
+  double peak_mb = 0;                 // resident high-water increase of the child
+  int threads = 0;
+  std::vector<double> history;        // relative residual per entry (last run)
+  std::vector<int> history_iterations;  // iteration of each entry (0..n, or {0, n} when the
+                                        // library exposes only the final residual)
+  std::vector<double> history_seconds;  // wall seconds since setup began, per history entry
+  bool history_times_interpolated = false;
+  bool converged() const { return status == "converged"; }
+};
+
+// Scene names accepted by --scenes ("plume" is the smoke-plume domain: make_scene's "box").
+std::string scene_for(const std::string& bench_scene);
+
+// Runs `method` on `system` for every tolerance in a forked child. Never throws for a
+// failing method: the rows carry status "error" / "unavailable" / "crashed" / "timeout".
+std::vector<BenchRow> run_isolated(const BenchSystem& system, const std::string& method,
+                                   const BenchSettings& settings);
+
+nlohmann::json to_json(const BenchRow& row);
+
+}  // namespace dcdm::cli
