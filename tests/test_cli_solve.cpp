@@ -1,0 +1,135 @@
+// `dcdm solve` end to end: exit statuses (0 converged, 3 not converged, 2 bad input), the
+// JSON report, --x-out / --x0 round trips, matrix + rhs input against a direct solve.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "dcdm/io.hpp"
+#include "test_krylov_systems.hpp"
+
+using namespace dcdm;
+using namespace dcdm::testing;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+class CliSolve : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           fmt::format("dcdm_cli_solve_{}_{}", ::getpid(),
+                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  int cli(const std::string& args) {
+    const std::string cmd = fmt::format("OMP_NUM_THREADS=1 {} solve {} > {} 2>&1", DCDM_CLI_PATH, args,
+                                        (dir_ / "log.txt").string());
+    const int rc = std::system(cmd.c_str());
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  }
+  std::string log() const {
+    std::ifstream in(dir_ / "log.txt");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  nlohmann::json json(const fs::path& p) const {
+    std::ifstream in(p);
+    return nlohmann::json::parse(in);
+  }
+  fs::path dir_;
+};
+
+TEST_F(CliSolve, SceneSolveWritesReportAndSolution) {
+  const fs::path out = dir_ / "r.json", x = dir_ / "x.npy";
+  ASSERT_EQ(cli(fmt::format("--scene box --dims 13,9,11 --method mgpcg --rtol 1e-8 --monitor --json {} --x-out {}",
+                            out.string(), x.string())),
+            0)
+      << log();
+  const std::string text = log();
+  EXPECT_NE(text.find("KSP Residual norm"), std::string::npos) << text;
+  EXPECT_NE(text.find("Linear solve converged due to CONVERGED_RTOL"), std::string::npos) << text;
+  const auto j = json(out);
+  EXPECT_EQ(j["reason"], "converged-rtol");
+  EXPECT_TRUE(j["converged"].get<bool>());
+  EXPECT_LE(j["relative_residual"].get<double>(), 1e-8);
+  EXPECT_EQ(j["residual_history"].size(), j["iterations"].get<std::size_t>() + 1);
+  EXPECT_EQ(j["system"]["dims"], nlohmann::json({13, 9, 11}));
+  const io::NpyArray a = io::read_npy(x);
+  EXPECT_EQ(a.shape, (std::vector<std::int64_t>{11, 9, 13}));
+}
+
+TEST_F(CliSolve, NotConvergedExitsThreeAndBadInputTwo) {
+  EXPECT_EQ(cli("--scene box --n 12 --method cg --max-iters 2"), 3) << log();
+  EXPECT_NE(log().find("MAX_ITERATIONS"), std::string::npos) << log();
+  EXPECT_EQ(cli("--scene box --n 12 --method nosuchmethod"), 2) << log();
+  EXPECT_NE(log().find("unknown method"), std::string::npos) << log();
+  EXPECT_EQ(cli("--n 12 --method cg"), 2) << log();                          // no system given
+  EXPECT_EQ(cli("--scene box --n 12 --rtol 5"), 2) << log();                   // absurd tolerance
+  EXPECT_EQ(cli(fmt::format("--matrix {}", (dir_ / "missing.mtx").string())), 2) << log();
+}
+
+TEST_F(CliSolve, MatrixAndRhsMatchADirectSolveForEveryMethod) {
+  const Domain d = mixed_singular_domain({9, 7, 8});
+  const CsrMatrix a = assemble_reference(d);
+  const Vector b = random_rhs(d, 5);
+  const Vector ref = direct_solve(d, a, b);
+  io::write_matrix_market(dir_ / "A.mtx", a);
+  io::write_npy(dir_ / "b.npy", b, {static_cast<std::int64_t>(b.size())});
+  for (std::string m : {"cg", "jacobi", "ic0", "mic0", "dpcg", "mgpcg"}) {
+    const fs::path x = dir_ / ("x_" + m + ".npy");
+    ASSERT_EQ(cli(fmt::format("--matrix {} --rhs {} --dims 9,7,8 --method {} --rtol 1e-10 --x-out {}",
+                              (dir_ / "A.mtx").string(), (dir_ / "b.npy").string(), m, x.string())),
+              0)
+        << m << "\n" << log();
+    Vector sol = io::read_npy_vector(x);
+    if (auto p = projector(d)) p(sol);
+    EXPECT_LT(relative_error(sol, ref), 1e-7) << m;
+  }
+  // Warm start from the exact solution: no iteration.
+  const fs::path x0 = dir_ / "x0.npy", report = dir_ / "warm.json";
+  io::write_npy(x0, ref, {static_cast<std::int64_t>(ref.size())});
+  ASSERT_EQ(cli(fmt::format("--matrix {} --rhs {} --method mic0 --x0 {} --json {}", (dir_ / "A.mtx").string(),
+                            (dir_ / "b.npy").string(), x0.string(), report.string())),
+            0)
+      << log();
+  EXPECT_EQ(json(report)["iterations"], 0);
+  // A right-hand side with a NaN is bad input.
+  Vector bad = b;
+  bad[3] = std::nan("");
+  io::write_npy(dir_ / "bad.npy", bad, {static_cast<std::int64_t>(bad.size())});
+  EXPECT_EQ(cli(fmt::format("--matrix {} --rhs {}", (dir_ / "A.mtx").string(), (dir_ / "bad.npy").string())), 2)
+      << log();
+  // Wrong size of x0.
+  io::write_npy(dir_ / "short.npy", Vector(5, 0.0), {5});
+  EXPECT_EQ(cli(fmt::format("--matrix {} --rhs {} --x0 {}", (dir_ / "A.mtx").string(), (dir_ / "b.npy").string(),
+                            (dir_ / "short.npy").string())),
+            2)
+      << log();
+}
+
+TEST_F(CliSolve, IndefiniteMatrixBreaksDownWithExitThree) {
+  std::vector<Triplet> t;
+  for (int i = 0; i < 50; ++i) {
+    t.push_back({i, i, -1.0});
+    if (i > 0) t.push_back({i, i - 1, -1.0});
+    if (i + 1 < 50) t.push_back({i, i + 1, -1.0});
+  }
+  io::write_matrix_market(dir_ / "A.mtx", CsrMatrix::from_triplets(50, 50, t));
+  EXPECT_EQ(cli(fmt::format("--matrix {} --method cg", (dir_ / "A.mtx").string())), 3) << log();
+  EXPECT_NE(log().find("DIVERGED_BREAKDOWN"), std::string::npos) << log();
+}
+
+}  // namespace
