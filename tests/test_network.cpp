@@ -247,7 +247,7 @@ TEST(Network, RandomNetworkInsideDcdmNeverGivesNaNAndReportsItsReason) {
   Vector x(b.size());
   SolveOptions opt;
   opt.rtol = 1e-6;
-  opt.max_iterations = 25;
+  opt.max_iterations = 12;
   const auto rep = solver.solve(b, x, opt);
   EXPECT_EQ(count_non_finite(x), 0);
   EXPECT_TRUE(std::isfinite(rep.final_residual));

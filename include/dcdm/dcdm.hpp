@@ -71,7 +71,7 @@ class DcdmSolver final : public IterativeSolver {
   DcdmOptions options_;
   std::string name_;
   LinearSystemView system_;
-  std::vector<double> inv_diag_;  // Jacobi fallback (1 where no diagonal is known, 0 on empty rows)
+  std::unique_ptr<LinearOperator> fallback_;  // Jacobi; null = plain residual
   double setup_seconds_ = 0.0;
   DcdmStats stats_;
 };

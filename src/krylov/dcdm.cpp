@@ -9,6 +9,7 @@
 
 #include "dcdm/error.hpp"
 #include "dcdm/linalg.hpp"
+#include "dcdm/precond.hpp"
 
 namespace dcdm {
 namespace {
@@ -55,10 +56,12 @@ void DcdmSolver::setup(const LinearSystemView& system) {
   if (generator_->size() != n)
     throw InputError(fmt::format("{}: direction generator has size {} but the system has {}",
                                  name_, generator_->size(), n));
-  inv_diag_.assign(static_cast<std::size_t>(n), 1.0);
-  if (system.matrix) {
-    const auto d = system.matrix->diagonal();
-    for (std::int64_t i = 0; i < n; ++i) inv_diag_[i] = d[i] > 0.0 ? 1.0 / d[i] : 0.0;
+  // Jacobi fallback from the matrix or the domain's stencil; plain residual without either.
+  fallback_.reset();
+  if (system.matrix || system.domain) {
+    auto jacobi = std::make_unique<JacobiPreconditioner>();
+    jacobi->setup(system);
+    fallback_ = std::move(jacobi);
   }
   setup_seconds_ = seconds_since(t0);
 }
@@ -190,7 +193,8 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
       if (failure == Failure::Vanished) ++stats_.fallback_vanished;
       ++stats_.fallback_directions;
       const Failure second = make_direction([&] {
-        for (std::int64_t i = 0; i < n; ++i) q[i] = inv_diag_[i] * r[i];
+        if (fallback_) fallback_->apply(r, q);
+        else copy(r, q);
       });
       if (second != Failure::None) {
         rep.reason = second == Failure::NonFinite ? SolveReason::NaN : SolveReason::Breakdown;

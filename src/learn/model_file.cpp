@@ -60,6 +60,7 @@ json parse_object(const std::string& text, const char* what) {
 }  // namespace
 
 void save_model(const std::filesystem::path& path, PaperNetImpl& net, ModelMetadata metadata) {
+  init_torch_threads();
   std::string archive;
   {
     torch::serialize::OutputArchive ar;
@@ -96,6 +97,7 @@ void save_model(const std::filesystem::path& path, PaperNetImpl& net, ModelMetad
 }
 
 std::shared_ptr<DirectionNetwork::Impl> load_model(const std::filesystem::path& path) {
+  init_torch_threads();
   const std::string name = path.string();
   std::string bytes;
   {

@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <mutex>
 #include <chrono>
 #include <fmt/format.h>
 
@@ -187,17 +188,26 @@ torch::Tensor OnednnPlan::forward(const torch::Tensor& x) const {
 
 // ---------------------------------------------------------------- DirectionNetwork
 
-ScopedTorchThreads::ScopedTorchThreads(int threads, std::int64_t cells) : previous_(omp_get_max_threads()) {
+void init_torch_threads() {
+  // LibTorch's first parallel call on a thread sets the OpenMP thread count to its own default
+  // (here: 1 on a 2-core machine), silently making every later OpenMP loop in the process
+  // serial. Pinning its setting to the OpenMP maximum first makes that initialisation a no-op.
+  static std::once_flag once;
+  std::call_once(once, [] { at::set_num_threads(std::max(1, omp_get_max_threads())); });
+}
+
+ScopedTorchThreads::ScopedTorchThreads(int threads, std::int64_t cells) {
+  init_torch_threads();
+  previous_ = omp_get_max_threads();
   // Below ~24^3 cells a layer is too short to amortise a parallel region (and with other
   // processes on the cores a lost barrier costs a time slice): one thread is faster.
-  int want = threads > 0 ? threads : (cells < 24 * 24 * 24 ? 1 : previous_);
-  want = std::max(1, want);
-  if (want != at::get_num_threads()) at::set_num_threads(want);
+  const int want = std::max(1, threads > 0 ? threads : (cells < 24 * 24 * 24 ? 1 : previous_));
+  if (want != previous_) at::set_num_threads(want);
 }
 
 ScopedTorchThreads::~ScopedTorchThreads() {
   // LibTorch's intra-op pool is the OpenMP runtime: give the rest of the program its setting back.
-  if (omp_get_max_threads() != previous_) omp_set_num_threads(previous_);
+  if (omp_get_max_threads() != previous_) at::set_num_threads(previous_);
 }
 
 std::shared_ptr<const OnednnPlan> DirectionNetwork::Impl::onednn_plan() const {
@@ -233,6 +243,7 @@ DirectionNetwork& DirectionNetwork::operator=(DirectionNetwork&&) noexcept = def
 DirectionNetwork::~DirectionNetwork() = default;
 
 DirectionNetwork DirectionNetwork::random(const std::string& variant, std::uint64_t seed) {
+  init_torch_threads();
   const auto spec = paper_net_spec(variant);
   torch::manual_seed(seed);
   auto impl = std::make_shared<Impl>(PaperNet(spec));

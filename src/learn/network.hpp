@@ -91,6 +91,11 @@ struct DirectionNetwork::Impl {
 void save_model(const std::filesystem::path& path, PaperNetImpl& net, ModelMetadata metadata);
 std::shared_ptr<DirectionNetwork::Impl> load_model(const std::filesystem::path& path);
 
+// Call before the first LibTorch operation of the process (training code too): LibTorch's
+// lazy thread initialisation would otherwise lower the process-wide OpenMP thread count to
+// its own default (1 on a 2-core machine). Idempotent.
+void init_torch_threads();
+
 // Sets LibTorch's intra-op threads for one inference on `cells` grid cells (threads 0 = auto:
 // the OpenMP maximum, 1 for small grids) and restores the OpenMP setting afterwards.
 class ScopedTorchThreads {
@@ -101,7 +106,7 @@ class ScopedTorchThreads {
   ScopedTorchThreads& operator=(const ScopedTorchThreads&) = delete;
 
  private:
-  int previous_;
+  int previous_ = 1;
 };
 
 }  // namespace dcdm::learn

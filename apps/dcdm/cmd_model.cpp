@@ -1,0 +1,59 @@
+// `dcdm model`: create untrained model files (for tests and as training starting points) and
+// show what a model file holds.
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "command.hpp"
+#include "dcdm/error.hpp"
+#include "dcdm/learn.hpp"
+
+namespace dcdm::cli {
+namespace {
+
+struct ModelArgs {
+  std::string arch = "paper64";
+  std::uint64_t seed = 1;
+  std::string out;
+  std::string file;
+};
+
+ModelArgs& args() {
+  static ModelArgs a;
+  return a;
+}
+
+void run_init() {
+  const auto& a = args();
+  auto net = learn::DirectionNetwork::random(a.arch, a.seed);
+  net.metadata().created_by = fmt::format("dcdm model init --arch {} --seed {}", a.arch, a.seed);
+  net.save(a.out);
+  fmt::print("wrote {}: untrained {} network, {} parameters, seed {}\n", a.out, a.arch, net.parameter_count(),
+             a.seed);
+}
+
+void run_info() {
+  const auto& a = args();
+  const auto net = learn::DirectionNetwork::load(a.file);
+  fmt::print("{}: {} bytes\n{}", a.file, std::filesystem::file_size(a.file), learn::describe(net.metadata()));
+  fmt::print("backend          {}\n", learn::backend_info());
+}
+
+RegisterCommand reg(60, [](CLI::App& root) {
+  auto* cmd = root.add_subcommand("model", "Create or inspect DCDM network model files");
+  cmd->require_subcommand(1);
+  auto& a = args();
+  auto* init = cmd->add_subcommand("init", "Write a randomly initialised (untrained) model file");
+  init->add_option("--arch", a.arch, "Network variant: paper64 | paper128")
+      ->check(CLI::IsMember(learn::network_variants()))
+      ->capture_default_str();
+  init->add_option("--seed", a.seed, "Random seed of the initialisation")->capture_default_str();
+  init->add_option("--out", a.out, "Model file to write (atomically)")->required();
+  init->callback(run_init);
+  auto* info = cmd->add_subcommand("info", "Print a model file's metadata (validates the whole file)");
+  info->add_option("FILE", a.file, "Model file")->required();
+  info->callback(run_info);
+});
+
+}  // namespace
+}  // namespace dcdm::cli

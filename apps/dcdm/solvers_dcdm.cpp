@@ -1,0 +1,79 @@
+// DCDM methods: the network ("dcdm", needs a model file) and controls with classical
+// direction generators (V-cycle, Jacobi, identity) in the same conjugate-direction iteration.
+#include <cstdlib>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "dcdm/dcdm.hpp"
+#include "dcdm/error.hpp"
+#include "dcdm/learn.hpp"
+#include "dcdm/precond.hpp"
+#include "solver_registry.hpp"
+
+namespace dcdm::cli {
+namespace {
+
+DcdmOptions dcdm_options(const SolverParams& p) {
+  DcdmOptions o;
+  o.k = p.dcdm_k;
+  return o;
+}
+
+// A generator factory from a preconditioner type: set up on the system at solver setup.
+template <class Precond>
+GeneratorFactory preconditioner_generator() {
+  return [](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
+    auto p = std::make_unique<Precond>();
+    p->setup(view);
+    return p;
+  };
+}
+
+SolverRegistration dcdm("dcdm",
+                        "DCDM with the reference network (--model FILE or dcdm:FILE; --dcdm-k; "
+                        "env DCDM_NETWORK_PRECISION=bf16 for bfloat16 inference)",
+                        [](const std::string& arg, const SolverParams& p) -> std::unique_ptr<IterativeSolver> {
+                          const std::string path = arg.empty() ? p.model : arg;
+                          if (path.empty())
+                            throw InputError("--model: the dcdm method needs a model file (--model FILE or "
+                                             "--method dcdm:FILE; `dcdm model init` makes an untrained one)");
+                          auto net = std::make_shared<learn::DirectionNetwork>(learn::DirectionNetwork::load(path));
+                          if (const char* prec = std::getenv("DCDM_NETWORK_PRECISION"); prec && *prec) {
+                            learn::InferenceOptions o;
+                            o.precision = learn::parse_network_precision(prec, "DCDM_NETWORK_PRECISION");
+                            net->set_inference_options(o);
+                          }
+                          GeneratorFactory factory =
+                              [net](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
+                            if (!view.domain)
+                              throw InputError("dcdm: the network needs a voxel domain (use --scene or "
+                                               "--system, not a bare --matrix)");
+                            return net->make_generator(*view.domain);
+                          };
+                          return std::make_unique<DcdmSolver>(std::move(factory), dcdm_options(p), "dcdm");
+                        });
+
+SolverRegistration dcdm_mg("dcdm-mg", "DCDM iteration with a multigrid V-cycle as direction generator (control)",
+                           [](const std::string&, const SolverParams& p) -> std::unique_ptr<IterativeSolver> {
+                             return std::make_unique<DcdmSolver>(preconditioner_generator<MultigridPreconditioner>(),
+                                                                 dcdm_options(p), "dcdm-mg");
+                           });
+
+SolverRegistration dcdm_jacobi("dcdm-jacobi", "DCDM iteration with Jacobi as direction generator (control)",
+                               [](const std::string&, const SolverParams& p) -> std::unique_ptr<IterativeSolver> {
+                                 return std::make_unique<DcdmSolver>(preconditioner_generator<JacobiPreconditioner>(),
+                                                                     dcdm_options(p), "dcdm-jacobi");
+                               });
+
+SolverRegistration dcdm_identity(
+    "dcdm-identity", "DCDM iteration with the identity generator (steepest descent + k-term conjugation)",
+    [](const std::string&, const SolverParams& p) -> std::unique_ptr<IterativeSolver> {
+      GeneratorFactory factory = [](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
+        return std::make_unique<IdentityOperator>(view.op->size());
+      };
+      return std::make_unique<DcdmSolver>(std::move(factory), dcdm_options(p), "dcdm-identity");
+    });
+
+}  // namespace
+}  // namespace dcdm::cli
