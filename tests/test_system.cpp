@@ -303,15 +303,10 @@ TEST(PoissonSystemCli, BadInputExitsWithStatus2) {
   std::string out;
   EXPECT_EQ(run_cli(fmt::format("export --scene box --n 3 --out {}", (dir / "a").string()), &out), 2);
   EXPECT_NE(out.find("--n/--dims"), std::string::npos) << out;
-  EXPECT_EQ(run_cli(fmt::format("export --scene nosuch --n 8 --out {}", (dir / "a").string()), &out), 2);
-  EXPECT_EQ(run_cli(fmt::format("export --scene mesh --n 8 --out {}", (dir / "a").string()), &out), 2);
   EXPECT_EQ(run_cli(fmt::format("export --scene mesh --mesh {} --n 8 --out {}", (dir / "none.obj").string(),
                                 (dir / "a").string()), &out), 2);
   EXPECT_NE(out.find("none.obj"), std::string::npos) << out;
   EXPECT_EQ(run_cli(fmt::format("export --scene box --n 5000 --out {}", (dir / "a").string()), &out), 2);
   EXPECT_NE(out.find("GiB"), std::string::npos) << out;
-  EXPECT_EQ(run_cli(fmt::format("export --scene sphere --param radius=1 --n 8 --out {}", (dir / "a").string()), &out), 2);
-  EXPECT_NE(out.find("no fluid"), std::string::npos) << out;
-  EXPECT_EQ(run_cli(fmt::format("import {} --out {}", (dir / "missing.mtx").string(), (dir / "b").string()), &out), 2);
   fs::remove_all(dir);
 }

@@ -31,7 +31,8 @@ void print_summary(const PoissonSystem& sys, const std::string& out) {
              m["cells"]["fluid"].get<std::int64_t>(), m["cells"]["air"].get<std::int64_t>(),
              m["cells"]["solid"].get<std::int64_t>(), sys.matrix.rows, sys.matrix.nnz());
   std::string faces;
-  for (const auto& [face, kind] : m["faces"].items()) faces += fmt::format(" {}={}", face, kind.get<std::string>());
+  for (const char* face : {"x-", "x+", "y-", "y+", "z-", "z+"})
+    faces += fmt::format(" {}={}", face, m["faces"][face].get<std::string>());
   fmt::print("outer faces:{}\n", faces);
   const int singular = m["components"]["singular_count"].get<int>();
   fmt::print("fluid components: {}, singular (no Dirichlet contact): {}\n", m["components"]["count"].get<int>(), singular);

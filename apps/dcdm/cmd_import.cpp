@@ -29,7 +29,8 @@ void run_import(const ImportArgs& args) {
              m["cells"]["fluid"].get<std::int64_t>(), m["cells"]["air"].get<std::int64_t>(),
              m["cells"]["solid"].get<std::int64_t>());
   std::string faces;
-  for (const auto& [face, kind] : m["faces"].items()) faces += fmt::format(" {}={}", face, kind.get<std::string>());
+  for (const char* face : {"x-", "x+", "y-", "y+", "z-", "z+"})
+    faces += fmt::format(" {}={}", face, m["faces"][face].get<std::string>());
   fmt::print("outer faces (inferred):{}\n", faces);
   fmt::print("fluid components: {}, singular: {}\n", m["components"]["count"].get<int>(),
              m["components"]["singular_count"].get<int>());

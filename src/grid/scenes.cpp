@@ -246,8 +246,9 @@ Domain pool_scene(const SceneSpec& spec, const Params& p, Random& rng) {
   const double depth = p.fraction("depth", 0.0, 1.0) * d.nz;
   const double amplitude = p.fraction("amplitude", 0.0, 0.5) * d.nz;
   const double waves = p["waves"];
-  if (!(waves >= 0 && waves <= 0.25 * std::max(d.nx, d.ny)))
-    throw InputError(fmt::format("--param waves={:g}: must lie in [0, {:g}]", waves, 0.25 * std::max(d.nx, d.ny)));
+  const double max_waves = 0.5 * std::max(d.nx, d.ny);  // two cells a period at least
+  if (!(waves >= 0 && waves <= max_waves))
+    throw InputError(fmt::format("--param waves={:g}: must lie in [0, {:g}] at this grid size", waves, max_waves));
   const double phase = rng.uniform(0, 2 * std::numbers::pi);
   const double angle = rng.uniform(0.15, 0.6);  // wave direction, off the axes
   Domain dom(d, CellType::Air);
