@@ -184,6 +184,23 @@ TEST(SimGrid, AdvectionPreservesConstantsAndMovesVelocity) {
       ASSERT_NEAR(out.component(a)[n], uni.component(a)[n], 1e-14);
 }
 
+TEST(SimGrid, AdvectingFieldsTogetherEqualsOneByOne) {
+  const Dims d{12, 10, 9};
+  const Field<double> a = gaussian_blob(d, {4, 5, 4}, 2.0), b = gaussian_blob(d, {7, 4, 5}, 1.0);
+  MacVelocity vel(d);
+  for (int axis = 0; axis < 3; ++axis)
+    for (std::int64_t n = 0; n < vel.component(axis).size(); ++n)
+      vel.component(axis)[n] = 0.8 * hash_uniform(11, axis, 0, n);
+  for (Advection scheme : {Advection::SemiLagrangian, Advection::MacCormack, Advection::Bfecc}) {
+    Field<double> a1, b1, a2, b2;
+    advect(a, kCellCentre, vel, 1.0, scheme, a1);
+    advect(b, kCellCentre, vel, 1.0, scheme, b1);
+    advect_together({&a, &b}, kCellCentre, vel, 1.0, scheme, {&a2, &b2});
+    EXPECT_TRUE(a1.vector() == a2.vector()) << to_string(scheme);
+    EXPECT_TRUE(b1.vector() == b2.vector()) << to_string(scheme);
+  }
+}
+
 TEST(SimGrid, BuoyancyLiftsHotSmokeAndSinksDenseSmoke) {
   const Dims d{4, 4, 6};
   Domain dom(d);

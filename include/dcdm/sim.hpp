@@ -94,6 +94,9 @@ const char* to_string(Advection a);
 // is clamped to the values around the back-traced point (no new extrema).
 void advect(const Field<double>& src, Vec3 offset, const MacVelocity& vel, double dt,
             Advection scheme, Field<double>& dst);
+// Several fields on the same lattice advected at once: one back-trace per point serves all.
+void advect_together(const std::vector<const Field<double>*>& src, Vec3 offset, const MacVelocity& vel,
+                     double dt, Advection scheme, const std::vector<Field<double>*>& dst);
 // Self-advection of the velocity, component by component.
 void advect_velocity(const MacVelocity& vel, double dt, Advection scheme, MacVelocity& dst);
 
@@ -251,7 +254,7 @@ class SmokeSimulation {
   IterativeSolver& solver_;
   int frame_ = 0;
   MacVelocity vel_, scratch_;
-  Field<double> density_, temperature_, pressure_, scratch_scalar_;
+  Field<double> density_, temperature_, pressure_, scratch_density_, scratch_temperature_;
   Domain domain_;                          // current cell layout
   std::array<Field<double>, 3> solid_velocity_;  // per solid cell
   struct PressureSystem;

@@ -49,7 +49,8 @@ SmokeSimulation::SmokeSimulation(SimConfig config, IterativeSolver& solver)
   density_ = Field<double>(d, 0.0);
   temperature_ = Field<double>(d, config_.ambient_temperature);
   pressure_ = Field<double>(d, 0.0);
-  scratch_scalar_ = Field<double>(d, 0.0);
+  scratch_density_ = Field<double>(d, 0.0);
+  scratch_temperature_ = Field<double>(d, 0.0);
   for (auto& f : solid_velocity_) f = Field<double>(d, 0.0);
   domain_ = Domain(d, CellType::Fluid);
   update_obstacles(0.0);
@@ -246,10 +247,10 @@ FrameStats SmokeSimulation::step() {
   // Advection by u^n (MAC velocity, then the scalars).
   const auto ta = Clock::now();
   advect_velocity(vel_, dt, config_.advection, scratch_);
-  advect(density_, kCellCentre, vel_, dt, config_.advection, scratch_scalar_);
-  std::swap(density_, scratch_scalar_);
-  advect(temperature_, kCellCentre, vel_, dt, config_.advection, scratch_scalar_);
-  std::swap(temperature_, scratch_scalar_);
+  advect_together({&density_, &temperature_}, kCellCentre, vel_, dt, config_.advection,
+                  {&scratch_density_, &scratch_temperature_});
+  std::swap(density_, scratch_density_);
+  std::swap(temperature_, scratch_temperature_);
   std::swap(vel_, scratch_);
   st.advect_seconds = seconds_since(ta);
 
