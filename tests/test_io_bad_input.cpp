@@ -113,6 +113,10 @@ TEST_F(IoBadInput, MatrixMarketEntries) {
   EXPECT_TRUE(mtx_rejects(kGeneral + "3 3 2\n1 1 2.0\n4 1 1.0\n", {":4:", "row index 4 out of range 1..3"}));
   EXPECT_TRUE(mtx_rejects(kGeneral + "3 3 2\n1 0 2.0\n2 1 1.0\n", {":3:", "column index 0 out of range 1..3"}));
   EXPECT_TRUE(mtx_rejects(kGeneral + "3 3 2\n1 1 2.0 9\n2 1 1.0\n", {":3:", "unexpected '9'"}));
+  // Found by fuzz_matrix_market: a 22-digit index overflowed the fast path's accumulator.
+  EXPECT_TRUE(mtx_rejects(kGeneral + "6 3 3\n1 3333333333333333333331 4.5\n2 1 -1\n3 3 1\n",
+                          {":3:", "column index '3333333333333333333331' is out of range"}));
+  EXPECT_TRUE(mtx_rejects(kGeneral + "6 3 1\n1 333333333333333333 4.5\n", {":3:", "column index 333333333333333333 out of range"}));
   EXPECT_TRUE(mtx_rejects(kGeneral + "3 3 2\n1 1 2.0\n2 1\n", {":4:", "missing value"}));
   EXPECT_TRUE(mtx_rejects("%%MatrixMarket matrix coordinate integer general\n2 2 1\n1 1 1.5\n",
                           {":3:", "expected an integer, found '1.5'"}));

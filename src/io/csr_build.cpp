@@ -75,12 +75,15 @@ CsrMatrix csr_from_coo(std::int64_t rows, std::int64_t cols, Coo&& coo, std::int
   }
   m.col_idx.resize(n);
   m.values.resize(n);
-  std::vector<std::int64_t> next(m.row_ptr.begin(), m.row_ptr.end() - 1);
+  // row_ptr[r] serves as row r's insertion cursor, ending at row r + 1's start; shifting
+  // it back afterwards avoids a second rows-sized array.
   for (std::size_t k = 0; k < n; ++k) {
-    const std::int64_t at = next[coo.row[k]]++;
+    const std::int64_t at = m.row_ptr[coo.row[k]]++;
     m.col_idx[at] = coo.col[k];
     m.values[at] = coo.value[k];
   }
+  for (std::int64_t r = rows; r > 0; --r) m.row_ptr[r] = m.row_ptr[r - 1];
+  m.row_ptr[0] = 0;
   coo = Coo{};
   sort_and_compact(m.row_ptr, m.col_idx, m.values, duplicates);
   return m;

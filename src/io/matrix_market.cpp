@@ -116,9 +116,12 @@ class LineReader {
     auto digits = [&](std::int64_t& out) {
       const char* s = q;
       std::int64_t x = 0;
-      while (q < end_ && static_cast<unsigned>(*q - '0') < 10u) x = x * 10 + (*q++ - '0');
+      while (q < end_ && static_cast<unsigned>(*q - '0') < 10u) {
+        if (q - s == 18) return false;  // longer numbers take the checked path (no overflow here)
+        x = x * 10 + (*q++ - '0');
+      }
       out = x;
-      return q > s && q - s <= 18;  // no overflow
+      return q > s;
     };
     blanks();
     if (!digits(i) || !blanks() || !digits(j)) return false;
