@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake pkg-config ccache clang
+  build-essential cmake pkg-config ccache clang libomp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libeigen3-dev liblapacke-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libstb-dev

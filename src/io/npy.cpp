@@ -191,7 +191,9 @@ std::vector<double> NpyArray::to_double() const {
   std::vector<double> out(n);
   const auto* p = reinterpret_cast<const char*>(bytes.data());
   switch (dtype) {
-    case DType::Float64: std::memcpy(out.data(), p, n * 8); break;
+    case DType::Float64:
+      if (n > 0) std::memcpy(out.data(), p, n * 8);  // data() may be null when empty
+      break;
     case DType::Float32:
       for (std::size_t k = 0; k < n; ++k) out[k] = detail::load<float>(p + 4 * k);
       break;
