@@ -10,10 +10,12 @@
 #              FRAMES_SCENES (default "plume bunny"), FRAMES_SEED (default 0).
 #
 # Runs resume: an interrupted set continues from its last checkpoint, a finished one is
-# skipped. Times on a 2-core machine: about 1 minute per 64^3 run, 15-20 minutes per 128^3 run
+# skipped. CPU time: about 30 s per 64^3 run, 4-5 minutes per 128^3 run; disk: 360 MB per
+# 64^3 run, 2.9 GB per 128^3 run
 # (see docs/perf-sim.md).
 #
-# 256^3 (about 3 GB of memory, hours on 2 cores; not part of the standard set):
+# 256^3 (about 9 GB of memory and 23 GB of disk per run, roughly 8x the 128^3 time; not part
+# of the standard set):
 #   build/dcdm simulate --scene plume --n 256 --frames 100 --export-every 10 --solver mgpcg \
 #       --rtol 1e-6 --seed 0 --out frames/plume_256 --resume
 #   build/dcdm simulate --scene bunny --n 256 --frames 100 --export-every 10 --solver mgpcg \
