@@ -31,7 +31,7 @@ struct EvalArgs {
   std::vector<std::string> methods;
   double rtol = 1e-4;
   int max_iterations = 10000;
-  std::string sim_method = "cg";
+  std::string sim_method = "mgpcg";
   SolverParams params;
 };
 

@@ -120,7 +120,7 @@ class ShardedDataset {
   void read(std::int64_t index, std::span<float> out) const;
   // The manifest's text (to tie checkpoints to the data they were trained on).
   const std::string& manifest_text() const { return manifest_text_; }
-  std::string fingerprint() const;  // short hash of the manifest
+  std::string fingerprint() const;  // short hash of the recipe (+ Ritz vectors kept)
   // JSON object: the recipe plus the Ritz summary (for a model's metadata).
   std::string recipe_json() const { return recipe_json_; }
 
@@ -135,6 +135,7 @@ class ShardedDataset {
   std::int64_t total_ = 0;
   std::string manifest_text_;
   std::string recipe_json_;
+  std::string fingerprint_source_;
 };
 
 // ---- small .npy helpers (also used by the tests) ----

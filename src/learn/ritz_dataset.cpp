@@ -541,6 +541,9 @@ ShardedDataset::ShardedDataset(const fs::path& dir) : dir_(dir) {
     json summary = r;
     if (m.contains("ritz")) summary["ritz"] = m["ritz"];
     recipe_json_ = summary.dump();
+    // The fingerprint ties a checkpoint to a recipe, not to the manifest's bytes, so a dataset
+    // regenerated from the same command (another session, another machine) still matches.
+    fingerprint_source_ = r.dump() + "|" + std::to_string(m.value("ritz", json::object()).value("kept", 0));
     const auto d = r.at("dims");
     const Dims dims{d.at(0).get<int>(), d.at(1).get<int>(), d.at(2).get<int>()};
     if (dims.nx < 1 || dims.ny < 1 || dims.nz < 1)
@@ -608,7 +611,7 @@ void ShardedDataset::read(std::int64_t index, std::span<float> out) const {
 
 std::string ShardedDataset::fingerprint() const {
   std::uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : manifest_text_) h = (h ^ c) * 1099511628211ull;
+  for (unsigned char c : fingerprint_source_) h = (h ^ c) * 1099511628211ull;
   return fmt::format("{:016x}", h);
 }
 
