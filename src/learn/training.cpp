@@ -390,6 +390,10 @@ TrainResult train(const TrainOptions& o, const std::function<void(const std::str
   std::int64_t run_samples = 0;  // training + validation samples processed by this call
   const std::int64_t per_epoch = static_cast<std::int64_t>(train_idx.size()) + n_val;
   const bool early_stopped_before = st.finished && st.stop_reason == "early-stopping";
+  if (st.epoch < o.epochs && !early_stopped_before) {  // more epochs asked for than last time
+    st.finished = false;
+    st.stop_reason.clear();
+  }
   while (st.epoch < o.epochs && !early_stopped_before) {
     const int epoch = st.epoch + 1;
     const auto t0 = Clock::now();
