@@ -98,38 +98,53 @@ void PoissonStencil::apply(std::span<const double> x, std::span<double> y) const
                             x.size(), y.size(), dims().str(), n));
   const int nx = dims().nx, ny = dims().ny, nz = dims().nz;
   const std::int64_t sy = nx, sz = std::int64_t(nx) * ny;
-  const std::int64_t rows = std::int64_t(ny) * nz;
   const double* px = x.data();
   double* py = y.data();
   const std::uint8_t* pm = neighbour_mask_.data();
   const std::uint8_t* pd = diag_count_.data();
   const double* zero = zero_row_.data();
 
-  // Rows of x (fixed j, k) in order: consecutive rows of one thread form z-slabs. Rows beyond
-  // the grid are read from a zero row (their mask bits are clear anyway), so every row takes
-  // the same branch-free inner loop; only its two end cells are done separately.
-#pragma omp parallel for schedule(static)
-  for (std::int64_t row = 0; row < rows; ++row) {
-    const int j = static_cast<int>(row % ny), k = static_cast<int>(row / ny);
-    const std::int64_t base = row * nx;
-    const double* __restrict xc = px + base;
-    const double* __restrict xs = j > 0 ? xc - sy : zero;
-    const double* __restrict xn = j < ny - 1 ? xc + sy : zero;
-    const double* __restrict xb = k > 0 ? xc - sz : zero;
-    const double* __restrict xt = k < nz - 1 ? xc + sz : zero;
-    const std::uint8_t* __restrict m = pm + base;
-    const std::uint8_t* __restrict d = pd + base;
-    double* __restrict yr = py + base;
-    if (nx == 1) {
-      yr[0] = stencil_row(m[0], d[0], xb[0], xs[0], 0.0, xc[0], 0.0, xn[0], xt[0]);
-      continue;
+  // z-slabs: each thread takes whole planes. In an interior plane (0 < k < nz - 1) every
+  // neighbour index c +- 1, c +- nx, c +- nx*ny lies inside the arrays, so the plane is one long
+  // branch-free loop: neighbours beyond the grid or across a row end are read but masked out
+  // (their mask bits are clear). The two end planes go row by row, with rows beyond the grid
+  // read from a zero row and the two end cells of each row done separately.
+  const std::int64_t plane = sz;
+  auto row_path = [&](int k) {
+    for (int j = 0; j < ny; ++j) {
+      const std::int64_t base = std::int64_t(k) * sz + std::int64_t(j) * sy;
+      const double* __restrict xc = px + base;
+      const double* __restrict xs = j > 0 ? xc - sy : zero;
+      const double* __restrict xn = j < ny - 1 ? xc + sy : zero;
+      const double* __restrict xb = k > 0 ? xc - sz : zero;
+      const double* __restrict xt = k < nz - 1 ? xc + sz : zero;
+      const std::uint8_t* __restrict m = pm + base;
+      const std::uint8_t* __restrict d = pd + base;
+      double* __restrict yr = py + base;
+      if (nx == 1) {
+        yr[0] = stencil_row(m[0], d[0], xb[0], xs[0], 0.0, xc[0], 0.0, xn[0], xt[0]);
+        continue;
+      }
+      yr[0] = stencil_row(m[0], d[0], xb[0], xs[0], 0.0, xc[0], xc[1], xn[0], xt[0]);
+#pragma omp simd simdlen(8)
+      for (int i = 1; i < nx - 1; ++i)
+        yr[i] = stencil_row(m[i], d[i], xb[i], xs[i], xc[i - 1], xc[i], xc[i + 1], xn[i], xt[i]);
+      const int e = nx - 1;
+      yr[e] = stencil_row(m[e], d[e], xb[e], xs[e], xc[e - 1], xc[e], 0.0, xn[e], xt[e]);
     }
-    yr[0] = stencil_row(m[0], d[0], xb[0], xs[0], 0.0, xc[0], xc[1], xn[0], xt[0]);
-#pragma omp simd
-    for (int i = 1; i < nx - 1; ++i)
-      yr[i] = stencil_row(m[i], d[i], xb[i], xs[i], xc[i - 1], xc[i], xc[i + 1], xn[i], xt[i]);
-    const int e = nx - 1;
-    yr[e] = stencil_row(m[e], d[e], xb[e], xs[e], xc[e - 1], xc[e], 0.0, xn[e], xt[e]);
+  };
+  auto plane_path = [&](int k) {
+    const std::int64_t begin = std::int64_t(k) * plane, end = begin + plane;
+    const double* __restrict x = px;
+    double* __restrict y = py;
+#pragma omp simd simdlen(8)
+    for (std::int64_t c = begin; c < end; ++c)
+      y[c] = stencil_row(pm[c], pd[c], x[c - sz], x[c - sy], x[c - 1], x[c], x[c + 1], x[c + sy], x[c + sz]);
+  };
+#pragma omp parallel for schedule(static)
+  for (int k = 0; k < nz; ++k) {
+    if (k == 0 || k == nz - 1) row_path(k);
+    else plane_path(k);
   }
 }
 
