@@ -112,6 +112,7 @@ nlohmann::json measure(const BenchSystem& s, const std::string& method, const Be
       SolveOptions options;
       options.rtol = rtol;
       options.max_iterations = settings.max_iterations;
+      options.stagnation_window = settings.stagnation_window;
       options.monitor = [&monitor, t1](const IterationInfo& info) {
         monitor.emplace_back(info.iteration, seconds(t1, Clock::now()));
       };

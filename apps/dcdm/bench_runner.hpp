@@ -31,6 +31,7 @@ struct BenchSettings {
   int repeat = 3;
   int max_iterations = 10000;
   int threads = 0;            // 0: OpenMP default (all cores)
+  int stagnation_window = 0;  // SolveOptions::stagnation_window (0: off, run to rtol or the cap)
   double timeout_seconds = 1800;  // per (system, method) child
   SolverParams params;
 };

@@ -161,6 +161,7 @@ void run_bench(BenchArgs& args) {
                      {"repeat", args.settings.repeat},
                      {"max_iterations", args.settings.max_iterations},
                      {"threads", args.settings.threads},
+                     {"stagnation_window", args.settings.stagnation_window},
                      {"rhs", args.rhs},
                      {"seed", args.seed},
                      {"baseline", args.baseline},
@@ -199,6 +200,9 @@ RegisterCommand reg(60, [](CLI::App& root) {
       ->check(CLI::Range(1, 1000))->capture_default_str();
   cmd->add_option("--max-iterations", args->settings.max_iterations, "Iteration cap per solve")
       ->check(CLI::Range(1, 10000000))->capture_default_str();
+  cmd->add_option("--stagnation-window", args->settings.stagnation_window,
+                  "Stop a method after this many iterations without a 1e-3 relative gain (0: off)")
+      ->check(CLI::Range(0, 10000000))->capture_default_str();
   cmd->add_option("--threads", args->settings.threads, "OpenMP threads (0: all cores); hypre runs on 1")
       ->check(CLI::Range(0, 4096))->capture_default_str();
   cmd->add_option("--timeout", args->settings.timeout_seconds, "Seconds allowed per (system, method); 0: none")

@@ -1,0 +1,128 @@
+// `dcdm bench` end to end on a tiny grid: exit status, table shape, every method converged
+// to the requested tolerance (true residual), valid JSON, PNG plots written.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct CliRun {
+  int status;
+  std::string out;
+};
+
+CliRun run_cli(const std::string& args) {
+  const std::string cmd = std::string(DCDM_CLI_PATH) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return {-1, ""};
+  std::string out;
+  char buf[4096];
+  std::size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int st = pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+bool is_png(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  char sig[8] = {};
+  in.read(sig, 8);
+  return in && std::string(sig, 8) == std::string("\x89PNG\r\n\x1a\n", 8);
+}
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("dcdm_test_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  return d;
+}
+
+}  // namespace
+
+TEST(CliBench, TinyGridEndToEnd) {
+  const fs::path out = fresh_dir("bench");
+  const std::string methods = "cg,mgpcg,hypre-amg,hypre-pfmg,eigen-iccg";
+  const CliRun r = run_cli("bench --scenes plume,bunny --n 12,10x12x14 --methods " + methods +
+                        " --rtol 1e-4,1e-7 --repeat 2 --threads 1 --out " + out.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+
+  // Markdown table: header, separator, one row per system x method x rtol.
+  std::istringstream lines(r.out);
+  std::string line;
+  int header = 0, rows = 0;
+  while (std::getline(lines, line)) {
+    if (line.rfind("| system |", 0) == 0) ++header;
+    else if (line.rfind("| plume-", 0) == 0 || line.rfind("| bunny-", 0) == 0) {
+      ++rows;
+      EXPECT_EQ(std::count(line.begin(), line.end(), '|'), 13) << line;
+      EXPECT_NE(line.find("| converged |"), std::string::npos) << line;
+    }
+  }
+  EXPECT_EQ(header, 1);
+  EXPECT_EQ(rows, 4 * 5 * 2);
+
+  std::ifstream jf(out / "bench.json");
+  ASSERT_TRUE(jf.good());
+  const nlohmann::json doc = nlohmann::json::parse(jf);  // throws on invalid JSON
+  ASSERT_EQ(doc["results"].size(), 40u);
+  std::set<std::string> methods_seen;
+  for (const auto& res : doc["results"]) {
+    const std::string m = res["method"];
+    methods_seen.insert(m);
+    EXPECT_EQ(res["status"], "converged") << res.dump();
+    EXPECT_LE(res["true_relative_residual"].get<double>(), res["rtol"].get<double>()) << m;
+    EXPECT_GT(res["iterations"].get<int>(), 0) << m;
+    EXPECT_GT(res["fluid_cells"].get<int>(), 0);
+    EXPECT_EQ(res["setup_runs"].size(), 2u);
+    EXPECT_GE(res["history"].size(), 2u) << m;
+  }
+  EXPECT_EQ(methods_seen.size(), 5u);
+  EXPECT_TRUE(doc["machine"].contains("cpu_model"));
+  EXPECT_NE(doc["command"].get<std::string>().find("bench"), std::string::npos);
+
+  ASSERT_EQ(doc["plots"].size(), 8u);  // 4 systems x (iterations, time)
+  for (const auto& p : doc["plots"]) {
+    EXPECT_TRUE(is_png(p.get<std::string>())) << p;
+    EXPECT_GT(fs::file_size(p.get<std::string>()), 1000u);
+  }
+  EXPECT_TRUE(is_png(out / "plume-12x12x12_residual_iterations.png"));
+  fs::remove_all(out);
+}
+
+TEST(CliBench, BadOptionsAreInputErrors) {
+  const fs::path out = fresh_dir("bench_bad");
+  EXPECT_EQ(run_cli("bench --scenes plume --n 8 --methods nosuch --out " + out.string()).status, 2);
+  EXPECT_EQ(run_cli("bench --scenes nosuchscene --n 8 --methods cg --out " + out.string()).status, 2);
+  EXPECT_EQ(run_cli("bench --scenes plume --n 8 --rtol 2 --methods cg --out " + out.string()).status, 2);
+  EXPECT_EQ(run_cli("bench --methods cg --out " + out.string()).status, 2);
+  EXPECT_EQ(run_cli("bench --systems /nonexistent/folder --methods cg --out " + out.string()).status, 2);
+  fs::remove_all(out);
+}
+
+TEST(CliBench, FailingMethodIsReportedNotFatal) {
+  // A model file that does not exist: the dcdm row says why, the others still run.
+  const fs::path out = fresh_dir("bench_fail");
+  const CliRun r = run_cli("bench --scenes plume --n 8 --methods cg,dcdm:/nonexistent.model --rtol 1e-4 --repeat 1 "
+                        "--no-plots --out " + out.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  std::ifstream jf(out / "bench.json");
+  const nlohmann::json doc = nlohmann::json::parse(jf);
+  ASSERT_EQ(doc["results"].size(), 2u);
+  EXPECT_EQ(doc["results"][0]["status"], "converged");
+  EXPECT_NE(doc["results"][1]["status"], "converged");
+  EXPECT_FALSE(doc["results"][1]["detail"].get<std::string>().empty());
+  fs::remove_all(out);
+}
