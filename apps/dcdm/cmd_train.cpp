@@ -7,7 +7,6 @@
 
 #include "command.hpp"
 #include "dcdm/error.hpp"
-#include "dcdm/learn.hpp"
 #include "dcdm/training.hpp"
 
 namespace dcdm::cli {
@@ -29,7 +28,6 @@ void run_train(TrainArgs& args, const std::string& command) {
   o.command = command;
   if (args.progress == "auto") o.progress_bar = ::isatty(2) != 0;
   else o.progress_bar = args.progress == "bar";
-  fmt::print("{}\n", learn::backend_info());
   const auto result = learn::train(
       o, [](const std::string& s) { fmt::print("{}\n", s); std::fflush(stdout); },
       [](const std::string& s) { fmt::print(stderr, "{}", s); std::fflush(stderr); });

@@ -293,8 +293,8 @@ std::string write_history_png(const fs::path& csv, const fs::path& png, const st
        << "set datafile separator ','\n"
        << "set key autotitle columnhead\n"
        << "set logscale y\nset grid\n"
-       << "set xlabel 'epoch'\nset ylabel 'loss ||b - A x~||^2'\n"
-       << "set title '" << title << "'\n"
+       << "set xlabel 'epoch'\nset ylabel 'loss ||b - A x~||^2' noenhanced\n"
+       << "set title '" << title << "' noenhanced\n"
        << "plot '" << csv.string() << "' using 1:2 with linespoints title 'train', "
        << "'' using 1:3 with linespoints title 'validation'\n";
   }
@@ -381,6 +381,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const std::str
   result.train_samples = static_cast<std::int64_t>(train_idx.size());
   result.val_samples = n_val;
   result.parameters = parameter_count(*net.module);
+  log(backend_info());
   log(fmt::format("training {} ({} parameters) on {}: {} train / {} validation samples of {}, batch {}, "
                   "lr {}, epochs {}",
                   o.arch, result.parameters, o.data.string(), train_idx.size(), n_val, data.dims().str(),
