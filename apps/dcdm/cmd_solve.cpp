@@ -237,7 +237,9 @@ RegisterCommand reg(30, [](CLI::App& root) {
   auto args = std::make_shared<SolveArgs>();
   auto* cmd = root.add_subcommand(
       "solve", "Solve one pressure system with a registered method (exit 0 converged, 3 not converged)");
-  cmd->add_option("--scene", args->scene, "Built-in scene (see `dcdm scenes`), e.g. bunny, box");
+  std::string scenes;
+  for (const auto& info : scene_catalog()) scenes += (scenes.empty() ? "" : ", ") + info.name;
+  cmd->add_option("--scene", args->scene, "Built-in scene: " + scenes);
   cmd->add_option("--n", args->n, "Scene grid size N (N^3 cells)")->check(CLI::Range(4, 2048))->capture_default_str();
   cmd->add_option("--dims", args->dims, "Grid NX,NY,NZ (scene: overrides --n; matrix: its grid)");
   cmd->add_option("--seed", args->seed, "Seed of the scene and of a random right-hand side")->capture_default_str();
