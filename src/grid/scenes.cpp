@@ -79,7 +79,7 @@ std::string scene_catalog_text() {
   for (const auto& s : scene_catalog()) {
     out += fmt::format("{}\n    {}\n", s.name, s.description);
     for (const auto& p : s.parameters)
-      out += fmt::format("    --param {}={:<6g} {}\n", p.name, p.default_value, p.description);
+      out += fmt::format("    --param {:<18} {}\n", fmt::format("{}={:g}", p.name, p.default_value), p.description);
   }
   return out;
 }
