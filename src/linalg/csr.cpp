@@ -14,7 +14,7 @@ void CsrMatrix::multiply(std::span<const double> x, std::span<double> y) const {
   const double* v = values.data();
   const double* px = x.data();
   double* py = y.data();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (nnz() >= 65536)
   for (std::int64_t r = 0; r < rows; ++r) {
     double s = 0.0;
     for (std::int64_t k = rp[r]; k < rp[r + 1]; ++k) s += v[k] * px[ci[k]];

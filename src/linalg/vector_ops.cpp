@@ -8,13 +8,16 @@ namespace {
 
 // Block size for reproducible reductions; the block sums are combined in index order.
 constexpr std::int64_t kBlock = 4096;
+// Below this size a parallel region costs more than it saves (and on a loaded machine far
+// more): small vectors stay on the calling thread. Results do not depend on it.
+constexpr std::int64_t kParallelMin = 32768;
 
 template <class BlockFn>
 double blocked_sum(std::int64_t n, BlockFn&& block_fn) {
   const std::int64_t nblocks = (n + kBlock - 1) / kBlock;
   if (nblocks <= 1) return n > 0 ? block_fn(0, n) : 0.0;
   std::vector<double> partial(static_cast<std::size_t>(nblocks));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
   for (std::int64_t b = 0; b < nblocks; ++b)
     partial[b] = block_fn(b * kBlock, std::min(n, (b + 1) * kBlock));
   double s = 0.0;
@@ -50,7 +53,7 @@ double sum(std::span<const double> a) {
 double norm_inf(std::span<const double> a) {
   const std::int64_t n = static_cast<std::int64_t>(a.size());
   double m = 0.0;
-#pragma omp parallel for reduction(max : m) schedule(static)
+#pragma omp parallel for reduction(max : m) schedule(static) if (n >= kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) m = std::max(m, std::abs(a[i]));
   return m;
 }
@@ -58,7 +61,7 @@ double norm_inf(std::span<const double> a) {
 std::int64_t count_non_finite(std::span<const double> a) {
   const std::int64_t n = static_cast<std::int64_t>(a.size());
   std::int64_t c = 0;
-#pragma omp parallel for reduction(+ : c) schedule(static)
+#pragma omp parallel for reduction(+ : c) schedule(static) if (n >= kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) c += std::isfinite(a[i]) ? 0 : 1;
   return c;
 }
@@ -67,7 +70,7 @@ void axpy(double alpha, std::span<const double> x, std::span<double> y) {
   const std::int64_t n = static_cast<std::int64_t>(x.size());
   const double* px = x.data();
   double* py = y.data();
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) py[i] += alpha * px[i];
 }
 
@@ -75,14 +78,14 @@ void xpay(std::span<const double> x, double beta, std::span<double> y) {
   const std::int64_t n = static_cast<std::int64_t>(x.size());
   const double* px = x.data();
   double* py = y.data();
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) py[i] = px[i] + beta * py[i];
 }
 
 void scale(double alpha, std::span<double> x) {
   const std::int64_t n = static_cast<std::int64_t>(x.size());
   double* px = x.data();
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) px[i] *= alpha;
 }
 
@@ -90,14 +93,14 @@ void copy(std::span<const double> x, std::span<double> y) {
   const std::int64_t n = static_cast<std::int64_t>(x.size());
   const double* px = x.data();
   double* py = y.data();
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) py[i] = px[i];
 }
 
 void fill(std::span<double> x, double value) {
   const std::int64_t n = static_cast<std::int64_t>(x.size());
   double* px = x.data();
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) px[i] = value;
 }
 
