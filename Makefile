@@ -7,11 +7,11 @@ ifeq ($(SANITIZE),1)
 BUILD ?= build-asan
 CMAKE_FLAGS += -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDCDM_SANITIZE=ON -DDCDM_BUILD_BENCH=OFF
 TEST_ENV = ASAN_OPTIONS=detect_leaks=0:detect_odr_violation=0:alloc_dealloc_mismatch=0 \
-           UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 DCDM_SANITIZED=1
+           UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 DCDM_SANITIZED=1 OMP_WAIT_POLICY=PASSIVE
 else
 BUILD ?= build
 CMAKE_FLAGS += -DCMAKE_BUILD_TYPE=Release
-TEST_ENV =
+TEST_ENV = OMP_WAIT_POLICY=PASSIVE
 endif
 ifeq ($(CI),true)
 CMAKE_FLAGS += -DDCDM_WERROR=ON
