@@ -1,6 +1,8 @@
 # Two-command promise: `make demo` and `make test` work on a fresh Debian 12 machine.
 SANITIZE ?= 0
 JOBS ?= $(shell nproc)
+# ccache keys on paths relative to the checkout, so clones in other folders share the cache.
+export CCACHE_BASEDIR := $(CURDIR)
 CMAKE_FLAGS ?=
 
 ifeq ($(SANITIZE),1)

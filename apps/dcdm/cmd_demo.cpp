@@ -67,9 +67,11 @@ void run_demo(const DemoArgs& a) {
   if (fs::exists(a.model)) {
     methods.push_back("dcdm:" + a.model);
   } else {
-    fmt::print("Note: no trained model at {} (none is shipped yet); DCDM is left out of this run.\n"
-               "      `dcdm solve --method dcdm --model FILE` runs it with any model file.\n\n",
+    fmt::print("Note: no trained model at {} (none is shipped yet). The DCDM iteration runs here with a\n"
+               "      multigrid V-cycle as its direction generator (dcdm-mg, a control); `dcdm solve\n"
+               "      --method dcdm --model FILE` runs it with the network of any model file.\n\n",
                a.model);
+    methods.push_back("dcdm-mg");
   }
   for (const char* m : {"cg", "ic0", "mgpcg"}) methods.emplace_back(m);
 
