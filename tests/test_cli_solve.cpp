@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+
+#include "cli_test.hpp"
 #include <nlohmann/json.hpp>
 
 #include "dcdm/io.hpp"
@@ -22,34 +24,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class CliSolve : public ::testing::Test {
+class CliSolve : public dcdm::testing::CliTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           fmt::format("dcdm_cli_solve_{}_{}", ::getpid(),
-                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  int cli(const std::string& args) {
-    const std::string cmd = fmt::format("OMP_NUM_THREADS=1 {} solve {} > {} 2>&1", DCDM_CLI_PATH, args,
-                                        (dir_ / "log.txt").string());
-    const int rc = std::system(cmd.c_str());
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  }
-  std::string log() const {
-    std::ifstream in(dir_ / "log.txt");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
+  CliSolve() : CliTest("cli_solve", 1) {}
+  int cli(const std::string& args) { return run_cli("solve " + args); }
   nlohmann::json json(const fs::path& p) const {
     std::ifstream in(p);
     return nlohmann::json::parse(in);
   }
-  fs::path dir_;
 };
 
 TEST_F(CliSolve, SceneSolveWritesReportAndSolution) {

@@ -10,6 +10,8 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "cli_test.hpp"
+
 #include "dcdm/error.hpp"
 #include "dcdm/io.hpp"
 #include "dcdm/krylov.hpp"
@@ -23,31 +25,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class SimCli : public ::testing::Test {
+class SimCli : public dcdm::testing::CliTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           fmt::format("dcdm_sim_cli_{}_{}", ::getpid(),
-                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  // Runs the CLI (OMP_NUM_THREADS=2 so that runs compare across machines), returns the exit
-  // status; output goes to dir_/log.txt.
-  int cli(const std::string& args) {
-    const std::string cmd = fmt::format("OMP_NUM_THREADS=2 {} {} > {} 2>&1", DCDM_CLI_PATH, args,
-                                        (dir_ / "log.txt").string());
-    const int rc = std::system(cmd.c_str());
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  }
-  std::string log() const {
-    std::ifstream in(dir_ / "log.txt");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
+  SimCli() : CliTest("sim_cli", 2) {}
+  int cli(const std::string& args) { return run_cli(args); }
   static std::string bytes(const fs::path& p) {
     std::ifstream in(p, std::ios::binary);
     std::stringstream ss;
@@ -61,7 +42,6 @@ class SimCli : public ::testing::Test {
     return lines;
   }
 
-  fs::path dir_;
 };
 
 TEST_F(SimCli, ExportedFrameReadsBackThroughImportAndMatchesTheLibrary) {
