@@ -186,6 +186,35 @@ void start_report(SolveReport& report, const std::string& method, double setup_s
   report.initial_residual = true_residual_norm(*system.op, b, x);
 }
 
+// A right-hand side that needs no hypre solve: NaN/Inf (reason nan, x untouched), or zero /
+// an empty system (x = 0, converged). Fills the report and returns true in those cases.
+bool settled_without_solving(SolveReport& report, const LinearSystemView& system,
+                             std::span<const double> b, std::span<double> x, bool empty_system,
+                             Clock::time_point t0) {
+  if (count_non_finite(b) > 0) {
+    report.reason = SolveReason::NaN;
+    report.detail = "right-hand side has NaN/Inf";
+    report.final_residual = report.initial_residual;
+    report.residual_history = {report.initial_residual};
+    return true;
+  }
+  if (!empty_system && report.rhs_norm != 0.0) return false;
+  fill(x, 0.0);
+  report.final_residual = true_residual_norm(*system.op, b, x);
+  report.residual_history = {report.final_residual};
+  report.reason = SolveReason::ConvergedAtol;
+  report.solve_seconds = seconds_since(t0);
+  return true;
+}
+
+// hypre measures ||r|| / ||b_hypre||, where b_hypre is b as handed to hypre (gathered onto
+// the active rows, projected when singular): scale rtol to keep the caller's ||r|| / ||b||.
+SolveOptions with_hypre_rtol(const SolveOptions& options, double rhs_norm, double hypre_rhs_norm) {
+  SolveOptions o = options;
+  if (hypre_rhs_norm > 0.0) o.rtol = options.rtol * rhs_norm / hypre_rhs_norm;
+  return o;
+}
+
 // ---------------------------------------------------------------- BoomerAMG-PCG (IJ) ----
 
 class HypreAmgPcg final : public IterativeSolver {
@@ -264,21 +293,7 @@ class HypreAmgPcg final : public IterativeSolver {
     SolveReport report;
     start_report(report, name(), setup_seconds_, system_, b, x, options);
     const auto n = static_cast<HYPRE_Int>(compressed_.full_index.size());
-    if (count_non_finite(b) > 0) {
-      report.reason = SolveReason::NaN;
-      report.detail = "right-hand side has NaN/Inf";
-      report.final_residual = report.initial_residual;
-      report.residual_history = {report.initial_residual};
-      return report;
-    }
-    if (n == 0 || report.rhs_norm == 0.0) {
-      fill(x, 0.0);
-      report.final_residual = true_residual_norm(*system_.op, b, x);
-      report.residual_history = {report.final_residual};
-      report.reason = SolveReason::ConvergedAtol;
-      report.solve_seconds = seconds_since(t0);
-      return report;
-    }
+    if (settled_without_solving(report, system_, b, x, n == 0, t0)) return report;
     Vector rhs(b.begin(), b.end());
     if (system_.project_range) system_.project_range(rhs);
     std::vector<HYPRE_Int> idx(static_cast<std::size_t>(n));
@@ -290,13 +305,10 @@ class HypreAmgPcg final : public IterativeSolver {
     }
     check(HYPRE_IJVectorSetValues(ij_b_, n, idx.data(), vb.data()), "IJVectorSetValues(b)");
     check(HYPRE_IJVectorSetValues(ij_x_, n, idx.data(), vx.data()), "IJVectorSetValues(x)");
-    // hypre measures ||r|| / ||b_hypre||; b_hypre is b gathered onto the active rows (and
-    // projected when singular), so scale the tolerance to keep the caller's criterion.
     double bh = 0.0;
     for (double v : vb) bh += v * v;
     bh = std::sqrt(bh);
-    SolveOptions hopt = options;
-    hopt.rtol = bh > 0.0 ? options.rtol * report.rhs_norm / bh : options.rtol;
+    const SolveOptions hopt = with_hypre_rtol(options, report.rhs_norm, bh);
     configure_pcg(pcg_, hopt);
     const HYPRE_Int code = run_with_log_buffers(pcg_, options.max_iterations, [&] {
       return HYPRE_ParCSRPCGSolve(pcg_, par_a_, par_b_, par_x_);
@@ -454,21 +466,7 @@ class HyprePfmgPcg final : public IterativeSolver {
     const auto t0 = Clock::now();
     SolveReport report;
     start_report(report, name(), setup_seconds_, system_, b, x, options);
-    if (count_non_finite(b) > 0) {
-      report.reason = SolveReason::NaN;
-      report.detail = "right-hand side has NaN/Inf";
-      report.final_residual = report.initial_residual;
-      report.residual_history = {report.initial_residual};
-      return report;
-    }
-    if (report.rhs_norm == 0.0) {
-      fill(x, 0.0);
-      report.final_residual = true_residual_norm(*system_.op, b, x);
-      report.residual_history = {report.final_residual};
-      report.reason = SolveReason::ConvergedAtol;
-      report.solve_seconds = seconds_since(t0);
-      return report;
-    }
+    if (settled_without_solving(report, system_, b, x, false, t0)) return report;
     Vector rhs(b.begin(), b.end());
     if (system_.project_range) system_.project_range(rhs);
     Vector guess(x.begin(), x.end());
@@ -484,8 +482,7 @@ class HyprePfmgPcg final : public IterativeSolver {
     check(HYPRE_StructVectorSetBoxValues(vx_, lower, upper, guess.data()), "StructVectorSetBoxValues(x)");
     check(HYPRE_StructVectorAssemble(vb_), "StructVectorAssemble(b)");
     check(HYPRE_StructVectorAssemble(vx_), "StructVectorAssemble(x)");
-    SolveOptions hopt = options;
-    hopt.rtol = bh > 0.0 ? options.rtol * report.rhs_norm / bh : options.rtol;
+    const SolveOptions hopt = with_hypre_rtol(options, report.rhs_norm, bh);
     configure_pcg(reinterpret_cast<HYPRE_Solver>(pcg_), hopt);
     const HYPRE_Int code = run_with_log_buffers(pcg_, options.max_iterations, [&] {
       return HYPRE_StructPCGSolve(pcg_, matrix_, vb_, vx_);
