@@ -13,38 +13,15 @@
 #include "dcdm/error.hpp"
 #include "dcdm/grid.hpp"
 #include "dcdm/peers.hpp"
+#include "test_krylov_systems.hpp"
 
 using namespace dcdm;
 
 namespace {
 
-// The 7-point pressure matrix written out independently of src/poisson (full-grid layout,
-// zero rows outside fluid): diagonal = non-solid neighbours, -1 per fluid neighbour.
-CsrMatrix assemble_reference(const Domain& d) {
-  const Dims n = d.dims();
-  std::vector<Triplet> t;
-  const int off[6][3] = {{-1, 0, 0}, {1, 0, 0}, {0, -1, 0}, {0, 1, 0}, {0, 0, -1}, {0, 0, 1}};
-  for (int k = 0; k < n.nz; ++k)
-    for (int j = 0; j < n.ny; ++j)
-      for (int i = 0; i < n.nx; ++i) {
-        if (d.cells(i, j, k) != CellType::Fluid) continue;
-        const auto r = n.index(i, j, k);
-        double diag = 0;
-        for (int f = 0; f < 6; ++f) {
-          const int a = i + off[f][0], b = j + off[f][1], c = k + off[f][2];
-          if (!n.contains(a, b, c)) {
-            if (d.face(static_cast<Face>(f)) == FaceBoundary::Open) diag += 1;
-            continue;
-          }
-          const CellType ct = d.cells(a, b, c);
-          if (ct == CellType::Solid) continue;
-          diag += 1;
-          if (ct == CellType::Fluid) t.push_back({r, n.index(a, b, c), -1.0});
-        }
-        t.push_back({r, r, diag});
-      }
-  return CsrMatrix::from_triplets(n.size(), n.size(), std::move(t));
-}
+// The 7-point matrix written out independently of src/poisson (tests/test_krylov_systems.hpp).
+using dcdm::testing::assemble_reference;
+
 
 Domain mixed_domain(bool with_air) {
   Domain d(Dims{13, 9, 7});
