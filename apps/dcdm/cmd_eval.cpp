@@ -172,7 +172,7 @@ RegisterCommand reg(42, [](CLI::App& root) {
   cmd->add_option("--frames", args->frames, "Frames of --sim to evaluate (comma-separated)")->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--sim-method", args->sim_method, "Solver that advances the simulation")->capture_default_str();
-  cmd->add_option("--systems", args->systems, "System folders (dcdm export)");
+  cmd->add_option("--systems", args->systems, "System folders (dcdm export; comma-separated)")->delimiter(',');
   cmd->add_option("--scenes", args->scenes, "Built-in scenes with a synthetic right-hand side (--rhs)")
       ->delimiter(',');
   cmd->add_option("--rhs", args->rhs, "random | smooth (with --scenes)")->capture_default_str();

@@ -35,7 +35,7 @@ struct TrainOptions {
   std::int64_t max_samples = 0;  // use only the first N samples of the dataset (0 = all)
   double time_limit_s = 0;       // stop (resumably) after the epoch that passes this (0 = none)
   int threads = 0;               // LibTorch intra-op threads (0 = default)
-  bool progress_bar = false;     // redraw one status line per batch (a TTY) vs a line per epoch
+  bool progress_bar = false;     // redraw one status line per batch (a TTY) vs a line per tenth of an epoch
   bool plot = true;              // write the PNG through gnuplot (skipped with a note if absent)
   std::string command;           // the command line, recorded in the model's metadata
 };

@@ -419,6 +419,16 @@ TrainResult train(const TrainOptions& o, const std::function<void(const std::str
       ++batches;
       done += static_cast<std::int64_t>(e - s);
       run_samples += static_cast<std::int64_t>(e - s);
+      const std::int64_t tenth = std::max<std::int64_t>(1, static_cast<std::int64_t>(perm.size()) / 10);
+      const bool tenth_crossed = (done - static_cast<std::int64_t>(e - s)) / tenth != done / tenth;
+      if (!o.progress_bar && tenth_crossed && done < static_cast<std::int64_t>(perm.size())) {
+        // Logs are not redrawn, so a line per tenth of an epoch shows a long run is alive.
+        const double rate = run_samples / std::max(seconds_since(run_start), 1e-9);
+        const std::int64_t left = (o.epochs - epoch) * per_epoch + (per_epoch - done);
+        log(fmt::format("epoch {}/{}: {}/{} samples, {:.2f} samples/s, loss {:.4e}, ETA {}", epoch, o.epochs,
+                        done, perm.size(), rate, loss_sum / batches,
+                        format_duration(left / std::max(rate, 1e-9))));
+      }
       if (o.progress_bar && bar_fn) {
         const double el = seconds_since(run_start);
         const double rate = run_samples / std::max(el, 1e-9);
