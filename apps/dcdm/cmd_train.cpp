@@ -1,4 +1,5 @@
 // `dcdm train`: unsupervised DCDM training on a Ritz-vector dataset (see include/dcdm/training.hpp).
+#include <algorithm>
 #include <cstdio>
 
 #include <unistd.h>
@@ -7,6 +8,7 @@
 
 #include "command.hpp"
 #include "dcdm/error.hpp"
+#include "dcdm/flagnet.hpp"
 #include "dcdm/training.hpp"
 
 namespace dcdm::cli {
@@ -17,9 +19,39 @@ struct TrainArgs {
   std::string data, out, checkpoint;
   std::string progress = "auto";
   bool no_plot = false;
+  int flagnet_steps = 2000;        // --steps (flagnet)
+  int flagnet_validate_every = 100;
 };
 
+// --arch flagnet: many dataset folders (comma-separated --data), step-based (dcdm/flagnet.hpp).
+void run_train_flagnet(const TrainArgs& args, const std::string& command) {
+  const auto& t = args.options;
+  learn::FlagNetTrainOptions o;
+  for (std::size_t start = 0; start <= args.data.size();) {
+    const std::size_t comma = std::min(args.data.find(',', start), args.data.size());
+    if (comma > start) o.data.emplace_back(args.data.substr(start, comma - start));
+    start = comma + 1;
+  }
+  o.steps = args.flagnet_steps;
+  o.validate_every = args.flagnet_validate_every;
+  o.batch = t.batch;
+  o.lr = t.lr;
+  o.validation_fraction = t.validation_fraction;
+  o.max_samples = t.max_samples;
+  o.seed = t.seed;
+  o.time_limit_s = t.time_limit_s;
+  o.threads = t.threads;
+  o.resume = t.resume;
+  o.out = args.out;
+  o.checkpoint = args.checkpoint;
+  o.command = command;
+  const auto r = learn::train_flagnet(o, [](const std::string& s) { fmt::print("{}\n", s); std::fflush(stdout); });
+  fmt::print("train: flagnet {} steps ({}), validation loss {:.6e} untrained -> best {:.6e} at step {} -> {}\n",
+             r.steps, r.stop_reason, r.initial_val_loss, r.best_val_loss, r.best_step, o.out.string());
+}
+
 void run_train(TrainArgs& args, const std::string& command) {
+  if (args.options.arch == "flagnet") return run_train_flagnet(args, command);
   auto& o = args.options;
   o.data = args.data;
   o.out = args.out;
@@ -46,8 +78,14 @@ RegisterCommand reg(41, [](CLI::App& root) {
       "Train a DCDM network without labels on a Ritz-vector dataset (scale-invariant loss ||b - A x~||^2; "
       "Adam; checkpoint every epoch; --resume)");
   auto& o = args->options;
-  cmd->add_option("--data", args->data, "Dataset folder (dcdm dataset)")->required();
-  cmd->add_option("--arch", o.arch, "Network: paper64 | paper128")->capture_default_str();
+  cmd->add_option("--data", args->data, "Dataset folder (dcdm dataset); flagnet: DIR1,DIR2,... (one matrix each)")
+      ->required();
+  cmd->add_option("--arch", o.arch, "Network: paper64 | paper128 | flagnet")->capture_default_str();
+  cmd->add_option("--steps", args->flagnet_steps, "flagnet: total optimiser steps (a resumed run continues up to this)")
+      ->check(CLI::Range(1, 100000000))->capture_default_str();
+  cmd->add_option("--validate-every", args->flagnet_validate_every,
+                  "flagnet: steps between validations and checkpoints")
+      ->check(CLI::Range(1, 100000000))->capture_default_str();
   cmd->add_option("--epochs", o.epochs, "Total epochs (a resumed run continues up to this)")
       ->check(CLI::Range(1, 1000000))->capture_default_str();
   cmd->add_option("--batch", o.batch, "Batch size")->check(CLI::Range(1, 4096))->capture_default_str();

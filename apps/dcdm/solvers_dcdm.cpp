@@ -10,15 +10,10 @@
 #include "dcdm/learn.hpp"
 #include "dcdm/precond.hpp"
 #include "solver_registry.hpp"
+#include "solvers_flagnet.hpp"
 
 namespace dcdm::cli {
 namespace {
-
-DcdmOptions dcdm_options(const SolverParams& p) {
-  DcdmOptions o;
-  o.k = p.dcdm_k;
-  return o;
-}
 
 // A generator factory from a preconditioner type: set up on the system at solver setup.
 template <class Precond>
@@ -31,13 +26,14 @@ GeneratorFactory preconditioner_generator() {
 }
 
 SolverRegistration dcdm("dcdm",
-                        "DCDM with the reference network (--model FILE or dcdm:FILE; --dcdm-k; "
+                        "DCDM with the model file's network (--model FILE or dcdm:FILE; a flagnet file runs dcdm-flag; --dcdm-k; "
                         "env DCDM_NETWORK_PRECISION=bf16 for bfloat16 inference)",
                         [](const std::string& arg, const SolverParams& p) -> std::unique_ptr<IterativeSolver> {
                           const std::string path = arg.empty() ? p.model : arg;
                           if (path.empty())
                             throw InputError("--model: the dcdm method needs a model file (--model FILE or "
                                              "--method dcdm:FILE; `dcdm model init` makes an untrained one)");
+                          if (learn::model_file_architecture(path) == "flagnet") return make_flagnet_solver(path, p);
                           auto net = std::make_shared<learn::DirectionNetwork>(learn::DirectionNetwork::load(path));
                           if (const char* prec = std::getenv("DCDM_NETWORK_PRECISION"); prec && *prec) {
                             learn::InferenceOptions o;

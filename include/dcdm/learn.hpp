@@ -105,6 +105,24 @@ class DirectionNetwork {
 // prepared beforehand: the reference rate for the network's benchmark.
 double isolated_conv_seconds(Dims dims, NetworkPrecision precision, int repetitions);
 
+// ---- the model-file container, shared by every architecture ----
+// A model file's JSON metadata (text of a JSON object) and archive bytes after the container
+// checks: magic, version, lengths, trailing bytes, the JSON object, the archive checksum.
+// Throws InputError naming the file (and byte offset) on any failure.
+struct ModelFileContents {
+  std::string metadata_json;
+  std::string archive;
+  std::size_t archive_offset = 0;  // byte offset of the archive in the file
+};
+ModelFileContents read_model_file(const std::filesystem::path& path);
+// Writes the container atomically; `metadata_json` (a JSON object) gets "format_version",
+// "archive_bytes" and "archive_fnv1a64" added.
+void write_model_file(const std::filesystem::path& path, const std::string& metadata_json,
+                      const std::string& archive);
+// The "architecture" named in a model file ("dcdm-paper-cnn", "flagnet"); InputError naming
+// the file when it is not a readable model file.
+std::string model_file_architecture(const std::filesystem::path& path);
+
 // Multi-line human-readable summary of a model file's metadata (for `dcdm model info`).
 std::string describe(const ModelMetadata& metadata);
 

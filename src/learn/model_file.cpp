@@ -74,7 +74,6 @@ void save_model(const std::filesystem::path& path, PaperNetImpl& net, ModelMetad
   json params = json::array();
   for (const auto& [name, shape] : parameter_shapes(net)) params.push_back({{"name", name}, {"shape", shape}});
   json j = {
-      {"format_version", kModelFormatVersion},
       {"architecture", kArchitecture},
       {"variant", net.spec().variant},
       {"parameter_count", count},
@@ -83,9 +82,16 @@ void save_model(const std::filesystem::path& path, PaperNetImpl& net, ModelMetad
       {"training_summary", parse_object(metadata.training_summary_json, "training_summary")},
       {"created_by", metadata.created_by},
       {"parameters", params},
-      {"archive_bytes", archive.size()},
-      {"archive_fnv1a64", fmt::format("{:016x}", fnv1a64(archive))},
   };
+  write_model_file(path, j.dump(), archive);
+}
+
+void write_model_file(const std::filesystem::path& path, const std::string& metadata_json,
+                      const std::string& archive) {
+  json j = parse_object(metadata_json, "metadata");
+  j["format_version"] = kModelFormatVersion;
+  j["archive_bytes"] = archive.size();
+  j["archive_fnv1a64"] = fmt::format("{:016x}", fnv1a64(archive));
   const std::string text = j.dump(2);
   std::string bytes(kMagic, sizeof(kMagic));
   put<std::uint32_t>(bytes, kModelFormatVersion);
@@ -96,8 +102,7 @@ void save_model(const std::filesystem::path& path, PaperNetImpl& net, ModelMetad
   io::write_file_atomic(path, bytes);
 }
 
-std::shared_ptr<DirectionNetwork::Impl> load_model(const std::filesystem::path& path) {
-  init_torch_threads();
+ModelFileContents read_model_file(const std::filesystem::path& path) {
   const std::string name = path.string();
   std::string bytes;
   {
@@ -136,13 +141,52 @@ std::shared_ptr<DirectionNetwork::Impl> load_model(const std::filesystem::path& 
   if (archive_at + archive_len != bytes.size())
     throw fail(fmt::format("{} unexpected trailing bytes at byte {}", bytes.size() - archive_at - archive_len,
                            archive_at + archive_len));
-
   json j = json::parse(bytes.begin() + kHeaderBytes, bytes.begin() + static_cast<std::ptrdiff_t>(archive_len_at),
                        nullptr, false);
   if (j.is_discarded() || !j.is_object()) throw fail(fmt::format("metadata at byte {} is not valid JSON", kHeaderBytes));
+  try {
+    if (j.at("format_version").get<int>() != kModelFormatVersion)
+      throw fail(fmt::format("metadata format_version {} differs from the header's {}",
+                             j.at("format_version").get<int>(), version));
+  } catch (const json::exception& e) {
+    throw fail(fmt::format("metadata: {}", e.what()));
+  }
+  ModelFileContents out;
+  out.metadata_json = bytes.substr(kHeaderBytes, json_len);
+  out.archive = bytes.substr(archive_at, archive_len);
+  out.archive_offset = archive_at;
+  std::string archive_sum;
+  try {
+    archive_sum = j.at("archive_fnv1a64").get<std::string>();
+  } catch (const json::exception& e) {
+    throw fail(fmt::format("metadata: {}", e.what()));
+  }
+  if (fmt::format("{:016x}", fnv1a64(out.archive)) != archive_sum)
+    throw fail(fmt::format("archive checksum mismatch (file corrupted?): expected {}, got {:016x}", archive_sum,
+                           fnv1a64(out.archive)));
+  return out;
+}
+
+std::string model_file_architecture(const std::filesystem::path& path) {
+  const auto contents = read_model_file(path);
+  const json j = json::parse(contents.metadata_json);
+  if (!j.contains("architecture") || !j["architecture"].is_string())
+    throw InputError(fmt::format("{}: metadata: no \"architecture\" string", path.string()));
+  return j["architecture"].get<std::string>();
+}
+
+std::shared_ptr<DirectionNetwork::Impl> load_model(const std::filesystem::path& path) {
+  init_torch_threads();
+  const std::string name = path.string();
+  const auto fail = [&](const std::string& msg) -> InputError {
+    return InputError(fmt::format("{}: {}", name, msg));
+  };
+  const ModelFileContents contents = read_model_file(path);
+  const json j = json::parse(contents.metadata_json);
+  const std::string& archive = contents.archive;
+  const std::size_t archive_at = contents.archive_offset;
   ModelMetadata meta;
   PaperNetSpec spec;
-  std::string archive_sum;
   std::int64_t count = 0;
   try {
     meta.format_version = j.at("format_version").get<int>();
@@ -155,12 +199,9 @@ std::shared_ptr<DirectionNetwork::Impl> load_model(const std::filesystem::path& 
     meta.data_recipe_json = j.value("data_recipe", json::object()).dump();
     meta.training_summary_json = j.value("training_summary", json::object()).dump();
     meta.created_by = j.value("created_by", std::string());
-    archive_sum = j.at("archive_fnv1a64").get<std::string>();
   } catch (const json::exception& e) {
     throw fail(fmt::format("metadata: {}", e.what()));
   }
-  if (meta.format_version != kModelFormatVersion)
-    throw fail(fmt::format("metadata format_version {} differs from the header's {}", meta.format_version, version));
   if (meta.architecture != kArchitecture)
     throw fail(fmt::format("architecture '{}' is not supported (this build runs '{}')", meta.architecture,
                            kArchitecture));
@@ -169,10 +210,6 @@ std::shared_ptr<DirectionNetwork::Impl> load_model(const std::filesystem::path& 
   } catch (const InputError& e) {
     throw fail(e.what());
   }
-  const std::string archive = bytes.substr(archive_at, archive_len);
-  if (fmt::format("{:016x}", fnv1a64(archive)) != archive_sum)
-    throw fail(fmt::format("archive checksum mismatch (file corrupted?): expected {}, got {:016x}", archive_sum,
-                           fnv1a64(archive)));
 
   auto impl = std::make_shared<DirectionNetwork::Impl>(PaperNet(spec));
   auto& net = *impl->net;

@@ -1,0 +1,39 @@
+// DCDM with the FlagNet generator (dcdm/flagnet.hpp): "dcdm-flag:MODEL" (or --model MODEL),
+// "dcdm-flag:initial" for the untrained V-cycle of the base coefficients.
+#include "solvers_flagnet.hpp"
+
+#include <fmt/format.h>
+
+#include "dcdm/dcdm.hpp"
+#include "dcdm/error.hpp"
+#include "dcdm/flagnet.hpp"
+
+namespace dcdm::cli {
+
+std::unique_ptr<IterativeSolver> make_flagnet_solver(const std::string& model, const SolverParams& params) {
+  if (model.empty())
+    throw InputError("--model: the dcdm-flag method needs a flagnet model file (--model FILE or "
+                     "--method dcdm-flag:FILE; dcdm-flag:initial runs the untrained V-cycle)");
+  auto net = std::make_shared<learn::FlagNet>(model == "initial" ? learn::FlagNet::initial()
+                                                                 : learn::FlagNet::load(model));
+  GeneratorFactory factory = [net](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
+    if (!view.domain)
+      throw InputError("dcdm-flag: the flagnet generator needs a voxel domain (use --scene or --system, not a "
+                       "bare --matrix)");
+    return net->make_generator(*view.domain);
+  };
+  DcdmOptions options;
+  options.k = params.dcdm_k;
+  return std::make_unique<DcdmSolver>(std::move(factory), options, "dcdm-flag");
+}
+
+namespace {
+
+SolverRegistration dcdm_flag(
+    "dcdm-flag",
+    "DCDM with the flag-conditioned multilevel linear network (dcdm-flag:FILE or --model FILE; "
+    "dcdm-flag:initial = untrained V-cycle; --dcdm-k)",
+    [](const std::string& arg, const SolverParams& p) { return make_flagnet_solver(arg.empty() ? p.model : arg, p); });
+
+}  // namespace
+}  // namespace dcdm::cli

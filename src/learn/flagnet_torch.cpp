@@ -1,0 +1,483 @@
+// FlagNet through LibTorch: the model file (load/save), the dense autograd forward (the
+// training path, checked against the OpenMP kernels of flagnet.cpp by the tests) and the
+// trainer over many dataset folders (one matrix each). See dcdm/flagnet.hpp.
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <random>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "dcdm/dataset.hpp"
+#include "dcdm/error.hpp"
+#include "dcdm/flagnet.hpp"
+#include "network.hpp"
+#include "train_network.hpp"
+
+namespace dcdm::learn {
+
+namespace {
+
+using json = nlohmann::json;
+using Spec = FlagNetSpec;
+namespace F = torch::nn::functional;
+
+constexpr const char* kCheckpointFormat = "dcdm-flagnet-checkpoint";
+constexpr int kCheckpointVersion = 1;
+
+torch::Tensor weight_tensor(const FlagNetParameters& p) {
+  return torch::from_blob(const_cast<float*>(p.weight.data()),
+                          {Spec::kGroups, Spec::kChannels, Spec::kFlagChannels, 3, 3, 3}, torch::kFloat)
+      .clone();
+}
+torch::Tensor bias_tensor(const FlagNetParameters& p) {
+  return torch::from_blob(const_cast<float*>(p.bias.data()), {Spec::kGroups, Spec::kChannels}, torch::kFloat)
+      .clone();
+}
+void copy_to(const torch::Tensor& t, std::vector<float>& out) {
+  const auto c = t.detach().to(torch::kFloat).contiguous();
+  out.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+// The trainable parameters.
+struct FlagNetModuleImpl : torch::nn::Module {
+  torch::Tensor weight, bias;
+  explicit FlagNetModuleImpl(const FlagNetParameters& p) {
+    weight = register_parameter("weight", weight_tensor(p));
+    bias = register_parameter("bias", bias_tensor(p));
+  }
+  FlagNetParameters parameters_copy() const {
+    FlagNetParameters p;
+    copy_to(weight, p.weight);
+    copy_to(bias, p.bias);
+    return p;
+  }
+};
+TORCH_MODULE(FlagNetModule);
+
+// Per-domain constant tensors of every level (from flagnet_level_flags, the same code the
+// kernels use).
+struct LevelTensors {
+  torch::Tensor features;  // [1, 2, nz+2, ny+2, nx+2] (one ghost layer)
+  torch::Tensor base;      // [1, kStencils * 27, nz, ny, nx]
+  torch::Tensor mask;      // [1, 1, nz, ny, nx]
+  torch::Tensor mix_base;  // [1, 1, nz, ny, nx] (undefined on the coarsest level)
+  torch::Tensor coarse_cells, coarse_inverse;  // coarsest level: flat cell indices [m], C [m, m]
+  int group = 0;
+};
+
+struct Geometry {
+  std::vector<LevelTensors> levels;
+  torch::Tensor restrict_kernel, prolong_kernel;  // [1, 1, 4, 4, 4]
+};
+
+Geometry make_geometry(const Domain& domain) {
+  const auto flags = flagnet_level_flags(domain);
+  const int count = static_cast<int>(flags.size());
+  for (const auto& l : flags) {
+    const Dims d = l.dims;
+    if (&l != &flags.back() && (d.nx % 2 || d.ny % 2 || d.nz % 2))
+      throw InputError(fmt::format("flagnet training: grid {} needs every axis divisible by {} (level of {})",
+                                   domain.dims().str(), 1 << (count - 1), d.str()));
+  }
+  Geometry g;
+  for (int li = 0; li < count; ++li) {
+    const FlagNetLevelFlags& l = flags[li];
+    const Dims d = l.dims;
+    LevelTensors t;
+    t.group = Spec::group(li, count);
+    auto feat = torch::zeros({1, 2, d.nz + 2, d.ny + 2, d.nx + 2}, torch::kFloat);
+    constexpr int kBase = Spec::kStencils * Spec::kTaps;
+    auto base = torch::zeros({1, kBase, d.nz, d.ny, d.nx}, torch::kFloat);
+    auto mask = torch::zeros({1, 1, d.nz, d.ny, d.nx}, torch::kFloat);
+    auto mix = torch::zeros({1, 1, d.nz, d.ny, d.nx}, torch::kFloat);
+    auto fa = feat.accessor<float, 5>();
+    auto ba = base.accessor<float, 5>();
+    auto ma = mask.accessor<float, 5>();
+    auto xa = mix.accessor<float, 5>();
+    for (int k = -1; k <= d.nz; ++k)
+      for (int j = -1; j <= d.ny; ++j)
+        for (int i = -1; i <= d.nx; ++i) {
+          fa[0][0][k + 1][j + 1][i + 1] = l.fluid[l.at(i, j, k)];
+          fa[0][1][k + 1][j + 1][i + 1] = l.air[l.at(i, j, k)];
+        }
+    float fluid27[27], air27[27], out[kBase];
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j)
+        for (int i = 0; i < d.nx; ++i) {
+          const std::int64_t p = l.at(i, j, k);
+          ma[0][0][k][j][i] = l.mask[p];
+          if (l.mask[p] == 0.0f) continue;
+          if (!l.mix_base.empty()) xa[0][0][k][j][i] = l.mix_base[p];
+          for (int t = 0; t < 27; ++t) {
+            const std::int64_t q = l.at(i + t % 3 - 1, j + (t / 3) % 3 - 1, k + t / 9 - 1);
+            fluid27[t] = l.fluid[q];
+            air27[t] = l.air[q];
+          }
+          flagnet_base_stencils(fluid27, air27, out);
+          for (int c = 0; c < kBase; ++c) ba[0][c][k][j][i] = out[c];
+        }
+    t.features = feat;
+    t.base = base;
+    t.mask = mask;
+    if (li + 1 < count) {
+      t.mix_base = mix;
+    } else {
+      const FlagNetCoarseSolve cs = flagnet_coarse_solve(l);
+      const auto m = static_cast<std::int64_t>(cs.cells.size());
+      std::vector<std::int64_t> flat;
+      for (std::int64_t p : cs.cells) {
+        const std::int64_t i = p % l.px - 1, j = (p / l.px) % l.py - 1, k = p / (std::int64_t(l.px) * l.py) - 1;
+        flat.push_back(i + d.nx * (j + std::int64_t(d.ny) * k));
+      }
+      t.coarse_cells = torch::tensor(flat, torch::kLong);
+      t.coarse_inverse = torch::from_blob(const_cast<float*>(cs.inverse.data()), {m, m}, torch::kFloat).clone();
+    }
+    g.levels.push_back(std::move(t));
+  }
+  const auto w4 = torch::tensor({0.25f, 0.75f, 0.75f, 0.25f});
+  const auto k3 = (w4.view({4, 1, 1}) * w4.view({1, 4, 1}) * w4.view({1, 1, 4})).view({1, 1, 4, 4, 4});
+  g.prolong_kernel = k3;
+  g.restrict_kernel = k3 * 0.125f;
+  return g;
+}
+
+// x: [B, 1, nz, ny, nx]; coef channels first..first+26; returns mask * K x.
+torch::Tensor apply_stencil(const torch::Tensor& coef, int first, const torch::Tensor& mask, const torch::Tensor& x) {
+  const auto xp = F::pad(x, F::PadFuncOptions({1, 1, 1, 1, 1, 1}));
+  const auto nz = x.size(2), ny = x.size(3), nx = x.size(4);
+  torch::Tensor out;
+  for (int t = 0; t < 27; ++t) {
+    const int dx = t % 3, dy = (t / 3) % 3, dz = t / 9;
+    const auto shifted = xp.slice(2, dz, dz + nz).slice(3, dy, dy + ny).slice(4, dx, dx + nx);
+    const auto term = coef.narrow(1, first + t, 1) * shifted;
+    out = t == 0 ? term : out + term;
+  }
+  return out * mask;
+}
+
+torch::Tensor forward(FlagNetModuleImpl& m, const Geometry& g, const torch::Tensor& b0) {
+  const int count = static_cast<int>(g.levels.size());
+  std::vector<torch::Tensor> coef(count);
+  for (int li = 0; li < count; ++li) {
+    const auto& l = g.levels[li];
+    const auto w = m.weight[l.group];
+    const auto learned = F::conv3d(l.features, w, F::Conv3dFuncOptions().bias(m.bias[l.group]));
+    coef[li] = torch::cat({l.base, torch::zeros_like(l.mask)}, 1) + learned;
+  }
+  constexpr int kA = Spec::kOperatorChannel;
+  std::function<torch::Tensor(int, const torch::Tensor&)> vcycle = [&](int li, const torch::Tensor& b) {
+    const auto& l = g.levels[li];
+    const auto& c = coef[li];
+    torch::Tensor x;
+    if (li + 1 == count) {
+      const auto flat = b.flatten(1);  // [B, cells]
+      const auto values = flat.index_select(1, l.coarse_cells).matmul(l.coarse_inverse.t());
+      x = torch::zeros_like(flat).index_copy(1, l.coarse_cells, values).view_as(b);
+    } else {
+      x = apply_stencil(c, Spec::stencil_channel(0), l.mask, b);
+      for (int s = 1; s < Spec::kPreSmoothers; ++s)
+        x = x + apply_stencil(c, Spec::stencil_channel(s), l.mask, b - apply_stencil(c, kA, l.mask, x));
+      const auto r = b - apply_stencil(c, kA, l.mask, x);
+      const auto bc = 4.0f * F::conv3d(r, g.restrict_kernel, F::Conv3dFuncOptions().stride(2).padding(1)) *
+                      g.levels[li + 1].mask;
+      const auto xc = vcycle(li + 1, bc);
+      const auto up =
+          F::conv_transpose3d(xc, g.prolong_kernel, F::ConvTranspose3dFuncOptions().stride(2).padding(1));
+      const auto mix = l.mix_base * (1.0f + c.narrow(1, Spec::kMixChannel, 1));
+      x = x + l.mask * mix * up;
+    }
+    for (int s = 0; s < Spec::kPostSmoothers; ++s)
+      x = x + apply_stencil(c, Spec::stencil_channel(Spec::kPreSmoothers + 1 + s), l.mask,
+                            b - apply_stencil(c, kA, l.mask, x));
+    return x;
+  };
+  return vcycle(0, b0 * g.levels[0].mask);
+}
+
+json metadata_json(const FlagNet& net) {
+  const auto& m = net.metadata();
+  const auto object = [](const std::string& text) {
+    json j = json::parse(text.empty() ? "{}" : text, nullptr, false);
+    return j.is_discarded() ? json::object() : j;
+  };
+  return {
+      {"architecture", kFlagNetArchitecture},
+      {"variant", kFlagNetVariant},
+      {"parameter_count", net.parameters().count()},
+      {"trained_grid", {m.trained_grid.nx, m.trained_grid.ny, m.trained_grid.nz}},
+      {"data_recipe", object(m.data_recipe_json)},
+      {"training_summary", object(m.training_summary_json)},
+      {"created_by", m.created_by},
+      {"parameters",
+       json::array({{{"name", "weight"}, {"shape", {Spec::kGroups, Spec::kChannels, Spec::kFlagChannels, 3, 3, 3}}},
+                    {{"name", "bias"}, {"shape", {Spec::kGroups, Spec::kChannels}}}})},
+  };
+}
+
+}  // namespace
+
+void FlagNet::save(const std::filesystem::path& path) const {
+  init_torch_threads();
+  torch::serialize::OutputArchive ar;
+  ar.write("weight", weight_tensor(parameters_));
+  ar.write("bias", bias_tensor(parameters_));
+  std::ostringstream os;
+  ar.save_to(os);
+  write_model_file(path, metadata_json(*this).dump(), os.str());
+}
+
+FlagNet FlagNet::load(const std::filesystem::path& path) {
+  init_torch_threads();
+  const std::string name = path.string();
+  const auto fail = [&](const std::string& msg) { return InputError(fmt::format("{}: {}", name, msg)); };
+  const ModelFileContents contents = read_model_file(path);
+  const json j = json::parse(contents.metadata_json);
+  FlagNet net = initial();
+  auto& meta = net.metadata_;
+  try {
+    meta.architecture = j.at("architecture").get<std::string>();
+    if (meta.architecture != kFlagNetArchitecture)
+      throw fail(fmt::format("architecture '{}' is not a flagnet model (expected '{}')", meta.architecture,
+                             kFlagNetArchitecture));
+    meta.variant = j.at("variant").get<std::string>();
+    if (meta.variant != kFlagNetVariant)
+      throw fail(fmt::format("flagnet variant '{}' is not supported (this build runs '{}')", meta.variant,
+                             kFlagNetVariant));
+    meta.parameter_count = j.at("parameter_count").get<std::int64_t>();
+    const auto grid = j.at("trained_grid").get<std::vector<int>>();
+    if (grid.size() != 3) throw fail("metadata: trained_grid must have 3 entries");
+    meta.trained_grid = {grid[0], grid[1], grid[2]};
+    meta.data_recipe_json = j.value("data_recipe", json::object()).dump();
+    meta.training_summary_json = j.value("training_summary", json::object()).dump();
+    meta.created_by = j.value("created_by", std::string());
+  } catch (const json::exception& e) {
+    throw fail(fmt::format("metadata: {}", e.what()));
+  }
+  if (meta.parameter_count != net.parameters_.count())
+    throw fail(fmt::format("metadata says {} parameters but {} has {}", meta.parameter_count, kFlagNetVariant,
+                           net.parameters_.count()));
+  torch::Tensor weight, bias;
+  try {
+    torch::serialize::InputArchive ar;
+    std::istringstream is(contents.archive);
+    ar.load_from(is);
+    ar.read("weight", weight);
+    ar.read("bias", bias);
+  } catch (const c10::Error& e) {
+    throw fail(fmt::format("archive at byte {} cannot be read: {}", contents.archive_offset,
+                           e.what_without_backtrace()));
+  }
+  const std::vector<std::int64_t> ws{Spec::kGroups, Spec::kChannels, Spec::kFlagChannels, 3, 3, 3};
+  const std::vector<std::int64_t> bs{Spec::kGroups, Spec::kChannels};
+  if (weight.sizes().vec() != ws || bias.sizes().vec() != bs)
+    throw fail(fmt::format("parameter shapes [{}] / [{}] differ from {}'s [{}] / [{}]", fmt::join(weight.sizes(), ","),
+                           fmt::join(bias.sizes(), ","), kFlagNetVariant, fmt::join(ws, ","), fmt::join(bs, ",")));
+  if (!torch::isfinite(weight).all().item<bool>() || !torch::isfinite(bias).all().item<bool>())
+    throw fail("parameters contain NaN or Inf");
+  copy_to(weight, net.parameters_.weight);
+  copy_to(bias, net.parameters_.bias);
+  return net;
+}
+
+std::vector<float> flagnet_torch_forward(const FlagNetParameters& parameters, const Domain& domain,
+                                         std::span<const float> x, int batch) {
+  init_torch_threads();
+  const Dims d = domain.dims();
+  if (static_cast<std::int64_t>(x.size()) != batch * d.size())
+    throw Error("flagnet_torch_forward: input size differs from batch x grid");
+  torch::NoGradGuard no_grad;
+  FlagNetModule m(parameters);
+  const Geometry g = make_geometry(domain);
+  const auto in = torch::from_blob(const_cast<float*>(x.data()), {batch, 1, d.nz, d.ny, d.nx}, torch::kFloat);
+  const auto out = forward(*m, g, in).contiguous();
+  return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
+}
+
+// ---------------------------------------------------------------------------------------
+// Training
+
+namespace {
+
+struct TrainSet {
+  std::filesystem::path dir;
+  Domain domain;
+  Geometry geometry;
+  std::unique_ptr<GridOperatorTensors> op;
+  torch::Tensor samples;  // [n, 1, nz, ny, nx]
+  std::int64_t train = 0, val = 0;
+  std::string recipe;
+};
+
+TrainSet load_set(const std::filesystem::path& dir, const FlagNetTrainOptions& o) {
+  TrainSet s;
+  s.dir = dir;
+  ShardedDataset ds(dir);
+  s.domain = ds.domain();
+  s.geometry = make_geometry(s.domain);
+  s.op = std::make_unique<GridOperatorTensors>(s.domain, torch::kFloat);
+  const Dims d = ds.dims();
+  const std::int64_t n = o.max_samples > 0 ? std::min(o.max_samples, ds.size()) : ds.size();
+  if (n < 2) throw InputError(fmt::format("{}: flagnet training needs at least 2 samples", dir.string()));
+  s.samples = torch::empty({n, 1, d.nz, d.ny, d.nx}, torch::kFloat);
+  for (std::int64_t i = 0; i < n; ++i)
+    ds.read(i, {s.samples.data_ptr<float>() + i * d.size(), static_cast<std::size_t>(d.size())});
+  s.val = std::clamp<std::int64_t>(static_cast<std::int64_t>(std::ceil(o.validation_fraction * n)), 1, n - 1);
+  s.train = n - s.val;
+  s.recipe = ds.recipe_json();
+  return s;
+}
+
+double validation_loss(FlagNetModuleImpl& m, const std::vector<TrainSet>& sets, int batch) {
+  torch::NoGradGuard no_grad;
+  double total = 0;
+  for (const auto& s : sets) {
+    double sum = 0;
+    for (std::int64_t first = s.train; first < s.train + s.val; first += batch) {
+      const std::int64_t count = std::min<std::int64_t>(batch, s.train + s.val - first);
+      const auto b = s.samples.narrow(0, first, count);
+      sum += scale_invariant_loss(*s.op, b, forward(m, s.geometry, b)).item<double>() * static_cast<double>(count);
+    }
+    total += sum / static_cast<double>(s.val);
+  }
+  return total / static_cast<double>(sets.size());
+}
+
+}  // namespace
+
+FlagNetTrainResult train_flagnet(const FlagNetTrainOptions& o,
+                                 const std::function<void(const std::string&)>& log_fn) {
+  init_torch_threads();
+  if (o.threads > 0) torch::set_num_threads(o.threads);
+  const auto log = [&](const std::string& s) {
+    if (log_fn) log_fn(s);
+  };
+  if (o.data.empty()) throw InputError("--data: flagnet training needs at least one dataset folder");
+  if (o.out.empty()) throw InputError("--out: flagnet training needs an output model file");
+  if (o.batch < 1 || o.steps < 1 || o.validate_every < 1 || !(o.lr > 0))
+    throw InputError("flagnet training: --batch, --steps, --validate-every and --lr must be positive");
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  std::vector<TrainSet> sets;
+  json recipes = json::array();
+  for (const auto& dir : o.data) {
+    sets.push_back(load_set(dir, o));
+    recipes.push_back({{"dir", dir.string()}, {"recipe", json::parse(sets.back().recipe)}});
+    log(fmt::format("flagnet: {} ({}: {} train + {} validation samples, {} levels)", dir.string(),
+                    sets.back().domain.dims().str(), sets.back().train, sets.back().val,
+                    sets.back().geometry.levels.size()));
+  }
+  const std::filesystem::path checkpoint = o.checkpoint.empty() ? std::filesystem::path(o.out.string() + ".ckpt") : o.checkpoint;
+  FlagNet net = FlagNet::initial();
+  FlagNetModule module(net.parameters());
+  torch::optim::Adam adam(module->parameters(), torch::optim::AdamOptions(o.lr));
+  json config = {{"data", recipes}, {"batch", o.batch}, {"lr", o.lr}, {"seed", o.seed},
+                 {"max_samples", o.max_samples}, {"validation_fraction", o.validation_fraction}};
+  FlagNetTrainResult result;
+  int step = 0;
+  if (o.resume) {
+    if (!std::filesystem::exists(checkpoint))
+      throw InputError(fmt::format("{}: no checkpoint to resume from", checkpoint.string()));
+    torch::serialize::InputArchive ar, model_ar, opt_ar;
+    json state;
+    try {
+      ar.load_from(checkpoint.string());
+      c10::IValue v;
+      ar.read("state", v);
+      state = json::parse(v.toStringRef());
+      ar.read("model", model_ar);
+      ar.read("optimizer", opt_ar);
+      module->load(model_ar);
+      adam.load(opt_ar);
+    } catch (const std::exception& e) {
+      throw InputError(fmt::format("{}: not a readable flagnet checkpoint ({})", checkpoint.string(),
+                                   std::string(e.what()).substr(0, 200)));
+    }
+    if (state.value("format", std::string()) != kCheckpointFormat || state.value("version", 0) != kCheckpointVersion)
+      throw InputError(fmt::format("{}: not a flagnet training checkpoint", checkpoint.string()));
+    if (state.at("config") != config)
+      throw InputError(fmt::format("{}: the checkpoint was made with other data or options ({}); resume with the "
+                                   "same --data/--batch/--lr/--seed/--max-samples or start a new --out",
+                                   checkpoint.string(), state.at("config").dump().substr(0, 300)));
+    step = state.at("step").get<int>();
+    result.initial_val_loss = state.at("initial_val_loss").get<double>();
+    result.best_val_loss = state.at("best_val_loss").get<double>();
+    result.best_step = state.at("best_step").get<int>();
+    log(fmt::format("flagnet: resumed at step {} (best validation loss {:.6e} at step {})", step,
+                    result.best_val_loss, result.best_step));
+  } else {
+    result.initial_val_loss = result.best_val_loss = validation_loss(*module, sets, o.batch);
+    log(fmt::format("flagnet: {} parameters; validation loss of the untrained (V-cycle) model {:.6e}",
+                    net.parameters().count(), result.initial_val_loss));
+  }
+  const auto save_best = [&] {
+    FlagNet best = FlagNet::initial();
+    best.parameters() = module->parameters_copy();
+    best.metadata().trained_grid = sets.front().domain.dims();
+    best.metadata().data_recipe_json = json{{"datasets", recipes}}.dump();
+    best.metadata().training_summary_json =
+        json{{"steps", step}, {"batch", o.batch}, {"lr", o.lr}, {"initial_val_loss", result.initial_val_loss},
+             {"best_val_loss", result.best_val_loss}, {"best_step", result.best_step},
+             {"seconds_this_run", seconds()}}
+            .dump();
+    best.metadata().created_by = o.command;
+    best.save(o.out);
+  };
+  if (!o.resume) save_best();
+  std::mt19937_64 rng(o.seed * 1000003ull + static_cast<std::uint64_t>(step));
+  double window_loss = 0;
+  int window = 0;
+  result.stop_reason = "steps";
+  while (step < o.steps) {
+    TrainSet& s = sets[static_cast<std::size_t>(step) % sets.size()];
+    std::vector<std::int64_t> idx(static_cast<std::size_t>(std::min<std::int64_t>(o.batch, s.train)));
+    std::uniform_int_distribution<std::int64_t> pick(0, s.train - 1);
+    for (auto& i : idx) i = pick(rng);
+    const auto b = s.samples.index_select(0, torch::tensor(idx, torch::kLong));
+    adam.zero_grad();
+    const auto loss = scale_invariant_loss(*s.op, b, forward(*module, s.geometry, b));
+    loss.backward();
+    adam.step();
+    window_loss += loss.item<double>();
+    ++window;
+    ++step;
+    if (step % o.validate_every == 0 || step == o.steps) {
+      const double val = validation_loss(*module, sets, o.batch);
+      result.last_train_loss = window_loss / window;
+      const bool better = val < result.best_val_loss;
+      if (better) {
+        result.best_val_loss = val;
+        result.best_step = step;
+        save_best();
+      }
+      log(fmt::format("[{:8.1f} s] step {:6d}  train loss {:.6e}  validation loss {:.6e}{}", seconds(), step,
+                      result.last_train_loss, val, better ? "  (best, saved)" : ""));
+      window_loss = 0;
+      window = 0;
+      torch::serialize::OutputArchive ar, model_ar, opt_ar;
+      module->save(model_ar);
+      adam.save(opt_ar);
+      ar.write("model", model_ar);
+      ar.write("optimizer", opt_ar);
+      const json state = {{"format", kCheckpointFormat}, {"version", kCheckpointVersion}, {"config", config},
+                          {"step", step}, {"initial_val_loss", result.initial_val_loss},
+                          {"best_val_loss", result.best_val_loss}, {"best_step", result.best_step}};
+      ar.write("state", c10::IValue(state.dump()));
+      std::ostringstream bytes;
+      ar.save_to(bytes);
+      const std::string text = bytes.str();
+      write_atomic(checkpoint, {text.data(), text.size()});
+      if (o.time_limit_s > 0 && seconds() > o.time_limit_s && step < o.steps) {
+        result.stop_reason = "time-limit";
+        break;
+      }
+    }
+  }
+  result.steps = step;
+  result.seconds = seconds();
+  return result;
+}
+
+}  // namespace dcdm::learn
