@@ -67,7 +67,7 @@ TEST(CliBench, TinyGridEndToEnd) {
     if (line.rfind("| system |", 0) == 0) ++header;
     else if (line.rfind("| plume-", 0) == 0 || line.rfind("| bunny-", 0) == 0) {
       ++rows;
-      EXPECT_EQ(std::count(line.begin(), line.end(), '|'), 13) << line;
+      EXPECT_EQ(std::count(line.begin(), line.end(), '|'), 14) << line;
       EXPECT_NE(line.find("| converged |"), std::string::npos) << line;
     }
   }
@@ -87,6 +87,8 @@ TEST(CliBench, TinyGridEndToEnd) {
     EXPECT_GT(res["iterations"].get<int>(), 0) << m;
     EXPECT_GT(res["fluid_cells"].get<int>(), 0);
     EXPECT_EQ(res["setup_runs"].size(), 2u);
+    EXPECT_EQ(res["cpu_runs"].size(), 2u);
+    EXPECT_GT(res["cpu_seconds"].get<double>(), 0.0) << m;
     EXPECT_GE(res["history"].size(), 2u) << m;
   }
   EXPECT_EQ(methods_seen.size(), 5u);

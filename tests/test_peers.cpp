@@ -213,3 +213,65 @@ TEST(Peers, NonFiniteRightHandSideIsReportedNotSolved) {
     EXPECT_EQ(rep.reason, SolveReason::NaN);
   }
 }
+
+TEST(Peers, SettingsTextRoundTripsAndRejectsBadInput) {
+  EXPECT_EQ(to_string(parse_hypre_amg_settings("")), to_string(HypreAmgSettings{}));
+  const HypreAmgSettings a = parse_hypre_amg_settings("theta=0.6:agg=2:relax=8:pmax=5:sweeps=2");
+  EXPECT_DOUBLE_EQ(a.strong_threshold, 0.6);
+  EXPECT_EQ(a.agg_num_levels, 2);
+  EXPECT_EQ(a.relax_type, 8);
+  EXPECT_EQ(a.p_max_elements, 5);
+  EXPECT_EQ(a.num_sweeps, 2);
+  EXPECT_EQ(a.coarsen_type, HypreAmgSettings{}.coarsen_type);  // untouched keys keep defaults
+  EXPECT_EQ(to_string(parse_hypre_amg_settings(to_string(a))), to_string(a));
+  const HyprePfmgSettings p = parse_hypre_pfmg_settings("relax=1:skip=1:rap=1:pre=2:post=2");
+  EXPECT_EQ(to_string(parse_hypre_pfmg_settings(to_string(p))), to_string(p));
+  EXPECT_EQ(p.num_pre_relax, 2);
+  const EigenIccgSettings e = parse_eigen_iccg_settings("ordering=amd:shift=0.01");
+  EXPECT_EQ(e.ordering, "amd");
+  EXPECT_DOUBLE_EQ(e.initial_shift, 0.01);
+  EXPECT_EQ(to_string(parse_eigen_iccg_settings(to_string(e))), to_string(e));
+
+  for (const char* bad : {"nosuch=1", "theta", "theta=", "=1", "theta=abc", "theta=1.5", "agg=1.5",
+                          "relax=4", "relax=0", "sweeps=0", "theta=0.5::agg=1"})
+    EXPECT_THROW(parse_hypre_amg_settings(bad), InputError) << bad;
+  for (const char* bad : {"relax=3", "pre=1:post=2", "skip=2", "rap=x"})
+    EXPECT_THROW(parse_hypre_pfmg_settings(bad), InputError) << bad;
+  for (const char* bad : {"ordering=rcm", "shift=-1", "fill=3"})
+    EXPECT_THROW(parse_eigen_iccg_settings(bad), InputError) << bad;
+  try {
+    parse_hypre_amg_settings("agg=1:thetaa=0.3", "hypre-amg:agg=1:thetaa=0.3");
+    ADD_FAILURE() << "no error";
+  } catch (const InputError& err) {
+    EXPECT_NE(std::string(err.what()).find("thetaa"), std::string::npos) << err.what();
+    EXPECT_NE(std::string(err.what()).find("hypre-amg:agg=1:thetaa=0.3"), std::string::npos) << err.what();
+  }
+}
+
+TEST(Peers, OtherSettingsStillMatchDirectSolution) {
+  // The settings the tuning study compared (docs/perf-solvers.md) are real alternatives: each
+  // still solves the system to the tolerance and agrees with the direct solution.
+  const Problem p = make_problem();
+  CsrOperator op(p.a);
+  const LinearSystemView view{&op, &p.a, &p.domain, nullptr};
+  std::vector<std::pair<std::string, std::unique_ptr<IterativeSolver>>> solvers;
+  solvers.emplace_back("eigen amd", make_eigen_iccg(parse_eigen_iccg_settings("ordering=amd")));
+  if (hypre_available()) {
+    solvers.emplace_back("amg 0.5 no-agg", make_hypre_amg_pcg(parse_hypre_amg_settings("theta=0.5:agg=0")));
+    solvers.emplace_back("amg pmis relax 8", make_hypre_amg_pcg(parse_hypre_amg_settings("coarsen=8:relax=8:agg=2")));
+    solvers.emplace_back("amg 2-stage ext+i", make_hypre_amg_pcg(parse_hypre_amg_settings("agg=1:agg-interp=6:agg-pmax=4")));
+    solvers.emplace_back("pfmg jacobi skip", make_hypre_pfmg_pcg(parse_hypre_pfmg_settings("relax=1:skip=1")));
+    solvers.emplace_back("pfmg non-galerkin", make_hypre_pfmg_pcg(parse_hypre_pfmg_settings("rap=1:pre=2:post=2")));
+  }
+  for (auto& [label, solver] : solvers) {
+    SCOPED_TRACE(label);
+    solver->setup(view);
+    Vector x(p.b.size(), 0.0);
+    SolveOptions opt;
+    opt.rtol = 1e-10;
+    const SolveReport rep = solver->solve(p.b, x, opt);
+    EXPECT_EQ(rep.reason, SolveReason::ConvergedRtol) << format_reason_line(rep);
+    EXPECT_LE(true_residual_norm(op, p.b, x), 1e-10 * norm2(p.b));
+    EXPECT_LT(relative_error(x, p.x_ref), 1e-7);
+  }
+}

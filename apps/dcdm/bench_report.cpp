@@ -83,6 +83,9 @@ nlohmann::json machine_facts() {
   f["hypre"] = hypre_version();
   f["eigen"] = eigen_version();
   f["libtorch"] = learn::backend_info();
+  f["peer_settings"] = {{"hypre-amg", to_string(HypreAmgSettings{})},
+                        {"hypre-pfmg", to_string(HyprePfmgSettings{})},
+                        {"eigen-iccg", to_string(EigenIccgSettings{})}};
   return f;
 }
 
@@ -94,6 +97,13 @@ std::string machine_facts_markdown(const nlohmann::json& f) {
   s += fmt::format("- Compiler: {}; {}\n", f["compiler"].get<std::string>(), f["openmp"].get<std::string>());
   s += fmt::format("- Libraries: {}; {}; {}\n", f["hypre"].get<std::string>(), f["eigen"].get<std::string>(),
                    f["libtorch"].get<std::string>());
+  if (f.contains("peer_settings")) {
+    const auto& p = f["peer_settings"];
+    s += fmt::format("- Peer settings (defaults; `METHOD:key=value:...` overrides them): hypre-amg `{}`; "
+                     "hypre-pfmg `{}`; eigen-iccg `{}`\n",
+                     p["hypre-amg"].get<std::string>(), p["hypre-pfmg"].get<std::string>(),
+                     p["eigen-iccg"].get<std::string>());
+  }
   return s;
 }
 
@@ -103,10 +113,10 @@ std::string markdown_table(const std::vector<BenchRow>& rows, const std::string&
   for (const auto& r : rows)
     if (r.method == baseline && r.converged()) base[{r.system, r.rtol}] = r.total_seconds;
   std::string s = fmt::format(
-      "| system | cells (fluid) | method | rtol | iterations | setup s | solve s | total s | "
+      "| system | cells (fluid) | method | rtol | iterations | setup s | solve s | total s | CPU s | "
       "speed-up vs {} | true rel. residual | peak MB | status |\n",
       baseline);
-  s += "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n";
+  s += "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
   for (const auto& r : rows) {
     const bool measured = r.status == "converged" || r.status == "not-converged" || r.status == "false-convergence";
     std::string speedup = "-";
@@ -114,12 +124,13 @@ std::string markdown_table(const std::vector<BenchRow>& rows, const std::string&
       const auto it = base.find({r.system, r.rtol});
       if (it != base.end() && r.total_seconds > 0) speedup = fmt::format("{:.2f}x", it->second / r.total_seconds);
     }
-    s += fmt::format("| {} | {} ({}) | {} | {:.0e} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.system,
+    s += fmt::format("| {} | {} ({}) | {} | {:.0e} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.system,
                      r.dims.str(), thousands(r.fluid_cells), r.method, r.rtol,
                      measured ? std::to_string(r.iterations) : "-",
                      measured ? fmt::format("{:.3f}", r.setup_seconds) : "-",
                      measured ? fmt::format("{:.3f}", r.solve_seconds) : "-",
-                     measured ? fmt::format("{:.3f}", r.total_seconds) : "-", speedup,
+                     measured ? fmt::format("{:.3f}", r.total_seconds) : "-",
+                     measured ? fmt::format("{:.3f}", r.cpu_seconds) : "-", speedup,
                      measured ? fmt::format("{:.2e}", r.true_relative_residual) : "-",
                      measured && r.peak_mb >= 0 ? fmt::format("{:.0f}", r.peak_mb) : "-", status_text(r));
   }

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -29,6 +30,15 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
+}
+
+// CPU seconds of the whole process (every thread). With --threads 1 this is the load-robust
+// twin of the wall-clock time: on a busy machine a time slice lost to another job inflates
+// wall time but not CPU time.
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
 }
 
 double median(std::vector<double> v) {
@@ -97,17 +107,19 @@ nlohmann::json measure(const BenchSystem& s, const std::string& method, const Be
   for (double rtol : settings.rtols) {
     nlohmann::json row;
     row["rtol"] = rtol;
-    std::vector<double> setup_runs, solve_runs, total_runs;
+    std::vector<double> setup_runs, solve_runs, total_runs, cpu_runs, setup_cpu_runs;
     SolveReport report;
     std::vector<double> x(b.size(), 0.0);
     std::vector<std::pair<int, double>> monitor;  // iteration, seconds since solve start
     double setup_s = 0;
     for (int run = 0; run < std::max(1, settings.repeat); ++run) {
       monitor.clear();
+      const double cpu0 = process_cpu_seconds();
       const auto t0 = Clock::now();
       auto solver = make_solver(method, settings.params);
       solver->setup(view);
       const auto t1 = Clock::now();
+      setup_cpu_runs.push_back(process_cpu_seconds() - cpu0);
       std::fill(x.begin(), x.end(), 0.0);
       SolveOptions options;
       options.rtol = rtol;
@@ -118,6 +130,7 @@ nlohmann::json measure(const BenchSystem& s, const std::string& method, const Be
       };
       report = solver->solve(b, x, options);
       const auto t2 = Clock::now();
+      cpu_runs.push_back(process_cpu_seconds() - cpu0);
       setup_s = seconds(t0, t1);
       setup_runs.push_back(setup_s);
       solve_runs.push_back(seconds(t1, t2));
@@ -133,6 +146,9 @@ nlohmann::json measure(const BenchSystem& s, const std::string& method, const Be
     row["setup_seconds"] = median(setup_runs);
     row["solve_seconds"] = median(solve_runs);
     row["total_seconds"] = median(total_runs);
+    row["cpu_runs"] = cpu_runs;
+    row["cpu_seconds"] = median(cpu_runs);
+    row["setup_cpu_seconds"] = median(setup_cpu_runs);
     row["true_relative_residual"] = rel;
     const bool finite = count_non_finite(x) == 0 && std::isfinite(rel);
     if (report.converged() && finite && rel <= rtol * (1 + 1e-9))
@@ -295,6 +311,9 @@ std::vector<BenchRow> run_isolated(const BenchSystem& s, const std::string& meth
     r.setup_seconds = j["setup_seconds"].get<double>();
     r.solve_seconds = j["solve_seconds"].get<double>();
     r.total_seconds = j["total_seconds"].get<double>();
+    r.cpu_seconds = j["cpu_seconds"].get<double>();
+    r.cpu_runs = j["cpu_runs"].get<std::vector<double>>();
+    r.setup_cpu_seconds = j["setup_cpu_seconds"].get<double>();
     r.setup_runs = j["setup_runs"].get<std::vector<double>>();
     r.solve_runs = j["solve_runs"].get<std::vector<double>>();
     r.true_relative_residual = j["true_relative_residual"].get<double>();
@@ -321,6 +340,9 @@ nlohmann::json to_json(const BenchRow& r) {
           {"setup_seconds", r.setup_seconds},
           {"solve_seconds", r.solve_seconds},
           {"total_seconds", r.total_seconds},
+          {"cpu_seconds", r.cpu_seconds},
+          {"cpu_runs", r.cpu_runs},
+          {"setup_cpu_seconds", r.setup_cpu_seconds},
           {"setup_runs", r.setup_runs},
           {"solve_runs", r.solve_runs},
           {"true_relative_residual", r.true_relative_residual},

@@ -45,6 +45,9 @@ struct BenchRow {
   int iterations = 0;
   double setup_seconds = 0, solve_seconds = 0, total_seconds = 0;  // medians over repeats
   std::vector<double> setup_runs, solve_runs;
+  double cpu_seconds = 0;             // median process CPU seconds of setup + solve (all threads)
+  std::vector<double> cpu_runs;
+  double setup_cpu_seconds = 0;       // median process CPU seconds of the setup alone
   double true_relative_residual = 0;  // ||b - Ax|| / ||b|| recomputed in double
   double peak_mb = 0;                 // resident high-water increase of the child
   int threads = 0;

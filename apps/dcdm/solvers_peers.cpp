@@ -1,6 +1,8 @@
 // Peer solvers from established libraries, registered under the names `dcdm bench` uses.
 // Without hypre in the build, hypre-amg / hypre-pfmg stay listed and report
-// "not available in this build" (InputError) when chosen.
+// "not available in this build" (InputError) when chosen. hypre settings other than the
+// defaults come as the spec's argument: "hypre-amg:theta=0.25:agg=1", "hypre-pfmg:skip=1",
+// "eigen-iccg:ordering=amd" (keys: include/dcdm/peers.hpp).
 #include "dcdm/peers.hpp"
 #include "solver_registry.hpp"
 
@@ -9,15 +11,21 @@ namespace {
 
 SolverRegistration hypre_amg(
     "hypre-amg", "peer: hypre BoomerAMG-preconditioned PCG on the fluid-cell matrix (1 thread)",
-    [](const std::string&, const SolverParams&) { return make_hypre_amg_pcg(); });
+    [](const std::string& arg, const SolverParams&) {
+      return make_hypre_amg_pcg(parse_hypre_amg_settings(arg, "hypre-amg:" + arg));
+    });
 
 SolverRegistration hypre_pfmg(
     "hypre-pfmg", "peer: hypre PFMG-preconditioned PCG on the structured grid (1 thread)",
-    [](const std::string&, const SolverParams&) { return make_hypre_pfmg_pcg(); });
+    [](const std::string& arg, const SolverParams&) {
+      return make_hypre_pfmg_pcg(parse_hypre_pfmg_settings(arg, "hypre-pfmg:" + arg));
+    });
 
 SolverRegistration eigen_iccg(
     "eigen-iccg", "peer: Eigen ConjugateGradient with IncompleteCholesky on the fluid-cell matrix",
-    [](const std::string&, const SolverParams&) { return make_eigen_iccg(); });
+    [](const std::string& arg, const SolverParams&) {
+      return make_eigen_iccg(parse_eigen_iccg_settings(arg, "eigen-iccg:" + arg));
+    });
 
 }  // namespace
 }  // namespace dcdm::cli

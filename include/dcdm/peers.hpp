@@ -10,8 +10,8 @@
 //               identity rows with no coupling and a zero right-hand side, so the fluid block
 //               is the very same system and the extra rows stay exactly zero.
 //   eigen-iccg  Eigen::ConjugateGradient<SparseMatrix, Lower|Upper, IncompleteCholesky> on the
-//               compressed matrix (Eigen's IncompleteCholesky is Lin-More's IC with limited
-//               fill and AMD ordering, not IC(0)).
+//               compressed matrix (Eigen's IncompleteCholesky is Lin-More's IC keeping the
+//               largest entries, as many per column as A has; natural ordering by default).
 //
 // Every peer stops on ||b - A x||_2 <= max(rtol ||b||_2, atol) (hypre PCG is switched to the
 // unpreconditioned two-norm and re-checks the recomputed residual before accepting), and every
@@ -22,6 +22,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "dcdm/linalg.hpp"
@@ -29,25 +30,48 @@
 
 namespace dcdm {
 
-// BoomerAMG settings (hypre's names). Defaults: HMIS coarsening, extended+i interpolation
-// with at most 4 entries per row, strong threshold 0.5 (hypre's advice for 3-D Laplacians),
-// symmetric l1-Gauss-Seidel smoothing (13 down / 14 up), one V(1,1)-cycle per PCG iteration.
+// BoomerAMG settings (hypre's names and codes). The defaults are hypre's recipe for 3-D
+// diffusion (HMIS, ext+i interpolation truncated to 4 entries, one level of aggressive
+// coarsening, l1-Gauss-Seidel) with the strong threshold that measured best on the pressure
+// systems: 0.25 beat hypre's 3-D advice of 0.5 (fewer iterations and a smaller hierarchy at
+// 64^3 and 128^3), and aggressive coarsening halved setup time and memory at 128^3 for 1-3 more
+// iterations (docs/perf-solvers.md, "hypre settings").
 struct HypreAmgSettings {
-  double strong_threshold = 0.5;
-  int coarsen_type = 10;   // HMIS
-  int interp_type = 6;     // extended+i
-  int p_max_elements = 4;
-  int agg_num_levels = 0;  // aggressive coarsening levels
+  double strong_threshold = 0.25;
+  int coarsen_type = 10;          // 10 HMIS, 8 PMIS, 6 Falgout, ...
+  int interp_type = 6;            // 6 extended+i
+  int p_max_elements = 4;         // interpolation entries per row (0: no truncation)
+  int agg_num_levels = 1;         // levels of aggressive coarsening, from the finest
+  int agg_interp_type = 4;        // interpolation on aggressive levels (4 multipass)
+  int agg_p_max_elements = 0;     // its entries per row (0: no truncation)
+  // Smoother: 13 = l1-Gauss-Seidel forward on the way down, backward on the way up (hypre's
+  // default pair 13/14); 3 = hybrid Gauss-Seidel forward/backward (3/4); 6 hybrid symmetric
+  // GS; 8 l1-scaled hybrid symmetric GS; 18 l1-Jacobi; 16 Chebyshev. Only these: every one
+  // gives a symmetric V-cycle, which PCG needs.
+  int relax_type = 13;
+  int num_sweeps = 1;             // smoothing sweeps per level, down and up
 };
 
-// PFMG settings: Galerkin coarse operators, symmetric red/black Gauss-Seidel V(1,1).
+// PFMG settings (hypre's codes): red/black Gauss-Seidel V(1,1) with Galerkin coarse operators.
 struct HyprePfmgSettings {
-  int relax_type = 2;  // 0 Jacobi, 1 weighted Jacobi, 2 red/black GS (symmetric)
+  int relax_type = 2;  // 0 Jacobi, 1 weighted Jacobi, 2 red/black GS (symmetric); 3 (RB both ways) is refused: not symmetric
   int num_pre_relax = 1;
-  int num_post_relax = 1;
-  int rap_type = 0;    // 0 Galerkin, 1 non-Galerkin 5/7-point
-  int skip_relax = 0;
+  int num_post_relax = 1;  // must equal num_pre_relax (a symmetric cycle for PCG)
+  int rap_type = 0;    // 0 Galerkin, 1 non-Galerkin 7-point
+  int skip_relax = 0;  // 1: skip relaxation on some levels (for isotropic problems)
 };
+
+// Settings from a method spec's argument, "key=value:key=value" (e.g. the "theta=0.25:agg=1"
+// of "hypre-amg:theta=0.25:agg=1"); an empty text gives the defaults. Keys:
+//   hypre-amg:  theta coarsen interp pmax agg agg-interp agg-pmax relax sweeps
+//   hypre-pfmg: relax pre post rap skip
+// Throws InputError naming `who` and the key for an unknown key, a malformed or out-of-range
+// value, or a smoother that would make the preconditioner unsymmetric.
+HypreAmgSettings parse_hypre_amg_settings(const std::string& text, const std::string& who = "hypre-amg");
+HyprePfmgSettings parse_hypre_pfmg_settings(const std::string& text, const std::string& who = "hypre-pfmg");
+// The settings as the same "key=value:..." text (every key), for reports.
+std::string to_string(const HypreAmgSettings& s);
+std::string to_string(const HyprePfmgSettings& s);
 
 // Finalises MPI now if a hypre peer initialised it (normally done at exit). For processes
 // that leave through _exit (e.g. a forked benchmark child), where atexit handlers don't run.
@@ -63,9 +87,35 @@ std::string eigen_version();
 // Throw InputError("... not available in this build") from the factory when hypre is absent.
 std::unique_ptr<IterativeSolver> make_hypre_amg_pcg(const HypreAmgSettings& settings = {});
 std::unique_ptr<IterativeSolver> make_hypre_pfmg_pcg(const HyprePfmgSettings& settings = {});
-std::unique_ptr<IterativeSolver> make_eigen_iccg();
+// Eigen's IncompleteCholesky settings. Eigen keeps, per column of L, as many entries as the
+// column of A has (the largest ones, fill included), scales A symmetrically, and shifts the
+// diagonal (initial shift, doubled on breakdown, at most 10 restarts of the factorisation).
+// Ordering: "natural" (the grid's own x-fastest order; the default: measured best on 3-D grids,
+// see docs/BENCHMARKS.md) or "amd" (Eigen's default, a fill-reducing minimum-degree order,
+// which makes an incomplete factorisation of a grid Laplacian a much weaker preconditioner).
+struct EigenIccgSettings {
+  std::string ordering = "natural";  // natural | amd
+  double initial_shift = 1e-3;       // Eigen's default
+};
+// Keys: ordering shift ("eigen-iccg:ordering=amd:shift=1e-2").
+EigenIccgSettings parse_eigen_iccg_settings(const std::string& text, const std::string& who = "eigen-iccg");
+std::string to_string(const EigenIccgSettings& s);
+
+std::unique_ptr<IterativeSolver> make_eigen_iccg(const EigenIccgSettings& settings = {});
 
 // ---- helpers shared by the peers (also useful to tests and the benchmark) ----
+
+// One key of a peer's "key=value:key=value" settings text: a number in [min, max] (integer for
+// an int target) or, for a string target, one of the '|'-separated words in `choices`.
+struct PeerSetting {
+  const char* key;
+  std::variant<int*, double*, std::string*> target;
+  double min = 0, max = 0;
+  const char* choices = "";
+};
+// Parses `text` into the targets; InputError naming `who` and the key on an unknown key or a
+// malformed / out-of-range value. An empty text changes nothing.
+void parse_peer_settings(const std::string& text, const std::string& who, std::span<const PeerSetting> keys);
 
 // The active rows of a square matrix (non-zero diagonal) and the matrix restricted to them.
 // Throws InputError for a row that has off-diagonal entries but no positive diagonal, or for

@@ -1,5 +1,6 @@
 // Eigen's ConjugateGradient with its IncompleteCholesky preconditioner, on the compressed
-// matrix, plus the helpers every peer shares (active-row compression, true residual).
+// matrix, plus the helpers every peer shares (active-row compression, true residual,
+// "key=value:..." settings).
 // GCC 12 reports a false -Wmaybe-uninitialized inside its own AVX-512 intrinsics when Eigen's
 // vectorised kernels are inlined with -march=native; it is not about this code.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -8,6 +9,8 @@
 #include <Eigen/IterativeLinearSolvers>
 #include <Eigen/SparseCore>
 
+#include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 
@@ -64,6 +67,64 @@ CompressedSystem compress_active_rows(const CsrMatrix& a, const std::string& who
   return out;
 }
 
+void parse_peer_settings(const std::string& text, const std::string& who, std::span<const PeerSetting> keys) {
+  std::string known;
+  for (const auto& k : keys) {
+    if (!known.empty()) known += ' ';
+    known += k.key;
+  }
+  for (std::size_t start = 0; !text.empty() && start <= text.size();) {
+    const std::size_t end = std::min(text.find(':', start), text.size());
+    const std::string item = text.substr(start, end - start);
+    start = end + 1;
+    const std::size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == item.size())
+      throw InputError(fmt::format("{}: setting '{}' is not key=value (keys: {})", who, item, known));
+    const std::string key = item.substr(0, eq), value = item.substr(eq + 1);
+    const auto k = std::find_if(keys.begin(), keys.end(), [&](const PeerSetting& s) { return key == s.key; });
+    if (k == keys.end()) throw InputError(fmt::format("{}: unknown setting '{}' (keys: {})", who, key, known));
+    if (auto* word = std::get_if<std::string*>(&k->target)) {
+      const std::string choices = k->choices;
+      bool ok = false;
+      for (std::size_t b = 0; b <= choices.size();) {
+        const std::size_t e = std::min(choices.find('|', b), choices.size());
+        ok = ok || choices.compare(b, e - b, value) == 0;
+        b = e + 1;
+      }
+      if (!ok) throw InputError(fmt::format("{}: {}={} is not one of {}", who, key, value, choices));
+      **word = value;
+      continue;
+    }
+    const bool integer = std::holds_alternative<int*>(k->target);
+    double v = 0.0;
+    std::from_chars_result r{};
+    if (integer) {
+      int i = 0;
+      r = std::from_chars(value.data(), value.data() + value.size(), i);
+      v = i;
+    } else {
+      r = std::from_chars(value.data(), value.data() + value.size(), v);
+    }
+    if (r.ec != std::errc() || r.ptr != value.data() + value.size() || !(v >= k->min && v <= k->max))
+      throw InputError(fmt::format("{}: {}={} is not {} in [{}, {}]", who, key, value,
+                                   integer ? "an integer" : "a number", k->min, k->max));
+    if (integer) *std::get<int*>(k->target) = static_cast<int>(v);
+    else *std::get<double*>(k->target) = v;
+  }
+}
+
+EigenIccgSettings parse_eigen_iccg_settings(const std::string& text, const std::string& who) {
+  EigenIccgSettings s;
+  const PeerSetting keys[] = {{"ordering", &s.ordering, 0, 0, "natural|amd"},
+                              {"shift", &s.initial_shift, 1e-12, 1e3}};
+  parse_peer_settings(text, who, keys);
+  return s;
+}
+
+std::string to_string(const EigenIccgSettings& s) {
+  return fmt::format("ordering={}:shift={}", s.ordering, s.initial_shift);
+}
+
 double true_residual_norm(const LinearOperator& op, std::span<const double> b,
                           std::span<const double> x) {
   Vector ax(b.size());
@@ -80,8 +141,10 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
+template <class Ordering>
 class EigenIccg final : public IterativeSolver {
  public:
+  explicit EigenIccg(const EigenIccgSettings& s) : settings_(s) {}
   std::string name() const override { return "eigen-iccg"; }
 
   void setup(const LinearSystemView& system) override {
@@ -100,6 +163,7 @@ class EigenIccg final : public IterativeSolver {
     for (Eigen::Index i = 0; i <= n; ++i) matrix_.outerIndexPtr()[i] = static_cast<int>(c.row_ptr[i]);
     std::copy(c.col_idx.begin(), c.col_idx.end(), matrix_.innerIndexPtr());
     std::copy(c.values.begin(), c.values.end(), matrix_.valuePtr());
+    cg_.preconditioner().setInitialShift(settings_.initial_shift);
     cg_.compute(matrix_);
     if (cg_.preconditioner().info() != Eigen::Success)
       throw InputError("eigen-iccg: incomplete Cholesky factorisation failed (matrix not SPD?)");
@@ -175,17 +239,22 @@ class EigenIccg final : public IterativeSolver {
 
  private:
   using Matrix = Eigen::SparseMatrix<double, Eigen::RowMajor, int>;
+  EigenIccgSettings settings_;
   LinearSystemView system_;
   CompressedSystem compressed_;
   Matrix matrix_;
   Eigen::ConjugateGradient<Matrix, Eigen::Lower | Eigen::Upper,
-                           Eigen::IncompleteCholesky<double, Eigen::Lower, Eigen::AMDOrdering<int>>>
+                           Eigen::IncompleteCholesky<double, Eigen::Lower, Ordering>>
       cg_;
   double setup_seconds_ = 0.0;
 };
 
 }  // namespace
 
-std::unique_ptr<IterativeSolver> make_eigen_iccg() { return std::make_unique<EigenIccg>(); }
+std::unique_ptr<IterativeSolver> make_eigen_iccg(const EigenIccgSettings& settings) {
+  if (settings.ordering == "amd") return std::make_unique<EigenIccg<Eigen::AMDOrdering<int>>>(settings);
+  if (settings.ordering == "natural") return std::make_unique<EigenIccg<Eigen::NaturalOrdering<int>>>(settings);
+  throw InputError(fmt::format("eigen-iccg: ordering '{}' is not natural or amd", settings.ordering));
+}
 
 }  // namespace dcdm

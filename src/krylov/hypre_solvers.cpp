@@ -3,9 +3,11 @@
 // relative to ||b|| and to recompute the true residual before accepting convergence.
 #include "dcdm/peers.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <iterator>
 #include <mutex>
 
 #include <fmt/format.h>
@@ -47,6 +49,54 @@ std::string hypre_version() {
 #else
   return "hypre: not available in this build";
 #endif
+}
+
+// ------------------------------------------------- settings from a method spec ----
+
+HypreAmgSettings parse_hypre_amg_settings(const std::string& text, const std::string& who) {
+  HypreAmgSettings s;
+  const PeerSetting keys[] = {{"theta", &s.strong_threshold, 0.0, 1.0},
+                             {"coarsen", &s.coarsen_type, 0, 22},
+                             {"interp", &s.interp_type, 0, 18},
+                             {"pmax", &s.p_max_elements, 0, 100},
+                             {"agg", &s.agg_num_levels, 0, 25},
+                             {"agg-interp", &s.agg_interp_type, 1, 7},
+                             {"agg-pmax", &s.agg_p_max_elements, 0, 100},
+                             {"relax", &s.relax_type, 0, 18},
+                             {"sweeps", &s.num_sweeps, 1, 100}};
+  parse_peer_settings(text, who, keys);
+  constexpr int symmetric[] = {3, 6, 8, 13, 16, 18};
+  if (std::find(std::begin(symmetric), std::end(symmetric), s.relax_type) == std::end(symmetric))
+    throw InputError(fmt::format(
+        "{}: relax={} is not one of 3 (GS forward/backward), 6, 8 (symmetric GS), 13 (l1-GS "
+        "forward/backward), 16 (Chebyshev), 18 (l1-Jacobi): PCG needs a symmetric V-cycle",
+        who, s.relax_type));
+  return s;
+}
+
+HyprePfmgSettings parse_hypre_pfmg_settings(const std::string& text, const std::string& who) {
+  HyprePfmgSettings s;
+  const PeerSetting keys[] = {{"relax", &s.relax_type, 0, 2},
+                             {"pre", &s.num_pre_relax, 0, 100},
+                             {"post", &s.num_post_relax, 0, 100},
+                             {"rap", &s.rap_type, 0, 1},
+                             {"skip", &s.skip_relax, 0, 1}};
+  parse_peer_settings(text, who, keys);
+  if (s.num_pre_relax != s.num_post_relax)
+    throw InputError(fmt::format("{}: pre={} and post={} differ: PCG needs a symmetric V-cycle", who,
+                                 s.num_pre_relax, s.num_post_relax));
+  return s;
+}
+
+std::string to_string(const HypreAmgSettings& s) {
+  return fmt::format("theta={}:coarsen={}:interp={}:pmax={}:agg={}:agg-interp={}:agg-pmax={}:relax={}:sweeps={}",
+                     s.strong_threshold, s.coarsen_type, s.interp_type, s.p_max_elements, s.agg_num_levels,
+                     s.agg_interp_type, s.agg_p_max_elements, s.relax_type, s.num_sweeps);
+}
+
+std::string to_string(const HyprePfmgSettings& s) {
+  return fmt::format("relax={}:pre={}:post={}:rap={}:skip={}", s.relax_type, s.num_pre_relax,
+                     s.num_post_relax, s.rap_type, s.skip_relax);
 }
 
 #ifndef DCDM_HAVE_HYPRE
@@ -272,10 +322,17 @@ class HypreAmgPcg final : public IterativeSolver {
     check(HYPRE_BoomerAMGSetInterpType(amg_, settings_.interp_type), "SetInterpType");
     check(HYPRE_BoomerAMGSetPMaxElmts(amg_, settings_.p_max_elements), "SetPMaxElmts");
     check(HYPRE_BoomerAMGSetAggNumLevels(amg_, settings_.agg_num_levels), "SetAggNumLevels");
-    // Symmetric smoothing so that the V-cycle is an SPD preconditioner for CG.
-    check(HYPRE_BoomerAMGSetCycleRelaxType(amg_, 13, 1), "SetCycleRelaxType(down)");
-    check(HYPRE_BoomerAMGSetCycleRelaxType(amg_, 14, 2), "SetCycleRelaxType(up)");
+    check(HYPRE_BoomerAMGSetAggInterpType(amg_, settings_.agg_interp_type), "SetAggInterpType");
+    check(HYPRE_BoomerAMGSetAggPMaxElmts(amg_, settings_.agg_p_max_elements), "SetAggPMaxElmts");
+    // Symmetric smoothing so that the V-cycle is an SPD preconditioner for CG: the forward
+    // sweeps of 13 (l1-GS) and 3 (hybrid GS) are paired with their backward twins going up.
+    const int down = settings_.relax_type;
+    const int up = down == 13 ? 14 : down == 3 ? 4 : down;
+    check(HYPRE_BoomerAMGSetCycleRelaxType(amg_, down, 1), "SetCycleRelaxType(down)");
+    check(HYPRE_BoomerAMGSetCycleRelaxType(amg_, up, 2), "SetCycleRelaxType(up)");
     check(HYPRE_BoomerAMGSetCycleRelaxType(amg_, 9, 3), "SetCycleRelaxType(coarsest)");
+    check(HYPRE_BoomerAMGSetCycleNumSweeps(amg_, settings_.num_sweeps, 1), "SetCycleNumSweeps(down)");
+    check(HYPRE_BoomerAMGSetCycleNumSweeps(amg_, settings_.num_sweeps, 2), "SetCycleNumSweeps(up)");
 
     check(HYPRE_ParCSRPCGCreate(MPI_COMM_WORLD, &pcg_), "ParCSRPCGCreate");
     check(HYPRE_ParCSRPCGSetPrecond(pcg_, HYPRE_BoomerAMGSolve, HYPRE_BoomerAMGSetup, amg_),
