@@ -11,10 +11,12 @@
 # Environment overrides (defaults = the standard table):
 #   BENCH_SCENES=plume,bunny  BENCH_N=64,128  BENCH_RTOL=1e-4,1e-6  BENCH_REPEAT=3
 #   BENCH_METHODS=...   default: cg,ic0,mgpcg,hypre-amg,hypre-pfmg,eigen-iccg, with dcdm:MODEL
-#                       first when BENCH_MODEL or a models/*.dcdm file exists
+#                       first for each model in BENCH_MODEL (comma-separated) or else for
+#                       every models/*.dcdm file
 #   BENCH_THREADS=1     OpenMP threads for our methods (0 = all cores); Debian's hypre is serial
 #   BENCH_BASELINE=cg   BENCH_OUT=bench-out   BENCH_DOC=docs/BENCHMARKS.md
 #   BENCH_PEERS_N=      BENCH_PEERS_METHODS=mgpcg,hypre-amg,hypre-pfmg  BENCH_PEERS_REPEAT=1
+#   BENCH_NOTE="..."    a paragraph for the document's "Notes on this run" (e.g. machine load)
 #   BENCH_REUSE=1       use an existing $OUT/bench.json instead of running again (the command
 #                       shown is the one recorded in that file)
 #   BENCH_EXTRA="..."   more `dcdm bench` options, appended verbatim to both runs
@@ -37,11 +39,16 @@ PEERS_N=${BENCH_PEERS_N:-}
 PEERS_METHODS=${BENCH_PEERS_METHODS:-mgpcg,hypre-amg,hypre-pfmg}
 PEERS_REPEAT=${BENCH_PEERS_REPEAT:-1}
 EXTRA=${BENCH_EXTRA:-}
+NOTE=${BENCH_NOTE:-}
 
 if [[ -z "${BENCH_METHODS:-}" ]]; then
   METHODS=""
-  MODEL=${BENCH_MODEL:-$(ls models/*.dcdm 2>/dev/null | head -n 1 || true)}
-  [[ -n "$MODEL" && -f "$MODEL" ]] && METHODS="dcdm:$MODEL,"
+  # One dcdm:MODEL method per model: BENCH_MODEL (comma-separated) or every models/*.dcdm.
+  MODELS=${BENCH_MODEL:-$(ls models/*.dcdm 2>/dev/null | paste -sd, - || true)}
+  IFS=, read -r -a model_list <<< "$MODELS"
+  for m in "${model_list[@]}"; do
+    [[ -f "$m" ]] && METHODS+="dcdm:$m,"
+  done
   METHODS+="cg,ic0,mgpcg,hypre-amg,hypre-pfmg,eigen-iccg"
 else
   METHODS=$BENCH_METHODS
@@ -96,20 +103,35 @@ EOF
   ConjugateGradient is restarted from its iterate if rounding left the true residual above), and the
   true relative residual in the table is recomputed by us in double after the solve.
 - setup s: building the solver (multigrid hierarchy, factorisation, hypre matrix and AMG
-  hierarchy, model load); solve s: the iteration; both timed in every run, medians reported.
+  hierarchy, model load); solve s: the iteration; both wall-clock, timed in every run, medians
+  reported. CPU s: the process CPU seconds of setup + solve (all threads; median). With
+  \`--threads 1\` it equals the wall time on an idle machine and, unlike the wall time, is not
+  inflated by time slices lost to other jobs: on a shared machine compare CPU s.
 - peak MB: the resident high-water increase of the child process that ran the method, measured
   from after the system was built (so it is the method's own memory; hypre's includes MPI).
 - Threads: hypre 2.26 from Debian is built without OpenMP, so hypre runs on one core; \`--threads\`
   is recorded in the command (1 = everything on one core, the like-for-like comparison).
-- hypre-amg: BoomerAMG (HMIS coarsening, ext+i interpolation, Pmax 4, strong threshold 0.5,
-  l1-Gauss-Seidel 13/14 smoothing, one V(1,1) per iteration) as the preconditioner of hypre's PCG,
-  on the compressed fluid-cell matrix (non-fluid rows are not unknowns: fair to AMG, which would
-  otherwise coarsen identity rows). hypre-pfmg: PFMG (Galerkin, red/black Gauss-Seidel V(1,1))
-  with hypre's PCG through the Struct interface on the whole grid: per-cell 7-point coefficients
-  copied from the same matrix, non-fluid cells as identity rows with zero coupling and zero
-  right-hand side (so their solution stays exactly 0 and the fluid block is the same system).
-  eigen-iccg: \`Eigen::ConjugateGradient<SparseMatrix, Lower|Upper, IncompleteCholesky>\` on the
-  compressed matrix (Eigen's IncompleteCholesky is Lin-More's limited-fill IC with AMD ordering).
+- hypre-amg: BoomerAMG as the preconditioner of hypre's PCG (one V-cycle per iteration) on the
+  compressed fluid-cell matrix (non-fluid rows are not unknowns: fair to AMG, which would
+  otherwise coarsen identity rows). Settings (listed under Machine, \`hypre-amg\`): HMIS coarsening
+  (coarsen=10), extended+i interpolation truncated to 4 entries (interp=6, pmax=4), one level of
+  aggressive coarsening with multipass interpolation (agg=1, agg-interp=4), strong threshold
+  0.25, l1-Gauss-Seidel forward down / backward up (relax=13/14, a symmetric cycle), Gaussian
+  elimination on the coarsest level. Chosen by measurement against hypre's other recommended
+  settings (threshold 0.5, no aggressive coarsening, PMIS, symmetric hybrid GS 6/8, 2-stage
+  ext+i on the aggressive level): docs/perf-solvers.md, "hypre settings".
+  hypre-pfmg: PFMG (Galerkin coarse operators, symmetric red/black Gauss-Seidel V(1,1), no
+  skipped relaxation) with hypre's PCG through the Struct interface on the whole grid: per-cell
+  7-point coefficients copied from the same matrix, non-fluid cells as identity rows with zero
+  coupling and zero right-hand side (so their solution stays exactly 0 and the fluid block is
+  the same system).
+  eigen-iccg: \`Eigen::ConjugateGradient<SparseMatrix, Lower|Upper, IncompleteCholesky<double,
+  Lower, NaturalOrdering>>\` on the compressed matrix. Eigen's IncompleteCholesky (Lin-More) keeps
+  the largest entries of each column of L, as many as the column of A has, after a symmetric
+  scaling; natural (grid) ordering, because Eigen's default AMD ordering made it a weaker
+  preconditioner on these grids (1.6x the iterations, 3.3x the CPU time at 64^3).
+- Any peer setting can be changed per run through the method spec, e.g.
+  \`--methods hypre-amg,hypre-amg:theta=0.5:agg=0,eigen-iccg:ordering=amd\`.
 
 ## Table
 
@@ -126,7 +148,7 @@ EOF
   if [[ -n "$PEERS_N" && -f "$OUT-peers/table.md" ]]; then
     cat <<EOF
 
-## MGPCG against hypre at ${PEERS_N}^3
+## ${PEERS_N}^3: $(echo "$PEERS_METHODS" | sed 's/,/, /g')
 
 Command:
 
@@ -147,6 +169,9 @@ run's setup and solve seconds, residual histories) are written next to the table
 (per iteration; its time axis spreads the solve time evenly over the iterations); Eigen exposes
 only the final residual, shown as a start and an end point.
 EOF
+  if [[ -n "$NOTE" ]]; then
+    printf '\n## Notes on this run\n\n%s\n' "$NOTE"
+  fi
 } > "$tmp"
 mv "$tmp" "$DOC"
 echo "bench.sh: wrote $DOC"
