@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dcdm/peers.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -126,5 +128,32 @@ TEST(CliBench, FailingMethodIsReportedNotFatal) {
   EXPECT_EQ(doc["results"][0]["status"], "converged");
   EXPECT_NE(doc["results"][1]["status"], "converged");
   EXPECT_FALSE(doc["results"][1]["detail"].get<std::string>().empty());
+  fs::remove_all(out);
+}
+
+TEST(CliBench, PeerSettingsFromTheMethodSpec) {
+  // Settings after the method name reach the peer (each row named by its spec); a bad setting
+  // is that row's error, named in its detail, and the other rows still run.
+  const fs::path out = fresh_dir("bench_settings");
+  const CliRun r = run_cli("bench --scenes bunny --n 10 --methods eigen-iccg:ordering=amd,"
+                           "hypre-amg:theta=0.5:agg=0:relax=8,hypre-pfmg:relax=1:skip=1,hypre-amg:nosuch=1 "
+                           "--rtol 1e-6 --repeat 1 --threads 1 --no-plots --out " + out.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  std::ifstream jf(out / "bench.json");
+  const nlohmann::json doc = nlohmann::json::parse(jf);
+  ASSERT_EQ(doc["results"].size(), 4u);
+  for (const auto& res : doc["results"]) {
+    const std::string m = res["method"];
+    if (m == "hypre-amg:nosuch=1") {
+      EXPECT_EQ(res["status"], "unavailable") << res.dump();
+      EXPECT_NE(res["detail"].get<std::string>().find("nosuch"), std::string::npos) << res.dump();
+    } else if (m.rfind("hypre", 0) == 0 && !dcdm::hypre_available()) {
+      EXPECT_EQ(res["status"], "unavailable") << res.dump();
+    } else {
+      EXPECT_EQ(res["status"], "converged") << res.dump();
+      EXPECT_LE(res["true_relative_residual"].get<double>(), 1e-6) << m;
+    }
+  }
+  EXPECT_EQ(doc["machine"]["peer_settings"]["eigen-iccg"], dcdm::to_string(dcdm::EigenIccgSettings{}));
   fs::remove_all(out);
 }

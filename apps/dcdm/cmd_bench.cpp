@@ -191,7 +191,9 @@ RegisterCommand reg(60, [](CLI::App& root) {
   cmd->add_option("--systems", args->systems, "Exported system folders (dcdm export / dcdm simulate)");
   cmd->add_option("--methods", args->methods,
                   "Methods, comma-separated (default: cg,ic0,mgpcg,hypre-amg,hypre-pfmg,eigen-iccg; "
-                  "dcdm first when --model is given; dcdm:MODEL names a model)")
+                  "dcdm first when --model is given; dcdm:MODEL names a model; peer settings as "
+                  "METHOD:key=value:..., e.g. hypre-amg:theta=0.5:agg=0, hypre-pfmg:skip=1, "
+                  "eigen-iccg:ordering=amd)")
       ->delimiter(',');
   cmd->add_option("--rtol", args->rtols, "Relative tolerances, comma-separated")->delimiter(',')->capture_default_str();
   cmd->add_option("--rhs", args->rhs, "Right-hand side for --scenes: random | smooth")->capture_default_str();
