@@ -26,12 +26,13 @@
 // fluid and a table of distinct patterns for the cells near non-fluid cells.
 //
 // Application z = V(0, r) (every product masked to the level's fluid cells, zero ghosts):
-//   V(l, b), l not the coarsest:  x = S1 b;  x += S2 (b - A x);  b' = 4 R (b - A x);
+//   V(l, b), l not the coarsest:  x = S1 b;  x += S2 (b - A x);  b' = 4 R m (b - A x);
 //                                 x += m P V(l+1, b');  x += T1 (b - A x);  x += T2 (b - A x)
 //   V(L-1, b):                    x = C b;  x += T1 (b - A x);  x += T2 (b - A x)
 // C = the pseudo-inverse of the coarsest level's base operator (at most 7^3 cells; exact,
-// computed at setup), R = cell-centred trilinear restriction (weights (1,3,3,1)/8 per axis),
-// P = trilinear prolongation (3/4, 1/4 per axis), m = m_base (1 + c_135) with m_base =
+// computed at setup), R = cell-centred trilinear restriction (weights (1,3,3,1)/8 per axis,
+// applied after the same per-cell m as the prolongation: R m = (m P)^T / 8, as in MGPCG), P =
+// trilinear prolongation (3/4, 1/4 per axis), m = m_base (1 + c_135) with m_base =
 // 1 / P(non-solid indicator of the coarse level) (0 where that is 0): the Neumann-consistent
 // renormalisation of MGPCG. The factor 4 maps the unit-spacing coarse stencil to the fine
 // scale. The map is linear in r (not symmetric in general; DCDM does not need symmetry).

@@ -441,10 +441,11 @@ void FlagNetGenerator::Impl::stencil(const Level& l, int first, const float* in,
   }
 }
 
-// c.b = 4 * mask_c * R f.r
+// c.b = 4 * mask_c * R (m f.r)
 void FlagNetGenerator::Impl::restrict_to(const Level& f, Level& c) const {
   const Dims cd = c.dims;
   const float* r = f.r.data();
+  const float* mix = f.mix.data();  // the prolongation's normaliser: R = (m P)^T / 8
   float* bc = c.b.data();
   const float* mc = c.mask.data();
   const std::int64_t fsy = f.sy, fsz = f.sz;
@@ -461,8 +462,11 @@ void FlagNetGenerator::Impl::restrict_to(const Level& f, Level& c) const {
         float sum = 0.0f;
         for (int e = 0; e < 4; ++e)
           for (int bb = 0; bb < 4; ++bb) {
-            const float* row = r + base + e * fsz + bb * fsy;
-            const float line = 0.25f * row[0] + 0.75f * row[1] + 0.75f * row[2] + 0.25f * row[3];
+            const std::int64_t at = base + e * fsz + bb * fsy;
+            const float* row = r + at;
+            const float* w = mix + at;
+            const float line = 0.25f * w[0] * row[0] + 0.75f * w[1] * row[1] + 0.75f * w[2] * row[2] +
+                               0.25f * w[3] * row[3];
             sum += kW4[e] * kW4[bb] * line;
           }
         bc[pc] = 0.5f * sum;  // 4 * (1/8) * sum

@@ -180,13 +180,13 @@ torch::Tensor forward(FlagNetModuleImpl& m, const Geometry& g, const torch::Tens
       x = apply_stencil(c, Spec::stencil_channel(0), l.mask, b);
       for (int s = 1; s < Spec::kPreSmoothers; ++s)
         x = x + apply_stencil(c, Spec::stencil_channel(s), l.mask, b - apply_stencil(c, kA, l.mask, x));
+      const auto mix = l.mix_base * (1.0f + c.narrow(1, Spec::kMixChannel, 1));
       const auto r = b - apply_stencil(c, kA, l.mask, x);
-      const auto bc = 4.0f * F::conv3d(r, g.restrict_kernel, F::Conv3dFuncOptions().stride(2).padding(1)) *
+      const auto bc = 4.0f * F::conv3d(mix * r, g.restrict_kernel, F::Conv3dFuncOptions().stride(2).padding(1)) *
                       g.levels[li + 1].mask;
       const auto xc = vcycle(li + 1, bc);
       const auto up =
           F::conv_transpose3d(xc, g.prolong_kernel, F::ConvTranspose3dFuncOptions().stride(2).padding(1));
-      const auto mix = l.mix_base * (1.0f + c.narrow(1, Spec::kMixChannel, 1));
       x = x + l.mask * mix * up;
     }
     for (int s = 0; s < Spec::kPostSmoothers; ++s)
