@@ -144,6 +144,33 @@ TEST(Network, GeneratorOutputIsZeroOutsideFluidAndIgnoresInputThere) {
   EXPECT_GT(norm2(y), 0.0);
 }
 
+TEST(Network, AutoInputScaleMatchesTheTrainingGridsPerCellSize) {
+  // Trained on 8^3 and applied on 16x12x9: auto must feed sqrt(1728 / 512) times the input,
+  // i.e. give what an explicit scale of that size gives, and differ from scale 1 (the network
+  // is not scale-invariant), while an untrained model (no training grid) uses 1.
+  const Domain dom = test_domain({16, 12, 9});
+  const auto f = random_field(dom.dims(), 4);
+  const Vector x(f.vector().begin(), f.vector().end());
+  const auto output = [&](Dims trained, double scale) {
+    auto net = DirectionNetwork::random("paper64", 6);
+    net.metadata().trained_grid = trained;
+    InferenceOptions o;
+    o.input_scale = scale;
+    net.set_inference_options(o);
+    Vector y(x.size());
+    net.make_generator(dom)->apply(x, y);
+    return y;
+  };
+  const Vector automatic = output({8, 8, 8}, 0.0);
+  const Vector same = output({8, 8, 8}, std::sqrt(16.0 * 12 * 9 / 512));
+  const Vector plain = output({8, 8, 8}, 1.0);
+  for (std::size_t c = 0; c < x.size(); ++c) ASSERT_NEAR(automatic[c], same[c], 1e-6 * (1 + std::abs(same[c])));
+  Vector diff(x.size());
+  for (std::size_t c = 0; c < x.size(); ++c) diff[c] = automatic[c] / std::sqrt(16.0 * 12 * 9 / 512) - plain[c];
+  EXPECT_GT(norm2(diff), 1e-3 * norm2(plain));
+  EXPECT_EQ(output({0, 0, 0}, 0.0), plain);
+}
+
 TEST(Network, ModelFileRoundTripGivesBitIdenticalOutputs) {
   TempDir dir;
   auto net = DirectionNetwork::random("paper64", 11);

@@ -165,6 +165,8 @@ std::string resume_tag(const SimulateArgs& a, const Dims& dims, const sim::SimCo
                       {"mesh", a.mesh},
                       {"model", a.params.model},
                       {"dcdm_k", a.params.dcdm_k},
+                      {"dcdm_fallback", a.params.dcdm_fallback},
+                      {"network_input_scale", a.params.network_input_scale},
                       {"dpcg_k", a.params.deflation_vectors},
                       {"mic_safety", a.params.mic_safety}};
   return j.dump();

@@ -39,10 +39,25 @@ std::vector<std::pair<std::string, std::string>> solver_methods() {
   return out;
 }
 
+DcdmOptions dcdm_options(const SolverParams& params) {
+  DcdmOptions o;
+  o.k = params.dcdm_k;
+  o.fallback = params.dcdm_fallback != "off";
+  o.weak_fallback = params.dcdm_fallback == "best";
+  return o;
+}
+
 void add_solver_params(CLI::App* cmd, SolverParams& params) {
   cmd->add_option("--model", params.model, "Model file for the dcdm method");
   cmd->add_option("--dcdm-k", params.dcdm_k, "DCDM: directions kept for A-orthogonalisation")
       ->check(CLI::Range(0, 64))->capture_default_str();
+  cmd->add_option("--dcdm-fallback", params.dcdm_fallback,
+                  "DCDM: when to use the Jacobi direction instead of the generator's: best (also when "
+                  "it gains more), failures (NaN, curvature, vanishing only), off (stop on a failure)")
+      ->check(CLI::IsMember({"best", "failures", "off"}))->capture_default_str();
+  cmd->add_option("--network-input-scale", params.network_input_scale,
+                  "DCDM network: factor on the unit-norm residual (0 = auto: sqrt(cells / training-grid cells))")
+      ->check(CLI::Range(0.0, 1e6))->capture_default_str();
   cmd->add_option("--dpcg-k", params.deflation_vectors, "Deflated PCG: number of Ritz vectors")
       ->check(CLI::Range(1, 4096))->capture_default_str();
   cmd->add_option("--mic-safety", params.mic_safety, "MIC(0) safety parameter in [0, 1]")

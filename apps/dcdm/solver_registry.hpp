@@ -10,6 +10,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "dcdm/dcdm.hpp"
 #include "dcdm/solve.hpp"
 
 namespace dcdm::cli {
@@ -19,6 +20,8 @@ namespace dcdm::cli {
 struct SolverParams {
   std::string model;           // --model (dcdm)
   int dcdm_k = 2;              // --dcdm-k
+  std::string dcdm_fallback = "best";  // --dcdm-fallback: best | failures | off
+  double network_input_scale = 0.0;    // --network-input-scale (0 = auto)
   int deflation_vectors = 16;  // --dpcg-k
   double mic_safety = 0.97;    // --mic-safety
 };
@@ -33,6 +36,8 @@ struct SolverRegistration {
 // Throws InputError listing the known methods when `spec` names none of them.
 std::unique_ptr<IterativeSolver> make_solver(const std::string& spec, const SolverParams& params);
 std::vector<std::pair<std::string, std::string>> solver_methods();  // name, help
+// The DCDM iteration's settings (--dcdm-k, --dcdm-fallback) for every DCDM-based method.
+DcdmOptions dcdm_options(const SolverParams& params);
 
 // Adds --model, --dcdm-k, --dpcg-k, --mic-safety to a subcommand.
 void add_solver_params(CLI::App* cmd, SolverParams& params);

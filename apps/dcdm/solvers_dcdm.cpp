@@ -35,11 +35,11 @@ SolverRegistration dcdm("dcdm",
                                              "--method dcdm:FILE; `dcdm model init` makes an untrained one)");
                           if (learn::model_file_architecture(path) == "flagnet") return make_flagnet_solver(path, p);
                           auto net = std::make_shared<learn::DirectionNetwork>(learn::DirectionNetwork::load(path));
-                          if (const char* prec = std::getenv("DCDM_NETWORK_PRECISION"); prec && *prec) {
-                            learn::InferenceOptions o;
+                          learn::InferenceOptions o = net->inference_options();
+                          if (const char* prec = std::getenv("DCDM_NETWORK_PRECISION"); prec && *prec)
                             o.precision = learn::parse_network_precision(prec, "DCDM_NETWORK_PRECISION");
-                            net->set_inference_options(o);
-                          }
+                          o.input_scale = p.network_input_scale;
+                          net->set_inference_options(o);
                           GeneratorFactory factory =
                               [net](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
                             if (!view.domain)

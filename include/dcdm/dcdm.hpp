@@ -9,8 +9,9 @@
 // The generator may be nonlinear, so nothing guarantees a useful direction: a direction with
 // non-positive curvature, a NaN, or one that vanishes after A-orthogonalisation (or is
 // orthogonal to r) is replaced for that iteration by the Jacobi-preconditioned residual
-// (counted and reported in SolveReport::detail); if that fails too the solve stops with a
-// named reason. The returned x is always finite.
+// (counted and reported in SolveReport::detail), and so is a generator direction that reduces
+// the A-norm error less than the Jacobi direction would (DcdmOptions::weak_fallback); if the
+// fallback fails too the solve stops with a named reason. The returned x is always finite.
 //
 // Plain C++: no LibTorch here. Networks are wrapped as generators in src/learn.
 #include <cstdint>
@@ -30,6 +31,12 @@ struct DcdmOptions {
   // A generator direction is "vanished" when A-orthogonalisation removes all but this
   // fraction of its A-norm squared, or when |q.r| <= this * ||q|| ||r||.
   double vanish_tolerance = 1e-12;
+  // Also build the Jacobi direction every iteration and take it instead of the generator's
+  // when it reduces the A-norm error more ((q.r)^2 / q.Aq, both A-orthogonalised). A
+  // nonlinear generator can otherwise lock up: a direction with no gain leaves r, hence the
+  // next direction, unchanged, and the residual stays flat for ever. Costs one mat-vec and
+  // one Jacobi application per iteration (negligible beside a network).
+  bool weak_fallback = true;
 };
 
 // Builds the generator at setup() from what the solver sees (e.g. a network generator needs
@@ -45,6 +52,7 @@ struct DcdmStats {
   int fallback_nan = 0;          // ... because the generator's direction had NaN/Inf
   int fallback_curvature = 0;    // ... because q.Aq <= 0
   int fallback_vanished = 0;     // ... because it vanished after A-orthogonalisation
+  int fallback_weak = 0;         // ... because the Jacobi direction gained more (weak_fallback)
   int true_residual_updates = 0;
   double generator_seconds = 0.0;  // time spent inside the generator
 };

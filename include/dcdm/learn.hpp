@@ -60,6 +60,11 @@ struct InferenceOptions {
   // plain LibTorch module forward (reference path; slow for small grids).
   bool onednn = true;
   int threads = 0;  // LibTorch intra-op threads; 0 = auto (OpenMP maximum, 1 below 24^3 cells)
+  // Factor on the unit-norm residual before the network (make_generator). The network is not
+  // scale-invariant (biases, ReLU), and a unit-norm field's per-cell size falls as 1/sqrt(cells):
+  // 0 = auto, sqrt(cells / cells of the training grid), so every grid feeds the network values
+  // of the size it was trained on; 1 = the plain normalised residual.
+  double input_scale = 0.0;
 };
 
 class DirectionNetwork {

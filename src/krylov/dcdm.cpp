@@ -98,6 +98,11 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
   rep.rhs_norm = norm2(b);
 
   Vector r(n), q(n), aq(n), input(n), tmp(n);
+  Vector q_jacobi, aq_jacobi;  // the weak-direction guard's candidate
+  if (options_.weak_fallback) {
+    q_jacobi.resize(static_cast<std::size_t>(n));
+    aq_jacobi.resize(static_cast<std::size_t>(n));
+  }
   const auto true_residual = [&] {
     a.apply(x, tmp);
     for (std::int64_t i = 0; i < n; ++i) r[i] = b[i] - tmp[i];
@@ -118,26 +123,36 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
   std::deque<Direction> kept;  // most recent last
   const double vtol = options_.vanish_tolerance;
 
-  // Fills q and aq with a direction built from `fill_q`, A-orthogonalised; reports failure.
-  const auto make_direction = [&](auto&& fill_q) -> Failure {
-    fill_q();
-    project(q);
-    if (count_non_finite(q) > 0) return Failure::NonFinite;
-    a.apply(q, aq);
-    const double qaq0 = dot(q, aq);
-    if (!std::isfinite(qaq0)) return Failure::NonFinite;
-    if (qaq0 <= 0.0) return Failure::Curvature;
+  // Fills d and ad = A d with a direction built from `fill_q`, A-orthogonalised; reports failure.
+  const auto make_direction_in = [&](Vector& d, Vector& ad, auto&& fill_q) -> Failure {
+    fill_q(d);
+    project(d);
+    if (count_non_finite(d) > 0) return Failure::NonFinite;
+    a.apply(d, ad);
+    const double dad0 = dot(d, ad);
+    if (!std::isfinite(dad0)) return Failure::NonFinite;
+    if (dad0 <= 0.0) return Failure::Curvature;
     for (auto it = kept.rbegin(); it != kept.rend(); ++it) {
-      const double beta = dot(q, it->ap) / it->pap;
-      axpy(-beta, it->p, q);
-      axpy(-beta, it->ap, aq);
+      const double beta = dot(d, it->ap) / it->pap;
+      axpy(-beta, it->p, d);
+      axpy(-beta, it->ap, ad);
     }
-    const double qaq = dot(q, aq);
-    if (!std::isfinite(qaq)) return Failure::NonFinite;
-    if (qaq <= vtol * qaq0) return kept.empty() ? Failure::Curvature : Failure::Vanished;
-    const double qr = dot(q, r);
-    if (std::abs(qr) <= vtol * norm2(q) * rnorm) return Failure::Vanished;
+    const double dad = dot(d, ad);
+    if (!std::isfinite(dad)) return Failure::NonFinite;
+    if (dad <= vtol * dad0) return kept.empty() ? Failure::Curvature : Failure::Vanished;
+    const double dr = dot(d, r);
+    if (std::abs(dr) <= vtol * norm2(d) * rnorm) return Failure::Vanished;
     return Failure::None;
+  };
+  const auto make_direction = [&](auto&& fill_q) { return make_direction_in(q, aq, fill_q); };
+  const auto fill_jacobi = [&](Vector& out) {
+    if (fallback_) fallback_->apply(r, out);
+    else copy(r, out);
+  };
+  // A-norm error reduction of the exact line search along an A-orthogonalised direction.
+  const auto gain = [&](const Vector& d, const Vector& ad) {
+    const double dr = dot(d, r);
+    return dr * dr / dot(d, ad);
   };
 
   std::string stop_detail;
@@ -174,9 +189,16 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
     const double inv = 1.0 / rnorm;
     for (std::int64_t i = 0; i < n; ++i) input[i] = r[i] * inv;
     const auto tg = Clock::now();
-    Failure failure = make_direction([&] { generator_->apply(input, q); });
+    Failure failure = make_direction([&](Vector& out) { generator_->apply(input, out); });
     stats_.generator_seconds += seconds_since(tg);
-    if (failure == Failure::None) {
+    if (failure == Failure::None && options_.weak_fallback &&
+        make_direction_in(q_jacobi, aq_jacobi, fill_jacobi) == Failure::None &&
+        gain(q_jacobi, aq_jacobi) > gain(q, aq)) {
+      std::swap(q, q_jacobi);
+      std::swap(aq, aq_jacobi);
+      ++stats_.fallback_weak;
+      ++stats_.fallback_directions;
+    } else if (failure == Failure::None) {
       ++stats_.generator_directions;
     } else {
       const char* why = failure == Failure::NonFinite ? "non-finite values"
@@ -192,10 +214,7 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
       if (failure == Failure::Curvature) ++stats_.fallback_curvature;
       if (failure == Failure::Vanished) ++stats_.fallback_vanished;
       ++stats_.fallback_directions;
-      const Failure second = make_direction([&] {
-        if (fallback_) fallback_->apply(r, q);
-        else copy(r, q);
-      });
+      const Failure second = make_direction(fill_jacobi);
       if (second != Failure::None) {
         rep.reason = second == Failure::NonFinite ? SolveReason::NaN : SolveReason::Breakdown;
         stop_detail = fmt::format("generator direction has {} and the Jacobi fallback failed "
@@ -254,9 +273,9 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
   if (stats_.fallback_directions > 0) {
     if (!detail.empty()) detail += "; ";
     detail += fmt::format("Jacobi fallback in {} of {} iterations ({} NaN, {} curvature, "
-                          "{} vanished)",
+                          "{} vanished, {} weaker than Jacobi)",
                           stats_.fallback_directions, it, stats_.fallback_nan,
-                          stats_.fallback_curvature, stats_.fallback_vanished);
+                          stats_.fallback_curvature, stats_.fallback_vanished, stats_.fallback_weak);
   }
   rep.detail = detail;
   rep.solve_seconds = seconds_since(t0);

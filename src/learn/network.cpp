@@ -30,12 +30,12 @@ void check_dims(Dims d, const char* what) {
 // Copies `src` (dims d, x fastest) into the padded dense tensor buffer (dims p), with an
 // optional per-cell keep mask; cells outside d stay as they are (zero).
 template <class Src, class Keep>
-void scatter_padded(const Src* src, Dims d, Dims p, float* dst, Keep&& keep) {
+void scatter_padded(const Src* src, double scale, Dims d, Dims p, float* dst, Keep&& keep) {
 #pragma omp parallel for schedule(static)
   for (int k = 0; k < d.nz; ++k)
     for (int j = 0; j < d.ny; ++j) {
       const std::int64_t s = d.index(0, j, k), t = p.index(0, j, k);
-      for (int i = 0; i < d.nx; ++i) dst[t + i] = keep(s + i) ? static_cast<float>(src[s + i]) : 0.0f;
+      for (int i = 0; i < d.nx; ++i) dst[t + i] = keep(s + i) ? static_cast<float>(scale * src[s + i]) : 0.0f;
     }
 }
 
@@ -59,11 +59,14 @@ class NetworkGenerator final : public LinearOperator {
     for (std::int64_t c = 0; c < dims_.size(); ++c)
       fluid_[c] = domain.cells[c] == CellType::Fluid ? 1 : 0;
     input_ = torch::zeros({1, 1, padded_.nz, padded_.ny, padded_.nx}, torch::kFloat);
+    const Dims trained = impl_->metadata.trained_grid;
+    if (impl_->options.input_scale > 0) scale_ = impl_->options.input_scale;
+    else if (trained.size() > 0) scale_ = std::sqrt(static_cast<double>(dims_.size()) / static_cast<double>(trained.size()));
   }
   std::int64_t size() const override { return dims_.size(); }
   void apply(std::span<const double> x, std::span<double> y) const override {
     const std::uint8_t* fluid = fluid_.data();
-    scatter_padded(x.data(), dims_, padded_, input_.data_ptr<float>(),
+    scatter_padded(x.data(), scale_, dims_, padded_, input_.data_ptr<float>(),
                    [fluid](std::int64_t c) { return fluid[c] != 0; });
     const torch::Tensor out = impl_->infer(input_).contiguous();
     gather_padded(out.data_ptr<float>(), dims_, padded_, y.data(),
@@ -74,6 +77,7 @@ class NetworkGenerator final : public LinearOperator {
   std::shared_ptr<const DirectionNetwork::Impl> impl_;
   Dims dims_, padded_;
   std::vector<std::uint8_t> fluid_;
+  double scale_ = 1.0;  // InferenceOptions::input_scale, resolved for this grid
   torch::Tensor input_;  // reused; cells outside fluid and the padding stay zero
 };
 
@@ -291,7 +295,7 @@ Field<float> DirectionNetwork::forward(const Field<float>& input) const {
   const Dims p = even_dims(d);
   auto x = torch::zeros({1, 1, p.nz, p.ny, p.nx}, torch::kFloat);
   const auto all = [](std::int64_t) { return true; };
-  scatter_padded(input.data(), d, p, x.data_ptr<float>(), all);
+  scatter_padded(input.data(), 1.0, d, p, x.data_ptr<float>(), all);
   const auto y = impl_->infer(x).contiguous();
   Field<float> out(d);
   gather_padded(y.data_ptr<float>(), d, p, out.data(), all);
