@@ -20,24 +20,15 @@
 #include "dcdm/poisson.hpp"
 #include "dcdm/scenes.hpp"
 
+#include "test_domains.hpp"
+
 using namespace dcdm;
 using namespace dcdm::learn;
 namespace fs = std::filesystem;
 
 namespace {
 
-// Random cells (solid, air, fluid) and random face types: every flag pattern appears.
-Domain random_domain(Dims d, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(0.0, 1.0);
-  Domain dom(d);
-  for (std::int64_t c = 0; c < d.size(); ++c) {
-    const double r = u(rng);
-    dom.cells[c] = r < 0.15 ? CellType::Solid : r < 0.22 ? CellType::Air : CellType::Fluid;
-  }
-  for (int f = 0; f < 6; ++f) dom.faces[f] = u(rng) < 0.5 ? FaceBoundary::Wall : FaceBoundary::Open;
-  return dom;
-}
+Domain random_domain(Dims d, std::uint64_t seed) { return dcdm::testing::random_domain(d, seed, 0.15, 0.07); }
 
 std::vector<float> random_vector(std::int64_t n, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -321,6 +312,8 @@ TEST_F(FlagNetCli, SolveWithInitialAndModelFileDispatch) {
   EXPECT_EQ(run_cli(fmt::format("solve --scene pool --n 16 --method dcdm --model {}", (dir_ / "f.dcdm").string())), 0)
       << log();
   EXPECT_NE(log().find("converged"), std::string::npos) << log();
+  EXPECT_EQ(run_cli(fmt::format("model info {}", (dir_ / "f.dcdm").string())), 0) << log();
+  EXPECT_NE(log().find("flagnet"), std::string::npos) << log();
   std::ofstream(dir_ / "bad.dcdm") << "not a model";
   EXPECT_EQ(run_cli(fmt::format("solve --scene pool --n 16 --method dcdm-flag:{}", (dir_ / "bad.dcdm").string())), 2)
       << log();

@@ -18,23 +18,15 @@
 #include "dcdm/poisson.hpp"
 #include "dcdm/training.hpp"
 
+#include "test_domains.hpp"
+
 using namespace dcdm;
 using namespace dcdm::learn;
 namespace fs = std::filesystem;
 
 namespace {
 
-Domain random_domain(Dims d, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(0.0, 1.0);
-  Domain dom(d);
-  for (std::int64_t c = 0; c < d.size(); ++c) {
-    const double r = u(rng);
-    dom.cells[c] = r < 0.2 ? CellType::Solid : r < 0.3 ? CellType::Air : CellType::Fluid;
-  }
-  for (int f = 0; f < 6; ++f) dom.faces[f] = u(rng) < 0.5 ? FaceBoundary::Wall : FaceBoundary::Open;
-  return dom;
-}
+Domain random_domain(Dims d, std::uint64_t seed) { return dcdm::testing::random_domain(d, seed, 0.2, 0.1); }
 
 // A smoke-like box: walls, open top, a solid block in the middle.
 Domain box_domain(int n) {

@@ -6,6 +6,7 @@
 
 #include "command.hpp"
 #include "dcdm/error.hpp"
+#include "dcdm/flagnet.hpp"
 #include "dcdm/learn.hpp"
 
 namespace dcdm::cli {
@@ -34,8 +35,11 @@ void run_init() {
 
 void run_info() {
   const auto& a = args();
-  const auto net = learn::DirectionNetwork::load(a.file);
-  fmt::print("{}: {} bytes\n{}", a.file, std::filesystem::file_size(a.file), learn::describe(net.metadata()));
+  // The file's own architecture decides the loader (each validates the whole file).
+  const learn::ModelMetadata metadata = learn::model_file_architecture(a.file) == "flagnet"
+                                            ? learn::FlagNet::load(a.file).metadata()
+                                            : learn::DirectionNetwork::load(a.file).metadata();
+  fmt::print("{}: {} bytes\n{}", a.file, std::filesystem::file_size(a.file), learn::describe(metadata));
   fmt::print("backend          {}\n", learn::backend_info());
 }
 

@@ -124,6 +124,10 @@ ModelFileContents read_model_file(const std::filesystem::path& path);
 // "archive_bytes" and "archive_fnv1a64" added.
 void write_model_file(const std::filesystem::path& path, const std::string& metadata_json,
                       const std::string& archive);
+// The metadata fields every architecture stores (format_version, architecture, variant,
+// parameter_count, trained_grid, data_recipe, training_summary, created_by); InputError naming
+// the file on a missing or ill-typed field. Each loader then checks its own architecture.
+ModelMetadata parse_model_metadata(const ModelFileContents& contents, const std::filesystem::path& path);
 // The "architecture" named in a model file ("dcdm-paper-cnn", "flagnet"); InputError naming
 // the file when it is not a readable model file.
 std::string model_file_architecture(const std::filesystem::path& path);

@@ -234,28 +234,15 @@ FlagNet FlagNet::load(const std::filesystem::path& path) {
   const std::string name = path.string();
   const auto fail = [&](const std::string& msg) { return InputError(fmt::format("{}: {}", name, msg)); };
   const ModelFileContents contents = read_model_file(path);
-  const json j = json::parse(contents.metadata_json);
   FlagNet net = initial();
   auto& meta = net.metadata_;
-  try {
-    meta.architecture = j.at("architecture").get<std::string>();
-    if (meta.architecture != kFlagNetArchitecture)
-      throw fail(fmt::format("architecture '{}' is not a flagnet model (expected '{}')", meta.architecture,
-                             kFlagNetArchitecture));
-    meta.variant = j.at("variant").get<std::string>();
-    if (meta.variant != kFlagNetVariant)
-      throw fail(fmt::format("flagnet variant '{}' is not supported (this build runs '{}')", meta.variant,
-                             kFlagNetVariant));
-    meta.parameter_count = j.at("parameter_count").get<std::int64_t>();
-    const auto grid = j.at("trained_grid").get<std::vector<int>>();
-    if (grid.size() != 3) throw fail("metadata: trained_grid must have 3 entries");
-    meta.trained_grid = {grid[0], grid[1], grid[2]};
-    meta.data_recipe_json = j.value("data_recipe", json::object()).dump();
-    meta.training_summary_json = j.value("training_summary", json::object()).dump();
-    meta.created_by = j.value("created_by", std::string());
-  } catch (const json::exception& e) {
-    throw fail(fmt::format("metadata: {}", e.what()));
-  }
+  meta = parse_model_metadata(contents, path);
+  if (meta.architecture != kFlagNetArchitecture)
+    throw fail(fmt::format("architecture '{}' is not a flagnet model (expected '{}')", meta.architecture,
+                           kFlagNetArchitecture));
+  if (meta.variant != kFlagNetVariant)
+    throw fail(fmt::format("flagnet variant '{}' is not supported (this build runs '{}')", meta.variant,
+                           kFlagNetVariant));
   if (meta.parameter_count != net.parameters_.count())
     throw fail(fmt::format("metadata says {} parameters but {} has {}", meta.parameter_count, kFlagNetVariant,
                            net.parameters_.count()));

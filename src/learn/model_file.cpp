@@ -175,6 +175,27 @@ std::string model_file_architecture(const std::filesystem::path& path) {
   return j["architecture"].get<std::string>();
 }
 
+ModelMetadata parse_model_metadata(const ModelFileContents& contents, const std::filesystem::path& path) {
+  ModelMetadata meta;
+  try {
+    const json j = json::parse(contents.metadata_json);
+    meta.format_version = j.at("format_version").get<int>();
+    meta.architecture = j.at("architecture").get<std::string>();
+    meta.variant = j.at("variant").get<std::string>();
+    meta.parameter_count = j.at("parameter_count").get<std::int64_t>();
+    const auto grid = j.at("trained_grid").get<std::vector<int>>();
+    if (grid.size() != 3)
+      throw InputError(fmt::format("{}: metadata: trained_grid must have 3 entries", path.string()));
+    meta.trained_grid = {grid[0], grid[1], grid[2]};
+    meta.data_recipe_json = j.value("data_recipe", json::object()).dump();
+    meta.training_summary_json = j.value("training_summary", json::object()).dump();
+    meta.created_by = j.value("created_by", std::string());
+  } catch (const json::exception& e) {
+    throw InputError(fmt::format("{}: metadata: {}", path.string(), e.what()));
+  }
+  return meta;
+}
+
 std::shared_ptr<DirectionNetwork::Impl> load_model(const std::filesystem::path& path) {
   init_torch_threads();
   const std::string name = path.string();
@@ -182,26 +203,11 @@ std::shared_ptr<DirectionNetwork::Impl> load_model(const std::filesystem::path& 
     return InputError(fmt::format("{}: {}", name, msg));
   };
   const ModelFileContents contents = read_model_file(path);
-  const json j = json::parse(contents.metadata_json);
   const std::string& archive = contents.archive;
   const std::size_t archive_at = contents.archive_offset;
-  ModelMetadata meta;
+  ModelMetadata meta = parse_model_metadata(contents, path);
   PaperNetSpec spec;
-  std::int64_t count = 0;
-  try {
-    meta.format_version = j.at("format_version").get<int>();
-    meta.architecture = j.at("architecture").get<std::string>();
-    meta.variant = j.at("variant").get<std::string>();
-    count = j.at("parameter_count").get<std::int64_t>();
-    const auto grid = j.at("trained_grid").get<std::vector<int>>();
-    if (grid.size() != 3) throw fail("metadata: trained_grid must have 3 entries");
-    meta.trained_grid = {grid[0], grid[1], grid[2]};
-    meta.data_recipe_json = j.value("data_recipe", json::object()).dump();
-    meta.training_summary_json = j.value("training_summary", json::object()).dump();
-    meta.created_by = j.value("created_by", std::string());
-  } catch (const json::exception& e) {
-    throw fail(fmt::format("metadata: {}", e.what()));
-  }
+  const std::int64_t count = meta.parameter_count;
   if (meta.architecture != kArchitecture)
     throw fail(fmt::format("architecture '{}' is not supported (this build runs '{}')", meta.architecture,
                            kArchitecture));
