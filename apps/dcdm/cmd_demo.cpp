@@ -1,6 +1,6 @@
 // `dcdm demo`: the main job on the built-in default scene. A smoke plume rises onto the
 // Stanford bunny (64^3 by default); the pressure system of the last frame is exported and
-// solved with DCDM (the shipped model, when there is one) beside CG, IC(0) and MGPCG. Each
+// solved with DCDM (the shipped models, when there are) beside CG, IC(0) and MGPCG. Each
 // method runs in its own process (the `dcdm bench` machinery); a Markdown table is printed
 // and residual-vs-iteration / residual-vs-time plots are written.
 #include <cstdio>
@@ -28,6 +28,7 @@ struct DemoArgs {
   int frames = 40;
   std::string out = "demo-out";
   std::string model = "models/paper64.dcdm";
+  std::string flagnet_model = "models/flagnet.dcdm";
   double rtol = 1e-6;
   std::uint64_t seed = 1;
 };
@@ -73,6 +74,8 @@ void run_demo(const DemoArgs& a) {
                a.model);
     methods.push_back("dcdm-mg");
   }
+  // The learned multilevel generator (linear, about one V-cycle per application) beside it.
+  if (!a.flagnet_model.empty() && fs::exists(a.flagnet_model)) methods.push_back("dcdm-flag:" + a.flagnet_model);
   for (const char* m : {"cg", "ic0", "mgpcg"}) methods.emplace_back(m);
 
   BenchSystem system;
@@ -106,6 +109,9 @@ RegisterCommand reg(100, [](CLI::App& root) {
   cmd->add_option("--frames", args->frames, "Frames to simulate before the exported frame")
       ->check(CLI::Range(1, 10000))->capture_default_str();
   cmd->add_option("--model", args->model, "DCDM model file")->capture_default_str();
+  cmd->add_option("--flagnet-model", args->flagnet_model,
+                  "Flag-conditioned multilevel model also run (dcdm-flag); empty = none")
+      ->capture_default_str();
   cmd->add_option("--rtol", args->rtol, "Relative tolerance")->check(CLI::Range(1e-14, 0.5))->capture_default_str();
   cmd->add_option("--seed", args->seed, "Simulation seed")->capture_default_str();
   cmd->add_option("--out", args->out, "Output folder")->capture_default_str();
