@@ -10,7 +10,7 @@ namespace dcdm::testing {
 
 // Each cell is solid with probability `solid`, air with probability `air`, fluid otherwise;
 // each domain face is a wall or open with equal probability.
-inline Domain random_domain(Dims d, std::uint64_t seed, double solid, double air) {
+inline Domain random_domain(Dims d, std::uint64_t seed, double solid = 0.2, double air = 0.1) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> u(0.0, 1.0);
   Domain dom(d);

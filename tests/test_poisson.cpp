@@ -13,22 +13,13 @@
 #include "dcdm/error.hpp"
 #include "dcdm/poisson.hpp"
 
+#include "test_domains.hpp"
+
 using namespace dcdm;
 
 namespace {
 
-// Random cells (probabilities of solid / air) and random outer faces.
-Domain random_domain(Dims d, std::uint64_t seed, double p_solid = 0.2, double p_air = 0.1) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(0.0, 1.0);
-  Domain dom(d);
-  for (std::int64_t c = 0; c < d.size(); ++c) {
-    const double r = u(rng);
-    dom.cells[c] = r < p_solid ? CellType::Solid : r < p_solid + p_air ? CellType::Air : CellType::Fluid;
-  }
-  for (int f = 0; f < 6; ++f) dom.faces[f] = u(rng) < 0.5 ? FaceBoundary::Wall : FaceBoundary::Open;
-  return dom;
-}
+using dcdm::testing::random_domain;
 
 // Straight from the definition, cell by cell, with no shared code: the type of each of the
 // six neighbours (outside = air across an open face, solid across a wall).

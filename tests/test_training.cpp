@@ -26,7 +26,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-Domain random_domain(Dims d, std::uint64_t seed) { return dcdm::testing::random_domain(d, seed, 0.2, 0.1); }
+using dcdm::testing::random_domain;
 
 // A smoke-like box: walls, open top, a solid block in the middle.
 Domain box_domain(int n) {
