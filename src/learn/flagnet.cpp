@@ -20,6 +20,7 @@
 #include <fmt/format.h>
 
 #include "dcdm/error.hpp"
+#include "dcdm/grid_transfer.hpp"
 
 namespace dcdm::learn {
 
@@ -77,23 +78,6 @@ void finish_level_flags(FlagNetLevelFlags& l) {
         const std::int64_t p = l.at(i, j, k);
         l.mask[p] = l.type[p] == static_cast<std::uint8_t>(CellType::Fluid) ? 1.0f : 0.0f;
       }
-}
-
-constexpr float kW4[4] = {0.25f, 0.75f, 0.75f, 0.25f};  // restriction weights per axis
-
-// Trilinear prolongation weights of fine cell i: coarse cells i>>1 (3/4) and its neighbour
-// towards i (1/4).
-inline int far_coarse(int i) { return (i & 1) ? (i >> 1) + 1 : (i >> 1) - 1; }
-
-// sum of trilinear weights of the coarse values v (padded coarse layout) at fine (i, j, k).
-inline float prolong_at(const FlagNetLevelFlags& c, const float* v, int i, int j, int k) {
-  const int ci[2] = {i >> 1, far_coarse(i)}, cj[2] = {j >> 1, far_coarse(j)}, ck[2] = {k >> 1, far_coarse(k)};
-  constexpr float w[2] = {0.75f, 0.25f};
-  float s = 0.0f;
-  for (int e = 0; e < 2; ++e)
-    for (int b = 0; b < 2; ++b)
-      for (int a = 0; a < 2; ++a) s += w[e] * w[b] * w[a] * v[c.at(ci[a], cj[b], ck[e])];
-  return s;
 }
 
 }  // namespace
@@ -221,7 +205,10 @@ std::vector<FlagNetLevelFlags> flagnet_level_flags(const Domain& domain) {
         for (int i = 0; i < f.dims.nx; ++i) {
           const std::int64_t p = f.at(i, j, k);
           if (f.mask[p] == 0.0f) continue;
-          const float w = prolong_at(c, non_solid.data(), i, j, k);
+          float w = 0.0f;
+          transfer::for_each_parent<float>(i, j, k, [&](float wt, int ci, int cj, int ck) {
+            w += wt * non_solid[c.at(ci, cj, ck)];
+          });
           f.mix_base[p] = w > 0.0f ? 1.0f / w : 0.0f;
         }
   }
@@ -458,17 +445,8 @@ void FlagNetGenerator::Impl::restrict_to(const Level& f, Level& c) const {
           bc[pc] = 0.0f;
           continue;
         }
-        const std::int64_t base = f.at(2 * i - 1, 2 * j - 1, 2 * k - 1);
-        float sum = 0.0f;
-        for (int e = 0; e < 4; ++e)
-          for (int bb = 0; bb < 4; ++bb) {
-            const std::int64_t at = base + e * fsz + bb * fsy;
-            const float* row = r + at;
-            const float* w = mix + at;
-            const float line = 0.25f * w[0] * row[0] + 0.75f * w[1] * row[1] + 0.75f * w[2] * row[2] +
-                               0.25f * w[3] * row[3];
-            sum += kW4[e] * kW4[bb] * line;
-          }
+        const float sum = transfer::restriction_sum<float>(f.at(2 * i - 1, 2 * j - 1, 2 * k - 1), fsy, fsz,
+                                                           [r, mix](std::int64_t at) { return mix[at] * r[at]; });
         bc[pc] = 0.5f * sum;  // 4 * (1/8) * sum
       }
 }
@@ -482,18 +460,9 @@ void FlagNetGenerator::Impl::prolongate_add(const Level& c, Level& f) const {
 #pragma omp parallel for schedule(static) collapse(2) if (f.parallel())
   for (int k = 0; k < d.nz; ++k)
     for (int j = 0; j < d.ny; ++j) {
-      const int cj0 = j >> 1, cj1 = far_coarse(j);
-      const int ck0 = k >> 1, ck1 = far_coarse(k);
-      const std::int64_t r00 = c.at(0, cj0, ck0), r01 = c.at(0, cj1, ck0);
-      const std::int64_t r10 = c.at(0, cj0, ck1), r11 = c.at(0, cj1, ck1);
+      const transfer::ProlongationRows rows = transfer::prolongation_rows(c, j, k);
       const std::int64_t row = f.at(0, j, k);
-      for (int i = 0; i < d.nx; ++i) {
-        const std::int64_t p = row + i;
-        const int ci0 = i >> 1, ci1 = far_coarse(i);
-        auto line = [&](std::int64_t rr) { return 0.75f * xc[rr + ci0] + 0.25f * xc[rr + ci1]; };
-        const float v = 0.75f * (0.75f * line(r00) + 0.25f * line(r01)) + 0.25f * (0.75f * line(r10) + 0.25f * line(r11));
-        xf[p] += mix[p] * v;
-      }
+      for (int i = 0; i < d.nx; ++i) xf[row + i] += mix[row + i] * transfer::prolongate_at(xc, rows, i);
     }
 }
 

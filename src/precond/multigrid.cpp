@@ -37,6 +37,7 @@
 #include <fmt/format.h>
 
 #include "dcdm/error.hpp"
+#include "dcdm/grid_transfer.hpp"
 #include "dcdm/precond.hpp"
 #include "stencil_levels.hpp"
 
@@ -179,8 +180,6 @@ void finish_level(Level& l, int band_width) {
         }
 }
 
-constexpr double kW[2] = {0.75, 0.25};  // near, far trilinear weights per axis
-
 }  // namespace
 
 struct MultigridPreconditioner::Impl {
@@ -264,16 +263,9 @@ void MultigridPreconditioner::Impl::build(const Domain& domain) {
           const std::int64_t p = f.at(i, j, k);
           if (f.type[p] != static_cast<std::uint8_t>(CellType::Fluid)) continue;
           double w = 0.0;
-          const int ci[2] = {i >> 1, (i & 1) ? (i >> 1) + 1 : (i >> 1) - 1};
-          const int cj[2] = {j >> 1, (j & 1) ? (j >> 1) + 1 : (j >> 1) - 1};
-          const int ck[2] = {k >> 1, (k & 1) ? (k >> 1) + 1 : (k >> 1) - 1};
-          for (int a = 0; a < 2; ++a)
-            for (int b = 0; b < 2; ++b)
-              for (int e = 0; e < 2; ++e) {
-                const double wt = kW[a] * kW[b] * kW[e];
-                const CellType t = level_type(c, ci[a], cj[b], ck[e]);
-                if (!opt.neumann_interpolation || t != CellType::Solid) w += wt;
-              }
+          transfer::for_each_parent<double>(i, j, k, [&](double wt, int ci, int cj, int ck) {
+            if (!opt.neumann_interpolation || level_type(c, ci, cj, ck) != CellType::Solid) w += wt;
+          });
           f.inv_w[p] = w > 0.0 ? 1.0 / w : 0.0;
         }
   }
@@ -457,7 +449,6 @@ void MultigridPreconditioner::Impl::residual_to_coarse(Level& f, Level& c) const
   double* bc = c.b.data();
   const std::uint8_t* ct = c.type.data();
   const std::int64_t fsy = f.sy, fsz = f.sz;
-  constexpr double w4[4] = {0.25, 0.75, 0.75, 0.25};
 #pragma omp parallel for schedule(static) if (c.parallel())
   for (int k = 0; k < cd.nz; ++k)
     for (int j = 0; j < cd.ny; ++j)
@@ -468,14 +459,8 @@ void MultigridPreconditioner::Impl::residual_to_coarse(Level& f, Level& c) const
           continue;
         }
         // Fine cells 2i-1 .. 2i+2 per axis (ghosts included, zero there).
-        const std::int64_t base = f.at(2 * i - 1, 2 * j - 1, 2 * k - 1);
-        double sum = 0.0;
-        for (int e = 0; e < 4; ++e)
-          for (int bb = 0; bb < 4; ++bb) {
-            const double* row = r + base + e * fsz + bb * fsy;
-            const double line = 0.25 * row[0] + 0.75 * row[1] + 0.75 * row[2] + 0.25 * row[3];
-            sum += w4[e] * w4[bb] * line;
-          }
+        const double sum = transfer::restriction_sum<double>(f.at(2 * i - 1, 2 * j - 1, 2 * k - 1), fsy, fsz,
+                                                             [r](std::int64_t at) { return r[at]; });
         bc[pc] = 0.125 * sum;
       }
 }
@@ -489,19 +474,12 @@ void MultigridPreconditioner::Impl::prolongate(const Level& c, Level& f) const {
 #pragma omp parallel for schedule(static) if (f.parallel())
   for (int k = 0; k < d.nz; ++k)
     for (int j = 0; j < d.ny; ++j) {
-      const int cj0 = j >> 1, cj1 = (j & 1) ? cj0 + 1 : cj0 - 1;
-      const int ck0 = k >> 1, ck1 = (k & 1) ? ck0 + 1 : ck0 - 1;
-      const std::int64_t r00 = c.at(0, cj0, ck0), r01 = c.at(0, cj1, ck0);
-      const std::int64_t r10 = c.at(0, cj0, ck1), r11 = c.at(0, cj1, ck1);
+      const transfer::ProlongationRows rows = transfer::prolongation_rows(c, j, k);
       const std::int64_t row = f.at(0, j, k);
       for (int i = 0; i < d.nx; ++i) {
         const std::int64_t p = row + i;
         if (iw[p] == 0.0) continue;
-        const int ci0 = i >> 1, ci1 = (i & 1) ? ci0 + 1 : ci0 - 1;
-        auto line = [&](std::int64_t r) { return 0.75 * xc[r + ci0] + 0.25 * xc[r + ci1]; };
-        const double v = 0.75 * (0.75 * line(r00) + 0.25 * line(r01)) +
-                         0.25 * (0.75 * line(r10) + 0.25 * line(r11));
-        xf[p] += iw[p] * v;
+        xf[p] += iw[p] * transfer::prolongate_at(xc, rows, i);
       }
     }
 }
