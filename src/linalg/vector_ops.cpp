@@ -31,9 +31,14 @@ double dot(std::span<const double> a, std::span<const double> b) {
   const double* pa = a.data();
   const double* pb = b.data();
   return blocked_sum(static_cast<std::int64_t>(a.size()), [=](std::int64_t lo, std::int64_t hi) {
+    // Block-relative pointers: indexing the captured pointers with lo..hi made GCC 12 emit
+    // gathers of scalar loads (5 GB/s in cache instead of 24).
+    const double* x = pa + lo;
+    const double* y = pb + lo;
+    const std::int64_t m = hi - lo;
     double s = 0.0;
 #pragma omp simd reduction(+ : s)
-    for (std::int64_t i = lo; i < hi; ++i) s += pa[i] * pb[i];
+    for (std::int64_t i = 0; i < m; ++i) s += x[i] * y[i];
     return s;
   });
 }
@@ -43,9 +48,11 @@ double norm2(std::span<const double> a) { return std::sqrt(dot(a, a)); }
 double sum(std::span<const double> a) {
   const double* pa = a.data();
   return blocked_sum(static_cast<std::int64_t>(a.size()), [=](std::int64_t lo, std::int64_t hi) {
+    const double* x = pa + lo;
+    const std::int64_t m = hi - lo;
     double s = 0.0;
 #pragma omp simd reduction(+ : s)
-    for (std::int64_t i = lo; i < hi; ++i) s += pa[i];
+    for (std::int64_t i = 0; i < m; ++i) s += x[i];
     return s;
   });
 }
