@@ -1,5 +1,6 @@
 #pragma once
-// Tall-skinny kernels on a column-major basis V (n x k): c = V^T w and w -= V c, w += V c.
+// Tall-skinny kernels on a column-major basis V (n x k): c = V^T w and w -= V c, w += V c;
+// fused multi-vector reductions.
 // Reductions sum fixed row blocks in parallel and add the block sums in order, so results
 // are bit-identical for any thread count (as dcdm::dot).
 #include <algorithm>
@@ -10,6 +11,31 @@ namespace dcdm::detail {
 
 inline constexpr std::int64_t kRowBlock = 8192;
 
+// Fused multi-vector reductions in one pass over the rows: body(lo, hi, sums) adds m partial
+// sums for rows [lo, hi); the block sums are added in block order into out[0..m).
+template <class Body>
+void blocked_reduce(std::int64_t n, int m, double* out, Body&& body) {
+  const std::int64_t nblocks = (n + kRowBlock - 1) / kRowBlock;
+  std::vector<double> partial(static_cast<std::size_t>(nblocks) * m, 0.0);
+#pragma omp parallel for schedule(static) if (n >= 4 * kRowBlock)
+  for (std::int64_t b = 0; b < nblocks; ++b) {
+    const std::int64_t lo = b * kRowBlock, hi = std::min(n, lo + kRowBlock);
+    body(lo, hi, partial.data() + b * m);
+  }
+  std::fill(out, out + m, 0.0);
+  for (std::int64_t b = 0; b < nblocks; ++b)
+    for (int j = 0; j < m; ++j) out[j] += partial[b * m + j];
+}
+
+// sum of x[i] * y[i] over i < m, vectorised (block-relative pointers: GCC 12 turned indexing
+// of captured pointers over [lo, hi) into gathers).
+inline double block_dot(const double* x, const double* y, std::int64_t m) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (std::int64_t i = 0; i < m; ++i) s += x[i] * y[i];
+  return s;
+}
+
 template <class T>
 void basis_transpose_times(const T* v, std::int64_t n, int k, const double* w, double* c) {
   const std::int64_t nblocks = (n + kRowBlock - 1) / kRowBlock;
@@ -18,10 +44,11 @@ void basis_transpose_times(const T* v, std::int64_t n, int k, const double* w, d
   for (std::int64_t b = 0; b < nblocks; ++b) {
     const std::int64_t lo = b * kRowBlock, hi = std::min(n, lo + kRowBlock);
     for (int j = 0; j < k; ++j) {
-      const T* col = v + static_cast<std::int64_t>(j) * n;
+      const T* col = v + static_cast<std::int64_t>(j) * n + lo;
+      const double* wb = w + lo;
       double s = 0.0;
 #pragma omp simd reduction(+ : s)
-      for (std::int64_t i = lo; i < hi; ++i) s += static_cast<double>(col[i]) * w[i];
+      for (std::int64_t i = 0; i < hi - lo; ++i) s += static_cast<double>(col[i]) * wb[i];
       partial[b * k + j] = s;
     }
   }

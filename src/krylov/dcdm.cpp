@@ -10,6 +10,7 @@
 #include "dcdm/error.hpp"
 #include "dcdm/linalg.hpp"
 #include "dcdm/precond.hpp"
+#include "block_ops.hpp"
 
 namespace dcdm {
 namespace {
@@ -26,6 +27,12 @@ struct Direction {
 };
 
 enum class Failure { None, NonFinite, Curvature, Vanished };
+
+// A candidate direction after A-orthogonalisation: q.Aq and q.r (valid when failure is None).
+struct Candidate {
+  Failure failure = Failure::None;
+  double dad = 0.0, dr = 0.0;
+};
 
 }  // namespace
 
@@ -122,27 +129,77 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
 
   std::deque<Direction> kept;  // most recent last
   const double vtol = options_.vanish_tolerance;
+  std::vector<double> sums, beta;
+  std::vector<const double*> kept_p, kept_ap;
 
-  // Fills d and ad = A d with a direction built from `fill_q`, A-orthogonalised; reports failure.
-  const auto make_direction_in = [&](Vector& d, Vector& ad, auto&& fill_q) -> Failure {
+  // Fills d and ad = A d with a direction built from `fill_q`, A-orthogonalised against the
+  // kept directions (classical Gram-Schmidt: they are mutually A-orthogonal, so it equals the
+  // modified form in exact arithmetic and needs two passes over the vectors instead of 2k+1).
+  const auto make_direction_in = [&](Vector& d, Vector& ad, auto&& fill_q) -> Candidate {
     fill_q(d);
     project(d);
-    if (count_non_finite(d) > 0) return Failure::NonFinite;
     a.apply(d, ad);
-    const double dad0 = dot(d, ad);
-    if (!std::isfinite(dad0)) return Failure::NonFinite;
-    if (dad0 <= 0.0) return Failure::Curvature;
-    for (auto it = kept.rbegin(); it != kept.rend(); ++it) {
-      const double beta = dot(d, it->ap) / it->pap;
-      axpy(-beta, it->p, d);
-      axpy(-beta, it->ap, ad);
+    const int m = static_cast<int>(kept.size());
+    kept_p.clear();
+    kept_ap.clear();
+    for (const Direction& k : kept) {
+      kept_p.push_back(k.p.data());
+      kept_ap.push_back(k.ap.data());
     }
-    const double dad = dot(d, ad);
-    if (!std::isfinite(dad)) return Failure::NonFinite;
-    if (dad <= vtol * dad0) return kept.empty() ? Failure::Curvature : Failure::Vanished;
-    const double dr = dot(d, r);
-    if (std::abs(dr) <= vtol * norm2(d) * rnorm) return Failure::Vanished;
-    return Failure::None;
+    double* dv = d.data();
+    double* adv = ad.data();
+    const double* rv = r.data();
+    // Pass 1: d.Ad and d.Ap_j (a non-finite entry of d or A d makes d.Ad non-finite); with no
+    // kept direction also d.r and d.d, and there is no second pass.
+    sums.assign(static_cast<std::size_t>(m) + 3, 0.0);
+    detail::blocked_reduce(n, m + 3, sums.data(), [&](std::int64_t lo, std::int64_t hi, double* out) {
+      const std::int64_t len = hi - lo;
+      out[0] += detail::block_dot(dv + lo, adv + lo, len);
+      for (int j = 0; j < m; ++j) out[3 + j] += detail::block_dot(dv + lo, kept_ap[j] + lo, len);
+      if (m == 0) {
+        out[1] += detail::block_dot(dv + lo, rv + lo, len);
+        out[2] += detail::block_dot(dv + lo, dv + lo, len);
+      }
+    });
+    const double dad0 = sums[0];
+    if (!std::isfinite(dad0)) return {Failure::NonFinite};
+    if (dad0 <= 0.0) return {Failure::Curvature};
+    double dad = dad0, dr = sums[1], dd = sums[2];
+    if (m > 0) {
+      beta.resize(static_cast<std::size_t>(m));
+      std::size_t j = 0;
+      for (const Direction& k : kept) {
+        beta[j] = sums[3 + j] / k.pap;
+        ++j;
+      }
+      // Pass 2: d -= sum_j beta_j p_j, Ad -= sum_j beta_j Ap_j, then d.Ad, d.r, d.d.
+      double out3[3];
+      detail::blocked_reduce(n, 3, out3, [&](std::int64_t lo, std::int64_t hi, double* out) {
+        const std::int64_t len = hi - lo;
+        double* db = dv + lo;
+        double* adb = adv + lo;
+        for (int jj = 0; jj < m; ++jj) {
+          const double bj = beta[jj];
+          const double* p = kept_p[jj] + lo;
+          const double* ap = kept_ap[jj] + lo;
+#pragma omp simd
+          for (std::int64_t i = 0; i < len; ++i) {
+            db[i] -= bj * p[i];
+            adb[i] -= bj * ap[i];
+          }
+        }
+        out[0] += detail::block_dot(db, adb, len);
+        out[1] += detail::block_dot(db, rv + lo, len);
+        out[2] += detail::block_dot(db, db, len);
+      });
+      dad = out3[0];
+      dr = out3[1];
+      dd = out3[2];
+    }
+    if (!std::isfinite(dad) || !std::isfinite(dr)) return {Failure::NonFinite};
+    if (dad <= vtol * dad0) return {m == 0 ? Failure::Curvature : Failure::Vanished};
+    if (std::abs(dr) <= vtol * std::sqrt(dd) * rnorm) return {Failure::Vanished};
+    return {Failure::None, dad, dr};
   };
   const auto make_direction = [&](auto&& fill_q) { return make_direction_in(q, aq, fill_q); };
   const auto fill_jacobi = [&](Vector& out) {
@@ -150,10 +207,7 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
     else copy(r, out);
   };
   // A-norm error reduction of the exact line search along an A-orthogonalised direction.
-  const auto gain = [&](const Vector& d, const Vector& ad) {
-    const double dr = dot(d, r);
-    return dr * dr / dot(d, ad);
-  };
+  const auto gain = [](const Candidate& c) { return c.dr * c.dr / c.dad; };
 
   std::string stop_detail;
   int it = 0;
@@ -189,13 +243,16 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
     const double inv = 1.0 / rnorm;
     for (std::int64_t i = 0; i < n; ++i) input[i] = r[i] * inv;
     const auto tg = Clock::now();
-    Failure failure = make_direction([&](Vector& out) { generator_->apply(input, out); });
+    Candidate chosen = make_direction([&](Vector& out) { generator_->apply(input, out); });
     stats_.generator_seconds += seconds_since(tg);
+    const Failure failure = chosen.failure;
+    Candidate jacobi;
     if (failure == Failure::None && options_.weak_fallback &&
-        make_direction_in(q_jacobi, aq_jacobi, fill_jacobi) == Failure::None &&
-        gain(q_jacobi, aq_jacobi) > gain(q, aq)) {
+        (jacobi = make_direction_in(q_jacobi, aq_jacobi, fill_jacobi)).failure == Failure::None &&
+        gain(jacobi) > gain(chosen)) {
       std::swap(q, q_jacobi);
       std::swap(aq, aq_jacobi);
+      chosen = jacobi;
       ++stats_.fallback_weak;
       ++stats_.fallback_directions;
     } else if (failure == Failure::None) {
@@ -214,9 +271,9 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
       if (failure == Failure::Curvature) ++stats_.fallback_curvature;
       if (failure == Failure::Vanished) ++stats_.fallback_vanished;
       ++stats_.fallback_directions;
-      const Failure second = make_direction(fill_jacobi);
-      if (second != Failure::None) {
-        rep.reason = second == Failure::NonFinite ? SolveReason::NaN : SolveReason::Breakdown;
+      chosen = make_direction(fill_jacobi);
+      if (chosen.failure != Failure::None) {
+        rep.reason = chosen.failure == Failure::NonFinite ? SolveReason::NaN : SolveReason::Breakdown;
         stop_detail = fmt::format("generator direction has {} and the Jacobi fallback failed "
                                   "too at iteration {}", why, it);
         --it;
@@ -224,23 +281,42 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
       }
     }
 
-    const double qaq = dot(q, aq);
-    const double alpha = dot(q, r) / qaq;
+    const double qaq = chosen.dad;
+    const double alpha = chosen.dr / qaq;
     if (!std::isfinite(alpha)) {
       rep.reason = SolveReason::NaN;
       stop_detail = fmt::format("step length is not finite at iteration {}", it);
       --it;
       break;
     }
-    axpy(alpha, q, x);
     const bool recompute = opt.true_residual_every > 0 && it % opt.true_residual_every == 0;
+    double new_norm;
     if (recompute) {
+      axpy(alpha, q, x);
       true_residual();
       ++stats_.true_residual_updates;
-    } else {
-      axpy(-alpha, aq, r);
+      new_norm = norm2(r);
+    } else {  // x += alpha q, r -= alpha Aq and ||r||^2 in one pass
+      double rr = 0.0;
+      double* xv = x.data();
+      double* rv = r.data();
+      const double* qv = q.data();
+      const double* aqv = aq.data();
+      detail::blocked_reduce(n, 1, &rr, [&](std::int64_t lo, std::int64_t hi, double* out) {
+        const std::int64_t len = hi - lo;
+        double* xb = xv + lo;
+        double* rb = rv + lo;
+        const double* qb = qv + lo;
+        const double* aqb = aqv + lo;
+#pragma omp simd
+        for (std::int64_t i = 0; i < len; ++i) {
+          xb[i] += alpha * qb[i];
+          rb[i] -= alpha * aqb[i];
+        }
+        out[0] += detail::block_dot(rb, rb, len);
+      });
+      new_norm = std::sqrt(rr);
     }
-    const double new_norm = norm2(r);
     if (!std::isfinite(new_norm)) {  // overflow: undo the step, keep the last finite iterate
       axpy(-alpha, q, x);
       true_residual();
@@ -253,16 +329,18 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
     rnorm = new_norm;
     record(it);
 
-    if (options_.k > 0) {
+    if (options_.k > 0) {  // keep (q, Aq) by moving the buffers; q and Aq get the oldest ones
       Direction d;
-      if (static_cast<int>(kept.size()) == options_.k) {  // reuse the oldest buffers
+      if (static_cast<int>(kept.size()) == options_.k) {
         d = std::move(kept.front());
         kept.pop_front();
       }
-      d.p.assign(q.begin(), q.end());
-      d.ap.assign(aq.begin(), aq.end());
+      std::swap(d.p, q);
+      std::swap(d.ap, aq);
       d.pap = qaq;
       kept.push_back(std::move(d));
+      q.resize(static_cast<std::size_t>(n));
+      aq.resize(static_cast<std::size_t>(n));
     }
   }
 
