@@ -295,7 +295,73 @@ TEST(FlagNetTraining, ShortRunImprovesAndResumes) {
   // Resuming with other options is refused, naming the checkpoint.
   o.lr = 1e-2;
   EXPECT_THROW(train_flagnet(o), InputError);
+  // Fine-tuning: a new run from the trained weights with the 2-step loss; its validation loss
+  // starts from the trained model's, and its checkpoint refuses another loss.
+  FlagNetTrainOptions f = o;
+  f.lr = 1e-4;
+  f.resume = false;
+  f.init = o.out;
+  f.loss_steps = 2;
+  f.steps = 3;
+  f.out = dir / "fine.dcdm";
+  r = train_flagnet(f);
+  EXPECT_EQ(r.steps, 3);
+  EXPECT_TRUE(std::isfinite(r.initial_val_loss));
+  EXPECT_NE(FlagNet::load(f.out).metadata().training_summary_json.find("\"loss_steps\":2"), std::string::npos);
+  f.resume = true;
+  f.loss_steps = 3;
+  f.steps = 6;
+  EXPECT_THROW(train_flagnet(f), InputError);
+  f.loss_steps = 0;
+  f.resume = false;
+  EXPECT_THROW(train_flagnet(f), InputError);
   fs::remove_all(dir);
+}
+
+// The S-step training loss (LibTorch, float32, autograd path) against the DCDM solver run for
+// S iterations with the OpenMP kernels of the same model (double Krylov state): both are
+// ||r_S||^(2/S) for a unit-norm b.
+TEST(FlagNetTraining, UnrolledLossMatchesTheDcdmSolver) {
+  SceneSpec spec;
+  spec.name = "pool";
+  spec.dims = {16, 16, 16};
+  spec.seed = 2;
+  const Domain dom = make_scene(spec);
+  const RangeProjector project(dom);
+  ASSERT_FALSE(project.singular());
+  const PoissonStencil a(dom);
+  const FlagNet net = FlagNet::random(7, 0.05);
+  std::vector<float> b(dom.dims().size(), 0.0f);
+  std::mt19937_64 rng(4);
+  std::normal_distribution<double> g;
+  double norm = 0;
+  for (std::int64_t c = 0; c < dom.dims().size(); ++c)
+    if (dom.cells[c] == CellType::Fluid) {
+      b[c] = static_cast<float>(g(rng));
+      norm += double(b[c]) * b[c];
+    }
+  for (auto& v : b) v = static_cast<float>(v / std::sqrt(norm));
+  const std::vector<double> bd(b.begin(), b.end());
+  for (int steps : {1, 2, 4}) {
+    const double loss = flagnet_training_loss(net.parameters(), dom, b, 1, steps);
+    DcdmOptions o;
+    o.weak_fallback = false;
+    DcdmSolver dcdm([&](const LinearSystemView& v) -> std::unique_ptr<LinearOperator> {
+      return net.make_generator(*v.domain);
+    }, o);
+    dcdm.setup(LinearSystemView{&a, nullptr, &dom, nullptr});
+    SolveOptions opt;
+    opt.rtol = 0;
+    opt.atol = 0;
+    opt.max_iterations = steps;
+    std::vector<double> x(bd.size());
+    const auto rep = dcdm.solve(bd, x, opt);
+    ASSERT_EQ(rep.iterations, steps) << rep.detail;
+    EXPECT_EQ(dcdm.last_stats().fallback_directions, 0);
+    const double expected = std::pow(rep.residual_history[steps] / rep.residual_history[0], 2.0 / steps);
+    EXPECT_LT(expected, 1.0);
+    EXPECT_NEAR(loss, expected, 2e-3 * expected) << steps << " steps";
+  }
 }
 
 namespace {

@@ -21,6 +21,8 @@ struct TrainArgs {
   bool no_plot = false;
   int flagnet_steps = 2000;        // --steps (flagnet)
   int flagnet_validate_every = 100;
+  int loss_steps = 1;               // flagnet
+  std::string init;                 // flagnet
 };
 
 // --arch flagnet: many dataset folders (comma-separated --data), step-based (dcdm/flagnet.hpp).
@@ -34,6 +36,8 @@ void run_train_flagnet(const TrainArgs& args, const std::string& command) {
   }
   o.steps = args.flagnet_steps;
   o.validate_every = args.flagnet_validate_every;
+  o.loss_steps = args.loss_steps;
+  o.init = args.init;
   o.batch = t.batch;
   o.lr = t.lr;
   o.validation_fraction = t.validation_fraction;
@@ -52,6 +56,8 @@ void run_train_flagnet(const TrainArgs& args, const std::string& command) {
 
 void run_train(TrainArgs& args, const std::string& command) {
   if (args.options.arch == "flagnet") return run_train_flagnet(args, command);
+  if (args.loss_steps != 1 || !args.init.empty())
+    throw InputError("--loss-steps and --init: only with --arch flagnet");
   auto& o = args.options;
   o.data = args.data;
   o.out = args.out;
@@ -86,6 +92,11 @@ RegisterCommand reg(41, [](CLI::App& root) {
   cmd->add_option("--validate-every", args->flagnet_validate_every,
                   "flagnet: steps between validations and checkpoints")
       ->check(CLI::Range(1, 100000000))->capture_default_str();
+  cmd->add_option("--loss-steps", args->loss_steps,
+                  "flagnet: loss = residual after this many unrolled DCDM iterations (1 = the reference "
+                  "one-step loss)")
+      ->check(CLI::Range(1, 16))->capture_default_str();
+  cmd->add_option("--init", args->init, "flagnet: start from this flagnet model's weights (fine-tuning)");
   cmd->add_option("--epochs", o.epochs, "Total epochs (a resumed run continues up to this)")
       ->check(CLI::Range(1, 1000000))->capture_default_str();
   cmd->add_option("--batch", o.batch, "Batch size")->check(CLI::Range(1, 4096))->capture_default_str();

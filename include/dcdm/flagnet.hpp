@@ -163,6 +163,10 @@ class FlagNet {
 // (float32). Needs every axis divisible by 2^(levels-1). For the agreement test.
 std::vector<float> flagnet_torch_forward(const FlagNetParameters& parameters, const Domain& domain,
                                          std::span<const float> x, int batch);
+// The training loss (FlagNetTrainOptions::loss_steps) of `batch` unit-norm right-hand sides,
+// in float32 through LibTorch. For the agreement test with the DCDM solver.
+double flagnet_training_loss(const FlagNetParameters& parameters, const Domain& domain,
+                             std::span<const float> b, int batch, int steps);
 
 struct FlagNetTrainOptions {
   std::vector<std::filesystem::path> data;  // dataset folders (dcdm dataset), one matrix each
@@ -173,6 +177,10 @@ struct FlagNetTrainOptions {
   int validate_every = 100;      // steps between validations / checkpoints
   std::int64_t max_samples = 0;  // per dataset (0 = all)
   std::uint64_t seed = 0;
+  // Loss: 1 = the reference one-step scale-invariant loss; S > 1 = the residual after S
+  // unrolled DCDM iterations (k = 2), ||r_S||^(2/S) per unit-norm sample.
+  int loss_steps = 1;
+  std::filesystem::path init;    // start from this flagnet model's weights (empty = untrained)
   double time_limit_s = 0;       // stop (resumably) at the next validation after this
   int threads = 0;
   bool resume = false;
