@@ -3,12 +3,15 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "cli_test.hpp"
 
@@ -107,6 +110,44 @@ TEST_F(SimCli, ResumeEqualsAnUninterruptedRun) {
   // Resuming with other physics is refused (exit 2, message names the checkpoint).
   EXPECT_EQ(cli(fmt::format("{} --frames 8 --out {} --resume --vorticity 0.3", common, parts.string())), 2);
   EXPECT_NE(log().find("checkpoint"), std::string::npos) << log();
+  // Options the solver does not use do not block a resume (MGPCG ignores the DCDM settings).
+  EXPECT_EQ(cli(fmt::format("{} --frames 7 --out {} --resume --dcdm-k 5", common, parts.string())), 0) << log();
+
+  // A checkpoint written by an older version: its tag lists every solver option (also those
+  // MGPCG ignores) and lacks the options added since. It resumes; one whose tag differs in
+  // what MGPCG uses (rtol) does not.
+  const auto with_tag = [&](const fs::path& from, const fs::path& to, const std::function<void(nlohmann::json&)>& edit) {
+    std::string b = bytes(from);
+    constexpr std::size_t kTagSizeAt = 36, kTagAt = 40;  // magic, version, dims, frame, seed
+    std::uint32_t size = 0;
+    std::memcpy(&size, b.data() + kTagSizeAt, 4);
+    auto tag = nlohmann::json::parse(b.substr(kTagAt, size));
+    edit(tag);
+    const std::string text = tag.dump();
+    const auto new_size = static_cast<std::uint32_t>(text.size());
+    b = b.substr(0, kTagSizeAt) + std::string(reinterpret_cast<const char*>(&new_size), 4) + text +
+        b.substr(kTagAt + size);
+    fs::create_directories(to);
+    std::ofstream(to / "checkpoint.bin", std::ios::binary) << b;
+    fs::copy_file(from.parent_path() / "frames.csv", to / "frames.csv", fs::copy_options::overwrite_existing);
+  };
+  const auto old_style = [](nlohmann::json& t) {
+    EXPECT_FALSE(t.contains("dcdm_k")) << t.dump();
+    t["model"] = "";
+    t["dcdm_k"] = 2;
+    t["dpcg_k"] = 16;
+    t["mic_safety"] = 0.97;
+  };
+  const fs::path old_ok = dir_ / "old-ok", old_bad = dir_ / "old-bad";
+  with_tag(whole / "checkpoint.bin", old_ok, old_style);
+  EXPECT_EQ(cli(fmt::format("{} --frames 8 --out {} --resume", common, old_ok.string())), 0) << log();
+  EXPECT_TRUE(fs::exists(old_ok / "frame_0008"));
+  EXPECT_FALSE(fs::exists(old_ok / "frame_0002"));  // resumed at frame 6, not started again
+  with_tag(whole / "checkpoint.bin", old_bad, [&](nlohmann::json& t) {
+    old_style(t);
+    t["rtol"] = 1e-3;
+  });
+  EXPECT_EQ(cli(fmt::format("{} --frames 8 --out {} --resume", common, old_bad.string())), 2) << log();
   // A different seed gives a different frame.
   const fs::path other = dir_ / "other";
   ASSERT_EQ(cli(fmt::format("simulate --scene sphere --n 16 --export-every 2 --solver mgpcg --seed 5 "

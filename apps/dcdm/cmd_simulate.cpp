@@ -150,9 +150,25 @@ std::string join_csv(const std::vector<std::string>& rows) {
   return s;
 }
 
+// Whether a resume-tag key matters for this solver's pressure solutions: the network and DCDM
+// settings only for the dcdm methods, the deflation count for dpcg, the MIC safety for mic0.
+bool solver_uses(const std::string& solver, const std::string& key) {
+  if (key == "model" || key == "dcdm_k" || key == "dcdm_fallback" || key == "network_input_scale")
+    return solver.rfind("dcdm", 0) == 0;
+  if (key == "dpcg_k") return solver == "dpcg";
+  if (key == "mic_safety") return solver == "mic0";
+  return true;
+}
+
+// Keys added to the tag after checkpoints existed, with the value that older runs had.
+const nlohmann::json& later_key_defaults() {
+  static const nlohmann::json d = {{"dcdm_fallback", "best"}, {"network_input_scale", 0.0}};
+  return d;
+}
+
 // What a checkpoint must agree with to be resumed: everything that changes the physics or
 // the pressure solutions (not the frame count, export cadence or outputs).
-std::string resume_tag(const SimulateArgs& a, const Dims& dims, const sim::SimConfig& c) {
+nlohmann::json resume_tag(const SimulateArgs& a, const Dims& dims, const sim::SimConfig& c) {
   nlohmann::json j = {{"scene", a.scene},
                       {"dims", dims.str()},
                       {"seed", a.seed},
@@ -169,7 +185,30 @@ std::string resume_tag(const SimulateArgs& a, const Dims& dims, const sim::SimCo
                       {"network_input_scale", a.params.network_input_scale},
                       {"dpcg_k", a.params.deflation_vectors},
                       {"mic_safety", a.params.mic_safety}};
-  return j.dump();
+  for (auto it = j.begin(); it != j.end();) {
+    if (solver_uses(a.solver, it.key())) ++it;
+    else it = j.erase(it);
+  }
+  return j;
+}
+
+// A stored tag matches when every key this solver uses agrees; keys the solver ignores are
+// skipped and keys newer than the checkpoint count at the value older versions used, so a
+// checkpoint stays resumable across versions that only added options.
+bool resume_tag_matches(const std::string& stored_text, const nlohmann::json& current) {
+  const auto stored = nlohmann::json::parse(stored_text, nullptr, false);
+  if (stored.is_discarded() || !stored.is_object()) return false;
+  const std::string solver = current.value("solver", std::string());
+  for (const auto& [key, value] : current.items()) {
+    if (stored.contains(key)) {
+      if (stored.at(key) != value) return false;
+    } else if (!later_key_defaults().contains(key) || later_key_defaults().at(key) != value) {
+      return false;
+    }
+  }
+  for (const auto& [key, value] : stored.items())
+    if (!current.contains(key) && solver_uses(solver, key)) return false;
+  return true;
 }
 
 void export_frame(const fs::path& dir, sim::SmokeSimulation& simulation, const sim::FrameStats& st,
@@ -236,12 +275,13 @@ void run_simulate(const SimulateArgs& a) {
   const fs::path out = a.out;
   fs::create_directories(out);
   const fs::path ckpt = out / "checkpoint.bin";
-  const std::string tag = resume_tag(a, dims, config);
+  const nlohmann::json tag_json = resume_tag(a, dims, config);
+  const std::string tag = tag_json.dump();
   const int checkpoint_every = a.checkpoint_every > 0 ? a.checkpoint_every : a.export_every;
 
   std::vector<std::string> rows;
   if (a.resume && fs::exists(ckpt)) {
-    simulation.load_checkpoint(ckpt, tag);
+    simulation.load_checkpoint(ckpt, tag, [&](const std::string& stored) { return resume_tag_matches(stored, tag_json); });
     rows = read_csv_rows(out / "frames.csv", simulation.frame());
     if (!a.quiet)
       fmt::print("resuming {} from frame {} ({})\n", out.string(), simulation.frame(), ckpt.string());

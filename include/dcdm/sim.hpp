@@ -28,6 +28,7 @@
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -243,8 +244,10 @@ class SmokeSimulation {
   // `tag` (the caller's description of the options, checked on load). Atomic write.
   void save_checkpoint(const std::filesystem::path& path, const std::string& tag) const;
   // Throws InputError (naming the file and byte offset) when the file is malformed or was
-  // written for other dimensions or another tag.
-  void load_checkpoint(const std::filesystem::path& path, const std::string& tag);
+  // written for other dimensions or another tag. `tag_matches(stored)` decides whether a stored
+  // tag is compatible (default: equal to `tag`, which the error message shows).
+  void load_checkpoint(const std::filesystem::path& path, const std::string& tag,
+                       const std::function<bool(const std::string&)>& tag_matches = {});
 
  private:
   void apply_sources(int frame);

@@ -350,7 +350,8 @@ void SmokeSimulation::save_checkpoint(const std::filesystem::path& path, const s
   io::write_file_atomic(path, out);
 }
 
-void SmokeSimulation::load_checkpoint(const std::filesystem::path& path, const std::string& tag) {
+void SmokeSimulation::load_checkpoint(const std::filesystem::path& path, const std::string& tag,
+                                      const std::function<bool(const std::string&)>& tag_matches) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(fmt::format("{}: cannot open checkpoint", path.string()));
   std::ostringstream ss;
@@ -381,7 +382,7 @@ void SmokeSimulation::load_checkpoint(const std::filesystem::path& path, const s
   r.need(tag_size, "tag");
   const std::string stored_tag = bytes.substr(r.pos, tag_size);
   r.pos += tag_size;
-  if (stored_tag != tag)
+  if (tag_matches ? !tag_matches(stored_tag) : stored_tag != tag)
     throw InputError(fmt::format("{}: checkpoint was made with other options ({}), this run: {}",
                                  path.string(), stored_tag, tag));
   MacVelocity vel(d);
