@@ -104,15 +104,15 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
   project(b);
   rep.rhs_norm = norm2(b);
 
-  Vector r(n), q(n), aq(n), input(n), tmp(n);
+  Vector r(n), q(n), aq(n), input(n);
   Vector q_jacobi, aq_jacobi;  // the weak-direction guard's candidate
   if (options_.weak_fallback) {
     q_jacobi.resize(static_cast<std::size_t>(n));
     aq_jacobi.resize(static_cast<std::size_t>(n));
   }
   const auto true_residual = [&] {
-    a.apply(x, tmp);
-    for (std::int64_t i = 0; i < n; ++i) r[i] = b[i] - tmp[i];
+    a.apply(x, r);
+    xpay(b, -1.0, r);  // r = b - A x
     project(r);
   };
   true_residual();
@@ -241,7 +241,12 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
 
     // Generator direction from the normalised residual.
     const double inv = 1.0 / rnorm;
-    for (std::int64_t i = 0; i < n; ++i) input[i] = r[i] * inv;
+    {
+      const double* rv = r.data();
+      double* in = input.data();
+#pragma omp parallel for simd schedule(static) if (n >= 32768)
+      for (std::int64_t i = 0; i < n; ++i) in[i] = rv[i] * inv;
+    }
     const auto tg = Clock::now();
     Candidate chosen = make_direction([&](Vector& out) { generator_->apply(input, out); });
     stats_.generator_seconds += seconds_since(tg);
