@@ -19,6 +19,7 @@ void axpy(double alpha, std::span<const double> x, std::span<double> y);   // y 
 void xpay(std::span<const double> x, double beta, std::span<double> y);    // y = x + beta y
 void scale(double alpha, std::span<double> x);                             // x *= alpha
 void copy(std::span<const double> x, std::span<double> y);                 // y = x
+void scaled_copy(double alpha, std::span<const double> x, std::span<double> y);  // y = alpha x
 void fill(std::span<double> x, double value);
 // Counts entries that are NaN or +-Inf.
 std::int64_t count_non_finite(std::span<const double> a);

@@ -240,13 +240,7 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
     ++it;
 
     // Generator direction from the normalised residual.
-    const double inv = 1.0 / rnorm;
-    {
-      const double* rv = r.data();
-      double* in = input.data();
-#pragma omp parallel for simd schedule(static) if (n >= 32768)
-      for (std::int64_t i = 0; i < n; ++i) in[i] = rv[i] * inv;
-    }
+    scaled_copy(1.0 / rnorm, r, input);
     const auto tg = Clock::now();
     Candidate chosen = make_direction([&](Vector& out) { generator_->apply(input, out); });
     stats_.generator_seconds += seconds_since(tg);

@@ -295,6 +295,7 @@ torch::Tensor unrolled_dcdm_loss(FlagNetModuleImpl& m, const Geometry& g, const 
   const auto per_sample = [&](const torch::Tensor& u, const torch::Tensor& v) {
     return (u * v).sum(cells).view({-1, 1, 1, 1, 1});
   };
+  constexpr std::size_t kKeptDirections = 2;  // the DCDM solver's default k
   struct Kept {
     torch::Tensor p, ap, pap;
   };
@@ -314,7 +315,7 @@ torch::Tensor unrolled_dcdm_loss(FlagNetModuleImpl& m, const Geometry& g, const 
     const auto alpha = per_sample(q, r) / qaq;
     r = r - alpha * aq;
     kept.push_back({q, aq, qaq});
-    if (kept.size() > 2) kept.erase(kept.begin());
+    if (kept.size() > kKeptDirections) kept.erase(kept.begin());
   }
   return r.pow(2).sum(cells).pow(1.0 / steps).mean();
 }

@@ -104,6 +104,14 @@ void copy(std::span<const double> x, std::span<double> y) {
   for (std::int64_t i = 0; i < n; ++i) py[i] = px[i];
 }
 
+void scaled_copy(double alpha, std::span<const double> x, std::span<double> y) {
+  const std::int64_t n = static_cast<std::int64_t>(x.size());
+  const double* px = x.data();
+  double* py = y.data();
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+  for (std::int64_t i = 0; i < n; ++i) py[i] = alpha * px[i];
+}
+
 void fill(std::span<double> x, double value) {
   const std::int64_t n = static_cast<std::int64_t>(x.size());
   double* px = x.data();
