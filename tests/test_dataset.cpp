@@ -15,6 +15,7 @@
 #include "dcdm/dataset.hpp"
 #include "dcdm/error.hpp"
 #include "dcdm/poisson.hpp"
+#include "temp_dir.hpp"
 
 using namespace dcdm;
 using namespace dcdm::learn;
@@ -48,13 +49,7 @@ Eigen::MatrixXd dense(const LinearOperator& a) {
   return m;
 }
 
-fs::path temp_dir(const std::string& name) {
-  const auto p = fs::temp_directory_path() /
-                 ("dcdm_test_dataset_" + name + "_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
+fs::path temp_dir(const std::string& name) { return dcdm::test::fresh_temp_dir("dataset_" + name); }
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);

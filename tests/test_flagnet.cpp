@@ -20,6 +20,7 @@
 #include "dcdm/poisson.hpp"
 #include "dcdm/scenes.hpp"
 
+#include "temp_dir.hpp"
 #include "test_domains.hpp"
 
 using namespace dcdm;
@@ -44,12 +45,7 @@ double max_abs(std::span<const float> v) {
   return m;
 }
 
-fs::path temp_dir(const std::string& name) {
-  const auto p = fs::temp_directory_path() / ("dcdm_test_flagnet_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
+fs::path temp_dir(const std::string& name) { return dcdm::test::fresh_temp_dir("flagnet_" + name); }
 
 void expect_agreement(const FlagNet& net, const Domain& dom, std::uint64_t seed) {
   const auto gen = net.make_generator(dom);

@@ -15,18 +15,14 @@
 #include "dcdm/io.hpp"
 #include "dcdm/poisson.hpp"
 #include "dcdm/system.hpp"
+#include "temp_dir.hpp"
 
 using namespace dcdm;
 namespace fs = std::filesystem;
 
 namespace {
 
-fs::path temp_dir(const std::string& name) {
-  const fs::path p = fs::temp_directory_path() / fmt::format("dcdm_test_system_{}_{}", name, ::getpid());
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
+fs::path temp_dir(const std::string& name) { return dcdm::test::fresh_temp_dir("system_" + name); }
 
 SceneSpec spec(const std::string& name, Dims d, std::uint64_t seed = 0) {
   SceneSpec s;

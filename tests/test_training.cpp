@@ -18,6 +18,7 @@
 #include "dcdm/poisson.hpp"
 #include "dcdm/training.hpp"
 
+#include "temp_dir.hpp"
 #include "test_domains.hpp"
 
 using namespace dcdm;
@@ -38,12 +39,7 @@ Domain box_domain(int n) {
   return dom;
 }
 
-fs::path temp_dir(const std::string& name) {
-  const auto p = fs::temp_directory_path() / ("dcdm_test_training_" + name);
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
+fs::path temp_dir(const std::string& name) { return dcdm::test::fresh_temp_dir("training_" + name); }
 
 // One small dataset shared by the training tests (8^3, 40 samples: paper64 costs about
 // 0.6 MFLOP a cell for a training step, so this keeps each run to seconds).
