@@ -131,4 +131,24 @@ CompressedSystem compress_active_rows(const CsrMatrix& a, const std::string& who
 double true_residual_norm(const LinearOperator& op, std::span<const double> b,
                           std::span<const double> x);
 
+// The opening of a peer's solve: method, setup seconds, x zeroed unless it is the initial
+// guess, ||b|| and ||b - A x0||.
+void start_peer_report(SolveReport& report, const std::string& method, double setup_seconds,
+                       const LinearSystemView& system, std::span<const double> b,
+                       std::span<double> x, const SolveOptions& options);
+// A right-hand side that needs no library solve: NaN/Inf (reason nan, x untouched), or zero /
+// an empty system (x = 0, converged). Fills the report and returns true in those cases.
+bool peer_settled_without_solving(SolveReport& report, const LinearSystemView& system,
+                                  std::span<const double> b, std::span<double> x, bool empty_system);
+// A library measures ||r|| / ||b_gathered||, b as handed to it (gathered onto the active rows,
+// projected when singular): the rtol that keeps the caller's ||r|| / ||b||.
+double gathered_rtol(double rtol, double rhs_norm, double gathered_rhs_norm);
+// The closing: the final residual recomputed in double through the caller's operator (it
+// also replaces the library's last history entry), the reason judged from it by our
+// stopping rule (`early_stop` when the library stopped short of the target and the limit;
+// `library` names it in the detail), and the history replayed to options.monitor.
+void finish_peer_report(SolveReport& report, const LinearSystemView& system, std::span<const double> b,
+                        std::span<const double> x, const SolveOptions& options,
+                        const std::string& library, SolveReason early_stop);
+
 }  // namespace dcdm

@@ -182,36 +182,20 @@ HYPRE_Int run_with_log_buffers(void* pcg_data, int max_iterations, SolveFn&& sol
   return code;
 }
 
-// Shared tail of both hypre solvers: iteration count, history, true residual, reason.
+// Shared tail of both hypre solvers: iteration count and hypre's history, then the common
+// closing. hypre's norms[k] are ||r_k||_2 (two-norm mode) of the gathered system; with a
+// compatible right-hand side these equal the caller's residual norms.
 void finish_report(SolveReport& report, void* pcg_data, HYPRE_Int hypre_code,
                    const LinearSystemView& system, std::span<const double> b,
                    std::span<const double> x, const SolveOptions& options) {
   auto* pcg = static_cast<hypre_PCGData*>(pcg_data);
   report.iterations = pcg->num_iterations;
-  // hypre's norms[k] are ||r_k||_2 (two-norm mode) of the gathered system; with a compatible
-  // right-hand side these equal the caller's residual norms.
   report.residual_history = last_norms();
-  report.final_residual = true_residual_norm(*system.op, b, x);
-  if (report.residual_history.empty()) report.residual_history = {report.initial_residual};
-  if (report.iterations > 0) report.residual_history.back() = report.final_residual;
-  if (!std::isfinite(report.final_residual)) {
-    report.reason = SolveReason::NaN;
-    report.detail = "hypre PCG produced NaN/Inf";
-  } else if (options.atol > 0.0 && report.final_residual <= options.atol) {
-    report.reason = SolveReason::ConvergedAtol;
-  } else if (report.final_residual <= options.rtol * report.rhs_norm) {
-    report.reason = SolveReason::ConvergedRtol;
-  } else if (report.iterations >= options.max_iterations) {
-    report.reason = SolveReason::MaxIterations;
-  } else {
-    report.reason = SolveReason::Breakdown;
+  report.detail.clear();
+  finish_peer_report(report, system, b, x, options, "hypre PCG", SolveReason::Breakdown);
+  if (report.reason == SolveReason::Breakdown)
     report.detail = fmt::format("hypre PCG stopped (code {}) at true relative residual {:.3e}",
                                 hypre_code, report.relative_residual());
-  }
-  if (options.monitor)
-    for (std::size_t k = 0; k < report.residual_history.size(); ++k)
-      options.monitor({static_cast<int>(k), report.residual_history[k],
-                       report.rhs_norm > 0 ? report.residual_history[k] / report.rhs_norm : 0.0});
 }
 
 // Common PCG parameters; `solver` is a hypre PCG object of either interface.
@@ -224,45 +208,6 @@ void configure_pcg(HYPRE_Solver solver, const SolveOptions& options) {
   check(HYPRE_PCGSetRecomputeResidual(solver, 1), "PCGSetRecomputeResidual");
   check(HYPRE_PCGSetLogging(solver, 1), "PCGSetLogging");
   check(HYPRE_PCGSetPrintLevel(solver, 0), "PCGSetPrintLevel");
-}
-
-void start_report(SolveReport& report, const std::string& method, double setup_seconds,
-                  const LinearSystemView& system, std::span<const double> b,
-                  std::span<double> x, const SolveOptions& options) {
-  report.method = method;
-  report.setup_seconds = setup_seconds;
-  if (!options.use_initial_guess) fill(x, 0.0);
-  report.rhs_norm = norm2(b);
-  report.initial_residual = true_residual_norm(*system.op, b, x);
-}
-
-// A right-hand side that needs no hypre solve: NaN/Inf (reason nan, x untouched), or zero /
-// an empty system (x = 0, converged). Fills the report and returns true in those cases.
-bool settled_without_solving(SolveReport& report, const LinearSystemView& system,
-                             std::span<const double> b, std::span<double> x, bool empty_system,
-                             Clock::time_point t0) {
-  if (count_non_finite(b) > 0) {
-    report.reason = SolveReason::NaN;
-    report.detail = "right-hand side has NaN/Inf";
-    report.final_residual = report.initial_residual;
-    report.residual_history = {report.initial_residual};
-    return true;
-  }
-  if (!empty_system && report.rhs_norm != 0.0) return false;
-  fill(x, 0.0);
-  report.final_residual = true_residual_norm(*system.op, b, x);
-  report.residual_history = {report.final_residual};
-  report.reason = SolveReason::ConvergedAtol;
-  report.solve_seconds = seconds_since(t0);
-  return true;
-}
-
-// hypre measures ||r|| / ||b_hypre||, where b_hypre is b as handed to hypre (gathered onto
-// the active rows, projected when singular): scale rtol to keep the caller's ||r|| / ||b||.
-SolveOptions with_hypre_rtol(const SolveOptions& options, double rhs_norm, double hypre_rhs_norm) {
-  SolveOptions o = options;
-  if (hypre_rhs_norm > 0.0) o.rtol = options.rtol * rhs_norm / hypre_rhs_norm;
-  return o;
 }
 
 // ---------------------------------------------------------------- BoomerAMG-PCG (IJ) ----
@@ -348,9 +293,12 @@ class HypreAmgPcg final : public IterativeSolver {
     if (!system_.op) throw Error("hypre-amg: solve() before setup()");
     const auto t0 = Clock::now();
     SolveReport report;
-    start_report(report, name(), setup_seconds_, system_, b, x, options);
+    start_peer_report(report, name(), setup_seconds_, system_, b, x, options);
     const auto n = static_cast<HYPRE_Int>(compressed_.full_index.size());
-    if (settled_without_solving(report, system_, b, x, n == 0, t0)) return report;
+    if (peer_settled_without_solving(report, system_, b, x, n == 0)) {
+      report.solve_seconds = seconds_since(t0);
+      return report;
+    }
     Vector rhs(b.begin(), b.end());
     if (system_.project_range) system_.project_range(rhs);
     std::vector<HYPRE_Int> idx(static_cast<std::size_t>(n));
@@ -365,7 +313,8 @@ class HypreAmgPcg final : public IterativeSolver {
     double bh = 0.0;
     for (double v : vb) bh += v * v;
     bh = std::sqrt(bh);
-    const SolveOptions hopt = with_hypre_rtol(options, report.rhs_norm, bh);
+    SolveOptions hopt = options;
+    hopt.rtol = gathered_rtol(options.rtol, report.rhs_norm, bh);
     configure_pcg(pcg_, hopt);
     const HYPRE_Int code = run_with_log_buffers(pcg_, options.max_iterations, [&] {
       return HYPRE_ParCSRPCGSolve(pcg_, par_a_, par_b_, par_x_);
@@ -522,8 +471,11 @@ class HyprePfmgPcg final : public IterativeSolver {
     if (!system_.op) throw Error("hypre-pfmg: solve() before setup()");
     const auto t0 = Clock::now();
     SolveReport report;
-    start_report(report, name(), setup_seconds_, system_, b, x, options);
-    if (settled_without_solving(report, system_, b, x, false, t0)) return report;
+    start_peer_report(report, name(), setup_seconds_, system_, b, x, options);
+    if (peer_settled_without_solving(report, system_, b, x, false)) {
+      report.solve_seconds = seconds_since(t0);
+      return report;
+    }
     Vector rhs(b.begin(), b.end());
     if (system_.project_range) system_.project_range(rhs);
     Vector guess(x.begin(), x.end());
@@ -539,7 +491,8 @@ class HyprePfmgPcg final : public IterativeSolver {
     check(HYPRE_StructVectorSetBoxValues(vx_, lower, upper, guess.data()), "StructVectorSetBoxValues(x)");
     check(HYPRE_StructVectorAssemble(vb_), "StructVectorAssemble(b)");
     check(HYPRE_StructVectorAssemble(vx_), "StructVectorAssemble(x)");
-    const SolveOptions hopt = with_hypre_rtol(options, report.rhs_norm, bh);
+    SolveOptions hopt = options;
+    hopt.rtol = gathered_rtol(options.rtol, report.rhs_norm, bh);
     configure_pcg(reinterpret_cast<HYPRE_Solver>(pcg_), hopt);
     const HYPRE_Int code = run_with_log_buffers(pcg_, options.max_iterations, [&] {
       return HYPRE_StructPCGSolve(pcg_, matrix_, vb_, vx_);
