@@ -15,6 +15,10 @@ BUILD ?= build
 CMAKE_FLAGS += -DCMAKE_BUILD_TYPE=Release
 TEST_ENV = OMP_WAIT_POLICY=PASSIVE
 endif
+# Optional AMGCL peer: `make AMGCL=/path/to/amgcl` (the folder holding amgcl/amg.hpp).
+ifneq ($(AMGCL),)
+CMAKE_FLAGS += -DDCDM_AMGCL_DIR=$(abspath $(AMGCL))
+endif
 ifeq ($(CI),true)
 CMAKE_FLAGS += -DDCDM_WERROR=ON
 endif

@@ -73,12 +73,16 @@ std::vector<std::string> peer_names() {
     v.push_back("hypre-amg");
     v.push_back("hypre-pfmg");
   }
+  if (amgcl_available()) v.push_back("amgcl");
   return v;
 }
 
 std::unique_ptr<IterativeSolver> make_peer(const std::string& name) {
   if (name == "hypre-amg") return make_hypre_amg_pcg();
   if (name == "hypre-pfmg") return make_hypre_pfmg_pcg();
+  // The test grid (819 cells) is below AMGCL's default direct-solve size (3000): a smaller
+  // coarsest level makes it a real multigrid hierarchy here.
+  if (name == "amgcl") return make_amgcl_cg(parse_amgcl_settings("coarse=40"));
   return make_eigen_iccg();
 }
 
@@ -143,7 +147,7 @@ TEST(Peers, SameStoppingRuleAtLooseTolerance) {
       EXPECT_EQ(rep.reason, SolveReason::ConvergedRtol) << format_reason_line(rep);
       EXPECT_LE(true_residual_norm(op, p.b, x), rtol * norm2(p.b));
       if (name != "eigen-iccg") {
-        // Per-iteration history from hypre's log: one entry per iteration plus the start,
+        // Per-iteration history (hypre's log, AMGCL's CG norms): one entry per iteration plus the start,
         // and the step before the last one had not yet met the criterion.
         ASSERT_EQ(rep.residual_history.size(), static_cast<std::size_t>(rep.iterations) + 1);
         EXPECT_NEAR(rep.residual_history[0], norm2(p.b), 1e-12 * norm2(p.b));
@@ -198,6 +202,56 @@ TEST(Peers, RejectsBadSystems) {
   } else {
     EXPECT_THROW(make_hypre_amg_pcg(), InputError);
   }
+  if (!amgcl_available()) {
+    try {
+      make_amgcl_cg();
+      ADD_FAILURE() << "no error";
+    } catch (const InputError& err) {
+      EXPECT_NE(std::string(err.what()).find("not available in this build"), std::string::npos) << err.what();
+    }
+  }
+}
+
+TEST(Peers, SingularSystemsConvergeOnTheirRange) {
+  // All-Neumann components: the right-hand side is projected onto the range and every peer
+  // must still meet the tolerance on the caller's residual.
+  for (const auto& dom : {dcdm::testing::closed_box({9, 7, 6}), dcdm::testing::mixed_singular_domain({10, 7, 6})}) {
+    const auto sys = dcdm::testing::make_system(dom);
+    const Vector b = dcdm::testing::random_rhs(sys->domain, 5);
+    for (const auto& name : peer_names()) {
+      SCOPED_TRACE(name);
+      auto solver = make_peer(name);
+      solver->setup(sys->view());
+      Vector x(b.size(), 0.0);
+      SolveOptions opt;
+      opt.rtol = 1e-8;
+      const SolveReport rep = solver->solve(b, x, opt);
+      EXPECT_EQ(rep.reason, SolveReason::ConvergedRtol) << format_reason_line(rep);
+      EXPECT_LE(true_residual_norm(*sys->op, b, x), 1e-8 * norm2(b));
+      // The minimum-norm answer: the independent direct solution, projected the same way.
+      EXPECT_LT(dcdm::testing::relative_error(x, dcdm::testing::direct_solve(sys->domain, sys->a, b)), 1e-6);
+    }
+  }
+}
+
+TEST(Peers, PinningChoosesOneRowPerAllNeumannComponent) {
+  // Two sealed chambers, the second with an air pocket: only the first is singular.
+  const Domain d = dcdm::testing::mixed_singular_domain({10, 7, 6});
+  CompressedSystem c = compress_active_rows(assemble_reference(d), "test");
+  pin_singular_components(c);
+  ASSERT_EQ(c.pinned.size(), 1u);
+  const std::int64_t pin = c.pinned[0];
+  EXPECT_LT(c.full_index[pin] % 10, 5);  // in the first chamber (x < slab)
+  for (std::int64_t r = 0; r < c.matrix.rows; ++r)
+    for (std::int64_t k = c.matrix.row_ptr[r]; k < c.matrix.row_ptr[r + 1]; ++k)
+      if ((r == pin) != (c.matrix.col_idx[k] == pin)) {
+        EXPECT_EQ(c.matrix.values[k], 0.0) << r;
+      }
+  EXPECT_TRUE(c.matrix.is_symmetric());
+  // A non-singular system keeps every row.
+  CompressedSystem open = compress_active_rows(assemble_reference(mixed_domain(true)), "test");
+  pin_singular_components(open);
+  EXPECT_TRUE(open.pinned.empty());
 }
 
 TEST(Peers, NonFiniteRightHandSideIsReportedNotSolved) {
@@ -239,6 +293,15 @@ TEST(Peers, SettingsTextRoundTripsAndRejectsBadInput) {
     EXPECT_THROW(parse_hypre_pfmg_settings(bad), InputError) << bad;
   for (const char* bad : {"ordering=rcm", "shift=-1", "fill=3"})
     EXPECT_THROW(parse_eigen_iccg_settings(bad), InputError) << bad;
+  const AmgclSettings g = parse_amgcl_settings("coarsening=rs:relax=gs:strong=0.3:coarse=500");
+  EXPECT_EQ(g.coarsening, "rs");
+  EXPECT_EQ(g.relaxation, "gs");
+  EXPECT_DOUBLE_EQ(g.strong_threshold, 0.3);
+  EXPECT_EQ(g.coarse_enough, 500);
+  EXPECT_EQ(to_string(parse_amgcl_settings(to_string(g))), to_string(g));
+  EXPECT_EQ(to_string(parse_amgcl_settings("")), to_string(AmgclSettings{}));
+  for (const char* bad : {"coarsening=aggregation", "relax=chebyshev", "strong=2", "coarse=0", "solver=bicgstab"})
+    EXPECT_THROW(parse_amgcl_settings(bad), InputError) << bad;
   try {
     parse_hypre_amg_settings("agg=1:thetaa=0.3", "hypre-amg:agg=1:thetaa=0.3");
     ADD_FAILURE() << "no error";
@@ -262,6 +325,12 @@ TEST(Peers, OtherSettingsStillMatchDirectSolution) {
     solvers.emplace_back("amg 2-stage ext+i", make_hypre_amg_pcg(parse_hypre_amg_settings("agg=1:agg-interp=6:agg-pmax=4")));
     solvers.emplace_back("pfmg jacobi skip", make_hypre_pfmg_pcg(parse_hypre_pfmg_settings("relax=1:skip=1")));
     solvers.emplace_back("pfmg non-galerkin", make_hypre_pfmg_pcg(parse_hypre_pfmg_settings("rap=1:pre=2:post=2")));
+  }
+  if (amgcl_available()) {
+    solvers.emplace_back("amgcl rs gs", make_amgcl_cg(parse_amgcl_settings("coarsening=rs:relax=gs:coarse=40")));
+    solvers.emplace_back("amgcl sa ilu0", make_amgcl_cg(parse_amgcl_settings("relax=ilu0:coarse=40")));
+    solvers.emplace_back("amgcl weak threshold", make_amgcl_cg(parse_amgcl_settings("coarse=20:strong=0.02")));
+    solvers.emplace_back("amgcl defaults (one level here: a direct solve)", make_amgcl_cg());
   }
   for (auto& [label, solver] : solvers) {
     SCOPED_TRACE(label);

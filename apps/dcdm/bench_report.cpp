@@ -82,10 +82,12 @@ nlohmann::json machine_facts() {
   f["openmp"] = fmt::format("OpenMP {} ({} threads by default)", _OPENMP, omp_get_max_threads());
   f["hypre"] = hypre_version();
   f["eigen"] = eigen_version();
+  f["amgcl"] = amgcl_version();
   f["libtorch"] = learn::backend_info();
   f["peer_settings"] = {{"hypre-amg", to_string(HypreAmgSettings{})},
                         {"hypre-pfmg", to_string(HyprePfmgSettings{})},
-                        {"eigen-iccg", to_string(EigenIccgSettings{})}};
+                        {"eigen-iccg", to_string(EigenIccgSettings{})},
+                        {"amgcl", to_string(AmgclSettings{})}};
   return f;
 }
 
@@ -95,14 +97,15 @@ std::string machine_facts_markdown(const nlohmann::json& f) {
                    f["logical_cores"].get<unsigned>());
   s += fmt::format("- Memory: {} GiB; {}\n", f["memory_gib"].get<double>(), f["kernel"].get<std::string>());
   s += fmt::format("- Compiler: {}; {}\n", f["compiler"].get<std::string>(), f["openmp"].get<std::string>());
-  s += fmt::format("- Libraries: {}; {}; {}\n", f["hypre"].get<std::string>(), f["eigen"].get<std::string>(),
-                   f["libtorch"].get<std::string>());
+  s += fmt::format("- Libraries: {}; {}; {}; {}\n", f["hypre"].get<std::string>(), f["eigen"].get<std::string>(),
+                   f.value("amgcl", std::string("AMGCL: not recorded")), f["libtorch"].get<std::string>());
   if (f.contains("peer_settings")) {
     const auto& p = f["peer_settings"];
     s += fmt::format("- Peer settings (defaults; `METHOD:key=value:...` overrides them): hypre-amg `{}`; "
-                     "hypre-pfmg `{}`; eigen-iccg `{}`\n",
+                     "hypre-pfmg `{}`; eigen-iccg `{}`{}\n",
                      p["hypre-amg"].get<std::string>(), p["hypre-pfmg"].get<std::string>(),
-                     p["eigen-iccg"].get<std::string>());
+                     p["eigen-iccg"].get<std::string>(),
+                     p.contains("amgcl") ? fmt::format("; amgcl `{}`", p["amgcl"].get<std::string>()) : "");
   }
   return s;
 }

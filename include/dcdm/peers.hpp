@@ -103,6 +103,26 @@ std::string to_string(const EigenIccgSettings& s);
 
 std::unique_ptr<IterativeSolver> make_eigen_iccg(const EigenIccgSettings& settings = {});
 
+// AMGCL (optional, header-only, not packaged by Debian: see README "Optional peers"): AMGCL's
+// CG preconditioned by its AMG with the builtin OpenMP backend, on the compressed matrix.
+// Defaults: smoothed aggregation with SPAI(0) smoothing, AMGCL's own recipe for Poisson
+// problems.
+struct AmgclSettings {
+  std::string coarsening = "sa";   // sa (smoothed aggregation) | rs (Ruge-Stuben)
+  std::string relaxation = "spai0";  // spai0 | gs (Gauss-Seidel) | ilu0
+  double strong_threshold = 0.0;   // eps_strong; 0: AMGCL's default (0.08 smoothed aggregation, 0.25 Ruge-Stuben)
+  int coarse_enough = 3000;        // AMGCL's default: a level this small is the coarsest
+};
+// Keys: coarsening relax strong coarse ("amgcl:coarsening=rs:relax=gs").
+AmgclSettings parse_amgcl_settings(const std::string& text, const std::string& who = "amgcl");
+std::string to_string(const AmgclSettings& s);
+// True when this build was pointed at AMGCL's headers (DCDM_HAVE_AMGCL).
+bool amgcl_available();
+// "AMGCL (headers: /path)" or "AMGCL: not available in this build".
+std::string amgcl_version();
+// Throws InputError("... not available in this build") when AMGCL is absent.
+std::unique_ptr<IterativeSolver> make_amgcl_cg(const AmgclSettings& settings = {});
+
 // ---- helpers shared by the peers (also useful to tests and the benchmark) ----
 
 // One key of a peer's "key=value:key=value" settings text: a number in [min, max] (integer for
@@ -124,8 +144,23 @@ struct CompressedSystem {
   CsrMatrix matrix;                        // active x active
   std::vector<std::int64_t> row_of;        // full index -> compressed row or -1
   std::vector<std::int64_t> full_index;    // compressed row -> full index
+  std::vector<std::int64_t> pinned;        // compressed rows pinned by pin_singular_components
+
+  // out[i] = full[full_index[i]], 0 at pinned rows.
+  void gather(std::span<const double> full, std::span<double> out) const;
+  // full[full_index[i]] = in[i]; other entries untouched.
+  void scatter(std::span<const double> in, std::span<double> full) const;
 };
 CompressedSystem compress_active_rows(const CsrMatrix& a, const std::string& who);
+
+// AMG coarse solves and PFMG break down (NaN, or a preconditioner that is no longer SPD) on
+// a singular matrix, so a peer given a singular system pins one row per all-Neumann component
+// (connected rows none of which has a positive row sum): its couplings, both ways, become
+// zero, so the value there is 0. For a consistent right-hand side (zero sum over the
+// component) the pinned system has the singular one's solution that vanishes at the pinned
+// row (its equation is implied by the others); the peer then projects the result. As in
+// MGPCG's coarse solve. Fills c.pinned (the smallest row of each such component).
+void pin_singular_components(CompressedSystem& c);
 
 // ||b - A x||_2 in double, through the operator.
 double true_residual_norm(const LinearOperator& op, std::span<const double> b,

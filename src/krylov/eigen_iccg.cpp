@@ -57,6 +57,7 @@ class EigenIccg final : public IterativeSolver {
                                    system.matrix->rows, system.op->size()));
     system_ = system;
     compressed_ = compress_active_rows(*system.matrix, "eigen-iccg");
+    if (system.project_range) pin_singular_components(compressed_);
     const CsrMatrix& c = compressed_.matrix;
     const auto n = static_cast<Eigen::Index>(c.rows);
     matrix_.resize(n, n);
@@ -85,10 +86,8 @@ class EigenIccg final : public IterativeSolver {
     Vector rhs(b.begin(), b.end());
     if (system_.project_range) system_.project_range(rhs);
     Eigen::VectorXd cb(n), cx(n);
-    for (Eigen::Index i = 0; i < n; ++i) {
-      cb[i] = rhs[compressed_.full_index[i]];
-      cx[i] = x[compressed_.full_index[i]];
-    }
+    compressed_.gather(rhs, {cb.data(), static_cast<std::size_t>(n)});
+    compressed_.gather(x, {cx.data(), static_cast<std::size_t>(n)});
     const double target = std::max(options.rtol * report.rhs_norm, options.atol);
     const double cb_norm = cb.norm();
     int iterations = 0;
@@ -103,7 +102,8 @@ class EigenIccg final : public IterativeSolver {
       iterations += static_cast<int>(cg_.iterations());
       if (cg_.info() == Eigen::NoConvergence) break;
     }
-    for (Eigen::Index i = 0; i < n; ++i) x[compressed_.full_index[i]] = cx[i];
+    compressed_.scatter({cx.data(), static_cast<std::size_t>(n)}, x);
+    if (system_.project_range) system_.project_range(x);  // pinned rows: a constant off the minimum-norm answer
     report.iterations = iterations;
     // Eigen exposes only the final residual: the history is its first and last entries.
     report.residual_history = {report.initial_residual};

@@ -4,6 +4,7 @@
 #include "dcdm/peers.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -228,6 +229,7 @@ class HypreAmgPcg final : public IterativeSolver {
     release();
     system_ = system;
     compressed_ = compress_active_rows(*system.matrix, "hypre-amg");
+    if (system.project_range) pin_singular_components(compressed_);
     const CsrMatrix& c = compressed_.matrix;
     const auto n = static_cast<HYPRE_Int>(c.rows);
     if (n == 0) {
@@ -303,11 +305,9 @@ class HypreAmgPcg final : public IterativeSolver {
     if (system_.project_range) system_.project_range(rhs);
     std::vector<HYPRE_Int> idx(static_cast<std::size_t>(n));
     std::vector<HYPRE_Real> vb(static_cast<std::size_t>(n)), vx(static_cast<std::size_t>(n));
-    for (HYPRE_Int i = 0; i < n; ++i) {
-      idx[i] = i;
-      vb[i] = rhs[compressed_.full_index[i]];
-      vx[i] = x[compressed_.full_index[i]];
-    }
+    for (HYPRE_Int i = 0; i < n; ++i) idx[i] = i;
+    compressed_.gather(rhs, vb);
+    compressed_.gather(x, vx);
     check(HYPRE_IJVectorSetValues(ij_b_, n, idx.data(), vb.data()), "IJVectorSetValues(b)");
     check(HYPRE_IJVectorSetValues(ij_x_, n, idx.data(), vx.data()), "IJVectorSetValues(x)");
     double bh = 0.0;
@@ -321,7 +321,8 @@ class HypreAmgPcg final : public IterativeSolver {
     });
     check(code, "ParCSRPCGSolve");
     check(HYPRE_IJVectorGetValues(ij_x_, n, idx.data(), vx.data()), "IJVectorGetValues(x)");
-    for (HYPRE_Int i = 0; i < n; ++i) x[compressed_.full_index[i]] = vx[i];
+    compressed_.scatter(vx, x);
+    if (system_.project_range) system_.project_range(x);  // pinned rows: a constant off the minimum-norm answer
     finish_report(report, pcg_, code, system_, b, x, options);
     report.solve_seconds = seconds_since(t0);
     return report;
@@ -424,6 +425,8 @@ class HyprePfmgPcg final : public IterativeSolver {
         }
     }
 
+    if (system.project_range) pin_singular_components(a, values);
+
     HYPRE_Int lower[3] = {0, 0, 0};
     HYPRE_Int upper[3] = {dims_.nx - 1, dims_.ny - 1, dims_.nz - 1};
     check(HYPRE_StructGridCreate(MPI_COMM_WORLD, 3, &grid_), "StructGridCreate");
@@ -481,7 +484,7 @@ class HyprePfmgPcg final : public IterativeSolver {
     Vector guess(x.begin(), x.end());
     double bh = 0.0;
     for (std::size_t r = 0; r < rhs.size(); ++r) {
-      if (!active_[r]) rhs[r] = guess[r] = 0.0;  // identity rows: solution stays exactly 0
+      if (!active_[r] || active_[r] == kPinned) rhs[r] = guess[r] = 0.0;  // identity rows: solution stays exactly 0
       bh += rhs[r] * rhs[r];
     }
     bh = std::sqrt(bh);
@@ -500,12 +503,37 @@ class HyprePfmgPcg final : public IterativeSolver {
     check(code, "StructPCGSolve");
     check(HYPRE_StructVectorGetBoxValues(vx_, lower, upper, guess.data()), "StructVectorGetBoxValues");
     for (std::size_t r = 0; r < guess.size(); ++r) x[r] = active_[r] ? guess[r] : 0.0;
+    // The pinned solution differs from the minimum-norm one by a constant per component.
+    if (system_.project_range) system_.project_range(x);
     finish_report(report, pcg_, code, system_, b, x, options);
     report.solve_seconds = seconds_since(t0);
     return report;
   }
 
  private:
+  static constexpr std::uint8_t kPinned = 2;
+
+  // PFMG's coarsest solve breaks down (NaN) on a singular matrix: the shared pinning (see
+  // pin_singular_components in peers.hpp) chooses the rows, here they become identity rows.
+  void pin_singular_components(const CsrMatrix& a, std::vector<double>& values) {
+    CompressedSystem c = compress_active_rows(a, "hypre-pfmg");
+    dcdm::pin_singular_components(c);
+    for (const std::int64_t p : c.pinned) {
+      const std::int64_t pin = c.full_index[p];
+      double* row = &values[static_cast<std::size_t>(pin) * 7];
+      const int i = static_cast<int>(pin % dims_.nx), j = static_cast<int>((pin / dims_.nx) % dims_.ny),
+                k = static_cast<int>(pin / (std::int64_t(dims_.nx) * dims_.ny));
+      for (int st = 1; st < 7; ++st) {
+        if (row[st] == 0.0) continue;
+        const std::int64_t nb = dims_.index(i + kStencil[st][0], j + kStencil[st][1], k + kStencil[st][2]);
+        const int back = st % 2 == 1 ? st + 1 : st - 1;  // the neighbour's coupling back: the opposite entry
+        values[static_cast<std::size_t>(nb) * 7 + back] = 0.0;
+        row[st] = 0.0;
+      }
+      active_[pin] = kPinned;
+    }
+  }
+
   // The grid of a full-grid system: the domain's when given, else a cube of the matrix size.
   static Dims grid_dims(const LinearSystemView& system, std::int64_t rows) {
     if (system.domain) {

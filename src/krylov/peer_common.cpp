@@ -54,6 +54,54 @@ CompressedSystem compress_active_rows(const CsrMatrix& a, const std::string& who
   return out;
 }
 
+void CompressedSystem::gather(std::span<const double> full, std::span<double> out) const {
+  for (std::size_t i = 0; i < full_index.size(); ++i) out[i] = full[full_index[i]];
+  for (const std::int64_t p : pinned) out[p] = 0.0;
+}
+
+void CompressedSystem::scatter(std::span<const double> in, std::span<double> full) const {
+  for (std::size_t i = 0; i < full_index.size(); ++i) full[full_index[i]] = in[i];
+}
+
+void pin_singular_components(CompressedSystem& c) {
+  CsrMatrix& a = c.matrix;
+  c.pinned.clear();
+  std::vector<std::uint8_t> seen(static_cast<std::size_t>(a.rows), 0);
+  std::vector<std::int64_t> stack;
+  for (std::int64_t start = 0; start < a.rows; ++start) {
+    if (seen[start]) continue;
+    seen[start] = 1;
+    stack.assign(1, start);
+    bool dirichlet = false;
+    std::int64_t first = start;
+    while (!stack.empty()) {
+      const std::int64_t r = stack.back();
+      stack.pop_back();
+      first = std::min(first, r);
+      double sum = 0.0, diag = 0.0;
+      for (std::int64_t k = a.row_ptr[r]; k < a.row_ptr[r + 1]; ++k) {
+        const std::int64_t col = a.col_idx[k];
+        sum += a.values[k];
+        if (col == r) diag = a.values[k];
+        else if (a.values[k] != 0.0 && !seen[col]) {
+          seen[col] = 1;
+          stack.push_back(col);
+        }
+      }
+      if (sum > 1e-12 * diag) dirichlet = true;
+    }
+    if (dirichlet) continue;
+    for (std::int64_t k = a.row_ptr[first]; k < a.row_ptr[first + 1]; ++k) {
+      const std::int64_t col = a.col_idx[k];
+      if (col == first) continue;
+      a.values[k] = 0.0;
+      for (std::int64_t m = a.row_ptr[col]; m < a.row_ptr[col + 1]; ++m)
+        if (a.col_idx[m] == first) a.values[m] = 0.0;
+    }
+    c.pinned.push_back(first);
+  }
+}
+
 void parse_peer_settings(const std::string& text, const std::string& who, std::span<const PeerSetting> keys) {
   std::string known;
   for (const auto& k : keys) {
