@@ -162,6 +162,11 @@ CompressedSystem compress_active_rows(const CsrMatrix& a, const std::string& who
 // MGPCG's coarse solve. Fills c.pinned (the smallest row of each such component).
 void pin_singular_components(CompressedSystem& c);
 
+// What every compressed-matrix peer does first in setup: checks that the system has an
+// operator and an assembled matrix of the operator's size (InputError naming `who`), then
+// compresses it and, for a singular system, pins its all-Neumann components.
+CompressedSystem compress_peer_system(const LinearSystemView& system, const std::string& who);
+
 // ||b - A x||_2 in double, through the operator.
 double true_residual_norm(const LinearOperator& op, std::span<const double> b,
                           std::span<const double> x);

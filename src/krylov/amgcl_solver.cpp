@@ -160,14 +160,8 @@ class AmgclPeer final : public IterativeSolver {
 
   void setup(const LinearSystemView& system) override {
     const auto t0 = Clock::now();
-    if (!system.op) throw InputError("amgcl: the system has no operator");
-    if (!system.matrix) throw InputError("amgcl: needs an assembled matrix (none given)");
-    if (system.matrix->rows != system.op->size())
-      throw InputError(fmt::format("amgcl: matrix has {} rows but the operator {}",
-                                   system.matrix->rows, system.op->size()));
+    compressed_ = compress_peer_system(system, "amgcl");
     system_ = system;
-    compressed_ = compress_active_rows(*system.matrix, "amgcl");
-    if (system.project_range) pin_singular_components(compressed_);
     runner_.reset();
     if (compressed_.matrix.rows > 0) {
       try {

@@ -50,14 +50,8 @@ class EigenIccg final : public IterativeSolver {
 
   void setup(const LinearSystemView& system) override {
     const auto t0 = Clock::now();
-    if (!system.op) throw InputError("eigen-iccg: the system has no operator");
-    if (!system.matrix) throw InputError("eigen-iccg: needs an assembled matrix (none given)");
-    if (system.matrix->rows != system.op->size())
-      throw InputError(fmt::format("eigen-iccg: matrix has {} rows but the operator {}",
-                                   system.matrix->rows, system.op->size()));
+    compressed_ = compress_peer_system(system, "eigen-iccg");
     system_ = system;
-    compressed_ = compress_active_rows(*system.matrix, "eigen-iccg");
-    if (system.project_range) pin_singular_components(compressed_);
     const CsrMatrix& c = compressed_.matrix;
     const auto n = static_cast<Eigen::Index>(c.rows);
     matrix_.resize(n, n);

@@ -221,15 +221,9 @@ class HypreAmgPcg final : public IterativeSolver {
 
   void setup(const LinearSystemView& system) override {
     const auto t0 = Clock::now();
-    if (!system.op) throw InputError("hypre-amg: the system has no operator");
-    if (!system.matrix) throw InputError("hypre-amg: needs an assembled matrix (none given)");
-    if (system.matrix->rows != system.op->size())
-      throw InputError(fmt::format("hypre-amg: matrix has {} rows but the operator {}",
-                                   system.matrix->rows, system.op->size()));
+    compressed_ = compress_peer_system(system, "hypre-amg");
     release();
     system_ = system;
-    compressed_ = compress_active_rows(*system.matrix, "hypre-amg");
-    if (system.project_range) pin_singular_components(compressed_);
     const CsrMatrix& c = compressed_.matrix;
     const auto n = static_cast<HYPRE_Int>(c.rows);
     if (n == 0) {

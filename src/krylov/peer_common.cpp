@@ -102,6 +102,17 @@ void pin_singular_components(CompressedSystem& c) {
   }
 }
 
+CompressedSystem compress_peer_system(const LinearSystemView& system, const std::string& who) {
+  if (!system.op) throw InputError(fmt::format("{}: the system has no operator", who));
+  if (!system.matrix) throw InputError(fmt::format("{}: needs an assembled matrix (none given)", who));
+  if (system.matrix->rows != system.op->size())
+    throw InputError(fmt::format("{}: matrix has {} rows but the operator {}", who, system.matrix->rows,
+                                 system.op->size()));
+  CompressedSystem c = compress_active_rows(*system.matrix, who);
+  if (system.project_range) pin_singular_components(c);
+  return c;
+}
+
 void parse_peer_settings(const std::string& text, const std::string& who, std::span<const PeerSetting> keys) {
   std::string known;
   for (const auto& k : keys) {
