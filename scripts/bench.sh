@@ -16,6 +16,9 @@
 #   BENCH_THREADS=1     OpenMP threads for our methods (0 = all cores); Debian's hypre is serial
 #   BENCH_BASELINE=cg   BENCH_OUT=bench-out   BENCH_DOC=docs/BENCHMARKS.md
 #   BENCH_PEERS_N=      BENCH_PEERS_METHODS=mgpcg,hypre-amg,hypre-pfmg  BENCH_PEERS_REPEAT=1
+#   BENCH_AMGCL_N=      sizes of a third run, MGPCG and hypre BoomerAMG beside the optional AMGCL
+#                       peer (BENCH_AMGCL_METHODS); only when the build has AMGCL (make AMGCL=DIR),
+#                       which also adds amgcl to the default BENCH_METHODS
 #   BENCH_NOTE="..."    a paragraph for the document's "Notes on this run" (e.g. machine load)
 #   BENCH_REUSE=1       use an existing $OUT/bench.json instead of running again (the command
 #                       shown is the one recorded in that file)
@@ -41,6 +44,13 @@ PEERS_REPEAT=${BENCH_PEERS_REPEAT:-1}
 EXTRA=${BENCH_EXTRA:-}
 NOTE=${BENCH_NOTE:-}
 
+# The optional AMGCL peer answers a tiny solve only when the build has its headers.
+HAVE_AMGCL=0
+"$DCDM" solve --scene box --n 8 --method amgcl >/dev/null 2>&1 && HAVE_AMGCL=1
+AMGCL_N=${BENCH_AMGCL_N:-}
+[[ $HAVE_AMGCL == 1 ]] || AMGCL_N=""
+AMGCL_METHODS=${BENCH_AMGCL_METHODS:-mgpcg,hypre-amg,amgcl,amgcl:relax=gs,amgcl:coarsening=rs:relax=gs}
+
 if [[ -z "${BENCH_METHODS:-}" ]]; then
   METHODS=""
   # One dcdm:MODEL method per model: BENCH_MODEL (comma-separated) or every models/*.dcdm.
@@ -50,6 +60,7 @@ if [[ -z "${BENCH_METHODS:-}" ]]; then
     [[ -f "$m" ]] && METHODS+="dcdm:$m,"
   done
   METHODS+="cg,ic0,mgpcg,hypre-amg,hypre-pfmg,eigen-iccg"
+  [[ $HAVE_AMGCL == 1 ]] && METHODS+=",amgcl"
 else
   METHODS=$BENCH_METHODS
 fi
@@ -76,6 +87,10 @@ run "$OUT" --scenes "$SCENES" --n "$SIZES" --methods "$METHODS" --rtol "$RTOL" -
     --threads "$THREADS" --baseline "$BASELINE"
 if [[ -n "$PEERS_N" ]]; then
   run "$OUT-peers" --scenes "$SCENES" --n "$PEERS_N" --methods "$PEERS_METHODS" --rtol "$RTOL" \
+      --repeat "$PEERS_REPEAT" --threads "$THREADS" --baseline hypre-amg
+fi
+if [[ -n "$AMGCL_N" ]]; then
+  run "$OUT-amgcl" --scenes "$SCENES" --n "$AMGCL_N" --methods "$AMGCL_METHODS" --rtol "$RTOL" \
       --repeat "$PEERS_REPEAT" --threads "$THREADS" --baseline hypre-amg
 fi
 
@@ -130,6 +145,15 @@ EOF
   the largest entries of each column of L, as many as the column of A has, after a symmetric
   scaling; natural (grid) ordering, because Eigen's default AMD ordering made it a weaker
   preconditioner on these grids (1.6x the iterations, 3.3x the CPU time at 64^3).
+- amgcl (optional, only in builds given AMGCL's headers: \`make AMGCL=DIR\`): AMGCL's own CG
+  preconditioned by its AMG (one V-cycle per iteration) on the compressed fluid-cell matrix with
+  the builtin backend, which uses OpenMP (so \`--threads\` applies to it as to our methods).
+  Default: smoothed aggregation with SPAI(0) smoothing (AMGCL's recipe for Poisson problems);
+  \`amgcl:relax=gs\` (Gauss-Seidel) and \`amgcl:coarsening=rs\` (Ruge-Stuben) are alternatives.
+- Singular systems (a fluid region sealed off from the air, e.g. a pocket under the bunny): every
+  peer gets the right-hand side projected onto the range and one pinned cell per such region
+  (MGPCG's coarse solve does the same); without the pin hypre's PFMG returned NaN and BoomerAMG
+  broke down on frames that have such a pocket.
 - Any peer setting can be changed per run through the method spec, e.g.
   \`--methods hypre-amg,hypre-amg:theta=0.5:agg=0,eigen-iccg:ordering=amd\`.
 
@@ -160,6 +184,22 @@ Speed-up = hypre-amg total time / method total time.
 
 EOF
     cat "$OUT-peers/table.md"
+  fi
+  if [[ -n "$AMGCL_N" && -f "$OUT-amgcl/table.md" ]]; then
+    cat <<EOF
+
+## Optional peer AMGCL: ${AMGCL_N}^3
+
+Command:
+
+\`\`\`sh
+$(recorded_command "$OUT-amgcl")
+\`\`\`
+
+Speed-up = hypre-amg total time / method total time. $(grep -o 'AMGCL (headers[^;]*' "$OUT-amgcl/machine.md" || true)
+
+EOF
+    cat "$OUT-amgcl/table.md"
   fi
   cat <<EOF
 

@@ -136,12 +136,13 @@ TEST(CliBench, PeerSettingsFromTheMethodSpec) {
   // is that row's error, named in its detail, and the other rows still run.
   const fs::path out = fresh_dir("bench_settings");
   const CliRun r = run_cli("bench --scenes bunny --n 10 --methods eigen-iccg:ordering=amd,"
-                           "hypre-amg:theta=0.5:agg=0:relax=8,hypre-pfmg:relax=1:skip=1,hypre-amg:nosuch=1 "
+                           "hypre-amg:theta=0.5:agg=0:relax=8,hypre-pfmg:relax=1:skip=1,hypre-amg:nosuch=1,"
+                           "amgcl:relax=gs:coarse=100 "
                            "--rtol 1e-6 --repeat 1 --threads 1 --no-plots --out " + out.string());
   ASSERT_EQ(r.status, 0) << r.out;
   std::ifstream jf(out / "bench.json");
   const nlohmann::json doc = nlohmann::json::parse(jf);
-  ASSERT_EQ(doc["results"].size(), 4u);
+  ASSERT_EQ(doc["results"].size(), 5u);
   for (const auto& res : doc["results"]) {
     const std::string m = res["method"];
     if (m == "hypre-amg:nosuch=1") {
@@ -149,6 +150,11 @@ TEST(CliBench, PeerSettingsFromTheMethodSpec) {
       EXPECT_NE(res["detail"].get<std::string>().find("nosuch"), std::string::npos) << res.dump();
     } else if (m.rfind("hypre", 0) == 0 && !dcdm::hypre_available()) {
       EXPECT_EQ(res["status"], "unavailable") << res.dump();
+    } else if (m.rfind("amgcl", 0) == 0 && !dcdm::amgcl_available()) {
+      // The optional peer without its headers: a named row, never a failed run.
+      EXPECT_EQ(res["status"], "unavailable") << res.dump();
+      EXPECT_NE(res["detail"].get<std::string>().find("not available in this build"), std::string::npos)
+          << res.dump();
     } else {
       EXPECT_EQ(res["status"], "converged") << res.dump();
       EXPECT_LE(res["true_relative_residual"].get<double>(), 1e-6) << m;
