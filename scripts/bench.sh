@@ -188,7 +188,7 @@ EOF
   if [[ -n "$AMGCL_N" && -f "$OUT-amgcl/table.md" ]]; then
     cat <<EOF
 
-## Optional peer AMGCL: ${AMGCL_N}^3
+## Optional peer AMGCL: $(echo "$AMGCL_N" | sed 's/,/^3 and /g')^3
 
 Command:
 
@@ -196,7 +196,7 @@ Command:
 $(recorded_command "$OUT-amgcl")
 \`\`\`
 
-Speed-up = hypre-amg total time / method total time. $(grep -o 'AMGCL (headers[^;]*' "$OUT-amgcl/machine.md" || true)
+Speed-up = hypre-amg total time / method total time. Built with $(grep -o 'AMGCL (headers[^;]*' "$OUT-amgcl/machine.md" || echo "AMGCL").
 
 EOF
     cat "$OUT-amgcl/table.md"
