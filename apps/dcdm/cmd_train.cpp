@@ -23,6 +23,7 @@ struct TrainArgs {
   int flagnet_validate_every = 100;
   int loss_steps = 1;               // flagnet
   std::string init;                 // flagnet
+  std::string select = "loss";      // flagnet
 };
 
 // --arch flagnet: many dataset folders (comma-separated --data), step-based (dcdm/flagnet.hpp).
@@ -38,6 +39,7 @@ void run_train_flagnet(const TrainArgs& args, const std::string& command) {
   o.validate_every = args.flagnet_validate_every;
   o.loss_steps = args.loss_steps;
   o.init = args.init;
+  o.select = args.select;
   o.batch = t.batch;
   o.lr = t.lr;
   o.validation_fraction = t.validation_fraction;
@@ -50,14 +52,18 @@ void run_train_flagnet(const TrainArgs& args, const std::string& command) {
   o.checkpoint = args.checkpoint;
   o.command = command;
   const auto r = learn::train_flagnet(o, [](const std::string& s) { fmt::print("{}\n", s); std::fflush(stdout); });
-  fmt::print("train: flagnet {} steps ({}), validation loss {:.6e} untrained -> best {:.6e} at step {} -> {}\n",
-             r.steps, r.stop_reason, r.initial_val_loss, r.best_val_loss, r.best_step, o.out.string());
+  fmt::print("train: flagnet {} steps ({}), validation loss {:.6e} untrained -> best {:.6e} at step {}{} -> {}\n",
+             r.steps, r.stop_reason, r.initial_val_loss, r.best_val_loss, r.best_step,
+             o.select == "iterations"
+                 ? fmt::format(" (kept by iterations: {:.2f} -> {:.2f})", r.initial_val_iterations, r.best_val_iterations)
+                 : "",
+             o.out.string());
 }
 
 void run_train(TrainArgs& args, const std::string& command) {
   if (args.options.arch == "flagnet") return run_train_flagnet(args, command);
-  if (args.loss_steps != 1 || !args.init.empty())
-    throw InputError("--loss-steps and --init: only with --arch flagnet");
+  if (args.loss_steps != 1 || !args.init.empty() || args.select != "loss")
+    throw InputError("--loss-steps, --init and --select: only with --arch flagnet");
   auto& o = args.options;
   o.data = args.data;
   o.out = args.out;
@@ -97,6 +103,10 @@ RegisterCommand reg(41, [](CLI::App& root) {
                   "one-step loss)")
       ->check(CLI::Range(1, 16))->capture_default_str();
   cmd->add_option("--init", args->init, "flagnet: start from this flagnet model's weights (fine-tuning)");
+  cmd->add_option("--select", args->select,
+                  "flagnet: the weights OUT keeps: loss (best validation loss) | iterations (fewest DCDM "
+                  "iterations to 1e-6 on the validation matrices)")
+      ->check(CLI::IsMember({"loss", "iterations"}))->capture_default_str();
   cmd->add_option("--epochs", o.epochs, "Total epochs (a resumed run continues up to this)")
       ->check(CLI::Range(1, 1000000))->capture_default_str();
   cmd->add_option("--batch", o.batch, "Batch size")->check(CLI::Range(1, 4096))->capture_default_str();

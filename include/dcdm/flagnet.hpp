@@ -181,6 +181,12 @@ struct FlagNetTrainOptions {
   // unrolled DCDM iterations (k = 2), ||r_S||^(2/S) per unit-norm sample.
   int loss_steps = 1;
   std::filesystem::path init;    // start from this flagnet model's weights (empty = untrained)
+  // Which weights the output file keeps: "loss" = the best validation loss; "iterations" = the
+  // fewest DCDM iterations (k = 2, rtol 1e-6, the OpenMP kernels; the crossing of 1e-6
+  // interpolated in log residual between iterations) summed over one solve per dataset, with
+  // the first validation sample as the right-hand side (ties: lower loss). The
+  // loss is a proxy: held-out iteration counts rose while it fell (models/README-flagnet.md).
+  std::string select = "loss";
   double time_limit_s = 0;       // stop (resumably) at the next validation after this
   int threads = 0;
   bool resume = false;
@@ -192,6 +198,8 @@ struct FlagNetTrainResult {
   int steps = 0;
   double initial_val_loss = 0, best_val_loss = 0, last_train_loss = 0;
   int best_step = 0;
+  // With select = "iterations": summed over the datasets, interpolated between iterations.
+  double initial_val_iterations = 0, best_val_iterations = 0;
   std::string stop_reason;
   double seconds = 0;
 };

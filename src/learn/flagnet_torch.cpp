@@ -3,6 +3,7 @@
 // trainer over many dataset folders (one matrix each). See dcdm/flagnet.hpp.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <random>
@@ -11,8 +12,10 @@
 #include <fmt/format.h>
 
 #include "dcdm/dataset.hpp"
+#include "dcdm/dcdm.hpp"
 #include "dcdm/error.hpp"
 #include "dcdm/flagnet.hpp"
+#include "dcdm/poisson.hpp"
 #include "network.hpp"
 #include "train_network.hpp"
 
@@ -383,6 +386,49 @@ double validation_loss(FlagNetModuleImpl& m, const std::vector<TrainSet>& sets, 
   return total / static_cast<double>(sets.size());
 }
 
+constexpr int kSelectionMaxIterations = 300;
+
+// Iterations at which the residual history crosses `target`, interpolated in log(residual)
+// between the two iterations around the crossing: integer counts at 32^3 (about 7 a matrix)
+// are too coarse to rank weights that differ a little.
+double fractional_iterations(const std::vector<double>& history, double target, int limit) {
+  for (std::size_t k = 1; k < history.size(); ++k)
+    if (history[k] <= target) {
+      const double hi = std::log(history[k - 1]), lo = std::log(std::max(history[k], 1e-300));
+      const double t = hi > lo ? (hi - std::log(target)) / (hi - lo) : 1.0;
+      return static_cast<double>(k - 1) + std::clamp(t, 0.0, 1.0);
+    }
+  return history.size() == 1 && history[0] <= target ? 0.0 : static_cast<double>(limit);
+}
+
+// DCDM iterations to rtol 1e-6 with these weights on each set's matrix (right-hand side: its
+// first validation sample), fractional (see above) and summed; an unconverged solve counts as
+// the iteration limit.
+double validation_iterations(const FlagNetParameters& parameters, const std::vector<TrainSet>& sets) {
+  double total = 0;
+  for (const auto& s : sets) {
+    const PoissonStencil op(s.domain);
+    const RangeProjector projector(s.domain);
+    const auto generator = std::make_shared<FlagNetGenerator>(s.domain, parameters);
+    DcdmSolver solver(generator, DcdmOptions{}, "dcdm-flag");
+    LinearSystemView view{&op, nullptr, &s.domain, nullptr};
+    if (projector.singular()) view.project_range = projector.as_function();
+    solver.setup(view);
+    const auto n = static_cast<std::size_t>(s.domain.dims().size());
+    const float* sample = s.samples[s.train].data_ptr<float>();
+    std::vector<double> b(sample, sample + n), x(n, 0.0);
+    if (projector.singular()) projector(b);
+    SolveOptions options;
+    options.rtol = 1e-6;
+    options.max_iterations = kSelectionMaxIterations;
+    const SolveReport report = solver.solve(b, x, options);
+    total += report.converged()
+                 ? fractional_iterations(report.residual_history, options.rtol * report.rhs_norm, report.iterations)
+                 : kSelectionMaxIterations;
+  }
+  return total;
+}
+
 }  // namespace
 
 FlagNetTrainResult train_flagnet(const FlagNetTrainOptions& o,
@@ -396,6 +442,9 @@ FlagNetTrainResult train_flagnet(const FlagNetTrainOptions& o,
   if (o.out.empty()) throw InputError("--out: flagnet training needs an output model file");
   if (o.batch < 1 || o.steps < 1 || o.validate_every < 1 || !(o.lr > 0))
     throw InputError("flagnet training: --batch, --steps, --validate-every and --lr must be positive");
+  if (o.select != "loss" && o.select != "iterations")
+    throw InputError(fmt::format("--select: '{}' is not loss or iterations", o.select));
+  const bool by_iterations = o.select == "iterations";
   if (o.loss_steps < 1 || o.loss_steps > 16)
     throw InputError(fmt::format("--loss-steps: must be in 1..16 (got {})", o.loss_steps));
   const auto t0 = std::chrono::steady_clock::now();
@@ -418,6 +467,7 @@ FlagNetTrainResult train_flagnet(const FlagNetTrainOptions& o,
   // Older checkpoints have neither key: the defaults leave the config unchanged.
   if (o.loss_steps != 1) config["loss_steps"] = o.loss_steps;
   if (!o.init.empty()) config["init"] = o.init.string();
+  if (by_iterations) config["select"] = o.select;
   FlagNetTrainResult result;
   int step = 0;
   if (o.resume) {
@@ -448,14 +498,20 @@ FlagNetTrainResult train_flagnet(const FlagNetTrainOptions& o,
     result.initial_val_loss = state.at("initial_val_loss").get<double>();
     result.best_val_loss = state.at("best_val_loss").get<double>();
     result.best_step = state.at("best_step").get<int>();
+    result.initial_val_iterations = state.value("initial_val_iterations", 0.0);
+    result.best_val_iterations = state.value("best_val_iterations", 0.0);
     log(fmt::format("flagnet: resumed at step {} (best validation loss {:.6e} at step {})", step,
                     result.best_val_loss, result.best_step));
   } else {
     result.initial_val_loss = result.best_val_loss = validation_loss(*module, sets, o.batch, o.loss_steps);
-    log(fmt::format("flagnet: {} parameters; validation loss ({}-step) of the {} {:.6e}",
+    if (by_iterations)
+      result.initial_val_iterations = result.best_val_iterations =
+          validation_iterations(module->parameters_copy(), sets);
+    log(fmt::format("flagnet: {} parameters; validation loss ({}-step) of the {} {:.6e}{}",
                     net.parameters().count(), o.loss_steps,
                     o.init.empty() ? std::string("untrained (V-cycle) model") : "initial model " + o.init.string(),
-                    result.initial_val_loss));
+                    result.initial_val_loss,
+                    by_iterations ? fmt::format(", iterations {:.2f}", result.initial_val_iterations) : ""));
   }
   const auto save_best = [&] {
     FlagNet best = FlagNet::initial();
@@ -466,6 +522,7 @@ FlagNetTrainResult train_flagnet(const FlagNetTrainOptions& o,
         json{{"steps", step}, {"batch", o.batch}, {"lr", o.lr}, {"loss_steps", o.loss_steps},
              {"init", o.init.string()}, {"initial_val_loss", result.initial_val_loss},
              {"best_val_loss", result.best_val_loss}, {"best_step", result.best_step},
+             {"select", o.select}, {"best_val_iterations", result.best_val_iterations},
              {"seconds_this_run", seconds()}}
             .dump();
     best.metadata().created_by = o.command;
@@ -492,14 +549,20 @@ FlagNetTrainResult train_flagnet(const FlagNetTrainOptions& o,
     if (step % o.validate_every == 0 || step == o.steps) {
       const double val = validation_loss(*module, sets, o.batch, o.loss_steps);
       result.last_train_loss = window_loss / window;
-      const bool better = val < result.best_val_loss;
+      const double iterations = by_iterations ? validation_iterations(module->parameters_copy(), sets) : 0;
+      const bool better = by_iterations ? iterations < result.best_val_iterations ||
+                                              (iterations == result.best_val_iterations && val < result.best_val_loss)
+                                        : val < result.best_val_loss;
       if (better) {
         result.best_val_loss = val;
+        result.best_val_iterations = iterations;
         result.best_step = step;
         save_best();
       }
-      log(fmt::format("[{:8.1f} s] step {:6d}  train loss {:.6e}  validation loss {:.6e}{}", seconds(), step,
-                      result.last_train_loss, val, better ? "  (best, saved)" : ""));
+      log(fmt::format("[{:8.1f} s] step {:6d}  train loss {:.6e}  validation loss {:.6e}{}{}", seconds(), step,
+                      result.last_train_loss, val,
+                      by_iterations ? fmt::format("  iterations {:.2f}", iterations) : "",
+                      better ? "  (best, saved)" : ""));
       window_loss = 0;
       window = 0;
       torch::serialize::OutputArchive ar, model_ar, opt_ar;
@@ -509,7 +572,9 @@ FlagNetTrainResult train_flagnet(const FlagNetTrainOptions& o,
       ar.write("optimizer", opt_ar);
       const json state = {{"format", kCheckpointFormat}, {"version", kCheckpointVersion}, {"config", config},
                           {"step", step}, {"initial_val_loss", result.initial_val_loss},
-                          {"best_val_loss", result.best_val_loss}, {"best_step", result.best_step}};
+                          {"best_val_loss", result.best_val_loss}, {"best_step", result.best_step},
+                          {"initial_val_iterations", result.initial_val_iterations},
+                          {"best_val_iterations", result.best_val_iterations}};
       ar.write("state", c10::IValue(state.dump()));
       std::ostringstream bytes;
       ar.save_to(bytes);
