@@ -300,6 +300,40 @@ TEST(Dcdm, WithoutFallbackAFailedDirectionStopsWithANamedReasonAndFiniteX) {
   }
 }
 
+TEST(Dcdm, NetworkGetsTheUnitResidualALinearMapTheResidualItself) {
+  // Records the norm of every input; behaves like the Jacobi preconditioner.
+  class Recorder final : public LinearOperator {
+   public:
+    Recorder(const CsrMatrix& a, bool linear) : d_(a.diagonal()), linear_(linear) {}
+    std::int64_t size() const override { return static_cast<std::int64_t>(d_.size()); }
+    bool is_linear() const override { return linear_; }
+    void apply(std::span<const double> x, std::span<double> y) const override {
+      norms.push_back(norm2(x));
+      for (std::size_t i = 0; i < d_.size(); ++i) y[i] = x[i] / d_[i];
+    }
+    mutable std::vector<double> norms;
+
+   private:
+    std::vector<double> d_;
+    bool linear_;
+  };
+  Problem p(box_laplacian(8, 7, 6, {true, false, false, false, false, false}));
+  for (const bool linear : {false, true}) {
+    SCOPED_TRACE(linear ? "linear" : "network");
+    auto gen = std::make_shared<Recorder>(p.a, linear);
+    DcdmSolver solver(gen);
+    solver.setup(p.view());
+    Vector x(p.b.size());
+    SolveOptions opt;
+    opt.rtol = 1e-8;
+    const auto rep = solver.solve(p.b, x, opt);
+    ASSERT_TRUE(rep.converged()) << format_reason_line(rep);
+    ASSERT_EQ(gen->norms.size(), static_cast<std::size_t>(rep.iterations));
+    for (std::size_t k = 0; k < gen->norms.size(); ++k)
+      EXPECT_NEAR(gen->norms[k], linear ? rep.residual_history[k] : 1.0, 1e-12 * (linear ? rep.residual_history[k] : 1.0)) << k;
+  }
+}
+
 TEST(Dcdm, StagnationIsDetected) {
   // A valid but nearly useless generator: one coordinate direction per call (a single
   // Gauss-Seidel-like cell update on 8000 unknowns gains far less than 0.1% per step).

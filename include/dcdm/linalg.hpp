@@ -32,6 +32,10 @@ class LinearOperator {
   virtual std::int64_t size() const = 0;
   // y = Op(x); x and y do not alias.
   virtual void apply(std::span<const double> x, std::span<double> y) const = 0;
+  // False for maps that only share this interface without being linear (a network direction
+  // generator): DCDM hands those the unit-norm residual they were trained on, and a linear
+  // map the residual itself (the line search makes the scale irrelevant; no extra vector).
+  virtual bool is_linear() const { return true; }
 };
 
 struct Triplet {

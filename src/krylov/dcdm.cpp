@@ -104,7 +104,8 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
   project(b);
   rep.rhs_norm = norm2(b);
 
-  Vector r(n), q(n), aq(n), input(n);
+  const bool linear_generator = generator_->is_linear();
+  Vector r(n), q(n), aq(n), input(linear_generator ? 0 : n);
   Vector q_jacobi, aq_jacobi;  // the weak-direction guard's candidate
   if (options_.weak_fallback) {
     q_jacobi.resize(static_cast<std::size_t>(n));
@@ -239,10 +240,10 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
     }
     ++it;
 
-    // Generator direction from the normalised residual.
-    scaled_copy(1.0 / rnorm, r, input);
+    // Generator direction from the residual (normalised for a network).
+    if (!linear_generator) scaled_copy(1.0 / rnorm, r, input);
     const auto tg = Clock::now();
-    Candidate chosen = make_direction([&](Vector& out) { generator_->apply(input, out); });
+    Candidate chosen = make_direction([&](Vector& out) { generator_->apply(linear_generator ? r : input, out); });
     stats_.generator_seconds += seconds_since(tg);
     const Failure failure = chosen.failure;
     Candidate jacobi;

@@ -64,6 +64,7 @@ class NetworkGenerator final : public LinearOperator {
     else if (trained.size() > 0) scale_ = std::sqrt(static_cast<double>(dims_.size()) / static_cast<double>(trained.size()));
   }
   std::int64_t size() const override { return dims_.size(); }
+  bool is_linear() const override { return false; }  // ReLU network: wants the unit-norm residual
   void apply(std::span<const double> x, std::span<double> y) const override {
     const std::uint8_t* fluid = fluid_.data();
     scatter_padded(x.data(), scale_, dims_, padded_, input_.data_ptr<float>(),
