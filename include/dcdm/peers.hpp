@@ -150,6 +150,12 @@ struct CompressedSystem {
   void gather(std::span<const double> full, std::span<double> out) const;
   // full[full_index[i]] = in[i]; other entries untouched.
   void scatter(std::span<const double> in, std::span<double> full) const;
+  // The right-hand side a library gets: b projected onto the range when `system` is singular,
+  // gathered into `out`; returns ||out||_2 (for gathered_rtol).
+  double gather_rhs(const LinearSystemView& system, std::span<const double> b, std::span<double> out) const;
+  // The library's answer scattered into x and, for a singular system, projected: the pinned
+  // rows leave it a constant per region off the minimum-norm answer.
+  void scatter_solution(const LinearSystemView& system, std::span<const double> in, std::span<double> x) const;
 };
 CompressedSystem compress_active_rows(const CsrMatrix& a, const std::string& who);
 

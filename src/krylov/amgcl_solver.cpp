@@ -184,14 +184,9 @@ class AmgclPeer final : public IterativeSolver {
       report.solve_seconds = seconds_since(t0);
       return report;
     }
-    Vector rhs(b.begin(), b.end());
-    if (system_.project_range) system_.project_range(rhs);
     std::vector<double> cb(n), cx(n);
-    compressed_.gather(rhs, cb);
+    const double gathered = compressed_.gather_rhs(system_, b, cb);
     compressed_.gather(x, cx);
-    double gathered = 0.0;
-    for (double v : cb) gathered += v * v;
-    gathered = std::sqrt(gathered);
     std::vector<double> norms;
     try {
       report.iterations = runner_->solve(cb, cx, gathered_rtol(options.rtol, report.rhs_norm, gathered),
@@ -204,8 +199,7 @@ class AmgclPeer final : public IterativeSolver {
       report.solve_seconds = seconds_since(t0);
       return report;
     }
-    compressed_.scatter(cx, x);
-    if (system_.project_range) system_.project_range(x);  // pinned rows: a constant off the minimum-norm answer
+    compressed_.scatter_solution(system_, cx, x);
     // AMGCL's CG takes ||r|| once before the loop and once per iteration.
     if (norms.size() == static_cast<std::size_t>(report.iterations) + 1) report.residual_history = norms;
     else report.residual_history = {report.initial_residual};

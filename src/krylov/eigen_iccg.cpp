@@ -77,13 +77,10 @@ class EigenIccg final : public IterativeSolver {
       report.solve_seconds = seconds_since(t0);
       return report;
     }
-    Vector rhs(b.begin(), b.end());
-    if (system_.project_range) system_.project_range(rhs);
     Eigen::VectorXd cb(n), cx(n);
-    compressed_.gather(rhs, {cb.data(), static_cast<std::size_t>(n)});
+    const double cb_norm = compressed_.gather_rhs(system_, b, {cb.data(), static_cast<std::size_t>(n)});
     compressed_.gather(x, {cx.data(), static_cast<std::size_t>(n)});
     const double target = std::max(options.rtol * report.rhs_norm, options.atol);
-    const double cb_norm = cb.norm();
     int iterations = 0;
     // Eigen stops on its recursively updated residual; re-check the true residual and resume
     // from the current iterate (at most a few times) if rounding left it above the target.
@@ -96,8 +93,7 @@ class EigenIccg final : public IterativeSolver {
       iterations += static_cast<int>(cg_.iterations());
       if (cg_.info() == Eigen::NoConvergence) break;
     }
-    compressed_.scatter({cx.data(), static_cast<std::size_t>(n)}, x);
-    if (system_.project_range) system_.project_range(x);  // pinned rows: a constant off the minimum-norm answer
+    compressed_.scatter_solution(system_, {cx.data(), static_cast<std::size_t>(n)}, x);
     report.iterations = iterations;
     // Eigen exposes only the final residual: the history is its first and last entries.
     report.residual_history = {report.initial_residual};

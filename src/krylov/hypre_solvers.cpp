@@ -192,7 +192,6 @@ void finish_report(SolveReport& report, void* pcg_data, HYPRE_Int hypre_code,
   auto* pcg = static_cast<hypre_PCGData*>(pcg_data);
   report.iterations = pcg->num_iterations;
   report.residual_history = last_norms();
-  report.detail.clear();
   finish_peer_report(report, system, b, x, options, "hypre PCG", SolveReason::Breakdown);
   if (report.reason == SolveReason::Breakdown)
     report.detail = fmt::format("hypre PCG stopped (code {}) at true relative residual {:.3e}",
@@ -295,18 +294,13 @@ class HypreAmgPcg final : public IterativeSolver {
       report.solve_seconds = seconds_since(t0);
       return report;
     }
-    Vector rhs(b.begin(), b.end());
-    if (system_.project_range) system_.project_range(rhs);
     std::vector<HYPRE_Int> idx(static_cast<std::size_t>(n));
     std::vector<HYPRE_Real> vb(static_cast<std::size_t>(n)), vx(static_cast<std::size_t>(n));
     for (HYPRE_Int i = 0; i < n; ++i) idx[i] = i;
-    compressed_.gather(rhs, vb);
+    const double bh = compressed_.gather_rhs(system_, b, vb);
     compressed_.gather(x, vx);
     check(HYPRE_IJVectorSetValues(ij_b_, n, idx.data(), vb.data()), "IJVectorSetValues(b)");
     check(HYPRE_IJVectorSetValues(ij_x_, n, idx.data(), vx.data()), "IJVectorSetValues(x)");
-    double bh = 0.0;
-    for (double v : vb) bh += v * v;
-    bh = std::sqrt(bh);
     SolveOptions hopt = options;
     hopt.rtol = gathered_rtol(options.rtol, report.rhs_norm, bh);
     configure_pcg(pcg_, hopt);
@@ -315,8 +309,7 @@ class HypreAmgPcg final : public IterativeSolver {
     });
     check(code, "ParCSRPCGSolve");
     check(HYPRE_IJVectorGetValues(ij_x_, n, idx.data(), vx.data()), "IJVectorGetValues(x)");
-    compressed_.scatter(vx, x);
-    if (system_.project_range) system_.project_range(x);  // pinned rows: a constant off the minimum-norm answer
+    compressed_.scatter_solution(system_, vx, x);
     finish_report(report, pcg_, code, system_, b, x, options);
     report.solve_seconds = seconds_since(t0);
     return report;
@@ -419,7 +412,7 @@ class HyprePfmgPcg final : public IterativeSolver {
         }
     }
 
-    if (system.project_range) pin_singular_components(a, values);
+    if (system.project_range) pin_singular_cells(a, values);
 
     HYPRE_Int lower[3] = {0, 0, 0};
     HYPRE_Int upper[3] = {dims_.nx - 1, dims_.ny - 1, dims_.nz - 1};
@@ -509,9 +502,9 @@ class HyprePfmgPcg final : public IterativeSolver {
 
   // PFMG's coarsest solve breaks down (NaN) on a singular matrix: the shared pinning (see
   // pin_singular_components in peers.hpp) chooses the rows, here they become identity rows.
-  void pin_singular_components(const CsrMatrix& a, std::vector<double>& values) {
+  void pin_singular_cells(const CsrMatrix& a, std::vector<double>& values) {
     CompressedSystem c = compress_active_rows(a, "hypre-pfmg");
-    dcdm::pin_singular_components(c);
+    pin_singular_components(c);
     for (const std::int64_t p : c.pinned) {
       const std::int64_t pin = c.full_index[p];
       double* row = &values[static_cast<std::size_t>(pin) * 7];

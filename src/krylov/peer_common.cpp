@@ -63,6 +63,20 @@ void CompressedSystem::scatter(std::span<const double> in, std::span<double> ful
   for (std::size_t i = 0; i < full_index.size(); ++i) full[full_index[i]] = in[i];
 }
 
+double CompressedSystem::gather_rhs(const LinearSystemView& system, std::span<const double> b,
+                                    std::span<double> out) const {
+  Vector rhs(b.begin(), b.end());
+  if (system.project_range) system.project_range(rhs);
+  gather(rhs, out);
+  return norm2(out);
+}
+
+void CompressedSystem::scatter_solution(const LinearSystemView& system, std::span<const double> in,
+                                        std::span<double> x) const {
+  scatter(in, x);
+  if (system.project_range) system.project_range(x);
+}
+
 void pin_singular_components(CompressedSystem& c) {
   CsrMatrix& a = c.matrix;
   c.pinned.clear();
