@@ -60,6 +60,10 @@ TEST_F(CliSolve, NotConvergedExitsThreeAndBadInputTwo) {
   EXPECT_NE(log().find("unknown method"), std::string::npos) << log();
   EXPECT_EQ(cli("--n 12 --method cg"), 2) << log();                          // no system given
   EXPECT_EQ(cli("--scene box --n 12 --rtol 5"), 2) << log();                   // absurd tolerance
+  EXPECT_EQ(cli("--scene box --n 12 --method mgpcg:omega=2"), 2) << log();     // not a contraction
+  EXPECT_NE(log().find("omega=2"), std::string::npos) << log();
+  EXPECT_EQ(cli("--scene box --n 12 --method mgpcg:precision=half"), 2) << log();
+  EXPECT_EQ(cli("--scene box --n 12 --method dcdm-mg:sweeps=x"), 2) << log();
   EXPECT_EQ(cli(fmt::format("--matrix {}", (dir_ / "missing.mtx").string())), 2) << log();
 }
 
@@ -70,8 +74,9 @@ TEST_F(CliSolve, MatrixAndRhsMatchADirectSolveForEveryMethod) {
   const Vector ref = direct_solve(d, a, b);
   io::write_matrix_market(dir_ / "A.mtx", a);
   io::write_npy(dir_ / "b.npy", b, {static_cast<std::int64_t>(b.size())});
-  for (std::string m : {"cg", "jacobi", "ic0", "mic0", "dpcg", "mgpcg"}) {
-    const fs::path x = dir_ / ("x_" + m + ".npy");
+  for (std::string m : {"cg", "jacobi", "ic0", "mic0", "dpcg", "mgpcg", "mgpcg:omega=1.4:band-omega=1.6:precision=float",
+                        "dcdm-mg:omega=1.3:precision=float"}) {
+    const fs::path x = dir_ / ("x_" + std::to_string(std::hash<std::string>{}(m)) + ".npy");
     ASSERT_EQ(cli(fmt::format("--matrix {} --rhs {} --dims 9,7,8 --method {} --rtol 1e-10 --x-out {}",
                               (dir_ / "A.mtx").string(), (dir_ / "b.npy").string(), m, x.string())),
               0)

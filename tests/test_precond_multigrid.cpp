@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <random>
 
 #include "dcdm/error.hpp"
 #include "dcdm/krylov.hpp"
@@ -29,6 +30,8 @@ Domain everything_domain(Dims n) {
         if (i == 3 || j == 3 || k == 3) d.cells(i, j, k) = CellType::Solid;
   return d;
 }
+
+int mgpcg_iterations(const Domain& d, const MultigridOptions& opts, double rtol, double* rate = nullptr);
 
 class MultigridSymmetry : public ::testing::TestWithParam<int> {};
 
@@ -66,6 +69,104 @@ TEST_P(MultigridSymmetry, VCycleIsSymmetricAndPositive) {
 
 INSTANTIATE_TEST_SUITE_P(Domains, MultigridSymmetry, ::testing::Values(0, 1, 2, 3));
 
+// Random per-cell factors in (0, 2), a different pattern on every level and for the band.
+class RandomRelaxation final : public RelaxationModel {
+ public:
+  explicit RandomRelaxation(unsigned seed) : seed_(seed) {}
+  void factors(const MultigridLevelView& level, std::span<double> interior, std::span<double> band) const override {
+    std::mt19937 rng(seed_ + 17u * static_cast<unsigned>(level.level));
+    std::uniform_real_distribution<double> u(0.05, 1.95);
+    for (std::size_t p = 0; p < interior.size(); ++p) {
+      interior[p] = u(rng);
+      band[p] = u(rng);
+    }
+    ++calls;
+  }
+  mutable int calls = 0;
+
+ private:
+  unsigned seed_;
+};
+
+class OutOfRangeRelaxation final : public RelaxationModel {
+ public:
+  void factors(const MultigridLevelView&, std::span<double> interior, std::span<double> band) const override {
+    std::fill(interior.begin(), interior.end(), 1.0);
+    std::fill(band.begin(), band.end(), 2.0);
+  }
+};
+
+// Over-relaxation (global or per cell) and single precision keep the cycle a symmetric
+// positive definite operator: the learned relaxation model relies on it (DCDM = PCG then).
+TEST_P(MultigridSymmetry, RelaxedAndSinglePrecisionCyclesStaySymmetricAndPositive) {
+  auto sys = make_system(symmetry_domain(GetParam()));
+  for (int variant = 0; variant < 3; ++variant) {
+    MultigridOptions opts;
+    opts.coarsest_cells = 64;
+    auto relaxation = std::make_shared<RandomRelaxation>(3u + static_cast<unsigned>(GetParam()));
+    if (variant == 0) {
+      opts.omega = 1.7;
+      opts.band_omega = 0.4;
+    } else {
+      opts.relaxation = relaxation;
+    }
+    opts.single_precision = variant == 2;
+    MultigridPreconditioner mg(opts);
+    mg.setup(sys->view());
+    if (variant > 0) {
+      EXPECT_EQ(relaxation->calls, mg.levels() - 1);
+    }
+    const double tol = opts.single_precision ? 2e-6 : 1e-12;
+    for (unsigned seed = 1; seed <= 3; ++seed) {
+      Vector u = random_fluid_vector(sys->domain, seed), v = random_fluid_vector(sys->domain, seed + 100);
+      Vector mu(u.size()), mv(v.size());
+      mg.apply(u, mu);
+      mg.apply(v, mv);
+      EXPECT_NEAR(dot(u, mv), dot(v, mu), tol * norm2(u) * norm2(mv)) << "variant " << variant << " seed " << seed;
+      EXPECT_GT(dot(u, mu), 0.0) << "variant " << variant;
+    }
+  }
+}
+
+TEST(Multigrid, RelaxationFactorsOutsideTheOpenIntervalAreRefused) {
+  auto sys = make_system(obstacle_domain({12, 12, 12}));
+  MultigridOptions opts;
+  opts.coarsest_cells = 64;
+  opts.relaxation = std::make_shared<OutOfRangeRelaxation>();
+  MultigridPreconditioner mg(opts);
+  EXPECT_THROW(mg.setup(sys->view()), Error);
+  MultigridOptions bad;
+  bad.omega = 2.0;
+  EXPECT_THROW(MultigridPreconditioner{bad}, InputError);
+  bad.omega = 1.0;
+  bad.band_omega = 0.0;
+  EXPECT_THROW(MultigridPreconditioner{bad}, InputError);
+}
+
+// The single-precision cycle is the double one rounded: same hierarchy, results within float
+// accuracy, and PCG reaches the same tolerance in (about) the same iterations.
+TEST(Multigrid, SinglePrecisionCycleMatchesDouble) {
+  auto sys = make_system(everything_domain({21, 17, 19}));
+  MultigridOptions opts;
+  opts.coarsest_cells = 64;
+  MultigridPreconditioner mg_double(opts);
+  opts.single_precision = true;
+  MultigridPreconditioner mg_float(opts);
+  mg_double.setup(sys->view());
+  mg_float.setup(sys->view());
+  ASSERT_EQ(mg_double.levels(), mg_float.levels());
+  const Vector b = random_fluid_vector(sys->domain, 5);
+  Vector zd(b.size()), zf(b.size());
+  mg_double.apply(b, zd);
+  mg_float.apply(b, zf);
+  EXPECT_LT(relative_error(zf, zd), 1e-5);
+  MultigridOptions f;
+  f.single_precision = true;
+  const int its_double = mgpcg_iterations(sys->domain, MultigridOptions{}, 1e-8);
+  const int its_float = mgpcg_iterations(sys->domain, f, 1e-8);
+  EXPECT_LE(std::abs(its_double - its_float), 1);
+}
+
 TEST(Multigrid, LevelsCoarsenOddNonCubicGrids) {
   auto sys = make_system(obstacle_domain({13, 9, 11}));
   MultigridOptions opts;
@@ -84,7 +185,7 @@ TEST(Multigrid, NeedsADomain) {
   EXPECT_THROW(mg.setup(sys->view(/*with_domain=*/false)), InputError);
 }
 
-int mgpcg_iterations(const Domain& d, const MultigridOptions& opts, double rtol, double* rate = nullptr) {
+int mgpcg_iterations(const Domain& d, const MultigridOptions& opts, double rtol, double* rate) {
   auto sys = make_system(d);
   PcgSolver solver("mgpcg", std::make_unique<MultigridPreconditioner>(opts));
   solver.setup(sys->view());

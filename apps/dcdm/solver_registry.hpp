@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 
 #include "dcdm/dcdm.hpp"
+#include "dcdm/precond.hpp"
 #include "dcdm/solve.hpp"
 
 namespace dcdm::cli {
@@ -38,6 +39,10 @@ std::unique_ptr<IterativeSolver> make_solver(const std::string& spec, const Solv
 std::vector<std::pair<std::string, std::string>> solver_methods();  // name, help
 // The DCDM iteration's settings (--dcdm-k, --dcdm-fallback) for every DCDM-based method.
 DcdmOptions dcdm_options(const SolverParams& params);
+
+// "omega=W:band-omega=W:sweeps=N:band-sweeps=N:band-width=N:coarsest=CELLS:precision=double|float"
+// (the mgpcg and dcdm-mg method settings); InputError naming `who` on a bad one.
+MultigridOptions parse_multigrid_settings(const std::string& text, const std::string& who);
 
 // Adds --model, --dcdm-k, --dpcg-k, --mic-safety to a subcommand.
 void add_solver_params(CLI::App* cmd, SolverParams& params);

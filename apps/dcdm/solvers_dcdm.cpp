@@ -50,10 +50,17 @@ SolverRegistration dcdm("dcdm",
                           return std::make_unique<DcdmSolver>(std::move(factory), dcdm_options(p), "dcdm");
                         });
 
-SolverRegistration dcdm_mg("dcdm-mg", "DCDM iteration with a multigrid V-cycle as direction generator (control)",
-                           [](const std::string&, const SolverParams& p) -> std::unique_ptr<IterativeSolver> {
-                             return std::make_unique<DcdmSolver>(preconditioner_generator<MultigridPreconditioner>(),
-                                                                 dcdm_options(p), "dcdm-mg");
+SolverRegistration dcdm_mg("dcdm-mg",
+                           "DCDM iteration with a multigrid V-cycle as direction generator (control; the mgpcg "
+                           "settings, dcdm-mg:omega=W:...)",
+                           [](const std::string& arg, const SolverParams& p) -> std::unique_ptr<IterativeSolver> {
+                             const MultigridOptions o = parse_multigrid_settings(arg, "dcdm-mg:" + arg);
+                             GeneratorFactory factory = [o](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
+                               auto mg = std::make_unique<MultigridPreconditioner>(o);
+                               mg->setup(view);
+                               return mg;
+                             };
+                             return std::make_unique<DcdmSolver>(std::move(factory), dcdm_options(p), "dcdm-mg");
                            });
 
 SolverRegistration dcdm_jacobi("dcdm-jacobi", "DCDM iteration with Jacobi as direction generator (control)",

@@ -86,6 +86,30 @@ class IncompleteCholeskyPreconditioner final : public Preconditioner {
 // - coarsest level: exact sparse Cholesky (Eigen SimplicialLDLT) of the compressed operator,
 //   one node pinned per singular component and the right-hand side / correction projected
 //   to zero mean on those components (the symmetric pseudo-inverse).
+// One smoothing level of the hierarchy as a RelaxationModel sees it: padded layout (one ghost
+// layer below, two above each axis, x fastest); ghosts carry the outer face's type (a Wall face
+// Solid, an Open face Air).
+struct MultigridLevelView {
+  Dims dims;
+  int level = 0;   // 0 = the finest
+  int levels = 0;  // levels in the hierarchy (the last, solved exactly, is never smoothed)
+  std::int64_t sy = 0, sz = 0;
+  const std::uint8_t* type = nullptr;  // padded CellType
+  std::int64_t at(int i, int j, int k) const { return (i + 1) + sy * (j + 1) + sz * (k + 1); }
+};
+
+// Per-cell relaxation factors of the red-black sweeps (a learned function of the cell flags,
+// see learn/relaxnet). Computed once per matrix at setup.
+class RelaxationModel {
+ public:
+  virtual ~RelaxationModel() = default;
+  // Writes the factor of the interior sweeps and of the band sweeps at the padded index of
+  // every fluid cell of `level` (other entries are ignored). Each factor must lie in (0, 2):
+  // a single-colour update then lowers the A-norm error for any such factors, and the mirrored
+  // cycle stays symmetric positive definite (setup throws on a factor outside).
+  virtual void factors(const MultigridLevelView& level, std::span<double> interior, std::span<double> band) const = 0;
+};
+
 struct MultigridOptions {
   int pre_sweeps = 2;        // red-black sweeps over all cells (post = same, mirrored)
   int boundary_sweeps = 2;   // extra band sweeps before and after the interior sweeps
@@ -93,6 +117,12 @@ struct MultigridOptions {
   std::int64_t coarsest_cells = 4096;  // stop coarsening at or below this many cells
   int max_levels = 20;
   bool neumann_interpolation = true;   // renormalise weights next to solid (else zero there)
+  // Successive over-relaxation: every interior / band update x += omega (x_GS - x), omega in
+  // (0, 2); 1 = plain Gauss-Seidel (McAdams et al.).
+  double omega = 1.0;
+  double band_omega = 1.0;
+  bool single_precision = false;  // levels and sweeps in float (the coarsest solve stays double)
+  std::shared_ptr<const RelaxationModel> relaxation;  // per-cell factors, replacing the two above
 };
 
 class MultigridPreconditioner final : public Preconditioner {

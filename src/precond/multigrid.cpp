@@ -47,6 +47,7 @@ namespace {
 
 constexpr std::int64_t kParallelCells = 32768;  // below this, loops stay on one thread
 
+template <class Real>
 struct Level {
   Dims dims;
   int px = 0, py = 0, pz = 0;
@@ -54,11 +55,14 @@ struct Level {
   double s = 1.0;  // off-diagonal magnitude (1/4^level)
   std::array<FaceBoundary, 6> faces{};
   std::vector<std::uint8_t> type;      // padded CellType; ghosts carry the face's type
-  std::vector<double> inv_diag;        // padded, 0 outside fluid
-  std::vector<double> diag;            // padded, 0 outside fluid
-  std::vector<double> x, b, r;         // padded work vectors
-  std::vector<double> inv_w;           // padded, prolongation normaliser to this level from the next
+  std::vector<Real> inv_diag;          // padded, 0 outside fluid
+  std::vector<Real> diag;              // padded, 0 outside fluid
+  std::vector<Real> x, b, r;           // padded work vectors
+  std::vector<Real> inv_w;             // padded, prolongation normaliser to this level from the next
   std::vector<std::int64_t> band[2];   // padded indices of band cells by colour
+  // Per-cell relaxation factors (padded, 0 outside fluid) when a RelaxationModel supplies them;
+  // empty = the scalar options.
+  std::vector<Real> omega, band_omega;
   std::int64_t fluid_cells = 0;
 
   std::int64_t padded_size() const { return std::int64_t(px) * py * pz; }
@@ -67,11 +71,13 @@ struct Level {
 };
 
 // Type of padded cell (i, j, k) in logical coordinates, ghosts included.
-CellType level_type(const Level& l, int i, int j, int k) {
+template <class Real>
+CellType level_type(const Level<Real>& l, int i, int j, int k) {
   return static_cast<CellType>(l.type[l.at(i, j, k)]);
 }
 
-void init_level(Level& l, Dims d, const std::array<FaceBoundary, 6>& faces, double s) {
+template <class Real>
+void init_level(Level<Real>& l, Dims d, const std::array<FaceBoundary, 6>& faces, double s) {
   l.dims = d;
   l.px = d.nx + 3;
   l.py = d.ny + 3;
@@ -109,7 +115,8 @@ void init_level(Level& l, Dims d, const std::array<FaceBoundary, 6>& faces, doub
 
 // Diagonal, 1/diagonal and the smoothing band of a level whose interior types are set.
 // Fluid cells with no non-solid neighbour become Solid first.
-void finish_level(Level& l, int band_width) {
+template <class Real>
+void finish_level(Level<Real>& l, int band_width) {
   const Dims d = l.dims;
   const std::int64_t n = l.padded_size();
   const std::int64_t off[6] = {-1, 1, -l.sy, l.sy, -l.sz, l.sz};
@@ -132,11 +139,11 @@ void finish_level(Level& l, int band_width) {
           }
         }
   }
-  l.diag.assign(n, 0.0);
-  l.inv_diag.assign(n, 0.0);
-  l.x.assign(n, 0.0);
-  l.b.assign(n, 0.0);
-  l.r.assign(n, 0.0);
+  l.diag.assign(n, Real(0));
+  l.inv_diag.assign(n, Real(0));
+  l.x.assign(n, Real(0));
+  l.b.assign(n, Real(0));
+  l.r.assign(n, Real(0));
   l.fluid_cells = 0;
   for (int k = 0; k < d.nz; ++k)
     for (int j = 0; j < d.ny; ++j)
@@ -144,8 +151,8 @@ void finish_level(Level& l, int band_width) {
         const std::int64_t p = l.at(i, j, k);
         if (l.type[p] != static_cast<std::uint8_t>(CellType::Fluid)) continue;
         const double diag = l.s * count_non_solid(p);
-        l.diag[p] = diag;
-        l.inv_diag[p] = 1.0 / diag;
+        l.diag[p] = static_cast<Real>(diag);
+        l.inv_diag[p] = static_cast<Real>(1.0 / diag);
         ++l.fluid_cells;
       }
   // Band: fluid cells within Chebyshev distance band_width of a non-fluid cell or of the
@@ -180,39 +187,66 @@ void finish_level(Level& l, int band_width) {
         }
 }
 
-}  // namespace
+// The V-cycle in one precision (levels, sweeps and transfers in Real; the coarsest solve is a
+// double factorisation in both).
+class CycleBase {
+ public:
+  virtual ~CycleBase() = default;
+  virtual void apply(std::span<const double> r, std::span<double> z) = 0;
+  virtual int levels() const = 0;
+  virtual Dims level_dims(int level) const = 0;
+};
 
-struct MultigridPreconditioner::Impl {
-  std::vector<Level> levels;
+template <class Real>
+class Cycle final : public CycleBase {
+ public:
+  Cycle(const Domain& domain, const MultigridOptions& options);
+  void apply(std::span<const double> r, std::span<double> z) override;
+  int levels() const override { return static_cast<int>(levels_.size()); }
+  Dims level_dims(int level) const override { return levels_.at(level).dims; }
+
+ private:
+  std::vector<Level<Real>> levels_;
   MultigridOptions opt;
-  std::int64_t n = 0;
   // Coarsest solve
   std::vector<std::int64_t> coarse_cells;  // padded indices of the unknowns
   std::vector<int> coarse_component;       // per unknown: singular component id or -1
   std::vector<std::int64_t> singular_sizes;
   std::vector<std::int64_t> pinned;        // one unknown per singular component, fixed at 0
   Eigen::SimplicialLDLT<Eigen::SparseMatrix<double>> ldlt;
-  mutable Eigen::VectorXd coarse_rhs, coarse_sol;
+  Eigen::VectorXd coarse_rhs, coarse_sol;
+  std::vector<double> mean;
 
   void build(const Domain& domain);
   void build_coarsest();
-  void smooth_colour(Level& l, int colour) const;
-  void smooth_band(Level& l, int colour) const;
-  void pre_smooth(Level& l) const;
-  void post_smooth(Level& l) const;
-  void residual_to_coarse(Level& f, Level& c) const;
-  void prolongate(const Level& c, Level& f) const;
-  void coarse_solve(Level& l) const;
-  void vcycle(int level) const;
+  void build_relaxation();
+  template <class Relax>
+  void sweep_colour(Level<Real>& l, int colour, Relax relax);
+  template <class Relax>
+  void sweep_band(Level<Real>& l, int colour, Relax relax);
+  void smooth_colour(Level<Real>& l, int colour);
+  void smooth_band(Level<Real>& l, int colour);
+  void pre_smooth(Level<Real>& l);
+  void post_smooth(Level<Real>& l);
+  void residual_to_coarse(Level<Real>& f, Level<Real>& c);
+  void prolongate(const Level<Real>& c, Level<Real>& f);
+  void coarse_solve(Level<Real>& l);
+  void vcycle(int level);
 };
 
-void MultigridPreconditioner::Impl::build(const Domain& domain) {
+template <class Real>
+Cycle<Real>::Cycle(const Domain& domain, const MultigridOptions& options) : opt(options) {
+  build(domain);
+}
+
+template <class Real>
+void Cycle<Real>::build(const Domain& domain) {
+  auto& levels = levels_;
   levels.clear();
-  n = domain.dims().size();
   // Level 0 from the domain.
   levels.emplace_back();
   {
-    Level& l = levels.back();
+    Level<Real>& l = levels.back();
     init_level(l, domain.dims(), domain.faces, 1.0);
     const Dims d = domain.dims();
     for (int k = 0; k < d.nz; ++k)
@@ -224,11 +258,11 @@ void MultigridPreconditioner::Impl::build(const Domain& domain) {
     finish_level(l, opt.band_width);
   }
   while (static_cast<int>(levels.size()) < opt.max_levels) {
-    const Level& f = levels.back();
+    const Level<Real>& f = levels.back();
     const Dims fd = f.dims;
     if (fd.size() <= opt.coarsest_cells || std::min({fd.nx, fd.ny, fd.nz}) < 4) break;
     const Dims cd{(fd.nx + 1) / 2, (fd.ny + 1) / 2, (fd.nz + 1) / 2};
-    Level c;
+    Level<Real> c;
     init_level(c, cd, f.faces, f.s * 0.25);
     for (int k = 0; k < cd.nz; ++k)
       for (int j = 0; j < cd.ny; ++j)
@@ -253,9 +287,9 @@ void MultigridPreconditioner::Impl::build(const Domain& domain) {
   }
   // Prolongation normalisers on every level but the coarsest.
   for (std::size_t li = 0; li + 1 < levels.size(); ++li) {
-    Level& f = levels[li];
-    const Level& c = levels[li + 1];
-    f.inv_w.assign(f.padded_size(), 0.0);
+    Level<Real>& f = levels[li];
+    const Level<Real>& c = levels[li + 1];
+    f.inv_w.assign(f.padded_size(), Real(0));
     const Dims d = f.dims;
     for (int k = 0; k < d.nz; ++k)
       for (int j = 0; j < d.ny; ++j)
@@ -266,14 +300,48 @@ void MultigridPreconditioner::Impl::build(const Domain& domain) {
           transfer::for_each_parent<double>(i, j, k, [&](double wt, int ci, int cj, int ck) {
             if (!opt.neumann_interpolation || level_type(c, ci, cj, ck) != CellType::Solid) w += wt;
           });
-          f.inv_w[p] = w > 0.0 ? 1.0 / w : 0.0;
+          f.inv_w[p] = w > 0.0 ? static_cast<Real>(1.0 / w) : Real(0);
         }
   }
+  build_relaxation();
   build_coarsest();
 }
 
-void MultigridPreconditioner::Impl::build_coarsest() {
-  const Level& l = levels.back();
+// Per-cell factors from the relaxation model on every smoothing level (all but the coarsest).
+template <class Real>
+void Cycle<Real>::build_relaxation() {
+  if (!opt.relaxation) return;
+  const int count = levels();
+  std::vector<double> interior, band;
+  for (int li = 0; li + 1 < count; ++li) {
+    Level<Real>& l = levels_[li];
+    const std::int64_t n = l.padded_size();
+    interior.assign(n, 0.0);
+    band.assign(n, 0.0);
+    MultigridLevelView view{l.dims, li, count, l.sy, l.sz, l.type.data()};
+    opt.relaxation->factors(view, interior, band);
+    l.omega.assign(n, Real(0));
+    l.band_omega.assign(n, Real(0));
+    const Dims d = l.dims;
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j)
+        for (int i = 0; i < d.nx; ++i) {
+          const std::int64_t p = l.at(i, j, k);
+          if (l.type[p] != static_cast<std::uint8_t>(CellType::Fluid)) continue;
+          for (const double w : {interior[p], band[p]})
+            if (!(w > 0.0 && w < 2.0))
+              throw Error(fmt::format("multigrid: relaxation factor {} at cell ({}, {}, {}) of level {} is outside "
+                                      "(0, 2)",
+                                      w, i, j, k, li));
+          l.omega[p] = static_cast<Real>(interior[p]);
+          l.band_omega[p] = static_cast<Real>(band[p]);
+        }
+  }
+}
+
+template <class Real>
+void Cycle<Real>::build_coarsest() {
+  const Level<Real>& l = levels_.back();
   const Dims d = l.dims;
   coarse_cells.clear();
   std::vector<std::int64_t> unknown(l.padded_size(), -1);
@@ -334,15 +402,18 @@ void MultigridPreconditioner::Impl::build_coarsest() {
       this->pinned.push_back(u);
     }
   }
+  // The level's operator in double (its entries, small integers times 4^-level, are exact in
+  // float too).
   std::vector<Eigen::Triplet<double>> t;
   t.reserve(m * 7);
   for (std::int64_t u = 0; u < m; ++u) {
     const std::int64_t p = coarse_cells[u];
+    const double diag = static_cast<double>(l.diag[p]);
     if (pinned[u]) {
-      t.emplace_back(u, u, l.diag[p]);
+      t.emplace_back(u, u, diag);
       continue;
     }
-    t.emplace_back(u, u, l.diag[p]);
+    t.emplace_back(u, u, diag);
     for (auto o : off) {
       const std::int64_t v = unknown[p + o];
       if (v >= 0 && !pinned[v]) t.emplace_back(u, v, -l.s);
@@ -354,14 +425,18 @@ void MultigridPreconditioner::Impl::build_coarsest() {
   if (ldlt.info() != Eigen::Success) throw Error("multigrid: coarsest-level factorisation failed");
   coarse_rhs.resize(m);
   coarse_sol.resize(m);
+  mean.assign(singular_sizes.size(), 0.0);
 }
 
-void MultigridPreconditioner::Impl::smooth_colour(Level& l, int colour) const {
+// One red-black Gauss-Seidel half-sweep: x[p] = relax(p, x[p], GS value) on one colour.
+template <class Real>
+template <class Relax>
+void Cycle<Real>::sweep_colour(Level<Real>& l, int colour, Relax relax) {
   const Dims d = l.dims;
-  double* x = l.x.data();
-  const double* b = l.b.data();
-  const double* id = l.inv_diag.data();
-  const double s = l.s;
+  Real* x = l.x.data();
+  const Real* b = l.b.data();
+  const Real* id = l.inv_diag.data();
+  const Real s = static_cast<Real>(l.s);
   const std::int64_t sy = l.sy, sz = l.sz;
 #pragma omp parallel for schedule(static) if (l.parallel())
   for (int k = 0; k < d.nz; ++k)
@@ -369,28 +444,60 @@ void MultigridPreconditioner::Impl::smooth_colour(Level& l, int colour) const {
       const std::int64_t row = l.at(0, j, k);
       for (int i = (colour + j + k) & 1; i < d.nx; i += 2) {
         const std::int64_t p = row + i;
-        x[p] = id[p] * (b[p] + s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz]));
+        x[p] = relax(p, x[p], id[p] * (b[p] + s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz])));
       }
     }
 }
 
-void MultigridPreconditioner::Impl::smooth_band(Level& l, int colour) const {
+template <class Real>
+template <class Relax>
+void Cycle<Real>::sweep_band(Level<Real>& l, int colour, Relax relax) {
   const auto& cells = l.band[colour];
   const std::int64_t m = static_cast<std::int64_t>(cells.size());
-  double* x = l.x.data();
-  const double* b = l.b.data();
-  const double* id = l.inv_diag.data();
-  const double s = l.s;
+  Real* x = l.x.data();
+  const Real* b = l.b.data();
+  const Real* id = l.inv_diag.data();
+  const Real s = static_cast<Real>(l.s);
   const std::int64_t sy = l.sy, sz = l.sz;
   const std::int64_t* c = cells.data();
 #pragma omp parallel for schedule(static) if (m >= kParallelCells / 4)
   for (std::int64_t q = 0; q < m; ++q) {
     const std::int64_t p = c[q];
-    x[p] = id[p] * (b[p] + s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz]));
+    x[p] = relax(p, x[p], id[p] * (b[p] + s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz])));
   }
 }
 
-void MultigridPreconditioner::Impl::pre_smooth(Level& l) const {
+// Gauss-Seidel (factor 1) keeps the plain update; other factors over- or under-relax it. Each
+// single-colour update changes only unknowns that do not couple with each other, so any factors
+// in (0, 2) lower the A-norm error and the update stays self-adjoint in the A inner product.
+template <class Real>
+void Cycle<Real>::smooth_colour(Level<Real>& l, int colour) {
+  if (!l.omega.empty()) {
+    const Real* w = l.omega.data();
+    sweep_colour(l, colour, [w](std::int64_t p, Real x, Real gs) { return x + w[p] * (gs - x); });
+  } else if (opt.omega == 1.0) {
+    sweep_colour(l, colour, [](std::int64_t, Real, Real gs) { return gs; });
+  } else {
+    const Real w = static_cast<Real>(opt.omega);
+    sweep_colour(l, colour, [w](std::int64_t, Real x, Real gs) { return x + w * (gs - x); });
+  }
+}
+
+template <class Real>
+void Cycle<Real>::smooth_band(Level<Real>& l, int colour) {
+  if (!l.band_omega.empty()) {
+    const Real* w = l.band_omega.data();
+    sweep_band(l, colour, [w](std::int64_t p, Real x, Real gs) { return x + w[p] * (gs - x); });
+  } else if (opt.band_omega == 1.0) {
+    sweep_band(l, colour, [](std::int64_t, Real, Real gs) { return gs; });
+  } else {
+    const Real w = static_cast<Real>(opt.band_omega);
+    sweep_band(l, colour, [w](std::int64_t, Real x, Real gs) { return x + w * (gs - x); });
+  }
+}
+
+template <class Real>
+void Cycle<Real>::pre_smooth(Level<Real>& l) {
   for (int s = 0; s < opt.boundary_sweeps; ++s) {
     smooth_band(l, 0);
     smooth_band(l, 1);
@@ -406,7 +513,8 @@ void MultigridPreconditioner::Impl::pre_smooth(Level& l) const {
 }
 
 // The adjoint of pre_smooth: the same single-colour steps in reverse order.
-void MultigridPreconditioner::Impl::post_smooth(Level& l) const {
+template <class Real>
+void Cycle<Real>::post_smooth(Level<Real>& l) {
   for (int s = 0; s < opt.boundary_sweeps; ++s) {
     smooth_band(l, 1);
     smooth_band(l, 0);
@@ -422,15 +530,16 @@ void MultigridPreconditioner::Impl::post_smooth(Level& l) const {
 }
 
 // r = (b - A x) / W on fluid cells, then b_c = mask_c * (1/8) sum of trilinear weights * r.
-void MultigridPreconditioner::Impl::residual_to_coarse(Level& f, Level& c) const {
+template <class Real>
+void Cycle<Real>::residual_to_coarse(Level<Real>& f, Level<Real>& c) {
   {
     const Dims d = f.dims;
-    const double* x = f.x.data();
-    const double* b = f.b.data();
-    const double* dg = f.diag.data();
-    const double* iw = f.inv_w.data();
-    double* r = f.r.data();
-    const double s = f.s;
+    const Real* x = f.x.data();
+    const Real* b = f.b.data();
+    const Real* dg = f.diag.data();
+    const Real* iw = f.inv_w.data();
+    Real* r = f.r.data();
+    const Real s = static_cast<Real>(f.s);
     const std::int64_t sy = f.sy, sz = f.sz;
 #pragma omp parallel for schedule(static) if (f.parallel())
     for (int k = 0; k < d.nz; ++k)
@@ -439,14 +548,14 @@ void MultigridPreconditioner::Impl::residual_to_coarse(Level& f, Level& c) const
 #pragma omp simd
         for (int i = 0; i < d.nx; ++i) {
           const std::int64_t p = row + i;
-          const double ax = dg[p] * x[p] - s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz]);
+          const Real ax = dg[p] * x[p] - s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz]);
           r[p] = iw[p] * (b[p] - ax);  // iw = 0 outside the fluid
         }
       }
   }
   const Dims cd = c.dims;
-  const double* r = f.r.data();
-  double* bc = c.b.data();
+  const Real* r = f.r.data();
+  Real* bc = c.b.data();
   const std::uint8_t* ct = c.type.data();
   const std::int64_t fsy = f.sy, fsz = f.sz;
 #pragma omp parallel for schedule(static) if (c.parallel())
@@ -455,22 +564,23 @@ void MultigridPreconditioner::Impl::residual_to_coarse(Level& f, Level& c) const
       for (int i = 0; i < cd.nx; ++i) {
         const std::int64_t pc = c.at(i, j, k);
         if (ct[pc] != static_cast<std::uint8_t>(CellType::Fluid)) {
-          bc[pc] = 0.0;
+          bc[pc] = Real(0);
           continue;
         }
         // Fine cells 2i-1 .. 2i+2 per axis (ghosts included, zero there).
-        const double sum = transfer::restriction_sum<double>(f.at(2 * i - 1, 2 * j - 1, 2 * k - 1), fsy, fsz,
-                                                             [r](std::int64_t at) { return r[at]; });
-        bc[pc] = 0.125 * sum;
+        const Real sum = transfer::restriction_sum<Real>(f.at(2 * i - 1, 2 * j - 1, 2 * k - 1), fsy, fsz,
+                                                         [r](std::int64_t at) { return r[at]; });
+        bc[pc] = Real(0.125) * sum;
       }
 }
 
 // x_f += W^{-1} sum of trilinear weights * x_c  (x_c is zero outside the coarse fluid).
-void MultigridPreconditioner::Impl::prolongate(const Level& c, Level& f) const {
+template <class Real>
+void Cycle<Real>::prolongate(const Level<Real>& c, Level<Real>& f) {
   const Dims d = f.dims;
-  const double* xc = c.x.data();
-  double* xf = f.x.data();
-  const double* iw = f.inv_w.data();
+  const Real* xc = c.x.data();
+  Real* xf = f.x.data();
+  const Real* iw = f.inv_w.data();
 #pragma omp parallel for schedule(static) if (f.parallel())
   for (int k = 0; k < d.nz; ++k)
     for (int j = 0; j < d.ny; ++j) {
@@ -478,17 +588,17 @@ void MultigridPreconditioner::Impl::prolongate(const Level& c, Level& f) const {
       const std::int64_t row = f.at(0, j, k);
       for (int i = 0; i < d.nx; ++i) {
         const std::int64_t p = row + i;
-        if (iw[p] == 0.0) continue;
+        if (iw[p] == Real(0)) continue;
         xf[p] += iw[p] * transfer::prolongate_at(xc, rows, i);
       }
     }
 }
 
-void MultigridPreconditioner::Impl::coarse_solve(Level& l) const {
+template <class Real>
+void Cycle<Real>::coarse_solve(Level<Real>& l) {
   const std::int64_t m = static_cast<std::int64_t>(coarse_cells.size());
-  for (std::int64_t u = 0; u < m; ++u) coarse_rhs[u] = l.b[coarse_cells[u]];
+  for (std::int64_t u = 0; u < m; ++u) coarse_rhs[u] = static_cast<double>(l.b[coarse_cells[u]]);
   // Project onto the range (zero mean on each singular component): P G P is symmetric.
-  std::vector<double> mean(singular_sizes.size(), 0.0);
   auto project = [&](Eigen::VectorXd& v) {
     if (singular_sizes.empty()) return;
     std::fill(mean.begin(), mean.end(), 0.0);
@@ -504,30 +614,72 @@ void MultigridPreconditioner::Impl::coarse_solve(Level& l) const {
   for (std::int64_t u : pinned) coarse_rhs[u] = 0.0;
   coarse_sol = ldlt.solve(coarse_rhs);
   project(coarse_sol);
-  std::fill(l.x.begin(), l.x.end(), 0.0);
-  for (std::int64_t u = 0; u < m; ++u) l.x[coarse_cells[u]] = coarse_sol[u];
+  std::fill(l.x.begin(), l.x.end(), Real(0));
+  for (std::int64_t u = 0; u < m; ++u) l.x[coarse_cells[u]] = static_cast<Real>(coarse_sol[u]);
 }
 
-void MultigridPreconditioner::Impl::vcycle(int li) const {
-  Level& l = const_cast<Level&>(levels[li]);
-  if (li + 1 == static_cast<int>(levels.size())) {
+template <class Real>
+void Cycle<Real>::vcycle(int li) {
+  Level<Real>& l = levels_[li];
+  if (li + 1 == levels()) {
     coarse_solve(l);
     return;
   }
-  std::fill(l.x.begin(), l.x.end(), 0.0);
+  std::fill(l.x.begin(), l.x.end(), Real(0));
   pre_smooth(l);
-  Level& c = const_cast<Level&>(levels[li + 1]);
+  Level<Real>& c = levels_[li + 1];
   residual_to_coarse(l, c);
   vcycle(li + 1);
   prolongate(c, l);
   post_smooth(l);
 }
 
+template <class Real>
+void Cycle<Real>::apply(std::span<const double> r, std::span<double> z) {
+  Level<Real>& top = levels_.front();
+  const Dims d = top.dims;
+  // Copy r into the padded right-hand side (zero outside the fluid: rows of A vanish there).
+  {
+    Real* b = top.b.data();
+    const Real* id = top.inv_diag.data();
+    const double* pr = r.data();
+#pragma omp parallel for schedule(static) if (top.parallel())
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j) {
+        const std::int64_t row = top.at(0, j, k);
+        const std::int64_t src = d.index(0, j, k);
+        for (int i = 0; i < d.nx; ++i) b[row + i] = id[row + i] != Real(0) ? static_cast<Real>(pr[src + i]) : Real(0);
+      }
+  }
+  vcycle(0);
+  {
+    const Real* x = top.x.data();
+    double* pz = z.data();
+#pragma omp parallel for schedule(static) if (top.parallel())
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j) {
+        const std::int64_t row = top.at(0, j, k);
+        const std::int64_t dst = d.index(0, j, k);
+        for (int i = 0; i < d.nx; ++i) pz[dst + i] = static_cast<double>(x[row + i]);
+      }
+  }
+}
+
+}  // namespace
+
+struct MultigridPreconditioner::Impl {
+  std::unique_ptr<CycleBase> cycle;
+  std::int64_t n = 0;
+};
+
 MultigridPreconditioner::MultigridPreconditioner(MultigridOptions options)
-    : options_(options), impl_(std::make_unique<Impl>()) {
-  if (options.pre_sweeps < 0 || options.boundary_sweeps < 0 || options.band_width < 0 ||
-      options.coarsest_cells < 1 || options.max_levels < 1)
+    : options_(std::move(options)), impl_(std::make_unique<Impl>()) {
+  const MultigridOptions& o = options_;
+  if (o.pre_sweeps < 0 || o.boundary_sweeps < 0 || o.band_width < 0 || o.coarsest_cells < 1 || o.max_levels < 1)
     throw InputError("multigrid: sweeps, band width and level limits must be non-negative");
+  if (!(o.omega > 0.0 && o.omega < 2.0) || !(o.band_omega > 0.0 && o.band_omega < 2.0))
+    throw InputError(fmt::format("multigrid: relaxation factors must lie in (0, 2) (omega {}, band omega {})",
+                                 o.omega, o.band_omega));
 }
 MultigridPreconditioner::~MultigridPreconditioner() = default;
 
@@ -538,42 +690,23 @@ void MultigridPreconditioner::setup(const LinearSystemView& system) {
   if (system.op && system.op->size() != system.domain->dims().size())
     throw InputError(fmt::format("mgpcg: domain has {} cells, the operator {} rows",
                                  system.domain->dims().size(), system.op->size()));
-  impl_->opt = options_;
-  impl_->build(*system.domain);
+  impl_->n = system.domain->dims().size();
+  if (options_.single_precision)
+    impl_->cycle = std::make_unique<Cycle<float>>(*system.domain, options_);
+  else
+    impl_->cycle = std::make_unique<Cycle<double>>(*system.domain, options_);
 }
 
 std::int64_t MultigridPreconditioner::size() const { return impl_->n; }
-int MultigridPreconditioner::levels() const { return static_cast<int>(impl_->levels.size()); }
-Dims MultigridPreconditioner::level_dims(int level) const { return impl_->levels.at(level).dims; }
+int MultigridPreconditioner::levels() const { return impl_->cycle ? impl_->cycle->levels() : 0; }
+Dims MultigridPreconditioner::level_dims(int level) const {
+  if (!impl_->cycle) throw Error("multigrid: level_dims before setup");
+  return impl_->cycle->level_dims(level);
+}
 
 void MultigridPreconditioner::apply(std::span<const double> r, std::span<double> z) const {
-  Level& top = impl_->levels.front();
-  const Dims d = top.dims;
-  // Copy r into the padded right-hand side (zero outside the fluid: rows of A vanish there).
-  {
-    double* b = top.b.data();
-    const double* id = top.inv_diag.data();
-    const double* pr = r.data();
-#pragma omp parallel for schedule(static) if (top.parallel())
-    for (int k = 0; k < d.nz; ++k)
-      for (int j = 0; j < d.ny; ++j) {
-        const std::int64_t row = top.at(0, j, k);
-        const std::int64_t src = d.index(0, j, k);
-        for (int i = 0; i < d.nx; ++i) b[row + i] = id[row + i] != 0.0 ? pr[src + i] : 0.0;
-      }
-  }
-  impl_->vcycle(0);
-  {
-    const double* x = top.x.data();
-    double* pz = z.data();
-#pragma omp parallel for schedule(static) if (top.parallel())
-    for (int k = 0; k < d.nz; ++k)
-      for (int j = 0; j < d.ny; ++j) {
-        const std::int64_t row = top.at(0, j, k);
-        const std::int64_t dst = d.index(0, j, k);
-        for (int i = 0; i < d.nx; ++i) pz[dst + i] = x[row + i];
-      }
-  }
+  if (!impl_->cycle) throw Error("multigrid: apply before setup");
+  impl_->cycle->apply(r, z);
 }
 
 }  // namespace dcdm
