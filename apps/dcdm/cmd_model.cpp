@@ -7,6 +7,7 @@
 #include "command.hpp"
 #include "dcdm/error.hpp"
 #include "dcdm/flagnet.hpp"
+#include "dcdm/relaxnet.hpp"
 #include "dcdm/learn.hpp"
 
 namespace dcdm::cli {
@@ -36,9 +37,10 @@ void run_init() {
 void run_info() {
   const auto& a = args();
   // The file's own architecture decides the loader (each validates the whole file).
-  const learn::ModelMetadata metadata = learn::model_file_architecture(a.file) == "flagnet"
-                                            ? learn::FlagNet::load(a.file).metadata()
-                                            : learn::DirectionNetwork::load(a.file).metadata();
+  const std::string architecture = learn::model_file_architecture(a.file);
+  const learn::ModelMetadata metadata = architecture == "flagnet"    ? learn::FlagNet::load(a.file).metadata()
+                                        : architecture == "relaxnet" ? learn::RelaxNet::load(a.file).metadata()
+                                                                     : learn::DirectionNetwork::load(a.file).metadata();
   fmt::print("{}: {} bytes\n{}", a.file, std::filesystem::file_size(a.file), learn::describe(metadata));
   fmt::print("backend          {}\n", learn::backend_info());
 }

@@ -9,6 +9,7 @@
 #include "command.hpp"
 #include "dcdm/error.hpp"
 #include "dcdm/flagnet.hpp"
+#include "dcdm/relaxnet.hpp"
 #include "dcdm/training.hpp"
 
 namespace dcdm::cli {
@@ -51,9 +52,13 @@ void run_train_flagnet(const TrainArgs& args, const std::string& command) {
   o.out = args.out;
   o.checkpoint = args.checkpoint;
   o.command = command;
-  const auto r = learn::train_flagnet(o, [](const std::string& s) { fmt::print("{}\n", s); std::fflush(stdout); });
-  fmt::print("train: flagnet {} steps ({}), validation loss {:.6e} untrained -> best {:.6e} at step {}{} -> {}\n",
-             r.steps, r.stop_reason, r.initial_val_loss, r.best_val_loss, r.best_step,
+  const auto print = [](const std::string& s) {
+    fmt::print("{}\n", s);
+    std::fflush(stdout);
+  };
+  const auto r = t.arch == "relaxnet" ? learn::train_relaxnet(o, print) : learn::train_flagnet(o, print);
+  fmt::print("train: {} {} steps ({}), validation loss {:.6e} untrained -> best {:.6e} at step {}{} -> {}\n",
+             t.arch, r.steps, r.stop_reason, r.initial_val_loss, r.best_val_loss, r.best_step,
              o.select == "iterations"
                  ? fmt::format(" (kept by iterations: {:.2f} -> {:.2f})", r.initial_val_iterations, r.best_val_iterations)
                  : "",
@@ -61,9 +66,9 @@ void run_train_flagnet(const TrainArgs& args, const std::string& command) {
 }
 
 void run_train(TrainArgs& args, const std::string& command) {
-  if (args.options.arch == "flagnet") return run_train_flagnet(args, command);
+  if (args.options.arch == "flagnet" || args.options.arch == "relaxnet") return run_train_flagnet(args, command);
   if (args.loss_steps != 1 || !args.init.empty() || args.select != "loss")
-    throw InputError("--loss-steps, --init and --select: only with --arch flagnet");
+    throw InputError("--loss-steps, --init and --select: only with --arch flagnet or relaxnet");
   auto& o = args.options;
   o.data = args.data;
   o.out = args.out;
@@ -92,7 +97,7 @@ RegisterCommand reg(41, [](CLI::App& root) {
   auto& o = args->options;
   cmd->add_option("--data", args->data, "Dataset folder (dcdm dataset); flagnet: DIR1,DIR2,... (one matrix each)")
       ->required();
-  cmd->add_option("--arch", o.arch, "Network: paper64 | paper128 | flagnet")->capture_default_str();
+  cmd->add_option("--arch", o.arch, "Network: paper64 | paper128 | flagnet | relaxnet (flagnet and relaxnet take the step-based options)")->capture_default_str();
   cmd->add_option("--steps", args->flagnet_steps, "flagnet: total optimiser steps (a resumed run continues up to this)")
       ->check(CLI::Range(1, 100000000))->capture_default_str();
   cmd->add_option("--validate-every", args->flagnet_validate_every,

@@ -26,14 +26,16 @@ GeneratorFactory preconditioner_generator() {
 }
 
 SolverRegistration dcdm("dcdm",
-                        "DCDM with the model file's network (--model FILE or dcdm:FILE; a flagnet file runs dcdm-flag; --dcdm-k; "
+                        "DCDM with the model file's network (--model FILE or dcdm:FILE; a flagnet file runs dcdm-flag, a relaxnet file dcdm-relax; --dcdm-k; "
                         "env DCDM_NETWORK_PRECISION=bf16 for bfloat16 inference)",
                         [](const std::string& arg, const SolverParams& p) -> std::unique_ptr<IterativeSolver> {
                           const std::string path = arg.empty() ? p.model : arg;
                           if (path.empty())
                             throw InputError("--model: the dcdm method needs a model file (--model FILE or "
                                              "--method dcdm:FILE; `dcdm model init` makes an untrained one)");
-                          if (learn::model_file_architecture(path) == "flagnet") return make_flagnet_solver(path, p);
+                          const std::string architecture = learn::model_file_architecture(path);
+                          if (architecture == "flagnet") return make_flagnet_solver(path, p);
+                          if (architecture == "relaxnet") return make_relaxnet_solver(path, p);
                           auto net = std::make_shared<learn::DirectionNetwork>(learn::DirectionNetwork::load(path));
                           learn::InferenceOptions o = net->inference_options();
                           if (const char* prec = std::getenv("DCDM_NETWORK_PRECISION"); prec && *prec)

@@ -137,6 +137,22 @@ class MultigridPreconditioner final : public Preconditioner {
   Dims level_dims(int level) const;
   const MultigridOptions& options() const { return options_; }
 
+  // The hierarchy as built by setup, for a training path that reproduces the cycle exactly
+  // (learn/relaxnet): per level the padded types, operator diagonal and scale, prolongation
+  // normalisers (empty on the coarsest level) and band cells by colour.
+  struct LevelData {
+    Dims dims;
+    std::int64_t sy = 0, sz = 0, padded = 0;
+    double s = 1.0;  // off-diagonal magnitude
+    std::vector<std::uint8_t> type;
+    std::vector<double> diag, inv_w;
+    std::vector<std::int64_t> band[2];
+    std::int64_t at(int i, int j, int k) const { return (i + 1) + sy * (j + 1) + sz * (k + 1); }
+  };
+  std::vector<LevelData> hierarchy() const;
+  // The coarsest level's exact (pseudo-inverse) solve on padded arrays of that level.
+  void solve_coarsest(std::span<const double> b, std::span<double> x) const;
+
   struct Impl;
 
  private:

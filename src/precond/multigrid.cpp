@@ -195,6 +195,8 @@ class CycleBase {
   virtual void apply(std::span<const double> r, std::span<double> z) = 0;
   virtual int levels() const = 0;
   virtual Dims level_dims(int level) const = 0;
+  virtual std::vector<MultigridPreconditioner::LevelData> hierarchy() const = 0;
+  virtual void solve_coarsest(std::span<const double> b, std::span<double> x) = 0;
 };
 
 template <class Real>
@@ -204,6 +206,32 @@ class Cycle final : public CycleBase {
   void apply(std::span<const double> r, std::span<double> z) override;
   int levels() const override { return static_cast<int>(levels_.size()); }
   Dims level_dims(int level) const override { return levels_.at(level).dims; }
+  std::vector<MultigridPreconditioner::LevelData> hierarchy() const override {
+    std::vector<MultigridPreconditioner::LevelData> out;
+    for (const Level<Real>& l : levels_) {
+      MultigridPreconditioner::LevelData d;
+      d.dims = l.dims;
+      d.sy = l.sy;
+      d.sz = l.sz;
+      d.padded = l.padded_size();
+      d.s = l.s;
+      d.type = l.type;
+      d.diag.assign(l.diag.begin(), l.diag.end());
+      d.inv_w.assign(l.inv_w.begin(), l.inv_w.end());
+      d.band[0] = l.band[0];
+      d.band[1] = l.band[1];
+      out.push_back(std::move(d));
+    }
+    return out;
+  }
+  void solve_coarsest(std::span<const double> b, std::span<double> x) override {
+    Level<Real>& l = levels_.back();
+    if (static_cast<std::int64_t>(b.size()) != l.padded_size() || static_cast<std::int64_t>(x.size()) != l.padded_size())
+      throw Error("multigrid: solve_coarsest needs padded arrays of the coarsest level");
+    std::transform(b.begin(), b.end(), l.b.begin(), [](double v) { return static_cast<Real>(v); });
+    coarse_solve(l);
+    std::transform(l.x.begin(), l.x.end(), x.begin(), [](Real v) { return static_cast<double>(v); });
+  }
 
  private:
   std::vector<Level<Real>> levels_;
@@ -702,6 +730,16 @@ int MultigridPreconditioner::levels() const { return impl_->cycle ? impl_->cycle
 Dims MultigridPreconditioner::level_dims(int level) const {
   if (!impl_->cycle) throw Error("multigrid: level_dims before setup");
   return impl_->cycle->level_dims(level);
+}
+
+std::vector<MultigridPreconditioner::LevelData> MultigridPreconditioner::hierarchy() const {
+  if (!impl_->cycle) throw Error("multigrid: hierarchy before setup");
+  return impl_->cycle->hierarchy();
+}
+
+void MultigridPreconditioner::solve_coarsest(std::span<const double> b, std::span<double> x) const {
+  if (!impl_->cycle) throw Error("multigrid: solve_coarsest before setup");
+  impl_->cycle->solve_coarsest(b, x);
 }
 
 void MultigridPreconditioner::apply(std::span<const double> r, std::span<double> z) const {

@@ -1,0 +1,100 @@
+#pragma once
+// RelaxNet: a learned relaxation multigrid generator. The MGPCG V-cycle (dcdm/precond.hpp:
+// red-black Gauss-Seidel with extra boundary-band sweeps, Neumann-renormalised trilinear
+// transfers, exact coarsest solve) run in float32, whose every interior and band update is
+// over-relaxed by a per-cell factor that is a learned function of the cell flags:
+//
+//   factor_c(cell) = 2 sigmoid(base_c + bias_c + sum_{f, t} W[c][f][t] flag_f(cell + offset_t))
+//
+// c = 0 interior sweeps, 1 band sweeps; f = 0 fluid, 1 air indicator of the level's discrete
+// cell types in the 3x3x3 neighbourhood (taps dz, dy, dx, x fastest, like a Conv3d kernel;
+// beyond the grid the outer face's type). One parameter set serves every smoothing level, so a
+// file applies to any grid size. The fixed base makes the zero-parameter model SOR-multigrid
+// with factors 1.3 (interior) and 1.5 (band). Every factor lies in (0, 2), so each
+// single-colour update lowers the A-norm error and the mirrored cycle is a symmetric positive
+// definite operator for any parameters: DCDM with it is PCG (no conjugacy lost at k = 2), and a
+// trained file cannot make it diverge. Factors are computed once per matrix (setup).
+//
+// Plain C++ here; the model file, the LibTorch forward and the trainer are in
+// src/learn/relaxnet_torch.cpp.
+#include <array>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "dcdm/flagnet.hpp"
+#include "dcdm/learn.hpp"
+#include "dcdm/precond.hpp"
+
+namespace dcdm::learn {
+
+inline constexpr const char* kRelaxNetArchitecture = "relaxnet";
+inline constexpr const char* kRelaxNetVariant = "relaxnet-v1";
+
+struct RelaxNetSpec {
+  static constexpr int kOutputs = 2;       // interior, band factor
+  static constexpr int kFlagChannels = 2;  // fluid, air
+  static constexpr int kTaps = 27;
+  static constexpr double kBaseInterior = 1.3;
+  static constexpr double kBaseBand = 1.5;
+  static constexpr int kWeights = kOutputs * kFlagChannels * kTaps;
+  // The cycle it runs: MGPCG's default sweeps and hierarchy, single precision.
+  static MultigridOptions cycle_options();
+};
+
+// weight[(c * kFlagChannels + f) * kTaps + t], bias[c].
+struct RelaxNetParameters {
+  std::vector<float> weight = std::vector<float>(RelaxNetSpec::kWeights, 0.0f);
+  std::vector<float> bias = std::vector<float>(RelaxNetSpec::kOutputs, 0.0f);
+  std::int64_t count() const { return static_cast<std::int64_t>(weight.size() + bias.size()); }
+};
+
+// The per-cell factors of a parameter set (a RelaxationModel for MultigridOptions).
+class RelaxNetFactors final : public RelaxationModel {
+ public:
+  explicit RelaxNetFactors(RelaxNetParameters parameters) : parameters_(std::move(parameters)) {}
+  void factors(const MultigridLevelView& level, std::span<double> interior, std::span<double> band) const override;
+
+ private:
+  RelaxNetParameters parameters_;
+};
+
+class RelaxNet {
+ public:
+  static RelaxNet initial();  // zero parameters: SOR multigrid with the base factors
+  static RelaxNet random(std::uint64_t seed, double scale);  // for tests
+  // Model file with architecture "relaxnet": InputError naming the file on anything else.
+  static RelaxNet load(const std::filesystem::path& path);
+  void save(const std::filesystem::path& path) const;  // atomic
+
+  const RelaxNetParameters& parameters() const { return parameters_; }
+  RelaxNetParameters& parameters() { return parameters_; }
+  const ModelMetadata& metadata() const { return metadata_; }
+  ModelMetadata& metadata() { return metadata_; }
+
+  // The cycle's options with this model's factors.
+  MultigridOptions cycle_options() const;
+  // A direction generator (the set-up V-cycle) for one domain.
+  std::unique_ptr<MultigridPreconditioner> make_generator(const LinearSystemView& system) const;
+
+ private:
+  RelaxNetParameters parameters_;
+  ModelMetadata metadata_;
+};
+
+// The LibTorch forward (the training path) on `batch` full-grid vectors, for the agreement test.
+std::vector<float> relaxnet_torch_forward(const RelaxNetParameters& parameters, const Domain& domain,
+                                          std::span<const float> x, int batch);
+
+// The training loss (FlagNetTrainOptions::loss_steps) of `batch` unit-norm full-grid
+// right-hand sides, through LibTorch. For the agreement test with the DCDM solver.
+double relaxnet_training_loss(const RelaxNetParameters& parameters, const Domain& domain, std::span<const float> b,
+                              int batch, int steps);
+
+// Training: the options and result of FlagNet's trainer (dcdm/flagnet.hpp) mean the same here.
+FlagNetTrainResult train_relaxnet(const FlagNetTrainOptions& options,
+                                  const std::function<void(const std::string&)>& log = {});
+
+}  // namespace dcdm::learn

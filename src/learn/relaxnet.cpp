@@ -1,0 +1,77 @@
+// RelaxNet's factors and generator (no LibTorch). See dcdm/relaxnet.hpp.
+#include "dcdm/relaxnet.hpp"
+
+#include <cmath>
+#include <random>
+
+#include "dcdm/error.hpp"
+
+namespace dcdm::learn {
+
+MultigridOptions RelaxNetSpec::cycle_options() {
+  MultigridOptions o;
+  o.single_precision = true;
+  o.omega = kBaseInterior;
+  o.band_omega = kBaseBand;
+  return o;
+}
+
+void RelaxNetFactors::factors(const MultigridLevelView& level, std::span<double> interior,
+                              std::span<double> band) const {
+  using Spec = RelaxNetSpec;
+  const auto logit = [](double w) { return std::log(w / (2.0 - w)); };
+  const double base[Spec::kOutputs] = {logit(Spec::kBaseInterior), logit(Spec::kBaseBand)};
+  std::int64_t offset[Spec::kTaps];
+  for (int t = 0; t < Spec::kTaps; ++t)
+    offset[t] = (t % 3 - 1) + level.sy * ((t / 3) % 3 - 1) + level.sz * (t / 9 - 1);
+  const float* w = parameters_.weight.data();
+  const Dims d = level.dims;
+  const auto fluid = static_cast<std::uint8_t>(CellType::Fluid), air = static_cast<std::uint8_t>(CellType::Air);
+#pragma omp parallel for schedule(static)
+  for (int k = 0; k < d.nz; ++k)
+    for (int j = 0; j < d.ny; ++j)
+      for (int i = 0; i < d.nx; ++i) {
+        const std::int64_t p = level.at(i, j, k);
+        if (level.type[p] != fluid) continue;
+        double z[Spec::kOutputs] = {base[0] + parameters_.bias[0], base[1] + parameters_.bias[1]};
+        for (int t = 0; t < Spec::kTaps; ++t) {
+          const std::uint8_t type = level.type[p + offset[t]];
+          const int f = type == fluid ? 0 : type == air ? 1 : -1;
+          if (f < 0) continue;
+          for (int c = 0; c < Spec::kOutputs; ++c) z[c] += w[(c * Spec::kFlagChannels + f) * Spec::kTaps + t];
+        }
+        interior[p] = 2.0 / (1.0 + std::exp(-z[0]));
+        band[p] = 2.0 / (1.0 + std::exp(-z[1]));
+      }
+}
+
+RelaxNet RelaxNet::initial() {
+  RelaxNet net;
+  net.metadata_.architecture = kRelaxNetArchitecture;
+  net.metadata_.variant = kRelaxNetVariant;
+  net.metadata_.parameter_count = net.parameters_.count();
+  return net;
+}
+
+RelaxNet RelaxNet::random(std::uint64_t seed, double scale) {
+  RelaxNet net = initial();
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> n(0.0f, static_cast<float>(scale));
+  for (auto& v : net.parameters_.weight) v = n(rng);
+  for (auto& v : net.parameters_.bias) v = n(rng);
+  return net;
+}
+
+MultigridOptions RelaxNet::cycle_options() const {
+  MultigridOptions o = RelaxNetSpec::cycle_options();
+  o.relaxation = std::make_shared<RelaxNetFactors>(parameters_);
+  return o;
+}
+
+std::unique_ptr<MultigridPreconditioner> RelaxNet::make_generator(const LinearSystemView& system) const {
+  auto mg = std::make_unique<MultigridPreconditioner>(cycle_options());
+  mg->setup(system);
+  return mg;
+}
+
+}  // namespace dcdm::learn

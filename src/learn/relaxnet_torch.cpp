@@ -1,0 +1,642 @@
+// RelaxNet through LibTorch: the model file, the autograd V-cycle (the training path, built
+// from the hierarchy the OpenMP cycle exports, so the two agree by construction; checked by
+// the tests) and the trainer over many dataset folders. See dcdm/relaxnet.hpp.
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <random>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "dcdm/dataset.hpp"
+#include "dcdm/dcdm.hpp"
+#include "dcdm/error.hpp"
+#include "dcdm/grid_transfer.hpp"
+#include "dcdm/poisson.hpp"
+#include "dcdm/relaxnet.hpp"
+#include "network.hpp"
+
+namespace dcdm::learn {
+
+namespace {
+
+using json = nlohmann::json;
+using Spec = RelaxNetSpec;
+
+constexpr const char* kCheckpointFormat = "dcdm-relaxnet-checkpoint";
+constexpr int kCheckpointVersion = 1;
+
+torch::Tensor weight_tensor(const RelaxNetParameters& p) {
+  return torch::from_blob(const_cast<float*>(p.weight.data()), {Spec::kOutputs, Spec::kFlagChannels, 3, 3, 3},
+                          torch::kFloat)
+      .clone();
+}
+torch::Tensor bias_tensor(const RelaxNetParameters& p) {
+  return torch::from_blob(const_cast<float*>(p.bias.data()), {Spec::kOutputs}, torch::kFloat).clone();
+}
+void copy_to(const torch::Tensor& t, std::vector<float>& out) {
+  const auto c = t.detach().to(torch::kFloat).contiguous();
+  out.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+struct RelaxNetModuleImpl : torch::nn::Module {
+  torch::Tensor weight, bias;
+  explicit RelaxNetModuleImpl(const RelaxNetParameters& p) {
+    weight = register_parameter("weight", weight_tensor(p));
+    bias = register_parameter("bias", bias_tensor(p));
+  }
+  RelaxNetParameters parameters_copy() const {
+    RelaxNetParameters p;
+    copy_to(weight, p.weight);
+    copy_to(bias, p.bias);
+    return p;
+  }
+};
+TORCH_MODULE(RelaxNetModule);
+
+// The exact coarsest solve of the OpenMP cycle as an autograd function (symmetric: the
+// backward applies the same map to the incoming gradient). Columns are right-hand sides.
+struct CoarseSolve : torch::autograd::Function<CoarseSolve> {
+  static torch::Tensor run(const MultigridPreconditioner* mg, const torch::Tensor& b) {
+    const auto bd = b.detach().to(torch::kDouble).t().contiguous();  // [B, N]
+    auto xd = torch::zeros_like(bd);
+    const std::int64_t n = bd.size(1);
+    for (std::int64_t c = 0; c < bd.size(0); ++c)
+      mg->solve_coarsest({bd.data_ptr<double>() + c * n, static_cast<std::size_t>(n)},
+                         {xd.data_ptr<double>() + c * n, static_cast<std::size_t>(n)});
+    return xd.t().to(b.scalar_type()).contiguous();
+  }
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& b, std::int64_t mg) {
+    ctx->saved_data["mg"] = mg;
+    return run(reinterpret_cast<const MultigridPreconditioner*>(mg), b);
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grad) {
+    const auto* mg = reinterpret_cast<const MultigridPreconditioner*>(ctx->saved_data["mg"].toInt());
+    return {run(mg, grad[0]), torch::Tensor()};
+  }
+};
+
+// One level as tensors on its padded flat layout; vectors are [padded, batch].
+struct LevelTensors {
+  MultigridPreconditioner::LevelData data;
+  torch::Tensor fluid, diag, inv_diag, inv_w;  // [N, 1]
+  torch::Tensor colour[2], band[2];            // [N, 1] 0/1 masks of fluid cells
+  torch::Tensor flags;                         // [1, 2, pz, py, px] fluid / air indicators
+  torch::Tensor to_coarse, from_coarse;        // sparse [Nc, N] trilinear weights and its transpose
+};
+
+struct Geometry {
+  std::unique_ptr<MultigridPreconditioner> mg;  // the OpenMP cycle: hierarchy + coarsest solve
+  std::vector<LevelTensors> levels;
+  torch::Tensor full_to_padded;  // [cells] padded index of each full-grid cell (level 0)
+  MultigridOptions options;
+};
+
+torch::Tensor column(const std::vector<double>& v) {
+  return torch::from_blob(const_cast<double*>(v.data()), {static_cast<std::int64_t>(v.size()), 1}, torch::kDouble)
+      .to(torch::kFloat);
+}
+
+Geometry make_geometry(const Domain& domain) {
+  Geometry g;
+  g.options = RelaxNetSpec::cycle_options();
+  g.mg = std::make_unique<MultigridPreconditioner>(g.options);
+  const PoissonStencil op(domain);
+  g.mg->setup(LinearSystemView{&op, nullptr, &domain, nullptr});
+  auto hierarchy = g.mg->hierarchy();
+  const auto fluid_type = static_cast<std::uint8_t>(CellType::Fluid);
+  const auto air_type = static_cast<std::uint8_t>(CellType::Air);
+  for (auto& data : hierarchy) {
+    LevelTensors l;
+    const std::int64_t n = data.padded;
+    const Dims d = data.dims;
+    std::vector<double> fluid(n, 0.0), inv_diag(n, 0.0), colour0(n, 0.0), colour1(n, 0.0), band0(n, 0.0),
+        band1(n, 0.0);
+    std::vector<float> flags(2 * n, 0.0f);
+    for (std::int64_t p = 0; p < n; ++p) {
+      flags[p] = data.type[p] == fluid_type;
+      flags[n + p] = data.type[p] == air_type;
+    }
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j)
+        for (int i = 0; i < d.nx; ++i) {
+          const std::int64_t p = data.at(i, j, k);
+          if (data.type[p] != fluid_type) continue;
+          fluid[p] = 1.0;
+          inv_diag[p] = 1.0 / data.diag[p];
+          (((i + j + k) & 1) ? colour1 : colour0)[p] = 1.0;
+        }
+    for (const std::int64_t p : data.band[0]) band0[p] = 1.0;
+    for (const std::int64_t p : data.band[1]) band1[p] = 1.0;
+    l.fluid = column(fluid);
+    l.diag = column(data.diag);
+    l.inv_diag = column(inv_diag);
+    l.colour[0] = column(colour0);
+    l.colour[1] = column(colour1);
+    l.band[0] = column(band0);
+    l.band[1] = column(band1);
+    const std::int64_t px = data.sy, py = data.sz / data.sy, pz = n / data.sz;
+    l.flags = torch::from_blob(flags.data(), {1, 2, pz, py, px}, torch::kFloat).clone();
+    if (!data.inv_w.empty()) l.inv_w = column(data.inv_w);
+    l.data = std::move(data);
+    g.levels.push_back(std::move(l));
+  }
+  // Transfers: Q[coarse, fine] = trilinear weight from coarse fluid cell to fine cell with a
+  // non-zero normaliser (restriction b_c = Q (w r) / 8, prolongation x_f += w Q^T x_c).
+  for (std::size_t li = 0; li + 1 < g.levels.size(); ++li) {
+    LevelTensors& f = g.levels[li];
+    const auto& c = g.levels[li + 1].data;
+    std::vector<std::int64_t> rows, cols;
+    std::vector<float> values;
+    const Dims d = f.data.dims;
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j)
+        for (int i = 0; i < d.nx; ++i) {
+          const std::int64_t p = f.data.at(i, j, k);
+          if (f.data.inv_w[p] == 0.0) continue;
+          transfer::for_each_parent<double>(i, j, k, [&](double w, int ci, int cj, int ck) {
+            const std::int64_t q = c.at(ci, cj, ck);
+            if (c.type[q] != fluid_type) return;
+            rows.push_back(q);
+            cols.push_back(p);
+            values.push_back(static_cast<float>(w));
+          });
+        }
+    const auto m = static_cast<std::int64_t>(values.size());
+    auto idx = torch::stack({torch::tensor(rows, torch::kLong), torch::tensor(cols, torch::kLong)});
+    auto val = torch::from_blob(values.data(), {m}, torch::kFloat).clone();
+    f.to_coarse = torch::sparse_coo_tensor(idx, val, {c.padded, f.data.padded}).coalesce();
+    f.from_coarse = f.to_coarse.t().coalesce();
+  }
+  const auto& top = g.levels.front().data;
+  const Dims d = top.dims;
+  std::vector<std::int64_t> map;
+  map.reserve(static_cast<std::size_t>(d.size()));
+  for (int k = 0; k < d.nz; ++k)
+    for (int j = 0; j < d.ny; ++j)
+      for (int i = 0; i < d.nx; ++i) map.push_back(top.at(i, j, k));
+  g.full_to_padded = torch::tensor(map, torch::kLong);
+  return g;
+}
+
+// y[p] = x[p + o] (zero beyond the ends) for a flat [N, B] layout.
+torch::Tensor shifted(const torch::Tensor& x, std::int64_t o) {
+  const std::int64_t n = x.size(0);
+  if (o > 0) return torch::cat({x.narrow(0, o, n - o), torch::zeros({o, x.size(1)}, x.options())});
+  return torch::cat({torch::zeros({-o, x.size(1)}, x.options()), x.narrow(0, 0, n + o)});
+}
+
+torch::Tensor neighbour_sum(const LevelTensors& l, const torch::Tensor& x) {
+  const std::int64_t sy = l.data.sy, sz = l.data.sz;
+  return shifted(x, 1) + shifted(x, -1) + shifted(x, sy) + shifted(x, -sy) + shifted(x, sz) + shifted(x, -sz);
+}
+
+torch::Tensor level_operator(const LevelTensors& l, const torch::Tensor& x) {
+  return l.fluid * (l.diag * x - static_cast<float>(l.data.s) * neighbour_sum(l, x));
+}
+
+// The per-cell factors of every smoothing level: [N, 1] interior and band.
+struct Factors {
+  torch::Tensor interior, band;
+};
+std::vector<Factors> level_factors(RelaxNetModuleImpl& m, const Geometry& g) {
+  const auto logit = [](double w) { return std::log(w / (2.0 - w)); };
+  std::vector<Factors> out;
+  for (std::size_t li = 0; li + 1 < g.levels.size(); ++li) {
+    const LevelTensors& l = g.levels[li];
+    auto z = torch::nn::functional::conv3d(l.flags, m.weight, torch::nn::functional::Conv3dFuncOptions().bias(m.bias));
+    z = torch::constant_pad_nd(z, {1, 1, 1, 1, 1, 1}).reshape({2, -1}).t();  // [N, 2]
+    auto interior = 2.0 * torch::sigmoid(z.select(1, 0).unsqueeze(1) + logit(Spec::kBaseInterior));
+    auto band = 2.0 * torch::sigmoid(z.select(1, 1).unsqueeze(1) + logit(Spec::kBaseBand));
+    out.push_back({interior * l.fluid, band * l.fluid});
+  }
+  return out;
+}
+
+torch::Tensor relax(const LevelTensors& l, const torch::Tensor& x, const torch::Tensor& b, const torch::Tensor& weight) {
+  const auto gs = l.inv_diag * (b + static_cast<float>(l.data.s) * neighbour_sum(l, x));
+  return x + weight * (gs - x);
+}
+
+// The V-cycle on padded level-0 vectors [N0, B].
+torch::Tensor cycle(const Geometry& g, const std::vector<Factors>& factors, const torch::Tensor& b0) {
+  const MultigridOptions& o = g.options;
+  std::function<torch::Tensor(std::size_t, const torch::Tensor&)> vcycle = [&](std::size_t li, const torch::Tensor& b) {
+    const LevelTensors& l = g.levels[li];
+    if (li + 1 == g.levels.size())
+      return CoarseSolve::apply(b, reinterpret_cast<std::int64_t>(g.mg.get()));
+    const Factors& w = factors[li];
+    const torch::Tensor band_w[2] = {w.band * l.band[0], w.band * l.band[1]};
+    const torch::Tensor interior_w[2] = {w.interior * l.colour[0], w.interior * l.colour[1]};
+    auto x = torch::zeros_like(b);
+    const auto sweeps = [&](const torch::Tensor* weights, int count, bool reverse) {
+      for (int s = 0; s < count; ++s)
+        for (int c = 0; c < 2; ++c) x = relax(l, x, b, weights[reverse ? 1 - c : c]);
+    };
+    sweeps(band_w, o.boundary_sweeps, false);
+    sweeps(interior_w, o.pre_sweeps, false);
+    sweeps(band_w, o.boundary_sweeps, false);
+    const auto r = l.inv_w * (b - level_operator(l, x));
+    const auto bc = 0.125 * torch::mm(l.to_coarse, r);
+    x = x + l.inv_w * torch::mm(l.from_coarse, vcycle(li + 1, bc));
+    sweeps(band_w, o.boundary_sweeps, true);
+    sweeps(interior_w, o.pre_sweeps, true);
+    sweeps(band_w, o.boundary_sweeps, true);
+    return x;
+  };
+  return vcycle(0, b0 * g.levels.front().fluid);
+}
+
+// S unrolled DCDM iterations (k = 2, exact line search) from x = 0 on padded level-0
+// right-hand sides [N0, B] of unit norm: mean over the batch of ||r_S||^(2/S) (S = 1: the
+// reference scale-invariant loss).
+torch::Tensor unrolled_loss(const Geometry& g, const std::vector<Factors>& factors, const torch::Tensor& b, int steps) {
+  const LevelTensors& top = g.levels.front();
+  struct Kept {
+    torch::Tensor p, ap, pap;
+  };
+  std::vector<Kept> kept;
+  torch::Tensor r = b;
+  for (int s = 0; s < steps; ++s) {
+    auto q = cycle(g, factors, r);
+    auto aq = level_operator(top, q);
+    std::vector<torch::Tensor> betas;
+    for (const Kept& k : kept) betas.push_back((q * k.ap).sum(0, true) / k.pap);
+    for (std::size_t j = 0; j < kept.size(); ++j) {
+      q = q - betas[j] * kept[j].p;
+      aq = aq - betas[j] * kept[j].ap;
+    }
+    const auto qaq = (q * aq).sum(0, true).clamp_min(1e-30);
+    r = r - (q * r).sum(0, true) / qaq * aq;
+    kept.push_back({q, aq, qaq});
+    if (kept.size() > 2) kept.erase(kept.begin());
+  }
+  return r.pow(2).sum(0).pow(1.0 / steps).mean();
+}
+
+// Full-grid samples [B, cells] -> padded level-0 columns [N0, B].
+torch::Tensor to_padded(const Geometry& g, const torch::Tensor& full) {
+  auto out = torch::zeros({g.levels.front().data.padded, full.size(0)}, full.options());
+  return out.index_copy(0, g.full_to_padded, full.t());
+}
+
+json metadata_json(const RelaxNet& net) {
+  const auto& m = net.metadata();
+  const auto object = [](const std::string& text) {
+    json j = json::parse(text.empty() ? "{}" : text, nullptr, false);
+    return j.is_discarded() ? json::object() : j;
+  };
+  return {
+      {"architecture", kRelaxNetArchitecture},
+      {"variant", kRelaxNetVariant},
+      {"parameter_count", net.parameters().count()},
+      {"trained_grid", {m.trained_grid.nx, m.trained_grid.ny, m.trained_grid.nz}},
+      {"data_recipe", object(m.data_recipe_json)},
+      {"training_summary", object(m.training_summary_json)},
+      {"created_by", m.created_by},
+      {"parameters", json::array({{{"name", "weight"}, {"shape", {Spec::kOutputs, Spec::kFlagChannels, 3, 3, 3}}},
+                                  {{"name", "bias"}, {"shape", {Spec::kOutputs}}}})},
+  };
+}
+
+}  // namespace
+
+void RelaxNet::save(const std::filesystem::path& path) const {
+  init_torch_threads();
+  torch::serialize::OutputArchive ar;
+  ar.write("weight", weight_tensor(parameters_));
+  ar.write("bias", bias_tensor(parameters_));
+  std::ostringstream os;
+  ar.save_to(os);
+  write_model_file(path, metadata_json(*this).dump(), os.str());
+}
+
+RelaxNet RelaxNet::load(const std::filesystem::path& path) {
+  init_torch_threads();
+  const std::string name = path.string();
+  const auto fail = [&](const std::string& msg) { return InputError(fmt::format("{}: {}", name, msg)); };
+  const ModelFileContents contents = read_model_file(path);
+  RelaxNet net = initial();
+  net.metadata_ = parse_model_metadata(contents, path);
+  const auto& meta = net.metadata_;
+  if (meta.architecture != kRelaxNetArchitecture)
+    throw fail(fmt::format("architecture '{}' is not a relaxnet model (expected '{}')", meta.architecture,
+                           kRelaxNetArchitecture));
+  if (meta.variant != kRelaxNetVariant)
+    throw fail(fmt::format("relaxnet variant '{}' is not supported (this build runs '{}')", meta.variant,
+                           kRelaxNetVariant));
+  if (meta.parameter_count != net.parameters_.count())
+    throw fail(fmt::format("metadata says {} parameters but {} has {}", meta.parameter_count, kRelaxNetVariant,
+                           net.parameters_.count()));
+  torch::Tensor weight, bias;
+  try {
+    torch::serialize::InputArchive ar;
+    std::istringstream is(contents.archive);
+    ar.load_from(is);
+    ar.read("weight", weight);
+    ar.read("bias", bias);
+  } catch (const c10::Error& e) {
+    throw fail(fmt::format("archive at byte {} cannot be read: {}", contents.archive_offset,
+                           e.what_without_backtrace()));
+  }
+  const std::vector<std::int64_t> ws{Spec::kOutputs, Spec::kFlagChannels, 3, 3, 3};
+  const std::vector<std::int64_t> bs{Spec::kOutputs};
+  if (weight.sizes().vec() != ws || bias.sizes().vec() != bs)
+    throw fail(fmt::format("parameter shapes [{}] / [{}] differ from {}'s [{}] / [{}]", fmt::join(weight.sizes(), ","),
+                           fmt::join(bias.sizes(), ","), kRelaxNetVariant, fmt::join(ws, ","), fmt::join(bs, ",")));
+  if (!torch::isfinite(weight).all().item<bool>() || !torch::isfinite(bias).all().item<bool>())
+    throw fail("parameters contain NaN or Inf");
+  copy_to(weight, net.parameters_.weight);
+  copy_to(bias, net.parameters_.bias);
+  return net;
+}
+
+std::vector<float> relaxnet_torch_forward(const RelaxNetParameters& parameters, const Domain& domain,
+                                          std::span<const float> x, int batch) {
+  init_torch_threads();
+  const Dims d = domain.dims();
+  if (batch < 1 || static_cast<std::int64_t>(x.size()) != batch * d.size())
+    throw Error("relaxnet_torch_forward: input size differs from batch x grid");
+  torch::NoGradGuard no_grad;
+  RelaxNetModule m(parameters);
+  const Geometry g = make_geometry(domain);
+  const auto in = torch::from_blob(const_cast<float*>(x.data()), {batch, d.size()}, torch::kFloat);
+  const auto out = cycle(g, level_factors(*m, g), to_padded(g, in)).index_select(0, g.full_to_padded).t().contiguous();
+  return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
+}
+
+double relaxnet_training_loss(const RelaxNetParameters& parameters, const Domain& domain, std::span<const float> b,
+                              int batch, int steps) {
+  init_torch_threads();
+  const Dims d = domain.dims();
+  if (batch < 1 || static_cast<std::int64_t>(b.size()) != batch * d.size())
+    throw Error("relaxnet_training_loss: size mismatch");
+  torch::NoGradGuard no_grad;
+  RelaxNetModule m(parameters);
+  const Geometry g = make_geometry(domain);
+  const auto in = torch::from_blob(const_cast<float*>(b.data()), {batch, d.size()}, torch::kFloat);
+  return unrolled_loss(g, level_factors(*m, g), to_padded(g, in), steps).item<double>();
+}
+
+// ---------------------------------------------------------------------------------------
+// Training
+
+namespace {
+
+struct TrainSet {
+  std::filesystem::path dir;
+  Domain domain;
+  Geometry geometry;
+  torch::Tensor samples;  // [n, cells]
+  std::int64_t train = 0, val = 0;
+  std::string recipe;
+};
+
+TrainSet load_set(const std::filesystem::path& dir, const FlagNetTrainOptions& o) {
+  TrainSet s;
+  s.dir = dir;
+  ShardedDataset ds(dir);
+  s.domain = ds.domain();
+  s.geometry = make_geometry(s.domain);
+  if (s.geometry.levels.size() < 2)
+    throw InputError(fmt::format("{}: the {} grid is solved exactly by the cycle's coarsest level (at most {} cells), "
+                                 "so it trains nothing; use a larger grid (e.g. 32^3)",
+                                 dir.string(), ds.dims().str(), s.geometry.options.coarsest_cells));
+  const std::int64_t cells = ds.dims().size();
+  const std::int64_t n = o.max_samples > 0 ? std::min(o.max_samples, ds.size()) : ds.size();
+  if (n < 2) throw InputError(fmt::format("{}: relaxnet training needs at least 2 samples", dir.string()));
+  s.samples = torch::empty({n, cells}, torch::kFloat);
+  for (std::int64_t i = 0; i < n; ++i)
+    ds.read(i, {s.samples.data_ptr<float>() + i * cells, static_cast<std::size_t>(cells)});
+  s.val = std::clamp<std::int64_t>(static_cast<std::int64_t>(std::ceil(o.validation_fraction * n)), 1, n - 1);
+  s.train = n - s.val;
+  s.recipe = ds.recipe_json();
+  return s;
+}
+
+double validation_loss(RelaxNetModuleImpl& m, const std::vector<TrainSet>& sets, int batch, int steps) {
+  torch::NoGradGuard no_grad;
+  double total = 0;
+  for (const auto& s : sets) {
+    const auto factors = level_factors(m, s.geometry);
+    double sum = 0;
+    for (std::int64_t first = s.train; first < s.train + s.val; first += batch) {
+      const std::int64_t count = std::min<std::int64_t>(batch, s.train + s.val - first);
+      const auto b = to_padded(s.geometry, s.samples.narrow(0, first, count));
+      sum += unrolled_loss(s.geometry, factors, b, steps).item<double>() * static_cast<double>(count);
+    }
+    total += sum / static_cast<double>(s.val);
+  }
+  return total / static_cast<double>(sets.size());
+}
+
+constexpr int kSelectionMaxIterations = 300;
+
+double fractional_iterations(const std::vector<double>& history, double target, int limit) {
+  for (std::size_t k = 1; k < history.size(); ++k)
+    if (history[k] <= target) {
+      const double hi = std::log(history[k - 1]), lo = std::log(std::max(history[k], 1e-300));
+      const double t = hi > lo ? (hi - std::log(target)) / (hi - lo) : 1.0;
+      return static_cast<double>(k - 1) + std::clamp(t, 0.0, 1.0);
+    }
+  return history.size() == 1 && history[0] <= target ? 0.0 : static_cast<double>(limit);
+}
+
+// DCDM iterations to rtol 1e-6 with the OpenMP cycle, first validation sample of each set,
+// fractional (the crossing interpolated in log residual) and summed.
+double validation_iterations(const RelaxNetParameters& parameters, const std::vector<TrainSet>& sets) {
+  RelaxNet net = RelaxNet::initial();
+  net.parameters() = parameters;
+  double total = 0;
+  for (const auto& s : sets) {
+    const PoissonStencil op(s.domain);
+    const RangeProjector projector(s.domain);
+    LinearSystemView view{&op, nullptr, &s.domain, nullptr};
+    if (projector.singular()) view.project_range = projector.as_function();
+    GeneratorFactory factory = [&net](const LinearSystemView& v) -> std::unique_ptr<LinearOperator> {
+      return net.make_generator(v);
+    };
+    DcdmOptions options;
+    options.weak_fallback = false;
+    DcdmSolver solver(std::move(factory), options, "dcdm-relax");
+    solver.setup(view);
+    const auto n = static_cast<std::size_t>(s.domain.dims().size());
+    const float* sample = s.samples[s.train].data_ptr<float>();
+    std::vector<double> b(sample, sample + n), x(n, 0.0);
+    if (projector.singular()) projector(b);
+    SolveOptions so;
+    so.rtol = 1e-6;
+    so.max_iterations = kSelectionMaxIterations;
+    const SolveReport report = solver.solve(b, x, so);
+    total += report.converged() ? fractional_iterations(report.residual_history, so.rtol * report.rhs_norm,
+                                                        report.iterations)
+                                : kSelectionMaxIterations;
+  }
+  return total;
+}
+
+}  // namespace
+
+FlagNetTrainResult train_relaxnet(const FlagNetTrainOptions& o,
+                                  const std::function<void(const std::string&)>& log_fn) {
+  init_torch_threads();
+  if (o.threads > 0) torch::set_num_threads(o.threads);
+  const auto log = [&](const std::string& s) {
+    if (log_fn) log_fn(s);
+  };
+  if (o.data.empty()) throw InputError("--data: relaxnet training needs at least one dataset folder");
+  if (o.out.empty()) throw InputError("--out: relaxnet training needs an output model file");
+  if (o.batch < 1 || o.steps < 1 || o.validate_every < 1 || !(o.lr > 0))
+    throw InputError("relaxnet training: --batch, --steps, --validate-every and --lr must be positive");
+  if (o.select != "loss" && o.select != "iterations")
+    throw InputError(fmt::format("--select: '{}' is not loss or iterations", o.select));
+  const bool by_iterations = o.select == "iterations";
+  if (o.loss_steps < 1 || o.loss_steps > 16)
+    throw InputError(fmt::format("--loss-steps: must be in 1..16 (got {})", o.loss_steps));
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  std::vector<TrainSet> sets;
+  json recipes = json::array();
+  for (const auto& dir : o.data) {
+    sets.push_back(load_set(dir, o));
+    recipes.push_back({{"dir", dir.string()}, {"recipe", json::parse(sets.back().recipe)}});
+    log(fmt::format("relaxnet: {} ({}: {} train + {} validation samples, {} levels)", dir.string(),
+                    sets.back().domain.dims().str(), sets.back().train, sets.back().val,
+                    sets.back().geometry.levels.size()));
+  }
+  const std::filesystem::path checkpoint =
+      o.checkpoint.empty() ? std::filesystem::path(o.out.string() + ".ckpt") : o.checkpoint;
+  RelaxNet net = o.init.empty() ? RelaxNet::initial() : RelaxNet::load(o.init);
+  RelaxNetModule module(net.parameters());
+  torch::optim::Adam adam(module->parameters(), torch::optim::AdamOptions(o.lr));
+  json config = {{"data", recipes}, {"batch", o.batch}, {"lr", o.lr}, {"seed", o.seed},
+                 {"max_samples", o.max_samples}, {"validation_fraction", o.validation_fraction},
+                 {"loss_steps", o.loss_steps}, {"init", o.init.string()}, {"select", o.select}};
+  FlagNetTrainResult result;
+  int step = 0;
+  if (o.resume) {
+    if (!std::filesystem::exists(checkpoint))
+      throw InputError(fmt::format("{}: no checkpoint to resume from", checkpoint.string()));
+    torch::serialize::InputArchive ar, model_ar, opt_ar;
+    json state;
+    try {
+      ar.load_from(checkpoint.string());
+      c10::IValue v;
+      ar.read("state", v);
+      state = json::parse(v.toStringRef());
+      ar.read("model", model_ar);
+      ar.read("optimizer", opt_ar);
+      module->load(model_ar);
+      adam.load(opt_ar);
+    } catch (const std::exception& e) {
+      throw InputError(fmt::format("{}: not a readable relaxnet checkpoint ({})", checkpoint.string(),
+                                   std::string(e.what()).substr(0, 200)));
+    }
+    if (state.value("format", std::string()) != kCheckpointFormat || state.value("version", 0) != kCheckpointVersion)
+      throw InputError(fmt::format("{}: not a relaxnet training checkpoint", checkpoint.string()));
+    if (state.at("config") != config)
+      throw InputError(fmt::format("{}: the checkpoint was made with other data or options ({}); resume with the "
+                                   "same --data/--batch/--lr/--seed/--max-samples/--loss-steps/--init/--select or "
+                                   "start a new --out",
+                                   checkpoint.string(), state.at("config").dump().substr(0, 300)));
+    step = state.at("step").get<int>();
+    result.initial_val_loss = state.at("initial_val_loss").get<double>();
+    result.best_val_loss = state.at("best_val_loss").get<double>();
+    result.best_step = state.at("best_step").get<int>();
+    result.initial_val_iterations = state.at("initial_val_iterations").get<double>();
+    result.best_val_iterations = state.at("best_val_iterations").get<double>();
+    log(fmt::format("relaxnet: resumed at step {} (best validation loss {:.6e} at step {})", step,
+                    result.best_val_loss, result.best_step));
+  } else {
+    result.initial_val_loss = result.best_val_loss = validation_loss(*module, sets, o.batch, o.loss_steps);
+    if (by_iterations)
+      result.initial_val_iterations = result.best_val_iterations =
+          validation_iterations(module->parameters_copy(), sets);
+    log(fmt::format("relaxnet: {} parameters; validation loss ({}-step) of the {} {:.6e}{}", net.parameters().count(),
+                    o.loss_steps,
+                    o.init.empty() ? std::string("untrained (SOR multigrid) model") : "initial model " + o.init.string(),
+                    result.initial_val_loss,
+                    by_iterations ? fmt::format(", iterations {:.2f}", result.initial_val_iterations) : ""));
+  }
+  const auto save_best = [&] {
+    RelaxNet best = RelaxNet::initial();
+    best.parameters() = module->parameters_copy();
+    best.metadata().trained_grid = sets.front().domain.dims();
+    best.metadata().data_recipe_json = json{{"datasets", recipes}}.dump();
+    best.metadata().training_summary_json =
+        json{{"steps", step}, {"batch", o.batch}, {"lr", o.lr}, {"loss_steps", o.loss_steps},
+             {"init", o.init.string()}, {"initial_val_loss", result.initial_val_loss},
+             {"best_val_loss", result.best_val_loss}, {"best_step", result.best_step}, {"select", o.select},
+             {"initial_val_iterations", result.initial_val_iterations},
+             {"best_val_iterations", result.best_val_iterations}, {"seconds_this_run", seconds()}}
+            .dump();
+    best.metadata().created_by = o.command;
+    best.save(o.out);
+  };
+  if (!o.resume) save_best();
+  std::mt19937_64 rng(o.seed * 1000003ull + static_cast<std::uint64_t>(step));
+  double window_loss = 0;
+  int window = 0;
+  result.stop_reason = "steps";
+  while (step < o.steps) {
+    TrainSet& s = sets[static_cast<std::size_t>(step) % sets.size()];
+    std::vector<std::int64_t> idx(static_cast<std::size_t>(std::min<std::int64_t>(o.batch, s.train)));
+    std::uniform_int_distribution<std::int64_t> pick(0, s.train - 1);
+    for (auto& i : idx) i = pick(rng);
+    const auto b = to_padded(s.geometry, s.samples.index_select(0, torch::tensor(idx, torch::kLong)));
+    adam.zero_grad();
+    const auto loss = unrolled_loss(s.geometry, level_factors(*module, s.geometry), b, o.loss_steps);
+    loss.backward();
+    adam.step();
+    window_loss += loss.item<double>();
+    ++window;
+    ++step;
+    if (step % o.validate_every == 0 || step == o.steps) {
+      const double val = validation_loss(*module, sets, o.batch, o.loss_steps);
+      result.last_train_loss = window_loss / window;
+      const double iterations = by_iterations ? validation_iterations(module->parameters_copy(), sets) : 0;
+      const bool better = by_iterations ? iterations < result.best_val_iterations ||
+                                              (iterations == result.best_val_iterations && val < result.best_val_loss)
+                                        : val < result.best_val_loss;
+      if (better) {
+        result.best_val_loss = val;
+        result.best_val_iterations = iterations;
+        result.best_step = step;
+        save_best();
+      }
+      log(fmt::format("[{:8.1f} s] step {:6d}  train loss {:.6e}  validation loss {:.6e}{}{}", seconds(), step,
+                      result.last_train_loss, val, by_iterations ? fmt::format("  iterations {:.2f}", iterations) : "",
+                      better ? "  (best, saved)" : ""));
+      window_loss = 0;
+      window = 0;
+      torch::serialize::OutputArchive ar, model_ar, opt_ar;
+      module->save(model_ar);
+      adam.save(opt_ar);
+      ar.write("model", model_ar);
+      ar.write("optimizer", opt_ar);
+      const json state = {{"format", kCheckpointFormat}, {"version", kCheckpointVersion}, {"config", config},
+                          {"step", step}, {"initial_val_loss", result.initial_val_loss},
+                          {"best_val_loss", result.best_val_loss}, {"best_step", result.best_step},
+                          {"initial_val_iterations", result.initial_val_iterations},
+                          {"best_val_iterations", result.best_val_iterations}};
+      ar.write("state", c10::IValue(state.dump()));
+      std::ostringstream bytes;
+      ar.save_to(bytes);
+      const std::string text = bytes.str();
+      write_atomic(checkpoint, {text.data(), text.size()});
+      if (o.time_limit_s > 0 && seconds() > o.time_limit_s && step < o.steps) {
+        result.stop_reason = "time-limit";
+        break;
+      }
+    }
+  }
+  result.steps = step;
+  result.seconds = seconds();
+  return result;
+}
+
+}  // namespace dcdm::learn

@@ -1,0 +1,324 @@
+// RelaxNet (learned relaxation multigrid): the LibTorch training path against the OpenMP
+// cycle, symmetry and convergence for any weights, the model file, training and the CLI.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "cli_test.hpp"
+#include "dcdm/dataset.hpp"
+#include "dcdm/dcdm.hpp"
+#include "dcdm/error.hpp"
+#include "dcdm/flagnet.hpp"
+#include "dcdm/krylov.hpp"
+#include "dcdm/poisson.hpp"
+#include "dcdm/relaxnet.hpp"
+#include "dcdm/scenes.hpp"
+#include "temp_dir.hpp"
+#include "test_domains.hpp"
+
+using namespace dcdm;
+using namespace dcdm::learn;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Problem {
+  Domain domain;
+  std::unique_ptr<PoissonStencil> op;
+  std::unique_ptr<RangeProjector> projector;
+  LinearSystemView view() const {
+    LinearSystemView v{op.get(), nullptr, &domain, nullptr};
+    if (projector->singular()) v.project_range = projector->as_function();
+    return v;
+  }
+};
+
+Problem make_problem(Domain d) {
+  Problem p;
+  p.domain = std::move(d);
+  p.op = std::make_unique<PoissonStencil>(p.domain);
+  p.projector = std::make_unique<RangeProjector>(p.domain);
+  return p;
+}
+
+Domain scene(const char* name, Dims dims, std::uint64_t seed) {
+  SceneSpec s;
+  s.name = name;
+  s.dims = dims;
+  s.seed = seed;
+  return make_scene(s);
+}
+
+std::vector<double> random_fluid(const Domain& d, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> g;
+  std::vector<double> v(static_cast<std::size_t>(d.dims().size()), 0.0);
+  for (std::int64_t c = 0; c < d.dims().size(); ++c)
+    if (d.cells[c] == CellType::Fluid) v[c] = g(rng);
+  return v;
+}
+
+double dot(const std::vector<double>& a, const std::vector<double>& b) {
+  double s = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  return s;
+}
+
+fs::path temp_dir(const std::string& name) { return dcdm::test::fresh_temp_dir("relaxnet_" + name); }
+
+}  // namespace
+
+// The training path (LibTorch autograd cycle built from the exported hierarchy) computes the
+// same map as the OpenMP cycle the solver runs, on non-cubic grids with air, walls, obstacles
+// and a sealed region, for random weights (factors far from the base).
+TEST(RelaxNetKernels, LibTorchForwardAgreesWithTheOpenMpCycle) {
+  const Domain domains[] = {scene("pool", {40, 34, 36}, 2), dcdm::testing::random_domain({37, 33, 35}, 4, 0.15, 0.07),
+                            scene("obstacles", {24, 24, 24}, 1)};
+  for (const Domain& dom : domains) {
+    const Problem p = make_problem(dom);
+    const RelaxNet net = RelaxNet::random(7, 0.8);
+    const auto gen = net.make_generator(p.view());
+    EXPECT_GE(gen->levels(), 2);
+    const int batch = 2;
+    const auto n = static_cast<std::size_t>(dom.dims().size());
+    std::vector<float> x(batch * n);
+    for (int b = 0; b < batch; ++b) {
+      const auto v = random_fluid(dom, 11 + b);
+      std::copy(v.begin(), v.end(), x.begin() + static_cast<std::ptrdiff_t>(b * n));
+    }
+    const auto ref = relaxnet_torch_forward(net.parameters(), dom, x, batch);
+    for (int b = 0; b < batch; ++b) {
+      std::vector<double> in(x.begin() + static_cast<std::ptrdiff_t>(b * n), x.begin() + static_cast<std::ptrdiff_t>((b + 1) * n));
+      std::vector<double> out(n);
+      gen->apply(in, out);
+      double worst = 0, scale = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        worst = std::max(worst, std::fabs(out[i] - double(ref[b * n + i])));
+        scale = std::max(scale, std::fabs(out[i]));
+      }
+      ASSERT_GT(scale, 0.0);
+      EXPECT_LE(worst, 2e-5 * scale) << dom.dims().str() << " sample " << b;
+    }
+  }
+}
+
+// Any weights give a symmetric positive definite generator, so DCDM needs no fallback and
+// reaches the independent CG solution; the zero-weight model is SOR multigrid and takes no more
+// iterations than MGPCG here.
+TEST(RelaxNetDcdm, AnyWeightsGiveASymmetricGeneratorThatConverges) {
+  for (const char* name : {"obstacles", "pool", "sphere"}) {
+    const Problem p = make_problem(scene(name, {32, 32, 32}, 3));
+    std::vector<double> b = random_fluid(p.domain, 9);
+    if (p.projector->singular()) (*p.projector)(b);
+    SolveOptions opt;
+    opt.rtol = 1e-9;
+    opt.max_iterations = 3000;
+    auto cg = make_cg_solver();
+    cg->setup(p.view());
+    std::vector<double> xref(b.size());
+    ASSERT_TRUE(cg->solve(b, xref, opt).converged());
+    for (const double scale : {0.0, 0.7}) {
+      const RelaxNet net = scale == 0 ? RelaxNet::initial() : RelaxNet::random(3, scale);
+      const auto gen = net.make_generator(p.view());
+      const auto u = random_fluid(p.domain, 21), v = random_fluid(p.domain, 22);
+      std::vector<double> gu(u.size()), gv(v.size());
+      gen->apply(u, gu);
+      gen->apply(v, gv);
+      EXPECT_NEAR(dot(u, gv), dot(v, gu), 1e-5 * std::sqrt(dot(u, u) * dot(gv, gv))) << name;
+      EXPECT_GT(dot(u, gu), 0.0) << name;
+      DcdmOptions o;
+      o.weak_fallback = false;
+      DcdmSolver dcdm([&](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
+        return net.make_generator(view);
+      }, o, "dcdm-relax");
+      dcdm.setup(p.view());
+      SolveOptions so;
+      so.rtol = 1e-6;
+      std::vector<double> x(b.size());
+      const auto rep = dcdm.solve(b, x, so);
+      ASSERT_TRUE(rep.converged()) << name << ": " << rep.detail;
+      EXPECT_EQ(dcdm.last_stats().fallback_directions, 0) << name;
+      EXPECT_LT(rep.iterations, scale == 0 ? 20 : 80) << name << " scale " << scale;
+      if (p.projector->singular()) (*p.projector)(x);
+      double err = 0, ref = 0;
+      for (std::size_t c = 0; c < x.size(); ++c) {
+        err = std::max(err, std::fabs(x[c] - xref[c]));
+        ref = std::max(ref, std::fabs(xref[c]));
+      }
+      EXPECT_LE(err, 1e-4 * ref) << name;
+      if (scale == 0) {
+        PcgSolver mgpcg("mgpcg", std::make_unique<MultigridPreconditioner>());
+        mgpcg.setup(p.view());
+        std::vector<double> xm(b.size());
+        const auto mrep = mgpcg.solve(b, xm, so);
+        EXPECT_LE(rep.iterations, mrep.iterations) << name;
+      }
+    }
+  }
+}
+
+// The unrolled loss of the training path equals what the DCDM solver does with the same
+// generator: (||r_S|| / ||b||)^(2/S) after S iterations.
+TEST(RelaxNetTraining, UnrolledLossMatchesTheDcdmSolver) {
+  const Problem p = make_problem(scene("pool", {32, 32, 32}, 1));
+  const RelaxNet net = RelaxNet::random(4, 0.5);
+  std::vector<double> b = random_fluid(p.domain, 5);
+  if (p.projector->singular()) (*p.projector)(b);
+  const double nb = std::sqrt(dot(b, b));
+  std::vector<float> bf(b.size());
+  for (std::size_t i = 0; i < b.size(); ++i) bf[i] = static_cast<float>(b[i] / nb);
+  for (const int steps : {1, 3}) {
+    const double loss = relaxnet_training_loss(net.parameters(), p.domain, bf, 1, steps);
+    DcdmOptions o;
+    o.weak_fallback = false;
+    DcdmSolver dcdm([&](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
+      return net.make_generator(view);
+    }, o, "dcdm-relax");
+    dcdm.setup(p.view());
+    SolveOptions so;
+    so.rtol = 1e-30;
+    so.max_iterations = steps;
+    std::vector<double> x(b.size());
+    const auto rep = dcdm.solve(b, x, so);
+    ASSERT_EQ(rep.iterations, steps) << rep.detail;
+    const double expected = std::pow(rep.residual_history[steps] / rep.residual_history[0], 2.0 / steps);
+    EXPECT_LT(expected, 1.0);
+    EXPECT_NEAR(loss, expected, 2e-3 * expected) << steps << " steps";
+  }
+}
+
+TEST(RelaxNetModel, RoundTripAndWrongFiles) {
+  const fs::path dir = temp_dir("model");
+  RelaxNet net = RelaxNet::random(5, 0.3);
+  net.metadata().created_by = "test";
+  net.save(dir / "r.dcdm");
+  EXPECT_EQ(model_file_architecture(dir / "r.dcdm"), "relaxnet");
+  const RelaxNet back = RelaxNet::load(dir / "r.dcdm");
+  EXPECT_EQ(back.parameters().weight, net.parameters().weight);
+  EXPECT_EQ(back.parameters().bias, net.parameters().bias);
+  EXPECT_EQ(back.metadata().created_by, "test");
+  // Bit-identical directions from the reloaded file.
+  const Problem p = make_problem(scene("obstacles", {24, 20, 22}, 2));
+  const auto u = random_fluid(p.domain, 3);
+  std::vector<double> y1(u.size()), y2(u.size());
+  net.make_generator(p.view())->apply(u, y1);
+  back.make_generator(p.view())->apply(u, y2);
+  EXPECT_EQ(y1, y2);
+  // Other architectures are refused both ways, naming the file.
+  FlagNet::initial().save(dir / "f.dcdm");
+  try {
+    RelaxNet::load(dir / "f.dcdm");
+    FAIL() << "flagnet file loaded as relaxnet";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("f.dcdm"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("relaxnet"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(FlagNet::load(dir / "r.dcdm"), InputError);
+  std::string bytes;
+  {
+    std::ifstream in(dir / "r.dcdm", std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  {
+    std::ofstream out(dir / "t.dcdm", std::ios::binary);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size() - 10));
+  }
+  EXPECT_THROW(RelaxNet::load(dir / "t.dcdm"), InputError);
+  EXPECT_THROW(RelaxNet::load(dir / "missing.dcdm"), InputError);
+  fs::remove_all(dir);
+}
+
+TEST(RelaxNetTraining, ShortRunLowersTheLossPausesAndResumes) {
+  const fs::path dir = temp_dir("train");
+  std::vector<fs::path> data;
+  for (int i = 0; i < 2; ++i) {
+    // 24^3: one smoothing level above the exact coarsest (at most 4096 cells).
+    const Domain dom = scene(i == 0 ? "obstacles" : "pool", {24, 24, 24}, static_cast<std::uint64_t>(i + 1));
+    const PoissonStencil a(dom);
+    const RangeProjector project(dom);
+    DatasetSpec spec;
+    spec.recipe = {40, 4, 9.0, 1};
+    spec.samples = 24;
+    spec.shard_size = 24;
+    spec.source = i == 0 ? "obstacles" : "pool";
+    data.push_back(dir / spec.source);
+    write_dataset(data.back(), dom, a, project.singular() ? project.as_function() : nullptr, spec);
+  }
+  FlagNetTrainOptions o;
+  o.data = data;
+  o.steps = 8;
+  o.batch = 4;
+  o.lr = 2e-2;
+  o.validate_every = 4;
+  o.out = dir / "m.dcdm";
+  o.seed = 1;
+  o.select = "iterations";
+  o.time_limit_s = 1e-9;  // stops after the first validation
+  auto r = train_relaxnet(o);
+  EXPECT_EQ(r.steps, 4);
+  EXPECT_EQ(r.stop_reason, "time-limit");
+  EXPECT_GT(r.initial_val_iterations, 0.0);
+  o.time_limit_s = 0;
+  o.resume = true;
+  r = train_relaxnet(o);
+  EXPECT_EQ(r.steps, 8);
+  EXPECT_LE(r.best_val_iterations, r.initial_val_iterations);
+  const RelaxNet kept = RelaxNet::load(o.out);
+  EXPECT_EQ(kept.metadata().trained_grid, (Dims{24, 24, 24}));
+  // Selection by loss on the same data: the one-step loss falls in a few steps.
+  FlagNetTrainOptions l = o;
+  l.resume = false;
+  l.select = "loss";
+  l.out = dir / "l.dcdm";
+  r = train_relaxnet(l);
+  EXPECT_LT(r.best_val_loss, r.initial_val_loss);
+  // Resuming with other options is refused.
+  o.lr = 1e-3;
+  EXPECT_THROW(train_relaxnet(o), InputError);
+  // A grid the cycle solves exactly (no smoothing level) has nothing to train.
+  {
+    const Domain small = scene("obstacles", {12, 12, 12}, 1);
+    const PoissonStencil a(small);
+    DatasetSpec spec;
+    spec.recipe = {20, 4, 5.0, 1};
+    spec.samples = 8;
+    spec.shard_size = 8;
+    spec.source = "small";
+    write_dataset(dir / "small", small, a, nullptr, spec);
+    FlagNetTrainOptions t = l;
+    t.data = {dir / "small"};
+    t.out = dir / "s.dcdm";
+    try {
+      train_relaxnet(t);
+      FAIL() << "trained on a grid without smoothing levels";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("small"), std::string::npos) << e.what();
+    }
+  }
+  fs::remove_all(dir);
+}
+
+namespace {
+class RelaxNetCli : public dcdm::testing::CliTest {
+ protected:
+  RelaxNetCli() : CliTest("relaxnet", 1) {}
+};
+}  // namespace
+
+TEST_F(RelaxNetCli, SolveWithInitialAndModelFileDispatch) {
+  EXPECT_EQ(run_cli("solve --scene obstacles --n 24 --method dcdm-relax:initial"), 0) << log();
+  EXPECT_NE(log().find("converged"), std::string::npos) << log();
+  RelaxNet::random(2, 0.2).save(dir_ / "r.dcdm");
+  EXPECT_EQ(run_cli(fmt::format("solve --scene pool --n 24 --method dcdm --model {}", (dir_ / "r.dcdm").string())), 0)
+      << log();
+  EXPECT_NE(log().find("converged"), std::string::npos) << log();
+  EXPECT_EQ(run_cli(fmt::format("model info {}", (dir_ / "r.dcdm").string())), 0) << log();
+  EXPECT_NE(log().find("relaxnet"), std::string::npos) << log();
+  FlagNet::initial().save(dir_ / "f.dcdm");
+  EXPECT_EQ(run_cli(fmt::format("solve --scene pool --n 16 --method dcdm-relax:{}", (dir_ / "f.dcdm").string())), 2)
+      << log();
+  EXPECT_NE(log().find("f.dcdm"), std::string::npos) << log();
+}
