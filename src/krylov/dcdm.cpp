@@ -63,13 +63,8 @@ void DcdmSolver::setup(const LinearSystemView& system) {
   if (generator_->size() != n)
     throw InputError(fmt::format("{}: direction generator has size {} but the system has {}",
                                  name_, generator_->size(), n));
-  // Jacobi fallback from the matrix or the domain's stencil; plain residual without either.
+  // The Jacobi fallback is built on first use (a generator that never fails never pays for it).
   fallback_.reset();
-  if (system.matrix || system.domain) {
-    auto jacobi = std::make_unique<JacobiPreconditioner>();
-    jacobi->setup(system);
-    fallback_ = std::move(jacobi);
-  }
   setup_seconds_ = seconds_since(t0);
 }
 
@@ -204,6 +199,12 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
   };
   const auto make_direction = [&](auto&& fill_q) { return make_direction_in(q, aq, fill_q); };
   const auto fill_jacobi = [&](Vector& out) {
+    // Jacobi from the matrix or the domain's stencil; the plain residual without either.
+    if (!fallback_ && (system_.matrix || system_.domain)) {
+      auto jacobi = std::make_unique<JacobiPreconditioner>();
+      jacobi->setup(system_);
+      fallback_ = std::move(jacobi);
+    }
     if (fallback_) fallback_->apply(r, out);
     else copy(r, out);
   };

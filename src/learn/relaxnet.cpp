@@ -25,14 +25,29 @@ void RelaxNetFactors::factors(const MultigridLevelView& level, std::span<double>
   for (int t = 0; t < Spec::kTaps; ++t)
     offset[t] = (t % 3 - 1) + level.sy * ((t / 3) % 3 - 1) + level.sz * (t / 9 - 1);
   const float* w = parameters_.weight.data();
-  const Dims d = level.dims;
   const auto fluid = static_cast<std::uint8_t>(CellType::Fluid), air = static_cast<std::uint8_t>(CellType::Air);
+  const auto factor = [](double z) { return 2.0 / (1.0 + std::exp(-z)); };
+  // Cells whose whole neighbourhood is fluid (most of a large grid) share one pair of factors.
+  double all_fluid[Spec::kOutputs];
+  for (int c = 0; c < Spec::kOutputs; ++c) {
+    double z = base[c] + parameters_.bias[c];
+    for (int t = 0; t < Spec::kTaps; ++t) z += w[(c * Spec::kFlagChannels) * Spec::kTaps + t];
+    all_fluid[c] = factor(z);
+  }
+  const Dims d = level.dims;
 #pragma omp parallel for schedule(static)
   for (int k = 0; k < d.nz; ++k)
     for (int j = 0; j < d.ny; ++j)
       for (int i = 0; i < d.nx; ++i) {
         const std::int64_t p = level.at(i, j, k);
         if (level.type[p] != fluid) continue;
+        int fluid_taps = 0;
+        for (int t = 0; t < Spec::kTaps; ++t) fluid_taps += level.type[p + offset[t]] == fluid;
+        if (fluid_taps == Spec::kTaps) {
+          interior[p] = all_fluid[0];
+          band[p] = all_fluid[1];
+          continue;
+        }
         double z[Spec::kOutputs] = {base[0] + parameters_.bias[0], base[1] + parameters_.bias[1]};
         for (int t = 0; t < Spec::kTaps; ++t) {
           const std::uint8_t type = level.type[p + offset[t]];
@@ -40,8 +55,8 @@ void RelaxNetFactors::factors(const MultigridLevelView& level, std::span<double>
           if (f < 0) continue;
           for (int c = 0; c < Spec::kOutputs; ++c) z[c] += w[(c * Spec::kFlagChannels + f) * Spec::kTaps + t];
         }
-        interior[p] = 2.0 / (1.0 + std::exp(-z[0]));
-        band[p] = 2.0 / (1.0 + std::exp(-z[1]));
+        interior[p] = factor(z[0]);
+        band[p] = factor(z[1]);
       }
 }
 
