@@ -2,6 +2,7 @@
 // cycle, symmetry and convergence for any weights, the model file, training and the CLI.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -106,7 +107,7 @@ TEST(RelaxNetKernels, LibTorchForwardAgreesWithTheOpenMpCycle) {
 }
 
 // Any weights give a symmetric positive definite generator, so DCDM needs no fallback and
-// reaches the independent CG solution; the zero-weight model is SOR multigrid and takes no more
+// reaches the independent CG solution; the zero-weight model is MGPCG's cycle in float and takes no more
 // iterations than MGPCG here.
 TEST(RelaxNetDcdm, AnyWeightsGiveASymmetricGeneratorThatConverges) {
   for (const char* name : {"obstacles", "pool", "sphere"}) {
@@ -207,6 +208,23 @@ TEST(RelaxNetModel, RoundTripAndWrongFiles) {
   net.make_generator(p.view())->apply(u, y1);
   back.make_generator(p.view())->apply(u, y2);
   EXPECT_EQ(y1, y2);
+  // The summary of `model info`: the untrained model is plain Gauss-Seidel everywhere; a
+  // trained one's all-fluid factors are what the cycle uses deep inside the fluid.
+  EXPECT_EQ(RelaxNet::initial().all_fluid_factors(), (std::array<double, 2>{1.0, 1.0}));
+  {
+    const auto range = net.factor_range();
+    const auto inside = net.all_fluid_factors();
+    EXPECT_TRUE(range[0] <= inside[0] && inside[0] <= range[1]);
+    EXPECT_TRUE(range[2] <= inside[1] && inside[1] <= range[3]);
+    const Problem box = make_problem(scene("box", {20, 20, 20}, 0));
+    MultigridLevelView view{box.domain.dims(), 0, 2, 23, 23 * 23, nullptr};
+    std::vector<std::uint8_t> types(static_cast<std::size_t>(23 * 23 * 23), static_cast<std::uint8_t>(CellType::Fluid));
+    view.type = types.data();
+    std::vector<double> interior(types.size()), band(types.size());
+    RelaxNetFactors(net.parameters()).factors(view, interior, band);
+    EXPECT_NEAR(interior[view.at(10, 10, 10)], inside[0], 1e-12);
+    EXPECT_NEAR(band[view.at(10, 10, 10)], inside[1], 1e-12);
+  }
   // Other architectures are refused both ways, naming the file.
   FlagNet::initial().save(dir / "f.dcdm");
   try {
@@ -317,6 +335,7 @@ TEST_F(RelaxNetCli, SolveWithInitialAndModelFileDispatch) {
   EXPECT_NE(log().find("converged"), std::string::npos) << log();
   EXPECT_EQ(run_cli(fmt::format("model info {}", (dir_ / "r.dcdm").string())), 0) << log();
   EXPECT_NE(log().find("relaxnet"), std::string::npos) << log();
+  EXPECT_NE(log().find("all-fluid neighbourhood"), std::string::npos) << log();
   FlagNet::initial().save(dir_ / "f.dcdm");
   EXPECT_EQ(run_cli(fmt::format("solve --scene pool --n 16 --method dcdm-relax:{}", (dir_ / "f.dcdm").string())), 2)
       << log();

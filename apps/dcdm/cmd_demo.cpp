@@ -29,6 +29,7 @@ struct DemoArgs {
   std::string out = "demo-out";
   std::string model = "models/paper64.dcdm";
   std::string flagnet_model = "models/flagnet.dcdm";
+  std::string relaxnet_model = "models/relaxnet.dcdm";
   double rtol = 1e-6;
   std::uint64_t seed = 1;
 };
@@ -76,6 +77,8 @@ void run_demo(const DemoArgs& a) {
   }
   // The learned multilevel generator (linear, about one V-cycle per application) beside it.
   if (!a.flagnet_model.empty() && fs::exists(a.flagnet_model)) methods.push_back("dcdm-flag:" + a.flagnet_model);
+  // The learned relaxation multigrid (MGPCG's cycle in float with learned over-relaxation).
+  if (!a.relaxnet_model.empty() && fs::exists(a.relaxnet_model)) methods.push_back("dcdm-relax:" + a.relaxnet_model);
   for (const char* m : {"cg", "ic0", "mgpcg"}) methods.emplace_back(m);
 
   BenchSystem system;
@@ -111,6 +114,9 @@ RegisterCommand reg(100, [](CLI::App& root) {
   cmd->add_option("--model", args->model, "DCDM model file")->capture_default_str();
   cmd->add_option("--flagnet-model", args->flagnet_model,
                   "Flag-conditioned multilevel model also run (dcdm-flag); empty = none")
+      ->capture_default_str();
+  cmd->add_option("--relaxnet-model", args->relaxnet_model,
+                  "Learned relaxation multigrid model also run (dcdm-relax); empty = none")
       ->capture_default_str();
   cmd->add_option("--rtol", args->rtol, "Relative tolerance")->check(CLI::Range(1e-14, 0.5))->capture_default_str();
   cmd->add_option("--seed", args->seed, "Simulation seed")->capture_default_str();

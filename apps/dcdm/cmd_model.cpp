@@ -42,6 +42,14 @@ void run_info() {
                                         : architecture == "relaxnet" ? learn::RelaxNet::load(a.file).metadata()
                                                                      : learn::DirectionNetwork::load(a.file).metadata();
   fmt::print("{}: {} bytes\n{}", a.file, std::filesystem::file_size(a.file), learn::describe(metadata));
+  if (architecture == "relaxnet") {
+    const auto net = learn::RelaxNet::load(a.file);
+    const auto all_fluid = net.all_fluid_factors();
+    const auto range = net.factor_range();
+    fmt::print("relaxation       all-fluid neighbourhood: interior {:.4f}, band {:.4f}; over all flag patterns: "
+               "interior {:.4f}..{:.4f}, band {:.4f}..{:.4f}\n",
+               all_fluid[0], all_fluid[1], range[0], range[1], range[2], range[3]);
+  }
   fmt::print("backend          {}\n", learn::backend_info());
 }
 

@@ -31,7 +31,7 @@ std::unique_ptr<IterativeSolver> make_flagnet_solver(const std::string& model, c
 std::unique_ptr<IterativeSolver> make_relaxnet_solver(const std::string& model, const SolverParams& params) {
   if (model.empty())
     throw InputError("--model: the dcdm-relax method needs a relaxnet model file (--model FILE or "
-                     "--method dcdm-relax:FILE; dcdm-relax:initial runs the untrained SOR multigrid)");
+                     "--method dcdm-relax:FILE; dcdm-relax:initial runs the untrained Gauss-Seidel cycle)");
   auto net = std::make_shared<learn::RelaxNet>(model == "initial" ? learn::RelaxNet::initial()
                                                                   : learn::RelaxNet::load(model));
   GeneratorFactory factory = [net](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
@@ -53,7 +53,7 @@ namespace {
 SolverRegistration dcdm_relax(
     "dcdm-relax",
     "DCDM with the learned relaxation multigrid (dcdm-relax:FILE or --model FILE; dcdm-relax:initial = "
-    "float SOR multigrid with the base factors; --dcdm-k)",
+    "MGPCG's Gauss-Seidel cycle in float; --dcdm-k)",
     [](const std::string& arg, const SolverParams& p) { return make_relaxnet_solver(arg.empty() ? p.model : arg, p); });
 
 SolverRegistration dcdm_flag(

@@ -11,7 +11,7 @@ namespace dcdm::cli {
 
 // `model` is a flagnet model file or "initial" (the untrained, zero-correction V-cycle).
 std::unique_ptr<IterativeSolver> make_flagnet_solver(const std::string& model, const SolverParams& params);
-// `model` is a relaxnet model file or "initial" (SOR multigrid with the base factors).
+// `model` is a relaxnet model file or "initial" (MGPCG's Gauss-Seidel cycle in float).
 std::unique_ptr<IterativeSolver> make_relaxnet_solver(const std::string& model, const SolverParams& params);
 
 }  // namespace dcdm::cli

@@ -9,9 +9,10 @@
 // c = 0 interior sweeps, 1 band sweeps; f = 0 fluid, 1 air indicator of the level's discrete
 // cell types in the 3x3x3 neighbourhood (taps dz, dy, dx, x fastest, like a Conv3d kernel;
 // beyond the grid the outer face's type). One parameter set serves every smoothing level, so a
-// file applies to any grid size. The fixed base makes the zero-parameter model SOR-multigrid
-// with factors 1.3 (interior) and 1.5 (band). Every factor lies in (0, 2), so each
-// single-colour update lowers the A-norm error and the mirrored cycle is a symmetric positive
+// file applies to any grid size. The fixed base is plain Gauss-Seidel (factor 1: the
+// zero-parameter model is MGPCG's cycle in float), so everything beyond MGPCG, the global
+// over-relaxation included, is learned. Every factor lies in (0, 2), so each single-colour
+// update lowers the A-norm error and the mirrored cycle is a symmetric positive
 // definite operator for any parameters: DCDM with it is PCG (no conjugacy lost at k = 2), and a
 // trained file cannot make it diverge. Factors are computed once per matrix (setup).
 //
@@ -37,8 +38,8 @@ struct RelaxNetSpec {
   static constexpr int kOutputs = 2;       // interior, band factor
   static constexpr int kFlagChannels = 2;  // fluid, air
   static constexpr int kTaps = 27;
-  static constexpr double kBaseInterior = 1.3;
-  static constexpr double kBaseBand = 1.5;
+  static constexpr double kBaseInterior = 1.0;
+  static constexpr double kBaseBand = 1.0;
   static constexpr int kWeights = kOutputs * kFlagChannels * kTaps;
   // The cycle it runs: MGPCG's default sweeps and hierarchy, single precision.
   static MultigridOptions cycle_options();
@@ -63,7 +64,7 @@ class RelaxNetFactors final : public RelaxationModel {
 
 class RelaxNet {
  public:
-  static RelaxNet initial();  // zero parameters: SOR multigrid with the base factors
+  static RelaxNet initial();  // zero parameters: MGPCG's Gauss-Seidel cycle in float
   static RelaxNet random(std::uint64_t seed, double scale);  // for tests
   // Model file with architecture "relaxnet": InputError naming the file on anything else.
   static RelaxNet load(const std::filesystem::path& path);
@@ -73,6 +74,11 @@ class RelaxNet {
   RelaxNetParameters& parameters() { return parameters_; }
   const ModelMetadata& metadata() const { return metadata_; }
   ModelMetadata& metadata() { return metadata_; }
+
+  // The factors of a cell whose 3x3x3 neighbourhood is all fluid (interior, band), and their
+  // range over every flag pattern of a neighbourhood (min/max of each output), for `model info`.
+  std::array<double, 2> all_fluid_factors() const;
+  std::array<double, 4> factor_range() const;
 
   // The cycle's options with this model's factors.
   MultigridOptions cycle_options() const;

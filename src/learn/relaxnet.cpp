@@ -1,6 +1,7 @@
 // RelaxNet's factors and generator (no LibTorch). See dcdm/relaxnet.hpp.
 #include "dcdm/relaxnet.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -75,6 +76,40 @@ RelaxNet RelaxNet::random(std::uint64_t seed, double scale) {
   for (auto& v : net.parameters_.weight) v = n(rng);
   for (auto& v : net.parameters_.bias) v = n(rng);
   return net;
+}
+
+std::array<double, 2> RelaxNet::all_fluid_factors() const {
+  using Spec = RelaxNetSpec;
+  const auto logit = [](double w) { return std::log(w / (2.0 - w)); };
+  const double base[Spec::kOutputs] = {logit(Spec::kBaseInterior), logit(Spec::kBaseBand)};
+  std::array<double, 2> out{};
+  for (int c = 0; c < Spec::kOutputs; ++c) {
+    double z = base[c] + parameters_.bias[c];
+    for (int t = 0; t < Spec::kTaps; ++t) z += parameters_.weight[(c * Spec::kFlagChannels) * Spec::kTaps + t];
+    out[c] = 2.0 / (1.0 + std::exp(-z));
+  }
+  return out;
+}
+
+// Each tap is fluid, air or solid independently, so the extremes of the affine score are the
+// sums of the per-tap extremes (a bound over every pattern, attained by some neighbourhood).
+std::array<double, 4> RelaxNet::factor_range() const {
+  using Spec = RelaxNetSpec;
+  const auto logit = [](double w) { return std::log(w / (2.0 - w)); };
+  const double base[Spec::kOutputs] = {logit(Spec::kBaseInterior), logit(Spec::kBaseBand)};
+  std::array<double, 4> out{};
+  for (int c = 0; c < Spec::kOutputs; ++c) {
+    double lo = base[c] + parameters_.bias[c], hi = lo;
+    for (int t = 0; t < Spec::kTaps; ++t) {
+      const double fluid = parameters_.weight[(c * Spec::kFlagChannels) * Spec::kTaps + t];
+      const double air = parameters_.weight[(c * Spec::kFlagChannels + 1) * Spec::kTaps + t];
+      lo += std::min({0.0, fluid, air});
+      hi += std::max({0.0, fluid, air});
+    }
+    out[2 * c] = 2.0 / (1.0 + std::exp(-lo));
+    out[2 * c + 1] = 2.0 / (1.0 + std::exp(-hi));
+  }
+  return out;
 }
 
 MultigridOptions RelaxNet::cycle_options() const {

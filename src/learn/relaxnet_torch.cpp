@@ -572,7 +572,7 @@ FlagNetTrainResult train_relaxnet(const FlagNetTrainOptions& o,
           validation_iterations(module->parameters_copy(), sets);
     log(fmt::format("relaxnet: {} parameters; validation loss ({}-step) of the {} {:.6e}{}", net.parameters().count(),
                     o.loss_steps,
-                    o.init.empty() ? std::string("untrained (SOR multigrid) model") : "initial model " + o.init.string(),
+                    o.init.empty() ? std::string("untrained (Gauss-Seidel multigrid) model") : "initial model " + o.init.string(),
                     result.initial_val_loss,
                     by_iterations ? fmt::format(", iterations {:.2f}", result.initial_val_iterations) : ""));
   }
