@@ -60,9 +60,16 @@ struct Level {
   std::vector<Real> x, b, r;           // padded work vectors
   std::vector<Real> inv_w;             // padded, prolongation normaliser to this level from the next
   std::vector<std::int64_t> band[2];   // padded indices of band cells by colour
-  // Per-cell relaxation factors (padded, 0 outside fluid) when a RelaxationModel supplies them;
-  // empty = the scalar options.
-  std::vector<Real> omega, band_omega;
+  // Relaxation factors from a RelaxationModel (empty band_omega = the scalar options): the
+  // interior sweeps use one common factor (the value at most cells, those deep in the fluid)
+  // and, per colour, a list of the cells whose factor differs; the band sweeps read band_omega
+  // (padded, 0 outside fluid) at their band cells.
+  bool per_cell = false;
+  Real common_omega = Real(1);
+  std::vector<std::int64_t> special[2];
+  std::vector<Real> special_omega[2];
+  mutable std::vector<Real> special_value;
+  std::vector<Real> band_omega;
   std::int64_t fluid_cells = 0;
 
   std::int64_t padded_size() const { return std::int64_t(px) * py * pz; }
@@ -348,9 +355,34 @@ void Cycle<Real>::build_relaxation() {
     band.assign(n, 0.0);
     MultigridLevelView view{l.dims, li, count, l.sy, l.sz, l.type.data()};
     opt.relaxation->factors(view, interior, band);
-    l.omega.assign(n, Real(0));
     l.band_omega.assign(n, Real(0));
     const Dims d = l.dims;
+    // The common interior factor: that of the first cell whose 3x3x3 neighbourhood is all fluid
+    // (any fluid cell if none is).
+    const auto common_reference = [&]() -> std::int64_t {
+      std::int64_t first_fluid = -1;
+      for (int k = 0; k < d.nz; ++k)
+        for (int j = 0; j < d.ny; ++j)
+          for (int i = 0; i < d.nx; ++i) {
+            const std::int64_t p = l.at(i, j, k);
+            if (l.type[p] != static_cast<std::uint8_t>(CellType::Fluid)) continue;
+            if (first_fluid < 0) first_fluid = p;
+            int fluid_neighbours = 0;
+            for (int dz = -1; dz <= 1; ++dz)
+              for (int dy = -1; dy <= 1; ++dy)
+                for (int dx = -1; dx <= 1; ++dx)
+                  fluid_neighbours += l.type[p + dx + dy * l.sy + dz * l.sz] == static_cast<std::uint8_t>(CellType::Fluid);
+            if (fluid_neighbours == 27) return p;
+          }
+      return first_fluid;
+    };
+    const std::int64_t reference = common_reference();
+    l.per_cell = true;
+    l.common_omega = static_cast<Real>(reference >= 0 ? interior[reference] : 1.0);
+    for (int c = 0; c < 2; ++c) {
+      l.special[c].clear();
+      l.special_omega[c].clear();
+    }
     for (int k = 0; k < d.nz; ++k)
       for (int j = 0; j < d.ny; ++j)
         for (int i = 0; i < d.nx; ++i) {
@@ -361,9 +393,14 @@ void Cycle<Real>::build_relaxation() {
               throw Error(fmt::format("multigrid: relaxation factor {} at cell ({}, {}, {}) of level {} is outside "
                                       "(0, 2)",
                                       w, i, j, k, li));
-          l.omega[p] = static_cast<Real>(interior[p]);
+          const Real w = static_cast<Real>(interior[p]);
+          if (w != l.common_omega) {
+            l.special[(i + j + k) & 1].push_back(p);
+            l.special_omega[(i + j + k) & 1].push_back(w);
+          }
           l.band_omega[p] = static_cast<Real>(band[p]);
         }
+    l.special_value.assign(std::max(l.special[0].size(), l.special[1].size()), Real(0));
   }
 }
 
@@ -500,9 +537,29 @@ void Cycle<Real>::sweep_band(Level<Real>& l, int colour, Relax relax) {
 // in (0, 2) lower the A-norm error and the update stays self-adjoint in the A inner product.
 template <class Real>
 void Cycle<Real>::smooth_colour(Level<Real>& l, int colour) {
-  if (!l.omega.empty()) {
-    const Real* w = l.omega.data();
-    sweep_colour(l, colour, [w](std::int64_t p, Real x, Real gs) { return x + w[p] * (gs - x); });
+  if (l.per_cell) {
+    // Cells of one colour do not couple, so the cells with their own factor can be updated
+    // from the same neighbour values before or after the others: compute theirs first, sweep
+    // every cell with the common factor (the fast kernel), then put theirs back.
+    const auto& cells = l.special[colour];
+    const Real* w = l.special_omega[colour].data();
+    const std::int64_t m = static_cast<std::int64_t>(cells.size());
+    Real* x = l.x.data();
+    const Real* b = l.b.data();
+    const Real* id = l.inv_diag.data();
+    const Real s = static_cast<Real>(l.s);
+    const std::int64_t sy = l.sy, sz = l.sz;
+    Real* saved = l.special_value.data();
+#pragma omp parallel for schedule(static) if (m >= kParallelCells / 4)
+    for (std::int64_t q = 0; q < m; ++q) {
+      const std::int64_t p = cells[q];
+      const Real gs = id[p] * (b[p] + s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz]));
+      saved[q] = x[p] + w[q] * (gs - x[p]);
+    }
+    const Real common = l.common_omega;
+    sweep_colour(l, colour, [common](std::int64_t, Real x, Real gs) { return x + common * (gs - x); });
+#pragma omp parallel for schedule(static) if (m >= kParallelCells / 4)
+    for (std::int64_t q = 0; q < m; ++q) x[cells[q]] = saved[q];
   } else if (opt.omega == 1.0) {
     sweep_colour(l, colour, [](std::int64_t, Real, Real gs) { return gs; });
   } else {
