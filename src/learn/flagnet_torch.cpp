@@ -17,6 +17,7 @@
 #include "dcdm/flagnet.hpp"
 #include "dcdm/poisson.hpp"
 #include "network.hpp"
+#include "step_training.hpp"
 #include "train_network.hpp"
 
 namespace dcdm::learn {
@@ -26,9 +27,6 @@ namespace {
 using json = nlohmann::json;
 using Spec = FlagNetSpec;
 namespace F = torch::nn::functional;
-
-constexpr const char* kCheckpointFormat = "dcdm-flagnet-checkpoint";
-constexpr int kCheckpointVersion = 1;
 
 torch::Tensor weight_tensor(const FlagNetParameters& p) {
   return torch::from_blob(const_cast<float*>(p.weight.data()),
@@ -386,46 +384,17 @@ double validation_loss(FlagNetModuleImpl& m, const std::vector<TrainSet>& sets, 
   return total / static_cast<double>(sets.size());
 }
 
-constexpr int kSelectionMaxIterations = 300;
-
-// Iterations at which the residual history crosses `target`, interpolated in log(residual)
-// between the two iterations around the crossing: integer counts at 32^3 (about 7 a matrix)
-// are too coarse to rank weights that differ a little.
-double fractional_iterations(const std::vector<double>& history, double target, int limit) {
-  for (std::size_t k = 1; k < history.size(); ++k)
-    if (history[k] <= target) {
-      const double hi = std::log(history[k - 1]), lo = std::log(std::max(history[k], 1e-300));
-      const double t = hi > lo ? (hi - std::log(target)) / (hi - lo) : 1.0;
-      return static_cast<double>(k - 1) + std::clamp(t, 0.0, 1.0);
-    }
-  return history.size() == 1 && history[0] <= target ? 0.0 : static_cast<double>(limit);
-}
-
-// DCDM iterations to rtol 1e-6 with these weights on each set's matrix (right-hand side: its
-// first validation sample), fractional (see above) and summed; an unconverged solve counts as
-// the iteration limit.
+// DCDM iterations to 1e-6 with these weights, summed over one solve per dataset (its first
+// validation sample as the right-hand side).
 double validation_iterations(const FlagNetParameters& parameters, const std::vector<TrainSet>& sets) {
   double total = 0;
-  for (const auto& s : sets) {
-    const PoissonStencil op(s.domain);
-    const RangeProjector projector(s.domain);
-    const auto generator = std::make_shared<FlagNetGenerator>(s.domain, parameters);
-    DcdmSolver solver(generator, DcdmOptions{}, "dcdm-flag");
-    LinearSystemView view{&op, nullptr, &s.domain, nullptr};
-    if (projector.singular()) view.project_range = projector.as_function();
-    solver.setup(view);
-    const auto n = static_cast<std::size_t>(s.domain.dims().size());
-    const float* sample = s.samples[s.train].data_ptr<float>();
-    std::vector<double> b(sample, sample + n), x(n, 0.0);
-    if (projector.singular()) projector(b);
-    SolveOptions options;
-    options.rtol = 1e-6;
-    options.max_iterations = kSelectionMaxIterations;
-    const SolveReport report = solver.solve(b, x, options);
-    total += report.converged()
-                 ? fractional_iterations(report.residual_history, options.rtol * report.rhs_norm, report.iterations)
-                 : kSelectionMaxIterations;
-  }
+  for (const auto& s : sets)
+    total += selection_iterations(
+        s.domain, s.samples[s.train].data_ptr<float>(),
+        [&s, &parameters](const LinearSystemView&) -> std::unique_ptr<LinearOperator> {
+          return std::make_unique<FlagNetGenerator>(s.domain, parameters);
+        },
+        DcdmOptions{}, "dcdm-flag");
   return total;
 }
 
@@ -438,17 +407,7 @@ FlagNetTrainResult train_flagnet(const FlagNetTrainOptions& o,
   const auto log = [&](const std::string& s) {
     if (log_fn) log_fn(s);
   };
-  if (o.data.empty()) throw InputError("--data: flagnet training needs at least one dataset folder");
-  if (o.out.empty()) throw InputError("--out: flagnet training needs an output model file");
-  if (o.batch < 1 || o.steps < 1 || o.validate_every < 1 || !(o.lr > 0))
-    throw InputError("flagnet training: --batch, --steps, --validate-every and --lr must be positive");
-  if (o.select != "loss" && o.select != "iterations")
-    throw InputError(fmt::format("--select: '{}' is not loss or iterations", o.select));
-  const bool by_iterations = o.select == "iterations";
-  if (o.loss_steps < 1 || o.loss_steps > 16)
-    throw InputError(fmt::format("--loss-steps: must be in 1..16 (got {})", o.loss_steps));
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  check_step_training_options(o, "flagnet");
   std::vector<TrainSet> sets;
   json recipes = json::array();
   for (const auto& dir : o.data) {
@@ -458,137 +417,37 @@ FlagNetTrainResult train_flagnet(const FlagNetTrainOptions& o,
                     sets.back().domain.dims().str(), sets.back().train, sets.back().val,
                     sets.back().geometry.levels.size()));
   }
-  const std::filesystem::path checkpoint = o.checkpoint.empty() ? std::filesystem::path(o.out.string() + ".ckpt") : o.checkpoint;
-  FlagNet net = o.init.empty() ? FlagNet::initial() : FlagNet::load(o.init);
+  const FlagNet net = o.init.empty() ? FlagNet::initial() : FlagNet::load(o.init);
   FlagNetModule module(net.parameters());
-  torch::optim::Adam adam(module->parameters(), torch::optim::AdamOptions(o.lr));
-  json config = {{"data", recipes}, {"batch", o.batch}, {"lr", o.lr}, {"seed", o.seed},
-                 {"max_samples", o.max_samples}, {"validation_fraction", o.validation_fraction}};
-  // Older checkpoints have neither key: the defaults leave the config unchanged.
-  if (o.loss_steps != 1) config["loss_steps"] = o.loss_steps;
-  if (!o.init.empty()) config["init"] = o.init.string();
-  if (by_iterations) config["select"] = o.select;
-  FlagNetTrainResult result;
-  int step = 0;
-  if (o.resume) {
-    if (!std::filesystem::exists(checkpoint))
-      throw InputError(fmt::format("{}: no checkpoint to resume from", checkpoint.string()));
-    torch::serialize::InputArchive ar, model_ar, opt_ar;
-    json state;
-    try {
-      ar.load_from(checkpoint.string());
-      c10::IValue v;
-      ar.read("state", v);
-      state = json::parse(v.toStringRef());
-      ar.read("model", model_ar);
-      ar.read("optimizer", opt_ar);
-      module->load(model_ar);
-      adam.load(opt_ar);
-    } catch (const std::exception& e) {
-      throw InputError(fmt::format("{}: not a readable flagnet checkpoint ({})", checkpoint.string(),
-                                   std::string(e.what()).substr(0, 200)));
-    }
-    if (state.value("format", std::string()) != kCheckpointFormat || state.value("version", 0) != kCheckpointVersion)
-      throw InputError(fmt::format("{}: not a flagnet training checkpoint", checkpoint.string()));
-    if (state.at("config") != config)
-      throw InputError(fmt::format("{}: the checkpoint was made with other data or options ({}); resume with the "
-                                   "same --data/--batch/--lr/--seed/--max-samples or start a new --out",
-                                   checkpoint.string(), state.at("config").dump().substr(0, 300)));
-    step = state.at("step").get<int>();
-    result.initial_val_loss = state.at("initial_val_loss").get<double>();
-    result.best_val_loss = state.at("best_val_loss").get<double>();
-    result.best_step = state.at("best_step").get<int>();
-    result.initial_val_iterations = state.value("initial_val_iterations", 0.0);
-    result.best_val_iterations = state.value("best_val_iterations", 0.0);
-    log(fmt::format("flagnet: resumed at step {} (best validation loss {:.6e} at step {})", step,
-                    result.best_val_loss, result.best_step));
-  } else {
-    result.initial_val_loss = result.best_val_loss = validation_loss(*module, sets, o.batch, o.loss_steps);
-    if (by_iterations)
-      result.initial_val_iterations = result.best_val_iterations =
-          validation_iterations(module->parameters_copy(), sets);
-    log(fmt::format("flagnet: {} parameters; validation loss ({}-step) of the {} {:.6e}{}",
-                    net.parameters().count(), o.loss_steps,
-                    o.init.empty() ? std::string("untrained (V-cycle) model") : "initial model " + o.init.string(),
-                    result.initial_val_loss,
-                    by_iterations ? fmt::format(", iterations {:.2f}", result.initial_val_iterations) : ""));
-  }
-  const auto save_best = [&] {
+  StepTrainer t;
+  t.name = "flagnet";
+  t.module = module.get();
+  for (const auto& s : sets) t.train_samples.push_back(s.train);
+  t.batch_loss = [&](std::size_t set, const std::vector<std::int64_t>& idx) {
+    const TrainSet& s = sets[set];
+    return unrolled_dcdm_loss(*module, s.geometry, *s.op, s.samples.index_select(0, torch::tensor(idx, torch::kLong)),
+                              o.loss_steps);
+  };
+  t.validation_loss = [&] { return validation_loss(*module, sets, o.batch, o.loss_steps); };
+  t.validation_iterations = [&] { return validation_iterations(module->parameters_copy(), sets); };
+  t.save_model = [&](const json& summary) {
     FlagNet best = FlagNet::initial();
     best.parameters() = module->parameters_copy();
     best.metadata().trained_grid = sets.front().domain.dims();
     best.metadata().data_recipe_json = json{{"datasets", recipes}}.dump();
-    best.metadata().training_summary_json =
-        json{{"steps", step}, {"batch", o.batch}, {"lr", o.lr}, {"loss_steps", o.loss_steps},
-             {"init", o.init.string()}, {"initial_val_loss", result.initial_val_loss},
-             {"best_val_loss", result.best_val_loss}, {"best_step", result.best_step},
-             {"select", o.select}, {"best_val_iterations", result.best_val_iterations},
-             {"seconds_this_run", seconds()}}
-            .dump();
+    best.metadata().training_summary_json = summary.dump();
     best.metadata().created_by = o.command;
     best.save(o.out);
   };
-  if (!o.resume) save_best();
-  std::mt19937_64 rng(o.seed * 1000003ull + static_cast<std::uint64_t>(step));
-  double window_loss = 0;
-  int window = 0;
-  result.stop_reason = "steps";
-  while (step < o.steps) {
-    TrainSet& s = sets[static_cast<std::size_t>(step) % sets.size()];
-    std::vector<std::int64_t> idx(static_cast<std::size_t>(std::min<std::int64_t>(o.batch, s.train)));
-    std::uniform_int_distribution<std::int64_t> pick(0, s.train - 1);
-    for (auto& i : idx) i = pick(rng);
-    const auto b = s.samples.index_select(0, torch::tensor(idx, torch::kLong));
-    adam.zero_grad();
-    const auto loss = unrolled_dcdm_loss(*module, s.geometry, *s.op, b, o.loss_steps);
-    loss.backward();
-    adam.step();
-    window_loss += loss.item<double>();
-    ++window;
-    ++step;
-    if (step % o.validate_every == 0 || step == o.steps) {
-      const double val = validation_loss(*module, sets, o.batch, o.loss_steps);
-      result.last_train_loss = window_loss / window;
-      const double iterations = by_iterations ? validation_iterations(module->parameters_copy(), sets) : 0;
-      const bool better = by_iterations ? iterations < result.best_val_iterations ||
-                                              (iterations == result.best_val_iterations && val < result.best_val_loss)
-                                        : val < result.best_val_loss;
-      if (better) {
-        result.best_val_loss = val;
-        result.best_val_iterations = iterations;
-        result.best_step = step;
-        save_best();
-      }
-      log(fmt::format("[{:8.1f} s] step {:6d}  train loss {:.6e}  validation loss {:.6e}{}{}", seconds(), step,
-                      result.last_train_loss, val,
-                      by_iterations ? fmt::format("  iterations {:.2f}", iterations) : "",
-                      better ? "  (best, saved)" : ""));
-      window_loss = 0;
-      window = 0;
-      torch::serialize::OutputArchive ar, model_ar, opt_ar;
-      module->save(model_ar);
-      adam.save(opt_ar);
-      ar.write("model", model_ar);
-      ar.write("optimizer", opt_ar);
-      const json state = {{"format", kCheckpointFormat}, {"version", kCheckpointVersion}, {"config", config},
-                          {"step", step}, {"initial_val_loss", result.initial_val_loss},
-                          {"best_val_loss", result.best_val_loss}, {"best_step", result.best_step},
-                          {"initial_val_iterations", result.initial_val_iterations},
-                          {"best_val_iterations", result.best_val_iterations}};
-      ar.write("state", c10::IValue(state.dump()));
-      std::ostringstream bytes;
-      ar.save_to(bytes);
-      const std::string text = bytes.str();
-      write_atomic(checkpoint, {text.data(), text.size()});
-      if (o.time_limit_s > 0 && seconds() > o.time_limit_s && step < o.steps) {
-        result.stop_reason = "time-limit";
-        break;
-      }
-    }
-  }
-  result.steps = step;
-  result.seconds = seconds();
-  return result;
+  t.config = {{"data", recipes}, {"batch", o.batch}, {"lr", o.lr}, {"seed", o.seed},
+              {"max_samples", o.max_samples}, {"validation_fraction", o.validation_fraction}};
+  // Older checkpoints have none of these keys: the defaults leave the config unchanged.
+  if (o.loss_steps != 1) t.config["loss_steps"] = o.loss_steps;
+  if (!o.init.empty()) t.config["init"] = o.init.string();
+  if (o.select == "iterations") t.config["select"] = o.select;
+  t.start_description = o.init.empty() ? std::string("untrained (V-cycle) model") : "initial model " + o.init.string();
+  t.parameter_count = net.parameters().count();
+  return run_step_training(o, t, log_fn);
 }
 
 }  // namespace dcdm::learn

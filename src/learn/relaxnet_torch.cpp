@@ -18,6 +18,7 @@
 #include "dcdm/poisson.hpp"
 #include "dcdm/relaxnet.hpp"
 #include "network.hpp"
+#include "step_training.hpp"
 
 namespace dcdm::learn {
 
@@ -25,9 +26,6 @@ namespace {
 
 using json = nlohmann::json;
 using Spec = RelaxNetSpec;
-
-constexpr const char* kCheckpointFormat = "dcdm-relaxnet-checkpoint";
-constexpr int kCheckpointVersion = 1;
 
 torch::Tensor weight_tensor(const RelaxNetParameters& p) {
   return torch::from_blob(const_cast<float*>(p.weight.data()), {Spec::kOutputs, Spec::kFlagChannels, 3, 3, 3},
@@ -448,48 +446,19 @@ double validation_loss(RelaxNetModuleImpl& m, const std::vector<TrainSet>& sets,
   return total / static_cast<double>(sets.size());
 }
 
-constexpr int kSelectionMaxIterations = 300;
-
-double fractional_iterations(const std::vector<double>& history, double target, int limit) {
-  for (std::size_t k = 1; k < history.size(); ++k)
-    if (history[k] <= target) {
-      const double hi = std::log(history[k - 1]), lo = std::log(std::max(history[k], 1e-300));
-      const double t = hi > lo ? (hi - std::log(target)) / (hi - lo) : 1.0;
-      return static_cast<double>(k - 1) + std::clamp(t, 0.0, 1.0);
-    }
-  return history.size() == 1 && history[0] <= target ? 0.0 : static_cast<double>(limit);
-}
-
-// DCDM iterations to rtol 1e-6 with the OpenMP cycle, first validation sample of each set,
-// fractional (the crossing interpolated in log residual) and summed.
+// DCDM iterations to 1e-6 with these weights, summed over one solve per dataset (its first
+// validation sample as the right-hand side), with the solver's own options for this generator.
 double validation_iterations(const RelaxNetParameters& parameters, const std::vector<TrainSet>& sets) {
-  RelaxNet net = RelaxNet::initial();
-  net.parameters() = parameters;
+  auto net = std::make_shared<RelaxNet>(RelaxNet::initial());
+  net->parameters() = parameters;
+  DcdmOptions options;
+  options.weak_fallback = false;
   double total = 0;
-  for (const auto& s : sets) {
-    const PoissonStencil op(s.domain);
-    const RangeProjector projector(s.domain);
-    LinearSystemView view{&op, nullptr, &s.domain, nullptr};
-    if (projector.singular()) view.project_range = projector.as_function();
-    GeneratorFactory factory = [&net](const LinearSystemView& v) -> std::unique_ptr<LinearOperator> {
-      return net.make_generator(v);
-    };
-    DcdmOptions options;
-    options.weak_fallback = false;
-    DcdmSolver solver(std::move(factory), options, "dcdm-relax");
-    solver.setup(view);
-    const auto n = static_cast<std::size_t>(s.domain.dims().size());
-    const float* sample = s.samples[s.train].data_ptr<float>();
-    std::vector<double> b(sample, sample + n), x(n, 0.0);
-    if (projector.singular()) projector(b);
-    SolveOptions so;
-    so.rtol = 1e-6;
-    so.max_iterations = kSelectionMaxIterations;
-    const SolveReport report = solver.solve(b, x, so);
-    total += report.converged() ? fractional_iterations(report.residual_history, so.rtol * report.rhs_norm,
-                                                        report.iterations)
-                                : kSelectionMaxIterations;
-  }
+  for (const auto& s : sets)
+    total += selection_iterations(
+        s.domain, s.samples[s.train].data_ptr<float>(),
+        [net](const LinearSystemView& v) -> std::unique_ptr<LinearOperator> { return net->make_generator(v); },
+        options, "dcdm-relax");
   return total;
 }
 
@@ -502,17 +471,7 @@ FlagNetTrainResult train_relaxnet(const FlagNetTrainOptions& o,
   const auto log = [&](const std::string& s) {
     if (log_fn) log_fn(s);
   };
-  if (o.data.empty()) throw InputError("--data: relaxnet training needs at least one dataset folder");
-  if (o.out.empty()) throw InputError("--out: relaxnet training needs an output model file");
-  if (o.batch < 1 || o.steps < 1 || o.validate_every < 1 || !(o.lr > 0))
-    throw InputError("relaxnet training: --batch, --steps, --validate-every and --lr must be positive");
-  if (o.select != "loss" && o.select != "iterations")
-    throw InputError(fmt::format("--select: '{}' is not loss or iterations", o.select));
-  const bool by_iterations = o.select == "iterations";
-  if (o.loss_steps < 1 || o.loss_steps > 16)
-    throw InputError(fmt::format("--loss-steps: must be in 1..16 (got {})", o.loss_steps));
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  check_step_training_options(o, "relaxnet");
   std::vector<TrainSet> sets;
   json recipes = json::array();
   for (const auto& dir : o.data) {
@@ -522,135 +481,35 @@ FlagNetTrainResult train_relaxnet(const FlagNetTrainOptions& o,
                     sets.back().domain.dims().str(), sets.back().train, sets.back().val,
                     sets.back().geometry.levels.size()));
   }
-  const std::filesystem::path checkpoint =
-      o.checkpoint.empty() ? std::filesystem::path(o.out.string() + ".ckpt") : o.checkpoint;
-  RelaxNet net = o.init.empty() ? RelaxNet::initial() : RelaxNet::load(o.init);
+  const RelaxNet net = o.init.empty() ? RelaxNet::initial() : RelaxNet::load(o.init);
   RelaxNetModule module(net.parameters());
-  torch::optim::Adam adam(module->parameters(), torch::optim::AdamOptions(o.lr));
-  json config = {{"data", recipes}, {"batch", o.batch}, {"lr", o.lr}, {"seed", o.seed},
-                 {"max_samples", o.max_samples}, {"validation_fraction", o.validation_fraction},
-                 {"loss_steps", o.loss_steps}, {"init", o.init.string()}, {"select", o.select}};
-  FlagNetTrainResult result;
-  int step = 0;
-  if (o.resume) {
-    if (!std::filesystem::exists(checkpoint))
-      throw InputError(fmt::format("{}: no checkpoint to resume from", checkpoint.string()));
-    torch::serialize::InputArchive ar, model_ar, opt_ar;
-    json state;
-    try {
-      ar.load_from(checkpoint.string());
-      c10::IValue v;
-      ar.read("state", v);
-      state = json::parse(v.toStringRef());
-      ar.read("model", model_ar);
-      ar.read("optimizer", opt_ar);
-      module->load(model_ar);
-      adam.load(opt_ar);
-    } catch (const std::exception& e) {
-      throw InputError(fmt::format("{}: not a readable relaxnet checkpoint ({})", checkpoint.string(),
-                                   std::string(e.what()).substr(0, 200)));
-    }
-    if (state.value("format", std::string()) != kCheckpointFormat || state.value("version", 0) != kCheckpointVersion)
-      throw InputError(fmt::format("{}: not a relaxnet training checkpoint", checkpoint.string()));
-    if (state.at("config") != config)
-      throw InputError(fmt::format("{}: the checkpoint was made with other data or options ({}); resume with the "
-                                   "same --data/--batch/--lr/--seed/--max-samples/--loss-steps/--init/--select or "
-                                   "start a new --out",
-                                   checkpoint.string(), state.at("config").dump().substr(0, 300)));
-    step = state.at("step").get<int>();
-    result.initial_val_loss = state.at("initial_val_loss").get<double>();
-    result.best_val_loss = state.at("best_val_loss").get<double>();
-    result.best_step = state.at("best_step").get<int>();
-    result.initial_val_iterations = state.at("initial_val_iterations").get<double>();
-    result.best_val_iterations = state.at("best_val_iterations").get<double>();
-    log(fmt::format("relaxnet: resumed at step {} (best validation loss {:.6e} at step {})", step,
-                    result.best_val_loss, result.best_step));
-  } else {
-    result.initial_val_loss = result.best_val_loss = validation_loss(*module, sets, o.batch, o.loss_steps);
-    if (by_iterations)
-      result.initial_val_iterations = result.best_val_iterations =
-          validation_iterations(module->parameters_copy(), sets);
-    log(fmt::format("relaxnet: {} parameters; validation loss ({}-step) of the {} {:.6e}{}", net.parameters().count(),
-                    o.loss_steps,
-                    o.init.empty() ? std::string("untrained (Gauss-Seidel multigrid) model") : "initial model " + o.init.string(),
-                    result.initial_val_loss,
-                    by_iterations ? fmt::format(", iterations {:.2f}", result.initial_val_iterations) : ""));
-  }
-  const auto save_best = [&] {
+  StepTrainer t;
+  t.name = "relaxnet";
+  t.module = module.get();
+  for (const auto& s : sets) t.train_samples.push_back(s.train);
+  t.batch_loss = [&](std::size_t set, const std::vector<std::int64_t>& idx) {
+    const TrainSet& s = sets[set];
+    const auto b = to_padded(s.geometry, s.samples.index_select(0, torch::tensor(idx, torch::kLong)));
+    return unrolled_loss(s.geometry, level_factors(*module, s.geometry), b, o.loss_steps);
+  };
+  t.validation_loss = [&] { return validation_loss(*module, sets, o.batch, o.loss_steps); };
+  t.validation_iterations = [&] { return validation_iterations(module->parameters_copy(), sets); };
+  t.save_model = [&](const json& summary) {
     RelaxNet best = RelaxNet::initial();
     best.parameters() = module->parameters_copy();
     best.metadata().trained_grid = sets.front().domain.dims();
     best.metadata().data_recipe_json = json{{"datasets", recipes}}.dump();
-    best.metadata().training_summary_json =
-        json{{"steps", step}, {"batch", o.batch}, {"lr", o.lr}, {"loss_steps", o.loss_steps},
-             {"init", o.init.string()}, {"initial_val_loss", result.initial_val_loss},
-             {"best_val_loss", result.best_val_loss}, {"best_step", result.best_step}, {"select", o.select},
-             {"initial_val_iterations", result.initial_val_iterations},
-             {"best_val_iterations", result.best_val_iterations}, {"seconds_this_run", seconds()}}
-            .dump();
+    best.metadata().training_summary_json = summary.dump();
     best.metadata().created_by = o.command;
     best.save(o.out);
   };
-  if (!o.resume) save_best();
-  std::mt19937_64 rng(o.seed * 1000003ull + static_cast<std::uint64_t>(step));
-  double window_loss = 0;
-  int window = 0;
-  result.stop_reason = "steps";
-  while (step < o.steps) {
-    TrainSet& s = sets[static_cast<std::size_t>(step) % sets.size()];
-    std::vector<std::int64_t> idx(static_cast<std::size_t>(std::min<std::int64_t>(o.batch, s.train)));
-    std::uniform_int_distribution<std::int64_t> pick(0, s.train - 1);
-    for (auto& i : idx) i = pick(rng);
-    const auto b = to_padded(s.geometry, s.samples.index_select(0, torch::tensor(idx, torch::kLong)));
-    adam.zero_grad();
-    const auto loss = unrolled_loss(s.geometry, level_factors(*module, s.geometry), b, o.loss_steps);
-    loss.backward();
-    adam.step();
-    window_loss += loss.item<double>();
-    ++window;
-    ++step;
-    if (step % o.validate_every == 0 || step == o.steps) {
-      const double val = validation_loss(*module, sets, o.batch, o.loss_steps);
-      result.last_train_loss = window_loss / window;
-      const double iterations = by_iterations ? validation_iterations(module->parameters_copy(), sets) : 0;
-      const bool better = by_iterations ? iterations < result.best_val_iterations ||
-                                              (iterations == result.best_val_iterations && val < result.best_val_loss)
-                                        : val < result.best_val_loss;
-      if (better) {
-        result.best_val_loss = val;
-        result.best_val_iterations = iterations;
-        result.best_step = step;
-        save_best();
-      }
-      log(fmt::format("[{:8.1f} s] step {:6d}  train loss {:.6e}  validation loss {:.6e}{}{}", seconds(), step,
-                      result.last_train_loss, val, by_iterations ? fmt::format("  iterations {:.2f}", iterations) : "",
-                      better ? "  (best, saved)" : ""));
-      window_loss = 0;
-      window = 0;
-      torch::serialize::OutputArchive ar, model_ar, opt_ar;
-      module->save(model_ar);
-      adam.save(opt_ar);
-      ar.write("model", model_ar);
-      ar.write("optimizer", opt_ar);
-      const json state = {{"format", kCheckpointFormat}, {"version", kCheckpointVersion}, {"config", config},
-                          {"step", step}, {"initial_val_loss", result.initial_val_loss},
-                          {"best_val_loss", result.best_val_loss}, {"best_step", result.best_step},
-                          {"initial_val_iterations", result.initial_val_iterations},
-                          {"best_val_iterations", result.best_val_iterations}};
-      ar.write("state", c10::IValue(state.dump()));
-      std::ostringstream bytes;
-      ar.save_to(bytes);
-      const std::string text = bytes.str();
-      write_atomic(checkpoint, {text.data(), text.size()});
-      if (o.time_limit_s > 0 && seconds() > o.time_limit_s && step < o.steps) {
-        result.stop_reason = "time-limit";
-        break;
-      }
-    }
-  }
-  result.steps = step;
-  result.seconds = seconds();
-  return result;
+  t.config = {{"data", recipes}, {"batch", o.batch}, {"lr", o.lr}, {"seed", o.seed},
+              {"max_samples", o.max_samples}, {"validation_fraction", o.validation_fraction},
+              {"loss_steps", o.loss_steps}, {"init", o.init.string()}, {"select", o.select}};
+  t.start_description =
+      o.init.empty() ? std::string("untrained (Gauss-Seidel multigrid) model") : "initial model " + o.init.string();
+  t.parameter_count = net.parameters().count();
+  return run_step_training(o, t, log_fn);
 }
 
 }  // namespace dcdm::learn
