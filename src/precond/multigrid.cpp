@@ -60,16 +60,16 @@ struct Level {
   std::vector<Real> x, b, r;           // padded work vectors
   std::vector<Real> inv_w;             // padded, prolongation normaliser to this level from the next
   std::vector<std::int64_t> band[2];   // padded indices of band cells by colour
-  // Relaxation factors from a RelaxationModel (empty band_omega = the scalar options): the
+  // Relaxation factors from a RelaxationModel (per_cell false = the scalar options): the
   // interior sweeps use one common factor (the value at most cells, those deep in the fluid)
   // and, per colour, a list of the cells whose factor differs; the band sweeps read band_omega
-  // (padded, 0 outside fluid) at their band cells.
+  // (one factor per entry of band[colour], read in the sweep's order).
   bool per_cell = false;
   Real common_omega = Real(1);
   std::vector<std::int64_t> special[2];
   std::vector<Real> special_omega[2];
   mutable std::vector<Real> special_value;
-  std::vector<Real> band_omega;
+  std::vector<Real> band_omega[2];
   std::int64_t fluid_cells = 0;
 
   std::int64_t padded_size() const { return std::int64_t(px) * py * pz; }
@@ -355,7 +355,6 @@ void Cycle<Real>::build_relaxation() {
     band.assign(n, 0.0);
     MultigridLevelView view{l.dims, li, count, l.sy, l.sz, l.type.data()};
     opt.relaxation->factors(view, interior, band);
-    l.band_omega.assign(n, Real(0));
     const Dims d = l.dims;
     // The common interior factor: that of the first cell whose 3x3x3 neighbourhood is all fluid
     // (any fluid cell if none is).
@@ -398,8 +397,11 @@ void Cycle<Real>::build_relaxation() {
             l.special[(i + j + k) & 1].push_back(p);
             l.special_omega[(i + j + k) & 1].push_back(w);
           }
-          l.band_omega[p] = static_cast<Real>(band[p]);
         }
+    for (int c = 0; c < 2; ++c) {
+      l.band_omega[c].clear();
+      for (const std::int64_t p : l.band[c]) l.band_omega[c].push_back(static_cast<Real>(band[p]));
+    }
     l.special_value.assign(std::max(l.special[0].size(), l.special[1].size()), Real(0));
   }
 }
@@ -514,6 +516,7 @@ void Cycle<Real>::sweep_colour(Level<Real>& l, int colour, Relax relax) {
     }
 }
 
+// The same on the band cells of one colour: x[p] = relax(q, x[p], GS value) for the q-th cell.
 template <class Real>
 template <class Relax>
 void Cycle<Real>::sweep_band(Level<Real>& l, int colour, Relax relax) {
@@ -528,7 +531,7 @@ void Cycle<Real>::sweep_band(Level<Real>& l, int colour, Relax relax) {
 #pragma omp parallel for schedule(static) if (m >= kParallelCells / 4)
   for (std::int64_t q = 0; q < m; ++q) {
     const std::int64_t p = c[q];
-    x[p] = relax(p, x[p], id[p] * (b[p] + s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz])));
+    x[p] = relax(q, x[p], id[p] * (b[p] + s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz])));
   }
 }
 
@@ -570,9 +573,9 @@ void Cycle<Real>::smooth_colour(Level<Real>& l, int colour) {
 
 template <class Real>
 void Cycle<Real>::smooth_band(Level<Real>& l, int colour) {
-  if (!l.band_omega.empty()) {
-    const Real* w = l.band_omega.data();
-    sweep_band(l, colour, [w](std::int64_t p, Real x, Real gs) { return x + w[p] * (gs - x); });
+  if (l.per_cell) {
+    const Real* w = l.band_omega[colour].data();
+    sweep_band(l, colour, [w](std::int64_t q, Real x, Real gs) { return x + w[q] * (gs - x); });
   } else if (opt.band_omega == 1.0) {
     sweep_band(l, colour, [](std::int64_t, Real, Real gs) { return gs; });
   } else {
