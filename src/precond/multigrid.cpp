@@ -68,7 +68,7 @@ struct Level {
   Real common_omega = Real(1);
   std::vector<std::int64_t> special[2];
   std::vector<Real> special_omega[2];
-  mutable std::vector<Real> special_value;
+  std::vector<Real> special_value;
   std::vector<Real> band_omega[2];
   std::int64_t fluid_cells = 0;
 
