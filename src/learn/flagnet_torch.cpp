@@ -198,75 +198,21 @@ torch::Tensor forward(FlagNetModuleImpl& m, const Geometry& g, const torch::Tens
   return vcycle(0, b0 * g.levels[0].mask);
 }
 
-json metadata_json(const FlagNet& net) {
-  const auto& m = net.metadata();
-  const auto object = [](const std::string& text) {
-    json j = json::parse(text.empty() ? "{}" : text, nullptr, false);
-    return j.is_discarded() ? json::object() : j;
-  };
-  return {
-      {"architecture", kFlagNetArchitecture},
-      {"variant", kFlagNetVariant},
-      {"parameter_count", net.parameters().count()},
-      {"trained_grid", {m.trained_grid.nx, m.trained_grid.ny, m.trained_grid.nz}},
-      {"data_recipe", object(m.data_recipe_json)},
-      {"training_summary", object(m.training_summary_json)},
-      {"created_by", m.created_by},
-      {"parameters",
-       json::array({{{"name", "weight"}, {"shape", {Spec::kGroups, Spec::kChannels, Spec::kFlagChannels, 3, 3, 3}}},
-                    {{"name", "bias"}, {"shape", {Spec::kGroups, Spec::kChannels}}}})},
-  };
-}
-
 }  // namespace
 
 void FlagNet::save(const std::filesystem::path& path) const {
-  init_torch_threads();
-  torch::serialize::OutputArchive ar;
-  ar.write("weight", weight_tensor(parameters_));
-  ar.write("bias", bias_tensor(parameters_));
-  std::ostringstream os;
-  ar.save_to(os);
-  write_model_file(path, metadata_json(*this).dump(), os.str());
+  save_weight_bias_model(path, metadata_, kFlagNetArchitecture, kFlagNetVariant, weight_tensor(parameters_),
+                         bias_tensor(parameters_));
 }
 
 FlagNet FlagNet::load(const std::filesystem::path& path) {
-  init_torch_threads();
-  const std::string name = path.string();
-  const auto fail = [&](const std::string& msg) { return InputError(fmt::format("{}: {}", name, msg)); };
-  const ModelFileContents contents = read_model_file(path);
   FlagNet net = initial();
-  auto& meta = net.metadata_;
-  meta = parse_model_metadata(contents, path);
-  if (meta.architecture != kFlagNetArchitecture)
-    throw fail(fmt::format("architecture '{}' is not a flagnet model (expected '{}')", meta.architecture,
-                           kFlagNetArchitecture));
-  if (meta.variant != kFlagNetVariant)
-    throw fail(fmt::format("flagnet variant '{}' is not supported (this build runs '{}')", meta.variant,
-                           kFlagNetVariant));
-  if (meta.parameter_count != net.parameters_.count())
-    throw fail(fmt::format("metadata says {} parameters but {} has {}", meta.parameter_count, kFlagNetVariant,
-                           net.parameters_.count()));
-  torch::Tensor weight, bias;
-  try {
-    torch::serialize::InputArchive ar;
-    std::istringstream is(contents.archive);
-    ar.load_from(is);
-    ar.read("weight", weight);
-    ar.read("bias", bias);
-  } catch (const c10::Error& e) {
-    throw fail(fmt::format("archive at byte {} cannot be read: {}", contents.archive_offset,
-                           e.what_without_backtrace()));
-  }
-  const std::vector<std::int64_t> ws{Spec::kGroups, Spec::kChannels, Spec::kFlagChannels, 3, 3, 3};
-  const std::vector<std::int64_t> bs{Spec::kGroups, Spec::kChannels};
-  if (weight.sizes().vec() != ws || bias.sizes().vec() != bs)
-    throw fail(fmt::format("parameter shapes [{}] / [{}] differ from {}'s [{}] / [{}]", fmt::join(weight.sizes(), ","),
-                           fmt::join(bias.sizes(), ","), kFlagNetVariant, fmt::join(ws, ","), fmt::join(bs, ",")));
-  if (!torch::isfinite(weight).all().item<bool>() || !torch::isfinite(bias).all().item<bool>())
-    throw fail("parameters contain NaN or Inf");
-  copy_to(weight, net.parameters_.weight);
-  copy_to(bias, net.parameters_.bias);
+  const auto file = load_weight_bias_model(path, kFlagNetArchitecture, kFlagNetVariant, net.parameters_.count(),
+                                           {Spec::kGroups, Spec::kChannels, Spec::kFlagChannels, 3, 3, 3},
+                                           {Spec::kGroups, Spec::kChannels});
+  net.metadata_ = file.metadata;
+  copy_to(file.weight, net.parameters_.weight);
+  copy_to(file.bias, net.parameters_.bias);
   return net;
 }
 

@@ -271,3 +271,75 @@ std::string describe(const ModelMetadata& m) {
 }
 
 }  // namespace dcdm::learn
+
+namespace dcdm::learn {
+
+namespace {
+nlohmann::json object_or_empty(const std::string& text) {
+  nlohmann::json j = nlohmann::json::parse(text.empty() ? "{}" : text, nullptr, false);
+  return j.is_discarded() ? nlohmann::json::object() : j;
+}
+}  // namespace
+
+void save_weight_bias_model(const std::filesystem::path& path, const ModelMetadata& m, const std::string& architecture,
+                            const std::string& variant, const torch::Tensor& weight, const torch::Tensor& bias) {
+  init_torch_threads();
+  const nlohmann::json meta = {
+      {"architecture", architecture},
+      {"variant", variant},
+      {"parameter_count", weight.numel() + bias.numel()},
+      {"trained_grid", {m.trained_grid.nx, m.trained_grid.ny, m.trained_grid.nz}},
+      {"data_recipe", object_or_empty(m.data_recipe_json)},
+      {"training_summary", object_or_empty(m.training_summary_json)},
+      {"created_by", m.created_by},
+      {"parameters", nlohmann::json::array({{{"name", "weight"}, {"shape", weight.sizes().vec()}},
+                                            {{"name", "bias"}, {"shape", bias.sizes().vec()}}})},
+  };
+  torch::serialize::OutputArchive ar;
+  ar.write("weight", weight);
+  ar.write("bias", bias);
+  std::ostringstream os;
+  ar.save_to(os);
+  write_model_file(path, meta.dump(), os.str());
+}
+
+WeightBiasModel load_weight_bias_model(const std::filesystem::path& path, const std::string& architecture,
+                                       const std::string& variant, std::int64_t parameter_count,
+                                       const std::vector<std::int64_t>& weight_shape,
+                                       const std::vector<std::int64_t>& bias_shape) {
+  init_torch_threads();
+  const std::string name = path.string();
+  const auto fail = [&](const std::string& msg) { return InputError(fmt::format("{}: {}", name, msg)); };
+  const ModelFileContents contents = read_model_file(path);
+  WeightBiasModel out;
+  out.metadata = parse_model_metadata(contents, path);
+  const ModelMetadata& meta = out.metadata;
+  if (meta.architecture != architecture)
+    throw fail(fmt::format("architecture '{}' is not a {} model (expected '{}')", meta.architecture, architecture,
+                           architecture));
+  if (meta.variant != variant)
+    throw fail(fmt::format("{} variant '{}' is not supported (this build runs '{}')", architecture, meta.variant,
+                           variant));
+  if (meta.parameter_count != parameter_count)
+    throw fail(fmt::format("metadata says {} parameters but {} has {}", meta.parameter_count, variant,
+                           parameter_count));
+  try {
+    torch::serialize::InputArchive ar;
+    std::istringstream is(contents.archive);
+    ar.load_from(is);
+    ar.read("weight", out.weight);
+    ar.read("bias", out.bias);
+  } catch (const c10::Error& e) {
+    throw fail(fmt::format("archive at byte {} cannot be read: {}", contents.archive_offset,
+                           e.what_without_backtrace()));
+  }
+  if (out.weight.sizes().vec() != weight_shape || out.bias.sizes().vec() != bias_shape)
+    throw fail(fmt::format("parameter shapes [{}] / [{}] differ from {}'s [{}] / [{}]", fmt::join(out.weight.sizes(), ","),
+                           fmt::join(out.bias.sizes(), ","), variant, fmt::join(weight_shape, ","),
+                           fmt::join(bias_shape, ",")));
+  if (!torch::isfinite(out.weight).all().item<bool>() || !torch::isfinite(out.bias).all().item<bool>())
+    throw fail("parameters contain NaN or Inf");
+  return out;
+}
+
+}  // namespace dcdm::learn

@@ -91,6 +91,23 @@ struct DirectionNetwork::Impl {
 void save_model(const std::filesystem::path& path, PaperNetImpl& net, ModelMetadata metadata);
 std::shared_ptr<DirectionNetwork::Impl> load_model(const std::filesystem::path& path);
 
+// The small multilevel generators' model files (FlagNet, RelaxNet): a "weight" and a "bias"
+// tensor. Writes the file (atomic) with the metadata JSON made from `metadata` plus
+// `architecture`, `variant` and the parameter shapes.
+void save_weight_bias_model(const std::filesystem::path& path, const ModelMetadata& metadata,
+                            const std::string& architecture, const std::string& variant,
+                            const torch::Tensor& weight, const torch::Tensor& bias);
+// Reads such a file: checks the architecture, variant and parameter count (from `expected`'s
+// metadata fields) and the tensors' shapes and finiteness; InputError naming the file.
+struct WeightBiasModel {
+  ModelMetadata metadata;
+  torch::Tensor weight, bias;
+};
+WeightBiasModel load_weight_bias_model(const std::filesystem::path& path, const std::string& architecture,
+                                       const std::string& variant, std::int64_t parameter_count,
+                                       const std::vector<std::int64_t>& weight_shape,
+                                       const std::vector<std::int64_t>& bias_shape);
+
 // Call before the first LibTorch operation of the process (training code too): LibTorch's
 // lazy thread initialisation would otherwise lower the process-wide OpenMP thread count to
 // its own default (1 on a 2-core machine). Idempotent.
