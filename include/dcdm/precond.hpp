@@ -104,10 +104,11 @@ class RelaxationModel {
  public:
   virtual ~RelaxationModel() = default;
   // Writes the factor of the interior sweeps and of the band sweeps at the padded index of
-  // every fluid cell of `level` (other entries are ignored). Each factor must lie in (0, 2):
+  // every fluid cell of `level` (other entries are uninitialised and ignored). Each factor must
+  // lie in (0, 2):
   // a single-colour update then lowers the A-norm error for any such factors, and the mirrored
   // cycle stays symmetric positive definite (setup throws on a factor outside).
-  virtual void factors(const MultigridLevelView& level, std::span<double> interior, std::span<double> band) const = 0;
+  virtual void factors(const MultigridLevelView& level, std::span<float> interior, std::span<float> band) const = 0;
 };
 
 struct MultigridOptions {

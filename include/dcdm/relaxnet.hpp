@@ -56,7 +56,7 @@ struct RelaxNetParameters {
 class RelaxNetFactors final : public RelaxationModel {
  public:
   explicit RelaxNetFactors(RelaxNetParameters parameters) : parameters_(std::move(parameters)) {}
-  void factors(const MultigridLevelView& level, std::span<double> interior, std::span<double> band) const override;
+  void factors(const MultigridLevelView& level, std::span<float> interior, std::span<float> band) const override;
 
  private:
   RelaxNetParameters parameters_;

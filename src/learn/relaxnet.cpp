@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <vector>
 
 #include "dcdm/error.hpp"
 
@@ -17,8 +18,8 @@ MultigridOptions RelaxNetSpec::cycle_options() {
   return o;
 }
 
-void RelaxNetFactors::factors(const MultigridLevelView& level, std::span<double> interior,
-                              std::span<double> band) const {
+void RelaxNetFactors::factors(const MultigridLevelView& level, std::span<float> interior,
+                              std::span<float> band) const {
   using Spec = RelaxNetSpec;
   const auto logit = [](double w) { return std::log(w / (2.0 - w)); };
   const double base[Spec::kOutputs] = {logit(Spec::kBaseInterior), logit(Spec::kBaseBand)};
@@ -35,29 +36,38 @@ void RelaxNetFactors::factors(const MultigridLevelView& level, std::span<double>
     for (int t = 0; t < Spec::kTaps; ++t) z += w[(c * Spec::kFlagChannels) * Spec::kTaps + t];
     all_fluid[c] = factor(z);
   }
+  // Whether a cell's whole 3x3x3 neighbourhood is fluid, as three separable window tests over
+  // the padded array (x, then y on those, then z at use): 9 byte reads a cell instead of 27.
+  const std::int64_t n = static_cast<std::int64_t>(interior.size());
+  const std::uint8_t* type = level.type;
+  std::vector<std::uint8_t> run_x(static_cast<std::size_t>(n), 0), run_xy(static_cast<std::size_t>(n), 0);
+  for (std::int64_t p = 1; p + 1 < n; ++p)
+    run_x[p] = (type[p - 1] == fluid) & (type[p] == fluid) & (type[p + 1] == fluid);
+  for (std::int64_t p = level.sy; p + level.sy < n; ++p)
+    run_xy[p] = run_x[p - level.sy] & run_x[p] & run_x[p + level.sy];
+  const std::uint8_t* xy = run_xy.data();
+  const std::int64_t sz = level.sz;
   const Dims d = level.dims;
 #pragma omp parallel for schedule(static)
   for (int k = 0; k < d.nz; ++k)
     for (int j = 0; j < d.ny; ++j)
       for (int i = 0; i < d.nx; ++i) {
         const std::int64_t p = level.at(i, j, k);
-        if (level.type[p] != fluid) continue;
-        int fluid_taps = 0;
-        for (int t = 0; t < Spec::kTaps; ++t) fluid_taps += level.type[p + offset[t]] == fluid;
-        if (fluid_taps == Spec::kTaps) {
-          interior[p] = all_fluid[0];
-          band[p] = all_fluid[1];
+        if (type[p] != fluid) continue;
+        if (xy[p - sz] & xy[p] & xy[p + sz]) {
+          interior[p] = static_cast<float>(all_fluid[0]);
+          band[p] = static_cast<float>(all_fluid[1]);
           continue;
         }
         double z[Spec::kOutputs] = {base[0] + parameters_.bias[0], base[1] + parameters_.bias[1]};
         for (int t = 0; t < Spec::kTaps; ++t) {
-          const std::uint8_t type = level.type[p + offset[t]];
-          const int f = type == fluid ? 0 : type == air ? 1 : -1;
+          const std::uint8_t neighbour = type[p + offset[t]];
+          const int f = neighbour == fluid ? 0 : neighbour == air ? 1 : -1;
           if (f < 0) continue;
           for (int c = 0; c < Spec::kOutputs; ++c) z[c] += w[(c * Spec::kFlagChannels + f) * Spec::kTaps + t];
         }
-        interior[p] = factor(z[0]);
-        band[p] = factor(z[1]);
+        interior[p] = static_cast<float>(factor(z[0]));
+        band[p] = static_cast<float>(factor(z[1]));
       }
 }
 

@@ -347,12 +347,15 @@ template <class Real>
 void Cycle<Real>::build_relaxation() {
   if (!opt.relaxation) return;
   const int count = levels();
-  std::vector<double> interior, band;
+  // One uninitialised buffer pair for every level (the finest is the largest): the model
+  // writes the fluid cells, the only ones read.
+  const std::int64_t largest = levels_.front().padded_size();
+  const std::unique_ptr<float[]> interior_buffer(new float[largest]), band_buffer(new float[largest]);
   for (int li = 0; li + 1 < count; ++li) {
     Level<Real>& l = levels_[li];
     const std::int64_t n = l.padded_size();
-    interior.assign(n, 0.0);
-    band.assign(n, 0.0);
+    const std::span<float> interior(interior_buffer.get(), static_cast<std::size_t>(n));
+    const std::span<float> band(band_buffer.get(), static_cast<std::size_t>(n));
     MultigridLevelView view{l.dims, li, count, l.sy, l.sz, l.type.data()};
     opt.relaxation->factors(view, interior, band);
     const Dims d = l.dims;
@@ -377,7 +380,7 @@ void Cycle<Real>::build_relaxation() {
     };
     const std::int64_t reference = common_reference();
     l.per_cell = true;
-    l.common_omega = static_cast<Real>(reference >= 0 ? interior[reference] : 1.0);
+    l.common_omega = static_cast<Real>(reference >= 0 ? interior[reference] : 1.0f);
     for (int c = 0; c < 2; ++c) {
       l.special[c].clear();
       l.special_omega[c].clear();
@@ -387,8 +390,8 @@ void Cycle<Real>::build_relaxation() {
         for (int i = 0; i < d.nx; ++i) {
           const std::int64_t p = l.at(i, j, k);
           if (l.type[p] != static_cast<std::uint8_t>(CellType::Fluid)) continue;
-          for (const double w : {interior[p], band[p]})
-            if (!(w > 0.0 && w < 2.0))
+          for (const float w : {interior[p], band[p]})
+            if (!(w > 0.0f && w < 2.0f))
               throw Error(fmt::format("multigrid: relaxation factor {} at cell ({}, {}, {}) of level {} is outside "
                                       "(0, 2)",
                                       w, i, j, k, li));
