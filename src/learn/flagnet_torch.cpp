@@ -304,13 +304,10 @@ TrainSet load_set(const std::filesystem::path& dir, const FlagNetTrainOptions& o
   s.geometry = make_geometry(s.domain);
   s.op = std::make_unique<GridOperatorTensors>(s.domain, torch::kFloat);
   const Dims d = ds.dims();
-  const std::int64_t n = o.max_samples > 0 ? std::min(o.max_samples, ds.size()) : ds.size();
-  if (n < 2) throw InputError(fmt::format("{}: flagnet training needs at least 2 samples", dir.string()));
-  s.samples = torch::empty({n, 1, d.nz, d.ny, d.nx}, torch::kFloat);
-  for (std::int64_t i = 0; i < n; ++i)
-    ds.read(i, {s.samples.data_ptr<float>() + i * d.size(), static_cast<std::size_t>(d.size())});
-  s.val = std::clamp<std::int64_t>(static_cast<std::int64_t>(std::ceil(o.validation_fraction * n)), 1, n - 1);
-  s.train = n - s.val;
+  DatasetSamples read = read_dataset_samples(ds, o, "flagnet");
+  s.samples = read.rows.view({read.rows.size(0), 1, d.nz, d.ny, d.nx});
+  s.train = read.train;
+  s.val = read.val;
   s.recipe = ds.recipe_json();
   return s;
 }

@@ -351,27 +351,26 @@ TrainSet load_set(const std::filesystem::path& dir, const FlagNetTrainOptions& o
                                  "so it trains nothing; use a larger grid (e.g. 32^3)",
                                  dir.string(), ds.dims().str(), s.geometry.options.coarsest_cells));
   const std::int64_t cells = ds.dims().size();
-  const std::int64_t n = o.max_samples > 0 ? std::min(o.max_samples, ds.size()) : ds.size();
-  if (n < 2) throw InputError(fmt::format("{}: relaxnet training needs at least 2 samples", dir.string()));
-  s.samples = torch::empty({n, cells}, torch::kFloat);
+  DatasetSamples read = read_dataset_samples(ds, o, "relaxnet");
+  s.samples = read.rows;
+  s.train = read.train;
+  s.val = read.val;
   // Singular domains: the samples are projected onto the range (zero mean on each all-Neumann
   // component) and renormalised, as the solver projects b. A null-space part could not be
   // reduced, and the line search would chase it (q.r dominated by it while q.Aq is not).
   const RangeProjector projector(s.domain);
-  std::vector<double> v(static_cast<std::size_t>(cells));
-  for (std::int64_t i = 0; i < n; ++i) {
-    float* row = s.samples.data_ptr<float>() + i * cells;
-    ds.read(i, {row, static_cast<std::size_t>(cells)});
-    if (!projector.singular()) continue;
-    std::copy(row, row + cells, v.begin());
-    projector(v);
-    double norm = 0;
-    for (const double x : v) norm += x * x;
-    norm = std::sqrt(norm);
-    for (std::int64_t c = 0; c < cells; ++c) row[c] = norm > 0 ? static_cast<float>(v[c] / norm) : 0.0f;
+  if (projector.singular()) {
+    std::vector<double> v(static_cast<std::size_t>(cells));
+    for (std::int64_t i = 0; i < s.samples.size(0); ++i) {
+      float* row = s.samples.data_ptr<float>() + i * cells;
+      std::copy(row, row + cells, v.begin());
+      projector(v);
+      double norm = 0;
+      for (const double x : v) norm += x * x;
+      norm = std::sqrt(norm);
+      for (std::int64_t c = 0; c < cells; ++c) row[c] = norm > 0 ? static_cast<float>(v[c] / norm) : 0.0f;
+    }
   }
-  s.val = std::clamp<std::int64_t>(static_cast<std::int64_t>(std::ceil(o.validation_fraction * n)), 1, n - 1);
-  s.train = n - s.val;
   s.recipe = ds.recipe_json();
   return s;
 }

@@ -34,6 +34,19 @@ double fractional_iterations(const std::vector<double>& history, double target, 
 
 }  // namespace
 
+DatasetSamples read_dataset_samples(const ShardedDataset& ds, const FlagNetTrainOptions& o, const std::string& name) {
+  const std::int64_t cells = ds.dims().size();
+  const std::int64_t n = o.max_samples > 0 ? std::min(o.max_samples, ds.size()) : ds.size();
+  if (n < 2) throw InputError(fmt::format("{}: {} training needs at least 2 samples", ds.dir().string(), name));
+  DatasetSamples out;
+  out.rows = torch::empty({n, cells}, torch::kFloat);
+  for (std::int64_t i = 0; i < n; ++i)
+    ds.read(i, {out.rows.data_ptr<float>() + i * cells, static_cast<std::size_t>(cells)});
+  out.val = std::clamp<std::int64_t>(static_cast<std::int64_t>(std::ceil(o.validation_fraction * n)), 1, n - 1);
+  out.train = n - out.val;
+  return out;
+}
+
 void check_step_training_options(const FlagNetTrainOptions& o, const std::string& name) {
   if (o.data.empty()) throw InputError(fmt::format("--data: {} training needs at least one dataset folder", name));
   if (o.out.empty()) throw InputError(fmt::format("--out: {} training needs an output model file", name));

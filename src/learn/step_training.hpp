@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "dcdm/dataset.hpp"
 #include "dcdm/dcdm.hpp"
 #include "dcdm/flagnet.hpp"
 
@@ -31,6 +32,16 @@ struct StepTrainer {
   std::string start_description;   // e.g. "untrained (V-cycle) model"
   std::int64_t parameter_count = 0;
 };
+
+// The samples of one dataset folder as the rows of a float tensor [n, cells] (the first
+// options.max_samples, 0 = all) and the split: the last ceil(validation_fraction n) rows (at
+// least one, and at least one left to train) validate. InputError naming the folder below 2.
+struct DatasetSamples {
+  torch::Tensor rows;
+  std::int64_t train = 0, val = 0;
+};
+DatasetSamples read_dataset_samples(const ShardedDataset& dataset, const FlagNetTrainOptions& options,
+                                    const std::string& name);
 
 // Checks the options every step-based trainer shares (InputError naming the option).
 void check_step_training_options(const FlagNetTrainOptions& options, const std::string& name);
