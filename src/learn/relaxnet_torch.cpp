@@ -99,9 +99,10 @@ torch::Tensor column(const std::vector<double>& v) {
       .to(torch::kFloat);
 }
 
-Geometry make_geometry(const Domain& domain) {
+Geometry make_geometry(const Domain& domain, std::int64_t coarsest_cells = 0) {
   Geometry g;
   g.options = RelaxNetSpec::cycle_options();
+  if (coarsest_cells > 0) g.options.coarsest_cells = coarsest_cells;
   g.mg = std::make_unique<MultigridPreconditioner>(g.options);
   const PoissonStencil op(domain);
   g.mg->setup(LinearSystemView{&op, nullptr, &domain, nullptr});
@@ -345,32 +346,15 @@ TrainSet load_set(const std::filesystem::path& dir, const FlagNetTrainOptions& o
   s.dir = dir;
   ShardedDataset ds(dir);
   s.domain = ds.domain();
-  s.geometry = make_geometry(s.domain);
+  s.geometry = make_geometry(s.domain, o.cycle_coarsest);
   if (s.geometry.levels.size() < 2)
     throw InputError(fmt::format("{}: the {} grid is solved exactly by the cycle's coarsest level (at most {} cells), "
                                  "so it trains nothing; use a larger grid (e.g. 32^3)",
                                  dir.string(), ds.dims().str(), s.geometry.options.coarsest_cells));
-  const std::int64_t cells = ds.dims().size();
   DatasetSamples read = read_dataset_samples(ds, o, "relaxnet");
   s.samples = read.rows;
   s.train = read.train;
   s.val = read.val;
-  // Singular domains: the samples are projected onto the range (zero mean on each all-Neumann
-  // component) and renormalised, as the solver projects b. A null-space part could not be
-  // reduced, and the line search would chase it (q.r dominated by it while q.Aq is not).
-  const RangeProjector projector(s.domain);
-  if (projector.singular()) {
-    std::vector<double> v(static_cast<std::size_t>(cells));
-    for (std::int64_t i = 0; i < s.samples.size(0); ++i) {
-      float* row = s.samples.data_ptr<float>() + i * cells;
-      std::copy(row, row + cells, v.begin());
-      projector(v);
-      double norm = 0;
-      for (const double x : v) norm += x * x;
-      norm = std::sqrt(norm);
-      for (std::int64_t c = 0; c < cells; ++c) row[c] = norm > 0 ? static_cast<float>(v[c] / norm) : 0.0f;
-    }
-  }
   s.recipe = ds.recipe_json();
   return s;
 }
@@ -393,7 +377,8 @@ double validation_loss(RelaxNetModuleImpl& m, const std::vector<TrainSet>& sets,
 
 // DCDM iterations to 1e-6 with these weights, summed over one solve per dataset (its first
 // validation sample as the right-hand side), with the solver's own options for this generator.
-double validation_iterations(const RelaxNetParameters& parameters, const std::vector<TrainSet>& sets) {
+double validation_iterations(const RelaxNetParameters& parameters, const std::vector<TrainSet>& sets,
+                             std::int64_t coarsest_cells) {
   auto net = std::make_shared<RelaxNet>(RelaxNet::initial());
   net->parameters() = parameters;
   DcdmOptions options;
@@ -402,7 +387,9 @@ double validation_iterations(const RelaxNetParameters& parameters, const std::ve
   for (const auto& s : sets)
     total += selection_iterations(
         s.domain, s.samples[s.train].data_ptr<float>(),
-        [net](const LinearSystemView& v) -> std::unique_ptr<LinearOperator> { return net->make_generator(v); },
+        [net, coarsest_cells](const LinearSystemView& v) -> std::unique_ptr<LinearOperator> {
+          return net->make_generator(v, coarsest_cells);
+        },
         options, "dcdm-relax");
   return total;
 }
@@ -438,7 +425,7 @@ FlagNetTrainResult train_relaxnet(const FlagNetTrainOptions& o,
     return unrolled_loss(s.geometry, level_factors(*module, s.geometry), b, o.loss_steps);
   };
   t.validation_loss = [&] { return validation_loss(*module, sets, o.batch, o.loss_steps); };
-  t.validation_iterations = [&] { return validation_iterations(module->parameters_copy(), sets); };
+  t.validation_iterations = [&] { return validation_iterations(module->parameters_copy(), sets, o.cycle_coarsest); };
   t.save_model = [&](const json& summary) {
     RelaxNet best = RelaxNet::initial();
     best.parameters() = module->parameters_copy();
@@ -451,6 +438,7 @@ FlagNetTrainResult train_relaxnet(const FlagNetTrainOptions& o,
   t.config = {{"data", recipes}, {"batch", o.batch}, {"lr", o.lr}, {"seed", o.seed},
               {"max_samples", o.max_samples}, {"validation_fraction", o.validation_fraction},
               {"loss_steps", o.loss_steps}, {"init", o.init.string()}, {"select", o.select}};
+  if (o.cycle_coarsest > 0) t.config["cycle_coarsest"] = o.cycle_coarsest;  // older checkpoints lack it
   t.start_description =
       o.init.empty() ? std::string("untrained (Gauss-Seidel multigrid) model") : "initial model " + o.init.string();
   t.parameter_count = net.parameters().count();

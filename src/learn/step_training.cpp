@@ -11,6 +11,7 @@
 
 #include "dcdm/dataset.hpp"
 #include "dcdm/error.hpp"
+#include "dcdm/linalg.hpp"
 #include "dcdm/poisson.hpp"
 
 namespace dcdm::learn {
@@ -42,6 +43,20 @@ DatasetSamples read_dataset_samples(const ShardedDataset& ds, const FlagNetTrain
   out.rows = torch::empty({n, cells}, torch::kFloat);
   for (std::int64_t i = 0; i < n; ++i)
     ds.read(i, {out.rows.data_ptr<float>() + i * cells, static_cast<std::size_t>(cells)});
+  // Singular domains: the samples are projected onto the range (zero mean on each all-Neumann
+  // component) and renormalised, as the solver projects b. A null-space part could not be
+  // reduced, and the line search would chase it (q.r dominated by it while q.Aq is not).
+  const RangeProjector projector(ds.domain());
+  if (projector.singular()) {
+    std::vector<double> v(static_cast<std::size_t>(cells));
+    for (std::int64_t i = 0; i < n; ++i) {
+      float* row = out.rows.data_ptr<float>() + i * cells;
+      std::copy(row, row + cells, v.begin());
+      projector(v);
+      const double norm = std::sqrt(dot(v, v));
+      for (std::int64_t c = 0; c < cells; ++c) row[c] = norm > 0 ? static_cast<float>(v[c] / norm) : 0.0f;
+    }
+  }
   out.val = std::clamp<std::int64_t>(static_cast<std::int64_t>(std::ceil(o.validation_fraction * n)), 1, n - 1);
   out.train = n - out.val;
   return out;
@@ -56,6 +71,9 @@ void check_step_training_options(const FlagNetTrainOptions& o, const std::string
     throw InputError(fmt::format("--select: '{}' is not loss or iterations", o.select));
   if (o.loss_steps < 1 || o.loss_steps > 16)
     throw InputError(fmt::format("--loss-steps: must be in 1..16 (got {})", o.loss_steps));
+  if (o.cycle_coarsest < 0 || (o.cycle_coarsest > 0 && name != "relaxnet"))
+    throw InputError(fmt::format("--cycle-coarsest: only relaxnet trains through a multigrid cycle (got {} for {})",
+                                 o.cycle_coarsest, name));
 }
 
 double selection_iterations(const Domain& domain, const float* sample, GeneratorFactory factory,

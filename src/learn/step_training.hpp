@@ -36,6 +36,7 @@ struct StepTrainer {
 // The samples of one dataset folder as the rows of a float tensor [n, cells] (the first
 // options.max_samples, 0 = all) and the split: the last ceil(validation_fraction n) rows (at
 // least one, and at least one left to train) validate. InputError naming the folder below 2.
+// On a singular domain every row is projected onto the range and renormalised.
 struct DatasetSamples {
   torch::Tensor rows;
   std::int64_t train = 0, val = 0;
