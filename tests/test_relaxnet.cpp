@@ -315,6 +315,22 @@ TEST(RelaxNetTraining, ShortRunLowersTheLossPausesAndResumes) {
     } catch (const InputError& e) {
       EXPECT_NE(std::string(e.what()).find("small"), std::string::npos) << e.what();
     }
+    // Trained through a deeper cycle (coarsened to at most 64 cells: 12^3, 6^3, 3^3) it has
+    // smoothing levels, and its checkpoint refuses a resume through another cycle.
+    t.cycle_coarsest = 64;
+    t.steps = 2;
+    t.validate_every = 1;
+    r = train_relaxnet(t);
+    EXPECT_EQ(r.steps, 2);
+    EXPECT_LT(r.best_val_loss, r.initial_val_loss);
+    t.resume = true;
+    t.steps = 3;
+    t.cycle_coarsest = 512;
+    EXPECT_THROW(train_relaxnet(t), InputError);
+    // FlagNet has no such cycle.
+    FlagNetTrainOptions f = l;
+    f.cycle_coarsest = 64;
+    EXPECT_THROW(train_flagnet(f), InputError);
   }
   fs::remove_all(dir);
 }

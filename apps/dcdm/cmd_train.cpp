@@ -25,6 +25,7 @@ struct TrainArgs {
   int loss_steps = 1;               // flagnet
   std::string init;                 // flagnet
   std::string select = "loss";      // flagnet
+  std::int64_t cycle_coarsest = 0;  // relaxnet
 };
 
 // --arch flagnet: many dataset folders (comma-separated --data), step-based (dcdm/flagnet.hpp).
@@ -41,6 +42,7 @@ void run_train_flagnet(const TrainArgs& args, const std::string& command) {
   o.loss_steps = args.loss_steps;
   o.init = args.init;
   o.select = args.select;
+  o.cycle_coarsest = args.cycle_coarsest;
   o.batch = t.batch;
   o.lr = t.lr;
   o.validation_fraction = t.validation_fraction;
@@ -67,8 +69,8 @@ void run_train_flagnet(const TrainArgs& args, const std::string& command) {
 
 void run_train(TrainArgs& args, const std::string& command) {
   if (args.options.arch == "flagnet" || args.options.arch == "relaxnet") return run_train_flagnet(args, command);
-  if (args.loss_steps != 1 || !args.init.empty() || args.select != "loss")
-    throw InputError("--loss-steps, --init and --select: only with --arch flagnet or relaxnet");
+  if (args.loss_steps != 1 || !args.init.empty() || args.select != "loss" || args.cycle_coarsest != 0)
+    throw InputError("--loss-steps, --init, --select and --cycle-coarsest: only with --arch flagnet or relaxnet");
   auto& o = args.options;
   o.data = args.data;
   o.out = args.out;
@@ -112,6 +114,10 @@ RegisterCommand reg(41, [](CLI::App& root) {
                   "flagnet: the weights OUT keeps: loss (best validation loss) | iterations (fewest DCDM "
                   "iterations to 1e-6 on the validation matrices)")
       ->check(CLI::IsMember({"loss", "iterations"}))->capture_default_str();
+  cmd->add_option("--cycle-coarsest", args->cycle_coarsest,
+                  "relaxnet: train and select through a cycle coarsened to at most this many cells (default: "
+                  "the deployed cycle's 4096), so that small training grids have as many levels as large ones in use")
+      ->check(CLI::Range(std::int64_t(8), std::int64_t(1) << 40));
   cmd->add_option("--epochs", o.epochs, "Total epochs (a resumed run continues up to this)")
       ->check(CLI::Range(1, 1000000))->capture_default_str();
   cmd->add_option("--batch", o.batch, "Batch size")->check(CLI::Range(1, 4096))->capture_default_str();

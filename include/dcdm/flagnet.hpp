@@ -187,6 +187,10 @@ struct FlagNetTrainOptions {
   // the first validation sample as the right-hand side (ties: lower loss). The
   // loss is a proxy: held-out iteration counts rose while it fell (models/README-flagnet.md).
   std::string select = "loss";
+  // relaxnet: train (and select) through a cycle coarsened down to at most this many cells
+  // instead of the deployed cycle's MultigridOptions::coarsest_cells (0). A 32^3 grid then has
+  // as many levels as a 128^3 one in use: the factors see deep hierarchies at small-grid cost.
+  std::int64_t cycle_coarsest = 0;
   double time_limit_s = 0;       // stop (resumably) at the next validation after this
   int threads = 0;
   bool resume = false;

@@ -82,8 +82,10 @@ class RelaxNet {
 
   // The cycle's options with this model's factors.
   MultigridOptions cycle_options() const;
-  // A direction generator (the set-up V-cycle) for one domain.
-  std::unique_ptr<MultigridPreconditioner> make_generator(const LinearSystemView& system) const;
+  // A direction generator (the set-up V-cycle) for one domain; coarsest_cells > 0 overrides
+  // the cycle's coarsest level (training on deep hierarchies).
+  std::unique_ptr<MultigridPreconditioner> make_generator(const LinearSystemView& system,
+                                                          std::int64_t coarsest_cells = 0) const;
 
  private:
   RelaxNetParameters parameters_;

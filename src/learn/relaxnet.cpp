@@ -128,8 +128,11 @@ MultigridOptions RelaxNet::cycle_options() const {
   return o;
 }
 
-std::unique_ptr<MultigridPreconditioner> RelaxNet::make_generator(const LinearSystemView& system) const {
-  auto mg = std::make_unique<MultigridPreconditioner>(cycle_options());
+std::unique_ptr<MultigridPreconditioner> RelaxNet::make_generator(const LinearSystemView& system,
+                                                                  std::int64_t coarsest_cells) const {
+  MultigridOptions o = cycle_options();
+  if (coarsest_cells > 0) o.coarsest_cells = coarsest_cells;
+  auto mg = std::make_unique<MultigridPreconditioner>(o);
   mg->setup(system);
   return mg;
 }
