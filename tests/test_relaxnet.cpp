@@ -323,6 +323,7 @@ TEST(RelaxNetTraining, ShortRunLowersTheLossPausesAndResumes) {
     r = train_relaxnet(t);
     EXPECT_EQ(r.steps, 2);
     EXPECT_LT(r.best_val_loss, r.initial_val_loss);
+    EXPECT_NE(RelaxNet::load(t.out).metadata().training_summary_json.find("\"cycle_coarsest\":64"), std::string::npos);
     t.resume = true;
     t.steps = 3;
     t.cycle_coarsest = 512;

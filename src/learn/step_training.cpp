@@ -151,11 +151,13 @@ FlagNetTrainResult run_step_training(const FlagNetTrainOptions& o, StepTrainer& 
                     by_iterations ? fmt::format(", iterations {:.2f}", result.initial_val_iterations) : ""));
   }
   const auto save_best = [&] {
-    t.save_model(json{{"steps", step}, {"batch", o.batch}, {"lr", o.lr}, {"loss_steps", o.loss_steps},
-                      {"init", o.init.string()}, {"initial_val_loss", result.initial_val_loss},
-                      {"best_val_loss", result.best_val_loss}, {"best_step", result.best_step},
-                      {"select", o.select}, {"initial_val_iterations", result.initial_val_iterations},
-                      {"best_val_iterations", result.best_val_iterations}, {"seconds_this_run", seconds()}});
+    json summary{{"steps", step}, {"batch", o.batch}, {"lr", o.lr}, {"loss_steps", o.loss_steps},
+                 {"init", o.init.string()}, {"initial_val_loss", result.initial_val_loss},
+                 {"best_val_loss", result.best_val_loss}, {"best_step", result.best_step},
+                 {"select", o.select}, {"initial_val_iterations", result.initial_val_iterations},
+                 {"best_val_iterations", result.best_val_iterations}, {"seconds_this_run", seconds()}};
+    if (o.cycle_coarsest > 0) summary["cycle_coarsest"] = o.cycle_coarsest;
+    t.save_model(summary);
   };
   if (!o.resume) save_best();
   std::mt19937_64 rng(o.seed * 1000003ull + static_cast<std::uint64_t>(step));
