@@ -1,6 +1,8 @@
 // One multigrid V-cycle (the MGPCG preconditioner) and the IC(0) triangular solves on a 7-point
 // domain with an obstacle and an open top, beside a STREAM triad in the same binary, so the
-// V-cycle's throughput reads as a fraction of the machine's memory bandwidth.
+// V-cycle's throughput reads as a fraction of the machine's memory bandwidth; the float,
+// over-relaxed cycle beside it; and the cost of one PCG and one DCDM (k = 2) iteration besides
+// the preconditioner (seconds_per_iteration), the overhead a learned generator inside DCDM pays.
 //
 //   ./build/bench_vcycle                                   64^3 and 128^3
 //   ./build/bench_vcycle --benchmark_filter=128
@@ -15,7 +17,9 @@
 #include <random>
 #include <vector>
 
+#include "dcdm/dcdm.hpp"
 #include "dcdm/grid.hpp"
+#include "dcdm/krylov.hpp"
 #include "dcdm/linalg.hpp"
 #include "dcdm/poisson.hpp"
 #include "dcdm/precond.hpp"
@@ -97,8 +101,62 @@ void BM_IncompleteCholeskySolve(benchmark::State& state) {
   time_apply(state, mic, d);
 }
 
+// The float cycle with over-relaxed sweeps (what RelaxNet and the tuned MGPCG settings run).
+void BM_VCycleFloat(benchmark::State& state) {
+  const Domain d = obstacle_domain(static_cast<int>(state.range(0)));
+  MultigridOptions o;
+  o.single_precision = true;
+  o.omega = 1.3;
+  o.band_omega = 1.5;
+  MultigridPreconditioner mg(o);
+  time_apply(state, mg, d);
+}
+
+// What one Krylov iteration costs besides the preconditioner / generator: PCG (CG here) and
+// DCDM with k = 2 kept directions, both with the identity (one copy) as preconditioner /
+// generator, 20 iterations per solve; time per iteration. Their difference is the price of
+// DCDM's A-orthogonalisation against two directions over PCG's recurrence.
+void time_iterations(benchmark::State& state, IterativeSolver& solver, const Domain& d) {
+  const PoissonStencil op(d);
+  LinearSystemView view;
+  view.op = &op;
+  view.domain = &d;
+  solver.setup(view);
+  const Vector b = random_fluid(d);
+  Vector x(b.size());
+  SolveOptions so;
+  so.rtol = 1e-300;
+  so.max_iterations = 20;
+  so.stagnation_window = 0;
+  for (auto _ : state) {
+    const SolveReport rep = solver.solve(b, x, so);
+    if (rep.iterations != so.max_iterations) state.SkipWithError("the solve stopped early");
+    benchmark::DoNotOptimize(x.data());
+  }
+  state.counters["seconds_per_iteration"] =
+      benchmark::Counter(so.max_iterations, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+void BM_IterationCg(benchmark::State& state) {
+  const Domain d = obstacle_domain(static_cast<int>(state.range(0)));
+  PcgSolver cg("cg", nullptr);
+  time_iterations(state, cg, d);
+}
+
+void BM_IterationDcdmK2(benchmark::State& state) {
+  const Domain d = obstacle_domain(static_cast<int>(state.range(0)));
+  DcdmOptions o;
+  o.k = 2;
+  o.weak_fallback = false;
+  DcdmSolver dcdm(std::make_shared<IdentityOperator>(d.dims().size()), o, "dcdm-identity");
+  time_iterations(state, dcdm, d);
+}
+
 BENCHMARK(BM_StreamTriad)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_VCycle)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_VCycleFloat)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_IterationCg)->Arg(128)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_IterationDcdmK2)->Arg(128)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_IncompleteCholeskySolve)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
 
 }  // namespace
