@@ -126,59 +126,55 @@ template <class Real>
 void finish_level(Level<Real>& l, int band_width) {
   const Dims d = l.dims;
   const std::int64_t n = l.padded_size();
+  const auto fluid = static_cast<std::uint8_t>(CellType::Fluid), solid = static_cast<std::uint8_t>(CellType::Solid);
   const std::int64_t off[6] = {-1, 1, -l.sy, l.sy, -l.sz, l.sz};
-  auto count_non_solid = [&](std::int64_t p) {
-    int c = 0;
-    for (auto o : off) c += l.type[p + o] != static_cast<std::uint8_t>(CellType::Solid);
-    return c;
-  };
-  // Isolated fluid cells: iterate until none (turning one solid can isolate no other fluid
-  // cell's last non-solid neighbour only if that neighbour was this cell; repeat to be safe).
-  for (bool changed = true; changed;) {
-    changed = false;
-    for (int k = 0; k < d.nz; ++k)
-      for (int j = 0; j < d.ny; ++j)
-        for (int i = 0; i < d.nx; ++i) {
-          const std::int64_t p = l.at(i, j, k);
-          if (l.type[p] == static_cast<std::uint8_t>(CellType::Fluid) && count_non_solid(p) == 0) {
-            l.type[p] = static_cast<std::uint8_t>(CellType::Solid);
-            changed = true;
-          }
-        }
-  }
   l.diag.assign(n, Real(0));
   l.inv_diag.assign(n, Real(0));
   l.x.assign(n, Real(0));
   l.b.assign(n, Real(0));
   l.r.assign(n, Real(0));
-  l.fluid_cells = 0;
+  // Isolated fluid cells (every neighbour solid) become solid. One pass suffices and the
+  // cells can be visited in any order: an isolated cell's neighbours are all solid, so turning
+  // it solid changes no other fluid cell's neighbour count.
+  std::int64_t fluid_cells = 0;
+#pragma omp parallel for schedule(static) reduction(+ : fluid_cells) if (l.parallel())
   for (int k = 0; k < d.nz; ++k)
     for (int j = 0; j < d.ny; ++j)
       for (int i = 0; i < d.nx; ++i) {
         const std::int64_t p = l.at(i, j, k);
-        if (l.type[p] != static_cast<std::uint8_t>(CellType::Fluid)) continue;
-        const double diag = l.s * count_non_solid(p);
+        if (l.type[p] != fluid) continue;
+        int c = 0;
+        for (const auto o : off) c += l.type[p + o] != solid;
+        if (c == 0) {
+          l.type[p] = solid;
+          continue;
+        }
+        const double diag = l.s * c;
         l.diag[p] = static_cast<Real>(diag);
         l.inv_diag[p] = static_cast<Real>(1.0 / diag);
-        ++l.fluid_cells;
+        ++fluid_cells;
       }
+  l.fluid_cells = fluid_cells;
   // Band: fluid cells within Chebyshev distance band_width of a non-fluid cell or of the
-  // grid's boundary; a separable max filter (dilation) of the non-fluid indicator.
-  std::vector<std::uint8_t> near(n, 0), tmp(n, 0);
-  for (std::int64_t p = 0; p < n; ++p) near[p] = l.type[p] != static_cast<std::uint8_t>(CellType::Fluid);
-  // Ghosts are non-fluid (types are Solid/Air there), so walls count as boundaries.
+  // grid's boundary; a separable max filter (dilation) of the non-fluid indicator over the
+  // flat padded array. Ghosts are non-fluid (Solid/Air), so walls count as boundaries. A shift
+  // that leaves a cell's row (slice) lands on ghosts or beyond them only for a cell that a
+  // nearer ghost already marks, so the flat shifts need no per-axis bounds.
+  std::vector<std::uint8_t> near(n), tmp(n);
+  for (std::int64_t p = 0; p < n; ++p) near[p] = l.type[p] != fluid;
   const std::int64_t strides[3] = {1, l.sy, l.sz};
-  const int lens[3] = {l.px, l.py, l.pz};
   for (int axis = 0; axis < 3; ++axis) {
-    tmp = near;
     const std::int64_t st = strides[axis];
+    const std::uint8_t* in = near.data();
+    std::uint8_t* out = tmp.data();
+#pragma omp parallel for schedule(static) if (l.parallel())
     for (std::int64_t p = 0; p < n; ++p) {
-      if (near[p]) continue;
-      const int coord = static_cast<int>((p / st) % lens[axis]);
-      for (int w = 1; w <= band_width && !tmp[p]; ++w) {
-        if (coord - w >= 0 && near[p - w * st]) tmp[p] = 1;
-        if (coord + w < lens[axis] && near[p + w * st]) tmp[p] = 1;
+      std::uint8_t v = in[p];
+      for (int w = 1; w <= band_width; ++w) {
+        const std::int64_t lo = p - w * st, hi = p + w * st;
+        v |= (lo >= 0 ? in[lo] : std::uint8_t(1)) | (hi < n ? in[hi] : std::uint8_t(1));
       }
+      out[p] = v;
     }
     near.swap(tmp);
   }
