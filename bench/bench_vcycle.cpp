@@ -23,6 +23,7 @@
 #include "dcdm/linalg.hpp"
 #include "dcdm/poisson.hpp"
 #include "dcdm/precond.hpp"
+#include "dcdm/relaxnet.hpp"
 
 namespace {
 
@@ -112,6 +113,15 @@ void BM_VCycleFloat(benchmark::State& state) {
   time_apply(state, mg, d);
 }
 
+// RelaxNet's cycle: the float cycle with per-cell factors (a random parameter set, so that
+// the factors near walls and obstacles differ from the interior's as a trained one's do).
+void BM_VCycleRelaxNet(benchmark::State& state) {
+  const Domain d = obstacle_domain(static_cast<int>(state.range(0)));
+  const learn::RelaxNet net = learn::RelaxNet::random(1, 0.3);
+  MultigridPreconditioner mg(net.cycle_options());
+  time_apply(state, mg, d);
+}
+
 // What one Krylov iteration costs besides the preconditioner / generator: PCG (CG here) and
 // DCDM with k = 2 kept directions, both with the identity (one copy) as preconditioner /
 // generator, 20 iterations per solve; time per iteration. Their difference is the price of
@@ -155,6 +165,7 @@ void BM_IterationDcdmK2(benchmark::State& state) {
 BENCHMARK(BM_StreamTriad)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_VCycle)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_VCycleFloat)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_VCycleRelaxNet)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_IterationCg)->Arg(128)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_IterationDcdmK2)->Arg(128)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_IncompleteCholeskySolve)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
