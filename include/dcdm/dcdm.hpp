@@ -37,6 +37,12 @@ struct DcdmOptions {
   // next direction, unchanged, and the residual stays flat for ever. Costs one mat-vec and
   // one Jacobi application per iteration (negligible beside a network).
   bool weak_fallback = true;
+  // Without the weak-direction guard, A-orthogonalise and take the step in one pass over the
+  // vectors: the step length comes from the first pass's sums (q.Aq less the kept directions'
+  // parts; q.r, as r is orthogonal to the kept directions), the pass computes the exact
+  // values too, and a step off by more than 1e-3 relative is corrected (one more pass).
+  // false = the separate passes (for comparisons; the iterates agree to rounding).
+  bool fused_step = true;
 };
 
 // Builds the generator at setup() from what the solver sees (e.g. a network generator needs
@@ -54,6 +60,8 @@ struct DcdmStats {
   int fallback_vanished = 0;     // ... because it vanished after A-orthogonalisation
   int fallback_weak = 0;         // ... because the Jacobi direction gained more (weak_fallback)
   int true_residual_updates = 0;
+  int fused_steps = 0;             // iterations whose step was fused with the A-orthogonalisation
+  int fused_corrections = 0;       // ... of which the step length needed the correcting pass
   double generator_seconds = 0.0;  // time spent inside the generator
 };
 

@@ -128,10 +128,15 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
   std::vector<double> sums, beta;
   std::vector<const double*> kept_p, kept_ap;
 
-  // Fills d and ad = A d with a direction built from `fill_q`, A-orthogonalised against the
-  // kept directions (classical Gram-Schmidt: they are mutually A-orthogonal, so it equals the
-  // modified form in exact arithmetic and needs two passes over the vectors instead of 2k+1).
-  const auto make_direction_in = [&](Vector& d, Vector& ad, auto&& fill_q) -> Candidate {
+  // Fills d and ad = A d with a direction built from `fill_q` and takes the first pass over
+  // them: d.Ad and d.Ap_j for the kept directions (a non-finite entry of d or A d makes d.Ad
+  // non-finite), and d.r and d.d when there is no kept direction or `with_dr` asks for them.
+  struct Prepared {
+    Failure failure = Failure::None;
+    int m = 0;
+    double dad0 = 0.0, dr0 = 0.0, dd0 = 0.0;
+  };
+  const auto prepare_in = [&](Vector& d, Vector& ad, auto&& fill_q, bool with_dr) -> Prepared {
     fill_q(d);
     project(d);
     a.apply(d, ad);
@@ -142,60 +147,74 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
       kept_p.push_back(k.p.data());
       kept_ap.push_back(k.ap.data());
     }
-    double* dv = d.data();
-    double* adv = ad.data();
+    const double* dv = d.data();
+    const double* adv = ad.data();
     const double* rv = r.data();
-    // Pass 1: d.Ad and d.Ap_j (a non-finite entry of d or A d makes d.Ad non-finite); with no
-    // kept direction also d.r and d.d, and there is no second pass.
+    const bool dots_with_r = m == 0 || with_dr;
     sums.assign(static_cast<std::size_t>(m) + 3, 0.0);
     detail::blocked_reduce(n, m + 3, sums.data(), [&](std::int64_t lo, std::int64_t hi, double* out) {
       const std::int64_t len = hi - lo;
       out[0] += detail::block_dot(dv + lo, adv + lo, len);
       for (int j = 0; j < m; ++j) out[3 + j] += detail::block_dot(dv + lo, kept_ap[j] + lo, len);
-      if (m == 0) {
+      if (dots_with_r) {
         out[1] += detail::block_dot(dv + lo, rv + lo, len);
         out[2] += detail::block_dot(dv + lo, dv + lo, len);
       }
     });
-    const double dad0 = sums[0];
-    if (!std::isfinite(dad0)) return {Failure::NonFinite};
-    if (dad0 <= 0.0) return {Failure::Curvature};
-    double dad = dad0, dr = sums[1], dd = sums[2];
-    if (m > 0) {
+    Prepared pr{Failure::None, m, sums[0], sums[1], sums[2]};
+    if (!std::isfinite(pr.dad0)) pr.failure = Failure::NonFinite;
+    else if (pr.dad0 <= 0.0) pr.failure = Failure::Curvature;
+    if (pr.failure == Failure::None && m > 0) {
       beta.resize(static_cast<std::size_t>(m));
       std::size_t j = 0;
       for (const Direction& k : kept) {
         beta[j] = sums[3 + j] / k.pap;
         ++j;
       }
-      // Pass 2: d -= sum_j beta_j p_j, Ad -= sum_j beta_j Ap_j, then d.Ad, d.r, d.d.
-      double out3[3];
-      detail::blocked_reduce(n, 3, out3, [&](std::int64_t lo, std::int64_t hi, double* out) {
-        const std::int64_t len = hi - lo;
-        double* db = dv + lo;
-        double* adb = adv + lo;
-        for (int jj = 0; jj < m; ++jj) {
-          const double bj = beta[jj];
-          const double* p = kept_p[jj] + lo;
-          const double* ap = kept_ap[jj] + lo;
-#pragma omp simd
-          for (std::int64_t i = 0; i < len; ++i) {
-            db[i] -= bj * p[i];
-            adb[i] -= bj * ap[i];
-          }
-        }
-        out[0] += detail::block_dot(db, adb, len);
-        out[1] += detail::block_dot(db, rv + lo, len);
-        out[2] += detail::block_dot(db, db, len);
-      });
-      dad = out3[0];
-      dr = out3[1];
-      dd = out3[2];
     }
+    return pr;
+  };
+  // The candidate's checks on its A-orthogonalised d.Ad, d.r, d.d.
+  const auto judge = [&](const Prepared& pr, double dad, double dr, double dd) -> Candidate {
     if (!std::isfinite(dad) || !std::isfinite(dr)) return {Failure::NonFinite};
-    if (dad <= vtol * dad0) return {m == 0 ? Failure::Curvature : Failure::Vanished};
+    if (dad <= vtol * pr.dad0) return {pr.m == 0 ? Failure::Curvature : Failure::Vanished};
     if (std::abs(dr) <= vtol * std::sqrt(dd) * rnorm) return {Failure::Vanished};
     return {Failure::None, dad, dr};
+  };
+  // A-orthogonalises the prepared d against the kept directions (classical Gram-Schmidt: they
+  // are mutually A-orthogonal, so it equals the modified form in exact arithmetic and needs
+  // two passes over the vectors instead of 2k+1).
+  const auto orthogonalise = [&](Vector& d, Vector& ad, const Prepared& pr) -> Candidate {
+    if (pr.failure != Failure::None) return {pr.failure};
+    const int m = pr.m;
+    if (m == 0) return judge(pr, pr.dad0, pr.dr0, pr.dd0);
+    double* dv = d.data();
+    double* adv = ad.data();
+    const double* rv = r.data();
+    // Pass 2: d -= sum_j beta_j p_j, Ad -= sum_j beta_j Ap_j, then d.Ad, d.r, d.d.
+    double out3[3];
+    detail::blocked_reduce(n, 3, out3, [&](std::int64_t lo, std::int64_t hi, double* out) {
+      const std::int64_t len = hi - lo;
+      double* db = dv + lo;
+      double* adb = adv + lo;
+      for (int jj = 0; jj < m; ++jj) {
+        const double bj = beta[jj];
+        const double* p = kept_p[jj] + lo;
+        const double* ap = kept_ap[jj] + lo;
+#pragma omp simd
+        for (std::int64_t i = 0; i < len; ++i) {
+          db[i] -= bj * p[i];
+          adb[i] -= bj * ap[i];
+        }
+      }
+      out[0] += detail::block_dot(db, adb, len);
+      out[1] += detail::block_dot(db, rv + lo, len);
+      out[2] += detail::block_dot(db, db, len);
+    });
+    return judge(pr, out3[0], out3[1], out3[2]);
+  };
+  const auto make_direction_in = [&](Vector& d, Vector& ad, auto&& fill_q) -> Candidate {
+    return orthogonalise(d, ad, prepare_in(d, ad, fill_q, false));
   };
   const auto make_direction = [&](auto&& fill_q) { return make_direction_in(q, aq, fill_q); };
   const auto fill_jacobi = [&](Vector& out) {
@@ -243,9 +262,92 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
 
     // Generator direction from the residual (normalised for a network).
     if (!linear_generator) scaled_copy(1.0 / rnorm, r, input);
+    const auto fill_generator = [&](Vector& out) { generator_->apply(linear_generator ? r : input, out); };
+    const bool recompute = opt.true_residual_every > 0 && it % opt.true_residual_every == 0;
     const auto tg = Clock::now();
-    Candidate chosen = make_direction([&](Vector& out) { generator_->apply(linear_generator ? r : input, out); });
-    stats_.generator_seconds += seconds_since(tg);
+    Candidate chosen;
+    bool stepped = false;  // the fused pass has taken the step
+    double alpha = 0.0, new_norm = 0.0;
+    if (options_.fused_step && !options_.weak_fallback && !recompute && !kept.empty()) {
+      const Prepared pr = prepare_in(q, aq, fill_generator, true);
+      stats_.generator_seconds += seconds_since(tg);
+      // q.Aq after A-orthogonalisation is q.Aq - sum_j beta_j q.Ap_j (the kept directions are
+      // mutually A-orthogonal); q.r is unchanged by it, as r is orthogonal to the kept
+      // directions. Where most of q.Aq cancels, the separate passes compute it directly.
+      double dad = pr.dad0;
+      for (int j = 0; j < pr.m; ++j) dad -= beta[static_cast<std::size_t>(j)] * sums[3 + static_cast<std::size_t>(j)];
+      if (pr.failure != Failure::None) {
+        chosen = {pr.failure};
+      } else if (!(std::isfinite(dad) && dad >= 0.5 * pr.dad0 &&
+                   std::abs(pr.dr0) > vtol * std::sqrt(pr.dd0) * rnorm)) {
+        chosen = orthogonalise(q, aq, pr);
+      } else {
+        alpha = pr.dr0 / dad;
+        const int m = pr.m;
+        double* qv = q.data();
+        double* aqv = aq.data();
+        double* xv = x.data();
+        double* rv = r.data();
+        // q -= sum_j beta_j p_j, Aq -= sum_j beta_j Ap_j, then the exact q.Aq, q.r, q.q (r
+        // before the step), x += alpha q, r -= alpha Aq and ||r||^2, in one pass.
+        double out4[4];
+        detail::blocked_reduce(n, 4, out4, [&](std::int64_t lo, std::int64_t hi, double* out) {
+          const std::int64_t len = hi - lo;
+          double* qb = qv + lo;
+          double* aqb = aqv + lo;
+          double* xb = xv + lo;
+          double* rb = rv + lo;
+          for (int jj = 0; jj < m; ++jj) {
+            const double bj = beta[static_cast<std::size_t>(jj)];
+            const double* p = kept_p[static_cast<std::size_t>(jj)] + lo;
+            const double* ap = kept_ap[static_cast<std::size_t>(jj)] + lo;
+#pragma omp simd
+            for (std::int64_t i = 0; i < len; ++i) {
+              qb[i] -= bj * p[i];
+              aqb[i] -= bj * ap[i];
+            }
+          }
+          double s_qaq = 0, s_qr = 0, s_qq = 0, s_rr = 0;
+#pragma omp simd reduction(+ : s_qaq, s_qr, s_qq, s_rr)
+          for (std::int64_t i = 0; i < len; ++i) {
+            s_qaq += qb[i] * aqb[i];
+            s_qr += qb[i] * rb[i];
+            s_qq += qb[i] * qb[i];
+            xb[i] += alpha * qb[i];
+            rb[i] -= alpha * aqb[i];
+            s_rr += rb[i] * rb[i];
+          }
+          out[0] += s_qaq;
+          out[1] += s_qr;
+          out[2] += s_qq;
+          out[3] += s_rr;
+        });
+        chosen = judge(pr, out4[0], out4[1], out4[2]);
+        if (chosen.failure != Failure::None) {
+          // Rare (a direction that the exact values reject): undo the step, then the usual
+          // failure handling below replaces the direction.
+          axpy(-alpha, q, x);
+          axpy(alpha, aq, r);
+        } else {
+          double rr = out4[3];
+          const double exact = chosen.dr / chosen.dad;
+          if (std::abs(exact - alpha) > 1e-3 * std::abs(exact)) {
+            const double delta = exact - alpha;
+            axpy(delta, q, x);
+            axpy(-delta, aq, r);
+            rr = dot(r, r);
+            alpha = exact;
+            ++stats_.fused_corrections;
+          }
+          new_norm = std::sqrt(rr);
+          stepped = true;
+          ++stats_.fused_steps;
+        }
+      }
+    } else {
+      chosen = make_direction(fill_generator);
+      stats_.generator_seconds += seconds_since(tg);
+    }
     const Failure failure = chosen.failure;
     Candidate jacobi;
     if (failure == Failure::None && options_.weak_fallback &&
@@ -283,40 +385,40 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
     }
 
     const double qaq = chosen.dad;
-    const double alpha = chosen.dr / qaq;
-    if (!std::isfinite(alpha)) {
-      rep.reason = SolveReason::NaN;
-      stop_detail = fmt::format("step length is not finite at iteration {}", it);
-      --it;
-      break;
-    }
-    const bool recompute = opt.true_residual_every > 0 && it % opt.true_residual_every == 0;
-    double new_norm;
-    if (recompute) {
-      axpy(alpha, q, x);
-      true_residual();
-      ++stats_.true_residual_updates;
-      new_norm = norm2(r);
-    } else {  // x += alpha q, r -= alpha Aq and ||r||^2 in one pass
-      double rr = 0.0;
-      double* xv = x.data();
-      double* rv = r.data();
-      const double* qv = q.data();
-      const double* aqv = aq.data();
-      detail::blocked_reduce(n, 1, &rr, [&](std::int64_t lo, std::int64_t hi, double* out) {
-        const std::int64_t len = hi - lo;
-        double* xb = xv + lo;
-        double* rb = rv + lo;
-        const double* qb = qv + lo;
-        const double* aqb = aqv + lo;
+    if (!stepped) {
+      alpha = chosen.dr / qaq;
+      if (!std::isfinite(alpha)) {
+        rep.reason = SolveReason::NaN;
+        stop_detail = fmt::format("step length is not finite at iteration {}", it);
+        --it;
+        break;
+      }
+      if (recompute) {
+        axpy(alpha, q, x);
+        true_residual();
+        ++stats_.true_residual_updates;
+        new_norm = norm2(r);
+      } else {  // x += alpha q, r -= alpha Aq and ||r||^2 in one pass
+        double rr = 0.0;
+        double* xv = x.data();
+        double* rv = r.data();
+        const double* qv = q.data();
+        const double* aqv = aq.data();
+        detail::blocked_reduce(n, 1, &rr, [&](std::int64_t lo, std::int64_t hi, double* out) {
+          const std::int64_t len = hi - lo;
+          double* xb = xv + lo;
+          double* rb = rv + lo;
+          const double* qb = qv + lo;
+          const double* aqb = aqv + lo;
 #pragma omp simd
-        for (std::int64_t i = 0; i < len; ++i) {
-          xb[i] += alpha * qb[i];
-          rb[i] -= alpha * aqb[i];
-        }
-        out[0] += detail::block_dot(rb, rb, len);
-      });
-      new_norm = std::sqrt(rr);
+          for (std::int64_t i = 0; i < len; ++i) {
+            xb[i] += alpha * qb[i];
+            rb[i] -= alpha * aqb[i];
+          }
+          out[0] += detail::block_dot(rb, rb, len);
+        });
+        new_norm = std::sqrt(rr);
+      }
     }
     if (!std::isfinite(new_norm)) {  // overflow: undo the step, keep the last finite iterate
       axpy(-alpha, q, x);
