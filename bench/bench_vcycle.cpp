@@ -122,6 +122,23 @@ void BM_VCycleRelaxNet(benchmark::State& state) {
   time_apply(state, mg, d);
 }
 
+// Setup of the float cycle without and with RelaxNet's per-cell factors (state.range(1)).
+void BM_SetupFloatCycle(benchmark::State& state) {
+  const Domain d = obstacle_domain(static_cast<int>(state.range(0)));
+  const PoissonStencil op(d);
+  LinearSystemView view;
+  view.op = &op;
+  view.domain = &d;
+  MultigridOptions o;
+  o.single_precision = true;
+  if (state.range(1) != 0) o = learn::RelaxNet::random(1, 0.3).cycle_options();
+  for (auto _ : state) {
+    MultigridPreconditioner mg(o);
+    mg.setup(view);
+    benchmark::DoNotOptimize(&mg);
+  }
+}
+
 // What one Krylov iteration costs besides the preconditioner / generator: PCG (CG here) and
 // DCDM with k = 2 kept directions, both with the identity (one copy) as preconditioner /
 // generator, 20 iterations per solve; time per iteration. Their difference is the price of
@@ -168,6 +185,7 @@ BENCHMARK(BM_StreamTriad)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_VCycle)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_VCycleFloat)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_VCycleRelaxNet)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_SetupFloatCycle)->Args({128, 0})->Args({128, 1})->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_IterationCg)->Arg(128)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_IterationDcdmK2)->Args({128, 1})->Args({128, 0})->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_IncompleteCholeskySolve)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
