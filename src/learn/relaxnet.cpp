@@ -36,39 +36,46 @@ void RelaxNetFactors::factors(const MultigridLevelView& level, std::span<float> 
     for (int t = 0; t < Spec::kTaps; ++t) z += w[(c * Spec::kFlagChannels) * Spec::kTaps + t];
     all_fluid[c] = factor(z);
   }
-  // Whether a cell's whole 3x3x3 neighbourhood is fluid, as three separable window tests over
-  // the padded array (x, then y on those, then z at use): 9 byte reads a cell instead of 27.
-  const std::int64_t n = static_cast<std::int64_t>(interior.size());
+  // Whether a cell's whole 3x3x3 neighbourhood is fluid: per row, the AND over the nine
+  // neighbouring rows (y, z) of "is fluid", then three consecutive entries of it (9 byte reads
+  // a cell instead of 27, and no grid-sized scratch to page in).
   const std::uint8_t* type = level.type;
-  std::vector<std::uint8_t> run_x(static_cast<std::size_t>(n), 0), run_xy(static_cast<std::size_t>(n), 0);
-  for (std::int64_t p = 1; p + 1 < n; ++p)
-    run_x[p] = (type[p - 1] == fluid) & (type[p] == fluid) & (type[p + 1] == fluid);
-  for (std::int64_t p = level.sy; p + level.sy < n; ++p)
-    run_xy[p] = run_x[p - level.sy] & run_x[p] & run_x[p + level.sy];
-  const std::uint8_t* xy = run_xy.data();
-  const std::int64_t sz = level.sz;
   const Dims d = level.dims;
-#pragma omp parallel for schedule(static)
-  for (int k = 0; k < d.nz; ++k)
-    for (int j = 0; j < d.ny; ++j)
-      for (int i = 0; i < d.nx; ++i) {
-        const std::int64_t p = level.at(i, j, k);
-        if (type[p] != fluid) continue;
-        if (xy[p - sz] & xy[p] & xy[p + sz]) {
-          interior[p] = static_cast<float>(all_fluid[0]);
-          band[p] = static_cast<float>(all_fluid[1]);
-          continue;
+  const std::int64_t row_length = level.sy;  // padded row: x = -1 .. nx + 1
+#pragma omp parallel
+  {
+    std::vector<std::uint8_t> all_fluid_rows(static_cast<std::size_t>(row_length));
+#pragma omp for schedule(static)
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j) {
+        const std::int64_t row0 = level.at(-1, j, k);
+        std::uint8_t* m = all_fluid_rows.data();
+        for (std::int64_t x = 0; x < row_length; ++x) m[x] = 1;
+        for (int dz = -1; dz <= 1; ++dz)
+          for (int dy = -1; dy <= 1; ++dy) {
+            const std::uint8_t* t = type + row0 + dy * level.sy + dz * level.sz;
+            for (std::int64_t x = 0; x < row_length; ++x) m[x] &= static_cast<std::uint8_t>(t[x] == fluid);
+          }
+        for (int i = 0; i < d.nx; ++i) {
+          const std::int64_t p = row0 + 1 + i;
+          if (type[p] != fluid) continue;
+          if (m[i] & m[i + 1] & m[i + 2]) {
+            interior[p] = static_cast<float>(all_fluid[0]);
+            band[p] = static_cast<float>(all_fluid[1]);
+            continue;
+          }
+          double z[Spec::kOutputs] = {base[0] + parameters_.bias[0], base[1] + parameters_.bias[1]};
+          for (int t = 0; t < Spec::kTaps; ++t) {
+            const std::uint8_t neighbour = type[p + offset[t]];
+            const int f = neighbour == fluid ? 0 : neighbour == air ? 1 : -1;
+            if (f < 0) continue;
+            for (int c = 0; c < Spec::kOutputs; ++c) z[c] += w[(c * Spec::kFlagChannels + f) * Spec::kTaps + t];
+          }
+          interior[p] = static_cast<float>(factor(z[0]));
+          band[p] = static_cast<float>(factor(z[1]));
         }
-        double z[Spec::kOutputs] = {base[0] + parameters_.bias[0], base[1] + parameters_.bias[1]};
-        for (int t = 0; t < Spec::kTaps; ++t) {
-          const std::uint8_t neighbour = type[p + offset[t]];
-          const int f = neighbour == fluid ? 0 : neighbour == air ? 1 : -1;
-          if (f < 0) continue;
-          for (int c = 0; c < Spec::kOutputs; ++c) z[c] += w[(c * Spec::kFlagChannels + f) * Spec::kTaps + t];
-        }
-        interior[p] = static_cast<float>(factor(z[0]));
-        band[p] = static_cast<float>(factor(z[1]));
       }
+  }
 }
 
 RelaxNet RelaxNet::initial() {

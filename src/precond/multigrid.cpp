@@ -31,6 +31,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <type_traits>
 
 #include <Eigen/Sparse>
 #include <Eigen/SparseCholesky>
@@ -343,15 +344,27 @@ template <class Real>
 void Cycle<Real>::build_relaxation() {
   if (!opt.relaxation) return;
   const int count = levels();
-  // One uninitialised buffer pair for every level (the finest is the largest): the model
-  // writes the fluid cells, the only ones read.
-  const std::int64_t largest = levels_.front().padded_size();
-  const std::unique_ptr<float[]> interior_buffer(new float[largest]), band_buffer(new float[largest]);
+  // The model writes the fluid cells of two padded float buffers, the only entries read. A
+  // float cycle lends each level's work vectors x and r (already paged in; zeroed again after),
+  // a double one gets one uninitialised pair for every level (the finest is the largest).
+  constexpr bool lend_work_vectors = std::is_same_v<Real, float>;
+  std::unique_ptr<float[]> interior_buffer, band_buffer;
+  if (!lend_work_vectors) {
+    const std::int64_t largest = levels_.front().padded_size();
+    interior_buffer.reset(new float[largest]);
+    band_buffer.reset(new float[largest]);
+  }
   for (int li = 0; li + 1 < count; ++li) {
     Level<Real>& l = levels_[li];
     const std::int64_t n = l.padded_size();
-    const std::span<float> interior(interior_buffer.get(), static_cast<std::size_t>(n));
-    const std::span<float> band(band_buffer.get(), static_cast<std::size_t>(n));
+    float* interior_data = interior_buffer.get();
+    float* band_data = band_buffer.get();
+    if constexpr (lend_work_vectors) {
+      interior_data = l.x.data();
+      band_data = l.r.data();
+    }
+    const std::span<float> interior(interior_data, static_cast<std::size_t>(n));
+    const std::span<float> band(band_data, static_cast<std::size_t>(n));
     MultigridLevelView view{l.dims, li, count, l.sy, l.sz, l.type.data()};
     opt.relaxation->factors(view, interior, band);
     const Dims d = l.dims;
@@ -402,6 +415,10 @@ void Cycle<Real>::build_relaxation() {
       for (const std::int64_t p : l.band[c]) l.band_omega[c].push_back(static_cast<Real>(band[p]));
     }
     l.special_value.assign(std::max(l.special[0].size(), l.special[1].size()), Real(0));
+    if constexpr (lend_work_vectors) {
+      std::fill(l.x.begin(), l.x.end(), Real(0));
+      std::fill(l.r.begin(), l.r.end(), Real(0));
+    }
   }
 }
 
