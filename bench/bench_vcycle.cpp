@@ -66,14 +66,19 @@ void BM_StreamTriad(benchmark::State& state) {
       24.0 * n, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1024);
 }
 
+// The system a solver or preconditioner sees for a domain and its stencil.
+LinearSystemView domain_view(const PoissonStencil& op, const Domain& d) {
+  LinearSystemView view;
+  view.op = &op;
+  view.domain = &d;
+  return view;
+}
+
 // Times precond.apply on a random fluid residual of the n^3 obstacle domain (set up first).
 template <class Preconditioner>
 void time_apply(benchmark::State& state, Preconditioner& precond, const Domain& d) {
   const PoissonStencil op(d);
-  LinearSystemView view;
-  view.op = &op;
-  view.domain = &d;
-  precond.setup(view);
+  precond.setup(domain_view(op, d));
   const Vector r = random_fluid(d);
   Vector z(r.size());
   for (auto _ : state) {
@@ -126,9 +131,7 @@ void BM_VCycleRelaxNet(benchmark::State& state) {
 void BM_SetupFloatCycle(benchmark::State& state) {
   const Domain d = obstacle_domain(static_cast<int>(state.range(0)));
   const PoissonStencil op(d);
-  LinearSystemView view;
-  view.op = &op;
-  view.domain = &d;
+  const LinearSystemView view = domain_view(op, d);
   MultigridOptions o;
   o.single_precision = true;
   if (state.range(1) != 0) o = learn::RelaxNet::random(1, 0.3).cycle_options();
@@ -145,10 +148,7 @@ void BM_SetupFloatCycle(benchmark::State& state) {
 // DCDM's A-orthogonalisation against two directions over PCG's recurrence.
 void time_iterations(benchmark::State& state, IterativeSolver& solver, const Domain& d) {
   const PoissonStencil op(d);
-  LinearSystemView view;
-  view.op = &op;
-  view.domain = &d;
-  solver.setup(view);
+  solver.setup(domain_view(op, d));
   const Vector b = random_fluid(d);
   Vector x(b.size());
   SolveOptions so;
