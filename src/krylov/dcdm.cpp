@@ -282,7 +282,8 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
       // mutually A-orthogonal); q.r is unchanged by it, as r is orthogonal to the kept
       // directions. Where most of q.Aq cancels, the separate passes compute it directly.
       double dad = pr.dad0;
-      for (int j = 0; j < pr.m; ++j) dad -= beta[static_cast<std::size_t>(j)] * sums[3 + static_cast<std::size_t>(j)];
+      if (pr.failure == Failure::None)
+        for (int j = 0; j < pr.m; ++j) dad -= beta[static_cast<std::size_t>(j)] * sums[3 + static_cast<std::size_t>(j)];
       if (pr.failure != Failure::None) {
         chosen = {pr.failure};
       } else if (!(std::isfinite(dad) && dad >= 0.5 * pr.dad0 &&
