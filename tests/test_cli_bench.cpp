@@ -106,6 +106,48 @@ TEST(CliBench, TinyGridEndToEnd) {
   fs::remove_all(out);
 }
 
+// --interleave: three rounds of one run per method, pooled. Every row has three runs, its
+// medians are the medians of those runs, the stderr log shows the methods in turn, and a
+// failing method is still reported, not fatal.
+TEST(CliBench, InterleavedRoundsArePooled) {
+  const fs::path out = fresh_dir("bench_interleave");
+  const CliRun r = run_cli("bench --scenes plume --n 12 --methods cg,mgpcg,dcdm:/nonexistent.model --rtol 1e-4,1e-6 "
+                           "--repeat 3 --interleave --threads 1 --no-plots --out " + out.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  // The log: round 1 of every method before round 2 of any.
+  const auto cg2 = r.out.find("cg (round 2/3)"), mg1 = r.out.find("mgpcg (round 1/3)");
+  ASSERT_NE(cg2, std::string::npos) << r.out;
+  ASSERT_NE(mg1, std::string::npos) << r.out;
+  EXPECT_LT(mg1, cg2);
+  std::ifstream jf(out / "bench.json");
+  const nlohmann::json doc = nlohmann::json::parse(jf);
+  EXPECT_TRUE(doc["settings"]["interleave"].get<bool>());
+  ASSERT_EQ(doc["results"].size(), 6u);
+  const auto median3 = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[1];
+  };
+  for (const auto& res : doc["results"]) {
+    const std::string m = res["method"];
+    if (m.rfind("dcdm", 0) == 0) {
+      EXPECT_NE(res["status"], "converged");
+      EXPECT_FALSE(res["detail"].get<std::string>().empty());
+      continue;
+    }
+    EXPECT_EQ(res["status"], "converged") << res.dump();
+    const auto setup = res["setup_runs"].get<std::vector<double>>();
+    const auto solve = res["solve_runs"].get<std::vector<double>>();
+    ASSERT_EQ(setup.size(), 3u) << m;
+    ASSERT_EQ(solve.size(), 3u) << m;
+    EXPECT_EQ(res["cpu_runs"].size(), 3u) << m;
+    EXPECT_DOUBLE_EQ(res["setup_seconds"].get<double>(), median3(setup)) << m;
+    EXPECT_DOUBLE_EQ(res["solve_seconds"].get<double>(), median3(solve)) << m;
+    EXPECT_DOUBLE_EQ(res["total_seconds"].get<double>(),
+                     median3({setup[0] + solve[0], setup[1] + solve[1], setup[2] + solve[2]})) << m;
+  }
+  fs::remove_all(out);
+}
+
 TEST(CliBench, BadOptionsAreInputErrors) {
   const fs::path out = fresh_dir("bench_bad");
   EXPECT_EQ(run_cli("bench --scenes plume --n 8 --methods nosuch --out " + out.string()).status, 2);

@@ -225,6 +225,32 @@ std::vector<BenchRow> failed_rows(const BenchSystem& s, const std::string& metho
 
 }  // namespace
 
+BenchRow pool_rounds(const std::vector<BenchRow>& rounds) {
+  if (rounds.empty()) throw Error("pool_rounds: no rounds");
+  for (const BenchRow& r : rounds)
+    if (!r.converged() && r.status != "not-converged" && r.status != "false-convergence") return r;
+  BenchRow out = rounds.back();
+  out.setup_runs.clear();
+  out.solve_runs.clear();
+  out.cpu_runs.clear();
+  std::vector<double> totals, setup_cpu;
+  for (const BenchRow& r : rounds) {
+    out.setup_runs.insert(out.setup_runs.end(), r.setup_runs.begin(), r.setup_runs.end());
+    out.solve_runs.insert(out.solve_runs.end(), r.solve_runs.begin(), r.solve_runs.end());
+    out.cpu_runs.insert(out.cpu_runs.end(), r.cpu_runs.begin(), r.cpu_runs.end());
+    for (std::size_t i = 0; i < std::min(r.setup_runs.size(), r.solve_runs.size()); ++i)
+      totals.push_back(r.setup_runs[i] + r.solve_runs[i]);
+    setup_cpu.push_back(r.setup_cpu_seconds);
+    out.peak_mb = std::max(out.peak_mb, r.peak_mb);
+  }
+  out.setup_seconds = median(out.setup_runs);
+  out.solve_seconds = median(out.solve_runs);
+  out.total_seconds = median(totals);
+  out.cpu_seconds = median(out.cpu_runs);
+  out.setup_cpu_seconds = median(setup_cpu);
+  return out;
+}
+
 std::string scene_for(const std::string& bench_scene) {
   return bench_scene == "plume" ? "box" : bench_scene;
 }

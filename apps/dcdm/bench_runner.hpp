@@ -67,6 +67,13 @@ std::string scene_for(const std::string& bench_scene);
 std::vector<BenchRow> run_isolated(const BenchSystem& system, const std::string& method,
                                    const BenchSettings& settings);
 
+// One row from the rows of the same (system, method, tolerance) measured in rounds of one run
+// each (--interleave: the methods run in turn, so a machine whose speed drifts over minutes
+// slows them alike): the runs are pooled and the medians taken over them, the peak memory is
+// the largest, and iterations, history and status are the last round's unless a round failed
+// (then that round's row, which says why).
+BenchRow pool_rounds(const std::vector<BenchRow>& rounds);
+
 nlohmann::json to_json(const BenchRow& row);
 
 }  // namespace dcdm::cli

@@ -35,6 +35,7 @@ struct BenchArgs {
   std::string out = "bench-out";
   std::string baseline = "cg";
   bool plots = true;
+  bool interleave = false;
   BenchSettings settings;
 };
 
@@ -115,17 +116,43 @@ void run_bench(BenchArgs& args) {
   if (args.plots && !can_plot) fmt::print(stderr, "bench: warning: gnuplot with a PNG terminal not found; no plots\n");
 
   std::vector<BenchRow> rows;
-  for (const auto& sys : systems)
-    for (const auto& method : args.methods) {
-      fmt::print(stderr, "bench: {} {} ...", sys.name, method);
-      std::fflush(stderr);
-      auto got = run_isolated(sys, method, args.settings);
-      std::string summary;
-      for (const auto& r : got)
-        summary += fmt::format(" [rtol {:.0e}: {} its {:.3f} s {}]", r.rtol, r.iterations, r.total_seconds, r.status);
-      fmt::print(stderr, "{}\n", summary);
-      rows.insert(rows.end(), got.begin(), got.end());
+  const auto run_one = [](const BenchSystem& sys, const std::string& method, const BenchSettings& settings,
+                          const std::string& label) {
+    fmt::print(stderr, "bench: {} {}{} ...", sys.name, method, label);
+    std::fflush(stderr);
+    auto got = run_isolated(sys, method, settings);
+    std::string summary;
+    for (const auto& r : got)
+      summary += fmt::format(" [rtol {:.0e}: {} its {:.3f} s {}]", r.rtol, r.iterations, r.total_seconds, r.status);
+    fmt::print(stderr, "{}\n", summary);
+    return got;
+  };
+  for (const auto& sys : systems) {
+    if (!args.interleave) {
+      for (const auto& method : args.methods) {
+        const auto got = run_one(sys, method, args.settings, "");
+        rows.insert(rows.end(), got.begin(), got.end());
+      }
+      continue;
     }
+    // Rounds of one run per method, the methods in turn; then each method's runs pooled.
+    BenchSettings one = args.settings;
+    one.repeat = 1;
+    std::vector<std::vector<BenchRow>> rounds(args.methods.size());  // per method: rows of every round
+    for (int round = 0; round < args.settings.repeat; ++round)
+      for (std::size_t m = 0; m < args.methods.size(); ++m) {
+        const auto got = run_one(sys, args.methods[m], one,
+                                 fmt::format(" (round {}/{})", round + 1, args.settings.repeat));
+        rounds[m].insert(rounds[m].end(), got.begin(), got.end());
+      }
+    for (std::size_t m = 0; m < args.methods.size(); ++m)
+      for (const double rtol : args.rtols) {
+        std::vector<BenchRow> same;
+        for (const auto& r : rounds[m])
+          if (r.rtol == rtol) same.push_back(r);
+        if (!same.empty()) rows.push_back(pool_rounds(same));
+      }
+  }
   // Table order: system, tolerance, method (as given).
   std::map<std::string, std::size_t> sys_order, method_order;
   for (std::size_t i = 0; i < systems.size(); ++i) sys_order[systems[i].name] = i;
@@ -159,6 +186,7 @@ void run_bench(BenchArgs& args) {
   doc["machine"] = facts;
   doc["settings"] = {{"rtol", args.rtols},
                      {"repeat", args.settings.repeat},
+                     {"interleave", args.interleave},
                      {"max_iterations", args.settings.max_iterations},
                      {"threads", args.settings.threads},
                      {"stagnation_window", args.settings.stagnation_window},
@@ -175,9 +203,11 @@ void run_bench(BenchArgs& args) {
   io::write_file_atomic(out / "machine.md", machine_facts_markdown(facts));
 
   fmt::print("{}\n", table);
-  fmt::print("Times are medians of {} runs (setup timed in each run); peak MB is the resident high-water\n"
+  fmt::print("Times are medians of {} runs (setup timed in each run{}); peak MB is the resident high-water\n"
              "increase of the child process that ran the method. JSON: {}\n",
-             args.settings.repeat, (out / "bench.json").string());
+             args.settings.repeat,
+             args.interleave ? "; interleaved: the methods ran in turn, one run each per round" : "",
+             (out / "bench.json").string());
   for (const auto& p : plots) fmt::print("plot: {}\n", p.get<std::string>());
 }
 
@@ -200,6 +230,9 @@ RegisterCommand reg(60, [](CLI::App& root) {
   cmd->add_option("--seed", args->seed, "Scene and right-hand-side seed")->capture_default_str();
   cmd->add_option("--repeat", args->settings.repeat, "Timed runs per method; the median is reported")
       ->check(CLI::Range(1, 1000))->capture_default_str();
+  cmd->add_flag("--interleave", args->interleave,
+               "Run the methods in turn, one run each per round (--repeat rounds, each run in its own child), "
+               "so that a machine whose speed drifts affects every method alike; medians over the rounds");
   cmd->add_option("--max-iterations", args->settings.max_iterations, "Iteration cap per solve")
       ->check(CLI::Range(1, 10000000))->capture_default_str();
   cmd->add_option("--stagnation-window", args->settings.stagnation_window,
