@@ -310,6 +310,23 @@ TEST(Dcdm, FusedStepMatchesTheSeparatePasses) {
     for (std::size_t i = 0; i < compare; ++i)
       EXPECT_NEAR(reports[1].residual_history[i] / reports[0].residual_history[i], 1.0, 1e-6)
           << "skewed " << skewed << ", iteration " << i;
+    // With a zero tolerance every fused step whose length differs at all from the exact one
+    // takes the correcting pass; the iterates still follow the separate passes'.
+    DcdmOptions o;
+    o.k = 2;
+    o.weak_fallback = false;
+    o.fused_step_tolerance = 0.0;
+    DcdmSolver solver(gen, o, "dcdm");
+    solver.setup(p.view());
+    Vector x(p.b.size());
+    const SolveReport corrected = solver.solve(p.b, x, opt);
+    ASSERT_TRUE(corrected.converged()) << format_reason_line(corrected);
+    EXPECT_GT(solver.last_stats().fused_corrections, solver.last_stats().fused_steps / 2) << "skewed " << skewed;
+    EXPECT_NEAR(corrected.iterations, reports[0].iterations, 1) << "skewed " << skewed;
+    for (std::size_t i = 0; i < compare; ++i)
+      EXPECT_NEAR(corrected.residual_history[i] / reports[0].residual_history[i], 1.0, 1e-6)
+          << "skewed " << skewed << ", iteration " << i;
+    EXPECT_LT(a_norm_error(p.a, exact, x), 1e-8 * a_norm_error(p.a, exact, Vector(x.size(), 0.0)));
   }
 }
 

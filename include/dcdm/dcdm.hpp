@@ -40,9 +40,11 @@ struct DcdmOptions {
   // Without the weak-direction guard, A-orthogonalise and take the step in one pass over the
   // vectors: the step length comes from the first pass's sums (q.Aq less the kept directions'
   // parts; q.r, as r is orthogonal to the kept directions), the pass computes the exact
-  // values too, and a step off by more than 1e-3 relative is corrected (one more pass).
-  // false = the separate passes (for comparisons; the iterates agree to rounding).
+  // values too, and a step off by more than fused_step_tolerance (relative) is corrected
+  // (one more pass). false = the separate passes (for comparisons; the iterates agree to
+  // rounding).
   bool fused_step = true;
+  double fused_step_tolerance = 1e-3;
 };
 
 // Builds the generator at setup() from what the solver sees (e.g. a network generator needs

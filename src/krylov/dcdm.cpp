@@ -339,7 +339,7 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
         } else {
           double rr = out4[3];
           const double exact = chosen.dr / chosen.dad;
-          if (std::abs(exact - alpha) > 1e-3 * std::abs(exact)) {
+          if (std::abs(exact - alpha) > options_.fused_step_tolerance * std::abs(exact)) {
             const double delta = exact - alpha;
             axpy(delta, q, x);
             axpy(-delta, aq, r);
