@@ -256,6 +256,8 @@ class Cycle final : public CycleBase {
   void sweep_colour(Level<Real>& l, int colour, Relax relax);
   template <class Relax>
   void sweep_band(Level<Real>& l, int colour, Relax relax);
+  template <class Visit>
+  void visit_listed(Level<Real>& l, const std::vector<std::int64_t>& cells, Visit visit);
   void smooth_colour(Level<Real>& l, int colour);
   void smooth_band(Level<Real>& l, int colour);
   void pre_smooth(Level<Real>& l);
@@ -532,13 +534,13 @@ void Cycle<Real>::sweep_colour(Level<Real>& l, int colour, Relax relax) {
     }
 }
 
-// The same on the band cells of one colour: x[p] = relax(q, x[p], GS value) for the q-th cell.
+// visit(q, p, GS value) for the q-th cell p of a list of cells of one colour (they do not
+// couple, so any order and any thread split give the same values).
 template <class Real>
-template <class Relax>
-void Cycle<Real>::sweep_band(Level<Real>& l, int colour, Relax relax) {
-  const auto& cells = l.band[colour];
+template <class Visit>
+void Cycle<Real>::visit_listed(Level<Real>& l, const std::vector<std::int64_t>& cells, Visit visit) {
   const std::int64_t m = static_cast<std::int64_t>(cells.size());
-  Real* x = l.x.data();
+  const Real* x = l.x.data();
   const Real* b = l.b.data();
   const Real* id = l.inv_diag.data();
   const Real s = static_cast<Real>(l.s);
@@ -547,8 +549,16 @@ void Cycle<Real>::sweep_band(Level<Real>& l, int colour, Relax relax) {
 #pragma omp parallel for schedule(static) if (m >= kParallelCells / 4)
   for (std::int64_t q = 0; q < m; ++q) {
     const std::int64_t p = c[q];
-    x[p] = relax(q, x[p], id[p] * (b[p] + s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz])));
+    visit(q, p, id[p] * (b[p] + s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz])));
   }
+}
+
+// The same on the band cells of one colour: x[p] = relax(q, x[p], GS value) for the q-th cell.
+template <class Real>
+template <class Relax>
+void Cycle<Real>::sweep_band(Level<Real>& l, int colour, Relax relax) {
+  Real* x = l.x.data();
+  visit_listed(l, l.band[colour], [x, relax](std::int64_t q, std::int64_t p, Real gs) { x[p] = relax(q, x[p], gs); });
 }
 
 // Gauss-Seidel (factor 1) keeps the plain update; other factors over- or under-relax it. Each
@@ -564,17 +574,8 @@ void Cycle<Real>::smooth_colour(Level<Real>& l, int colour) {
     const Real* w = l.special_omega[colour].data();
     const std::int64_t m = static_cast<std::int64_t>(cells.size());
     Real* x = l.x.data();
-    const Real* b = l.b.data();
-    const Real* id = l.inv_diag.data();
-    const Real s = static_cast<Real>(l.s);
-    const std::int64_t sy = l.sy, sz = l.sz;
     Real* saved = l.special_value.data();
-#pragma omp parallel for schedule(static) if (m >= kParallelCells / 4)
-    for (std::int64_t q = 0; q < m; ++q) {
-      const std::int64_t p = cells[q];
-      const Real gs = id[p] * (b[p] + s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz]));
-      saved[q] = x[p] + w[q] * (gs - x[p]);
-    }
+    visit_listed(l, cells, [x, w, saved](std::int64_t q, std::int64_t p, Real gs) { saved[q] = x[p] + w[q] * (gs - x[p]); });
     const Real common = l.common_omega;
     sweep_colour(l, colour, [common](std::int64_t, Real x, Real gs) { return x + common * (gs - x); });
 #pragma omp parallel for schedule(static) if (m >= kParallelCells / 4)
