@@ -43,6 +43,9 @@ struct RelaxNetSpec {
   static constexpr int kWeights = kOutputs * kFlagChannels * kTaps;
   // The cycle it runs: MGPCG's default sweeps and hierarchy, single precision.
   static MultigridOptions cycle_options();
+  // The score of output c (0 interior, 1 band) before bias and taps: the logit of its base
+  // factor, so that factor = 2 sigmoid(base_score + bias + taps).
+  static double base_score(int output);
 };
 
 // weight[(c * kFlagChannels + f) * kTaps + t], bias[c].

@@ -2,6 +2,7 @@
 #include "dcdm/relaxnet.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -9,6 +10,30 @@
 #include "dcdm/error.hpp"
 
 namespace dcdm::learn {
+namespace {
+
+using Spec = RelaxNetSpec;
+
+// Factor of a score: 2 sigmoid(z), in (0, 2).
+double factor_of(double z) { return 2.0 / (1.0 + std::exp(-z)); }
+
+// The factors of a cell whose whole 3x3x3 neighbourhood is fluid (interior, band).
+std::array<double, Spec::kOutputs> all_fluid_factors_of(const RelaxNetParameters& p) {
+  std::array<double, Spec::kOutputs> out{};
+  for (int c = 0; c < Spec::kOutputs; ++c) {
+    double z = Spec::base_score(c) + p.bias[c];
+    for (int t = 0; t < Spec::kTaps; ++t) z += p.weight[(c * Spec::kFlagChannels) * Spec::kTaps + t];
+    out[c] = factor_of(z);
+  }
+  return out;
+}
+
+}  // namespace
+
+double RelaxNetSpec::base_score(int output) {
+  const double w = output == 0 ? kBaseInterior : kBaseBand;
+  return std::log(w / (2.0 - w));
+}
 
 MultigridOptions RelaxNetSpec::cycle_options() {
   MultigridOptions o;
@@ -20,22 +45,14 @@ MultigridOptions RelaxNetSpec::cycle_options() {
 
 void RelaxNetFactors::factors(const MultigridLevelView& level, std::span<float> interior,
                               std::span<float> band) const {
-  using Spec = RelaxNetSpec;
-  const auto logit = [](double w) { return std::log(w / (2.0 - w)); };
-  const double base[Spec::kOutputs] = {logit(Spec::kBaseInterior), logit(Spec::kBaseBand)};
+  const double base[Spec::kOutputs] = {Spec::base_score(0), Spec::base_score(1)};
   std::int64_t offset[Spec::kTaps];
   for (int t = 0; t < Spec::kTaps; ++t)
     offset[t] = (t % 3 - 1) + level.sy * ((t / 3) % 3 - 1) + level.sz * (t / 9 - 1);
   const float* w = parameters_.weight.data();
   const auto fluid = static_cast<std::uint8_t>(CellType::Fluid), air = static_cast<std::uint8_t>(CellType::Air);
-  const auto factor = [](double z) { return 2.0 / (1.0 + std::exp(-z)); };
   // Cells whose whole neighbourhood is fluid (most of a large grid) share one pair of factors.
-  double all_fluid[Spec::kOutputs];
-  for (int c = 0; c < Spec::kOutputs; ++c) {
-    double z = base[c] + parameters_.bias[c];
-    for (int t = 0; t < Spec::kTaps; ++t) z += w[(c * Spec::kFlagChannels) * Spec::kTaps + t];
-    all_fluid[c] = factor(z);
-  }
+  const auto all_fluid = all_fluid_factors_of(parameters_);
   // Whether a cell's whole 3x3x3 neighbourhood is fluid: per row, the AND over the nine
   // neighbouring rows (y, z) of "is fluid", then three consecutive entries of it (9 byte reads
   // a cell instead of 27, and no grid-sized scratch to page in).
@@ -71,8 +88,8 @@ void RelaxNetFactors::factors(const MultigridLevelView& level, std::span<float> 
             if (f < 0) continue;
             for (int c = 0; c < Spec::kOutputs; ++c) z[c] += w[(c * Spec::kFlagChannels + f) * Spec::kTaps + t];
           }
-          interior[p] = static_cast<float>(factor(z[0]));
-          band[p] = static_cast<float>(factor(z[1]));
+          interior[p] = static_cast<float>(factor_of(z[0]));
+          band[p] = static_cast<float>(factor_of(z[1]));
         }
       }
   }
@@ -95,36 +112,22 @@ RelaxNet RelaxNet::random(std::uint64_t seed, double scale) {
   return net;
 }
 
-std::array<double, 2> RelaxNet::all_fluid_factors() const {
-  using Spec = RelaxNetSpec;
-  const auto logit = [](double w) { return std::log(w / (2.0 - w)); };
-  const double base[Spec::kOutputs] = {logit(Spec::kBaseInterior), logit(Spec::kBaseBand)};
-  std::array<double, 2> out{};
-  for (int c = 0; c < Spec::kOutputs; ++c) {
-    double z = base[c] + parameters_.bias[c];
-    for (int t = 0; t < Spec::kTaps; ++t) z += parameters_.weight[(c * Spec::kFlagChannels) * Spec::kTaps + t];
-    out[c] = 2.0 / (1.0 + std::exp(-z));
-  }
-  return out;
-}
+std::array<double, 2> RelaxNet::all_fluid_factors() const { return all_fluid_factors_of(parameters_); }
 
 // Each tap is fluid, air or solid independently, so the extremes of the affine score are the
 // sums of the per-tap extremes (a bound over every pattern, attained by some neighbourhood).
 std::array<double, 4> RelaxNet::factor_range() const {
-  using Spec = RelaxNetSpec;
-  const auto logit = [](double w) { return std::log(w / (2.0 - w)); };
-  const double base[Spec::kOutputs] = {logit(Spec::kBaseInterior), logit(Spec::kBaseBand)};
   std::array<double, 4> out{};
   for (int c = 0; c < Spec::kOutputs; ++c) {
-    double lo = base[c] + parameters_.bias[c], hi = lo;
+    double lo = Spec::base_score(c) + parameters_.bias[c], hi = lo;
     for (int t = 0; t < Spec::kTaps; ++t) {
       const double fluid = parameters_.weight[(c * Spec::kFlagChannels) * Spec::kTaps + t];
       const double air = parameters_.weight[(c * Spec::kFlagChannels + 1) * Spec::kTaps + t];
       lo += std::min({0.0, fluid, air});
       hi += std::max({0.0, fluid, air});
     }
-    out[2 * c] = 2.0 / (1.0 + std::exp(-lo));
-    out[2 * c + 1] = 2.0 / (1.0 + std::exp(-hi));
+    out[2 * c] = factor_of(lo);
+    out[2 * c + 1] = factor_of(hi);
   }
   return out;
 }

@@ -203,14 +203,13 @@ struct Factors {
   torch::Tensor interior, band;
 };
 std::vector<Factors> level_factors(RelaxNetModuleImpl& m, const Geometry& g) {
-  const auto logit = [](double w) { return std::log(w / (2.0 - w)); };
   std::vector<Factors> out;
   for (std::size_t li = 0; li + 1 < g.levels.size(); ++li) {
     const LevelTensors& l = g.levels[li];
     auto z = torch::nn::functional::conv3d(l.flags, m.weight, torch::nn::functional::Conv3dFuncOptions().bias(m.bias));
     z = torch::constant_pad_nd(z, {1, 1, 1, 1, 1, 1}).reshape({2, -1}).t();  // [N, 2]
-    auto interior = 2.0 * torch::sigmoid(z.select(1, 0).unsqueeze(1) + logit(Spec::kBaseInterior));
-    auto band = 2.0 * torch::sigmoid(z.select(1, 1).unsqueeze(1) + logit(Spec::kBaseBand));
+    auto interior = 2.0 * torch::sigmoid(z.select(1, 0).unsqueeze(1) + Spec::base_score(0));
+    auto band = 2.0 * torch::sigmoid(z.select(1, 1).unsqueeze(1) + Spec::base_score(1));
     out.push_back({interior * l.fluid, band * l.fluid});
   }
   return out;
