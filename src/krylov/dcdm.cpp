@@ -134,6 +134,20 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
   const double vtol = options_.vanish_tolerance;
   std::vector<double> sums, beta;
   std::vector<const double*> kept_p, kept_ap;
+  // On rows [lo, lo + len): d -= sum_j beta_j p_j and ad -= sum_j beta_j Ap_j over the m kept
+  // directions (db, adb point at row lo).
+  const auto remove_kept = [&](double* db, double* adb, std::int64_t lo, std::int64_t len, int m) {
+    for (int jj = 0; jj < m; ++jj) {
+      const double bj = beta[static_cast<std::size_t>(jj)];
+      const double* p = kept_p[static_cast<std::size_t>(jj)] + lo;
+      const double* ap = kept_ap[static_cast<std::size_t>(jj)] + lo;
+#pragma omp simd
+      for (std::int64_t i = 0; i < len; ++i) {
+        db[i] -= bj * p[i];
+        adb[i] -= bj * ap[i];
+      }
+    }
+  };
 
   // Fills d and ad = A d with a direction built from `fill_q` and takes the first pass over
   // them: d.Ad and d.Ap_j for the kept directions (a non-finite entry of d or A d makes d.Ad
@@ -204,16 +218,7 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
       const std::int64_t len = hi - lo;
       double* db = dv + lo;
       double* adb = adv + lo;
-      for (int jj = 0; jj < m; ++jj) {
-        const double bj = beta[jj];
-        const double* p = kept_p[jj] + lo;
-        const double* ap = kept_ap[jj] + lo;
-#pragma omp simd
-        for (std::int64_t i = 0; i < len; ++i) {
-          db[i] -= bj * p[i];
-          adb[i] -= bj * ap[i];
-        }
-      }
+      remove_kept(db, adb, lo, len, m);
       out[0] += detail::block_dot(db, adb, len);
       out[1] += detail::block_dot(db, rv + lo, len);
       out[2] += detail::block_dot(db, db, len);
@@ -305,16 +310,7 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
           double* aqb = aqv + lo;
           double* xb = xv + lo;
           double* rb = rv + lo;
-          for (int jj = 0; jj < m; ++jj) {
-            const double bj = beta[static_cast<std::size_t>(jj)];
-            const double* p = kept_p[static_cast<std::size_t>(jj)] + lo;
-            const double* ap = kept_ap[static_cast<std::size_t>(jj)] + lo;
-#pragma omp simd
-            for (std::int64_t i = 0; i < len; ++i) {
-              qb[i] -= bj * p[i];
-              aqb[i] -= bj * ap[i];
-            }
-          }
+          remove_kept(qb, aqb, lo, len, m);
           double s_qaq = 0, s_qr = 0, s_qq = 0, s_rr = 0;
 #pragma omp simd reduction(+ : s_qaq, s_qr, s_qq, s_rr)
           for (std::int64_t i = 0; i < len; ++i) {
