@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cmath>
 #include <random>
-#include <sstream>
 
 #include <fmt/format.h>
 
@@ -13,6 +12,7 @@
 #include "dcdm/error.hpp"
 #include "dcdm/linalg.hpp"
 #include "dcdm/poisson.hpp"
+#include "checkpoint_archive.hpp"
 
 namespace dcdm::learn {
 
@@ -111,23 +111,8 @@ FlagNetTrainResult run_step_training(const FlagNetTrainOptions& o, StepTrainer& 
   FlagNetTrainResult result;
   int step = 0;
   if (o.resume) {
-    if (!std::filesystem::exists(checkpoint))
-      throw InputError(fmt::format("{}: no checkpoint to resume from", checkpoint.string()));
-    torch::serialize::InputArchive ar, model_ar, opt_ar;
-    json state;
-    try {
-      ar.load_from(checkpoint.string());
-      c10::IValue v;
-      ar.read("state", v);
-      state = json::parse(v.toStringRef());
-      ar.read("model", model_ar);
-      ar.read("optimizer", opt_ar);
-      t.module->load(model_ar);
-      adam.load(opt_ar);
-    } catch (const std::exception& e) {
-      throw InputError(fmt::format("{}: not a readable {} checkpoint ({})", checkpoint.string(), t.name,
-                                   std::string(e.what()).substr(0, 200)));
-    }
+    CheckpointArchive c = read_checkpoint_archive(checkpoint, t.name);
+    const json& state = c.state;
     if (state.value("format", std::string()) != format || state.value("version", 0) != kCheckpointVersion)
       throw InputError(fmt::format("{}: not a {} training checkpoint", checkpoint.string(), t.name));
     if (state.at("config") != t.config)
@@ -135,6 +120,7 @@ FlagNetTrainResult run_step_training(const FlagNetTrainOptions& o, StepTrainer& 
                                    "same --data/--batch/--lr/--seed/--max-samples/--loss-steps/--init/--select or "
                                    "start a new --out",
                                    checkpoint.string(), state.at("config").dump().substr(0, 300)));
+    load_checkpoint_weights(c, checkpoint, *t.module, adam);
     step = state.at("step").get<int>();
     result.initial_val_loss = state.at("initial_val_loss").get<double>();
     result.best_val_loss = state.at("best_val_loss").get<double>();
@@ -196,21 +182,12 @@ FlagNetTrainResult run_step_training(const FlagNetTrainOptions& o, StepTrainer& 
                       better ? "  (best, saved)" : ""));
       window_loss = 0;
       window = 0;
-      torch::serialize::OutputArchive ar, model_ar, opt_ar;
-      t.module->save(model_ar);
-      adam.save(opt_ar);
-      ar.write("model", model_ar);
-      ar.write("optimizer", opt_ar);
-      const json state = {{"format", format}, {"version", kCheckpointVersion}, {"config", t.config},
-                          {"step", step}, {"initial_val_loss", result.initial_val_loss},
-                          {"best_val_loss", result.best_val_loss}, {"best_step", result.best_step},
-                          {"initial_val_iterations", result.initial_val_iterations},
-                          {"best_val_iterations", result.best_val_iterations}};
-      ar.write("state", c10::IValue(state.dump()));
-      std::ostringstream bytes;
-      ar.save_to(bytes);
-      const std::string text = bytes.str();
-      write_atomic(checkpoint, {text.data(), text.size()});
+      write_checkpoint_archive(checkpoint, *t.module, adam,
+                               {{"format", format}, {"version", kCheckpointVersion}, {"config", t.config},
+                                {"step", step}, {"initial_val_loss", result.initial_val_loss},
+                                {"best_val_loss", result.best_val_loss}, {"best_step", result.best_step},
+                                {"initial_val_iterations", result.initial_val_iterations},
+                                {"best_val_iterations", result.best_val_iterations}});
       if (o.time_limit_s > 0 && seconds() > o.time_limit_s && step < o.steps) {
         result.stop_reason = "time-limit";
         break;

@@ -8,7 +8,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <numeric>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -16,6 +15,7 @@
 #include "dcdm/dataset.hpp"
 #include "dcdm/error.hpp"
 #include "dcdm/training.hpp"
+#include "checkpoint_archive.hpp"
 #include "network.hpp"
 #include "train_network.hpp"
 
@@ -224,33 +224,13 @@ RunState state_from_json(const json& j) {
 
 void save_checkpoint(const fs::path& path, torch::nn::Module& module, torch::optim::Optimizer& opt,
                      const RunState& state, const json& config) {
-  torch::serialize::OutputArchive archive, model_archive, opt_archive;
-  module.save(model_archive);
-  opt.save(opt_archive);
-  archive.write("model", model_archive);
-  archive.write("optimizer", opt_archive);
-  archive.write("state", c10::IValue(state_json(state, config).dump()));
-  std::ostringstream bytes;
-  archive.save_to(bytes);
-  const std::string s = bytes.str();
-  write_atomic(path, s);
+  write_checkpoint_archive(path, module, opt, state_json(state, config));
 }
 
 RunState load_checkpoint(const fs::path& path, torch::nn::Module& module, torch::optim::Optimizer& opt,
                          const json& config) {
-  if (!fs::exists(path))
-    throw InputError(fmt::format("{}: no checkpoint to resume from (--checkpoint / --resume)", path.string()));
-  torch::serialize::InputArchive archive, model_archive, opt_archive;
-  json j;
-  try {
-    archive.load_from(path.string());
-    c10::IValue v;
-    archive.read("state", v);
-    j = json::parse(v.toStringRef());
-  } catch (const std::exception& e) {
-    throw InputError(fmt::format("{}: not a readable training checkpoint ({})", path.string(),
-                                 std::string(e.what()).substr(0, 200)));
-  }
+  CheckpointArchive c = read_checkpoint_archive(path, "training", " (--checkpoint / --resume)");
+  const json& j = c.state;
   if (j.value("format", std::string()) != kCheckpointFormat || j.value("version", 0) != kCheckpointVersion)
     throw InputError(fmt::format("{}: not a dcdm training checkpoint (version {})", path.string(),
                                  kCheckpointVersion));
@@ -262,15 +242,7 @@ RunState load_checkpoint(const fs::path& path, torch::nn::Module& module, torch:
                                    path.string(), it.key(), saved.value(it.key(), json()).dump(),
                                    it.value().dump()));
   }
-  try {
-    archive.read("model", model_archive);
-    archive.read("optimizer", opt_archive);
-    module.load(model_archive);
-    opt.load(opt_archive);
-  } catch (const std::exception& e) {
-    throw InputError(fmt::format("{}: checkpoint weights do not fit this architecture ({})",
-                                 path.string(), std::string(e.what()).substr(0, 200)));
-  }
+  load_checkpoint_weights(c, path, module, opt);
   return state_from_json(j);
 }
 
