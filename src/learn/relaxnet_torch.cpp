@@ -399,19 +399,9 @@ FlagNetTrainResult train_relaxnet(const FlagNetTrainOptions& o,
                                   const std::function<void(const std::string&)>& log_fn) {
   init_torch_threads();
   if (o.threads > 0) torch::set_num_threads(o.threads);
-  const auto log = [&](const std::string& s) {
-    if (log_fn) log_fn(s);
-  };
   check_step_training_options(o, "relaxnet");
-  std::vector<TrainSet> sets;
-  json recipes = json::array();
-  for (const auto& dir : o.data) {
-    sets.push_back(load_set(dir, o));
-    recipes.push_back({{"dir", dir.string()}, {"recipe", json::parse(sets.back().recipe)}});
-    log(fmt::format("relaxnet: {} ({}: {} train + {} validation samples, {} levels)", dir.string(),
-                    sets.back().domain.dims().str(), sets.back().train, sets.back().val,
-                    sets.back().geometry.levels.size()));
-  }
+  json recipes;
+  const std::vector<TrainSet> sets = load_training_sets<TrainSet>(o, "relaxnet", load_set, log_fn, recipes);
   const RelaxNet net = o.init.empty() ? RelaxNet::initial() : RelaxNet::load(o.init);
   RelaxNetModule module(net.parameters());
   StepTrainer t;

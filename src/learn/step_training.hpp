@@ -6,6 +6,7 @@
 // and that refuses other data or options. Internal to src/learn (LibTorch-visible).
 #include <torch/torch.h>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <functional>
@@ -43,6 +44,25 @@ struct DatasetSamples {
 };
 DatasetSamples read_dataset_samples(const ShardedDataset& dataset, const FlagNetTrainOptions& options,
                                     const std::string& name);
+
+// Loads every dataset folder of options.data with load(dir, options) (a trainer's set type
+// with domain, train, val, geometry.levels and recipe), logs one line per set and collects the
+// data recipes for the model file and the checkpoint.
+template <class Set, class Load>
+std::vector<Set> load_training_sets(const FlagNetTrainOptions& options, const std::string& name, Load&& load,
+                                    const std::function<void(const std::string&)>& log, nlohmann::json& recipes) {
+  std::vector<Set> sets;
+  recipes = nlohmann::json::array();
+  for (const auto& dir : options.data) {
+    sets.push_back(load(dir, options));
+    const Set& s = sets.back();
+    recipes.push_back({{"dir", dir.string()}, {"recipe", nlohmann::json::parse(s.recipe)}});
+    if (log)
+      log(fmt::format("{}: {} ({}: {} train + {} validation samples, {} levels)", name, dir.string(),
+                      s.domain.dims().str(), s.train, s.val, s.geometry.levels.size()));
+  }
+  return sets;
+}
 
 // Checks the options every step-based trainer shares (InputError naming the option).
 void check_step_training_options(const FlagNetTrainOptions& options, const std::string& name);
