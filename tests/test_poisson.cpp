@@ -178,6 +178,53 @@ TEST(PoissonStencil, SameResultForAnyThreadCount) {
   EXPECT_EQ(y1, y2);
 }
 
+// apply_dot's one pass (A x computed block by block and dotted while in cache) against
+// apply() and the base class's apply-then-reduce: the same A x and the same sums, bit for
+// bit, on shapes whose blocks straddle planes, with only end planes, and of several blocks.
+TEST(PoissonStencil, ApplyDotEqualsApplyThenDots) {
+  struct Plain final : LinearOperator {  // the default apply_dot over the stencil's apply
+    const PoissonStencil& s;
+    explicit Plain(const PoissonStencil& st) : s(st) {}
+    std::int64_t size() const override { return s.size(); }
+    void apply(std::span<const double> x, std::span<double> y) const override { s.apply(x, y); }
+  };
+  std::uint64_t seed = 300;
+  const Dims shapes[] = {{1, 1, 1}, {7, 5, 1}, {9, 8, 2}, {33, 17, 12}, {130, 70, 3}, {64, 65, 9}};
+  for (Dims d : shapes) {
+    const Domain dom = random_domain(d, seed++, 0.15, 0.1);
+    const PoissonStencil st(dom);
+    const Plain plain(st);
+    const auto x = random_field(dom, seed++, false, false);
+    const auto w1 = random_field(dom, seed++, false, false);
+    const auto w2 = random_field(dom, seed++, false, false);
+    const std::vector<const double*> with{w1.data(), x.data(), w2.data()};
+    std::vector<double> y_fused(x.size(), -7.0), y_plain(x.size()), y_apply(x.size());
+    std::vector<double> dots_fused(4), dots_plain(4);
+    st.apply_dot(x, y_fused, with, dots_fused);
+    plain.apply_dot(x, y_plain, with, dots_plain);
+    st.apply(x, y_apply);
+    EXPECT_EQ(y_fused, y_apply) << d.str();
+    EXPECT_EQ(y_plain, y_apply) << d.str();
+    EXPECT_EQ(dots_fused, dots_plain) << d.str();
+    const double xy = dot(x, y_apply), xw1 = dot(x, w1), xx = dot(x, x);
+    EXPECT_NEAR(dots_fused[0], xy, 1e-12 * (1 + std::abs(xy))) << d.str();
+    EXPECT_NEAR(dots_fused[1], xw1, 1e-12 * (1 + std::abs(xw1))) << d.str();
+    EXPECT_NEAR(dots_fused[2], xx, 1e-12 * xx) << d.str();
+    // Any thread count gives the same values.
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(3);
+    std::vector<double> y3(x.size()), dots3(4);
+    st.apply_dot(x, y3, with, dots3);
+    omp_set_num_threads(saved);
+    EXPECT_EQ(y3, y_apply) << d.str();
+    EXPECT_EQ(dots3, dots_fused) << d.str();
+  }
+  const PoissonStencil st(Domain(Dims{4, 4, 4}));
+  std::vector<double> x(64), y(64), dots(1);
+  const std::vector<const double*> one{x.data()};
+  EXPECT_THROW(st.apply_dot(x, y, one, dots), Error);  // two sums needed
+}
+
 TEST(PoissonStencil, RejectsWrongSizes) {
   PoissonStencil st(Domain(Dims{4, 4, 4}));
   std::vector<double> x(63), y(64);

@@ -32,6 +32,13 @@ class LinearOperator {
   virtual std::int64_t size() const = 0;
   // y = Op(x); x and y do not alias.
   virtual void apply(std::span<const double> x, std::span<double> y) const = 0;
+  // y = Op(x) and the dot products a Krylov step needs next: dots[0] = x . y and
+  // dots[1 + j] = x . with[j] (each with[j] points at size() values; dots has with.size() + 1
+  // entries). Sums of fixed row blocks added in block order, so bit-identical for any thread
+  // count and any implementation. The default applies, then reduces; an operator that streams
+  // x and y block by block (the Poisson stencil) saves reading them back from memory.
+  virtual void apply_dot(std::span<const double> x, std::span<double> y, std::span<const double* const> with,
+                         std::span<double> dots) const;
   // False for maps that only share this interface without being linear (a network direction
   // generator): DCDM hands those the unit-norm residual they were trained on, and a linear
   // map the residual itself (the line search makes the scale irrelevant; no extra vector).

@@ -30,6 +30,8 @@ class PoissonStencil final : public LinearOperator {
   explicit PoissonStencil(const Domain& domain);
   std::int64_t size() const override;
   void apply(std::span<const double> x, std::span<double> y) const override;
+  void apply_dot(std::span<const double> x, std::span<double> y, std::span<const double* const> with,
+                 std::span<double> dots) const override;
   const Domain& domain() const { return domain_; }
   const Dims& dims() const { return domain_.dims(); }
   // Per-cell diagonal (0 outside fluid).
@@ -47,6 +49,8 @@ class PoissonStencil final : public LinearOperator {
   std::vector<std::uint8_t> neighbour_mask_;  // bit f set: neighbour across face f is fluid
   std::vector<std::uint8_t> diag_count_;      // diagonal as an integer 0..6
   std::vector<double> zero_row_;              // stands in for rows beyond the grid
+
+  void apply_cells(const double* x, double* y, std::int64_t lo, std::int64_t hi) const;
 };
 
 // Full-grid CSR: nx*ny*nz rows, all-zero rows for non-fluid cells (reference layout).

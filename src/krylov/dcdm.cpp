@@ -10,7 +10,7 @@
 #include "dcdm/error.hpp"
 #include "dcdm/linalg.hpp"
 #include "dcdm/precond.hpp"
-#include "block_ops.hpp"
+#include "../linalg/block_ops.hpp"
 
 namespace dcdm {
 namespace {
@@ -132,8 +132,8 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
 
   std::deque<Direction> kept;  // most recent last
   const double vtol = options_.vanish_tolerance;
-  std::vector<double> sums, beta;
-  std::vector<const double*> kept_p, kept_ap;
+  std::vector<double> sums, beta, dots;
+  std::vector<const double*> kept_p, kept_ap, with_vectors;
   // On rows [lo, lo + len): d -= sum_j beta_j p_j and ad -= sum_j beta_j Ap_j over the m kept
   // directions (db, adb point at row lo).
   const auto remove_kept = [&](double* db, double* adb, std::int64_t lo, std::int64_t len, int m) {
@@ -160,7 +160,6 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
   const auto prepare_in = [&](Vector& d, Vector& ad, auto&& fill_q, bool with_dr) -> Prepared {
     fill_q(d);
     project(d);
-    a.apply(d, ad);
     const int m = static_cast<int>(kept.size());
     kept_p.clear();
     kept_ap.clear();
@@ -168,20 +167,23 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
       kept_p.push_back(k.p.data());
       kept_ap.push_back(k.ap.data());
     }
-    const double* dv = d.data();
-    const double* adv = ad.data();
-    const double* rv = r.data();
+    // A d with, in the same pass, d.Ad, d.Ap_j and (when asked) d.r and d.d: sums[0] = d.Ad,
+    // sums[1] = d.r, sums[2] = d.d, sums[3 + j] = d.Ap_j.
     const bool dots_with_r = m == 0 || with_dr;
+    with_vectors.assign(kept_ap.begin(), kept_ap.end());
+    if (dots_with_r) {
+      with_vectors.push_back(r.data());
+      with_vectors.push_back(d.data());
+    }
+    dots.resize(with_vectors.size() + 1);
+    a.apply_dot(d, ad, with_vectors, dots);
     sums.assign(static_cast<std::size_t>(m) + 3, 0.0);
-    detail::blocked_reduce(n, m + 3, sums.data(), [&](std::int64_t lo, std::int64_t hi, double* out) {
-      const std::int64_t len = hi - lo;
-      out[0] += detail::block_dot(dv + lo, adv + lo, len);
-      for (int j = 0; j < m; ++j) out[3 + j] += detail::block_dot(dv + lo, kept_ap[j] + lo, len);
-      if (dots_with_r) {
-        out[1] += detail::block_dot(dv + lo, rv + lo, len);
-        out[2] += detail::block_dot(dv + lo, dv + lo, len);
-      }
-    });
+    sums[0] = dots[0];
+    for (int j = 0; j < m; ++j) sums[3 + static_cast<std::size_t>(j)] = dots[1 + static_cast<std::size_t>(j)];
+    if (dots_with_r) {
+      sums[1] = dots[static_cast<std::size_t>(m) + 1];
+      sums[2] = dots[static_cast<std::size_t>(m) + 2];
+    }
     Prepared pr{Failure::None, m, sums[0], sums[1], sums[2]};
     if (!std::isfinite(pr.dad0)) pr.failure = Failure::NonFinite;
     else if (pr.dad0 <= 0.0) pr.failure = Failure::Curvature;

@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-#include "block_ops.hpp"
+#include "../linalg/block_ops.hpp"
 #include "dcdm/error.hpp"
 #include "dcdm/krylov.hpp"
 #include "dcdm/precond.hpp"

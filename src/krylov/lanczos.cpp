@@ -9,7 +9,7 @@
 #include <Eigen/Eigenvalues>
 #include <fmt/format.h>
 
-#include "block_ops.hpp"
+#include "../linalg/block_ops.hpp"
 #include "dcdm/error.hpp"
 #include "dcdm/krylov.hpp"
 

@@ -3,6 +3,11 @@
 
 #include "dcdm/linalg.hpp"
 
+#include <fmt/format.h>
+
+#include "block_ops.hpp"
+#include "dcdm/error.hpp"
+
 namespace dcdm {
 namespace {
 
@@ -117,6 +122,20 @@ void fill(std::span<double> x, double value) {
   double* px = x.data();
 #pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) px[i] = value;
+}
+
+void LinearOperator::apply_dot(std::span<const double> x, std::span<double> y, std::span<const double* const> with,
+                               std::span<double> dots) const {
+  apply(x, y);
+  if (dots.size() != with.size() + 1)
+    throw Error(fmt::format("apply_dot: {} sums for {} vectors (need one more)", dots.size(), with.size()));
+  const double* px = x.data();
+  const double* py = y.data();
+  const int m = static_cast<int>(with.size());
+  detail::blocked_reduce(size(), m + 1, dots.data(), [&](std::int64_t lo, std::int64_t hi, double* out) {
+    out[0] += detail::block_dot(px + lo, py + lo, hi - lo);
+    for (int j = 0; j < m; ++j) out[1 + j] += detail::block_dot(px + lo, with[j] + lo, hi - lo);
+  });
 }
 
 }  // namespace dcdm

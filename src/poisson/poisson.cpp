@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "../linalg/block_ops.hpp"
 #include "dcdm/error.hpp"
 
 namespace dcdm {
@@ -146,6 +147,52 @@ void PoissonStencil::apply(std::span<const double> x, std::span<double> y) const
     if (k == 0 || k == nz - 1) row_path(k);
     else plane_path(k);
   }
+}
+
+// Cells [lo, hi) of y = A x, block by block for apply_dot: the cells of the inner planes
+// (0 < k < nz - 1) in one branch-free run, as apply's plane path; those of the two end planes
+// one by one with their out-of-grid neighbours read as 0, which their clear mask bits select
+// away as the row path's zero row does, so every value equals apply's bit for bit.
+void PoissonStencil::apply_cells(const double* x, double* y, std::int64_t lo, std::int64_t hi) const {
+  const int nx = dims().nx, ny = dims().ny, nz = dims().nz;
+  const std::int64_t sy = nx, sz = std::int64_t(nx) * ny;
+  const std::uint8_t* pm = neighbour_mask_.data();
+  const std::uint8_t* pd = diag_count_.data();
+  const auto edge_cell = [&](std::int64_t c) {
+    const std::int64_t k = c / sz, j = (c / sy) % ny, i = c % sy;
+    y[c] = stencil_row(pm[c], pd[c], k > 0 ? x[c - sz] : 0.0, j > 0 ? x[c - sy] : 0.0, i > 0 ? x[c - 1] : 0.0, x[c],
+                       i < nx - 1 ? x[c + 1] : 0.0, j < ny - 1 ? x[c + sy] : 0.0, k < nz - 1 ? x[c + sz] : 0.0);
+  };
+  const std::int64_t inner_lo = std::clamp(sz, lo, hi), inner_hi = std::clamp(std::int64_t(nz - 1) * sz, inner_lo, hi);
+  for (std::int64_t c = lo; c < inner_lo; ++c) edge_cell(c);
+  {
+    const double* __restrict xr = x;
+    double* __restrict yr = y;
+#pragma omp simd simdlen(8)
+    for (std::int64_t c = inner_lo; c < inner_hi; ++c)
+      yr[c] = stencil_row(pm[c], pd[c], xr[c - sz], xr[c - sy], xr[c - 1], xr[c], xr[c + 1], xr[c + sy], xr[c + sz]);
+  }
+  for (std::int64_t c = inner_hi; c < hi; ++c) edge_cell(c);
+}
+
+void PoissonStencil::apply_dot(std::span<const double> x, std::span<double> y, std::span<const double* const> with,
+                               std::span<double> dots) const {
+  const std::int64_t n = size();
+  if (static_cast<std::int64_t>(x.size()) != n || static_cast<std::int64_t>(y.size()) != n)
+    throw Error(fmt::format("PoissonStencil::apply_dot: vectors of size {} and {} on a {} grid ({} cells)", x.size(),
+                            y.size(), dims().str(), n));
+  if (dots.size() != with.size() + 1)
+    throw Error(fmt::format("PoissonStencil::apply_dot: {} sums for {} vectors (need one more)", dots.size(),
+                            with.size()));
+  const double* px = x.data();
+  double* py = y.data();
+  const int m = static_cast<int>(with.size());
+  // One pass: each block's A x is computed and, while x and y are still in cache, dotted.
+  detail::blocked_reduce(n, m + 1, dots.data(), [&](std::int64_t lo, std::int64_t hi, double* out) {
+    apply_cells(px, py, lo, hi);
+    out[0] += detail::block_dot(px + lo, py + lo, hi - lo);
+    for (int j = 0; j < m; ++j) out[1 + j] += detail::block_dot(px + lo, with[j] + lo, hi - lo);
+  });
 }
 
 // ---------------------------------------------------------------- assembly
