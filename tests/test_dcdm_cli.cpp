@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dcdm/dcdm.hpp"
+#include "dcdm/learn.hpp"
 #include "dcdm/poisson.hpp"
 #include "dcdm/precond.hpp"
 #include "dcdm/scenes.hpp"
@@ -111,6 +112,26 @@ TEST_F(DcdmCli, ModelInitInfoAndSolve) {
   EXPECT_EQ(cli(fmt::format("solve --scene box --dims 12,10,9 --method dcdm:{} --max-iters 3", model.string())), 3)
       << log();
   EXPECT_EQ(cli("solve --scene box --dims 12,10,9 --method dcdm-mg --rtol 1e-8"), 0) << log();
+}
+
+// --network-precision: the report names a bfloat16 run; auto follows the CPU; a bad value is
+// refused naming the option.
+TEST_F(DcdmCli, NetworkPrecisionOption) {
+  const fs::path model = dir_ / "m.dcdm", report = dir_ / "r.json";
+  ASSERT_EQ(cli(fmt::format("model init --arch paper64 --seed 3 --out {}", model.string())), 0) << log();
+  const auto method_of = [&](const std::string& precision) {
+    cli(fmt::format("solve --scene box --dims 12,10,9 --method dcdm:{} --max-iters 2 --network-precision {} --json {}",
+                    model.string(), precision, report.string()));
+    std::ifstream in(report);
+    const auto j = nlohmann::json::parse(in, nullptr, false);
+    return j.is_discarded() ? std::string("(no report)") : j.value("method", std::string("(none)"));
+  };
+  EXPECT_EQ(method_of("float32"), "dcdm") << log();
+  EXPECT_EQ(method_of("auto"), learn::cpu_has_native_bf16() ? "dcdm[bf16]" : "dcdm") << log();
+  if (learn::cpu_has_native_bf16()) EXPECT_EQ(method_of("bf16"), "dcdm[bf16]") << log();
+  EXPECT_EQ(cli(fmt::format("solve --scene box --n 8 --method dcdm:{} --network-precision half", model.string())), 2)
+      << log();
+  EXPECT_NE(log().find("--network-precision"), std::string::npos) << log();
 }
 
 TEST_F(DcdmCli, BadModelFilesExitWithStatus2NamingTheFile) {

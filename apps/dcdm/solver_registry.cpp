@@ -58,6 +58,11 @@ void add_solver_params(CLI::App* cmd, SolverParams& params) {
   cmd->add_option("--network-input-scale", params.network_input_scale,
                   "DCDM network: factor on the unit-norm residual (0 = auto: sqrt(cells / training-grid cells))")
       ->check(CLI::Range(0.0, 1e6))->capture_default_str();
+  cmd->add_option("--network-precision", params.network_precision,
+                  "DCDM network: float32, bf16 (bfloat16 activations and weights; costs some iterations, "
+                  "see docs/perf-network.md), or auto (bf16 where the CPU has native bfloat16, else float32); "
+                  "the Krylov state stays double")
+      ->check(CLI::IsMember({"float32", "bf16", "auto"}))->capture_default_str();
   cmd->add_option("--dpcg-k", params.deflation_vectors, "Deflated PCG: number of Ritz vectors")
       ->check(CLI::Range(1, 4096))->capture_default_str();
   cmd->add_option("--mic-safety", params.mic_safety, "MIC(0) safety parameter in [0, 1]")

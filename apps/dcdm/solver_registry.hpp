@@ -23,6 +23,7 @@ struct SolverParams {
   int dcdm_k = 2;              // --dcdm-k
   std::string dcdm_fallback = "best";  // --dcdm-fallback: best | failures | off
   double network_input_scale = 0.0;    // --network-input-scale (0 = auto)
+  std::string network_precision = "float32";  // --network-precision: float32 | bf16 | auto
   int deflation_vectors = 16;  // --dpcg-k
   double mic_safety = 0.97;    // --mic-safety
 };

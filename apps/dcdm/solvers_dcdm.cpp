@@ -27,7 +27,7 @@ GeneratorFactory preconditioner_generator() {
 
 SolverRegistration dcdm("dcdm",
                         "DCDM with the model file's network (--model FILE or dcdm:FILE; a flagnet file runs dcdm-flag, a relaxnet file dcdm-relax; --dcdm-k; "
-                        "env DCDM_NETWORK_PRECISION=bf16 for bfloat16 inference)",
+                        "--network-precision)",
                         [](const std::string& arg, const SolverParams& p) -> std::unique_ptr<IterativeSolver> {
                           const std::string path = arg.empty() ? p.model : arg;
                           if (path.empty())
@@ -38,8 +38,11 @@ SolverRegistration dcdm("dcdm",
                           if (architecture == "relaxnet") return make_relaxnet_solver(path, p);
                           auto net = std::make_shared<learn::DirectionNetwork>(learn::DirectionNetwork::load(path));
                           learn::InferenceOptions o = net->inference_options();
-                          if (const char* prec = std::getenv("DCDM_NETWORK_PRECISION"); prec && *prec)
-                            o.precision = learn::parse_network_precision(prec, "DCDM_NETWORK_PRECISION");
+                          o.precision = p.network_precision == "auto"
+                                            ? (learn::cpu_has_native_bf16() ? learn::NetworkPrecision::BFloat16
+                                                                            : learn::NetworkPrecision::Float32)
+                                            : learn::parse_network_precision(p.network_precision,
+                                                                             "--network-precision");
                           o.input_scale = p.network_input_scale;
                           net->set_inference_options(o);
                           GeneratorFactory factory =
@@ -49,7 +52,10 @@ SolverRegistration dcdm("dcdm",
                                                "--system, not a bare --matrix)");
                             return net->make_generator(*view.domain);
                           };
-                          return std::make_unique<DcdmSolver>(std::move(factory), dcdm_options(p), "dcdm");
+                          // The report names a bfloat16 run (--network-precision auto decides per CPU).
+                          const bool bf16 = o.precision == learn::NetworkPrecision::BFloat16;
+                          return std::make_unique<DcdmSolver>(std::move(factory), dcdm_options(p),
+                                                              bf16 ? "dcdm[bf16]" : "dcdm");
                         });
 
 SolverRegistration dcdm_mg("dcdm-mg",
