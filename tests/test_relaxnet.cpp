@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 
 #include "cli_test.hpp"
 #include "dcdm/dataset.hpp"
@@ -78,9 +79,11 @@ fs::path temp_dir(const std::string& name) { return dcdm::test::fresh_temp_dir("
 TEST(RelaxNetKernels, LibTorchForwardAgreesWithTheOpenMpCycle) {
   const Domain domains[] = {scene("pool", {40, 34, 36}, 2), dcdm::testing::random_domain({37, 33, 35}, 4, 0.15, 0.07),
                             scene("obstacles", {24, 24, 24}, 1)};
-  for (const Domain& dom : domains) {
+  for (const Domain& dom : domains)
+   for (const bool per_cell_interior : {false, true}) {  // relaxnet-v2, relaxnet-v1
     const Problem p = make_problem(dom);
-    const RelaxNet net = RelaxNet::random(7, 0.8);
+    RelaxNet net = RelaxNet::random(7, 0.8);
+    net.parameters().per_cell_interior = per_cell_interior;
     const auto gen = net.make_generator(p.view());
     EXPECT_GE(gen->levels(), 2);
     const int batch = 2;
@@ -101,7 +104,43 @@ TEST(RelaxNetKernels, LibTorchForwardAgreesWithTheOpenMpCycle) {
         scale = std::max(scale, std::fabs(out[i]));
       }
       ASSERT_GT(scale, 0.0);
-      EXPECT_LE(worst, 2e-5 * scale) << dom.dims().str() << " sample " << b;
+      EXPECT_LE(worst, 2e-5 * scale) << dom.dims().str() << " sample " << b << " v1 " << per_cell_interior;
+    }
+  }
+}
+
+// relaxnet-v2 (what training writes): one interior factor, the all-fluid one, for every cell,
+// and per-cell band factors; a v1 reading of the same weights varies the interior factor
+// near walls and air. Both lie in (0, 2).
+TEST(RelaxNetKernels, VersionTwoHasOneInteriorFactor) {
+  const Domain dom = scene("pool", {20, 18, 22}, 3);
+  const PoissonStencil op(dom);
+  MultigridPreconditioner mg(RelaxNet::initial().cycle_options());
+  mg.setup(LinearSystemView{&op, nullptr, &dom, nullptr});
+  const auto level = mg.hierarchy().front();
+  MultigridLevelView view{level.dims, 0, 2, level.sy, level.sz, level.type.data()};
+  RelaxNet net = RelaxNet::random(9, 0.8);
+  const auto inside = net.all_fluid_factors();
+  for (const bool per_cell_interior : {false, true}) {
+    net.parameters().per_cell_interior = per_cell_interior;
+    std::vector<float> interior(level.type.size(), 0.0f), band(level.type.size(), 0.0f);
+    RelaxNetFactors(net.parameters()).factors(view, interior, band);
+    std::set<float> interior_values, band_values;
+    for (std::size_t p = 0; p < level.type.size(); ++p) {
+      if (level.type[p] != static_cast<std::uint8_t>(CellType::Fluid)) continue;
+      ASSERT_TRUE(interior[p] > 0.0f && interior[p] < 2.0f && band[p] > 0.0f && band[p] < 2.0f);
+      interior_values.insert(interior[p]);
+      band_values.insert(band[p]);
+    }
+    EXPECT_GT(band_values.size(), 5u);
+    if (per_cell_interior) {
+      EXPECT_GT(interior_values.size(), 5u);
+    } else {
+      ASSERT_EQ(interior_values.size(), 1u);
+      EXPECT_NEAR(*interior_values.begin(), inside[0], 1e-6);
+      const auto range = net.factor_range();
+      EXPECT_EQ(range[0], range[1]);
+      EXPECT_NEAR(range[0], inside[0], 1e-12);
     }
   }
 }
@@ -201,6 +240,17 @@ TEST(RelaxNetModel, RoundTripAndWrongFiles) {
   EXPECT_EQ(back.parameters().weight, net.parameters().weight);
   EXPECT_EQ(back.parameters().bias, net.parameters().bias);
   EXPECT_EQ(back.metadata().created_by, "test");
+  EXPECT_EQ(back.metadata().variant, kRelaxNetVariant);
+  EXPECT_FALSE(back.parameters().per_cell_interior);
+  {  // a relaxnet-v1 file (per-cell interior factors) keeps its reading
+    RelaxNet v1 = net;
+    v1.parameters().per_cell_interior = true;
+    v1.save(dir / "v1.dcdm");
+    const RelaxNet v1_back = RelaxNet::load(dir / "v1.dcdm");
+    EXPECT_EQ(v1_back.metadata().variant, kRelaxNetVariantV1);
+    EXPECT_TRUE(v1_back.parameters().per_cell_interior);
+    EXPECT_EQ(v1_back.parameters().weight, net.parameters().weight);
+  }
   // Bit-identical directions from the reloaded file.
   const Problem p = make_problem(scene("obstacles", {24, 20, 22}, 2));
   const auto u = random_fluid(p.domain, 3);
@@ -286,6 +336,22 @@ TEST(RelaxNetTraining, ShortRunLowersTheLossPausesAndResumes) {
   EXPECT_LE(r.best_val_iterations, r.initial_val_iterations);
   const RelaxNet kept = RelaxNet::load(o.out);
   EXPECT_EQ(kept.metadata().trained_grid, (Dims{24, 24, 24}));
+  EXPECT_EQ(kept.metadata().variant, kRelaxNetVariant);
+  {  // from a relaxnet-v1 file: training continues its weights as relaxnet-v2 and says so
+    RelaxNet v1 = kept;
+    v1.parameters().per_cell_interior = true;
+    v1.save(dir / "v1.dcdm");
+    FlagNetTrainOptions f = o;
+    f.resume = false;
+    f.init = dir / "v1.dcdm";
+    f.out = dir / "from_v1.dcdm";
+    f.steps = 1;
+    f.validate_every = 1;
+    std::string logged;
+    train_relaxnet(f, [&](const std::string& line) { logged += line + "\n"; });
+    EXPECT_NE(logged.find("relaxnet-v1 file"), std::string::npos) << logged;
+    EXPECT_EQ(RelaxNet::load(f.out).metadata().variant, kRelaxNetVariant);
+  }
   // Selection by loss on the same data: the one-step loss falls in a few steps.
   FlagNetTrainOptions l = o;
   l.resume = false;

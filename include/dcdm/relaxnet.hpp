@@ -1,8 +1,8 @@
 #pragma once
 // RelaxNet: a learned relaxation multigrid generator. The MGPCG V-cycle (dcdm/precond.hpp:
 // red-black Gauss-Seidel with extra boundary-band sweeps, Neumann-renormalised trilinear
-// transfers, exact coarsest solve) run in float32, whose every interior and band update is
-// over-relaxed by a per-cell factor that is a learned function of the cell flags:
+// transfers, exact coarsest solve) run in float32, whose interior and band updates are
+// over-relaxed by learned factors:
 //
 //   factor_c(cell) = 2 sigmoid(base_c + bias_c + sum_{f, t} W[c][f][t] flag_f(cell + offset_t))
 //
@@ -15,6 +15,13 @@
 // update lowers the A-norm error and the mirrored cycle is a symmetric positive
 // definite operator for any parameters: DCDM with it is PCG (no conjugacy lost at k = 2), and a
 // trained file cannot make it diverge. Factors are computed once per matrix (setup).
+//
+// Variants. relaxnet-v2 (what training writes): the interior factor is that of an all-fluid
+// neighbourhood for every cell, one learned value, so the interior sweeps run the plain
+// kernel with no per-cell exceptions; the flags shape the band factors (the band holds every
+// cell whose neighbourhood is not all fluid). relaxnet-v1 files (flag-dependent interior
+// factors too, whose exceptions cost every sweep a pass over the cells near walls) still load
+// and run as trained.
 //
 // Plain C++ here; the model file, the LibTorch forward and the trainer are in
 // src/learn/relaxnet_torch.cpp.
@@ -32,7 +39,8 @@
 namespace dcdm::learn {
 
 inline constexpr const char* kRelaxNetArchitecture = "relaxnet";
-inline constexpr const char* kRelaxNetVariant = "relaxnet-v1";
+inline constexpr const char* kRelaxNetVariant = "relaxnet-v2";
+inline constexpr const char* kRelaxNetVariantV1 = "relaxnet-v1";  // still loads
 
 struct RelaxNetSpec {
   static constexpr int kOutputs = 2;       // interior, band factor
@@ -49,9 +57,11 @@ struct RelaxNetSpec {
 };
 
 // weight[(c * kFlagChannels + f) * kTaps + t], bias[c].
+// per_cell_interior: the relaxnet-v1 reading (interior factors per cell); false for v2.
 struct RelaxNetParameters {
   std::vector<float> weight = std::vector<float>(RelaxNetSpec::kWeights, 0.0f);
   std::vector<float> bias = std::vector<float>(RelaxNetSpec::kOutputs, 0.0f);
+  bool per_cell_interior = false;
   std::int64_t count() const { return static_cast<std::int64_t>(weight.size() + bias.size()); }
 };
 

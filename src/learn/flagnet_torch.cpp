@@ -207,7 +207,7 @@ void FlagNet::save(const std::filesystem::path& path) const {
 
 FlagNet FlagNet::load(const std::filesystem::path& path) {
   FlagNet net = initial();
-  const auto file = load_weight_bias_model(path, kFlagNetArchitecture, kFlagNetVariant, net.parameters_.count(),
+  const auto file = load_weight_bias_model(path, kFlagNetArchitecture, {kFlagNetVariant}, net.parameters_.count(),
                                            {Spec::kGroups, Spec::kChannels, Spec::kFlagChannels, 3, 3, 3},
                                            {Spec::kGroups, Spec::kChannels});
   net.metadata_ = file.metadata;

@@ -1,6 +1,7 @@
 // Model files: magic + version + JSON metadata + LibTorch archive (format in dcdm/learn.hpp).
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -304,7 +305,7 @@ void save_weight_bias_model(const std::filesystem::path& path, const ModelMetada
 }
 
 WeightBiasModel load_weight_bias_model(const std::filesystem::path& path, const std::string& architecture,
-                                       const std::string& variant, std::int64_t parameter_count,
+                                       const std::vector<std::string>& variants, std::int64_t parameter_count,
                                        const std::vector<std::int64_t>& weight_shape,
                                        const std::vector<std::int64_t>& bias_shape) {
   init_torch_threads();
@@ -317,9 +318,10 @@ WeightBiasModel load_weight_bias_model(const std::filesystem::path& path, const 
   if (meta.architecture != architecture)
     throw fail(fmt::format("architecture '{}' is not a {} model (expected '{}')", meta.architecture, architecture,
                            architecture));
-  if (meta.variant != variant)
+  if (std::find(variants.begin(), variants.end(), meta.variant) == variants.end())
     throw fail(fmt::format("{} variant '{}' is not supported (this build runs '{}')", architecture, meta.variant,
-                           variant));
+                           fmt::join(variants, "', '")));
+  const std::string& variant = meta.variant;
   if (meta.parameter_count != parameter_count)
     throw fail(fmt::format("metadata says {} parameters but {} has {}", meta.parameter_count, variant,
                            parameter_count));

@@ -97,14 +97,14 @@ std::shared_ptr<DirectionNetwork::Impl> load_model(const std::filesystem::path& 
 void save_weight_bias_model(const std::filesystem::path& path, const ModelMetadata& metadata,
                             const std::string& architecture, const std::string& variant,
                             const torch::Tensor& weight, const torch::Tensor& bias);
-// Reads such a file: checks the architecture, variant and parameter count (from `expected`'s
-// metadata fields) and the tensors' shapes and finiteness; InputError naming the file.
+// Reads such a file: checks the architecture, the variant (one of `variants`), the parameter
+// count and the tensors' shapes and finiteness; InputError naming the file.
 struct WeightBiasModel {
   ModelMetadata metadata;
   torch::Tensor weight, bias;
 };
 WeightBiasModel load_weight_bias_model(const std::filesystem::path& path, const std::string& architecture,
-                                       const std::string& variant, std::int64_t parameter_count,
+                                       const std::vector<std::string>& variants, std::int64_t parameter_count,
                                        const std::vector<std::int64_t>& weight_shape,
                                        const std::vector<std::int64_t>& bias_shape);
 

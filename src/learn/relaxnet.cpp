@@ -53,6 +53,10 @@ void RelaxNetFactors::factors(const MultigridLevelView& level, std::span<float> 
   const auto fluid = static_cast<std::uint8_t>(CellType::Fluid), air = static_cast<std::uint8_t>(CellType::Air);
   // Cells whose whole neighbourhood is fluid (most of a large grid) share one pair of factors.
   const auto all_fluid = all_fluid_factors_of(parameters_);
+  // relaxnet-v2: every cell takes the all-fluid interior factor; only the band's depends on
+  // the flags.
+  const int first_per_cell = parameters_.per_cell_interior ? 0 : 1;
+  const auto interior_all_fluid = static_cast<float>(all_fluid[0]);
   // Whether a cell's whole 3x3x3 neighbourhood is fluid: per row, the AND over the nine
   // neighbouring rows (y, z) of "is fluid", then three consecutive entries of it (9 byte reads
   // a cell instead of 27, and no grid-sized scratch to page in).
@@ -86,9 +90,10 @@ void RelaxNetFactors::factors(const MultigridLevelView& level, std::span<float> 
             const std::uint8_t neighbour = type[p + offset[t]];
             const int f = neighbour == fluid ? 0 : neighbour == air ? 1 : -1;
             if (f < 0) continue;
-            for (int c = 0; c < Spec::kOutputs; ++c) z[c] += w[(c * Spec::kFlagChannels + f) * Spec::kTaps + t];
+            for (int c = first_per_cell; c < Spec::kOutputs; ++c)
+              z[c] += w[(c * Spec::kFlagChannels + f) * Spec::kTaps + t];
           }
-          interior[p] = static_cast<float>(factor_of(z[0]));
+          interior[p] = first_per_cell == 0 ? static_cast<float>(factor_of(z[0])) : interior_all_fluid;
           band[p] = static_cast<float>(factor_of(z[1]));
         }
       }
@@ -129,6 +134,7 @@ std::array<double, 4> RelaxNet::factor_range() const {
     out[2 * c] = factor_of(lo);
     out[2 * c + 1] = factor_of(hi);
   }
+  if (!parameters_.per_cell_interior) out[0] = out[1] = all_fluid_factors_of(parameters_)[0];
   return out;
 }
 

@@ -42,7 +42,8 @@ void copy_to(const torch::Tensor& t, std::vector<float>& out) {
 
 struct RelaxNetModuleImpl : torch::nn::Module {
   torch::Tensor weight, bias;
-  explicit RelaxNetModuleImpl(const RelaxNetParameters& p) {
+  bool per_cell_interior = false;
+  explicit RelaxNetModuleImpl(const RelaxNetParameters& p) : per_cell_interior(p.per_cell_interior) {
     weight = register_parameter("weight", weight_tensor(p));
     bias = register_parameter("bias", bias_tensor(p));
   }
@@ -50,6 +51,7 @@ struct RelaxNetModuleImpl : torch::nn::Module {
     RelaxNetParameters p;
     copy_to(weight, p.weight);
     copy_to(bias, p.bias);
+    p.per_cell_interior = per_cell_interior;
     return p;
   }
 };
@@ -208,8 +210,11 @@ std::vector<Factors> level_factors(RelaxNetModuleImpl& m, const Geometry& g) {
     const LevelTensors& l = g.levels[li];
     auto z = torch::nn::functional::conv3d(l.flags, m.weight, torch::nn::functional::Conv3dFuncOptions().bias(m.bias));
     z = torch::constant_pad_nd(z, {1, 1, 1, 1, 1, 1}).reshape({2, -1}).t();  // [N, 2]
-    auto interior = 2.0 * torch::sigmoid(z.select(1, 0).unsqueeze(1) + Spec::base_score(0));
     auto band = 2.0 * torch::sigmoid(z.select(1, 1).unsqueeze(1) + Spec::base_score(1));
+    // relaxnet-v2: the all-fluid interior factor (bias and every fluid tap) for every cell.
+    const auto interior_score = m.per_cell_interior ? z.select(1, 0).unsqueeze(1)
+                                                    : (m.bias[0] + m.weight[0][0].sum()).reshape({1, 1});
+    auto interior = 2.0 * torch::sigmoid(interior_score + Spec::base_score(0));
     out.push_back({interior * l.fluid, band * l.fluid});
   }
   return out;
@@ -285,15 +290,18 @@ torch::Tensor to_padded(const Geometry& g, const torch::Tensor& full) {
 }  // namespace
 
 void RelaxNet::save(const std::filesystem::path& path) const {
-  save_weight_bias_model(path, metadata_, kRelaxNetArchitecture, kRelaxNetVariant, weight_tensor(parameters_),
+  save_weight_bias_model(path, metadata_, kRelaxNetArchitecture,
+                         parameters_.per_cell_interior ? kRelaxNetVariantV1 : kRelaxNetVariant, weight_tensor(parameters_),
                          bias_tensor(parameters_));
 }
 
 RelaxNet RelaxNet::load(const std::filesystem::path& path) {
   RelaxNet net = initial();
-  const auto file = load_weight_bias_model(path, kRelaxNetArchitecture, kRelaxNetVariant, net.parameters_.count(),
-                                           {Spec::kOutputs, Spec::kFlagChannels, 3, 3, 3}, {Spec::kOutputs});
+  const auto file = load_weight_bias_model(path, kRelaxNetArchitecture, {kRelaxNetVariant, kRelaxNetVariantV1},
+                                           net.parameters_.count(), {Spec::kOutputs, Spec::kFlagChannels, 3, 3, 3},
+                                           {Spec::kOutputs});
   net.metadata_ = file.metadata;
+  net.parameters_.per_cell_interior = file.metadata.variant == kRelaxNetVariantV1;
   copy_to(file.weight, net.parameters_.weight);
   copy_to(file.bias, net.parameters_.bias);
   return net;
@@ -402,7 +410,15 @@ FlagNetTrainResult train_relaxnet(const FlagNetTrainOptions& o,
   check_step_training_options(o, "relaxnet");
   json recipes;
   const std::vector<TrainSet> sets = load_training_sets<TrainSet>(o, "relaxnet", load_set, log_fn, recipes);
-  const RelaxNet net = o.init.empty() ? RelaxNet::initial() : RelaxNet::load(o.init);
+  RelaxNet net = o.init.empty() ? RelaxNet::initial() : RelaxNet::load(o.init);
+  if (net.parameters().per_cell_interior) {
+    // Training writes relaxnet-v2: a v1 file's weights start it with their all-fluid interior
+    // factor (its per-cell interior exceptions are dropped) and their band factors.
+    net.parameters().per_cell_interior = false;
+    log_fn(fmt::format("relaxnet: --init {} is a {} file; training {} from its weights (interior factor "
+                       "{:.4f} for every cell)",
+                       o.init.string(), kRelaxNetVariantV1, kRelaxNetVariant, net.all_fluid_factors()[0]));
+  }
   RelaxNetModule module(net.parameters());
   StepTrainer t;
   t.name = "relaxnet";
@@ -426,7 +442,8 @@ FlagNetTrainResult train_relaxnet(const FlagNetTrainOptions& o,
   };
   t.config = {{"data", recipes}, {"batch", o.batch}, {"lr", o.lr}, {"seed", o.seed},
               {"max_samples", o.max_samples}, {"validation_fraction", o.validation_fraction},
-              {"loss_steps", o.loss_steps}, {"init", o.init.string()}, {"select", o.select}};
+              {"loss_steps", o.loss_steps}, {"init", o.init.string()}, {"select", o.select},
+              {"variant", kRelaxNetVariant}};
   if (o.cycle_coarsest > 0) t.config["cycle_coarsest"] = o.cycle_coarsest;  // older checkpoints lack it
   t.start_description =
       o.init.empty() ? std::string("untrained (Gauss-Seidel multigrid) model") : "initial model " + o.init.string();
