@@ -8,6 +8,10 @@
 #include <set>
 #include <sstream>
 
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/api/compilation_unit.h>
+#include <torch/csrc/jit/serialization/import_read.h>
+
 #include <fmt/format.h>
 
 #include "dcdm/error.hpp"
@@ -304,6 +308,36 @@ void save_weight_bias_model(const std::filesystem::path& path, const ModelMetada
   write_model_file(path, meta.dump(), os.str());
 }
 
+namespace {
+
+// The tensor attributes of the module an OutputArchive wrote ("weight", "bias"), read from the
+// archive's pickle and tensor records without torch::jit::load: that compiles the archive's
+// code and, once per process, LibTorch's operator-upgrader graphs (about 20 ms, the bulk of a
+// relaxnet model's load), none of which a weights-only archive needs.
+std::map<std::string, torch::Tensor> read_archive_tensors(const std::string& archive) {
+  std::istringstream is(archive);
+  caffe2::serialize::PyTorchStreamReader reader(&is);
+  auto unit = std::make_shared<torch::jit::CompilationUnit>();
+  std::map<std::string, torch::Tensor> tensors;
+  const torch::jit::TypeResolver resolve = [&unit](const c10::QualifiedName& name) {
+    if (auto known = unit->get_class(name)) return c10::StrongTypePtr(unit, known);
+    auto type = c10::ClassType::create(name, unit, /*is_module=*/true);
+    unit->register_type(type);
+    return c10::StrongTypePtr(unit, type);
+  };
+  const torch::jit::ObjLoader load = [&tensors](const at::StrongTypePtr& type, c10::IValue state) {
+    if (state.isGenericDict())
+      for (const auto& entry : state.toGenericDict())
+        if (entry.key().isString() && entry.value().isTensor())
+          tensors[entry.key().toStringRef()] = entry.value().toTensor();
+    return c10::ivalue::Object::create(type, 0);
+  };
+  torch::jit::readArchiveAndTensors("data", "", "data/", resolve, load, at::kCPU, reader);
+  return tensors;
+}
+
+}  // namespace
+
 WeightBiasModel load_weight_bias_model(const std::filesystem::path& path, const std::string& architecture,
                                        const std::vector<std::string>& variants, std::int64_t parameter_count,
                                        const std::vector<std::int64_t>& weight_shape,
@@ -326,11 +360,11 @@ WeightBiasModel load_weight_bias_model(const std::filesystem::path& path, const 
     throw fail(fmt::format("metadata says {} parameters but {} has {}", meta.parameter_count, variant,
                            parameter_count));
   try {
-    torch::serialize::InputArchive ar;
-    std::istringstream is(contents.archive);
-    ar.load_from(is);
-    ar.read("weight", out.weight);
-    ar.read("bias", out.bias);
+    auto tensors = read_archive_tensors(contents.archive);
+    for (const char* key : {"weight", "bias"})
+      if (!tensors.count(key)) throw fail(fmt::format("archive at byte {} has no '{}' tensor", contents.archive_offset, key));
+    out.weight = tensors.at("weight").to(torch::kFloat).contiguous();
+    out.bias = tensors.at("bias").to(torch::kFloat).contiguous();
   } catch (const c10::Error& e) {
     throw fail(fmt::format("archive at byte {} cannot be read: {}", contents.archive_offset,
                            e.what_without_backtrace()));
