@@ -128,7 +128,9 @@ TEST_F(DcdmCli, NetworkPrecisionOption) {
   };
   EXPECT_EQ(method_of("float32"), "dcdm") << log();
   EXPECT_EQ(method_of("auto"), learn::cpu_has_native_bf16() ? "dcdm[bf16]" : "dcdm") << log();
-  if (learn::cpu_has_native_bf16()) EXPECT_EQ(method_of("bf16"), "dcdm[bf16]") << log();
+  if (learn::cpu_has_native_bf16()) {
+    EXPECT_EQ(method_of("bf16"), "dcdm[bf16]") << log();
+  }
   EXPECT_EQ(cli(fmt::format("solve --scene box --n 8 --method dcdm:{} --network-precision half", model.string())), 2)
       << log();
   EXPECT_NE(log().find("--network-precision"), std::string::npos) << log();

@@ -109,6 +109,33 @@ TEST(RelaxNetKernels, LibTorchForwardAgreesWithTheOpenMpCycle) {
   }
 }
 
+// relaxnet-v2's cycle asks for the band cells' factors only (uniform_interior, band_factors);
+// the generic path through factors() on whole levels must build the same cycle, bit for bit.
+TEST(RelaxNetKernels, VersionTwoBandOnlySetupEqualsTheGenericPath) {
+  struct Generic final : RelaxationModel {  // factors() only: the per-cell path of the setup
+    RelaxNetFactors inner;
+    explicit Generic(const RelaxNetParameters& p) : inner(p) {}
+    void factors(const MultigridLevelView& level, std::span<float> interior, std::span<float> band) const override {
+      inner.factors(level, interior, band);
+    }
+  };
+  for (const Domain& dom : {scene("pool", {40, 34, 36}, 2), scene("obstacles", {33, 30, 31}, 4)}) {
+    const Problem p = make_problem(dom);
+    const RelaxNet net = RelaxNet::random(12, 0.8);
+    ASSERT_FALSE(net.parameters().per_cell_interior);
+    MultigridOptions generic = net.cycle_options();
+    generic.relaxation = std::make_shared<Generic>(net.parameters());
+    MultigridPreconditioner a(net.cycle_options()), b(generic);
+    a.setup(p.view());
+    b.setup(p.view());
+    const auto u = random_fluid(dom, 5);
+    std::vector<double> ya(u.size()), yb(u.size());
+    a.apply(u, ya);
+    b.apply(u, yb);
+    EXPECT_EQ(ya, yb) << dom.dims().str();
+  }
+}
+
 // relaxnet-v2 (what training writes): one interior factor, the all-fluid one, for every cell,
 // and per-cell band factors; a v1 reading of the same weights varies the interior factor
 // near walls and air. Both lie in (0, 2).

@@ -5,6 +5,7 @@
 // apply() uses internal work buffers: one object must not be applied from two threads at once.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -109,6 +110,14 @@ class RelaxationModel {
   // a single-colour update then lowers the A-norm error for any such factors, and the mirrored
   // cycle stays symmetric positive definite (setup throws on a factor outside).
   virtual void factors(const MultigridLevelView& level, std::span<float> interior, std::span<float> band) const = 0;
+  // A model whose interior factor is one value for every cell returns it; the cycle then asks
+  // only for the band cells' factors (band_factors) and its interior sweeps need no per-cell
+  // exceptions. The default (per-cell interior factors) returns nullopt.
+  virtual std::optional<float> uniform_interior() const { return std::nullopt; }
+  // The band factor of each listed fluid cell (padded indices) into out[q]. The default runs
+  // factors() on the whole level.
+  virtual void band_factors(const MultigridLevelView& level, std::span<const std::int64_t> cells,
+                            std::span<float> out) const;
 };
 
 struct MultigridOptions {

@@ -29,6 +29,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -70,6 +71,10 @@ class RelaxNetFactors final : public RelaxationModel {
  public:
   explicit RelaxNetFactors(RelaxNetParameters parameters) : parameters_(std::move(parameters)) {}
   void factors(const MultigridLevelView& level, std::span<float> interior, std::span<float> band) const override;
+  // relaxnet-v2: the all-fluid interior factor; v1: per cell (nullopt).
+  std::optional<float> uniform_interior() const override;
+  void band_factors(const MultigridLevelView& level, std::span<const std::int64_t> cells,
+                    std::span<float> out) const override;
 
  private:
   RelaxNetParameters parameters_;

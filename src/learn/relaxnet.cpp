@@ -100,6 +100,35 @@ void RelaxNetFactors::factors(const MultigridLevelView& level, std::span<float> 
   }
 }
 
+std::optional<float> RelaxNetFactors::uniform_interior() const {
+  if (parameters_.per_cell_interior) return std::nullopt;
+  return static_cast<float>(all_fluid_factors_of(parameters_)[0]);
+}
+
+// The same sums as factors() (bias, then the taps in order), so the same floats.
+void RelaxNetFactors::band_factors(const MultigridLevelView& level, std::span<const std::int64_t> cells,
+                                   std::span<float> out) const {
+  std::int64_t offset[Spec::kTaps];
+  for (int t = 0; t < Spec::kTaps; ++t)
+    offset[t] = (t % 3 - 1) + level.sy * ((t / 3) % 3 - 1) + level.sz * (t / 9 - 1);
+  const float* w = parameters_.weight.data() + Spec::kFlagChannels * Spec::kTaps;  // output 1: band
+  const double start = Spec::base_score(1) + parameters_.bias[1];
+  const auto fluid = static_cast<std::uint8_t>(CellType::Fluid), air = static_cast<std::uint8_t>(CellType::Air);
+  const std::uint8_t* type = level.type;
+  const auto n = static_cast<std::int64_t>(cells.size());
+#pragma omp parallel for schedule(static) if (n >= 32768)
+  for (std::int64_t q = 0; q < n; ++q) {
+    const std::int64_t p = cells[static_cast<std::size_t>(q)];
+    double z = start;
+    for (int t = 0; t < Spec::kTaps; ++t) {
+      const std::uint8_t neighbour = type[p + offset[t]];
+      if (neighbour == fluid) z += w[t];
+      else if (neighbour == air) z += w[Spec::kTaps + t];
+    }
+    out[static_cast<std::size_t>(q)] = static_cast<float>(factor_of(z));
+  }
+}
+
 RelaxNet RelaxNet::initial() {
   RelaxNet net;
   net.metadata_.architecture = kRelaxNetArchitecture;

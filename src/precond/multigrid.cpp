@@ -342,10 +342,51 @@ void Cycle<Real>::build(const Domain& domain) {
 }
 
 // Per-cell factors from the relaxation model on every smoothing level (all but the coarsest).
+}  // namespace
+
+void RelaxationModel::band_factors(const MultigridLevelView& level, std::span<const std::int64_t> cells,
+                                   std::span<float> out) const {
+  const std::size_t padded = static_cast<std::size_t>(level.sz * (level.dims.nz + 3));
+  std::vector<float> interior(padded), band(padded);
+  factors(level, interior, band);
+  for (std::size_t q = 0; q < cells.size(); ++q) out[q] = band[static_cast<std::size_t>(cells[q])];
+}
+
+namespace {
+
 template <class Real>
 void Cycle<Real>::build_relaxation() {
   if (!opt.relaxation) return;
   const int count = levels();
+  const auto check_factor = [](float w, const Level<Real>& l, std::int64_t p, int li) {
+    if (w > 0.0f && w < 2.0f) return;
+    const std::int64_t k = p / l.sz - 1, j = (p % l.sz) / l.sy - 1, i = p % l.sy - 1;
+    throw Error(fmt::format("multigrid: relaxation factor {} at cell ({}, {}, {}) of level {} is outside (0, 2)", w,
+                            i, j, k, li));
+  };
+  if (const auto uniform = opt.relaxation->uniform_interior()) {
+    // One interior factor: the interior sweeps take the fast kernel with no exceptions, and
+    // only the band cells need their factors.
+    if (!(*uniform > 0.0f && *uniform < 2.0f))
+      throw Error(fmt::format("multigrid: uniform interior relaxation factor {} is outside (0, 2)", *uniform));
+    std::vector<float> factors;
+    for (int li = 0; li + 1 < count; ++li) {
+      Level<Real>& l = levels_[li];
+      const MultigridLevelView view{l.dims, li, count, l.sy, l.sz, l.type.data()};
+      l.per_cell = true;
+      l.common_omega = static_cast<Real>(*uniform);
+      for (int c = 0; c < 2; ++c) {
+        l.special[c].clear();
+        l.special_omega[c].clear();
+        factors.resize(l.band[c].size());
+        opt.relaxation->band_factors(view, l.band[c], factors);
+        for (std::size_t q = 0; q < factors.size(); ++q) check_factor(factors[q], l, l.band[c][q], li);
+        l.band_omega[c].assign(factors.begin(), factors.end());
+      }
+      l.special_value.clear();
+    }
+    return;
+  }
   // The model writes the fluid cells of two padded float buffers, the only entries read. A
   // float cycle lends each level's work vectors x and r (already paged in; zeroed again after),
   // a double one gets one uninitialised pair for every level (the finest is the largest).
@@ -401,11 +442,7 @@ void Cycle<Real>::build_relaxation() {
         for (int i = 0; i < d.nx; ++i) {
           const std::int64_t p = l.at(i, j, k);
           if (l.type[p] != static_cast<std::uint8_t>(CellType::Fluid)) continue;
-          for (const float w : {interior[p], band[p]})
-            if (!(w > 0.0f && w < 2.0f))
-              throw Error(fmt::format("multigrid: relaxation factor {} at cell ({}, {}, {}) of level {} is outside "
-                                      "(0, 2)",
-                                      w, i, j, k, li));
+          for (const float w : {interior[p], band[p]}) check_factor(w, l, p, li);
           const Real w = static_cast<Real>(interior[p]);
           if (w != l.common_omega) {
             l.special[(i + j + k) & 1].push_back(p);
