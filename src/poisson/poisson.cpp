@@ -134,22 +134,14 @@ void PoissonStencil::apply(std::span<const double> x, std::span<double> y) const
       yr[e] = stencil_row(m[e], d[e], xb[e], xs[e], xc[e - 1], xc[e], 0.0, xn[e], xt[e]);
     }
   };
-  auto plane_path = [&](int k) {
-    const std::int64_t begin = std::int64_t(k) * plane, end = begin + plane;
-    const double* __restrict x = px;
-    double* __restrict y = py;
-#pragma omp simd simdlen(8)
-    for (std::int64_t c = begin; c < end; ++c)
-      y[c] = stencil_row(pm[c], pd[c], x[c - sz], x[c - sy], x[c - 1], x[c], x[c + 1], x[c + sy], x[c + sz]);
-  };
 #pragma omp parallel for schedule(static)
   for (int k = 0; k < nz; ++k) {
     if (k == 0 || k == nz - 1) row_path(k);
-    else plane_path(k);
+    else apply_cells(px, py, std::int64_t(k) * plane, std::int64_t(k + 1) * plane);  // the branch-free run
   }
 }
 
-// Cells [lo, hi) of y = A x, block by block for apply_dot: the cells of the inner planes
+// Cells [lo, hi) of y = A x (apply's inner planes, apply_dot's blocks): the cells of the inner planes
 // (0 < k < nz - 1) in one branch-free run, as apply's plane path; those of the two end planes
 // one by one with their out-of-grid neighbours read as 0, which their clear mask bits select
 // away as the row path's zero row does, so every value equals apply's bit for bit.
