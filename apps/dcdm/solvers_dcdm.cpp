@@ -38,11 +38,7 @@ SolverRegistration dcdm("dcdm",
                           if (architecture == "relaxnet") return make_relaxnet_solver(path, p);
                           auto net = std::make_shared<learn::DirectionNetwork>(learn::DirectionNetwork::load(path));
                           learn::InferenceOptions o = net->inference_options();
-                          o.precision = p.network_precision == "auto"
-                                            ? (learn::cpu_has_native_bf16() ? learn::NetworkPrecision::BFloat16
-                                                                            : learn::NetworkPrecision::Float32)
-                                            : learn::parse_network_precision(p.network_precision,
-                                                                             "--network-precision");
+                          o.precision = learn::parse_network_precision(p.network_precision, "--network-precision");
                           o.input_scale = p.network_input_scale;
                           net->set_inference_options(o);
                           GeneratorFactory factory =

@@ -49,7 +49,8 @@ struct ModelMetadata {
 
 enum class NetworkPrecision { Float32, BFloat16 };
 const char* to_string(NetworkPrecision p);
-// "float32" | "fp32" | "bfloat16" | "bf16"; throws InputError naming `what`.
+// "float32" | "fp32" | "bfloat16" | "bf16" | "auto" (bfloat16 where the CPU has it natively);
+// throws InputError naming `what`.
 NetworkPrecision parse_network_precision(const std::string& text, const std::string& what);
 // True when this CPU runs bfloat16 convolutions natively (AVX512-BF16 or AMX).
 bool cpu_has_native_bf16();

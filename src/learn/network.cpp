@@ -341,7 +341,8 @@ const char* to_string(NetworkPrecision p) {
 NetworkPrecision parse_network_precision(const std::string& text, const std::string& what) {
   if (text == "float32" || text == "fp32" || text == "f32") return NetworkPrecision::Float32;
   if (text == "bfloat16" || text == "bf16") return NetworkPrecision::BFloat16;
-  throw InputError(fmt::format("{}: unknown precision '{}' (float32 or bfloat16)", what, text));
+  if (text == "auto") return cpu_has_native_bf16() ? NetworkPrecision::BFloat16 : NetworkPrecision::Float32;
+  throw InputError(fmt::format("{}: unknown precision '{}' (float32, bfloat16 or auto)", what, text));
 }
 
 bool cpu_has_native_bf16() {
