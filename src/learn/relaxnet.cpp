@@ -28,6 +28,29 @@ std::array<double, Spec::kOutputs> all_fluid_factors_of(const RelaxNetParameters
   return out;
 }
 
+// Padded-index offsets of the 27 taps (dz, dy, dx; x fastest) on a level.
+std::array<std::int64_t, Spec::kTaps> tap_offsets(const MultigridLevelView& level) {
+  std::array<std::int64_t, Spec::kTaps> offset{};
+  for (int t = 0; t < Spec::kTaps; ++t)
+    offset[t] = (t % 3 - 1) + level.sy * ((t / 3) % 3 - 1) + level.sz * (t / 9 - 1);
+  return offset;
+}
+
+// Output c's factor at padded cell p: the base logit and bias, then the fluid / air taps in
+// order (the order all_fluid_factors_of sums in, so an all-fluid neighbourhood gives its value).
+float cell_factor(const RelaxNetParameters& p, int c, const std::uint8_t* type, std::int64_t cell,
+                  const std::array<std::int64_t, Spec::kTaps>& offset) {
+  const auto fluid = static_cast<std::uint8_t>(CellType::Fluid), air = static_cast<std::uint8_t>(CellType::Air);
+  const float* w = p.weight.data() + c * Spec::kFlagChannels * Spec::kTaps;
+  double z = Spec::base_score(c) + p.bias[c];
+  for (int t = 0; t < Spec::kTaps; ++t) {
+    const std::uint8_t neighbour = type[cell + offset[t]];
+    if (neighbour == fluid) z += w[t];
+    else if (neighbour == air) z += w[Spec::kTaps + t];
+  }
+  return static_cast<float>(factor_of(z));
+}
+
 }  // namespace
 
 double RelaxNetSpec::base_score(int output) {
@@ -45,17 +68,13 @@ MultigridOptions RelaxNetSpec::cycle_options() {
 
 void RelaxNetFactors::factors(const MultigridLevelView& level, std::span<float> interior,
                               std::span<float> band) const {
-  const double base[Spec::kOutputs] = {Spec::base_score(0), Spec::base_score(1)};
-  std::int64_t offset[Spec::kTaps];
-  for (int t = 0; t < Spec::kTaps; ++t)
-    offset[t] = (t % 3 - 1) + level.sy * ((t / 3) % 3 - 1) + level.sz * (t / 9 - 1);
-  const float* w = parameters_.weight.data();
-  const auto fluid = static_cast<std::uint8_t>(CellType::Fluid), air = static_cast<std::uint8_t>(CellType::Air);
+  const auto offset = tap_offsets(level);
+  const auto fluid = static_cast<std::uint8_t>(CellType::Fluid);
   // Cells whose whole neighbourhood is fluid (most of a large grid) share one pair of factors.
   const auto all_fluid = all_fluid_factors_of(parameters_);
   // relaxnet-v2: every cell takes the all-fluid interior factor; only the band's depends on
   // the flags.
-  const int first_per_cell = parameters_.per_cell_interior ? 0 : 1;
+  const bool per_cell_interior = parameters_.per_cell_interior;
   const auto interior_all_fluid = static_cast<float>(all_fluid[0]);
   // Whether a cell's whole 3x3x3 neighbourhood is fluid: per row, the AND over the nine
   // neighbouring rows (y, z) of "is fluid", then three consecutive entries of it (9 byte reads
@@ -85,16 +104,8 @@ void RelaxNetFactors::factors(const MultigridLevelView& level, std::span<float> 
             band[p] = static_cast<float>(all_fluid[1]);
             continue;
           }
-          double z[Spec::kOutputs] = {base[0] + parameters_.bias[0], base[1] + parameters_.bias[1]};
-          for (int t = 0; t < Spec::kTaps; ++t) {
-            const std::uint8_t neighbour = type[p + offset[t]];
-            const int f = neighbour == fluid ? 0 : neighbour == air ? 1 : -1;
-            if (f < 0) continue;
-            for (int c = first_per_cell; c < Spec::kOutputs; ++c)
-              z[c] += w[(c * Spec::kFlagChannels + f) * Spec::kTaps + t];
-          }
-          interior[p] = first_per_cell == 0 ? static_cast<float>(factor_of(z[0])) : interior_all_fluid;
-          band[p] = static_cast<float>(factor_of(z[1]));
+          interior[p] = per_cell_interior ? cell_factor(parameters_, 0, type, p, offset) : interior_all_fluid;
+          band[p] = cell_factor(parameters_, 1, type, p, offset);
         }
       }
   }
@@ -105,28 +116,14 @@ std::optional<float> RelaxNetFactors::uniform_interior() const {
   return static_cast<float>(all_fluid_factors_of(parameters_)[0]);
 }
 
-// The same sums as factors() (bias, then the taps in order), so the same floats.
+// The same sums as factors(), so the same floats.
 void RelaxNetFactors::band_factors(const MultigridLevelView& level, std::span<const std::int64_t> cells,
                                    std::span<float> out) const {
-  std::int64_t offset[Spec::kTaps];
-  for (int t = 0; t < Spec::kTaps; ++t)
-    offset[t] = (t % 3 - 1) + level.sy * ((t / 3) % 3 - 1) + level.sz * (t / 9 - 1);
-  const float* w = parameters_.weight.data() + Spec::kFlagChannels * Spec::kTaps;  // output 1: band
-  const double start = Spec::base_score(1) + parameters_.bias[1];
-  const auto fluid = static_cast<std::uint8_t>(CellType::Fluid), air = static_cast<std::uint8_t>(CellType::Air);
-  const std::uint8_t* type = level.type;
+  const auto offset = tap_offsets(level);
   const auto n = static_cast<std::int64_t>(cells.size());
 #pragma omp parallel for schedule(static) if (n >= 32768)
-  for (std::int64_t q = 0; q < n; ++q) {
-    const std::int64_t p = cells[static_cast<std::size_t>(q)];
-    double z = start;
-    for (int t = 0; t < Spec::kTaps; ++t) {
-      const std::uint8_t neighbour = type[p + offset[t]];
-      if (neighbour == fluid) z += w[t];
-      else if (neighbour == air) z += w[Spec::kTaps + t];
-    }
-    out[static_cast<std::size_t>(q)] = static_cast<float>(factor_of(z));
-  }
+  for (std::int64_t q = 0; q < n; ++q)
+    out[static_cast<std::size_t>(q)] = cell_factor(parameters_, 1, level.type, cells[static_cast<std::size_t>(q)], offset);
 }
 
 RelaxNet RelaxNet::initial() {
