@@ -78,12 +78,6 @@ struct Level {
   bool parallel() const { return dims.size() >= kParallelCells; }
 };
 
-// Type of padded cell (i, j, k) in logical coordinates, ghosts included.
-template <class Real>
-CellType level_type(const Level<Real>& l, int i, int j, int k) {
-  return static_cast<CellType>(l.type[l.at(i, j, k)]);
-}
-
 template <class Real>
 void init_level(Level<Real>& l, Dims d, const std::array<FaceBoundary, 6>& faces, double s) {
   l.dims = d;
@@ -98,10 +92,13 @@ void init_level(Level<Real>& l, Dims d, const std::array<FaceBoundary, 6>& faces
   // Ghosts: the type beyond the face; corners/edges take the first matching face (they are
   // never read by the 7-point stencil; the prolongation weights treat them as below).
   l.type.assign(n, static_cast<std::uint8_t>(CellType::Solid));
+  // Only ghosts are visited: a row inside the grid in y and z has them at i = -1, nx, nx + 1.
   for (int k = -1; k <= d.nz + 1; ++k)
-    for (int j = -1; j <= d.ny + 1; ++j)
-      for (int i = -1; i <= d.nx + 1; ++i) {
-        if (d.contains(i, j, k)) continue;
+    for (int j = -1; j <= d.ny + 1; ++j) {
+      const bool interior_row = j >= 0 && j < d.ny && k >= 0 && k < d.nz;
+      const int count = interior_row ? 3 : d.nx + 3;
+      for (int g = 0; g < count; ++g) {
+        const int i = interior_row ? (g == 0 ? -1 : d.nx + g - 1) : g - 1;
         int face = -1;
         if (i < 0) face = 0;
         else if (i >= d.nx) face = 1;
@@ -119,6 +116,7 @@ void init_level(Level<Real>& l, Dims d, const std::array<FaceBoundary, 6>& faces
         if (k >= d.nz && faces[5] != FaceBoundary::Open) open = false;
         l.type[l.at(i, j, k)] = static_cast<std::uint8_t>(open ? CellType::Air : CellType::Solid);
       }
+    }
 }
 
 // Diagonal, 1/diagonal and the smoothing band of a level whose interior types are set.
@@ -168,13 +166,23 @@ void finish_level(Level<Real>& l, int band_width) {
     const std::int64_t st = strides[axis];
     const std::uint8_t* in = near.data();
     std::uint8_t* out = tmp.data();
-#pragma omp parallel for schedule(static) if (l.parallel())
-    for (std::int64_t p = 0; p < n; ++p) {
+    // Beyond the array counts as non-fluid: the first and last reach entries test bounds, the
+    // rest (all but a few ghost layers) run the branch-free, vectorised loop.
+    const std::int64_t reach = std::min<std::int64_t>(band_width * st, n);
+    const auto dilate_checked = [&](std::int64_t p) {
       std::uint8_t v = in[p];
       for (int w = 1; w <= band_width; ++w) {
         const std::int64_t lo = p - w * st, hi = p + w * st;
         v |= (lo >= 0 ? in[lo] : std::uint8_t(1)) | (hi < n ? in[hi] : std::uint8_t(1));
       }
+      out[p] = v;
+    };
+    for (std::int64_t p = 0; p < reach; ++p) dilate_checked(p);
+    for (std::int64_t p = std::max(reach, n - reach); p < n; ++p) dilate_checked(p);
+#pragma omp parallel for simd schedule(static) if (l.parallel())
+    for (std::int64_t p = reach; p < n - reach; ++p) {
+      std::uint8_t v = in[p];
+      for (int w = 1; w <= band_width; ++w) v |= in[p - w * st] | in[p + w * st];
       out[p] = v;
     }
     near.swap(tmp);
@@ -298,44 +306,58 @@ void Cycle<Real>::build(const Domain& domain) {
     const Dims cd{(fd.nx + 1) / 2, (fd.ny + 1) / 2, (fd.nz + 1) / 2};
     Level<Real> c;
     init_level(c, cd, f.faces, f.s * 0.25);
+    const auto air_type = static_cast<std::uint8_t>(CellType::Air);
+    const auto fluid_type = static_cast<std::uint8_t>(CellType::Fluid);
+#pragma omp parallel for schedule(static) if (c.parallel())
     for (int k = 0; k < cd.nz; ++k)
-      for (int j = 0; j < cd.ny; ++j)
+      for (int j = 0; j < cd.ny; ++j) {
+        // Children per axis: two, one at the far end of an odd size (the other is a ghost).
+        const int cny = std::min(2, fd.ny - 2 * j), cnz = std::min(2, fd.nz - 2 * k);
         for (int i = 0; i < cd.nx; ++i) {
+          const int cnx = std::min(2, fd.nx - 2 * i);
+          const std::int64_t first = f.at(2 * i, 2 * j, 2 * k);
           bool air = false, fluid = false;
-          for (int dk = 0; dk < 2; ++dk)
-            for (int dj = 0; dj < 2; ++dj)
-              for (int di = 0; di < 2; ++di) {
-                const int a = 2 * i + di, b = 2 * j + dj, e = 2 * k + dk;
-                if (!fd.contains(a, b, e)) continue;
-                const CellType t = level_type(f, a, b, e);
-                air |= t == CellType::Air;
-                fluid |= t == CellType::Fluid;
+          for (int dk = 0; dk < cnz; ++dk)
+            for (int dj = 0; dj < cny; ++dj)
+              for (int di = 0; di < cnx; ++di) {
+                const std::uint8_t t = f.type[first + di + dj * f.sy + dk * f.sz];
+                air |= t == air_type;
+                fluid |= t == fluid_type;
               }
           c.type[c.at(i, j, k)] = static_cast<std::uint8_t>(air ? CellType::Air
                                                            : fluid ? CellType::Fluid
                                                                    : CellType::Solid);
         }
+      }
     finish_level(c, opt.band_width);
     if (c.fluid_cells == 0) break;
     levels.push_back(std::move(c));
   }
-  // Prolongation normalisers on every level but the coarsest.
+  // Prolongation normalisers on every level but the coarsest: 1 / the trilinear weight of the
+  // parents that carry a value (with Neumann interpolation, the non-solid ones), i.e. the
+  // prolongation of their indicator. The weights are multiples of 1/64, so the sum is exact in
+  // any order.
+  std::vector<double> carries;
   for (std::size_t li = 0; li + 1 < levels.size(); ++li) {
     Level<Real>& f = levels[li];
     const Level<Real>& c = levels[li + 1];
+    carries.resize(static_cast<std::size_t>(c.padded_size()));
+    for (std::size_t p = 0; p < carries.size(); ++p)
+      carries[p] = !opt.neumann_interpolation || c.type[p] != static_cast<std::uint8_t>(CellType::Solid) ? 1.0 : 0.0;
     f.inv_w.assign(f.padded_size(), Real(0));
     const Dims d = f.dims;
+    const double* m = carries.data();
+#pragma omp parallel for schedule(static) if (f.parallel())
     for (int k = 0; k < d.nz; ++k)
-      for (int j = 0; j < d.ny; ++j)
+      for (int j = 0; j < d.ny; ++j) {
+        const transfer::ProlongationRows rows = transfer::prolongation_rows(c, j, k);
+        const std::int64_t row = f.at(0, j, k);
         for (int i = 0; i < d.nx; ++i) {
-          const std::int64_t p = f.at(i, j, k);
-          if (f.type[p] != static_cast<std::uint8_t>(CellType::Fluid)) continue;
-          double w = 0.0;
-          transfer::for_each_parent<double>(i, j, k, [&](double wt, int ci, int cj, int ck) {
-            if (!opt.neumann_interpolation || level_type(c, ci, cj, ck) != CellType::Solid) w += wt;
-          });
-          f.inv_w[p] = w > 0.0 ? static_cast<Real>(1.0 / w) : Real(0);
+          if (f.type[row + i] != static_cast<std::uint8_t>(CellType::Fluid)) continue;
+          const double w = transfer::prolongate_at(m, rows, i);
+          f.inv_w[row + i] = w > 0.0 ? static_cast<Real>(1.0 / w) : Real(0);
         }
+      }
   }
   build_relaxation();
   build_coarsest();
