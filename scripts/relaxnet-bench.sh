@@ -3,11 +3,12 @@
 # plume box, a training layout) at 128^3 and 256^3, rtol 1e-6, one thread, RelaxNet beside
 # MGPCG and hypre BoomerAMG-PCG, the methods in turn (--interleave: each run in a fresh child,
 # so a machine whose speed drifts slows every method alike; setup includes loading the model).
-# OUT (default runs/relax) receives bench128/ and bench256/. About 10 + 20 minutes.
+# OUT (default runs/relax) receives bench128/ and bench256/. About 15 + 20 minutes. 128^3 runs
+# fifteen rounds: this machine's run-to-run spread (+-25%) is larger than the margins there.
 set -e
 OUT=${OUT:-runs/relax}
 M=mgpcg,hypre-amg,dcdm-relax:models/relaxnet.dcdm
-./build/dcdm bench --scenes plume,bunny,pool,obstacles --seed 5 --n 128 --methods "$M" --rtol 1e-6 --repeat 7 \
+./build/dcdm bench --scenes plume,bunny,pool,obstacles --seed 5 --n 128 --methods "$M" --rtol 1e-6 --repeat 15 \
   --interleave --threads 1 --no-plots --out $OUT/bench128
 ./build/dcdm bench --scenes bunny,pool,obstacles --seed 5 --n 256 --methods "$M" --rtol 1e-6 --repeat 3 \
   --interleave --threads 1 --no-plots --out $OUT/bench256
