@@ -172,6 +172,73 @@ TEST(RelaxNetKernels, VersionTwoHasOneInteriorFactor) {
   }
 }
 
+// Sanity checks as for the reference network. On a grid the hierarchy solves exactly (one
+// level: at most 4096 cells) any weights give the exact (pseudo-)inverse up to float rounding,
+// so DCDM converges in one iteration; the zero-parameter model is MGPCG's cycle in float (the
+// learned part is the identity); random weights give finite directions on walls, air and
+// obstacles.
+TEST(RelaxNetKernels, ExactInverseOnOneLevelAndTheInitialModelIsMgpcgsFloatCycle) {
+  const auto max_abs = [](const std::vector<double>& v) {
+    double m = 0;
+    for (const double e : v) m = std::max(m, std::fabs(e));
+    return m;
+  };
+  for (const char* name : {"pool", "sphere"}) {
+    const Problem p = make_problem(scene(name, {16, 12, 14}, 2));
+    const RelaxNet net = RelaxNet::random(5, 0.7);
+    const auto gen = net.make_generator(p.view());
+    ASSERT_EQ(gen->levels(), 1) << name;
+    std::vector<double> x_true = random_fluid(p.domain, 3);
+    if (p.projector->singular()) (*p.projector)(x_true);
+    std::vector<double> b(x_true.size()), z(x_true.size());
+    p.op->apply(x_true, b);
+    gen->apply(b, z);
+    if (p.projector->singular()) (*p.projector)(z);
+    double err = 0;
+    for (std::size_t c = 0; c < z.size(); ++c) err = std::max(err, std::fabs(z[c] - x_true[c]));
+    EXPECT_LE(err, 1e-5 * max_abs(x_true)) << name;
+    DcdmOptions o;
+    o.weak_fallback = false;
+    DcdmSolver dcdm([&](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
+      return net.make_generator(view);
+    }, o, "dcdm-relax");
+    dcdm.setup(p.view());
+    SolveOptions so;
+    so.rtol = 1e-6;
+    std::vector<double> x(b.size());
+    const auto rep = dcdm.solve(b, x, so);
+    ASSERT_TRUE(rep.converged()) << name << ": " << rep.detail;
+    EXPECT_EQ(rep.iterations, 1) << name;
+  }
+  for (const char* name : {"obstacles", "pool"}) {
+    const Problem p = make_problem(scene(name, {40, 36, 44}, 4));
+    MultigridOptions float_cycle;
+    float_cycle.single_precision = true;
+    MultigridPreconditioner mgpcg_float(float_cycle);
+    mgpcg_float.setup(p.view());
+    const auto initial = RelaxNet::initial().make_generator(p.view());
+    ASSERT_GT(initial->levels(), 1) << name;
+    ASSERT_EQ(initial->levels(), mgpcg_float.levels()) << name;
+    const std::vector<double> u = random_fluid(p.domain, 8);
+    std::vector<double> zi(u.size()), zm(u.size());
+    initial->apply(u, zi);
+    mgpcg_float.apply(u, zm);
+    double diff = 0;
+    for (std::size_t c = 0; c < u.size(); ++c) diff = std::max(diff, std::fabs(zi[c] - zm[c]));
+    EXPECT_LE(diff, 1e-5 * max_abs(zm)) << name;  // x + 1 (gs - x) against gs, in float
+    const auto random = RelaxNet::random(7, 1.5).make_generator(p.view());
+    std::vector<double> zr(u.size());
+    random->apply(u, zr);
+    for (std::size_t c = 0; c < u.size(); ++c) {
+      ASSERT_TRUE(std::isfinite(zr[c])) << name << " cell " << c;
+      if (p.domain.cells[static_cast<std::int64_t>(c)] != CellType::Fluid) {
+        ASSERT_EQ(zr[c], 0.0) << name << " cell " << c;
+      }
+    }
+    EXPECT_GT(dot(u, zr), 0.0) << name;
+  }
+}
+
 // Any weights give a symmetric positive definite generator, so DCDM needs no fallback and
 // reaches the independent CG solution; the zero-weight model is MGPCG's cycle in float and takes no more
 // iterations than MGPCG here.
