@@ -167,7 +167,7 @@ void finish_level(Level<Real>& l, int band_width) {
     const std::uint8_t* in = near.data();
     std::uint8_t* out = tmp.data();
     // Beyond the array counts as non-fluid: the first and last reach entries test bounds, the
-    // rest (all but a few ghost layers) run the branch-free, vectorised loop.
+    // rest (all but a few ghost layers) take one branch-free, vectorised pass per distance.
     const std::int64_t reach = std::min<std::int64_t>(band_width * st, n);
     const auto dilate_checked = [&](std::int64_t p) {
       std::uint8_t v = in[p];
@@ -179,11 +179,12 @@ void finish_level(Level<Real>& l, int band_width) {
     };
     for (std::int64_t p = 0; p < reach; ++p) dilate_checked(p);
     for (std::int64_t p = std::max(reach, n - reach); p < n; ++p) dilate_checked(p);
+    const std::int64_t end = n - reach;
+    if (reach < end) std::copy(in + reach, in + end, out + reach);
+    for (int w = 1; w <= band_width; ++w) {
+      const std::int64_t o = w * st;
 #pragma omp parallel for simd schedule(static) if (l.parallel())
-    for (std::int64_t p = reach; p < n - reach; ++p) {
-      std::uint8_t v = in[p];
-      for (int w = 1; w <= band_width; ++w) v |= in[p - w * st] | in[p + w * st];
-      out[p] = v;
+      for (std::int64_t p = reach; p < end; ++p) out[p] |= in[p - o] | in[p + o];
     }
     near.swap(tmp);
   }
