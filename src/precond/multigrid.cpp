@@ -183,7 +183,9 @@ void finish_level(Level<Real>& l, int band_width) {
     if (reach < end) std::copy(in + reach, in + end, out + reach);
     for (int w = 1; w <= band_width; ++w) {
       const std::int64_t o = w * st;
-#pragma omp parallel for simd schedule(static) if (l.parallel())
+      // Private copies of the pointers: byte stores may alias shared ones, which keeps the
+      // loop from vectorising.
+#pragma omp parallel for simd schedule(static) firstprivate(in, out, o) if (l.parallel())
       for (std::int64_t p = reach; p < end; ++p) out[p] |= in[p - o] | in[p + o];
     }
     near.swap(tmp);
