@@ -71,6 +71,18 @@ double dot(const std::vector<double>& a, const std::vector<double>& b) {
 
 fs::path temp_dir(const std::string& name) { return dcdm::test::fresh_temp_dir("relaxnet_" + name); }
 
+// DCDM with a model's cycle as generator, as the CLI's dcdm-relax builds it (the cycle is SPD for
+// any weights, so without the weak-direction guard), set up on `view`.
+std::unique_ptr<DcdmSolver> relaxnet_dcdm(const RelaxNet& net, const LinearSystemView& view) {
+  DcdmOptions o;
+  o.weak_fallback = false;
+  auto solver = std::make_unique<DcdmSolver>(
+      [&net](const LinearSystemView& v) -> std::unique_ptr<LinearOperator> { return net.make_generator(v); }, o,
+      "dcdm-relax");
+  solver->setup(view);
+  return solver;
+}
+
 }  // namespace
 
 // The training path (LibTorch autograd cycle built from the exported hierarchy) computes the
@@ -197,16 +209,11 @@ TEST(RelaxNetKernels, ExactInverseOnOneLevelAndTheInitialModelIsMgpcgsFloatCycle
     double err = 0;
     for (std::size_t c = 0; c < z.size(); ++c) err = std::max(err, std::fabs(z[c] - x_true[c]));
     EXPECT_LE(err, 1e-5 * max_abs(x_true)) << name;
-    DcdmOptions o;
-    o.weak_fallback = false;
-    DcdmSolver dcdm([&](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
-      return net.make_generator(view);
-    }, o, "dcdm-relax");
-    dcdm.setup(p.view());
+    const auto dcdm = relaxnet_dcdm(net, p.view());
     SolveOptions so;
     so.rtol = 1e-6;
     std::vector<double> x(b.size());
-    const auto rep = dcdm.solve(b, x, so);
+    const auto rep = dcdm->solve(b, x, so);
     ASSERT_TRUE(rep.converged()) << name << ": " << rep.detail;
     EXPECT_EQ(rep.iterations, 1) << name;
   }
@@ -263,18 +270,13 @@ TEST(RelaxNetDcdm, AnyWeightsGiveASymmetricGeneratorThatConverges) {
       gen->apply(v, gv);
       EXPECT_NEAR(dot(u, gv), dot(v, gu), 1e-5 * std::sqrt(dot(u, u) * dot(gv, gv))) << name;
       EXPECT_GT(dot(u, gu), 0.0) << name;
-      DcdmOptions o;
-      o.weak_fallback = false;
-      DcdmSolver dcdm([&](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
-        return net.make_generator(view);
-      }, o, "dcdm-relax");
-      dcdm.setup(p.view());
+      const auto dcdm = relaxnet_dcdm(net, p.view());
       SolveOptions so;
       so.rtol = 1e-6;
       std::vector<double> x(b.size());
-      const auto rep = dcdm.solve(b, x, so);
+      const auto rep = dcdm->solve(b, x, so);
       ASSERT_TRUE(rep.converged()) << name << ": " << rep.detail;
-      EXPECT_EQ(dcdm.last_stats().fallback_directions, 0) << name;
+      EXPECT_EQ(dcdm->last_stats().fallback_directions, 0) << name;
       EXPECT_LT(rep.iterations, scale == 0 ? 20 : 80) << name << " scale " << scale;
       if (p.projector->singular()) (*p.projector)(x);
       double err = 0, ref = 0;
@@ -306,17 +308,12 @@ TEST(RelaxNetTraining, UnrolledLossMatchesTheDcdmSolver) {
   for (std::size_t i = 0; i < b.size(); ++i) bf[i] = static_cast<float>(b[i] / nb);
   for (const int steps : {1, 3}) {
     const double loss = relaxnet_training_loss(net.parameters(), p.domain, bf, 1, steps);
-    DcdmOptions o;
-    o.weak_fallback = false;
-    DcdmSolver dcdm([&](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
-      return net.make_generator(view);
-    }, o, "dcdm-relax");
-    dcdm.setup(p.view());
+    const auto dcdm = relaxnet_dcdm(net, p.view());
     SolveOptions so;
     so.rtol = 1e-30;
     so.max_iterations = steps;
     std::vector<double> x(b.size());
-    const auto rep = dcdm.solve(b, x, so);
+    const auto rep = dcdm->solve(b, x, so);
     ASSERT_EQ(rep.iterations, steps) << rep.detail;
     const double expected = std::pow(rep.residual_history[steps] / rep.residual_history[0], 2.0 / steps);
     EXPECT_LT(expected, 1.0);
