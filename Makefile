@@ -23,7 +23,7 @@ ifeq ($(CI),true)
 CMAKE_FLAGS += -DDCDM_WERROR=ON
 endif
 
-.PHONY: setup configure build demo test fuzz bench frames clean
+.PHONY: setup configure build demo test fuzz bench frames clean docs
 
 setup:
 	@bash scripts/setup-deps.sh
@@ -54,6 +54,10 @@ frames: build
 # The side-by-side benchmark table; regenerates docs/BENCHMARKS.md.
 bench: build
 	bash scripts/bench.sh $(BUILD)
+
+# The API reference of include/dcdm/ (Doxygen) into docs/api/html/index.html.
+docs: setup
+	doxygen docs/Doxyfile
 
 clean:
 	rm -rf build build-asan build-fuzz *.configure.log

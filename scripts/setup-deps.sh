@@ -11,7 +11,7 @@ packages=(
   libtorch-dev
   libhypre-dev libopenmpi-dev
   libopenvdb-dev libboost-iostreams-dev libassimp-dev
-  gnuplot-nox
+  gnuplot-nox doxygen
 )
 
 missing=()
