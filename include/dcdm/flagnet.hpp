@@ -1,8 +1,8 @@
 #pragma once
 // FlagNet: a flag-conditioned, linear-in-residual, multilevel direction generator (after the
 // ICML 2024 follow-up summarised in shared/method/DCDM.md), built to cost about one multigrid
-// V-cycle per application. Plain C++: no LibTorch here (loading, saving and training live in
-// src/learn/flagnet_torch.cpp and flagnet_training.cpp).
+// V-cycle per application. Plain C++: no LibTorch here; loading and saving model files need
+// none either (src/learn/flagnet.cpp), training does (src/learn/flagnet_torch.cpp, dcdm_learn).
 //
 // Levels. Level 0 is the domain; level l+1 halves every axis (ceil; children beyond the grid
 // ignored) while the largest axis of level l is at least 8. Each level carries two flag

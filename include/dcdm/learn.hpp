@@ -12,10 +12,13 @@
 //   u32      format version
 //   u64      JSON metadata length J, then J bytes of UTF-8 JSON (see ModelMetadata)
 //   u64      archive length L, then L bytes: a LibTorch archive (torch::serialize) of the
-//            module's named parameters and buffers
+//            module's named parameters and buffers (a ZIP of stored entries: a pickle of
+//            the module and one raw little-endian storage per tensor)
 // The JSON holds an FNV-1a-64 checksum of the archive bytes. Loading validates magic,
 // version, architecture, variant, parameter names and shapes and the checksum, and throws
-// InputError naming the file on any mismatch.
+// InputError naming the file on any mismatch. The container functions below and the
+// FlagNet / RelaxNet model files (weight + bias archives) are plain C++ in the core library,
+// which reads and writes such archives itself; the paper network's load / save use LibTorch.
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -111,7 +114,7 @@ class DirectionNetwork {
 // prepared beforehand: the reference rate for the network's benchmark.
 double isolated_conv_seconds(Dims dims, NetworkPrecision precision, int repetitions);
 
-// ---- the model-file container, shared by every architecture ----
+// ---- the model-file container, shared by every architecture (plain C++, no LibTorch) ----
 // A model file's JSON metadata (text of a JSON object) and archive bytes after the container
 // checks: magic, version, lengths, trailing bytes, the JSON object, the archive checksum.
 // Throws InputError naming the file (and byte offset) on any failure.

@@ -23,8 +23,8 @@
 // factors too, whose exceptions cost every sweep a pass over the cells near walls) still load
 // and run as trained.
 //
-// Plain C++ here; the model file, the LibTorch forward and the trainer are in
-// src/learn/relaxnet_torch.cpp.
+// Plain C++ here, the model file included (load / save need no LibTorch: src/learn/relaxnet.cpp);
+// the LibTorch forward and the trainer are in src/learn/relaxnet_torch.cpp (dcdm_learn).
 #include <array>
 #include <filesystem>
 #include <functional>

@@ -1,5 +1,5 @@
-// FlagNet levels, coefficients and the OpenMP application kernels (see dcdm/flagnet.hpp).
-// No LibTorch here: this TU is the hot path.
+// FlagNet levels, coefficients, the OpenMP application kernels and the model file (see
+// dcdm/flagnet.hpp). No LibTorch here: this TU is the hot path.
 //
 // Storage per level: padded float arrays (one ghost layer below, two above each axis, all
 // zero), so the 27-point stencils, the restriction and the prolongation are branch-free.
@@ -21,6 +21,7 @@
 
 #include "dcdm/error.hpp"
 #include "dcdm/grid_transfer.hpp"
+#include "weight_bias_model.hpp"
 
 namespace dcdm::learn {
 
@@ -548,6 +549,24 @@ FlagNet FlagNet::random(std::uint64_t seed, double scale) {
   std::normal_distribution<float> normal(0.0f, static_cast<float>(scale));
   for (auto& w : net.parameters_.weight) w = normal(rng);
   for (auto& b : net.parameters_.bias) b = normal(rng);
+  return net;
+}
+
+// The model file (weight_bias_model.hpp).
+void FlagNet::save(const std::filesystem::path& path) const {
+  save_weight_bias_model(path, metadata_, kFlagNetArchitecture, kFlagNetVariant,
+                         {Spec::kGroups, Spec::kChannels, Spec::kFlagChannels, 3, 3, 3}, parameters_.weight,
+                         {Spec::kGroups, Spec::kChannels}, parameters_.bias);
+}
+
+FlagNet FlagNet::load(const std::filesystem::path& path) {
+  FlagNet net = initial();
+  auto file = load_weight_bias_model(path, kFlagNetArchitecture, {kFlagNetVariant}, net.parameters_.count(),
+                                     {Spec::kGroups, Spec::kChannels, Spec::kFlagChannels, 3, 3, 3},
+                                     {Spec::kGroups, Spec::kChannels});
+  net.metadata_ = file.metadata;
+  net.parameters_.weight = std::move(file.weight);
+  net.parameters_.bias = std::move(file.bias);
   return net;
 }
 

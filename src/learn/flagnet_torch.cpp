@@ -1,6 +1,6 @@
-// FlagNet through LibTorch: the model file (load/save), the dense autograd forward (the
-// training path, checked against the OpenMP kernels of flagnet.cpp by the tests) and the
-// trainer over many dataset folders (one matrix each). See dcdm/flagnet.hpp.
+// FlagNet through LibTorch: the dense autograd forward (the training path, checked against
+// the OpenMP kernels of flagnet.cpp by the tests) and the trainer over many dataset folders
+// (one matrix each). See dcdm/flagnet.hpp; the model file is plain C++ (flagnet.cpp).
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -199,22 +199,6 @@ torch::Tensor forward(FlagNetModuleImpl& m, const Geometry& g, const torch::Tens
 }
 
 }  // namespace
-
-void FlagNet::save(const std::filesystem::path& path) const {
-  save_weight_bias_model(path, metadata_, kFlagNetArchitecture, kFlagNetVariant, weight_tensor(parameters_),
-                         bias_tensor(parameters_));
-}
-
-FlagNet FlagNet::load(const std::filesystem::path& path) {
-  FlagNet net = initial();
-  const auto file = load_weight_bias_model(path, kFlagNetArchitecture, {kFlagNetVariant}, net.parameters_.count(),
-                                           {Spec::kGroups, Spec::kChannels, Spec::kFlagChannels, 3, 3, 3},
-                                           {Spec::kGroups, Spec::kChannels});
-  net.metadata_ = file.metadata;
-  copy_to(file.weight, net.parameters_.weight);
-  copy_to(file.bias, net.parameters_.bias);
-  return net;
-}
 
 std::vector<float> flagnet_torch_forward(const FlagNetParameters& parameters, const Domain& domain,
                                          std::span<const float> x, int batch) {

@@ -1,22 +1,22 @@
-// Model files: magic + version + JSON metadata + LibTorch archive (format in dcdm/learn.hpp).
+// Model files: magic + version + JSON metadata + archive (format in dcdm/learn.hpp), and the
+// weight + bias model files of FlagNet and RelaxNet. Plain C++: no LibTorch here (the archive
+// is read and written by weights_archive.cpp; the paper network's load / save, which go
+// through LibTorch, are in network_file.cpp).
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <fstream>
-#include <map>
-#include <set>
 #include <sstream>
 
-#include <caffe2/serialize/inline_container.h>
-#include <torch/csrc/jit/api/compilation_unit.h>
-#include <torch/csrc/jit/serialization/import_read.h>
-
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "dcdm/error.hpp"
 #include "dcdm/io.hpp"
-#include "network.hpp"
+#include "weight_bias_model.hpp"
+#include "weights_archive.hpp"
 
 namespace dcdm::learn {
 namespace {
@@ -48,13 +48,6 @@ T get(const std::string& in, std::size_t offset) {
   return value;
 }
 
-std::map<std::string, std::vector<std::int64_t>> parameter_shapes(PaperNetImpl& net) {
-  std::map<std::string, std::vector<std::int64_t>> shapes;
-  for (const auto& item : net.named_parameters())
-    shapes[item.key()] = std::vector<std::int64_t>(item.value().sizes().begin(), item.value().sizes().end());
-  return shapes;
-}
-
 json parse_object(const std::string& text, const char* what) {
   json j = json::parse(text.empty() ? "{}" : text, nullptr, false);
   if (j.is_discarded() || !j.is_object())
@@ -63,33 +56,6 @@ json parse_object(const std::string& text, const char* what) {
 }
 
 }  // namespace
-
-void save_model(const std::filesystem::path& path, PaperNetImpl& net, ModelMetadata metadata) {
-  init_torch_threads();
-  std::string archive;
-  {
-    torch::serialize::OutputArchive ar;
-    net.save(ar);
-    std::ostringstream os;
-    ar.save_to(os);
-    archive = os.str();
-  }
-  std::int64_t count = 0;
-  for (const auto& p : net.parameters()) count += p.numel();
-  json params = json::array();
-  for (const auto& [name, shape] : parameter_shapes(net)) params.push_back({{"name", name}, {"shape", shape}});
-  json j = {
-      {"architecture", kArchitecture},
-      {"variant", net.spec().variant},
-      {"parameter_count", count},
-      {"trained_grid", {metadata.trained_grid.nx, metadata.trained_grid.ny, metadata.trained_grid.nz}},
-      {"data_recipe", parse_object(metadata.data_recipe_json, "data_recipe")},
-      {"training_summary", parse_object(metadata.training_summary_json, "training_summary")},
-      {"created_by", metadata.created_by},
-      {"parameters", params},
-  };
-  write_model_file(path, j.dump(), archive);
-}
 
 void write_model_file(const std::filesystem::path& path, const std::string& metadata_json,
                       const std::string& archive) {
@@ -201,67 +167,6 @@ ModelMetadata parse_model_metadata(const ModelFileContents& contents, const std:
   return meta;
 }
 
-std::shared_ptr<DirectionNetwork::Impl> load_model(const std::filesystem::path& path) {
-  init_torch_threads();
-  const std::string name = path.string();
-  const auto fail = [&](const std::string& msg) -> InputError {
-    return InputError(fmt::format("{}: {}", name, msg));
-  };
-  const ModelFileContents contents = read_model_file(path);
-  const std::string& archive = contents.archive;
-  const std::size_t archive_at = contents.archive_offset;
-  ModelMetadata meta = parse_model_metadata(contents, path);
-  PaperNetSpec spec;
-  const std::int64_t count = meta.parameter_count;
-  if (meta.architecture != kArchitecture)
-    throw fail(fmt::format("architecture '{}' is not supported (this build runs '{}')", meta.architecture,
-                           kArchitecture));
-  try {
-    spec = paper_net_spec(meta.variant);
-  } catch (const InputError& e) {
-    throw fail(e.what());
-  }
-
-  auto impl = std::make_shared<DirectionNetwork::Impl>(PaperNet(spec));
-  auto& net = *impl->net;
-  const auto expected = parameter_shapes(net);
-  std::int64_t expected_count = 0;
-  for (const auto& p : net.parameters()) expected_count += p.numel();
-  if (count != expected_count)
-    throw fail(fmt::format("metadata says {} parameters but variant '{}' has {} (another architecture?)", count,
-                           meta.variant, expected_count));
-  try {
-    torch::serialize::InputArchive ar;
-    std::istringstream is(archive);
-    ar.load_from(is);
-    // Parameters are stored one sub-archive per layer ("c0", "down0", ...).
-    std::set<std::string> layers, expected_layers;
-    for (const auto& k : ar.keys()) layers.insert(k);
-    for (const auto& [key, shape] : expected) expected_layers.insert(key.substr(0, key.find('.')));
-    for (const auto& l : expected_layers)
-      if (!layers.count(l)) throw fail(fmt::format("archive lacks layer '{}' of variant '{}'", l, meta.variant));
-    for (const auto& l : layers)
-      if (!expected_layers.count(l))
-        throw fail(fmt::format("archive has layer '{}' unknown to variant '{}' (another architecture?)", l,
-                               meta.variant));
-    torch::NoGradGuard no_grad;
-    net.load(ar);
-  } catch (const c10::Error& e) {
-    throw fail(fmt::format("archive at byte {} cannot be read: {}", archive_at, e.what_without_backtrace()));
-  }
-  const auto loaded = parameter_shapes(net);
-  for (const auto& [key, shape] : expected) {
-    const auto& got = loaded.at(key);
-    if (got != shape)
-      throw fail(fmt::format("parameter '{}' has shape [{}] but variant '{}' needs [{}]", key, fmt::join(got, ","),
-                             meta.variant, fmt::join(shape, ",")));
-  }
-  for (const auto& p : net.parameters())
-    if (!torch::isfinite(p).all().item<bool>()) throw fail("parameters contain NaN or Inf");
-  impl->metadata = meta;
-  return impl;
-}
-
 std::string describe(const ModelMetadata& m) {
   std::string s;
   s += fmt::format("format version   {}\n", m.format_version);
@@ -284,65 +189,37 @@ nlohmann::json object_or_empty(const std::string& text) {
   nlohmann::json j = nlohmann::json::parse(text.empty() ? "{}" : text, nullptr, false);
   return j.is_discarded() ? nlohmann::json::object() : j;
 }
+
+std::int64_t element_count(const std::vector<std::int64_t>& shape) {
+  std::int64_t n = 1;
+  for (const std::int64_t s : shape) n *= s;
+  return n;
+}
 }  // namespace
 
 void save_weight_bias_model(const std::filesystem::path& path, const ModelMetadata& m, const std::string& architecture,
-                            const std::string& variant, const torch::Tensor& weight, const torch::Tensor& bias) {
-  init_torch_threads();
+                            const std::string& variant, const std::vector<std::int64_t>& weight_shape,
+                            dcdm::span<const float> weight, const std::vector<std::int64_t>& bias_shape,
+                            dcdm::span<const float> bias) {
   const nlohmann::json meta = {
       {"architecture", architecture},
       {"variant", variant},
-      {"parameter_count", weight.numel() + bias.numel()},
+      {"parameter_count", element_count(weight_shape) + element_count(bias_shape)},
       {"trained_grid", {m.trained_grid.nx, m.trained_grid.ny, m.trained_grid.nz}},
       {"data_recipe", object_or_empty(m.data_recipe_json)},
       {"training_summary", object_or_empty(m.training_summary_json)},
       {"created_by", m.created_by},
-      {"parameters", nlohmann::json::array({{{"name", "weight"}, {"shape", weight.sizes().vec()}},
-                                            {{"name", "bias"}, {"shape", bias.sizes().vec()}}})},
+      {"parameters", nlohmann::json::array({{{"name", "weight"}, {"shape", weight_shape}},
+                                            {{"name", "bias"}, {"shape", bias_shape}}})},
   };
-  torch::serialize::OutputArchive ar;
-  ar.write("weight", weight);
-  ar.write("bias", bias);
-  std::ostringstream os;
-  ar.save_to(os);
-  write_model_file(path, meta.dump(), os.str());
+  const ArchiveTensorView tensors[] = {{"weight", weight_shape, weight}, {"bias", bias_shape, bias}};
+  write_model_file(path, meta.dump(), write_weights_archive(tensors));
 }
-
-namespace {
-
-// The tensor attributes of the module an OutputArchive wrote ("weight", "bias"), read from the
-// archive's pickle and tensor records without torch::jit::load: that compiles the archive's
-// code and, once per process, LibTorch's operator-upgrader graphs (about 20 ms, the bulk of a
-// relaxnet model's load), none of which a weights-only archive needs.
-std::map<std::string, torch::Tensor> read_archive_tensors(const std::string& archive) {
-  std::istringstream is(archive);
-  caffe2::serialize::PyTorchStreamReader reader(&is);
-  auto unit = std::make_shared<torch::jit::CompilationUnit>();
-  std::map<std::string, torch::Tensor> tensors;
-  const torch::jit::TypeResolver resolve = [&unit](const c10::QualifiedName& name) {
-    if (auto known = unit->get_class(name)) return c10::StrongTypePtr(unit, known);
-    auto type = c10::ClassType::create(name, unit, /*is_module=*/true);
-    unit->register_type(type);
-    return c10::StrongTypePtr(unit, type);
-  };
-  const torch::jit::ObjLoader load = [&tensors](const at::StrongTypePtr& type, c10::IValue state) {
-    if (state.isGenericDict())
-      for (const auto& entry : state.toGenericDict())
-        if (entry.key().isString() && entry.value().isTensor())
-          tensors[entry.key().toStringRef()] = entry.value().toTensor();
-    return c10::ivalue::Object::create(type, 0);
-  };
-  torch::jit::readArchiveAndTensors("data", "", "data/", resolve, load, at::kCPU, reader);
-  return tensors;
-}
-
-}  // namespace
 
 WeightBiasModel load_weight_bias_model(const std::filesystem::path& path, const std::string& architecture,
                                        const std::vector<std::string>& variants, std::int64_t parameter_count,
                                        const std::vector<std::int64_t>& weight_shape,
                                        const std::vector<std::int64_t>& bias_shape) {
-  init_torch_threads();
   const std::string name = path.string();
   const auto fail = [&](const std::string& msg) { return InputError(fmt::format("{}: {}", name, msg)); };
   const ModelFileContents contents = read_model_file(path);
@@ -359,22 +236,26 @@ WeightBiasModel load_weight_bias_model(const std::filesystem::path& path, const 
   if (meta.parameter_count != parameter_count)
     throw fail(fmt::format("metadata says {} parameters but {} has {}", meta.parameter_count, variant,
                            parameter_count));
+  std::vector<ArchiveTensor> tensors;
   try {
-    auto tensors = read_archive_tensors(contents.archive);
-    for (const char* key : {"weight", "bias"})
-      if (!tensors.count(key)) throw fail(fmt::format("archive at byte {} has no '{}' tensor", contents.archive_offset, key));
-    out.weight = tensors.at("weight").to(torch::kFloat).contiguous();
-    out.bias = tensors.at("bias").to(torch::kFloat).contiguous();
-  } catch (const c10::Error& e) {
-    throw fail(fmt::format("archive at byte {} cannot be read: {}", contents.archive_offset,
-                           e.what_without_backtrace()));
+    tensors = read_weights_archive(contents.archive);
+  } catch (const InputError& e) {
+    throw fail(fmt::format("archive at byte {} cannot be read: {}", contents.archive_offset, e.what()));
   }
-  if (out.weight.sizes().vec() != weight_shape || out.bias.sizes().vec() != bias_shape)
-    throw fail(fmt::format("parameter shapes [{}] / [{}] differ from {}'s [{}] / [{}]", fmt::join(out.weight.sizes(), ","),
-                           fmt::join(out.bias.sizes(), ","), variant, fmt::join(weight_shape, ","),
+  const ArchiveTensor* weight = find_tensor(tensors, "weight");
+  const ArchiveTensor* bias = find_tensor(tensors, "bias");
+  for (const auto& [key, tensor] : {std::pair{"weight", weight}, std::pair{"bias", bias}})
+    if (!tensor) throw fail(fmt::format("archive at byte {} has no '{}' tensor", contents.archive_offset, key));
+  if (weight->shape != weight_shape || bias->shape != bias_shape)
+    throw fail(fmt::format("parameter shapes [{}] / [{}] differ from {}'s [{}] / [{}]", fmt::join(weight->shape, ","),
+                           fmt::join(bias->shape, ","), variant, fmt::join(weight_shape, ","),
                            fmt::join(bias_shape, ",")));
-  if (!torch::isfinite(out.weight).all().item<bool>() || !torch::isfinite(out.bias).all().item<bool>())
-    throw fail("parameters contain NaN or Inf");
+  const auto finite = [](const std::vector<float>& v) {
+    return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
+  };
+  if (!finite(weight->values) || !finite(bias->values)) throw fail("parameters contain NaN or Inf");
+  out.weight = weight->values;
+  out.bias = bias->values;
   return out;
 }
 

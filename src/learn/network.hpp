@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "dcdm/learn.hpp"
+#include "weight_bias_model.hpp"
 
 namespace dcdm::learn {
 
@@ -87,26 +88,12 @@ struct DirectionNetwork::Impl {
   explicit Impl(PaperNet n) : net(std::move(n)) {}
 };
 
-// Model file I/O (model_file.cpp). load_model validates and throws InputError naming `path`.
+// Model file I/O (network_file.cpp). load_model validates and throws InputError naming `path`.
 void save_model(const std::filesystem::path& path, PaperNetImpl& net, ModelMetadata metadata);
 std::shared_ptr<DirectionNetwork::Impl> load_model(const std::filesystem::path& path);
 
-// The small multilevel generators' model files (FlagNet, RelaxNet): a "weight" and a "bias"
-// tensor. Writes the file (atomic) with the metadata JSON made from `metadata` plus
-// `architecture`, `variant` and the parameter shapes.
-void save_weight_bias_model(const std::filesystem::path& path, const ModelMetadata& metadata,
-                            const std::string& architecture, const std::string& variant,
-                            const torch::Tensor& weight, const torch::Tensor& bias);
-// Reads such a file: checks the architecture, the variant (one of `variants`), the parameter
-// count and the tensors' shapes and finiteness; InputError naming the file.
-struct WeightBiasModel {
-  ModelMetadata metadata;
-  torch::Tensor weight, bias;
-};
-WeightBiasModel load_weight_bias_model(const std::filesystem::path& path, const std::string& architecture,
-                                       const std::vector<std::string>& variants, std::int64_t parameter_count,
-                                       const std::vector<std::int64_t>& weight_shape,
-                                       const std::vector<std::int64_t>& bias_shape);
+// The small multilevel generators' model files (FlagNet, RelaxNet) are plain C++:
+// save_weight_bias_model / load_weight_bias_model in weight_bias_model.hpp (model_file.cpp).
 
 // Call before the first LibTorch operation of the process (training code too): LibTorch's
 // lazy thread initialisation would otherwise lower the process-wide OpenMP thread count to

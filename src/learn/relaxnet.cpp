@@ -1,4 +1,4 @@
-// RelaxNet's factors and generator (no LibTorch). See dcdm/relaxnet.hpp.
+// RelaxNet's factors, generator and model file (no LibTorch). See dcdm/relaxnet.hpp.
 #include "dcdm/relaxnet.hpp"
 
 #include <algorithm>
@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "dcdm/error.hpp"
+#include "weight_bias_model.hpp"
 
 namespace dcdm::learn {
 namespace {
@@ -140,6 +141,26 @@ RelaxNet RelaxNet::random(std::uint64_t seed, double scale) {
   std::normal_distribution<float> n(0.0f, static_cast<float>(scale));
   for (auto& v : net.parameters_.weight) v = n(rng);
   for (auto& v : net.parameters_.bias) v = n(rng);
+  return net;
+}
+
+// The model file (weight_bias_model.hpp): plain C++, like the rest of this file.
+void RelaxNet::save(const std::filesystem::path& path) const {
+  save_weight_bias_model(path, metadata_, kRelaxNetArchitecture,
+                         parameters_.per_cell_interior ? kRelaxNetVariantV1 : kRelaxNetVariant,
+                         {Spec::kOutputs, Spec::kFlagChannels, 3, 3, 3}, parameters_.weight, {Spec::kOutputs},
+                         parameters_.bias);
+}
+
+RelaxNet RelaxNet::load(const std::filesystem::path& path) {
+  RelaxNet net = initial();
+  auto file = load_weight_bias_model(path, kRelaxNetArchitecture, {kRelaxNetVariant, kRelaxNetVariantV1},
+                                     net.parameters_.count(), {Spec::kOutputs, Spec::kFlagChannels, 3, 3, 3},
+                                     {Spec::kOutputs});
+  net.metadata_ = file.metadata;
+  net.parameters_.per_cell_interior = file.metadata.variant == kRelaxNetVariantV1;
+  net.parameters_.weight = std::move(file.weight);
+  net.parameters_.bias = std::move(file.bias);
   return net;
 }
 

@@ -1,6 +1,7 @@
-// RelaxNet through LibTorch: the model file, the autograd V-cycle (the training path, built
-// from the hierarchy the OpenMP cycle exports, so the two agree by construction; checked by
-// the tests) and the trainer over many dataset folders. See dcdm/relaxnet.hpp.
+// RelaxNet through LibTorch: the autograd V-cycle (the training path, built from the
+// hierarchy the OpenMP cycle exports, so the two agree by construction; checked by the tests)
+// and the trainer over many dataset folders. See dcdm/relaxnet.hpp; the model file is plain
+// C++ (relaxnet.cpp).
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -288,24 +289,6 @@ torch::Tensor to_padded(const Geometry& g, const torch::Tensor& full) {
 }
 
 }  // namespace
-
-void RelaxNet::save(const std::filesystem::path& path) const {
-  save_weight_bias_model(path, metadata_, kRelaxNetArchitecture,
-                         parameters_.per_cell_interior ? kRelaxNetVariantV1 : kRelaxNetVariant, weight_tensor(parameters_),
-                         bias_tensor(parameters_));
-}
-
-RelaxNet RelaxNet::load(const std::filesystem::path& path) {
-  RelaxNet net = initial();
-  const auto file = load_weight_bias_model(path, kRelaxNetArchitecture, {kRelaxNetVariant, kRelaxNetVariantV1},
-                                           net.parameters_.count(), {Spec::kOutputs, Spec::kFlagChannels, 3, 3, 3},
-                                           {Spec::kOutputs});
-  net.metadata_ = file.metadata;
-  net.parameters_.per_cell_interior = file.metadata.variant == kRelaxNetVariantV1;
-  copy_to(file.weight, net.parameters_.weight);
-  copy_to(file.bias, net.parameters_.bias);
-  return net;
-}
 
 std::vector<float> relaxnet_torch_forward(const RelaxNetParameters& parameters, const Domain& domain,
                                           std::span<const float> x, int batch) {
