@@ -45,7 +45,7 @@ struct SceneProblem {
     return {&op, &sys.matrix, &sys.domain, projector.singular() ? projector.as_function() : nullptr};
   }
   // ||b - A x|| / ||P b|| recomputed independently of the solver.
-  double relative_residual(std::span<const double> x) const {
+  double relative_residual(dcdm::span<const double> x) const {
     Vector b = sys.rhs, ax(b.size());
     if (projector.singular()) projector(b);
     op.apply(x, ax);
@@ -109,7 +109,7 @@ TEST_F(DcdmCli, ModelInitInfoAndSolve) {
   ASSERT_FALSE(j.is_discarded()) << log();
   EXPECT_NE(j.dump().find("max-iterations"), std::string::npos) << j.dump();
   // The spec form dcdm:FILE and the V-cycle control (which converges).
-  EXPECT_EQ(cli(fmt::format("solve --scene box --dims 12,10,9 --method dcdm:{} --max-iters 3", model.string())), 3)
+  EXPECT_EQ(cli(fmt::format("solve --scene box --dims 12,10,9 --method dcdm:{} --max-iterations 3", model.string())), 3)
       << log();
   EXPECT_EQ(cli("solve --scene box --dims 12,10,9 --method dcdm-mg --rtol 1e-8"), 0) << log();
 }

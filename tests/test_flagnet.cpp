@@ -40,7 +40,7 @@ std::vector<float> random_vector(std::int64_t n, std::uint64_t seed) {
   return v;
 }
 
-double max_abs(std::span<const float> v) {
+double max_abs(dcdm::span<const float> v) {
   double m = 0;
   for (float x : v) m = std::max(m, static_cast<double>(std::fabs(x)));
   return m;
@@ -56,8 +56,8 @@ void expect_agreement(const FlagNet& net, const Domain& dom, std::uint64_t seed)
   for (int b = 0; b < batch; ++b) {
     const std::size_t n = static_cast<std::size_t>(dom.dims().size());
     std::vector<float> y(n);
-    gen->apply(std::span<const float>(x.data() + b * n, n), y);
-    const std::span<const float> r(ref.data() + b * n, n);
+    gen->apply(dcdm::span<const float>(x.data() + b * n, n), y);
+    const dcdm::span<const float> r(ref.data() + b * n, n);
     const double scale = max_abs(r);
     ASSERT_GT(scale, 0.0);
     double worst = 0;

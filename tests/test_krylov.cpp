@@ -179,10 +179,10 @@ TEST(KrylovBreakdown, IndefiniteMatrixIsDetected) {
   CsrOperator op(a);
   Vector b(200, 1.0), x(200);
   const auto rep = pcg_solve(op, nullptr, nullptr, b, x, SolveOptions{}, "cg");
-  EXPECT_EQ(rep.reason, SolveReason::Breakdown);
+  EXPECT_EQ(rep.reason, SolveReason::IndefiniteMatrix);
   EXPECT_NE(rep.detail.find("p.Ap"), std::string::npos) << rep.detail;
   EXPECT_EQ(count_non_finite(x), 0);
-  EXPECT_NE(format_reason_line(rep).find("DIVERGED_BREAKDOWN"), std::string::npos);
+  EXPECT_NE(format_reason_line(rep).find("DIVERGED_INDEFINITE_MAT"), std::string::npos);
 }
 
 TEST(KrylovBreakdown, SlightlyIndefiniteMatrixIsDetectedLater) {
@@ -194,14 +194,14 @@ TEST(KrylovBreakdown, SlightlyIndefiniteMatrixIsDetectedLater) {
   SolveOptions opt;
   opt.rtol = 1e-12;
   const auto rep = pcg_solve(op, nullptr, nullptr, b, x, opt, "cg");
-  EXPECT_EQ(rep.reason, SolveReason::Breakdown) << format_reason_line(rep);
+  EXPECT_EQ(rep.reason, SolveReason::IndefiniteMatrix) << format_reason_line(rep);
 }
 
 class NegatedIdentity final : public LinearOperator {
  public:
   explicit NegatedIdentity(std::int64_t n) : n_(n) {}
   std::int64_t size() const override { return n_; }
-  void apply(std::span<const double> x, std::span<double> y) const override {
+  void apply(dcdm::span<const double> x, dcdm::span<double> y) const override {
     for (std::int64_t i = 0; i < n_; ++i) y[i] = -x[i];
   }
   std::int64_t n_;
@@ -212,8 +212,9 @@ TEST(KrylovBreakdown, NonPositivePreconditionerIsDetected) {
   Vector b = random_rhs(sys->domain, 1), x(b.size());
   NegatedIdentity m(sys->a.rows);
   const auto rep = pcg_solve(*sys->op, &m, nullptr, b, x, SolveOptions{}, "pcg");
-  EXPECT_EQ(rep.reason, SolveReason::Breakdown);
+  EXPECT_EQ(rep.reason, SolveReason::IndefinitePreconditioner);
   EXPECT_NE(rep.detail.find("r.z"), std::string::npos) << rep.detail;
+  EXPECT_NE(format_reason_line(rep).find("DIVERGED_INDEFINITE_PC"), std::string::npos);
 }
 
 // An operator that turns into NaN after a number of applications.
@@ -221,7 +222,7 @@ class PoisonedOperator final : public LinearOperator {
  public:
   PoisonedOperator(const CsrMatrix& a, int healthy) : a_(a), healthy_(healthy) {}
   std::int64_t size() const override { return a_.rows; }
-  void apply(std::span<const double> x, std::span<double> y) const override {
+  void apply(dcdm::span<const double> x, dcdm::span<double> y) const override {
     a_.multiply(x, y);
     if (++calls_ > healthy_) y[3] = std::numeric_limits<double>::quiet_NaN();
   }
@@ -260,7 +261,7 @@ TEST(KrylovReport, MaxIterationsAtolAndMonitor) {
     EXPECT_EQ(seen[i].residual_norm, rep.residual_history[i]);
   }
   EXPECT_NE(format_monitor_line(seen[2]).find("2 KSP Residual norm"), std::string::npos);
-  EXPECT_EQ(format_reason_line(rep), "Linear solve did not converge due to MAX_ITERATIONS iterations 3" +
+  EXPECT_EQ(format_reason_line(rep), "Linear solve did not converge due to DIVERGED_ITS iterations 3" +
                                          std::string(" (") + rep.detail + ")");
 
   SolveOptions atol;

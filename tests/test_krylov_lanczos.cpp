@@ -18,7 +18,7 @@ class DiagonalOperator final : public LinearOperator {
  public:
   explicit DiagonalOperator(Vector d) : d_(std::move(d)) {}
   std::int64_t size() const override { return static_cast<std::int64_t>(d_.size()); }
-  void apply(std::span<const double> x, std::span<double> y) const override {
+  void apply(dcdm::span<const double> x, dcdm::span<double> y) const override {
     for (std::size_t i = 0; i < d_.size(); ++i) y[i] = d_[i] * x[i];
   }
   Vector d_;
@@ -57,9 +57,9 @@ TEST(Lanczos, RitzVectorsAreOrthonormalWithPredictedResiduals) {
     const Vector v = r.ritz_vectors(idx);
     const std::int64_t n = sys->a.rows;
     for (std::size_t p = 0; p < idx.size(); ++p) {
-      std::span<const double> vp(v.data() + p * n, n);
+      dcdm::span<const double> vp(v.data() + p * n, n);
       for (std::size_t q = 0; q <= p; ++q) {
-        std::span<const double> vq(v.data() + q * n, n);
+        dcdm::span<const double> vq(v.data() + q * n, n);
         EXPECT_NEAR(dot(vp, vq), p == q ? 1.0 : 0.0, in_float ? 1e-5 : 1e-10);
       }
       Vector av(n);
@@ -110,7 +110,7 @@ TEST(Deflation, ResidualIsOrthogonalToTheSpaceAfterTheInitialCorrection) {
   sys->a.multiply(x, ax);
   for (std::size_t i = 0; i < b.size(); ++i) ax[i] = b[i] - ax[i];
   for (int j = 0; j < 6; ++j)
-    EXPECT_NEAR(dot(std::span<const double>(space.w.data() + j * b.size(), b.size()), ax), 0.0,
+    EXPECT_NEAR(dot(dcdm::span<const double>(space.w.data() + j * b.size(), b.size()), ax), 0.0,
                 1e-10 * norm2(b));
   // A dependent column is dropped.
   Vector w = r.ritz_vectors(std::vector<int>{0, 1});

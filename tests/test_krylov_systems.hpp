@@ -1,6 +1,6 @@
 #pragma once
 // Small test systems for the Krylov and preconditioner tests, built independently of
-// src/poisson (a plain triplet assembly of the 7-point rule from shared/method/DCDM.md) and
+// src/poisson (a plain triplet assembly of the 7-point rule as README "The method" states it) and
 // an independent direct solve (Eigen SimplicialLDLT on the fluid cells).
 #include <Eigen/Sparse>
 #include <algorithm>
@@ -91,12 +91,12 @@ inline Components components(const Domain& d) {
 }
 
 // Zero mean per singular component; null when none is singular.
-inline std::function<void(std::span<double>)> projector(const Domain& d) {
+inline std::function<void(dcdm::span<double>)> projector(const Domain& d) {
   auto c = std::make_shared<Components>(components(d));
   bool any = false;
   for (bool b : c->dirichlet) any |= !b;
   if (!any) return nullptr;
-  return [c](std::span<double> v) {
+  return [c](dcdm::span<double> v) {
     std::vector<double> s(c->size.size(), 0.0);
     for (std::size_t i = 0; i < v.size(); ++i)
       if (c->label[i] >= 0) s[c->label[i]] += v[i];
@@ -188,7 +188,7 @@ struct TestSystem {
   Domain domain;
   CsrMatrix a;
   std::unique_ptr<CsrOperator> op;
-  std::function<void(std::span<double>)> project;
+  std::function<void(dcdm::span<double>)> project;
   LinearSystemView view(bool with_domain = true, bool with_matrix = true) const {
     LinearSystemView v;
     v.op = op.get();

@@ -186,7 +186,7 @@ TEST(PoissonStencil, ApplyDotEqualsApplyThenDots) {
     const PoissonStencil& s;
     explicit Plain(const PoissonStencil& st) : s(st) {}
     std::int64_t size() const override { return s.size(); }
-    void apply(std::span<const double> x, std::span<double> y) const override { s.apply(x, y); }
+    void apply(dcdm::span<const double> x, dcdm::span<double> y) const override { s.apply(x, y); }
   };
   std::uint64_t seed = 300;
   const Dims shapes[] = {{1, 1, 1}, {7, 5, 1}, {9, 8, 2}, {33, 17, 12}, {130, 70, 3}, {64, 65, 9}};

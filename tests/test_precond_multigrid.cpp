@@ -73,7 +73,7 @@ INSTANTIATE_TEST_SUITE_P(Domains, MultigridSymmetry, ::testing::Values(0, 1, 2, 
 class RandomRelaxation final : public RelaxationModel {
  public:
   explicit RandomRelaxation(unsigned seed) : seed_(seed) {}
-  void factors(const MultigridLevelView& level, std::span<float> interior, std::span<float> band) const override {
+  void factors(const MultigridLevelView& level, dcdm::span<float> interior, dcdm::span<float> band) const override {
     std::mt19937 rng(seed_ + 17u * static_cast<unsigned>(level.level));
     std::uniform_real_distribution<float> u(0.05f, 1.95f);
     for (std::size_t p = 0; p < interior.size(); ++p) {
@@ -90,7 +90,7 @@ class RandomRelaxation final : public RelaxationModel {
 
 class OutOfRangeRelaxation final : public RelaxationModel {
  public:
-  void factors(const MultigridLevelView&, std::span<float> interior, std::span<float> band) const override {
+  void factors(const MultigridLevelView&, dcdm::span<float> interior, dcdm::span<float> band) const override {
     std::fill(interior.begin(), interior.end(), 1.0f);
     std::fill(band.begin(), band.end(), 2.0f);
   }

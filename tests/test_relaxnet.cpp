@@ -127,7 +127,7 @@ TEST(RelaxNetKernels, VersionTwoBandOnlySetupEqualsTheGenericPath) {
   struct Generic final : RelaxationModel {  // factors() only: the per-cell path of the setup
     RelaxNetFactors inner;
     explicit Generic(const RelaxNetParameters& p) : inner(p) {}
-    void factors(const MultigridLevelView& level, std::span<float> interior, std::span<float> band) const override {
+    void factors(const MultigridLevelView& level, dcdm::span<float> interior, dcdm::span<float> band) const override {
       inner.factors(level, interior, band);
     }
   };

@@ -88,7 +88,7 @@ TEST(TrainingLoss, GridOperatorMatchesThePoissonStencil) {
   const auto y = torch_grid_apply(dom, x, 2);
   std::vector<double> ref(static_cast<std::size_t>(n));
   for (int s = 0; s < 2; ++s) {
-    a.apply(std::span<const double>(x.data() + s * n, static_cast<std::size_t>(n)), ref);
+    a.apply(dcdm::span<const double>(x.data() + s * n, static_cast<std::size_t>(n)), ref);
     for (std::int64_t c = 0; c < n; ++c) EXPECT_NEAR(y[s * n + c], ref[c], 1e-12) << s << " " << c;
   }
 }

@@ -1,5 +1,5 @@
 #pragma once
-// Training data for DCDM (see shared/method/DCDM.md, "The training data"): Ritz vectors of
+// Training data for DCDM (README "The method"): Ritz vectors of
 // one matrix A, combined with random weights that favour the low end of the spectrum.
 //
 //   1. m steps of Lanczos with full re-orthogonalisation from A x, x ~ N(0, I) (seeded);
@@ -24,7 +24,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
-#include <span>
+#include "dcdm/span.hpp"
 #include <string>
 #include <vector>
 
@@ -46,7 +46,7 @@ struct RitzBasis {
   std::vector<double> values;      // ascending, all >= the drop threshold
   std::vector<float> vectors;      // values.size() rows of dims.size() floats
   std::int64_t count() const { return static_cast<std::int64_t>(values.size()); }
-  std::span<const float> vector(std::int64_t j) const {
+  dcdm::span<const float> vector(std::int64_t j) const {
     return {vectors.data() + j * dims.size(), static_cast<std::size_t>(dims.size())};
   }
 };
@@ -59,7 +59,7 @@ RitzBasis ritz_basis_from_lanczos(const LanczosResult& lanczos, Dims dims, doubl
 // started from A x, x ~ N(0, I) drawn from `seed`. `project` (range projection for singular
 // systems) may be null. `progress(step, steps)` is called now and then.
 RitzBasis compute_ritz_basis(const LinearOperator& a, Dims dims, int steps, std::uint64_t seed,
-                             const std::function<void(std::span<double>)>& project = {},
+                             const std::function<void(dcdm::span<double>)>& project = {},
                              double drop_below = 1e-8,
                              const std::function<void(int, int)>& progress = {});
 
@@ -75,7 +75,7 @@ struct SampleRecipe {
 // Samples first .. first+count-1 into out (count x N floats), each of unit 2-norm.
 // Deterministic: sample i depends only on (recipe.seed, i) and the basis.
 void generate_samples(const RitzBasis& basis, const SampleRecipe& recipe, std::int64_t first,
-                      std::int64_t count, std::span<float> out);
+                      std::int64_t count, dcdm::span<float> out);
 // The coefficients of sample i (basis.count() values, before normalisation).
 std::vector<double> sample_coefficients(const RitzBasis& basis, const SampleRecipe& recipe,
                                         std::int64_t index);
@@ -100,7 +100,7 @@ struct DatasetProgress {
 // `a` is the operator of `domain` (the Ritz vectors are its); `project` its range projection
 // (null when non-singular).
 int write_dataset(const fs::path& out, const Domain& domain, const LinearOperator& a,
-                  const std::function<void(std::span<double>)>& project, const DatasetSpec& spec,
+                  const std::function<void(dcdm::span<double>)>& project, const DatasetSpec& spec,
                   const DatasetProgress& progress = {});
 
 // Read side: validates manifest.json, cells.npy and every shard's header and size (a
@@ -117,7 +117,7 @@ class ShardedDataset {
   const Dims& dims() const { return domain_.dims(); }
   std::int64_t size() const { return total_; }
   // Reads sample `index` (dims().size() floats).
-  void read(std::int64_t index, std::span<float> out) const;
+  void read(std::int64_t index, dcdm::span<float> out) const;
   // The manifest's text (to tie checkpoints to the data they were trained on).
   const std::string& manifest_text() const { return manifest_text_; }
   std::string fingerprint() const;  // short hash of the recipe (+ Ritz vectors kept)
@@ -140,7 +140,7 @@ class ShardedDataset {
 
 // ---- small .npy helpers (also used by the tests) ----
 // Writes `bytes` to `path` via a temporary file in the same folder + rename.
-void write_atomic(const fs::path& path, std::span<const char> bytes);
+void write_atomic(const fs::path& path, dcdm::span<const char> bytes);
 // The .npy v1.0 header for a C-order array ("<f4", "<f8", "|u1").
 std::string npy_header(const std::string& descr, const std::vector<std::int64_t>& shape);
 struct NpyInfo {

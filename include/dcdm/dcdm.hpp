@@ -1,5 +1,5 @@
 #pragma once
-// The Deep Conjugate Direction Method (Kaneda et al., ICML 2023; see shared/method/DCDM.md):
+// The Deep Conjugate Direction Method (Kaneda et al., ICML 2023; README "The method"):
 // a conjugate-direction iteration whose search directions come from a direction generator
 // f (a network, a preconditioner, the identity...), applied to the normalised residual:
 //
@@ -77,7 +77,7 @@ class DcdmSolver final : public IterativeSolver {
 
   std::string name() const override { return name_; }
   void setup(const LinearSystemView& system) override;
-  SolveReport solve(std::span<const double> b, std::span<double> x,
+  SolveReport solve(dcdm::span<const double> b, dcdm::span<double> x,
                     const SolveOptions& options) override;
 
   const DcdmOptions& options() const { return options_; }
@@ -99,7 +99,7 @@ class IdentityOperator final : public LinearOperator {
  public:
   explicit IdentityOperator(std::int64_t n) : n_(n) {}
   std::int64_t size() const override { return n_; }
-  void apply(std::span<const double> x, std::span<double> y) const override;
+  void apply(dcdm::span<const double> x, dcdm::span<double> y) const override;
 
  private:
   std::int64_t n_;

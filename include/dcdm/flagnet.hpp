@@ -41,7 +41,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
-#include <span>
+#include "dcdm/span.hpp"
 #include <string>
 #include <vector>
 
@@ -116,9 +116,9 @@ class FlagNetGenerator final : public LinearOperator {
   FlagNetGenerator(const Domain& domain, const FlagNetParameters& parameters);
   ~FlagNetGenerator() override;
   std::int64_t size() const override;
-  void apply(std::span<const double> x, std::span<double> y) const override;
+  void apply(dcdm::span<const double> x, dcdm::span<double> y) const override;
   // The same map in float (no masking of the input beyond the fluid mask).
-  void apply(std::span<const float> x, std::span<float> y) const;
+  void apply(dcdm::span<const float> x, dcdm::span<float> y) const;
 
   struct LevelInfo {
     Dims dims;
@@ -162,11 +162,11 @@ class FlagNet {
 // The dense LibTorch forward (the training path) on `batch` vectors of the domain's size
 // (float32). Needs every axis divisible by 2^(levels-1). For the agreement test.
 std::vector<float> flagnet_torch_forward(const FlagNetParameters& parameters, const Domain& domain,
-                                         std::span<const float> x, int batch);
+                                         dcdm::span<const float> x, int batch);
 // The training loss (FlagNetTrainOptions::loss_steps) of `batch` unit-norm right-hand sides,
 // in float32 through LibTorch. For the agreement test with the DCDM solver.
 double flagnet_training_loss(const FlagNetParameters& parameters, const Domain& domain,
-                             std::span<const float> b, int batch, int steps);
+                             dcdm::span<const float> b, int batch, int steps);
 
 struct FlagNetTrainOptions {
   std::vector<std::filesystem::path> data;  // dataset folders (dcdm dataset), one matrix each

@@ -3,7 +3,7 @@
 // (cells + six outer faces) that the pressure operator is built from.
 #include <array>
 #include <cstdint>
-#include <span>
+#include "dcdm/span.hpp"
 #include <string>
 #include <vector>
 
@@ -21,7 +21,8 @@ struct Dims {
   }
   bool is_cube() const { return nx == ny && ny == nz; }
   std::string str() const;  // "64x64x64"
-  friend bool operator==(const Dims&, const Dims&) = default;
+  friend bool operator==(const Dims& a, const Dims& b) { return a.nx == b.nx && a.ny == b.ny && a.nz == b.nz; }
+  friend bool operator!=(const Dims& a, const Dims& b) { return !(a == b); }
 };
 
 // Parses "N" (cube) or "NX,NY,NZ" / "NXxNYxNZ". Throws InputError naming `what`.
@@ -45,8 +46,8 @@ class Field {
   const T& operator[](std::int64_t n) const { return data_[n]; }
   T* data() { return data_.data(); }
   const T* data() const { return data_.data(); }
-  std::span<T> span() { return data_; }
-  std::span<const T> span() const { return data_; }
+  dcdm::span<T> span() { return data_; }
+  dcdm::span<const T> span() const { return data_; }
   std::vector<T>& vector() { return data_; }
   const std::vector<T>& vector() const { return data_; }
   void fill(T v) { std::fill(data_.begin(), data_.end(), v); }

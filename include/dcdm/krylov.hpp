@@ -19,7 +19,7 @@
 //   SolveReport::final_residual is always the true ||b - Ax|| recomputed in double.
 #include <functional>
 #include <memory>
-#include <span>
+#include "dcdm/span.hpp"
 #include <string>
 #include <vector>
 
@@ -41,17 +41,17 @@ struct DeflationSpace {
   std::vector<double> e_chol;  // k*k lower Cholesky factor of W^T A W (row-major)
 
   // y = W E^{-1} W^T v  (the coarse correction that makes the residual orthogonal to W).
-  void correction(std::span<const double> v, std::span<double> y) const;
+  void correction(dcdm::span<const double> v, dcdm::span<double> y) const;
   // y -= W E^{-1} (AW)^T v
-  void subtract_a_projection(std::span<const double> v, std::span<double> y) const;
+  void subtract_a_projection(dcdm::span<const double> v, dcdm::span<double> y) const;
 };
 DeflationSpace make_deflation(const LinearOperator& a, std::vector<double> w, int k);
 
 // The PCG loop. `m` null = identity (plain CG). `project` null when A is non-singular.
 // `deflation` null = no deflation. `method` names the report.
 SolveReport pcg_solve(const LinearOperator& a, const LinearOperator* m,
-                      const std::function<void(std::span<double>)>& project,
-                      std::span<const double> b, std::span<double> x, const SolveOptions& options,
+                      const std::function<void(dcdm::span<double>)>& project,
+                      dcdm::span<const double> b, dcdm::span<double> x, const SolveOptions& options,
                       const std::string& method, const DeflationSpace* deflation = nullptr);
 
 // CG / PCG with a preconditioner that is set up from the system (Eigen style: setup once).
@@ -62,7 +62,7 @@ class PcgSolver final : public IterativeSolver {
   ~PcgSolver() override;
   std::string name() const override { return name_; }
   void setup(const LinearSystemView& system) override;
-  SolveReport solve(std::span<const double> b, std::span<double> x,
+  SolveReport solve(dcdm::span<const double> b, dcdm::span<double> x,
                     const SolveOptions& options) override;
   const Preconditioner* preconditioner() const { return preconditioner_.get(); }
 
@@ -79,7 +79,7 @@ std::unique_ptr<IterativeSolver> make_cg_solver();
 struct LanczosOptions {
   // Applied to the start vector and to every new Lanczos vector (range projection for
   // singular systems), or null.
-  std::function<void(std::span<double>)> project;
+  std::function<void(dcdm::span<double>)> project;
   // beta_j <= breakdown_tol * ||T|| ends the run early (an invariant subspace was found).
   double breakdown_tol = 1e-12;
   // Store the Lanczos basis in float (halves the memory; orthogonality then ~1e-7, enough
@@ -102,9 +102,9 @@ struct LanczosResult {
   std::vector<float> basis_float;      // used instead when basis_in_float
 
   // Ritz vector i (0 = smallest Ritz value) = V y_i, written into `out` (n).
-  void ritz_vector(int i, std::span<double> out) const;
+  void ritz_vector(int i, dcdm::span<double> out) const;
   // Ritz vectors for the given indices, column-major n x indices.size() (one dense product).
-  std::vector<double> ritz_vectors(std::span<const int> indices) const;
+  std::vector<double> ritz_vectors(dcdm::span<const int> indices) const;
   // ||A v_i - theta_i v_i|| estimated cheaply as |beta_m * y_i[m-1]| (exact in exact arithmetic).
   double residual_estimate(int i) const;
 };
@@ -112,7 +112,7 @@ struct LanczosResult {
 // m steps of Lanczos on symmetric A starting from `start` (normalised internally).
 // Throws InputError if start is zero / non-finite or m < 1. The tridiagonal eigenproblem
 // is solved with Eigen's SelfAdjointEigenSolver::computeFromTridiagonal.
-LanczosResult lanczos(const LinearOperator& a, std::span<const double> start, int m,
+LanczosResult lanczos(const LinearOperator& a, dcdm::span<const double> start, int m,
                       const LanczosOptions& options = {});
 
 // Deflated PCG with Jacobi, deflating `k` Ritz vectors (lowest Ritz values) from
@@ -124,7 +124,7 @@ class DeflatedPcgSolver final : public IterativeSolver {
   ~DeflatedPcgSolver() override;
   std::string name() const override { return "dpcg"; }
   void setup(const LinearSystemView& system) override;
-  SolveReport solve(std::span<const double> b, std::span<double> x,
+  SolveReport solve(dcdm::span<const double> b, dcdm::span<double> x,
                     const SolveOptions& options) override;
 
  private:

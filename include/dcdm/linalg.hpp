@@ -4,25 +4,25 @@
 // Reductions (dot, norms) sum fixed-size blocks in parallel and then add the block sums in
 // order, so a result is bit-identical for any thread count.
 #include <cstdint>
-#include <span>
+#include "dcdm/span.hpp"
 #include <vector>
 
 namespace dcdm {
 
 using Vector = std::vector<double>;
 
-double dot(std::span<const double> a, std::span<const double> b);
-double norm2(std::span<const double> a);
-double norm_inf(std::span<const double> a);
-double sum(std::span<const double> a);
-void axpy(double alpha, std::span<const double> x, std::span<double> y);   // y += alpha x
-void xpay(std::span<const double> x, double beta, std::span<double> y);    // y = x + beta y
-void scale(double alpha, std::span<double> x);                             // x *= alpha
-void copy(std::span<const double> x, std::span<double> y);                 // y = x
-void scaled_copy(double alpha, std::span<const double> x, std::span<double> y);  // y = alpha x
-void fill(std::span<double> x, double value);
+double dot(dcdm::span<const double> a, dcdm::span<const double> b);
+double norm2(dcdm::span<const double> a);
+double norm_inf(dcdm::span<const double> a);
+double sum(dcdm::span<const double> a);
+void axpy(double alpha, dcdm::span<const double> x, dcdm::span<double> y);   // y += alpha x
+void xpay(dcdm::span<const double> x, double beta, dcdm::span<double> y);    // y = x + beta y
+void scale(double alpha, dcdm::span<double> x);                             // x *= alpha
+void copy(dcdm::span<const double> x, dcdm::span<double> y);                 // y = x
+void scaled_copy(double alpha, dcdm::span<const double> x, dcdm::span<double> y);  // y = alpha x
+void fill(dcdm::span<double> x, double value);
 // Counts entries that are NaN or +-Inf.
-std::int64_t count_non_finite(std::span<const double> a);
+std::int64_t count_non_finite(dcdm::span<const double> a);
 
 // Anything that maps a vector to a vector of the same size: matrices, stencils,
 // preconditioners, direction generators (which may be nonlinear, e.g. a network).
@@ -31,14 +31,14 @@ class LinearOperator {
   virtual ~LinearOperator() = default;
   virtual std::int64_t size() const = 0;
   // y = Op(x); x and y do not alias.
-  virtual void apply(std::span<const double> x, std::span<double> y) const = 0;
+  virtual void apply(dcdm::span<const double> x, dcdm::span<double> y) const = 0;
   // y = Op(x) and the dot products a Krylov step needs next: dots[0] = x . y and
   // dots[1 + j] = x . with[j] (each with[j] points at size() values; dots has with.size() + 1
   // entries). Sums of fixed row blocks added in block order, so bit-identical for any thread
   // count and any implementation. The default applies, then reduces; an operator that streams
   // x and y block by block (the Poisson stencil) saves reading them back from memory.
-  virtual void apply_dot(std::span<const double> x, std::span<double> y, std::span<const double* const> with,
-                         std::span<double> dots) const;
+  virtual void apply_dot(dcdm::span<const double> x, dcdm::span<double> y, dcdm::span<const double* const> with,
+                         dcdm::span<double> dots) const;
   // False for maps that only share this interface without being linear (a network direction
   // generator): DCDM hands those the unit-norm residual they were trained on, and a linear
   // map the residual itself (the line search makes the scale irrelevant; no extra vector).
@@ -59,7 +59,7 @@ struct CsrMatrix {
 
   std::int64_t nnz() const { return static_cast<std::int64_t>(values.size()); }
   // y = A x, OpenMP over rows.
-  void multiply(std::span<const double> x, std::span<double> y) const;
+  void multiply(dcdm::span<const double> x, dcdm::span<double> y) const;
   std::vector<double> diagonal() const;
   // Exactly symmetric in pattern and values up to `tol` (absolute).
   bool is_symmetric(double tol = 0.0) const;
@@ -69,14 +69,18 @@ struct CsrMatrix {
   // Sums duplicates; drops explicit zeros only if drop_zeros.
   static CsrMatrix from_triplets(std::int64_t rows, std::int64_t cols, std::vector<Triplet> t,
                                  bool drop_zeros = false);
-  friend bool operator==(const CsrMatrix&, const CsrMatrix&) = default;
+  friend bool operator==(const CsrMatrix& a, const CsrMatrix& b) {
+    return a.rows == b.rows && a.cols == b.cols && a.row_ptr == b.row_ptr && a.col_idx == b.col_idx &&
+           a.values == b.values;
+  }
+  friend bool operator!=(const CsrMatrix& a, const CsrMatrix& b) { return !(a == b); }
 };
 
 class CsrOperator final : public LinearOperator {
  public:
   explicit CsrOperator(const CsrMatrix& a) : a_(a) {}
   std::int64_t size() const override { return a_.rows; }
-  void apply(std::span<const double> x, std::span<double> y) const override { a_.multiply(x, y); }
+  void apply(dcdm::span<const double> x, dcdm::span<double> y) const override { a_.multiply(x, y); }
   const CsrMatrix& matrix() const { return a_; }
 
  private:

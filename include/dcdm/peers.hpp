@@ -20,7 +20,7 @@
 // at exit); the Debian build of hypre 2.26 has no OpenMP, so it runs on one thread.
 #include <cstdint>
 #include <memory>
-#include <span>
+#include "dcdm/span.hpp"
 #include <string>
 #include <variant>
 #include <vector>
@@ -135,7 +135,7 @@ struct PeerSetting {
 };
 // Parses `text` into the targets; InputError naming `who` and the key on an unknown key or a
 // malformed / out-of-range value. An empty text changes nothing.
-void parse_peer_settings(const std::string& text, const std::string& who, std::span<const PeerSetting> keys);
+void parse_peer_settings(const std::string& text, const std::string& who, dcdm::span<const PeerSetting> keys);
 
 // The active rows of a square matrix (non-zero diagonal) and the matrix restricted to them.
 // Throws InputError for a row that has off-diagonal entries but no positive diagonal, or for
@@ -147,15 +147,15 @@ struct CompressedSystem {
   std::vector<std::int64_t> pinned;        // compressed rows pinned by pin_singular_components
 
   // out[i] = full[full_index[i]], 0 at pinned rows.
-  void gather(std::span<const double> full, std::span<double> out) const;
+  void gather(dcdm::span<const double> full, dcdm::span<double> out) const;
   // full[full_index[i]] = in[i]; other entries untouched.
-  void scatter(std::span<const double> in, std::span<double> full) const;
+  void scatter(dcdm::span<const double> in, dcdm::span<double> full) const;
   // The right-hand side a library gets: b projected onto the range when `system` is singular,
   // gathered into `out`; returns ||out||_2 (for gathered_rtol).
-  double gather_rhs(const LinearSystemView& system, std::span<const double> b, std::span<double> out) const;
+  double gather_rhs(const LinearSystemView& system, dcdm::span<const double> b, dcdm::span<double> out) const;
   // The library's answer scattered into x and, for a singular system, projected: the pinned
   // rows leave it a constant per region off the minimum-norm answer.
-  void scatter_solution(const LinearSystemView& system, std::span<const double> in, std::span<double> x) const;
+  void scatter_solution(const LinearSystemView& system, dcdm::span<const double> in, dcdm::span<double> x) const;
 };
 CompressedSystem compress_active_rows(const CsrMatrix& a, const std::string& who);
 
@@ -174,18 +174,18 @@ void pin_singular_components(CompressedSystem& c);
 CompressedSystem compress_peer_system(const LinearSystemView& system, const std::string& who);
 
 // ||b - A x||_2 in double, through the operator.
-double true_residual_norm(const LinearOperator& op, std::span<const double> b,
-                          std::span<const double> x);
+double true_residual_norm(const LinearOperator& op, dcdm::span<const double> b,
+                          dcdm::span<const double> x);
 
 // The opening of a peer's solve: method, setup seconds, x zeroed unless it is the initial
 // guess, ||b|| and ||b - A x0||.
 void start_peer_report(SolveReport& report, const std::string& method, double setup_seconds,
-                       const LinearSystemView& system, std::span<const double> b,
-                       std::span<double> x, const SolveOptions& options);
+                       const LinearSystemView& system, dcdm::span<const double> b,
+                       dcdm::span<double> x, const SolveOptions& options);
 // A right-hand side that needs no library solve: NaN/Inf (reason nan, x untouched), or zero /
 // an empty system (x = 0, converged). Fills the report and returns true in those cases.
 bool peer_settled_without_solving(SolveReport& report, const LinearSystemView& system,
-                                  std::span<const double> b, std::span<double> x, bool empty_system);
+                                  dcdm::span<const double> b, dcdm::span<double> x, bool empty_system);
 // A library measures ||r|| / ||b_gathered||, b as handed to it (gathered onto the active rows,
 // projected when singular): the rtol that keeps the caller's ||r|| / ||b||.
 double gathered_rtol(double rtol, double rhs_norm, double gathered_rhs_norm);
@@ -193,8 +193,8 @@ double gathered_rtol(double rtol, double rhs_norm, double gathered_rhs_norm);
 // also replaces the library's last history entry), the reason judged from it by our
 // stopping rule (`early_stop` when the library stopped short of the target and the limit;
 // `library` names it in the detail), and the history replayed to options.monitor.
-void finish_peer_report(SolveReport& report, const LinearSystemView& system, std::span<const double> b,
-                        std::span<const double> x, const SolveOptions& options,
+void finish_peer_report(SolveReport& report, const LinearSystemView& system, dcdm::span<const double> b,
+                        dcdm::span<const double> x, const SolveOptions& options,
                         const std::string& library, SolveReason early_stop);
 
 }  // namespace dcdm

@@ -1,5 +1,5 @@
 #pragma once
-// The 7-point pressure operator on a voxel domain (see shared/method/DCDM.md):
+// The 7-point pressure operator on a voxel domain (docs/INTEGRATION.md):
 // row of a fluid cell: diagonal = number of non-solid neighbours (fluid + air, where cells
 // beyond an Open outer face count as air and beyond a Wall face as solid), -1 per fluid
 // neighbour. Non-fluid cells have all-zero rows and columns (full-grid layout).
@@ -9,7 +9,7 @@
 // compiler contracts a*b+c the same way in both, and always on integer-valued fields).
 #include <cstdint>
 #include <functional>
-#include <span>
+#include "dcdm/span.hpp"
 #include <vector>
 
 #include "dcdm/grid.hpp"
@@ -29,17 +29,17 @@ class PoissonStencil final : public LinearOperator {
  public:
   explicit PoissonStencil(const Domain& domain);
   std::int64_t size() const override;
-  void apply(std::span<const double> x, std::span<double> y) const override;
-  void apply_dot(std::span<const double> x, std::span<double> y, std::span<const double* const> with,
-                 std::span<double> dots) const override;
+  void apply(dcdm::span<const double> x, dcdm::span<double> y) const override;
+  void apply_dot(dcdm::span<const double> x, dcdm::span<double> y, dcdm::span<const double* const> with,
+                 dcdm::span<double> dots) const override;
   const Domain& domain() const { return domain_; }
   const Dims& dims() const { return domain_.dims(); }
   // Per-cell diagonal (0 outside fluid).
-  std::span<const double> diagonal() const { return diag_; }
+  dcdm::span<const double> diagonal() const { return diag_; }
   // Per-cell neighbour bits (see neighbour_bit / kFluidBit) and diagonal as a small integer
   // (what the hot loop reads: 2 bytes a cell).
-  std::span<const std::uint8_t> neighbour_mask() const { return neighbour_mask_; }
-  std::span<const std::uint8_t> diagonal_count() const { return diag_count_; }
+  dcdm::span<const std::uint8_t> neighbour_mask() const { return neighbour_mask_; }
+  dcdm::span<const std::uint8_t> diagonal_count() const { return diag_count_; }
   // Bytes one apply() must move at least: x read, y written, mask + diagonal read.
   std::int64_t bytes_per_apply() const { return size() * (8 + 8 + 2); }
 
@@ -84,13 +84,13 @@ class RangeProjector {
  public:
   explicit RangeProjector(const Domain& domain);
   bool singular() const { return !singular_ids_.empty(); }
-  void operator()(std::span<double> v) const { project(v); }
+  void operator()(dcdm::span<double> v) const { project(v); }
   // Projects v and returns the mean removed from each singular component (in the order of
   // singular_components()), for reporting.
-  std::vector<double> project(std::span<double> v) const;
-  std::function<void(std::span<double>)> as_function() const;
+  std::vector<double> project(dcdm::span<double> v) const;
+  std::function<void(dcdm::span<double>)> as_function() const;
   const FluidComponents& components() const { return components_; }
-  std::span<const int> singular_components() const { return singular_ids_; }
+  dcdm::span<const int> singular_components() const { return singular_ids_; }
 
  private:
   FluidComponents components_;

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <span>
+#include "dcdm/span.hpp"
 #include <string>
 #include <vector>
 
@@ -30,7 +30,7 @@ class JacobiPreconditioner final : public Preconditioner {
   std::string name() const override { return "jacobi"; }
   void setup(const LinearSystemView& system) override;
   std::int64_t size() const override { return static_cast<std::int64_t>(inv_diag_.size()); }
-  void apply(std::span<const double> r, std::span<double> z) const override;
+  void apply(dcdm::span<const double> r, dcdm::span<double> z) const override;
 
  private:
   std::vector<double> inv_diag_;
@@ -51,7 +51,7 @@ class IncompleteCholeskyPreconditioner final : public Preconditioner {
   std::string name() const override { return tau_ > 0 ? "mic0" : "ic0"; }
   void setup(const LinearSystemView& system) override;
   std::int64_t size() const override { return n_; }
-  void apply(std::span<const double> r, std::span<double> z) const override;
+  void apply(dcdm::span<const double> r, dcdm::span<double> z) const override;
   // Number of pivots replaced by the guard in the last setup.
   std::int64_t guarded_pivots() const { return guarded_; }
 
@@ -109,15 +109,15 @@ class RelaxationModel {
   // lie in (0, 2):
   // a single-colour update then lowers the A-norm error for any such factors, and the mirrored
   // cycle stays symmetric positive definite (setup throws on a factor outside).
-  virtual void factors(const MultigridLevelView& level, std::span<float> interior, std::span<float> band) const = 0;
+  virtual void factors(const MultigridLevelView& level, dcdm::span<float> interior, dcdm::span<float> band) const = 0;
   // A model whose interior factor is one value for every cell returns it; the cycle then asks
   // only for the band cells' factors (band_factors) and its interior sweeps need no per-cell
   // exceptions. The default (per-cell interior factors) returns nullopt.
   virtual std::optional<float> uniform_interior() const { return std::nullopt; }
   // The band factor of each listed fluid cell (padded indices) into out[q]. The default runs
   // factors() on the whole level.
-  virtual void band_factors(const MultigridLevelView& level, std::span<const std::int64_t> cells,
-                            std::span<float> out) const;
+  virtual void band_factors(const MultigridLevelView& level, dcdm::span<const std::int64_t> cells,
+                            dcdm::span<float> out) const;
 };
 
 struct MultigridOptions {
@@ -142,7 +142,7 @@ class MultigridPreconditioner final : public Preconditioner {
   std::string name() const override { return "mgpcg"; }
   void setup(const LinearSystemView& system) override;  // needs system.domain
   std::int64_t size() const override;
-  void apply(std::span<const double> r, std::span<double> z) const override;
+  void apply(dcdm::span<const double> r, dcdm::span<double> z) const override;
   int levels() const;
   Dims level_dims(int level) const;
   const MultigridOptions& options() const { return options_; }
@@ -161,7 +161,7 @@ class MultigridPreconditioner final : public Preconditioner {
   };
   std::vector<LevelData> hierarchy() const;
   // The coarsest level's exact (pseudo-inverse) solve on padded arrays of that level.
-  void solve_coarsest(std::span<const double> b, std::span<double> x) const;
+  void solve_coarsest(dcdm::span<const double> b, dcdm::span<double> x) const;
 
   struct Impl;
 

@@ -30,7 +30,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <span>
+#include "dcdm/span.hpp"
 #include <vector>
 
 #include "dcdm/flagnet.hpp"
@@ -70,11 +70,11 @@ struct RelaxNetParameters {
 class RelaxNetFactors final : public RelaxationModel {
  public:
   explicit RelaxNetFactors(RelaxNetParameters parameters) : parameters_(std::move(parameters)) {}
-  void factors(const MultigridLevelView& level, std::span<float> interior, std::span<float> band) const override;
+  void factors(const MultigridLevelView& level, dcdm::span<float> interior, dcdm::span<float> band) const override;
   // relaxnet-v2: the all-fluid interior factor; v1: per cell (nullopt).
   std::optional<float> uniform_interior() const override;
-  void band_factors(const MultigridLevelView& level, std::span<const std::int64_t> cells,
-                    std::span<float> out) const override;
+  void band_factors(const MultigridLevelView& level, dcdm::span<const std::int64_t> cells,
+                    dcdm::span<float> out) const override;
 
  private:
   RelaxNetParameters parameters_;
@@ -112,11 +112,11 @@ class RelaxNet {
 
 // The LibTorch forward (the training path) on `batch` full-grid vectors, for the agreement test.
 std::vector<float> relaxnet_torch_forward(const RelaxNetParameters& parameters, const Domain& domain,
-                                          std::span<const float> x, int batch);
+                                          dcdm::span<const float> x, int batch);
 
 // The training loss (FlagNetTrainOptions::loss_steps) of `batch` unit-norm full-grid
 // right-hand sides, through LibTorch. For the agreement test with the DCDM solver.
-double relaxnet_training_loss(const RelaxNetParameters& parameters, const Domain& domain, std::span<const float> b,
+double relaxnet_training_loss(const RelaxNetParameters& parameters, const Domain& domain, dcdm::span<const float> b,
                               int batch, int steps);
 
 // Training: the options and result of FlagNet's trainer (dcdm/flagnet.hpp) mean the same here.

@@ -11,7 +11,7 @@
 //   default) or open (Dirichlet p = 0: the cell beyond is air). Solid cells come from
 //   static obstacles (a voxelised mesh) and moving spheres; a fluid-solid face carries the
 //   solid's normal velocity.
-// - Pressure system, exactly as in shared/method/DCDM.md: A = 7-point matrix (diagonal =
+// - Pressure system, exactly as in docs/INTEGRATION.md: A = 7-point matrix (diagonal =
 //   non-solid neighbour count, -1 per fluid neighbour), b = -div u* (div summed over the six
 //   faces of a fluid cell, solid faces already holding the solid's velocity), and A p = b.
 //   The factor dt/rho is folded into p, so the projection is u = u* - grad p on every face
@@ -46,7 +46,8 @@ struct Vec3 {
   friend Vec3 operator+(Vec3 a, Vec3 b) { return {a.x + b.x, a.y + b.y, a.z + b.z}; }
   friend Vec3 operator-(Vec3 a, Vec3 b) { return {a.x - b.x, a.y - b.y, a.z - b.z}; }
   friend Vec3 operator*(double s, Vec3 a) { return {s * a.x, s * a.y, s * a.z}; }
-  friend bool operator==(const Vec3&, const Vec3&) = default;
+  friend bool operator==(const Vec3& a, const Vec3& b) { return a.x == b.x && a.y == b.y && a.z == b.z; }
+  friend bool operator!=(const Vec3& a, const Vec3& b) { return !(a == b); }
 };
 
 // Grid-point offsets (in cells) of the staggered quantities.

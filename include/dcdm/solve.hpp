@@ -6,15 +6,24 @@
 
 namespace dcdm {
 
+/// Why a solve stopped. The reason lines (format_reason_line) use PETSc's KSPConvergedReason
+/// names where PETSc has the same reason: CONVERGED_RTOL, CONVERGED_ATOL, DIVERGED_ITS,
+/// DIVERGED_BREAKDOWN, DIVERGED_INDEFINITE_MAT, DIVERGED_INDEFINITE_PC, DIVERGED_NANORINF;
+/// stagnation, which PETSc does not detect, is DIVERGED_STAGNATION.
 enum class SolveReason {
-  ConvergedRtol,   // ||b - Ax|| <= rtol ||b||
-  ConvergedAtol,   // ||b - Ax|| <= atol
-  MaxIterations,
-  Breakdown,       // e.g. non-positive curvature p.Ap <= 0, or a zero direction
-  Stagnation,      // no progress over a window of iterations
-  NaN,             // a NaN or Inf appeared; the returned x is the last finite iterate
+  ConvergedRtol,   ///< ||b - Ax|| <= rtol ||b||
+  ConvergedAtol,   ///< ||b - Ax|| <= atol
+  MaxIterations,   ///< the iteration cap (DIVERGED_ITS)
+  Breakdown,       ///< no usable search direction (e.g. a direction with no A-orthogonal part)
+  Stagnation,      ///< no progress over a window of iterations
+  NaN,             ///< a NaN or Inf appeared; the returned x is the last finite iterate
+  IndefiniteMatrix,          ///< a direction with p.Ap <= 0: A is not positive definite
+  IndefinitePreconditioner,  ///< r.z <= 0: the preconditioner is not positive definite
 };
-const char* to_string(SolveReason r);  // "converged-rtol", ...
+/// "converged-rtol", "max-iterations", "indefinite-matrix", ... (JSON reports).
+const char* to_string(SolveReason r);
+/// PETSc's name for the reason: "CONVERGED_RTOL", "DIVERGED_ITS", ... (see SolveReason).
+const char* petsc_name(SolveReason r);
 inline bool is_converged(SolveReason r) {
   return r == SolveReason::ConvergedRtol || r == SolveReason::ConvergedAtol;
 }
@@ -53,14 +62,15 @@ struct SolveReport {
 
 // "  12 KSP Residual norm 3.456e-04" (PETSc -ksp_monitor style)
 std::string format_monitor_line(const IterationInfo& info);
-// "Linear solve converged due to CONVERGED_RTOL iterations 23" / "... did not converge due to ..."
+// "Linear solve converged due to CONVERGED_RTOL iterations 23" /
+// "Linear solve did not converge due to DIVERGED_ITS iterations 1000" (PETSc -ksp_converged_reason)
 std::string format_reason_line(const SolveReport& report);
 
 }  // namespace dcdm
 
 #include <cstdint>
 #include <memory>
-#include <span>
+#include "dcdm/span.hpp"
 
 namespace dcdm {
 
@@ -78,7 +88,7 @@ struct LinearSystemView {
   const Domain* domain = nullptr;
   // Projects a vector onto the range of A (zero mean per singular fluid component), or
   // null when A is non-singular. Solvers apply it to b and to each direction.
-  std::function<void(std::span<double>)> project_range;
+  std::function<void(dcdm::span<double>)> project_range;
 };
 
 // Eigen-style: setup (timed as setup) once per matrix, then solve for any number of b.
@@ -89,7 +99,7 @@ class IterativeSolver {
   // Throws InputError when the system lacks what the method needs (e.g. no domain).
   virtual void setup(const LinearSystemView& system) = 0;
   // x holds the initial guess when options.use_initial_guess, else it is zeroed.
-  virtual SolveReport solve(std::span<const double> b, std::span<double> x,
+  virtual SolveReport solve(dcdm::span<const double> b, dcdm::span<double> x,
                             const SolveOptions& options) = 0;
 };
 

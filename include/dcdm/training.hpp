@@ -1,5 +1,5 @@
 #pragma once
-// Unsupervised DCDM training (see shared/method/DCDM.md, "The loss"): for a unit training
+// Unsupervised DCDM training (README "The method"): for a unit training
 // vector b and q = f(b),
 //   x~ = q (q.b) / (q.Aq),   loss(b) = ||b - A x~||^2   (averaged over the batch),
 // with A the masked 7-point grid operator applied as a differentiable LibTorch operation
@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
-#include <span>
+#include "dcdm/span.hpp"
 #include <string>
 #include <vector>
 
@@ -68,9 +68,9 @@ TrainResult train(const TrainOptions& options,
 
 // ---- the grid operator and loss through LibTorch (exposed for tests) ----
 // y = A x for `batch` full-grid vectors x (batch x N, float64 throughout).
-std::vector<double> torch_grid_apply(const Domain& domain, std::span<const double> x, int batch);
+std::vector<double> torch_grid_apply(const Domain& domain, dcdm::span<const double> x, int batch);
 // The batch-mean scale-invariant loss of q for b (batch x N each), in float64.
-double torch_grid_loss(const Domain& domain, std::span<const double> b, std::span<const double> q,
+double torch_grid_loss(const Domain& domain, dcdm::span<const double> b, dcdm::span<const double> q,
                        int batch);
 
 // ---- throughput (bench, docs/perf-training.md) ----

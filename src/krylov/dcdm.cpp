@@ -36,7 +36,7 @@ struct Candidate {
 
 }  // namespace
 
-void IdentityOperator::apply(std::span<const double> x, std::span<double> y) const {
+void IdentityOperator::apply(dcdm::span<const double> x, dcdm::span<double> y) const {
   copy(x, y);
 }
 
@@ -68,7 +68,7 @@ void DcdmSolver::setup(const LinearSystemView& system) {
   setup_seconds_ = seconds_since(t0);
 }
 
-SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
+SolveReport DcdmSolver::solve(dcdm::span<const double> b_in, dcdm::span<double> x,
                               const SolveOptions& opt) {
   if (!generator_) throw Error(fmt::format("{}: solve() before setup()", name_));
   const auto t0 = Clock::now();
@@ -94,11 +94,11 @@ SolveReport DcdmSolver::solve(std::span<const double> b_in, std::span<double> x,
   // Work with the compatible part of b (singular systems: zero mean per singular region).
   // A copy only where b is projected: at 128^3 every n-vector is 17 MB, and how much of the
   // working set stays in cache shows in every sweep of the generator.
-  const auto project = [&](std::span<double> v) {
+  const auto project = [&](dcdm::span<double> v) {
     if (system_.project_range) system_.project_range(v);
   };
   Vector b_projected;
-  std::span<const double> b = b_in;
+  dcdm::span<const double> b = b_in;
   if (system_.project_range) {
     b_projected.assign(b_in.begin(), b_in.end());
     project(b_projected);

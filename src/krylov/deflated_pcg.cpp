@@ -31,7 +31,7 @@ void cholesky_solve(const std::vector<double>& l, int k, std::vector<double>& c)
 
 }  // namespace
 
-void DeflationSpace::correction(std::span<const double> v, std::span<double> y) const {
+void DeflationSpace::correction(dcdm::span<const double> v, dcdm::span<double> y) const {
   std::vector<double> c(static_cast<std::size_t>(k));
   detail::basis_transpose_times(w.data(), n, k, v.data(), c.data());
   cholesky_solve(e_chol, k, c);
@@ -39,7 +39,7 @@ void DeflationSpace::correction(std::span<const double> v, std::span<double> y) 
   detail::basis_times_add(w.data(), n, k, c.data(), 1.0, y.data());
 }
 
-void DeflationSpace::subtract_a_projection(std::span<const double> v, std::span<double> y) const {
+void DeflationSpace::subtract_a_projection(dcdm::span<const double> v, dcdm::span<double> y) const {
   std::vector<double> c(static_cast<std::size_t>(k));
   detail::basis_transpose_times(aw.data(), n, k, v.data(), c.data());
   cholesky_solve(e_chol, k, c);
@@ -53,7 +53,7 @@ DeflationSpace make_deflation(const LinearOperator& a, std::vector<double> w, in
                                  w.size(), k, n));
   std::vector<double> aw(w.size());
   for (int j = 0; j < k; ++j)
-    a.apply(std::span<const double>(w.data() + j * n, n), std::span<double>(aw.data() + j * n, n));
+    a.apply(dcdm::span<const double>(w.data() + j * n, n), dcdm::span<double>(aw.data() + j * n, n));
   std::vector<double> e(static_cast<std::size_t>(k) * k);
   for (int j = 0; j < k; ++j)
     detail::basis_transpose_times(w.data(), n, k, aw.data() + j * n, e.data() + j * k);
@@ -114,7 +114,7 @@ void DeflatedPcgSolver::setup(const LinearSystemView& system) {
   setup_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-SolveReport DeflatedPcgSolver::solve(std::span<const double> b, std::span<double> x,
+SolveReport DeflatedPcgSolver::solve(dcdm::span<const double> b, dcdm::span<double> x,
                                      const SolveOptions& options) {
   if (!system_.op) throw Error("dpcg: solve() called before setup()");
   const LinearOperator& a = *system_.op;

@@ -187,8 +187,8 @@ HYPRE_Int run_with_log_buffers(void* pcg_data, int max_iterations, SolveFn&& sol
 // closing. hypre's norms[k] are ||r_k||_2 (two-norm mode) of the gathered system; with a
 // compatible right-hand side these equal the caller's residual norms.
 void finish_report(SolveReport& report, void* pcg_data, HYPRE_Int hypre_code,
-                   const LinearSystemView& system, std::span<const double> b,
-                   std::span<const double> x, const SolveOptions& options) {
+                   const LinearSystemView& system, dcdm::span<const double> b,
+                   dcdm::span<const double> x, const SolveOptions& options) {
   auto* pcg = static_cast<hypre_PCGData*>(pcg_data);
   report.iterations = pcg->num_iterations;
   report.residual_history = last_norms();
@@ -283,7 +283,7 @@ class HypreAmgPcg final : public IterativeSolver {
     setup_seconds_ = seconds_since(t0);
   }
 
-  SolveReport solve(std::span<const double> b, std::span<double> x,
+  SolveReport solve(dcdm::span<const double> b, dcdm::span<double> x,
                     const SolveOptions& options) override {
     if (!system_.op) throw Error("hypre-amg: solve() before setup()");
     const auto t0 = Clock::now();
@@ -456,7 +456,7 @@ class HyprePfmgPcg final : public IterativeSolver {
     setup_seconds_ = seconds_since(t0);
   }
 
-  SolveReport solve(std::span<const double> b, std::span<double> x,
+  SolveReport solve(dcdm::span<const double> b, dcdm::span<double> x,
                     const SolveOptions& options) override {
     if (!system_.op) throw Error("hypre-pfmg: solve() before setup()");
     const auto t0 = Clock::now();

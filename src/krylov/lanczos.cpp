@@ -17,7 +17,7 @@ namespace dcdm {
 namespace {
 
 template <class T>
-void run_lanczos(const LinearOperator& a, std::span<const double> start, int m,
+void run_lanczos(const LinearOperator& a, dcdm::span<const double> start, int m,
                  const LanczosOptions& options, std::vector<T>& basis, LanczosResult& res) {
   const std::int64_t n = a.size();
   basis.assign(static_cast<std::size_t>(n) * m, T(0));
@@ -70,7 +70,7 @@ void run_lanczos(const LinearOperator& a, std::span<const double> start, int m,
 
 }  // namespace
 
-LanczosResult lanczos(const LinearOperator& a, std::span<const double> start, int m,
+LanczosResult lanczos(const LinearOperator& a, dcdm::span<const double> start, int m,
                       const LanczosOptions& options) {
   const std::int64_t n = a.size();
   if (static_cast<std::int64_t>(start.size()) != n)
@@ -98,13 +98,13 @@ LanczosResult lanczos(const LinearOperator& a, std::span<const double> start, in
   return res;
 }
 
-void LanczosResult::ritz_vector(int i, std::span<double> out) const {
+void LanczosResult::ritz_vector(int i, dcdm::span<double> out) const {
   const int idx[1] = {i};
   const std::vector<double> v = ritz_vectors(idx);
   std::copy(v.begin(), v.end(), out.begin());
 }
 
-std::vector<double> LanczosResult::ritz_vectors(std::span<const int> indices) const {
+std::vector<double> LanczosResult::ritz_vectors(dcdm::span<const int> indices) const {
   const int k = static_cast<int>(indices.size());
   std::vector<double> out(static_cast<std::size_t>(n) * k, 0.0);
   if (k == 0 || steps == 0) return out;

@@ -27,8 +27,8 @@ constexpr int kMaxResidualReplacements = 3;
 }  // namespace
 
 SolveReport pcg_solve(const LinearOperator& a, const LinearOperator* m,
-                      const std::function<void(std::span<double>)>& project,
-                      std::span<const double> b_in, std::span<double> x,
+                      const std::function<void(dcdm::span<double>)>& project,
+                      dcdm::span<const double> b_in, dcdm::span<double> x,
                       const SolveOptions& options, const std::string& method,
                       const DeflationSpace* deflation) {
   const auto t0 = Clock::now();
@@ -67,7 +67,7 @@ SolveReport pcg_solve(const LinearOperator& a, const LinearOperator* m,
   const double tol = std::max(options.rtol * rep.rhs_norm, options.atol);
 
   Vector r(n), z(n), p(n), ap(n), coeff;
-  auto true_residual = [&](std::span<double> out) {
+  auto true_residual = [&](dcdm::span<double> out) {
     a.apply(x, out);
     xpay(b, -1.0, out);  // out = b - A x
   };
@@ -132,7 +132,7 @@ SolveReport pcg_solve(const LinearOperator& a, const LinearOperator* m,
     }
     if (value <= 0.0) {
       final_true();
-      return finish(SolveReason::Breakdown,
+      return finish(SolveReason::IndefinitePreconditioner,
                     fmt::format("r.z = {:.3e} <= 0 at iteration {}: preconditioner not positive "
                                 "definite", value, it));
     }
@@ -151,7 +151,7 @@ SolveReport pcg_solve(const LinearOperator& a, const LinearOperator* m,
     }
     if (pap <= 0.0) {
       final_true();
-      return finish(SolveReason::Breakdown,
+      return finish(SolveReason::IndefiniteMatrix,
                     fmt::format("p.Ap = {:.3e} <= 0 at iteration {}: matrix not positive definite "
                                 "on the Krylov space", pap, it));
     }
@@ -233,7 +233,7 @@ void PcgSolver::setup(const LinearSystemView& system) {
   setup_seconds_ = seconds_since(t0);
 }
 
-SolveReport PcgSolver::solve(std::span<const double> b, std::span<double> x,
+SolveReport PcgSolver::solve(dcdm::span<const double> b, dcdm::span<double> x,
                              const SolveOptions& options) {
   if (!system_.op) throw Error(name_ + ": solve() called before setup()");
   SolveReport rep = pcg_solve(*system_.op, preconditioner_.get(), system_.project_range, b, x,

@@ -54,25 +54,25 @@ CompressedSystem compress_active_rows(const CsrMatrix& a, const std::string& who
   return out;
 }
 
-void CompressedSystem::gather(std::span<const double> full, std::span<double> out) const {
+void CompressedSystem::gather(dcdm::span<const double> full, dcdm::span<double> out) const {
   for (std::size_t i = 0; i < full_index.size(); ++i) out[i] = full[full_index[i]];
   for (const std::int64_t p : pinned) out[p] = 0.0;
 }
 
-void CompressedSystem::scatter(std::span<const double> in, std::span<double> full) const {
+void CompressedSystem::scatter(dcdm::span<const double> in, dcdm::span<double> full) const {
   for (std::size_t i = 0; i < full_index.size(); ++i) full[full_index[i]] = in[i];
 }
 
-double CompressedSystem::gather_rhs(const LinearSystemView& system, std::span<const double> b,
-                                    std::span<double> out) const {
+double CompressedSystem::gather_rhs(const LinearSystemView& system, dcdm::span<const double> b,
+                                    dcdm::span<double> out) const {
   Vector rhs(b.begin(), b.end());
   if (system.project_range) system.project_range(rhs);
   gather(rhs, out);
   return norm2(out);
 }
 
-void CompressedSystem::scatter_solution(const LinearSystemView& system, std::span<const double> in,
-                                        std::span<double> x) const {
+void CompressedSystem::scatter_solution(const LinearSystemView& system, dcdm::span<const double> in,
+                                        dcdm::span<double> x) const {
   scatter(in, x);
   if (system.project_range) system.project_range(x);
 }
@@ -127,7 +127,7 @@ CompressedSystem compress_peer_system(const LinearSystemView& system, const std:
   return c;
 }
 
-void parse_peer_settings(const std::string& text, const std::string& who, std::span<const PeerSetting> keys) {
+void parse_peer_settings(const std::string& text, const std::string& who, dcdm::span<const PeerSetting> keys) {
   std::string known;
   for (const auto& k : keys) {
     if (!known.empty()) known += ' ';
@@ -173,8 +173,8 @@ void parse_peer_settings(const std::string& text, const std::string& who, std::s
   }
 }
 
-double true_residual_norm(const LinearOperator& op, std::span<const double> b,
-                          std::span<const double> x) {
+double true_residual_norm(const LinearOperator& op, dcdm::span<const double> b,
+                          dcdm::span<const double> x) {
   Vector ax(b.size());
   op.apply(x, ax);
   Vector r(b.begin(), b.end());
@@ -183,8 +183,8 @@ double true_residual_norm(const LinearOperator& op, std::span<const double> b,
 }
 
 void start_peer_report(SolveReport& report, const std::string& method, double setup_seconds,
-                       const LinearSystemView& system, std::span<const double> b,
-                       std::span<double> x, const SolveOptions& options) {
+                       const LinearSystemView& system, dcdm::span<const double> b,
+                       dcdm::span<double> x, const SolveOptions& options) {
   report.method = method;
   report.setup_seconds = setup_seconds;
   if (!options.use_initial_guess) fill(x, 0.0);
@@ -193,7 +193,7 @@ void start_peer_report(SolveReport& report, const std::string& method, double se
 }
 
 bool peer_settled_without_solving(SolveReport& report, const LinearSystemView& system,
-                                  std::span<const double> b, std::span<double> x, bool empty_system) {
+                                  dcdm::span<const double> b, dcdm::span<double> x, bool empty_system) {
   if (count_non_finite(b) > 0) {
     report.reason = SolveReason::NaN;
     report.detail = "right-hand side has NaN/Inf";
@@ -213,8 +213,8 @@ double gathered_rtol(double rtol, double rhs_norm, double gathered_rhs_norm) {
   return gathered_rhs_norm > 0.0 ? rtol * rhs_norm / gathered_rhs_norm : rtol;
 }
 
-void finish_peer_report(SolveReport& report, const LinearSystemView& system, std::span<const double> b,
-                        std::span<const double> x, const SolveOptions& options,
+void finish_peer_report(SolveReport& report, const LinearSystemView& system, dcdm::span<const double> b,
+                        dcdm::span<const double> x, const SolveOptions& options,
                         const std::string& library, SolveReason early_stop) {
   report.final_residual = true_residual_norm(*system.op, b, x);
   if (report.residual_history.empty()) report.residual_history = {report.initial_residual};

@@ -497,7 +497,7 @@ void FlagNetGenerator::Impl::vcycle(int li) const {
   }
 }
 
-void FlagNetGenerator::apply(std::span<const double> x, std::span<double> y) const {
+void FlagNetGenerator::apply(dcdm::span<const double> x, dcdm::span<double> y) const {
   if (static_cast<std::int64_t>(x.size()) != impl_->n || static_cast<std::int64_t>(y.size()) != impl_->n)
     throw Error(fmt::format("flagnet: vector of {} entries for a generator of {}", x.size(), impl_->n));
   const Level& top = impl_->levels.front();
@@ -518,7 +518,7 @@ void FlagNetGenerator::apply(std::span<const double> x, std::span<double> y) con
     }
 }
 
-void FlagNetGenerator::apply(std::span<const float> x, std::span<float> y) const {
+void FlagNetGenerator::apply(dcdm::span<const float> x, dcdm::span<float> y) const {
   if (static_cast<std::int64_t>(x.size()) != impl_->n || static_cast<std::int64_t>(y.size()) != impl_->n)
     throw Error(fmt::format("flagnet: vector of {} entries for a generator of {}", x.size(), impl_->n));
   const Level& top = impl_->levels.front();

@@ -201,7 +201,7 @@ torch::Tensor forward(FlagNetModuleImpl& m, const Geometry& g, const torch::Tens
 }  // namespace
 
 std::vector<float> flagnet_torch_forward(const FlagNetParameters& parameters, const Domain& domain,
-                                         std::span<const float> x, int batch) {
+                                         dcdm::span<const float> x, int batch) {
   init_torch_threads();
   const Dims d = domain.dims();
   if (static_cast<std::int64_t>(x.size()) != batch * d.size())
@@ -252,7 +252,7 @@ torch::Tensor unrolled_dcdm_loss(FlagNetModuleImpl& m, const Geometry& g, const 
 }
 
 double flagnet_training_loss(const FlagNetParameters& parameters, const Domain& domain,
-                             std::span<const float> b, int batch, int steps) {
+                             dcdm::span<const float> b, int batch, int steps) {
   init_torch_threads();
   torch::NoGradGuard no_grad;
   const Dims d = domain.dims();

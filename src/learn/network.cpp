@@ -65,7 +65,7 @@ class NetworkGenerator final : public LinearOperator {
   }
   std::int64_t size() const override { return dims_.size(); }
   bool is_linear() const override { return false; }  // ReLU network: wants the unit-norm residual
-  void apply(std::span<const double> x, std::span<double> y) const override {
+  void apply(dcdm::span<const double> x, dcdm::span<double> y) const override {
     const std::uint8_t* fluid = fluid_.data();
     scatter_padded(x.data(), scale_, dims_, padded_, input_.data_ptr<float>(),
                    [fluid](std::int64_t c) { return fluid[c] != 0; });
@@ -86,7 +86,6 @@ class NetworkGenerator final : public LinearOperator {
 
 // ---------------------------------------------------------------- architecture
 
-std::vector<std::string> network_variants() { return {"paper64", "paper128"}; }
 
 PaperNetSpec paper_net_spec(const std::string& variant) {
   if (variant == "paper64") return {"paper64", 2, 3, 2, 16};

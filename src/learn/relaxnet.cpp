@@ -67,8 +67,8 @@ MultigridOptions RelaxNetSpec::cycle_options() {
   return o;
 }
 
-void RelaxNetFactors::factors(const MultigridLevelView& level, std::span<float> interior,
-                              std::span<float> band) const {
+void RelaxNetFactors::factors(const MultigridLevelView& level, dcdm::span<float> interior,
+                              dcdm::span<float> band) const {
   const auto offset = tap_offsets(level);
   const auto fluid = static_cast<std::uint8_t>(CellType::Fluid);
   // Cells whose whole neighbourhood is fluid (most of a large grid) share one pair of factors.
@@ -118,8 +118,8 @@ std::optional<float> RelaxNetFactors::uniform_interior() const {
 }
 
 // The same sums as factors(), so the same floats.
-void RelaxNetFactors::band_factors(const MultigridLevelView& level, std::span<const std::int64_t> cells,
-                                   std::span<float> out) const {
+void RelaxNetFactors::band_factors(const MultigridLevelView& level, dcdm::span<const std::int64_t> cells,
+                                   dcdm::span<float> out) const {
   const auto offset = tap_offsets(level);
   const auto n = static_cast<std::int64_t>(cells.size());
 #pragma omp parallel for schedule(static) if (n >= 32768)

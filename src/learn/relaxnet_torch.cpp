@@ -291,7 +291,7 @@ torch::Tensor to_padded(const Geometry& g, const torch::Tensor& full) {
 }  // namespace
 
 std::vector<float> relaxnet_torch_forward(const RelaxNetParameters& parameters, const Domain& domain,
-                                          std::span<const float> x, int batch) {
+                                          dcdm::span<const float> x, int batch) {
   init_torch_threads();
   const Dims d = domain.dims();
   if (batch < 1 || static_cast<std::int64_t>(x.size()) != batch * d.size())
@@ -304,7 +304,7 @@ std::vector<float> relaxnet_torch_forward(const RelaxNetParameters& parameters, 
   return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
 }
 
-double relaxnet_training_loss(const RelaxNetParameters& parameters, const Domain& domain, std::span<const float> b,
+double relaxnet_training_loss(const RelaxNetParameters& parameters, const Domain& domain, dcdm::span<const float> b,
                               int batch, int steps) {
   init_torch_threads();
   const Dims d = domain.dims();

@@ -117,7 +117,7 @@ void append_le_shape(std::string& h, const std::vector<std::int64_t>& shape) {
 
 // ---------------------------------------------------------------- .npy + atomic writes
 
-void write_atomic(const fs::path& path, std::span<const char> bytes) {
+void write_atomic(const fs::path& path, dcdm::span<const char> bytes) {
   const fs::path tmp = path.string() + fmt::format(".tmp{}", static_cast<long>(::getpid()));
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
@@ -309,7 +309,7 @@ RitzBasis ritz_basis_from_lanczos(const LanczosResult& lanczos, Dims dims, doubl
 }
 
 RitzBasis compute_ritz_basis(const LinearOperator& a, Dims dims, int steps, std::uint64_t seed,
-                             const std::function<void(std::span<double>)>& project,
+                             const std::function<void(dcdm::span<double>)>& project,
                              double drop_below, const std::function<void(int, int)>& progress) {
   if (steps < 1) throw InputError("--ritz: need at least 1 Lanczos step");
   const std::int64_t n = dims.size();
@@ -347,7 +347,7 @@ std::vector<double> sample_coefficients(const RitzBasis& basis, const SampleReci
 }
 
 void generate_samples(const RitzBasis& basis, const SampleRecipe& recipe, std::int64_t first,
-                      std::int64_t count, std::span<float> out) {
+                      std::int64_t count, dcdm::span<float> out) {
   const std::int64_t n = basis.dims.size(), k = basis.count();
   if (static_cast<std::int64_t>(out.size()) != count * n)
     throw Error("generate_samples: output size mismatch");
@@ -375,7 +375,7 @@ void generate_samples(const RitzBasis& basis, const SampleRecipe& recipe, std::i
 // ---------------------------------------------------------------- writer
 
 int write_dataset(const fs::path& out, const Domain& domain, const LinearOperator& a,
-                  const std::function<void(std::span<double>)>& project, const DatasetSpec& spec,
+                  const std::function<void(dcdm::span<double>)>& project, const DatasetSpec& spec,
                   const DatasetProgress& progress) {
   const Dims dims = domain.dims();
   auto log = [&](const std::string& s) {
@@ -466,7 +466,7 @@ int write_dataset(const fs::path& out, const Domain& domain, const LinearOperato
       std::string vb = npy_header("<f8", {basis.count()});
       vb.append(reinterpret_cast<const char*>(basis.values.data()), basis.values.size() * 8);
       write_atomic(values_path, vb);
-      write_atomic(basis_path, std::span<const char>(reinterpret_cast<const char*>(basis.vectors.data()),
+      write_atomic(basis_path, dcdm::span<const char>(reinterpret_cast<const char*>(basis.vectors.data()),
                                                      basis.vectors.size() * 4));
       manifest["ritz"] = json{{"kept", basis.count()},
                               {"lanczos_steps_run", basis.lanczos_steps},
@@ -593,7 +593,7 @@ ShardedDataset::ShardedDataset(const fs::path& dir) : dir_(dir) {
 
 ShardedDataset::~ShardedDataset() = default;
 
-void ShardedDataset::read(std::int64_t index, std::span<float> out) const {
+void ShardedDataset::read(std::int64_t index, dcdm::span<float> out) const {
   if (index < 0 || index >= total_) throw Error("ShardedDataset::read: index out of range");
   const std::int64_t n = dims().size();
   if (static_cast<std::int64_t>(out.size()) != n) throw Error("ShardedDataset::read: size mismatch");

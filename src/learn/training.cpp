@@ -155,7 +155,7 @@ torch::Tensor scale_invariant_loss(const GridOperatorTensors& a, const torch::Te
   return r.pow(2).sum(cells).mean();
 }
 
-std::vector<double> torch_grid_apply(const Domain& domain, std::span<const double> x, int batch) {
+std::vector<double> torch_grid_apply(const Domain& domain, dcdm::span<const double> x, int batch) {
   const Dims d = domain.dims();
   if (batch < 1 || static_cast<std::int64_t>(x.size()) != batch * d.size())
     throw Error("torch_grid_apply: size mismatch");
@@ -166,7 +166,7 @@ std::vector<double> torch_grid_apply(const Domain& domain, std::span<const doubl
   return {p, p + y.numel()};
 }
 
-double torch_grid_loss(const Domain& domain, std::span<const double> b, std::span<const double> q,
+double torch_grid_loss(const Domain& domain, dcdm::span<const double> b, dcdm::span<const double> q,
                        int batch) {
   const Dims d = domain.dims();
   if (batch < 1 || static_cast<std::int64_t>(b.size()) != batch * d.size() || q.size() != b.size())
@@ -282,13 +282,13 @@ std::string write_history_png(const fs::path& csv, const fs::path& png, const st
   return ec ? "could not move the loss plot into place" : "";
 }
 
-torch::Tensor load_batch(const ShardedDataset& data, std::span<const std::int64_t> indices) {
+torch::Tensor load_batch(const ShardedDataset& data, dcdm::span<const std::int64_t> indices) {
   const Dims d = data.dims();
   const auto b = static_cast<std::int64_t>(indices.size());
   auto t = torch::empty({b, 1, d.nz, d.ny, d.nx}, torch::kFloat32);
   float* p = t.data_ptr<float>();
   for (std::int64_t i = 0; i < b; ++i)
-    data.read(indices[static_cast<std::size_t>(i)], std::span<float>(p + i * d.size(), static_cast<std::size_t>(d.size())));
+    data.read(indices[static_cast<std::size_t>(i)], dcdm::span<float>(p + i * d.size(), static_cast<std::size_t>(d.size())));
   return t;
 }
 
@@ -377,7 +377,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const std::str
     std::int64_t batches = 0, done = 0;
     for (std::size_t s = 0; s < perm.size(); s += static_cast<std::size_t>(o.batch)) {
       const std::size_t e = std::min(perm.size(), s + static_cast<std::size_t>(o.batch));
-      const auto b = load_batch(data, std::span<const std::int64_t>(perm.data() + s, e - s));
+      const auto b = load_batch(data, dcdm::span<const std::int64_t>(perm.data() + s, e - s));
       opt.zero_grad();
       const auto loss = scale_invariant_loss(a, b, net.forward(b));
       const double lv = loss.item<double>();
@@ -421,7 +421,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const std::str
       torch::NoGradGuard no_grad;
       for (std::size_t s = 0; s < val.size(); s += static_cast<std::size_t>(o.batch)) {
         const std::size_t e = std::min(val.size(), s + static_cast<std::size_t>(o.batch));
-        const auto b = load_batch(data, std::span<const std::int64_t>(val.data() + s, e - s));
+        const auto b = load_batch(data, dcdm::span<const std::int64_t>(val.data() + s, e - s));
         val_sum += scale_invariant_loss(a, b, net.forward(b)).item<double>() * static_cast<double>(e - s);
         run_samples += static_cast<std::int64_t>(e - s);
       }

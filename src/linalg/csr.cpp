@@ -8,7 +8,7 @@
 
 namespace dcdm {
 
-void CsrMatrix::multiply(std::span<const double> x, std::span<double> y) const {
+void CsrMatrix::multiply(dcdm::span<const double> x, dcdm::span<double> y) const {
   const std::int64_t* rp = row_ptr.data();
   const std::int32_t* ci = col_idx.data();
   const double* v = values.data();

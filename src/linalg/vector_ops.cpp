@@ -32,7 +32,7 @@ double blocked_sum(std::int64_t n, BlockFn&& block_fn) {
 
 }  // namespace
 
-double dot(std::span<const double> a, std::span<const double> b) {
+double dot(dcdm::span<const double> a, dcdm::span<const double> b) {
   const double* pa = a.data();
   const double* pb = b.data();
   return blocked_sum(static_cast<std::int64_t>(a.size()), [=](std::int64_t lo, std::int64_t hi) {
@@ -48,9 +48,9 @@ double dot(std::span<const double> a, std::span<const double> b) {
   });
 }
 
-double norm2(std::span<const double> a) { return std::sqrt(dot(a, a)); }
+double norm2(dcdm::span<const double> a) { return std::sqrt(dot(a, a)); }
 
-double sum(std::span<const double> a) {
+double sum(dcdm::span<const double> a) {
   const double* pa = a.data();
   return blocked_sum(static_cast<std::int64_t>(a.size()), [=](std::int64_t lo, std::int64_t hi) {
     const double* x = pa + lo;
@@ -62,7 +62,7 @@ double sum(std::span<const double> a) {
   });
 }
 
-double norm_inf(std::span<const double> a) {
+double norm_inf(dcdm::span<const double> a) {
   const std::int64_t n = static_cast<std::int64_t>(a.size());
   double m = 0.0;
 #pragma omp parallel for reduction(max : m) schedule(static) if (n >= kParallelMin)
@@ -70,7 +70,7 @@ double norm_inf(std::span<const double> a) {
   return m;
 }
 
-std::int64_t count_non_finite(std::span<const double> a) {
+std::int64_t count_non_finite(dcdm::span<const double> a) {
   const std::int64_t n = static_cast<std::int64_t>(a.size());
   std::int64_t c = 0;
 #pragma omp parallel for reduction(+ : c) schedule(static) if (n >= kParallelMin)
@@ -78,7 +78,7 @@ std::int64_t count_non_finite(std::span<const double> a) {
   return c;
 }
 
-void axpy(double alpha, std::span<const double> x, std::span<double> y) {
+void axpy(double alpha, dcdm::span<const double> x, dcdm::span<double> y) {
   const std::int64_t n = static_cast<std::int64_t>(x.size());
   const double* px = x.data();
   double* py = y.data();
@@ -86,7 +86,7 @@ void axpy(double alpha, std::span<const double> x, std::span<double> y) {
   for (std::int64_t i = 0; i < n; ++i) py[i] += alpha * px[i];
 }
 
-void xpay(std::span<const double> x, double beta, std::span<double> y) {
+void xpay(dcdm::span<const double> x, double beta, dcdm::span<double> y) {
   const std::int64_t n = static_cast<std::int64_t>(x.size());
   const double* px = x.data();
   double* py = y.data();
@@ -94,14 +94,14 @@ void xpay(std::span<const double> x, double beta, std::span<double> y) {
   for (std::int64_t i = 0; i < n; ++i) py[i] = px[i] + beta * py[i];
 }
 
-void scale(double alpha, std::span<double> x) {
+void scale(double alpha, dcdm::span<double> x) {
   const std::int64_t n = static_cast<std::int64_t>(x.size());
   double* px = x.data();
 #pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) px[i] *= alpha;
 }
 
-void copy(std::span<const double> x, std::span<double> y) {
+void copy(dcdm::span<const double> x, dcdm::span<double> y) {
   const std::int64_t n = static_cast<std::int64_t>(x.size());
   const double* px = x.data();
   double* py = y.data();
@@ -109,7 +109,7 @@ void copy(std::span<const double> x, std::span<double> y) {
   for (std::int64_t i = 0; i < n; ++i) py[i] = px[i];
 }
 
-void scaled_copy(double alpha, std::span<const double> x, std::span<double> y) {
+void scaled_copy(double alpha, dcdm::span<const double> x, dcdm::span<double> y) {
   const std::int64_t n = static_cast<std::int64_t>(x.size());
   const double* px = x.data();
   double* py = y.data();
@@ -117,15 +117,15 @@ void scaled_copy(double alpha, std::span<const double> x, std::span<double> y) {
   for (std::int64_t i = 0; i < n; ++i) py[i] = alpha * px[i];
 }
 
-void fill(std::span<double> x, double value) {
+void fill(dcdm::span<double> x, double value) {
   const std::int64_t n = static_cast<std::int64_t>(x.size());
   double* px = x.data();
 #pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) px[i] = value;
 }
 
-void LinearOperator::apply_dot(std::span<const double> x, std::span<double> y, std::span<const double* const> with,
-                               std::span<double> dots) const {
+void LinearOperator::apply_dot(dcdm::span<const double> x, dcdm::span<double> y, dcdm::span<const double* const> with,
+                               dcdm::span<double> dots) const {
   apply(x, y);
   if (dots.size() != with.size() + 1)
     throw Error(fmt::format("apply_dot: {} sums for {} vectors (need one more)", dots.size(), with.size()));

@@ -92,7 +92,7 @@ PoissonStencil::PoissonStencil(const Domain& domain) : domain_(domain) {
 
 std::int64_t PoissonStencil::size() const { return domain_.dims().size(); }
 
-void PoissonStencil::apply(std::span<const double> x, std::span<double> y) const {
+void PoissonStencil::apply(dcdm::span<const double> x, dcdm::span<double> y) const {
   const std::int64_t n = size();
   if (static_cast<std::int64_t>(x.size()) != n || static_cast<std::int64_t>(y.size()) != n)
     throw Error(fmt::format("PoissonStencil::apply: vectors of size {} and {} on a {} grid ({} cells)",
@@ -167,8 +167,8 @@ void PoissonStencil::apply_cells(const double* x, double* y, std::int64_t lo, st
   for (std::int64_t c = inner_hi; c < hi; ++c) edge_cell(c);
 }
 
-void PoissonStencil::apply_dot(std::span<const double> x, std::span<double> y, std::span<const double* const> with,
-                               std::span<double> dots) const {
+void PoissonStencil::apply_dot(dcdm::span<const double> x, dcdm::span<double> y, dcdm::span<const double* const> with,
+                               dcdm::span<double> dots) const {
   const std::int64_t n = size();
   if (static_cast<std::int64_t>(x.size()) != n || static_cast<std::int64_t>(y.size()) != n)
     throw Error(fmt::format("PoissonStencil::apply_dot: vectors of size {} and {} on a {} grid ({} cells)", x.size(),
@@ -329,7 +329,7 @@ RangeProjector::RangeProjector(const Domain& domain) : components_(fluid_compone
     }
 }
 
-std::vector<double> RangeProjector::project(std::span<double> v) const {
+std::vector<double> RangeProjector::project(dcdm::span<double> v) const {
   const std::int64_t n = components_.label.size();
   if (static_cast<std::int64_t>(v.size()) != n)
     throw Error(fmt::format("RangeProjector: vector of size {} on a grid of {} cells", v.size(), n));
@@ -373,9 +373,9 @@ std::vector<double> RangeProjector::project(std::span<double> v) const {
   return mean;
 }
 
-std::function<void(std::span<double>)> RangeProjector::as_function() const {
+std::function<void(dcdm::span<double>)> RangeProjector::as_function() const {
   auto self = std::make_shared<RangeProjector>(*this);
-  return [self](std::span<double> v) { self->project(v); };
+  return [self](dcdm::span<double> v) { self->project(v); };
 }
 
 Domain pin_singular_components(const Domain& domain, std::vector<std::int64_t>* pinned) {

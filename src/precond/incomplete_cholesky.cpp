@@ -138,7 +138,7 @@ void IncompleteCholeskyPreconditioner::setup(const LinearSystemView& system) {
   work_.assign(static_cast<std::size_t>(n_), 0.0);
 }
 
-void IncompleteCholeskyPreconditioner::apply(std::span<const double> r, std::span<double> z) const {
+void IncompleteCholeskyPreconditioner::apply(dcdm::span<const double> r, dcdm::span<double> z) const {
   double* u = work_.data();
   const double* ie = inv_e_.data();
   const double* pr = r.data();

@@ -30,7 +30,7 @@ void JacobiPreconditioner::setup(const LinearSystemView& system) {
   }
 }
 
-void JacobiPreconditioner::apply(std::span<const double> r, std::span<double> z) const {
+void JacobiPreconditioner::apply(dcdm::span<const double> r, dcdm::span<double> z) const {
   const std::int64_t n = size();
   const double* d = inv_diag_.data();
   const double* pr = r.data();

@@ -207,18 +207,18 @@ void finish_level(Level<Real>& l, int band_width) {
 class CycleBase {
  public:
   virtual ~CycleBase() = default;
-  virtual void apply(std::span<const double> r, std::span<double> z) = 0;
+  virtual void apply(dcdm::span<const double> r, dcdm::span<double> z) = 0;
   virtual int levels() const = 0;
   virtual Dims level_dims(int level) const = 0;
   virtual std::vector<MultigridPreconditioner::LevelData> hierarchy() const = 0;
-  virtual void solve_coarsest(std::span<const double> b, std::span<double> x) = 0;
+  virtual void solve_coarsest(dcdm::span<const double> b, dcdm::span<double> x) = 0;
 };
 
 template <class Real>
 class Cycle final : public CycleBase {
  public:
   Cycle(const Domain& domain, const MultigridOptions& options);
-  void apply(std::span<const double> r, std::span<double> z) override;
+  void apply(dcdm::span<const double> r, dcdm::span<double> z) override;
   int levels() const override { return static_cast<int>(levels_.size()); }
   Dims level_dims(int level) const override { return levels_.at(level).dims; }
   std::vector<MultigridPreconditioner::LevelData> hierarchy() const override {
@@ -239,7 +239,7 @@ class Cycle final : public CycleBase {
     }
     return out;
   }
-  void solve_coarsest(std::span<const double> b, std::span<double> x) override {
+  void solve_coarsest(dcdm::span<const double> b, dcdm::span<double> x) override {
     Level<Real>& l = levels_.back();
     if (static_cast<std::int64_t>(b.size()) != l.padded_size() || static_cast<std::int64_t>(x.size()) != l.padded_size())
       throw Error("multigrid: solve_coarsest needs padded arrays of the coarsest level");
@@ -369,8 +369,8 @@ void Cycle<Real>::build(const Domain& domain) {
 // Per-cell factors from the relaxation model on every smoothing level (all but the coarsest).
 }  // namespace
 
-void RelaxationModel::band_factors(const MultigridLevelView& level, std::span<const std::int64_t> cells,
-                                   std::span<float> out) const {
+void RelaxationModel::band_factors(const MultigridLevelView& level, dcdm::span<const std::int64_t> cells,
+                                   dcdm::span<float> out) const {
   const std::size_t padded = static_cast<std::size_t>(level.sz * (level.dims.nz + 3));
   std::vector<float> interior(padded), band(padded);
   factors(level, interior, band);
@@ -431,8 +431,8 @@ void Cycle<Real>::build_relaxation() {
       interior_data = l.x.data();
       band_data = l.r.data();
     }
-    const std::span<float> interior(interior_data, static_cast<std::size_t>(n));
-    const std::span<float> band(band_data, static_cast<std::size_t>(n));
+    const dcdm::span<float> interior(interior_data, static_cast<std::size_t>(n));
+    const dcdm::span<float> band(band_data, static_cast<std::size_t>(n));
     MultigridLevelView view{l.dims, li, count, l.sy, l.sz, l.type.data()};
     opt.relaxation->factors(view, interior, band);
     const Dims d = l.dims;
@@ -802,7 +802,7 @@ void Cycle<Real>::vcycle(int li) {
 }
 
 template <class Real>
-void Cycle<Real>::apply(std::span<const double> r, std::span<double> z) {
+void Cycle<Real>::apply(dcdm::span<const double> r, dcdm::span<double> z) {
   Level<Real>& top = levels_.front();
   const Dims d = top.dims;
   // Copy r into the padded right-hand side (zero outside the fluid: rows of A vanish there).
@@ -876,12 +876,12 @@ std::vector<MultigridPreconditioner::LevelData> MultigridPreconditioner::hierarc
   return impl_->cycle->hierarchy();
 }
 
-void MultigridPreconditioner::solve_coarsest(std::span<const double> b, std::span<double> x) const {
+void MultigridPreconditioner::solve_coarsest(dcdm::span<const double> b, dcdm::span<double> x) const {
   if (!impl_->cycle) throw Error("multigrid: solve_coarsest before setup");
   impl_->cycle->solve_coarsest(b, x);
 }
 
-void MultigridPreconditioner::apply(std::span<const double> r, std::span<double> z) const {
+void MultigridPreconditioner::apply(dcdm::span<const double> r, dcdm::span<double> z) const {
   if (!impl_->cycle) throw Error("multigrid: apply before setup");
   impl_->cycle->apply(r, z);
 }
