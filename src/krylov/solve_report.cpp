@@ -1,6 +1,3 @@
-#include <algorithm>
-#include <cctype>
-
 #include <fmt/format.h>
 
 #include "dcdm/solve.hpp"
@@ -15,8 +12,24 @@ const char* to_string(SolveReason r) {
     case SolveReason::Breakdown: return "breakdown";
     case SolveReason::Stagnation: return "stagnation";
     case SolveReason::NaN: return "nan";
+    case SolveReason::IndefiniteMatrix: return "indefinite-matrix";
+    case SolveReason::IndefinitePreconditioner: return "indefinite-preconditioner";
   }
   return "unknown";
+}
+
+const char* petsc_name(SolveReason r) {
+  switch (r) {
+    case SolveReason::ConvergedRtol: return "CONVERGED_RTOL";
+    case SolveReason::ConvergedAtol: return "CONVERGED_ATOL";
+    case SolveReason::MaxIterations: return "DIVERGED_ITS";
+    case SolveReason::Breakdown: return "DIVERGED_BREAKDOWN";
+    case SolveReason::Stagnation: return "DIVERGED_STAGNATION";  // not a PETSc reason
+    case SolveReason::NaN: return "DIVERGED_NANORINF";
+    case SolveReason::IndefiniteMatrix: return "DIVERGED_INDEFINITE_MAT";
+    case SolveReason::IndefinitePreconditioner: return "DIVERGED_INDEFINITE_PC";
+  }
+  return "UNKNOWN";
 }
 
 std::string format_monitor_line(const IterationInfo& info) {
@@ -25,10 +38,7 @@ std::string format_monitor_line(const IterationInfo& info) {
 }
 
 std::string format_reason_line(const SolveReport& report) {
-  std::string name = to_string(report.reason);
-  std::replace(name.begin(), name.end(), '-', '_');
-  for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (!report.converged() && report.reason != SolveReason::MaxIterations) name = "DIVERGED_" + name;
+  const char* name = petsc_name(report.reason);
   std::string line = fmt::format("Linear solve {} due to {} iterations {}",
                                  report.converged() ? "converged" : "did not converge", name,
                                  report.iterations);
