@@ -3,10 +3,9 @@
 #
 # In a fuzz build every project target (dcdm_core included) is instrumented with
 # -fsanitize=fuzzer-no-link,address,undefined, and CMakeLists.txt skips LibTorch, the tests,
-# the benchmarks and the dcdm executable. The fuzzers link `dcdm_fuzz_parsers`, just the
+# the benchmarks, the examples and the dcdm executable. The fuzzers link `dcdm_fuzz_parsers`, just the
 # parser sources and what they use, so that `make fuzz` compiles a handful of files rather
 # than the whole core under sanitizers.
-option(DCDM_FUZZ "Build libFuzzer targets (requires clang)" OFF)
 if(DCDM_FUZZ)
   if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
     message(FATAL_ERROR "DCDM_FUZZ needs clang++ (CXX=clang++)")
@@ -20,7 +19,9 @@ if(DCDM_FUZZ)
     src/io/npy.cpp src/io/reference.cpp
     src/linalg/csr.cpp src/linalg/vector_ops.cpp src/grid/grid.cpp)
   target_link_libraries(dcdm_fuzz_parsers PUBLIC dcdm_flags OpenMP::OpenMP_CXX Eigen3::Eigen
-    nlohmann_json::nlohmann_json fmt::fmt PkgConfig::STB)
+    nlohmann_json::nlohmann_json fmt::fmt ${STB_LIBRARY})
+  target_include_directories(dcdm_fuzz_parsers PUBLIC ${PROJECT_SOURCE_DIR}/include ${PROJECT_BINARY_DIR}/include)
+  target_include_directories(dcdm_fuzz_parsers SYSTEM PUBLIC ${STB_INCLUDE_DIR})
   target_compile_options(dcdm_fuzz_parsers PRIVATE -Wno-pass-failed)  # omp simd under ASan
 
   add_custom_target(fuzz_all)

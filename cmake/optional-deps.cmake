@@ -1,28 +1,43 @@
-# Peers and optional formats. hypre and OpenVDB are installed by scripts/setup-deps.sh;
+# Peers and optional formats, all private to dcdm_core (no public header includes them;
+# DCDM_PACKAGE_DEPENDENCIES lists what a static dcdm_core's consumers must find to link). hypre and OpenVDB are installed by scripts/setup-deps.sh;
 # they are found here so that a build without them still works (the feature reports itself
 # as unavailable at run time).
 find_library(HYPRE_LIBRARY NAMES HYPRE)
 find_path(HYPRE_INCLUDE_DIR NAMES HYPRE.h PATH_SUFFIXES hypre)
 find_package(MPI COMPONENTS C)
 if(HYPRE_LIBRARY AND HYPRE_INCLUDE_DIR AND MPI_C_FOUND)
-  target_include_directories(dcdm_core SYSTEM PUBLIC ${HYPRE_INCLUDE_DIR})
-  target_link_libraries(dcdm_core PUBLIC ${HYPRE_LIBRARY} MPI::MPI_C)
-  target_compile_definitions(dcdm_core PUBLIC DCDM_HAVE_HYPRE=1)
+  # By path rather than MPI::MPI_C: a static dcdm_core's consumers then need not find MPI (for
+  # its C component, which a C++-only project cannot even ask for).
+  target_include_directories(dcdm_core SYSTEM PRIVATE ${HYPRE_INCLUDE_DIR} ${MPI_C_INCLUDE_DIRS})
+  target_link_libraries(dcdm_core PRIVATE ${HYPRE_LIBRARY} ${MPI_C_LIBRARIES})
+  target_compile_definitions(dcdm_core PRIVATE DCDM_HAVE_HYPRE=1)
   message(STATUS "hypre: ${HYPRE_LIBRARY}")
 endif()
 
 list(APPEND CMAKE_MODULE_PATH /usr/lib/x86_64-linux-gnu/cmake/OpenVDB)
+set(dcdm_build_shared_libs ${BUILD_SHARED_LIBS})
 find_package(OpenVDB QUIET)
-if(OpenVDB_FOUND)
-  target_link_libraries(dcdm_core PUBLIC OpenVDB::openvdb)
-  target_compile_definitions(dcdm_core PUBLIC DCDM_HAVE_OPENVDB=1)
-  message(STATUS "OpenVDB: found")
+set(BUILD_SHARED_LIBS ${dcdm_build_shared_libs})  # FindOpenVDB sets it ON
+# OpenVDB export lives in its own library, dcdm_vdb (dcdm::vdb): OpenVDB takes about 40 ms to
+# load, which every program linking dcdm_core would pay at start-up. Without OpenVDB the library
+# still builds and reports itself unavailable (io::vdb_available()).
+if(NOT DCDM_FUZZ)
+  add_library(dcdm_vdb src/io/vdb.cpp)
+  dcdm_library_properties(dcdm_vdb vdb)
+  target_link_libraries(dcdm_vdb PUBLIC dcdm_core PRIVATE $<BUILD_INTERFACE:dcdm_flags> fmt::fmt)
+  if(OpenVDB_FOUND)
+    target_link_libraries(dcdm_vdb PRIVATE OpenVDB::openvdb)
+    target_compile_definitions(dcdm_vdb PRIVATE DCDM_HAVE_OPENVDB=1)
+    set(DCDM_VDB_PACKAGE_DEPENDENCY "OpenVDB")
+    message(STATUS "OpenVDB: found")
+  endif()
 endif()
 
 find_package(assimp QUIET)
 if(assimp_FOUND)
-  target_link_libraries(dcdm_core PUBLIC assimp::assimp)
-  target_compile_definitions(dcdm_core PUBLIC DCDM_HAVE_ASSIMP=1)
+  target_link_libraries(dcdm_core PRIVATE assimp::assimp)
+  target_compile_definitions(dcdm_core PRIVATE DCDM_HAVE_ASSIMP=1)
+  list(APPEND DCDM_PACKAGE_DEPENDENCIES "assimp")
   message(STATUS "assimp: found")
 endif()
 

@@ -1,0 +1,26 @@
+# The test suite: one GoogleTest binary (unit, CLI and agreement tests) and the package tests,
+# which build small consumer projects against dcdm the two ways a user would.
+file(GLOB DCDM_TEST_SOURCES CONFIGURE_DEPENDS tests/*.cpp)
+add_executable(dcdm_tests ${DCDM_TEST_SOURCES})
+target_link_libraries(dcdm_tests PRIVATE dcdm_core dcdm_learn dcdm_vdb $<BUILD_INTERFACE:dcdm_flags> GTest::gtest GTest::gtest_main
+  OpenMP::OpenMP_CXX fmt::fmt spdlog::spdlog Eigen3::Eigen)
+target_include_directories(dcdm_tests SYSTEM PRIVATE ${STB_INCLUDE_DIR})
+target_compile_definitions(dcdm_tests PRIVATE
+  DCDM_SOURCE_DIR="${PROJECT_SOURCE_DIR}" DCDM_CLI_PATH="$<TARGET_FILE:dcdm>")
+add_dependencies(dcdm_tests dcdm)
+include(GoogleTest)
+gtest_discover_tests(dcdm_tests DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)
+
+# Package tests (tests/package/): install into a temporary prefix and build a consumer with
+# find_package(dcdm) and pkg-config; build a consumer that add_subdirectory()s the source tree
+# at C++17. Each configures and builds a separate CMake project.
+set(DCDM_PACKAGE_TEST_DIR ${PROJECT_BINARY_DIR}/package-tests)
+add_test(NAME package_find_package
+         COMMAND ${CMAKE_COMMAND} -DDCDM_SOURCE_DIR=${PROJECT_SOURCE_DIR} -DDCDM_BINARY_DIR=${PROJECT_BINARY_DIR}
+                 -DWORK_DIR=${DCDM_PACKAGE_TEST_DIR}/find_package -DMODE=find_package
+                 -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER} -P ${PROJECT_SOURCE_DIR}/tests/package/run.cmake)
+add_test(NAME package_add_subdirectory
+         COMMAND ${CMAKE_COMMAND} -DDCDM_SOURCE_DIR=${PROJECT_SOURCE_DIR} -DDCDM_BINARY_DIR=${PROJECT_BINARY_DIR}
+                 -DWORK_DIR=${DCDM_PACKAGE_TEST_DIR}/add_subdirectory -DMODE=add_subdirectory
+                 -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER} -P ${PROJECT_SOURCE_DIR}/tests/package/run.cmake)
+set_tests_properties(package_find_package package_add_subdirectory PROPERTIES TIMEOUT 1500 LABELS package)
