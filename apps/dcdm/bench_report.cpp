@@ -16,7 +16,7 @@
 
 #include "dcdm/error.hpp"
 #include "dcdm/io.hpp"
-#include "dcdm/learn.hpp"
+#include "torch_backend.hpp"
 #include "dcdm/peers.hpp"
 #include "dcdm/system.hpp"
 
@@ -83,7 +83,9 @@ nlohmann::json machine_facts() {
   f["hypre"] = hypre_version();
   f["eigen"] = eigen_version();
   f["amgcl"] = amgcl_version();
-  f["libtorch"] = learn::backend_info();
+  // Only where a method of the run loaded it: reporting it must not load LibTorch.
+  const TorchBackend* torch = torch_backend_if_loaded();
+  f["libtorch"] = torch ? torch->backend_info() : std::string("not loaded (no method of this run needs it)");
   f["peer_settings"] = {{"hypre-amg", to_string(HypreAmgSettings{})},
                         {"hypre-pfmg", to_string(HyprePfmgSettings{})},
                         {"eigen-iccg", to_string(EigenIccgSettings{})},

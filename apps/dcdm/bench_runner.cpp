@@ -74,7 +74,7 @@ PoissonSystem build_system(const BenchSystem& s) {
     return sys;
   }
   SceneSpec spec;
-  spec.name = scene_for(s.scene);
+  spec.name = s.scene;
   spec.dims = s.dims;
   spec.seed = s.seed;
   return make_scene_system(spec, parse_rhs_kind(s.rhs), s.seed);
@@ -249,10 +249,6 @@ BenchRow pool_rounds(const std::vector<BenchRow>& rounds) {
   out.cpu_seconds = median(out.cpu_runs);
   out.setup_cpu_seconds = median(setup_cpu);
   return out;
-}
-
-std::string scene_for(const std::string& bench_scene) {
-  return bench_scene == "plume" ? "box" : bench_scene;
 }
 
 std::vector<BenchRow> run_isolated(const BenchSystem& s, const std::string& method,

@@ -59,8 +59,6 @@ struct BenchRow {
   bool converged() const { return status == "converged"; }
 };
 
-// Scene names accepted by --scenes ("plume" is the smoke-plume domain: make_scene's "box").
-std::string scene_for(const std::string& bench_scene);
 
 // Runs `method` on `system` for every tolerance in a forked child. Never throws for a
 // failing method: the rows carry status "error" / "unavailable" / "crashed" / "timeout".

@@ -70,7 +70,7 @@ std::vector<BenchSystem> collect_systems(const BenchArgs& args) {
   parse_rhs_kind(args.rhs);  // validates
   for (const auto& scene : args.scenes) {
     try {
-      scene_info(scene_for(scene));
+      scene_info(scene);
     } catch (const InputError& e) {
       throw InputError(fmt::format("--scenes: {}", e.what()));
     }
@@ -221,7 +221,7 @@ RegisterCommand reg(60, [](CLI::App& root) {
   cmd->add_option("--systems", args->systems, "Exported system folders (dcdm export / dcdm simulate)");
   cmd->add_option("--methods", args->methods,
                   "Methods, comma-separated (default: cg,ic0,mgpcg,hypre-amg,hypre-pfmg,eigen-iccg; "
-                  "dcdm first when --model is given; dcdm:MODEL names a model; peer settings as "
+                  "preceded by the network method (dcdm) if --model is given; dcdm:MODEL names a model; peer settings as "
                   "METHOD:key=value:..., e.g. hypre-amg:theta=0.5:agg=0, hypre-pfmg:skip=1, "
                   "eigen-iccg:ordering=amd)")
       ->delimiter(',');

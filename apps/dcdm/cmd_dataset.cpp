@@ -91,7 +91,7 @@ void run_dataset(const DatasetArgs& args) {
   }
   const int written = learn::write_dataset(args.out, domain, a,
                                            projector.singular() ? projector.as_function()
-                                                                : std::function<void(std::span<double>)>{},
+                                                                : std::function<void(dcdm::span<double>)>{},
                                            spec, progress);
   fmt::print("dataset: {} shards written, {} samples in {} ({:.1f} s)\n", written, args.samples, args.out,
              elapsed());
@@ -104,7 +104,7 @@ RegisterCommand reg(40, [](CLI::App& root) {
       "Ritz-vector training data for DCDM: Lanczos on one matrix, weighted random combinations "
       "of its Ritz vectors (shards + manifest; resumable)");
   auto* sys = cmd->add_option("--system", args->system, "System folder (dcdm export) whose A is used");
-  auto* scene = cmd->add_option("--scene", args->scene, "Built-in scene whose A is used (see dcdm scenes)");
+  auto* scene = cmd->add_option("--scene", args->scene, "Built-in scene whose A is used (dcdm export --list-scenes lists them)");
   cmd->add_option("--n", args->dims, "Grid: N or NX,NY,NZ (with --scene)")->default_val("64");
   cmd->add_option("--scene-seed", args->scene_seed, "Scene seed (with --scene)")->capture_default_str();
   cmd->add_option("--param", args->params, "Scene parameter name=value (repeatable)");

@@ -13,6 +13,7 @@
 #include "bench_runner.hpp"
 #include "command.hpp"
 #include "dcdm/error.hpp"
+#include "dcdm/models.hpp"
 #include "dcdm/io.hpp"
 #include "dcdm/scenes.hpp"
 #include "dcdm/system.hpp"
@@ -27,9 +28,10 @@ struct DemoArgs {
   int n = 64;
   int frames = 40;
   std::string out = "demo-out";
-  std::string model = "models/paper64.dcdm";
-  std::string flagnet_model = "models/flagnet.dcdm";
-  std::string relaxnet_model = "models/relaxnet.dcdm";
+  // Shipped models by name (dcdm/models.hpp finds them); an empty name skips that method.
+  std::string model = "paper64";
+  std::string flagnet_model = "flagnet";
+  std::string relaxnet_model = "relaxnet";
   double rtol = 1e-6;
   std::uint64_t seed = 1;
 };
@@ -66,19 +68,19 @@ void run_demo(const DemoArgs& a) {
   settings.rtols = {a.rtol};
   settings.repeat = 1;
   std::vector<std::string> methods;
-  if (fs::exists(a.model)) {
-    methods.push_back("dcdm:" + a.model);
+  // A named model that cannot be found is an error (find_model says where it looked), never a
+  // silent skip; an empty name leaves the method out.
+  if (!a.model.empty()) {
+    methods.push_back("dcdm:" + learn::find_model(a.model).string());
   } else {
-    fmt::print("Note: no trained model at {} (none is shipped yet). The DCDM iteration runs here with a\n"
-               "      multigrid V-cycle as its direction generator (dcdm-mg, a control); `dcdm solve\n"
-               "      --method dcdm --model FILE` runs it with the network of any model file.\n\n",
-               a.model);
+    fmt::print("Note: --model is empty: the DCDM iteration runs here with a multigrid V-cycle as its\n"
+               "      direction generator (dcdm-mg, a control).\n\n");
     methods.push_back("dcdm-mg");
   }
   // The learned multilevel generator (linear, about one V-cycle per application) beside it.
-  if (!a.flagnet_model.empty() && fs::exists(a.flagnet_model)) methods.push_back("dcdm-flag:" + a.flagnet_model);
+  if (!a.flagnet_model.empty()) methods.push_back("dcdm-flag:" + learn::find_model(a.flagnet_model).string());
   // The learned relaxation multigrid (MGPCG's cycle in float with learned over-relaxation).
-  if (!a.relaxnet_model.empty() && fs::exists(a.relaxnet_model)) methods.push_back("dcdm-relax:" + a.relaxnet_model);
+  if (!a.relaxnet_model.empty()) methods.push_back("dcdm-relax:" + learn::find_model(a.relaxnet_model).string());
   for (const char* m : {"cg", "ic0", "mgpcg"}) methods.emplace_back(m);
 
   BenchSystem system;
@@ -111,7 +113,7 @@ RegisterCommand reg(100, [](CLI::App& root) {
   cmd->add_option("--n", args->n, "Grid size (cube)")->check(CLI::Range(8, 512))->capture_default_str();
   cmd->add_option("--frames", args->frames, "Frames to simulate before the exported frame")
       ->check(CLI::Range(1, 10000))->capture_default_str();
-  cmd->add_option("--model", args->model, "DCDM model file")->capture_default_str();
+  cmd->add_option("--model", args->model, "DCDM reference-network model (a path or a shipped model's name); empty = the dcdm-mg control")->capture_default_str();
   cmd->add_option("--flagnet-model", args->flagnet_model,
                   "Flag-conditioned multilevel model also run (dcdm-flag); empty = none")
       ->capture_default_str();

@@ -2,6 +2,7 @@
 // IC(0)-PCG on held-out systems (smoke frames simulated here, exported system folders, or
 // built-in scenes with a synthetic right-hand side).
 #include <chrono>
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -122,8 +123,12 @@ void run_eval(const EvalArgs& args) {
   if (systems.empty()) throw InputError("eval: give --sim SCENE..., --systems DIR... or --scenes NAME...");
 
   std::string header = fmt::format("{:<30} {:>9}", "system", "fluid");
-  for (const auto& m : methods) header += fmt::format(" {:>10}", m.substr(0, m.find(':')));
-  if (methods.size() >= 3) header += fmt::format(" {:>9} {:>9}", "m0/m1", "m0/m2");
+  const auto short_name = [](const std::string& m) { return m.substr(0, m.find(':')); };
+  for (const auto& m : methods) header += fmt::format(" {:>10}", short_name(m));
+  // Iteration ratios of the first method to the second and third, named by the methods.
+  for (std::size_t k = 1; k < methods.size() && k < 3; ++k)
+    header += fmt::format(" {:>{}}", short_name(methods[0]) + "/" + short_name(methods[k]),
+                          std::max<std::size_t>(9, short_name(methods[0]).size() + short_name(methods[k]).size() + 1));
   fmt::print("rtol {:g}, at most {} iterations; iterations (* = not converged)\n{}\n", args.rtol,
              args.max_iterations, header);
   std::map<std::string, std::map<std::int64_t, std::vector<int>>> by_size;  // method -> cells -> its
@@ -139,7 +144,9 @@ void run_eval(const EvalArgs& args) {
     for (std::size_t k = 1; k < methods.size() && k < 3; ++k) {
       const double ratio = double(res[0].iterations) / std::max(1, res[k].iterations);
       worst_ratio[k] = std::max(worst_ratio[k], ratio);
-      line += fmt::format(" {:>9.3f}", ratio);
+      const std::size_t width =
+          std::max<std::size_t>(9, short_name(methods[0]).size() + short_name(methods[k]).size() + 1);
+      line += fmt::format(" {:>{}.3f}", ratio, width);
     }
     fmt::print("{}\n", line);
     for (std::size_t k = 0; k < res.size(); ++k)

@@ -22,12 +22,12 @@
 #include <omp.h>
 
 #include "command.hpp"
+#include "vdb_backend.hpp"
 #include "dcdm/error.hpp"
 #include "dcdm/io.hpp"
 #include "dcdm/poisson.hpp"
 #include "dcdm/sim.hpp"
 #include "dcdm/system.hpp"
-#include "dcdm/vdb.hpp"
 #include "solver_registry.hpp"
 
 namespace dcdm::cli {
@@ -253,13 +253,13 @@ void write_vdb_frame(const fs::path& path, const sim::SmokeSimulation& simulatio
   const auto& rho = simulation.density();
   Field<float> f(rho.dims());
   for (std::int64_t c = 0; c < rho.size(); ++c) f[c] = static_cast<float>(rho[c]);
-  io::write_vdb_density(path, f, "density");
+  vdb_backend().write_density(path, f, "density");
 }
 
 void run_simulate(const SimulateArgs& a) {
   const Dims dims = a.dims.empty() ? Dims{a.n, a.n, a.n} : parse_dims(a.dims, "--dims");
   if (a.out.empty()) throw InputError("--out: an output folder is required");
-  if (a.vdb && !io::vdb_available())
+  if (a.vdb && !vdb_backend().available())
     throw InputError("--vdb: this build has no OpenVDB support (install libopenvdb-dev and rebuild)");
   check_system_fits_memory(dims, a.dims.empty() ? "--n" : "--dims");
 
@@ -415,7 +415,7 @@ RegisterCommand reg(40, [](CLI::App& root) {
   cmd->add_option("--rtol", args->rtol, "Relative tolerance of the pressure solve")
       ->check(CLI::Range(1e-14, 1.0))
       ->capture_default_str();
-  cmd->add_option("--max-iters", args->max_iterations, "Iteration limit of the pressure solve")
+  cmd->add_option("--max-iterations,--max-iters", args->max_iterations, "Iteration limit of the pressure solve")
       ->check(CLI::Range(1, 100000000))
       ->capture_default_str();
   cmd->add_option("--advection", args->advection, "Advection: semi-lagrangian, maccormack or bfecc")

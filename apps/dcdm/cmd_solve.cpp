@@ -256,7 +256,7 @@ RegisterCommand reg(30, [](CLI::App& root) {
       ->capture_default_str();
   cmd->add_option("--atol", args->atol, "... or when ||b - Ax|| <= atol")->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  cmd->add_option("--max-iters", args->max_iterations, "Iteration limit")->check(CLI::Range(0, 100000000))
+  cmd->add_option("--max-iterations,--max-iters", args->max_iterations, "Iteration limit")->check(CLI::Range(0, 100000000))
       ->capture_default_str();
   cmd->add_option("--true-residual-every", args->true_residual_every,
                   "Recompute r = b - Ax every K iterations (0: only to confirm convergence)")

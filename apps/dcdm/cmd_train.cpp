@@ -11,6 +11,7 @@
 #include "dcdm/flagnet.hpp"
 #include "dcdm/relaxnet.hpp"
 #include "dcdm/training.hpp"
+#include "torch_backend.hpp"
 
 namespace dcdm::cli {
 namespace {
@@ -58,7 +59,7 @@ void run_train_flagnet(const TrainArgs& args, const std::string& command) {
     fmt::print("{}\n", s);
     std::fflush(stdout);
   };
-  const auto r = t.arch == "relaxnet" ? learn::train_relaxnet(o, print) : learn::train_flagnet(o, print);
+  const auto r = t.arch == "relaxnet" ? torch_backend().train_relaxnet(o, print) : torch_backend().train_flagnet(o, print);
   fmt::print("train: {} {} steps ({}), validation loss {:.6e} untrained -> best {:.6e} at step {}{} -> {}\n",
              t.arch, r.steps, r.stop_reason, r.initial_val_loss, r.best_val_loss, r.best_step,
              o.select == "iterations"
@@ -79,7 +80,7 @@ void run_train(TrainArgs& args, const std::string& command) {
   o.command = command;
   if (args.progress == "auto") o.progress_bar = ::isatty(2) != 0;
   else o.progress_bar = args.progress == "bar";
-  const auto result = learn::train(
+  const auto result = torch_backend().train(
       o, [](const std::string& s) { fmt::print("{}\n", s); std::fflush(stdout); },
       [](const std::string& s) { fmt::print(stderr, "{}", s); std::fflush(stderr); });
   if (result.history.empty()) return;

@@ -48,7 +48,7 @@ DcdmOptions dcdm_options(const SolverParams& params) {
 }
 
 void add_solver_params(CLI::App* cmd, SolverParams& params) {
-  cmd->add_option("--model", params.model, "Model file for the dcdm method");
+  cmd->add_option("--model", params.model, "Model for the methods dcdm, dcdm-relax and dcdm-flag: a path or a shipped model's name (relaxnet, flagnet, paper64)");
   cmd->add_option("--dcdm-k", params.dcdm_k, "DCDM: directions kept for A-orthogonalisation")
       ->check(CLI::Range(0, 64))->capture_default_str();
   cmd->add_option("--dcdm-fallback", params.dcdm_fallback,

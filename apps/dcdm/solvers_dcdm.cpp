@@ -8,9 +8,11 @@
 #include "dcdm/dcdm.hpp"
 #include "dcdm/error.hpp"
 #include "dcdm/learn.hpp"
+#include "dcdm/models.hpp"
 #include "dcdm/precond.hpp"
 #include "solver_registry.hpp"
 #include "solvers_flagnet.hpp"
+#include "torch_backend.hpp"
 
 namespace dcdm::cli {
 namespace {
@@ -29,18 +31,17 @@ SolverRegistration dcdm("dcdm",
                         "DCDM with the model file's network (--model FILE or dcdm:FILE; a flagnet file runs dcdm-flag, a relaxnet file dcdm-relax; --dcdm-k; "
                         "--network-precision)",
                         [](const std::string& arg, const SolverParams& p) -> std::unique_ptr<IterativeSolver> {
-                          const std::string path = arg.empty() ? p.model : arg;
-                          if (path.empty())
+                          const std::string name = arg.empty() ? p.model : arg;
+                          if (name.empty())
                             throw InputError("--model: the dcdm method needs a model file (--model FILE or "
                                              "--method dcdm:FILE; `dcdm model init` makes an untrained one)");
+                          const std::string path = learn::find_model(name).string();
                           const std::string architecture = learn::model_file_architecture(path);
                           if (architecture == "flagnet") return make_flagnet_solver(path, p);
                           if (architecture == "relaxnet") return make_relaxnet_solver(path, p);
-                          auto net = std::make_shared<learn::DirectionNetwork>(learn::DirectionNetwork::load(path));
-                          learn::InferenceOptions o = net->inference_options();
-                          o.precision = learn::parse_network_precision(p.network_precision, "--network-precision");
-                          o.input_scale = p.network_input_scale;
-                          net->set_inference_options(o);
+                          // The reference network runs on LibTorch, in the module loaded here.
+                          std::shared_ptr<const NetworkModel> net =
+                              torch_backend().load_network(path, p.network_precision, p.network_input_scale);
                           GeneratorFactory factory =
                               [net](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
                             if (!view.domain)
@@ -49,7 +50,7 @@ SolverRegistration dcdm("dcdm",
                             return net->make_generator(*view.domain);
                           };
                           // The report names a bfloat16 run (--network-precision auto decides per CPU).
-                          const bool bf16 = o.precision == learn::NetworkPrecision::BFloat16;
+                          const bool bf16 = net->bfloat16();
                           return std::make_unique<DcdmSolver>(std::move(factory), dcdm_options(p),
                                                               bf16 ? "dcdm[bf16]" : "dcdm");
                         });

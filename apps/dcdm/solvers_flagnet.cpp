@@ -7,6 +7,7 @@
 #include "dcdm/dcdm.hpp"
 #include "dcdm/error.hpp"
 #include "dcdm/flagnet.hpp"
+#include "dcdm/models.hpp"
 #include "dcdm/relaxnet.hpp"
 
 namespace dcdm::cli {
@@ -16,7 +17,7 @@ std::unique_ptr<IterativeSolver> make_flagnet_solver(const std::string& model, c
     throw InputError("--model: the dcdm-flag method needs a flagnet model file (--model FILE or "
                      "--method dcdm-flag:FILE; dcdm-flag:initial runs the untrained V-cycle)");
   auto net = std::make_shared<learn::FlagNet>(model == "initial" ? learn::FlagNet::initial()
-                                                                 : learn::FlagNet::load(model));
+                                                                 : learn::FlagNet::load(learn::find_model(model)));
   GeneratorFactory factory = [net](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
     if (!view.domain)
       throw InputError("dcdm-flag: the flagnet generator needs a voxel domain (use --scene or --system, not a "
@@ -33,7 +34,7 @@ std::unique_ptr<IterativeSolver> make_relaxnet_solver(const std::string& model, 
     throw InputError("--model: the dcdm-relax method needs a relaxnet model file (--model FILE or "
                      "--method dcdm-relax:FILE; dcdm-relax:initial runs the untrained Gauss-Seidel cycle)");
   auto net = std::make_shared<learn::RelaxNet>(model == "initial" ? learn::RelaxNet::initial()
-                                                                  : learn::RelaxNet::load(model));
+                                                                  : learn::RelaxNet::load(learn::find_model(model)));
   GeneratorFactory factory = [net](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
     if (!view.domain)
       throw InputError("dcdm-relax: the relaxnet generator needs a voxel domain (use --scene or --system, not a "

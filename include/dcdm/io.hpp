@@ -85,7 +85,7 @@ void write_npy(const fs::path& path, const std::vector<std::int32_t>& v, const s
 void write_npy(const fs::path& path, const std::vector<std::uint8_t>& v, const std::vector<std::int64_t>& shape);
 std::vector<double> read_npy_vector(const fs::path& path, const ReadOptions& options = {});  // any dtype, flattened
 
-// ---- Reference DCDM binaries (see shared/method/DCDM.md) ----
+// ---- Reference DCDM binaries (the DCDM paper's public data; the formats are described below) ----
 // Matrix: int32 rows, cols, nnz, outer_size (= rows), inner_size; nnz values; outer_size
 // int32 row offsets (nnz implicit at the end); nnz int32 column indices; little-endian.
 enum class ValuePrecision { Float32, Float64 };

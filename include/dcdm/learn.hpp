@@ -37,7 +37,7 @@ inline constexpr int kModelFormatVersion = 1;
 inline constexpr const char* kArchitecture = "dcdm-paper-cnn";
 
 // The known variants: "paper64", "paper128".
-std::vector<std::string> network_variants();
+inline std::vector<std::string> network_variants() { return {"paper64", "paper128"}; }
 
 struct ModelMetadata {
   int format_version = kModelFormatVersion;

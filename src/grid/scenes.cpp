@@ -31,6 +31,9 @@ const std::vector<SceneInfo>& scene_catalog() {
        "an empty box: walls on five sides, open top (the smoke-plume domain); open_top=0 closes it "
        "(pure Neumann, singular)",
        {{"open_top", 1, "1: the z+ face is open (Dirichlet), 0: wall"}}},
+      {"plume",
+       "the smoke plume's domain: the empty box (walls on five sides, open top), the same system as box",
+       {{"open_top", 1, "1: the z+ face is open (Dirichlet), 0: wall"}}},
       {"sphere",
        "a solid sphere in a walled box with an open top",
        {{"radius", 0.2, "radius, fraction of the smallest dimension"},
@@ -290,7 +293,7 @@ Domain make_scene(const SceneSpec& spec, nlohmann::json* info_out) {
   Random rng(spec.seed);
   const double L = std::min({d.nx, d.ny, d.nz});
   Domain dom;
-  if (spec.name == "box") {
+  if (spec.name == "box" || spec.name == "plume") {
     dom = walled_box(d, p.flag("open_top"));
   } else if (spec.name == "sphere") {
     dom = walled_box(d, p.flag("open_top"));

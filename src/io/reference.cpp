@@ -1,5 +1,5 @@
-// The binary formats of the reference DCDM data (see shared/method/DCDM.md, "Reference data
-// formats"): CSR matrices with float32 or float64 values, float64 vectors with a header value.
+// The binary formats of the reference DCDM data (the public data of the DCDM paper; dcdm/io.hpp describes the
+// formats): CSR matrices with float32 or float64 values, float64 vectors with a header value.
 #include <cmath>
 #include <limits>
 
