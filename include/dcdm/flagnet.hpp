@@ -158,7 +158,7 @@ class FlagNet {
   ModelMetadata metadata_;
 };
 
-// ---- LibTorch reference forward and training (flagnet_torch.cpp, flagnet_training.cpp) ----
+// ---- LibTorch reference forward and training: in dcdm::learn (link dcdm::learn), not the core ----
 // The dense LibTorch forward (the training path) on `batch` vectors of the domain's size
 // (float32). Needs every axis divisible by 2^(levels-1). For the agreement test.
 std::vector<float> flagnet_torch_forward(const FlagNetParameters& parameters, const Domain& domain,

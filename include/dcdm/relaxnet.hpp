@@ -110,6 +110,8 @@ class RelaxNet {
   ModelMetadata metadata_;
 };
 
+// ---- LibTorch reference forward and training: in dcdm::learn (link dcdm::learn), not the core ----
+
 // The LibTorch forward (the training path) on `batch` full-grid vectors, for the agreement test.
 std::vector<float> relaxnet_torch_forward(const RelaxNetParameters& parameters, const Domain& domain,
                                           dcdm::span<const float> x, int batch);
