@@ -48,18 +48,18 @@ T get(const std::string& in, std::size_t offset) {
   return value;
 }
 
-json parse_object(const std::string& text, const char* what) {
+}  // namespace
+
+json parse_metadata_object(const std::string& text, const char* what) {
   json j = json::parse(text.empty() ? "{}" : text, nullptr, false);
   if (j.is_discarded() || !j.is_object())
     throw InputError(fmt::format("model metadata: {} is not a JSON object", what));
   return j;
 }
 
-}  // namespace
-
 void write_model_file(const std::filesystem::path& path, const std::string& metadata_json,
                       const std::string& archive) {
-  json j = parse_object(metadata_json, "metadata");
+  json j = parse_metadata_object(metadata_json, "metadata");
   j["format_version"] = kModelFormatVersion;
   j["archive_bytes"] = archive.size();
   j["archive_fnv1a64"] = fmt::format("{:016x}", fnv1a64(archive));

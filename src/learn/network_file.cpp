@@ -18,6 +18,7 @@
 
 #include "dcdm/error.hpp"
 #include "network.hpp"
+#include "weight_bias_model.hpp"
 #include "weights_archive.hpp"
 
 namespace dcdm::learn {
@@ -30,13 +31,6 @@ std::map<std::string, std::vector<std::int64_t>> parameter_shapes(PaperNetImpl& 
   for (const auto& item : net.named_parameters())
     shapes[item.key()] = std::vector<std::int64_t>(item.value().sizes().begin(), item.value().sizes().end());
   return shapes;
-}
-
-json parse_object(const std::string& text, const char* what) {
-  json j = json::parse(text.empty() ? "{}" : text, nullptr, false);
-  if (j.is_discarded() || !j.is_object())
-    throw InputError(fmt::format("model metadata: {} is not a JSON object", what));
-  return j;
 }
 
 }  // namespace
@@ -60,8 +54,8 @@ void save_model(const std::filesystem::path& path, PaperNetImpl& net, ModelMetad
       {"variant", net.spec().variant},
       {"parameter_count", count},
       {"trained_grid", {metadata.trained_grid.nx, metadata.trained_grid.ny, metadata.trained_grid.nz}},
-      {"data_recipe", parse_object(metadata.data_recipe_json, "data_recipe")},
-      {"training_summary", parse_object(metadata.training_summary_json, "training_summary")},
+      {"data_recipe", parse_metadata_object(metadata.data_recipe_json, "data_recipe")},
+      {"training_summary", parse_metadata_object(metadata.training_summary_json, "training_summary")},
       {"created_by", metadata.created_by},
       {"parameters", params},
   };

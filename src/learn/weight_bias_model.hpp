@@ -8,10 +8,16 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "dcdm/learn.hpp"
 #include "dcdm/span.hpp"
 
 namespace dcdm::learn {
+
+// A metadata field's JSON object text ("" = {}); InputError naming `what` when it is not one.
+// Shared by every architecture's writer (model_file.cpp, network_file.cpp).
+nlohmann::json parse_metadata_object(const std::string& text, const char* what);
 
 // Writes the file (atomic) with the metadata JSON made from `metadata` plus `architecture`,
 // `variant` and the parameter shapes. `weight` / `bias`: row-major values of the shapes.
