@@ -1,51 +1,6 @@
 #include "solver_registry.hpp"
 
-#include <fmt/format.h>
-
-#include "dcdm/error.hpp"
-
 namespace dcdm::cli {
-namespace {
-struct Entry {
-  std::string help;
-  SolverCreator create;
-};
-std::map<std::string, Entry>& registry() {
-  static std::map<std::string, Entry> r;
-  return r;
-}
-}  // namespace
-
-SolverRegistration::SolverRegistration(std::string name, std::string help, SolverCreator create) {
-  registry()[std::move(name)] = {std::move(help), std::move(create)};
-}
-
-std::unique_ptr<IterativeSolver> make_solver(const std::string& spec, const SolverParams& params) {
-  const auto colon = spec.find(':');
-  const std::string name = spec.substr(0, colon);
-  const std::string arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
-  auto it = registry().find(name);
-  if (it == registry().end()) {
-    std::string known;
-    for (const auto& [n, e] : registry()) known += (known.empty() ? "" : ", ") + n;
-    throw InputError(fmt::format("--method: unknown method '{}' (known: {})", name, known));
-  }
-  return it->second.create(arg, params);
-}
-
-std::vector<std::pair<std::string, std::string>> solver_methods() {
-  std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& [n, e] : registry()) out.emplace_back(n, e.help);
-  return out;
-}
-
-DcdmOptions dcdm_options(const SolverParams& params) {
-  DcdmOptions o;
-  o.k = params.dcdm_k;
-  o.fallback = params.dcdm_fallback != "off";
-  o.weak_fallback = params.dcdm_fallback == "best";
-  return o;
-}
 
 void add_solver_params(CLI::App* cmd, SolverParams& params) {
   cmd->add_option("--model", params.model, "Model for the methods dcdm, dcdm-relax and dcdm-flag: a path or a shipped model's name (relaxnet, flagnet, paper64)");

@@ -1,0 +1,56 @@
+#pragma once
+/// @file
+/// Every solver by name: the methods of the CLI (`--method`), the Python module and any program
+/// that lets its users pick a solver with a string. A method spec is "NAME" or "NAME:ARG", e.g.
+/// "mgpcg", "mgpcg:omega=1.3:precision=float", "dcdm-relax" (the shipped relaxnet model),
+/// "dcdm-relax:my.dcdm", "hypre-amg:theta=0.5"; ARG overrides the method's main argument.
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dcdm/dcdm.hpp"
+#include "dcdm/precond.hpp"
+#include "dcdm/solve.hpp"
+
+namespace dcdm {
+
+/// Method settings that are not part of a spec's ARG (the CLI's options of the same names).
+struct MethodParams {
+  std::string model;                          ///< --model: dcdm, dcdm-relax, dcdm-flag (path or shipped name)
+  int dcdm_k = 2;                             ///< --dcdm-k: kept directions
+  std::string dcdm_fallback = "best";         ///< --dcdm-fallback: best | failures | off
+  double network_input_scale = 0.0;           ///< --network-input-scale (0 = auto)
+  std::string network_precision = "float32";  ///< --network-precision: float32 | bf16 | auto
+  int deflation_vectors = 16;                 ///< --dpcg-k
+  double mic_safety = 0.97;                   ///< --mic-safety
+};
+
+/// Makes the solver of `spec` (not yet set up). Throws InputError naming the method and listing
+/// the known ones when `spec` names none, or naming the bad setting.
+std::unique_ptr<IterativeSolver> make_solver(const std::string& spec, const MethodParams& params = {});
+
+/// The known methods: name and one line of help, sorted by name.
+std::vector<std::pair<std::string, std::string>> solver_methods();
+
+/// The DCDM iteration's settings (k, fallback) for every DCDM-based method.
+DcdmOptions dcdm_options(const MethodParams& params);
+
+/// "omega=W:band-omega=W:sweeps=N:band-sweeps=N:band-width=N:coarsest=CELLS:precision=double|float"
+/// (the mgpcg and dcdm-mg settings); InputError naming `who` on a bad one.
+MultigridOptions parse_multigrid_settings(const std::string& text, const std::string& who);
+
+/// A method made by a program on top of the library. The method "dcdm" runs the generator a
+/// model file holds: relaxnet and flagnet files run in the core; the reference network needs
+/// LibTorch, which a program provides with set_network_generator().
+using MethodCreator = std::function<std::unique_ptr<IterativeSolver>(const std::string& arg, const MethodParams&)>;
+void register_method(const std::string& name, const std::string& help, MethodCreator create);
+
+/// How "dcdm" turns a reference-network model file (path) into a generator factory and a
+/// report name; without one, such a file is an InputError saying that LibTorch is needed.
+using NetworkGeneratorLoader =
+    std::function<std::pair<GeneratorFactory, std::string>(const std::string& path, const MethodParams&)>;
+void set_network_generator(NetworkGeneratorLoader loader);
+
+}  // namespace dcdm

@@ -1,0 +1,264 @@
+// Every solver by name (dcdm/methods.hpp). The built-in methods are listed in one table built
+// on first use (static registration objects in a static library would be dropped by the
+// linker); programs add their own with register_method.
+#include "dcdm/methods.hpp"
+
+#include <map>
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include "dcdm/error.hpp"
+#include "dcdm/flagnet.hpp"
+#include "dcdm/krylov.hpp"
+#include "dcdm/learn.hpp"
+#include "dcdm/models.hpp"
+#include "dcdm/peers.hpp"
+#include "dcdm/relaxnet.hpp"
+
+namespace dcdm {
+namespace {
+
+struct Entry {
+  std::string help;
+  MethodCreator create;
+};
+
+struct Registry {
+  std::mutex mutex;
+  std::map<std::string, Entry> methods;
+  NetworkGeneratorLoader network;
+};
+
+// A generator factory from a preconditioner type: set up on the system at solver setup.
+template <class Precond>
+GeneratorFactory preconditioner_generator() {
+  return [](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
+    auto p = std::make_unique<Precond>();
+    p->setup(view);
+    return p;
+  };
+}
+
+// The generator needs the cell flags: a bare matrix has none.
+void require_domain(const LinearSystemView& view, const char* method) {
+  if (!view.domain)
+    throw InputError(fmt::format("{}: the generator needs a voxel domain (a scene, a system folder or a Domain), "
+                                 "not a bare matrix",
+                                 method));
+}
+
+std::unique_ptr<IterativeSolver> make_relaxnet_solver(const std::string& model, const MethodParams& params) {
+  // The shipped model by default: the fastest learned method needs no file of the user's.
+  auto net = std::make_shared<learn::RelaxNet>(model == "initial" ? learn::RelaxNet::initial()
+                                                                  : learn::RelaxNet::load(learn::find_model(model)));
+  GeneratorFactory factory = [net](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
+    require_domain(view, "dcdm-relax");
+    return net->make_generator(view);
+  };
+  // The generator is symmetric positive definite for any weights (factors in (0, 2)), so the
+  // guard that compares every direction with Jacobi's is not needed; the breakdown fallbacks
+  // (NaN, curvature, vanishing direction) stay as dcdm_fallback sets them.
+  DcdmOptions options = dcdm_options(params);
+  options.weak_fallback = false;
+  return std::make_unique<DcdmSolver>(std::move(factory), options, "dcdm-relax");
+}
+
+std::unique_ptr<IterativeSolver> make_flagnet_solver(const std::string& model, const MethodParams& params) {
+  auto net = std::make_shared<learn::FlagNet>(model == "initial" ? learn::FlagNet::initial()
+                                                                 : learn::FlagNet::load(learn::find_model(model)));
+  GeneratorFactory factory = [net](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
+    require_domain(view, "dcdm-flag");
+    return net->make_generator(*view.domain);
+  };
+  DcdmOptions options;
+  options.k = params.dcdm_k;
+  return std::make_unique<DcdmSolver>(std::move(factory), options, "dcdm-flag");
+}
+
+void add_builtin_methods(Registry& r) {
+  const auto add = [&r](const char* name, const char* help, MethodCreator create) {
+    r.methods[name] = {help, std::move(create)};
+  };
+  // Classical: CG, PCG with Jacobi / IC(0) / MIC(0) / geometric multigrid, deflated PCG.
+  add("cg", "conjugate gradients, no preconditioner", [](const std::string&, const MethodParams&) {
+    return make_cg_solver();
+  });
+  add("jacobi", "PCG with the Jacobi (diagonal) preconditioner",
+      [](const std::string&, const MethodParams&) -> std::unique_ptr<IterativeSolver> {
+        return std::make_unique<PcgSolver>("jacobi", std::make_unique<JacobiPreconditioner>());
+      });
+  add("ic0", "PCG with incomplete Cholesky IC(0), natural ordering",
+      [](const std::string&, const MethodParams&) -> std::unique_ptr<IterativeSolver> {
+        return std::make_unique<PcgSolver>("ic0", std::make_unique<IncompleteCholeskyPreconditioner>(0.0));
+      });
+  add("mic0", "PCG with modified incomplete Cholesky MIC(0) (--mic-safety, default 0.97)",
+      [](const std::string&, const MethodParams& p) -> std::unique_ptr<IterativeSolver> {
+        return std::make_unique<PcgSolver>("mic0", std::make_unique<IncompleteCholeskyPreconditioner>(p.mic_safety));
+      });
+  add("dpcg", "deflated PCG: Jacobi + --dpcg-k Ritz vectors from Lanczos started at b",
+      [](const std::string&, const MethodParams& p) -> std::unique_ptr<IterativeSolver> {
+        return std::make_unique<DeflatedPcgSolver>(p.deflation_vectors);
+      });
+  add("mgpcg",
+      "CG preconditioned by a geometric multigrid V-cycle (McAdams et al. 2010); settings "
+      "mgpcg:omega=W:band-omega=W:sweeps=N:band-sweeps=N:band-width=N:coarsest=CELLS:precision=double|float",
+      [](const std::string& arg, const MethodParams&) -> std::unique_ptr<IterativeSolver> {
+        return std::make_unique<PcgSolver>(
+            "mgpcg", std::make_unique<MultigridPreconditioner>(parse_multigrid_settings(arg, "mgpcg:" + arg)));
+      });
+  // The DCDM iteration with learned generators, and with classical ones as controls.
+  add("dcdm-relax",
+      "DCDM with the learned relaxation multigrid (the shipped relaxnet model; dcdm-relax:FILE or --model FILE for "
+      "another; dcdm-relax:initial = MGPCG's Gauss-Seidel cycle in float; --dcdm-k)",
+      [](const std::string& arg, const MethodParams& p) {
+        return make_relaxnet_solver(!arg.empty() ? arg : !p.model.empty() ? p.model : "relaxnet", p);
+      });
+  add("dcdm-flag",
+      "DCDM with the flag-conditioned multilevel linear network (the shipped flagnet model; dcdm-flag:FILE or "
+      "--model FILE for another; dcdm-flag:initial = untrained V-cycle; --dcdm-k)",
+      [](const std::string& arg, const MethodParams& p) {
+        return make_flagnet_solver(!arg.empty() ? arg : !p.model.empty() ? p.model : "flagnet", p);
+      });
+  add("dcdm",
+      "DCDM with the model file's generator (--model FILE or dcdm:FILE; a flagnet file runs dcdm-flag, a relaxnet "
+      "file dcdm-relax, a reference network needs LibTorch; --dcdm-k; --network-precision)",
+      [&r](const std::string& arg, const MethodParams& p) -> std::unique_ptr<IterativeSolver> {
+        const std::string name = arg.empty() ? p.model : arg;
+        if (name.empty())
+          throw InputError("--model: the dcdm method needs a model file (--model FILE or --method dcdm:FILE; "
+                           "`dcdm model init` makes an untrained one)");
+        const std::string path = learn::find_model(name).string();
+        const std::string architecture = learn::model_file_architecture(path);
+        if (architecture == learn::kFlagNetArchitecture) return make_flagnet_solver(path, p);
+        if (architecture == learn::kRelaxNetArchitecture) return make_relaxnet_solver(path, p);
+        NetworkGeneratorLoader loader;
+        {
+          std::lock_guard lock(r.mutex);
+          loader = r.network;
+        }
+        if (!loader)
+          throw InputError(fmt::format("{}: a '{}' network runs on LibTorch, which this program does not provide "
+                                       "(the dcdm tool and dcdm::learn do)",
+                                       path, architecture));
+        auto [factory, report_name] = loader(path, p);
+        return std::make_unique<DcdmSolver>(std::move(factory), dcdm_options(p), report_name);
+      });
+  add("dcdm-mg",
+      "DCDM iteration with a multigrid V-cycle as direction generator (control; the mgpcg settings, "
+      "dcdm-mg:omega=W:...)",
+      [](const std::string& arg, const MethodParams& p) -> std::unique_ptr<IterativeSolver> {
+        const MultigridOptions o = parse_multigrid_settings(arg, "dcdm-mg:" + arg);
+        GeneratorFactory factory = [o](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
+          auto mg = std::make_unique<MultigridPreconditioner>(o);
+          mg->setup(view);
+          return mg;
+        };
+        return std::make_unique<DcdmSolver>(std::move(factory), dcdm_options(p), "dcdm-mg");
+      });
+  add("dcdm-jacobi", "DCDM iteration with Jacobi as direction generator (control)",
+      [](const std::string&, const MethodParams& p) -> std::unique_ptr<IterativeSolver> {
+        return std::make_unique<DcdmSolver>(preconditioner_generator<JacobiPreconditioner>(), dcdm_options(p),
+                                            "dcdm-jacobi");
+      });
+  add("dcdm-identity", "DCDM iteration with the identity generator (steepest descent + k-term conjugation)",
+      [](const std::string&, const MethodParams& p) -> std::unique_ptr<IterativeSolver> {
+        GeneratorFactory factory = [](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
+          return std::make_unique<IdentityOperator>(view.op->size());
+        };
+        return std::make_unique<DcdmSolver>(std::move(factory), dcdm_options(p), "dcdm-identity");
+      });
+  // Peers from established libraries. Without hypre (or AMGCL's headers) in the build they stay
+  // listed and report "not available in this build" (InputError) when chosen.
+  add("hypre-amg", "peer: hypre BoomerAMG-preconditioned PCG on the fluid-cell matrix (1 thread)",
+      [](const std::string& arg, const MethodParams&) {
+        return make_hypre_amg_pcg(parse_hypre_amg_settings(arg, "hypre-amg:" + arg));
+      });
+  add("hypre-pfmg", "peer: hypre PFMG-preconditioned PCG on the structured grid (1 thread)",
+      [](const std::string& arg, const MethodParams&) {
+        return make_hypre_pfmg_pcg(parse_hypre_pfmg_settings(arg, "hypre-pfmg:" + arg));
+      });
+  add("eigen-iccg", "peer: Eigen ConjugateGradient with IncompleteCholesky on the fluid-cell matrix",
+      [](const std::string& arg, const MethodParams&) {
+        return make_eigen_iccg(parse_eigen_iccg_settings(arg, "eigen-iccg:" + arg));
+      });
+  add("amgcl",
+      "peer (optional): AMGCL's CG with its AMG (smoothed aggregation, SPAI(0)) on the fluid-cell matrix",
+      [](const std::string& arg, const MethodParams&) { return make_amgcl_cg(parse_amgcl_settings(arg, "amgcl:" + arg)); });
+}
+
+Registry& registry() {
+  static Registry r;
+  static std::once_flag once;
+  std::call_once(once, [] { add_builtin_methods(r); });
+  return r;
+}
+
+}  // namespace
+
+std::unique_ptr<IterativeSolver> make_solver(const std::string& spec, const MethodParams& params) {
+  const auto colon = spec.find(':');
+  const std::string name = spec.substr(0, colon);
+  const std::string arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  Registry& r = registry();
+  MethodCreator create;
+  {
+    std::lock_guard lock(r.mutex);
+    const auto it = r.methods.find(name);
+    if (it == r.methods.end()) {
+      std::string known;
+      for (const auto& [n, e] : r.methods) known += (known.empty() ? "" : ", ") + n;
+      throw InputError(fmt::format("--method: unknown method '{}' (known: {})", name, known));
+    }
+    create = it->second.create;
+  }
+  return create(arg, params);
+}
+
+std::vector<std::pair<std::string, std::string>> solver_methods() {
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [n, e] : r.methods) out.emplace_back(n, e.help);
+  return out;
+}
+
+DcdmOptions dcdm_options(const MethodParams& params) {
+  DcdmOptions o;
+  o.k = params.dcdm_k;
+  o.fallback = params.dcdm_fallback != "off";
+  o.weak_fallback = params.dcdm_fallback == "best";
+  return o;
+}
+
+MultigridOptions parse_multigrid_settings(const std::string& text, const std::string& who) {
+  MultigridOptions o;
+  std::string precision = "double";
+  double coarsest = static_cast<double>(o.coarsest_cells);
+  // omega just below 2 is still a contraction; the bound keeps the cycle positive definite.
+  const PeerSetting keys[] = {{"omega", &o.omega, 0.01, 1.99},
+                              {"band-omega", &o.band_omega, 0.01, 1.99},
+                              {"sweeps", &o.pre_sweeps, 0, 16},
+                              {"band-sweeps", &o.boundary_sweeps, 0, 16},
+                              {"band-width", &o.band_width, 0, 8},
+                              {"coarsest", &coarsest, 1, 1e7},
+                              {"precision", &precision, 0, 0, "double|float"}};
+  parse_peer_settings(text, who, keys);
+  o.single_precision = precision == "float";
+  o.coarsest_cells = static_cast<std::int64_t>(coarsest);
+  return o;
+}
+
+void register_method(const std::string& name, const std::string& help, MethodCreator create) {
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  r.methods[name] = {help, std::move(create)};
+}
+
+void set_network_generator(NetworkGeneratorLoader loader) {
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  r.network = std::move(loader);
+}
+
+}  // namespace dcdm
