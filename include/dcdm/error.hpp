@@ -16,4 +16,11 @@ class InputError : public Error {
   using Error::Error;
 };
 
+// Bad input of one kind: a named file or folder that does not exist (the Python module raises
+// FileNotFoundError for it).
+class MissingFileError : public InputError {
+ public:
+  using InputError::InputError;
+};
+
 }  // namespace dcdm

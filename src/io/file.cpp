@@ -19,7 +19,11 @@ namespace dcdm::io {
 
 std::string read_file(const fs::path& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) throw InputError(fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
+  if (!f) {
+    const int error = errno;
+    if (error == ENOENT) throw MissingFileError(fmt::format("cannot open {}: {}", path.string(), std::strerror(error)));
+    throw InputError(fmt::format("cannot open {}: {}", path.string(), std::strerror(error)));
+  }
   struct stat st {};
   if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
     std::fclose(f);

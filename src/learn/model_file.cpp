@@ -78,7 +78,11 @@ ModelFileContents read_model_file(const std::filesystem::path& path) {
   std::string bytes;
   {
     std::ifstream in(path, std::ios::binary);
-    if (!in) throw InputError(fmt::format("{}: cannot open model file", name));
+    if (!in) {
+      std::error_code ec;
+      if (!std::filesystem::exists(path, ec)) throw MissingFileError(fmt::format("{}: no such model file", name));
+      throw InputError(fmt::format("{}: cannot open model file", name));
+    }
     std::ostringstream ss;
     ss << in.rdbuf();
     bytes = ss.str();

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <mutex>
 #include <system_error>
 
 #include <fmt/format.h>
@@ -19,6 +20,18 @@ std::filesystem::path executable_dir() {
 }
 
 namespace learn {
+namespace {
+std::mutex g_added_mutex;
+std::vector<std::filesystem::path>& added_folders() {
+  static std::vector<std::filesystem::path> folders;
+  return folders;
+}
+}  // namespace
+
+void add_model_folder(const std::filesystem::path& folder) {
+  std::lock_guard lock(g_added_mutex);
+  added_folders().push_back(folder);
+}
 
 std::vector<std::filesystem::path> model_search_path() {
   std::vector<std::filesystem::path> dirs;
@@ -29,6 +42,10 @@ std::vector<std::filesystem::path> model_search_path() {
       if (colon > start) dirs.emplace_back(list.substr(start, colon - start));
       start = colon + 1;
     }
+  }
+  {
+    std::lock_guard lock(g_added_mutex);
+    dirs.insert(dirs.end(), added_folders().begin(), added_folders().end());
   }
   if (const auto dir = executable_dir(); !dir.empty()) {
     dirs.push_back(dir / "models");
@@ -47,7 +64,7 @@ std::filesystem::path find_model(const std::string& name_or_path) {
   std::error_code ec;
   if (given.has_parent_path() || std::filesystem::is_regular_file(given, ec)) {
     if (!std::filesystem::exists(given, ec))
-      throw InputError(fmt::format("{}: no such model file", name_or_path));
+      throw MissingFileError(fmt::format("{}: no such model file", name_or_path));
     return given;
   }
   std::string file = name_or_path;
@@ -58,7 +75,7 @@ std::filesystem::path find_model(const std::string& name_or_path) {
     if (std::filesystem::is_regular_file(candidate, ec)) return candidate;
     looked += fmt::format("{}{}", looked.empty() ? "" : ", ", dir.string());
   }
-  throw InputError(fmt::format("model '{}': no file {} in any model folder (looked in {}); pass a path, or add "
+  throw MissingFileError(fmt::format("model '{}': no file {} in any model folder (looked in {}); pass a path, or add "
                                "the folder to DCDM_MODEL_PATH",
                                name_or_path, file, looked));
 }

@@ -273,6 +273,8 @@ void save_system(const fs::path& dir, const PoissonSystem& sys) {
 
 PoissonSystem load_system(const fs::path& dir) {
   const fs::path json_path = dir / "system.json";
+  if (!fs::exists(dir))
+    throw MissingFileError(fmt::format("{}: no such system folder", dir.string()));
   if (!fs::is_regular_file(json_path))
     throw InputError(fmt::format("{}: not a system folder (no system.json; write one with dcdm export or dcdm import)", dir.string()));
   PoissonSystem sys;
