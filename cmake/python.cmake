@@ -28,3 +28,12 @@ if(DCDM_BUILD_TESTS)
   set_tests_properties(python_tests PROPERTIES TIMEOUT 900
     ENVIRONMENT "PYTHONPATH=${PROJECT_BINARY_DIR}/python;DCDM_CLI=$<TARGET_FILE:dcdm>;PYTHONDONTWRITEBYTECODE=1")
 endif()
+
+# `pip install .` into a fresh virtual environment (Debian's NumPy/SciPy through
+# --system-site-packages, no package index), then a solve with the installed package.
+if(DCDM_BUILD_TESTS)
+  add_test(NAME package_pip_install
+           COMMAND ${CMAKE_COMMAND} -DDCDM_SOURCE_DIR=${PROJECT_SOURCE_DIR} -DPYTHON=${Python_EXECUTABLE}
+                   -DWORK_DIR=${PROJECT_BINARY_DIR}/package-tests/pip -P ${PROJECT_SOURCE_DIR}/tests/package/pip.cmake)
+  set_tests_properties(package_pip_install PROPERTIES TIMEOUT 1500 LABELS package)
+endif()
