@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""The cost of dcdm's Python layer against the C++ library (the CLI), interleaved.
+
+Usage (from the repository root, after `make build`):
+
+    PYTHONPATH=build/python /usr/bin/python3 scripts/python-bench.py [--rounds 5] [--sizes 64,128]
+        [--methods mgpcg,dcdm-relax] [--threads 2] [--cli build/dcdm]
+
+For each size N the sphere scene's system is exported once (`dcdm export --scene sphere --n N
+--rhs smooth --seed 0 --out DIR`), so that both sides solve the same b:
+
+- C++:    `dcdm solve --system DIR --method M --rtol 1e-6 --json out.json`
+          (OMP_NUM_THREADS=THREADS); its setup_seconds + solve_seconds;
+- Python: `dcdm.read_system(DIR)` once, then per round `dcdm.Solver(M, domain=domain)` and
+          `solver.solve(b, rtol=1e-6)` (dcdm.set_num_threads(THREADS)); the setup and solve
+          seconds of `info` (the library's own clocks) and the wall time of the two calls
+          (time.perf_counter around them: argument conversion, output allocation, GIL).
+
+Rounds alternate which side runs first. Prints per-configuration medians and the ratios
+python/C++ for the library's clocks and for the Python wall time.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--sizes", default="64,128")
+    ap.add_argument("--methods", default="mgpcg,dcdm-relax")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rtol", type=float, default=1e-6)
+    ap.add_argument("--cli", default=os.environ.get("DCDM_CLI", str(REPO / "build" / "dcdm")))
+    args = ap.parse_args()
+
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before the module's OpenMP starts
+    try:
+        import dcdm
+    except ImportError:
+        sys.path.insert(0, str(REPO / "build" / "python"))
+        import dcdm
+    dcdm.set_num_threads(args.threads)
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    methods = [m.strip() for m in args.methods.split(",")]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    work = Path(tempfile.mkdtemp(prefix="dcdm-python-bench-"))
+    print(f"dcdm {dcdm.__version__}, {args.threads} threads, rtol {args.rtol:g}, {args.rounds} rounds, "
+          f"CLI {args.cli}, {os.cpu_count()} CPUs, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
+
+    systems = {}
+    for n in sizes:
+        folder = work / f"sphere{n}"
+        subprocess.run([args.cli, "export", "--scene", "sphere", "--n", str(n), "--rhs", "smooth", "--seed", "0",
+                        "--out", str(folder)], check=True, capture_output=True)
+        systems[n] = (folder, *dcdm.read_system(folder))
+
+    rows = {(n, m): {"cpp": [], "cpp_its": [], "cpp_proc": [], "py_lib": [], "py_setup": [], "py_solve": [],
+                     "py_wall": [], "py_wall_solve": [], "py_its": []} for n in sizes for m in methods}
+
+    def run_cli(n, m):
+        folder = systems[n][0]
+        out = work / "report.json"
+        t0 = time.perf_counter()
+        proc = subprocess.run([args.cli, "solve", "--system", str(folder), "--method", m, "--rtol", str(args.rtol),
+                               "--max-iterations", "10000", "--json", str(out), "--quiet"],
+                              env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise SystemExit(f"dcdm solve failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
+        rep = json.loads(out.read_text())
+        r = rows[(n, m)]
+        r["cpp"].append(rep["setup_seconds"] + rep["solve_seconds"])
+        r["cpp_its"].append(rep["iterations"])
+        r["cpp_proc"].append(wall)
+
+    def run_python(n, m):
+        _, domain, b = systems[n]
+        t0 = time.perf_counter()
+        solver = dcdm.Solver(m, domain=domain)
+        t1 = time.perf_counter()
+        x, info = solver.solve(b, rtol=args.rtol, maxiter=10000)
+        t2 = time.perf_counter()
+        if not info.converged:
+            raise SystemExit(f"python {m} {n}: {info.reason}")
+        r = rows[(n, m)]
+        r["py_lib"].append(info.setup_seconds + info.solve_seconds)
+        r["py_setup"].append(info.setup_seconds)
+        r["py_solve"].append(info.solve_seconds)
+        r["py_wall"].append(t2 - t0)
+        r["py_wall_solve"].append(t2 - t1)
+        r["py_its"].append(info.iterations)
+        del solver, x
+
+    for rnd in range(args.rounds):
+        for n in sizes:
+            for m in methods:
+                order = (run_cli, run_python) if rnd % 2 == 0 else (run_python, run_cli)
+                for f in order:
+                    f(n, m)
+        print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr)
+
+    med = statistics.median
+    print()
+    print(f"{'N':>4s} {'method':12s} {'its C++/py':>10s} {'C++ s':>8s} {'py lib s':>9s} {'py wall s':>9s} "
+          f"{'lib py/C++':>10s} {'wall py/C++':>11s} {'py wall-lib ms':>14s} {'CLI process s':>13s}")
+    for n in sizes:
+        for m in methods:
+            r = rows[(n, m)]
+            cpp, lib, wall = med(r["cpp"]), med(r["py_lib"]), med(r["py_wall"])
+            its = f"{med(r['cpp_its']):g}/{med(r['py_its']):g}"
+            over = med([w - l for w, l in zip(r["py_wall"], r["py_lib"])]) * 1e3
+            print(f"{n:4d} {m:12s} {its:>10s} {cpp:8.3f} {lib:9.3f} {wall:9.3f} {lib / cpp:10.3f} {wall / cpp:11.3f} "
+                  f"{over:14.1f} {med(r['cpp_proc']):13.3f}")
+    print()
+    print("C++ s: setup_seconds + solve_seconds of `dcdm solve --json` (median); py lib s: info.setup_seconds +")
+    print("info.solve_seconds; py wall s: perf_counter around Solver(...) and solve(...); py wall-lib: the median")
+    print("time the Python call spends outside the library's clocks; CLI process s: the whole `dcdm solve` process")
+    print("(start-up, reading the system, the solve, writing the JSON).")
+
+
+if __name__ == "__main__":
+    main()
