@@ -194,5 +194,29 @@ TEST_F(SimCli, DensityVolumeAsOpenVdb) {
   EXPECT_GT(mx, 0.5f);
 }
 
+// One bunny everywhere: the simulator's obstacle is the export scene's bunny at the placement
+// the simulator documents (scale 0.5, floor 0.3), and --param moves both the same way.
+TEST_F(SimCli, BunnyPlacementMatchesTheExportedScene) {
+  for (const std::string& extra : {std::string(), std::string(" --param cx=0.4")}) {
+    const fs::path run = dir_ / ("run" + std::to_string(extra.size()));
+    const fs::path scene = dir_ / ("scene" + std::to_string(extra.size()));
+    ASSERT_EQ(cli(fmt::format("simulate --scene bunny --n 32 --frames 1 --export-every 1 --out {}{}", run.string(),
+                              extra)),
+              0)
+        << log();
+    ASSERT_EQ(cli(fmt::format("export --scene bunny --n 32 --param scale=0.5 --param floor=0.3{} --out {}", extra,
+                              scene.string())),
+              0)
+        << log();
+    const PoissonSystem simulated = load_system(run / "frame_0001");
+    const PoissonSystem exported = load_system(scene);
+    EXPECT_GT(exported.domain.count(CellType::Solid), 100) << extra;
+    EXPECT_EQ(simulated.domain.cells.vector(), exported.domain.cells.vector()) << extra;
+    EXPECT_EQ(simulated.domain.faces, exported.domain.faces) << extra;
+  }
+  EXPECT_EQ(cli(fmt::format("simulate --scene plume --n 16 --frames 1 --param scale=0.4 --out {}", (dir_ / "p").string())), 2)
+      << log();
+}
+
 }  // namespace
 }  // namespace dcdm::sim

@@ -26,6 +26,7 @@
 #include "dcdm/error.hpp"
 #include "dcdm/io.hpp"
 #include "dcdm/poisson.hpp"
+#include "dcdm/scenes.hpp"
 #include "dcdm/sim.hpp"
 #include "dcdm/system.hpp"
 #include "solver_registry.hpp"
@@ -51,6 +52,7 @@ struct SimulateArgs {
   std::string advection = "semi-lagrangian";
   double vorticity = -1.0;  // < 0: the scene's default
   std::string mesh;
+  std::vector<std::string> params_kv;  // --param: the bunny's placement
   bool vdb = false;
   bool png = true;
   int png_scale = 0;  // 0 = automatic
@@ -164,7 +166,8 @@ bool solver_uses(const std::string& solver, const std::string& key) {
 // Keys added to the tag after checkpoints existed, with the value that older runs had.
 const nlohmann::json& later_key_defaults() {
   static const nlohmann::json d = {
-      {"dcdm_fallback", "best"}, {"network_input_scale", 0.0}, {"network_precision", "float32"}};
+      {"dcdm_fallback", "best"}, {"network_input_scale", 0.0}, {"network_precision", "float32"},
+      {"param", nlohmann::json::array()}};
   return d;
 }
 
@@ -181,6 +184,7 @@ nlohmann::json resume_tag(const SimulateArgs& a, const Dims& dims, const sim::Si
                       {"vorticity", c.vorticity},
                       {"warm_start", a.warm_start},
                       {"mesh", a.mesh},
+                      {"param", a.params_kv},
                       {"model", a.params.model},
                       {"dcdm_k", a.params.dcdm_k},
                       {"dcdm_fallback", a.params.dcdm_fallback},
@@ -264,7 +268,9 @@ void run_simulate(const SimulateArgs& a) {
   check_system_fits_memory(dims, a.dims.empty() ? "--n" : "--dims");
 
   const fs::path mesh_path = a.mesh;
-  sim::SimConfig config = sim::make_scene(a.scene, dims, a.seed, nullptr, a.mesh.empty() ? nullptr : &mesh_path);
+  const std::map<std::string, double> placement = parse_scene_parameters(a.params_kv, "--param");
+  sim::SimConfig config =
+      sim::make_scene(a.scene, dims, a.seed, nullptr, a.mesh.empty() ? nullptr : &mesh_path, &placement);
   config.advection = sim::parse_advection(a.advection);
   if (a.vorticity >= 0) config.vorticity = a.vorticity;
   config.solve.rtol = a.rtol;
@@ -424,6 +430,9 @@ RegisterCommand reg(40, [](CLI::App& root) {
   cmd->add_option("--vorticity", args->vorticity, "Vorticity confinement epsilon (default: the scene's, 0)")
       ->check(CLI::Range(0.0, 10.0));
   cmd->add_option("--mesh", args->mesh, "Mesh file replacing the bunny (--scene bunny)")->check(CLI::ExistingFile);
+  cmd->add_option("--param", args->params_kv,
+                  "The bunny's placement NAME=VALUE (repeatable; the bunny scene's parameters of dcdm export "
+                  "--list-scenes; here scale=0.5 and floor=0.3 unless given, so that the smoke rises under it)");
   cmd->add_flag("--vdb", args->vdb, "Also write the density volume as OpenVDB (vdb/density_NNNN.vdb)");
   cmd->add_flag("--png,!--no-png", args->png, "Write mid-plane density slices (png/density_NNNN.png)")
       ->capture_default_str();

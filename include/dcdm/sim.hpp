@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -176,12 +177,18 @@ struct SimConfig {
 //   sphere - the plume with a sphere moving back and forth through it along x (period 100
 //            frames): a moving obstacle whose velocity enters the boundary condition.
 // `bunny_solid` (1 = solid, same dims) overrides the built-in obstacle of "bunny"; `mesh`
-// replaces the bunny mesh. Throws InputError for an unknown scene, a grid below 8 cells a
-// side, or an obstacle that covers the smoke source.
+// replaces the bunny mesh; `bunny_parameters` override the obstacle's placement (the
+// parameters of dcdm::make_scene's "bunny": scale, cx, cy, floor, up; defaults scale 0.5,
+// floor 0.3), so the obstacle equals `dcdm export --scene bunny --param scale=0.5 --param
+// floor=0.3` plus any overrides. Throws InputError for an unknown scene, a grid below 8 cells
+// a side, or an obstacle that covers the smoke source.
 std::vector<std::string> scene_names();
+// The bunny placement a smoke scene uses unless told otherwise (scale 0.5, floor 0.3).
+std::map<std::string, double> default_bunny_placement();
 SimConfig make_scene(const std::string& name, Dims dims, std::uint64_t seed,
                      const Field<std::uint8_t>* bunny_solid = nullptr,
-                     const std::filesystem::path* mesh = nullptr);
+                     const std::filesystem::path* mesh = nullptr,
+                     const std::map<std::string, double>* bunny_parameters = nullptr);
 
 // ---- per-frame statistics ----
 struct FrameStats {

@@ -13,8 +13,11 @@ namespace dcdm::sim {
 
 std::vector<std::string> scene_names() { return {"plume", "bunny", "sphere"}; }
 
+std::map<std::string, double> default_bunny_placement() { return {{"scale", 0.5}, {"floor", 0.3}}; }
+
 SimConfig make_scene(const std::string& name, Dims dims, std::uint64_t seed,
-                     const Field<std::uint8_t>* bunny_solid, const std::filesystem::path* mesh) {
+                     const Field<std::uint8_t>* bunny_solid, const std::filesystem::path* mesh,
+                     const std::map<std::string, double>* bunny_parameters) {
   if (name != "plume" && name != "bunny" && name != "sphere")
     throw InputError(fmt::format("--scene: unknown scene '{}' (known: plume, bunny, sphere)", name));
   if (std::min({dims.nx, dims.ny, dims.nz}) < 8)
@@ -48,6 +51,8 @@ SimConfig make_scene(const std::string& name, Dims dims, std::uint64_t seed,
 
   if (mesh && name != "bunny")
     throw InputError(fmt::format("--mesh is only used by the bunny scene, not by {}", name));
+  if (bunny_parameters && !bunny_parameters->empty() && name != "bunny")
+    throw InputError(fmt::format("--param places the bunny scene's obstacle; the {} scene has none", name));
   if (name == "bunny" && bunny_solid) {
     if (!(bunny_solid->dims() == dims))
       throw InputError(fmt::format("--scene bunny: the obstacle mask is {}, the grid {}",
@@ -59,7 +64,9 @@ SimConfig make_scene(const std::string& name, Dims dims, std::uint64_t seed,
     spec.dims = dims;
     spec.seed = 0;  // the obstacle is the same for every seed
     if (mesh) spec.mesh = *mesh;
-    spec.parameters = {{"scale", 0.5}, {"floor", 0.3}};
+    spec.parameters = default_bunny_placement();
+    if (bunny_parameters)
+      for (const auto& [key, value] : *bunny_parameters) spec.parameters[key] = value;
     const Domain obstacle = ::dcdm::make_scene(spec);
     c.static_solid = Field<std::uint8_t>(dims, 0);
     for (std::int64_t i = 0; i < dims.size(); ++i)
