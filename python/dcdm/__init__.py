@@ -87,6 +87,8 @@ class Solver:
     "dcdm-relax" (the shipped relaxnet model), "dcdm-relax:FILE", "ic0", "cg", "hypre-amg", ...;
     ``dcdm.methods()`` lists them). Give a ``domain`` (a voxel domain: every method) or a
     SciPy sparse ``matrix`` (the matrix-based methods: cg, jacobi, ic0, mic0, dpcg, the peers).
+    ``solve`` releases the GIL; solves of one Solver from several threads run one after another,
+    solves of different Solvers in parallel.
     """
 
     def __init__(self, method="mgpcg", domain=None, matrix=None, model=None, dcdm_k=2, dcdm_fallback="best",
@@ -127,8 +129,8 @@ class Solver:
 class Preconditioner:
     """A preconditioner / DCDM direction generator as an operator r -> z, set up on a domain:
     "mgpcg[:settings]" (the V-cycle), "dcdm-relax[:MODEL]" (the learned cycle), "jacobi",
-    "ic0", "mic0". ``as_linear_operator()`` gives SciPy's ``M=``. One object must not be applied
-    from two threads at once (it keeps work buffers)."""
+    "ic0", "mic0". ``as_linear_operator()`` gives SciPy's ``M=``. Applications of one object from
+    several threads run one after another (it keeps work buffers)."""
 
     def __init__(self, method, domain):
         self._op = _dcdm._Preconditioner(method, domain)

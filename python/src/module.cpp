@@ -18,6 +18,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -236,6 +237,9 @@ class Solver {
     SolveReport report;
     {
       py::gil_scoped_release release;
+      // A solver keeps work buffers: solves of one Solver from several Python threads run one
+      // after another (different Solvers run in parallel).
+      std::lock_guard lock(mutex_);
       report = solver_->solve(const_span(b), mutable_span(x), options);
     }
     if (callback_error) throw std::move(*callback_error);
@@ -266,6 +270,7 @@ class Solver {
   std::optional<RangeProjector> projector_;
   LinearSystemView view_;
   Dims dims_;
+  std::mutex mutex_;
 };
 
 // ---- A preconditioner / direction generator as an operator r -> z ----
@@ -302,7 +307,8 @@ class PreconditionerOp {
     const GridArray r = as_grid_vector(r_obj, domain_->dims(), "r");
     GridArray z = new_like(r_obj, domain_->dims());
     py::gil_scoped_release release;
-    op_->apply(const_span(r), mutable_span(z));  // not thread-safe per object (work buffers)
+    std::lock_guard lock(mutex_);  // the cycle's work buffers: one application at a time
+    op_->apply(const_span(r), mutable_span(z));
     return z;
   }
   std::int64_t size() const { return domain_->dims().size(); }
@@ -311,6 +317,7 @@ class PreconditionerOp {
   std::unique_ptr<Domain> domain_;
   std::unique_ptr<PoissonStencil> stencil_;
   std::unique_ptr<LinearOperator> op_;
+  mutable std::mutex mutex_;
 };
 
 // ---- The smoke simulator ----
