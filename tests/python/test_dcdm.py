@@ -81,6 +81,23 @@ def test_num_threads():
         dcdm.set_num_threads(before)
 
 
+def test_results_independent_of_thread_count(sphere24):
+    domain, b = dcdm.read_system(sphere24)
+    before = dcdm.get_num_threads()
+    out = {}
+    try:
+        for n in (1, 2):
+            dcdm.set_num_threads(n)
+            for method in ("mgpcg", "dcdm-relax", "cg"):
+                out[(n, method)] = dcdm.Solver(method, domain=domain).solve(b, rtol=1e-8)
+    finally:
+        dcdm.set_num_threads(before)
+    for method in ("mgpcg", "dcdm-relax", "cg"):
+        (x1, i1), (x2, i2) = out[(1, method)], out[(2, method)]
+        assert i1.iterations == i2.iterations, method
+        np.testing.assert_array_equal(x1, x2, err_msg=method)
+
+
 def test_domain_from_numpy():
     nz, ny, nx = 5, 4, 3
     cells = np.full((nz, ny, nx), dcdm.FLUID, dtype=np.int32)
@@ -606,10 +623,38 @@ def test_simulation_steps():
     assert np.all(np.isfinite(rho)) and rho.max() > 0  # the source has put smoke in
     u, v, w = sim.velocity
     assert u.shape == (16, 16, 17) and v.shape == (16, 17, 16) and w.shape == (17, 16, 16)
+    stats = sim.step()
+    u, v, w = sim.velocity
     # the MAC velocity is divergence-free on fluid cells after the projection
     fluid = sim.domain.cells == dcdm.FLUID
     div = (u[:, :, 1:] - u[:, :, :-1]) + (v[:, 1:, :] - v[:, :-1, :]) + (w[1:] - w[:-1])
     assert np.abs(div[fluid]).max() <= 1.01 * stats["max_div_after"] + 1e-12
+
+
+def test_simulation_arrays_across_steps():
+    """An array obtained before a step is either a copy (it keeps that frame's values) or a live
+    view (it shows the current values) after every later step, not one then the other."""
+    sim = dcdm.Simulation(scene="plume", n=16, seed=0, method="mgpcg")
+    for _ in range(4):
+        sim.step()
+    rho = sim.density
+    u = sim.velocity[0]
+    rho_kept, u_kept = rho.copy(), u.copy()
+    copy_semantics = {}
+    for step in range(2):
+        sim.step()
+        for name, before, kept, now in (("density", rho, rho_kept, sim.density),
+                                        ("u", u, u_kept, sim.velocity[0])):
+            assert not np.array_equal(kept, now)  # the frame changed
+            if step == 0:
+                copy_semantics[name] = np.array_equal(before, kept)
+                assert copy_semantics[name] or np.array_equal(before, now), \
+                    f"{name} obtained before step() holds neither its frame nor the current one"
+            elif copy_semantics[name]:
+                assert np.array_equal(before, kept), f"{name}: kept its frame after one step, not after two"
+            else:
+                assert np.array_equal(before, now), f"{name}: followed the simulator for one step, not for two"
+    assert sim.frame == 6
 
 
 # ---- (i) dcdm-relax against mgpcg ----
