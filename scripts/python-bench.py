@@ -66,7 +66,7 @@ def main():
         systems[n] = (folder, *dcdm.read_system(folder))
 
     rows = {(n, m): {"cpp": [], "cpp_its": [], "cpp_proc": [], "py_lib": [], "py_setup": [], "py_solve": [],
-                     "py_wall": [], "py_wall_solve": [], "py_its": []} for n in sizes for m in methods}
+                     "py_wall": [], "py_wall_setup": [], "py_wall_solve": [], "py_its": []} for n in sizes for m in methods}
 
     def run_cli(n, m):
         folder = systems[n][0]
@@ -98,6 +98,7 @@ def main():
         r["py_setup"].append(info.setup_seconds)
         r["py_solve"].append(info.solve_seconds)
         r["py_wall"].append(t2 - t0)
+        r["py_wall_setup"].append(t1 - t0)
         r["py_wall_solve"].append(t2 - t1)
         r["py_its"].append(info.iterations)
         del solver, x
@@ -113,20 +114,21 @@ def main():
     med = statistics.median
     print()
     print(f"{'N':>4s} {'method':12s} {'its C++/py':>10s} {'C++ s':>8s} {'py lib s':>9s} {'py wall s':>9s} "
-          f"{'lib py/C++':>10s} {'wall py/C++':>11s} {'py wall-lib ms':>14s} {'CLI process s':>13s}")
+          f"{'lib py/C++':>10s} {'wall py/C++':>11s} {'Solver() ms':>11s} {'solve() ms':>10s} {'CLI process s':>13s}")
     for n in sizes:
         for m in methods:
             r = rows[(n, m)]
             cpp, lib, wall = med(r["cpp"]), med(r["py_lib"]), med(r["py_wall"])
             its = f"{med(r['cpp_its']):g}/{med(r['py_its']):g}"
-            over = med([w - l for w, l in zip(r["py_wall"], r["py_lib"])]) * 1e3
+            ctor = med([w - s for w, s in zip(r["py_wall_setup"], r["py_setup"])]) * 1e3
+            call = med([w - s for w, s in zip(r["py_wall_solve"], r["py_solve"])]) * 1e3
             print(f"{n:4d} {m:12s} {its:>10s} {cpp:8.3f} {lib:9.3f} {wall:9.3f} {lib / cpp:10.3f} {wall / cpp:11.3f} "
-                  f"{over:14.1f} {med(r['cpp_proc']):13.3f}")
+                  f"{ctor:11.1f} {call:10.1f} {med(r['cpp_proc']):13.3f}")
     print()
-    print("C++ s: setup_seconds + solve_seconds of `dcdm solve --json` (median); py lib s: info.setup_seconds +")
-    print("info.solve_seconds; py wall s: perf_counter around Solver(...) and solve(...); py wall-lib: the median")
-    print("time the Python call spends outside the library's clocks; CLI process s: the whole `dcdm solve` process")
-    print("(start-up, reading the system, the solve, writing the JSON).")
+    print("Medians. C++ s: setup_seconds + solve_seconds of `dcdm solve --json`; py lib s: info.setup_seconds +")
+    print("info.solve_seconds; py wall s: perf_counter around Solver(...) and solve(...); Solver() ms and solve() ms:")
+    print("the wall time of each call beyond the library's clock for it (setup_seconds, solve_seconds); CLI process s:")
+    print("the whole `dcdm solve` process (start-up, reading the system, set-up, solve, writing the JSON).")
 
 
 if __name__ == "__main__":
