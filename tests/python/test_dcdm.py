@@ -479,6 +479,30 @@ def test_errors_domain():
         dcdm.Solver("mgpcg", domain=dcdm.scene("sphere", n=8)).solve(np.zeros((8, 8, 9)))
 
 
+def test_errors_wrong_argument_types():
+    """Arguments of the wrong Python type are TypeError or ValueError (not pybind11's
+    RuntimeError "Unable to cast Python instance to C++ type")."""
+    cells = np.ones((4, 4, 4), dtype=np.uint8)
+    cases = {
+        "face type not a string": lambda: dcdm.Domain(cells, faces={"zmax": 1}),
+        "face name not a string": lambda: dcdm.Domain(cells, faces={1: "open"}),
+        "faces not a dict": lambda: dcdm.Domain(cells, faces="open"),
+        "scene parameter not a number": lambda: dcdm.scene("sphere", n=8, radius="big"),
+        "scene shape not integers": lambda: dcdm.scene("sphere", shape=(8, 8, "a")),
+        "Operator of a non-domain": lambda: dcdm.Operator(np.ones((3, 3, 3))),
+        "b is None": lambda: dcdm.Solver("cg", domain=dcdm.scene("box", n=8)).solve(None),
+    }
+    wrong = {}
+    for name, f in cases.items():
+        try:
+            f()
+            wrong[name] = "no error"
+        except (TypeError, ValueError):
+            pass
+        except Exception as e:  # noqa: BLE001 (collected and reported)
+            wrong[name] = f"{type(e).__name__}: {e}"
+    assert not wrong, wrong
+
 # ---- (e) reuse and threads ----
 
 def test_solver_reuse_matches_fresh_solvers(sphere24):
