@@ -150,7 +150,8 @@ class Preconditioner:
 class Simulation:
     """The smoke simulator of ``dcdm simulate``, stepped from Python. ``density``, ``pressure``
     and ``velocity`` (u, v, w on the MAC faces: shapes (nz, ny, nx+1), (nz, ny+1, nx),
-    (nz+1, ny, nx)) are views of the simulator's own arrays (no copy)."""
+    (nz+1, ny, nx)) are copies of the current frame's fields (the simulator swaps its buffers
+    every step, so a view would not stay one frame's values)."""
 
     def __init__(self, scene="plume", n=32, shape=None, seed=0, method="mgpcg", rtol=1e-6):
         self._sim = _dcdm._Simulation(scene, shape, int(n), int(seed), method, float(rtol))

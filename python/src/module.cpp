@@ -105,7 +105,10 @@ Domain domain_from_array(const py::handle& cells_obj, const py::object& faces) {
     d.cells[c] = static_cast<CellType>(v[c]);
   }
   if (!faces.is_none()) {
+    if (!py::isinstance<py::dict>(faces)) throw py::type_error("faces: a dict such as {'zmax': 'open'}");
     for (const auto& item : faces.cast<py::dict>()) {
+      if (!py::isinstance<py::str>(item.first) || !py::isinstance<py::str>(item.second))
+        throw py::type_error("faces: face names and types are strings, e.g. {'zmax': 'open'}");
       const auto key = item.first.cast<std::string>();
       const auto value = item.second.cast<std::string>();
       int f = 0;
@@ -350,11 +353,12 @@ class Simulation {
     out["project_seconds"] = s.project_seconds;
     return out;
   }
-  // Views of the simulator's own arrays (no copy), kept valid by the simulation object.
-  py::array field_view(const Field<double>& f, const py::object& owner) const {
-    const Dims d = f.dims();
-    return py::array_t<double>(grid_shape(d),
-                               {sizeof(double) * d.nx * d.ny, sizeof(double) * d.nx, sizeof(double)}, f.data(), owner);
+  // Copies: the simulator swaps its field buffers every step, so a view would show another
+  // frame's values after the next step.
+  static py::array field_copy(const Field<double>& f) {
+    GridArray out(grid_shape(f.dims()));
+    std::copy(f.data(), f.data() + f.size(), out.mutable_data());
+    return out;
   }
   const sim::SmokeSimulation& sim() const { return *sim_; }
   sim::SmokeSimulation& sim() { return *sim_; }
@@ -378,6 +382,9 @@ PYBIND11_MODULE(_dcdm, m) {
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
+    } catch (const py::cast_error& e) {
+      // A Python argument of the wrong type deep inside (a dict value, a list item).
+      PyErr_SetString(PyExc_TypeError, fmt::format("an argument of the wrong type: {}", e.what()).c_str());
     } catch (const MissingFileError& e) {
       PyErr_SetString(PyExc_FileNotFoundError, e.what());
     } catch (const InputError& e) {
@@ -504,18 +511,11 @@ PYBIND11_MODULE(_dcdm, m) {
       }))
       .def("step", &Simulation::step)
       .def_property_readonly("frame", [](const Simulation& s) { return s.sim().frame(); })
-      .def_property_readonly("density", [](py::object self) {
-        auto& s = self.cast<Simulation&>();
-        return s.field_view(s.sim().density(), self);
-      })
-      .def_property_readonly("pressure", [](py::object self) {
-        auto& s = self.cast<Simulation&>();
-        return s.field_view(s.sim().pressure(), self);
-      })
-      .def_property_readonly("velocity", [](py::object self) {
-        auto& s = self.cast<Simulation&>();
+      .def_property_readonly("density", [](const Simulation& s) { return Simulation::field_copy(s.sim().density()); })
+      .def_property_readonly("pressure", [](const Simulation& s) { return Simulation::field_copy(s.sim().pressure()); })
+      .def_property_readonly("velocity", [](const Simulation& s) {
         const auto& v = s.sim().velocity();
-        return py::make_tuple(s.field_view(v.u, self), s.field_view(v.v, self), s.field_view(v.w, self));
+        return py::make_tuple(Simulation::field_copy(v.u), Simulation::field_copy(v.v), Simulation::field_copy(v.w));
       })
       .def_property_readonly("domain", [](const Simulation& s) { return s.sim().domain(); });
 
