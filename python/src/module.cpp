@@ -220,8 +220,19 @@ class Solver {
     options.rtol = rtol;
     options.atol = atol;
     options.max_iterations = maxiter;
+    if (domain_) {
+      // The system has no equation for a cell outside the fluid: a value there is a mistake in
+      // b (the solve could only stagnate), not something to drop silently.
+      std::int64_t outside = 0;
+      const double* bv = b.data();
+      for (std::int64_t c = 0; c < dims_.size(); ++c) outside += bv[c] != 0.0 && domain_->cells[c] != CellType::Fluid;
+      if (outside > 0)
+        throw InputError(fmt::format("b: {} non-zero values on cells that are not FLUID (b must be 0 there)", outside));
+    }
     if (!x0.is_none()) {
       const GridArray x0v = as_grid_vector(x0, dims_, "x0");
+      if (const auto bad = count_non_finite(const_span(x0v)); bad > 0)
+        throw InputError(fmt::format("x0: {} NaN or Inf values", bad));
       std::copy(x0v.data(), x0v.data() + x0v.size(), x.mutable_data());
       options.use_initial_guess = true;
     }

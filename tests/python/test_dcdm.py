@@ -723,3 +723,20 @@ def test_one_solver_shared_by_threads(method):
                           timeout=120, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     assert proc.returncode == 0, f"rc {proc.returncode}; wrong solves (rhs, reason, iterations): " \
                                  f"{proc.stdout.strip()} {proc.stderr[-2000:]}"
+
+
+def test_b_off_the_fluid_and_non_finite_x0_are_value_errors():
+    """A b with values on cells that are not fluid, or a NaN in x0, is bad input."""
+    domain = dcdm.scene("sphere", n=12)
+    solver = dcdm.Solver("mgpcg", domain=domain)
+    b = np.where(domain.cells == dcdm.FLUID, 1.0, 0.0)
+    off = b.copy()
+    off[domain.cells == dcdm.SOLID] = 1.0
+    with pytest.raises(ValueError, match="not FLUID"):
+        solver.solve(off)
+    x0 = np.zeros_like(b)
+    x0[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="x0"):
+        solver.solve(b, x0=x0)
+    x, info = solver.solve(b)  # the same solver still works
+    assert info.converged
