@@ -11,6 +11,9 @@ For each size N the sphere scene's system is exported once (`dcdm export --scene
 
 - C++:    `dcdm solve --system DIR --method M --rtol 1e-6 --json out.json`
           (OMP_NUM_THREADS=THREADS); its setup_seconds + solve_seconds;
+- C++ library calls: `bench_library_solve DIR M RTOL 3` (bench/bench_library_solve.cpp), the
+          same calls Solver() and solve() make, wall-clocked the same way in one warm process
+          (the median of its 2nd and 3rd repeats);
 - Python: `dcdm.read_system(DIR)` once, then per round `dcdm.Solver(M, domain=domain)` and
           `solver.solve(b, rtol=1e-6)` (dcdm.set_num_threads(THREADS)); the setup and solve
           seconds of `info` (the library's own clocks) and the wall time of the two calls
@@ -41,6 +44,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rtol", type=float, default=1e-6)
     ap.add_argument("--cli", default=os.environ.get("DCDM_CLI", str(REPO / "build" / "dcdm")))
+    ap.add_argument("--library-bench", default=str(REPO / "build" / "bench_library_solve"))
     args = ap.parse_args()
 
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before the module's OpenMP starts
@@ -66,7 +70,7 @@ def main():
         systems[n] = (folder, *dcdm.read_system(folder))
 
     rows = {(n, m): {"cpp": [], "cpp_its": [], "cpp_proc": [], "py_lib": [], "py_setup": [], "py_solve": [],
-                     "py_wall": [], "py_wall_setup": [], "py_wall_solve": [], "py_its": []} for n in sizes for m in methods}
+                     "py_wall": [], "py_wall_setup": [], "py_wall_solve": [], "py_its": [], "lib_wall": []} for n in sizes for m in methods}
 
     def run_cli(n, m):
         folder = systems[n][0]
@@ -83,6 +87,15 @@ def main():
         r["cpp"].append(rep["setup_seconds"] + rep["solve_seconds"])
         r["cpp_its"].append(rep["iterations"])
         r["cpp_proc"].append(wall)
+
+    def run_library(n, m):
+        folder = systems[n][0]
+        proc = subprocess.run([args.library_bench, str(folder), m, str(args.rtol), "3"], env=env, capture_output=True,
+                              text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"bench_library_solve failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
+        runs = [json.loads(line) for line in proc.stdout.splitlines()]
+        rows[(n, m)]["lib_wall"].append(statistics.median(r["construct"] + r["solve"] for r in runs[1:]))
 
     def run_python(n, m):
         _, domain, b = systems[n]
@@ -106,7 +119,7 @@ def main():
     for rnd in range(args.rounds):
         for n in sizes:
             for m in methods:
-                order = (run_cli, run_python) if rnd % 2 == 0 else (run_python, run_cli)
+                order = (run_cli, run_library, run_python) if rnd % 2 == 0 else (run_python, run_library, run_cli)
                 for f in order:
                     f(n, m)
         print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr)
@@ -114,7 +127,8 @@ def main():
     med = statistics.median
     print()
     print(f"{'N':>4s} {'method':12s} {'its C++/py':>10s} {'C++ s':>8s} {'py lib s':>9s} {'py wall s':>9s} "
-          f"{'lib py/C++':>10s} {'wall py/C++':>11s} {'Solver() ms':>11s} {'solve() ms':>10s} {'CLI process s':>13s}")
+          f"{'lib py/C++':>10s} {'wall py/C++':>11s} {'Solver() ms':>11s} {'solve() ms':>10s} {'CLI process s':>13s} "
+          f"{'C++ calls s':>11s} {'py/C++ calls':>12s}")
     for n in sizes:
         for m in methods:
             r = rows[(n, m)]
@@ -123,12 +137,14 @@ def main():
             ctor = med([w - s for w, s in zip(r["py_wall_setup"], r["py_setup"])]) * 1e3
             call = med([w - s for w, s in zip(r["py_wall_solve"], r["py_solve"])]) * 1e3
             print(f"{n:4d} {m:12s} {its:>10s} {cpp:8.3f} {lib:9.3f} {wall:9.3f} {lib / cpp:10.3f} {wall / cpp:11.3f} "
-                  f"{ctor:11.1f} {call:10.1f} {med(r['cpp_proc']):13.3f}")
+                  f"{ctor:11.1f} {call:10.1f} {med(r['cpp_proc']):13.3f} {med(r['lib_wall']):11.3f} "
+                  f"{wall / med(r['lib_wall']):12.3f}")
     print()
     print("Medians. C++ s: setup_seconds + solve_seconds of `dcdm solve --json`; py lib s: info.setup_seconds +")
     print("info.solve_seconds; py wall s: perf_counter around Solver(...) and solve(...); Solver() ms and solve() ms:")
     print("the wall time of each call beyond the library's clock for it (setup_seconds, solve_seconds); CLI process s:")
-    print("the whole `dcdm solve` process (start-up, reading the system, set-up, solve, writing the JSON).")
+    print("the whole `dcdm solve` process (start-up, reading the system, set-up, solve, writing the JSON); C++ calls s:")
+    print("wall time of the same library calls from C++ (bench_library_solve); py/C++ calls: py wall s / C++ calls s.")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #pragma once
 // Plain interface to the LibTorch-backed code; no LibTorch header is visible from here.
 //
-// DirectionNetwork: the reference DCDM network (shared/method/DCDM.md, "The network"), in the
+// DirectionNetwork: the reference DCDM network (README "The method"), in the
 // variants "paper64" and "paper128", run in inference mode on the oneDNN path. A network is
 // turned into a DCDM direction generator for one domain with make_generator(): a
 // LinearOperator on full-grid vectors that masks its input and output to fluid cells, pads

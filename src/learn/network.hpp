@@ -3,7 +3,7 @@
 // and for training code in src/learn (autograd on PaperNet, then wrap it in a
 // DirectionNetwork to save it as a model file).
 //
-// Architecture (shared/method/DCDM.md): all convolutions 3x3x3, 16 filters, "same" zero
+// Architecture (README "The method"): all convolutions 3x3x3, 16 filters, "same" zero
 // padding, ReLU unless stated; "+" is a skip connection added after the ReLU.
 //   c0 = conv(input)                              (linear)
 //   a = down0(c0); b = down1(a);
