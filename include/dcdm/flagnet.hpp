@@ -1,8 +1,9 @@
 #pragma once
 // FlagNet: a flag-conditioned, linear-in-residual, multilevel direction generator (after Lan
 // et al., "A Neural-preconditioned Poisson Solver for Mixed Dirichlet and Neumann Boundary
-// Conditions", ICML 2024), built to cost about one multigrid V-cycle per application. Plain C++: no LibTorch here; loading and saving model files need
-// none either (src/learn/flagnet.cpp), training does (src/learn/flagnet_torch.cpp, dcdm_learn).
+// Conditions", ICML 2024), built to cost about one multigrid V-cycle per application. Plain
+// C++: no LibTorch here; loading and saving model files need none either
+// (src/learn/flagnet.cpp), training does (src/learn/flagnet_torch.cpp, dcdm_learn).
 //
 // Levels. Level 0 is the domain; level l+1 halves every axis (ceil; children beyond the grid
 // ignored) while the largest axis of level l is at least 8. Each level carries two flag
