@@ -29,6 +29,7 @@ from ._dcdm import (  # noqa: F401
     __version__,
     find_model,
     get_num_threads,
+    model_info,
     scene,
     scene_names,
     set_num_threads,
@@ -40,7 +41,7 @@ _dcdm._add_model_folder(_os.path.join(_os.path.dirname(__file__), "models"))
 
 __all__ = [
     "AIR", "FLUID", "SOLID", "Domain", "Operator", "Preconditioner", "Simulation", "SolveInfo", "Solver",
-    "find_model", "get_num_threads", "methods", "read_system", "scene", "scene_names", "set_num_threads",
+    "find_model", "get_num_threads", "methods", "model_info", "read_system", "scene", "scene_names", "set_num_threads",
     "write_system", "__version__",
 ]
 

@@ -27,6 +27,7 @@
 
 #include "dcdm/error.hpp"
 #include "dcdm/grid.hpp"
+#include "dcdm/learn.hpp"
 #include "dcdm/linalg.hpp"
 #include "dcdm/methods.hpp"
 #include "dcdm/models.hpp"
@@ -554,6 +555,24 @@ PYBIND11_MODULE(_dcdm, m) {
       },
       py::arg("folder"), py::arg("domain"), py::arg("b"));
   m.def("find_model", [](const std::string& name) { return learn::find_model(name).string(); });
+  m.def(
+      "model_info",
+      [](const std::string& name) {
+        // The container and its metadata (every architecture: no LibTorch needed to read them).
+        const auto path = learn::find_model(name);
+        const learn::ModelMetadata meta = learn::parse_model_metadata(learn::read_model_file(path), path);
+        py::dict out;
+        out["path"] = path.string();
+        out["architecture"] = meta.architecture;
+        out["variant"] = meta.variant;
+        out["parameter_count"] = meta.parameter_count;
+        out["trained_grid"] = py::make_tuple(meta.trained_grid.nz, meta.trained_grid.ny, meta.trained_grid.nx);
+        out["data_recipe"] = meta.data_recipe_json;
+        out["training_summary"] = meta.training_summary_json;
+        out["created_by"] = meta.created_by;
+        return out;
+      },
+      py::arg("model"), "A model file's metadata (a path or a shipped model's name); validates the container");
   m.def("_add_model_folder", [](const std::filesystem::path& folder) { learn::add_model_folder(folder); });
   m.def("methods", [] { return solver_methods(); });
   m.def("set_num_threads", [](int n) {

@@ -740,3 +740,21 @@ def test_b_off_the_fluid_and_non_finite_x0_are_value_errors():
         solver.solve(b, x0=x0)
     x, info = solver.solve(b)  # the same solver still works
     assert info.converged
+
+
+def test_model_info_reads_every_architecture_and_refuses_corrupt_files(tmp_path):
+    """Model files as the CLI reads them: the shipped ones by name, a corrupt one refused."""
+    relax = dcdm.model_info("relaxnet")
+    assert relax["architecture"] == "relaxnet" and relax["variant"] == "relaxnet-v2"
+    assert relax["parameter_count"] == 110
+    assert dcdm.model_info("flagnet")["architecture"] == "flagnet"
+    paper = dcdm.model_info(os.path.join(os.path.dirname(__file__), "..", "..", "models", "paper64.dcdm"))
+    assert paper["variant"] == "paper64" and paper["parameter_count"] > 10000
+    broken = tmp_path / "broken.dcdm"
+    data = bytearray(open(relax["path"], "rb").read())
+    data[-10] ^= 0xFF
+    broken.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum"):
+        dcdm.model_info(str(broken))
+    with pytest.raises(FileNotFoundError):
+        dcdm.model_info(str(tmp_path / "missing.dcdm"))
