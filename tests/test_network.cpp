@@ -202,7 +202,8 @@ TEST(Network, BadModelFilesFailCleanlyNamingTheFile) {
   DirectionNetwork::random("paper64", 1).save(dir / "good64.dcdm");
   DirectionNetwork::random("paper128", 1).save(dir / "good128.dcdm");
   const std::string good = read_bytes(dir / "good64.dcdm");
-  expect_load_fails(dir / "missing.dcdm", "cannot open");
+  expect_load_fails(dir / "missing.dcdm", "no such model file");
+  EXPECT_THROW(DirectionNetwork::load(dir / "missing.dcdm"), MissingFileError);
   for (std::size_t cut : {std::size_t(0), std::size_t(5), std::size_t(15), std::size_t(40), good.size() / 2,
                           good.size() - 1}) {
     write_bytes(dir / "cut.dcdm", good.substr(0, cut));
