@@ -11,7 +11,11 @@ endif()
 set(PYBIND11_FINDPYTHON ON)
 find_package(Python COMPONENTS Interpreter Development.Module REQUIRED)
 find_package(pybind11 CONFIG REQUIRED)
-pybind11_add_module(dcdm_python MODULE NO_EXTRAS python/src/module.cpp)  # no LTO: it only slows the link
+# The package loads the LibTorch module like the tool does (apps/dcdm/modules.cpp).
+pybind11_add_module(dcdm_python MODULE NO_EXTRAS python/src/module.cpp apps/dcdm/modules.cpp)  # no LTO: it only slows the link
+target_include_directories(dcdm_python PRIVATE ${PROJECT_SOURCE_DIR}/apps/dcdm)
+target_compile_definitions(dcdm_python PRIVATE DCDM_MODULE_DIR_FROM_BIN="${DCDM_LIBEXEC_FROM_BIN}")
+target_link_libraries(dcdm_python PRIVATE ${CMAKE_DL_LIBS})
 set(DCDM_PYTHON_PACKAGE_DIR ${PROJECT_BINARY_DIR}/python/dcdm CACHE PATH "Where the build assembles the dcdm package")
 set_target_properties(dcdm_python PROPERTIES OUTPUT_NAME _dcdm LIBRARY_OUTPUT_DIRECTORY ${DCDM_PYTHON_PACKAGE_DIR})
 target_link_libraries(dcdm_python PRIVATE dcdm_core $<BUILD_INTERFACE:dcdm_flags> fmt::fmt OpenMP::OpenMP_CXX)
@@ -22,6 +26,11 @@ add_custom_command(TARGET dcdm_python POST_BUILD
                    COMMAND ${CMAKE_COMMAND} -E copy_if_different ${PROJECT_SOURCE_DIR}/models/relaxnet.dcdm
                            ${PROJECT_SOURCE_DIR}/models/flagnet.dcdm ${DCDM_PYTHON_PACKAGE_DIR}/models
                    COMMENT "Assembling the dcdm Python package in ${DCDM_PYTHON_PACKAGE_DIR}")
+if(TARGET dcdm_torch)
+  add_dependencies(dcdm_python dcdm_torch)
+  add_custom_command(TARGET dcdm_python POST_BUILD
+                     COMMAND ${CMAKE_COMMAND} -E copy_if_different $<TARGET_FILE:dcdm_torch> ${DCDM_PYTHON_PACKAGE_DIR})
+endif()
 
 if(DCDM_BUILD_TESTS)
   add_test(NAME python_tests COMMAND ${Python_EXECUTABLE} -m pytest -q -p no:cacheprovider ${PROJECT_SOURCE_DIR}/tests/python)

@@ -15,11 +15,13 @@
 namespace dcdm::cli {
 
 const void* load_module(const std::string& file_name, const char* env_override, const char* entry,
-                        int interface_version, const std::string& needed_for) {
+                        int interface_version, const std::string& needed_for,
+                        const std::vector<std::filesystem::path>& first_dirs) {
   std::vector<std::filesystem::path> candidates;
   if (const char* env = std::getenv(env_override); env && *env) {
     candidates.emplace_back(env);  // explicit: the only place looked
   } else {
+    for (const auto& dir : first_dirs) candidates.push_back(dir / file_name);
     const std::filesystem::path dir = executable_dir();
     candidates.push_back(dir / file_name);
     candidates.push_back((dir / DCDM_MODULE_DIR_FROM_BIN / file_name).lexically_normal());

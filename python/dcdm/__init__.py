@@ -36,8 +36,9 @@ from ._dcdm import (  # noqa: F401
 )
 from . import _dcdm
 
-# The shipped models travel with the package (dcdm/models); DCDM_MODEL_PATH still comes first.
-_dcdm._add_model_folder(_os.path.join(_os.path.dirname(__file__), "models"))
+# The shipped models (dcdm/models; DCDM_MODEL_PATH still comes first) and, where the build has
+# LibTorch, the module that runs the reference network travel with the package.
+_dcdm._set_package_dir(_os.path.dirname(_os.path.abspath(__file__)))
 
 __all__ = [
     "AIR", "FLUID", "SOLID", "Domain", "Operator", "Preconditioner", "Simulation", "SolveInfo", "Solver",
@@ -86,14 +87,16 @@ class Solver:
 
     ``method`` is any CLI ``--method`` spec ("mgpcg", "mgpcg:omega=1.3:precision=float",
     "dcdm-relax" (the shipped relaxnet model), "dcdm-relax:FILE", "ic0", "cg", "hypre-amg", ...;
-    ``dcdm.methods()`` lists them). Give a ``domain`` (a voxel domain: every method) or a
+    ``dcdm.methods()`` lists them; "dcdm" with a reference-network model runs on LibTorch, loaded
+    on first use where the build has it). Give a ``domain`` (a voxel domain: every method) or a
     SciPy sparse ``matrix`` (the matrix-based methods: cg, jacobi, ic0, mic0, dpcg, the peers).
     ``solve`` releases the GIL; solves of one Solver from several threads run one after another,
     solves of different Solvers in parallel.
     """
 
     def __init__(self, method="mgpcg", domain=None, matrix=None, model=None, dcdm_k=2, dcdm_fallback="best",
-                 mic_safety=0.97, deflation_vectors=16, threads=None):
+                 mic_safety=0.97, deflation_vectors=16, network_precision="float32", network_input_scale=0.0,
+                 threads=None):
         if (domain is None) == (matrix is None):
             raise ValueError("Solver: give exactly one of domain= or matrix=")
         if threads is not None:
@@ -105,6 +108,8 @@ class Solver:
         params.dcdm_fallback = str(dcdm_fallback)
         params.mic_safety = float(mic_safety)
         params.deflation_vectors = int(deflation_vectors)
+        params.network_precision = str(network_precision)
+        params.network_input_scale = float(network_input_scale)
         if matrix is not None:
             import scipy.sparse
             if not scipy.sparse.issparse(matrix):

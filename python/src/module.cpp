@@ -38,6 +38,8 @@
 #include "dcdm/sim.hpp"
 #include "dcdm/system.hpp"
 #include "dcdm/version.hpp"
+#include "modules.hpp"
+#include "torch_backend.hpp"
 
 namespace py = pybind11;
 using namespace dcdm;
@@ -380,6 +382,27 @@ class Simulation {
   std::unique_ptr<sim::SmokeSimulation> sim_;
 };
 
+// The reference network (method "dcdm" with a paper64/paper128 file) runs on LibTorch, which
+// the package does not link: like the tool, it loads the module dcdm_torch.so on first use,
+// here from the package's folder (the build tree's package has it when the build has
+// LibTorch; pip install builds without it).
+std::filesystem::path g_package_dir;
+
+void register_network_generator() {
+  set_network_generator([](const std::string& path, const MethodParams& p) -> std::pair<GeneratorFactory, std::string> {
+    const auto* backend = static_cast<const cli::TorchBackend*>(cli::load_module(
+        "dcdm_torch.so", "DCDM_TORCH_MODULE", "dcdm_torch_backend", cli::kTorchBackendInterface,
+        "the reference network (method dcdm with a paper64/paper128 model; LibTorch)", {g_package_dir}));
+    std::shared_ptr<const cli::NetworkModel> net =
+        backend->load_network(path, p.network_precision, p.network_input_scale);
+    GeneratorFactory factory = [net](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
+      if (!view.domain) throw InputError("dcdm: the network needs a voxel domain, not a bare matrix");
+      return net->make_generator(*view.domain);
+    };
+    return {std::move(factory), net->bfloat16() ? "dcdm[bf16]" : "dcdm"};
+  });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_dcdm, m) {
@@ -477,6 +500,7 @@ PYBIND11_MODULE(_dcdm, m) {
       .def_readwrite("dcdm_k", &MethodParams::dcdm_k)
       .def_readwrite("dcdm_fallback", &MethodParams::dcdm_fallback)
       .def_readwrite("network_precision", &MethodParams::network_precision)
+      .def_readwrite("network_input_scale", &MethodParams::network_input_scale)
       .def_readwrite("deflation_vectors", &MethodParams::deflation_vectors)
       .def_readwrite("mic_safety", &MethodParams::mic_safety);
 
@@ -573,7 +597,12 @@ PYBIND11_MODULE(_dcdm, m) {
         return out;
       },
       py::arg("model"), "A model file's metadata (a path or a shipped model's name); validates the container");
-  m.def("_add_model_folder", [](const std::filesystem::path& folder) { learn::add_model_folder(folder); });
+  m.def("_set_package_dir", [](const std::filesystem::path& dir) {
+    // The shipped models and the LibTorch module travel with the package.
+    g_package_dir = dir;
+    learn::add_model_folder(dir / "models");
+    register_network_generator();
+  });
   m.def("methods", [] { return solver_methods(); });
   m.def("set_num_threads", [](int n) {
     if (n < 1) throw py::value_error("set_num_threads: n must be >= 1");

@@ -1,15 +1,6 @@
 # `pip install .` of the Python package into a new virtual environment, offline, then an import
 # and a solve from outside the source tree (so the installed package, not python/, is used).
-cmake_minimum_required(VERSION 3.25)
-file(REMOVE_RECURSE ${WORK_DIR})
-file(MAKE_DIRECTORY ${WORK_DIR})
-function(run)
-  execute_process(COMMAND ${ARGV} WORKING_DIRECTORY ${WORK_DIR} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "failed (${rc}): ${ARGV}\n${out}")
-  endif()
-  set(last_output "${out}" PARENT_SCOPE)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/common.cmake)
 run(${PYTHON} -m venv --system-site-packages ${WORK_DIR}/venv)
 run(${CMAKE_COMMAND} -E env CMAKE_BUILD_PARALLEL_LEVEL=2
     ${WORK_DIR}/venv/bin/python -m pip install --no-build-isolation --no-index --no-deps ${DCDM_SOURCE_DIR})

@@ -2,17 +2,7 @@
 # (DCDM_BINARY_DIR) into a temporary prefix and builds tests/package/consumer against it with
 # find_package(dcdm) and with pkg-config; MODE=add_subdirectory builds tests/package/subdir.
 # Each consumer is C++17 and runs a small solve with the shipped relaxnet model.
-cmake_minimum_required(VERSION 3.25)
-file(REMOVE_RECURSE ${WORK_DIR})
-file(MAKE_DIRECTORY ${WORK_DIR})
-
-function(run)
-  execute_process(COMMAND ${ARGV} WORKING_DIRECTORY ${WORK_DIR} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "failed (${rc}): ${ARGV}\n${out}")
-  endif()
-  set(last_output "${out}" PARENT_SCOPE)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/common.cmake)
 
 # The consumer's executable must not need LibTorch.
 function(check_no_torch exe)

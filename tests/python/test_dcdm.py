@@ -758,3 +758,33 @@ def test_model_info_reads_every_architecture_and_refuses_corrupt_files(tmp_path)
         dcdm.model_info(str(broken))
     with pytest.raises(FileNotFoundError):
         dcdm.model_info(str(tmp_path / "missing.dcdm"))
+
+
+def test_reference_network_method_matches_the_cli(cli, export, tmp_path):
+    """`dcdm` with the reference network (paper64) runs on LibTorch through the same module as
+    the tool, and takes the tool's iterations on the same system."""
+    package_dir = os.path.dirname(dcdm.__file__)
+    if not os.path.exists(os.path.join(package_dir, "dcdm_torch.so")):
+        pytest.skip("this build of the package has no LibTorch module (DCDM_BUILD_LEARN=OFF or pip install)")
+    model = os.path.join(os.path.dirname(__file__), "..", "..", "models", "paper64.dcdm")
+    folder = export("sphere", 16)
+    report = tmp_path / "r.json"
+    cli("solve", "--system", folder, "--method", f"dcdm:{model}", "--rtol", "1e-4", "--json", report,
+        env={"OMP_NUM_THREADS": "1"})
+    expected = json.loads(report.read_text())
+    domain, b = dcdm.read_system(folder)
+    x, info = dcdm.Solver("dcdm", domain=domain, model=model).solve(b, rtol=1e-4)
+    assert info.converged and info.method == "dcdm"
+    assert abs(info.iterations - expected["iterations"]) <= 1, (info.iterations, expected["iterations"])
+    r = b - dcdm.Operator(domain) @ x
+    assert np.linalg.norm(r) <= 1.01e-4 * np.linalg.norm(b)
+    # Without the module: a ValueError that says where it looked.
+    code = ("import dcdm, numpy as np\n"
+            "d = dcdm.scene('box', n=8)\n"
+            "try:\n"
+            f"    dcdm.Solver('dcdm', domain=d, model={model!r})\n"
+            "except ValueError as e:\n"
+            "    print('ValueError', e)\n")
+    env = dict(os.environ, DCDM_TORCH_MODULE="/nonexistent/dcdm_torch.so")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert "ValueError" in out.stdout and "/nonexistent/dcdm_torch.so" in out.stdout, out.stdout + out.stderr
