@@ -2,6 +2,9 @@
 
 #include "dcdm/error.hpp"
 #include "dcdm/grid.hpp"
+#include "dcdm/system.hpp"
+
+#include <nlohmann/json.hpp>
 
 using namespace dcdm;
 
@@ -52,4 +55,24 @@ TEST(Grid, DomainCountsAndFaces) {
   d.set_face(Face::ZMax, FaceBoundary::Open);
   EXPECT_EQ(d.face(Face::ZMax), FaceBoundary::Open);
   EXPECT_STREQ(to_string(Face::ZMax), "z+");
+}
+
+// Grid sizes whose cell count wraps around 64 bits (or passes 32-bit indices) are refused
+// wherever dimensions enter: the command line, system.json, dataset manifests.
+TEST(GridDims, OverflowingAndNonIntegerDimensionsAreRefused) {
+  EXPECT_THROW(dcdm::parse_dims("4096,14586017,308761441", "--dims"), dcdm::InputError);  // wraps 2^64
+  EXPECT_THROW(dcdm::parse_dims("2048", "--dims"), dcdm::InputError);                     // 2^33 cells
+  EXPECT_THROW(dcdm::parse_dims("65536,65536,1", "--dims"), dcdm::InputError);            // 2^32 cells
+  EXPECT_EQ(dcdm::parse_dims("1024,1024,2047", "--dims").size(), 1024LL * 1024 * 2047);
+  try {
+    dcdm::check_grid_dims({4096, 14586017, 308761441}, "--dims");
+    ADD_FAILURE() << "no error";
+  } catch (const dcdm::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("--dims"), std::string::npos) << e.what();
+  }
+  using nlohmann::json;
+  EXPECT_EQ(dcdm::dims_from_json(json::array({3, 4, 5}), "x"), (dcdm::Dims{3, 4, 5}));
+  for (const json& bad : {json::array({16.7, 4, 4}), json::array({1LL << 40, 4, 4}), json::array({4, 0, 4}),
+                          json::array({4, 4}), json::array({4096, 14586017, 308761441}), json("16")})
+    EXPECT_THROW(dcdm::dims_from_json(bad, "system.json dims"), dcdm::InputError) << bad.dump();
 }

@@ -13,6 +13,7 @@
 #include "command.hpp"
 #include "dcdm/error.hpp"
 #include "dcdm/io.hpp"
+#include "dcdm/system.hpp"
 
 namespace dcdm::cli {
 namespace {
@@ -40,19 +41,19 @@ std::optional<GridGuess> guess_grid(const fs::path& file, std::int64_t count) {
       const json& d = meta["dims"];
       Dims dims;
       try {
-        if (d.is_array() && d.size() == 3)
-          dims = Dims{d[0].get<int>(), d[1].get<int>(), d[2].get<int>()};
+        if (d.is_array())
+          dims = dims_from_json(d, sidecar.string() + " dims");
         else if (d.is_object())
-          dims = Dims{d.at("nx").get<int>(), d.at("ny").get<int>(), d.at("nz").get<int>()};
+          dims = dims_from_json(json::array({d.at("nx"), d.at("ny"), d.at("nz")}), sidecar.string() + " dims");
         else if (d.is_string())
           dims = parse_dims(d.get<std::string>(), sidecar.string() + " dims");
         else
-          throw InputError("");
+          throw InputError(fmt::format("{}: 'dims' is not [nx, ny, nz]", sidecar.string()));
+      } catch (const InputError&) {
+        throw;  // names the file and the bad value
       } catch (const std::exception&) {
         throw InputError(fmt::format("{}: 'dims' is not [nx, ny, nz]", sidecar.string()));
       }
-      if (dims.nx <= 0 || dims.ny <= 0 || dims.nz <= 0)
-        throw InputError(fmt::format("{}: dims {} are not positive", sidecar.string(), dims.str()));
       if (dims.size() != count)
         throw InputError(fmt::format("{}: dims {} make {} cells but {} holds {}", sidecar.string(), dims.str(),
                                      dims.size(), file.string(), count));

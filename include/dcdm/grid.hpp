@@ -25,7 +25,15 @@ struct Dims {
   friend bool operator!=(const Dims& a, const Dims& b) { return !(a == b); }
 };
 
-// Parses "N" (cube) or "NX,NY,NZ" / "NXxNYxNZ". Throws InputError naming `what`.
+// The most cells a grid may have: matrix column indices are 32-bit.
+inline constexpr std::int64_t kMaxGridCells = 2147483647;
+// Every size check of a grid goes through here: each axis positive and nx*ny*nz at most
+// kMaxGridCells, computed without overflow (a product that wraps around 64 bits must not pass
+// a later size check). Throws InputError naming `what`.
+void check_grid_dims(const Dims& d, const std::string& what);
+
+// Parses "N" (cube) or "NX,NY,NZ" / "NXxNYxNZ" and checks it (check_grid_dims). Throws
+// InputError naming `what`.
 Dims parse_dims(const std::string& text, const std::string& what = "dimensions");
 
 // Numeric values are stored in flag files (uint8), keep them stable.

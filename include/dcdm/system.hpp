@@ -23,6 +23,11 @@
 
 namespace dcdm {
 
+// Grid dimensions stored in a JSON file ([nx, ny, nz]): integers within 32 bits, checked
+// before conversion (a 16.7 or a 2^40 is refused, not truncated) and by check_grid_dims.
+// Throws InputError naming `what`.
+Dims dims_from_json(const nlohmann::json& value, const std::string& what);
+
 struct PoissonSystem {
   Domain domain;
   CsrMatrix matrix;  // full grid (reference layout), assemble_full_grid(domain)

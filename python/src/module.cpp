@@ -98,6 +98,7 @@ Domain domain_from_array(const py::handle& cells_obj, const py::object& faces) {
     if (cells.shape(a) < 1 || cells.shape(a) > (1 << 20))
       throw py::value_error(fmt::format("cells: axis {} has {} cells", a, cells.shape(a)));
   const Dims dims{static_cast<int>(cells.shape(2)), static_cast<int>(cells.shape(1)), static_cast<int>(cells.shape(0))};
+  check_grid_dims(dims, "cells");
   auto values = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(cells);
   Domain d(dims, CellType::Solid);
   const std::int64_t* v = values.data();

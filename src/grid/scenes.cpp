@@ -107,9 +107,7 @@ std::map<std::string, double> parse_scene_parameters(const std::vector<std::stri
 void check_min_dims(const Dims& d, const std::string& option) {
   if (d.nx < 4 || d.ny < 4 || d.nz < 4)
     throw InputError(fmt::format("{}: grid {} is too small: every dimension needs at least 4 cells", option, d.str()));
-  if (d.size() > std::numeric_limits<std::int32_t>::max())
-    throw InputError(fmt::format("{}: grid {} has {} cells, more than the 2^31-1 that 32-bit matrix indices allow",
-                                 option, d.str(), d.size()));
+  check_grid_dims(d, option);
 }
 
 std::int64_t remove_sealed_fluid_cells(Domain& domain) {

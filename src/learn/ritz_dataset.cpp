@@ -20,6 +20,7 @@
 #include "dcdm/dataset.hpp"
 #include "dcdm/error.hpp"
 #include "dcdm/krylov.hpp"
+#include "dcdm/system.hpp"
 
 namespace dcdm::learn {
 namespace {
@@ -544,10 +545,7 @@ ShardedDataset::ShardedDataset(const fs::path& dir) : dir_(dir) {
     // The fingerprint ties a checkpoint to a recipe, not to the manifest's bytes, so a dataset
     // regenerated from the same command (another session, another machine) still matches.
     fingerprint_source_ = r.dump() + "|" + std::to_string(m.value("ritz", json::object()).value("kept", 0));
-    const auto d = r.at("dims");
-    const Dims dims{d.at(0).get<int>(), d.at(1).get<int>(), d.at(2).get<int>()};
-    if (dims.nx < 1 || dims.ny < 1 || dims.nz < 1)
-      throw InputError(fmt::format("{}: bad dims {}", mp.string(), d.dump()));
+    const Dims dims = dims_from_json(r.at("dims"), mp.string() + " dims");
     const fs::path cp = dir / m.value("cells", std::string("cells.npy"));
     domain_.cells = read_cells_npy(cp);
     if (!(domain_.dims() == dims))

@@ -271,6 +271,21 @@ void save_system(const fs::path& dir, const PoissonSystem& sys) {
   io::write_file_atomic(dir / "system.json", meta.dump(2) + "\n");
 }
 
+Dims dims_from_json(const nlohmann::json& value, const std::string& what) {
+  if (!value.is_array() || value.size() != 3)
+    throw InputError(fmt::format("{}: {} is not [nx, ny, nz]", what, value.dump()));
+  int axes[3];
+  for (int a = 0; a < 3; ++a) {
+    const auto& v = value[static_cast<std::size_t>(a)];
+    if (!v.is_number_integer() || v.get<std::int64_t>() <= 0 || v.get<std::int64_t>() > kMaxGridCells)
+      throw InputError(fmt::format("{}: [{}] = {} is not a positive 32-bit integer", what, a, v.dump()));
+    axes[a] = static_cast<int>(v.get<std::int64_t>());
+  }
+  const Dims d{axes[0], axes[1], axes[2]};
+  check_grid_dims(d, what);
+  return d;
+}
+
 PoissonSystem load_system(const fs::path& dir) {
   const fs::path json_path = dir / "system.json";
   if (!fs::exists(dir))
@@ -287,8 +302,7 @@ PoissonSystem load_system(const fs::path& dir) {
   Domain dom;
   try {
     const auto& dims = sys.meta.at("dims");
-    d = Dims{dims.at(0).get<int>(), dims.at(1).get<int>(), dims.at(2).get<int>()};
-    if (d.nx <= 0 || d.ny <= 0 || d.nz <= 0) throw InputError(fmt::format("{}: dims {} are not positive", json_path.string(), d.str()));
+    d = dims_from_json(dims, json_path.string() + " dims");
     dom = Domain(d);
     for (int f = 0; f < 6; ++f) {
       const std::string v = sys.meta.at("faces").at(to_string(static_cast<Face>(f))).get<std::string>();
