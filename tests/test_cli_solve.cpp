@@ -3,6 +3,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dcdm/io.hpp"
+#include "dcdm/system.hpp"
 #include "test_krylov_systems.hpp"
 
 using namespace dcdm;
@@ -117,6 +120,48 @@ TEST_F(CliSolve, IndefiniteMatrixBreaksDownWithExitThree) {
   io::write_matrix_market(dir_ / "A.mtx", CsrMatrix::from_triplets(50, 50, t));
   EXPECT_EQ(cli(fmt::format("--matrix {} --method cg", (dir_ / "A.mtx").string())), 3) << log();
   EXPECT_NE(log().find("DIVERGED_INDEFINITE_MAT"), std::string::npos) << log();
+}
+
+// --rhs with --system replaces the folder's b (it was silently ignored): linearity checks the
+// answer; a NaN, a wrong size or values on non-fluid cells are exit 2 naming the file.
+TEST_F(CliSolve, SystemFolderWithAnotherRightHandSide) {
+  const fs::path sys = dir_ / "sys";
+  ASSERT_EQ(run_cli(fmt::format("export --scene sphere --n 12 --out {}", sys.string())), 0) << log();
+  const PoissonSystem folder = load_system(sys);
+  std::vector<double> twice = folder.rhs;
+  for (double& v : twice) v *= 2.0;
+  io::write_npy(dir_ / "b2.npy", twice, {static_cast<std::int64_t>(twice.size())});
+  const fs::path x1 = dir_ / "x1.npy", x2 = dir_ / "x2.npy";
+  ASSERT_EQ(cli(fmt::format("--system {} --method mgpcg --rtol 1e-12 --x-out {}", sys.string(), x1.string())), 0) << log();
+  ASSERT_EQ(cli(fmt::format("--system {} --rhs {} --method mgpcg --rtol 1e-12 --x-out {}", sys.string(),
+                            (dir_ / "b2.npy").string(), x2.string())),
+            0)
+      << log();
+  const auto a = io::read_vector(x1), b = io::read_vector(x2);
+  ASSERT_EQ(a.size(), b.size());
+  double diff = 0, scale = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    diff = std::max(diff, std::abs(b[i] - 2.0 * a[i]));
+    scale = std::max(scale, std::abs(a[i]));
+  }
+  EXPECT_GT(scale, 0.0);
+  EXPECT_LE(diff, 1e-8 * scale);
+
+  std::vector<double> bad = twice;
+  bad[bad.size() / 2] = std::nan("");
+  io::write_npy(dir_ / "nan.npy", bad, {static_cast<std::int64_t>(bad.size())});
+  EXPECT_EQ(cli(fmt::format("--system {} --rhs {} --method cg", sys.string(), (dir_ / "nan.npy").string())), 2) << log();
+  EXPECT_NE(log().find("nan.npy"), std::string::npos) << log();
+  io::write_npy(dir_ / "short.npy", std::vector<double>(10, 1.0), {10});
+  EXPECT_EQ(cli(fmt::format("--system {} --rhs {} --method cg", sys.string(), (dir_ / "short.npy").string())), 2) << log();
+  EXPECT_NE(log().find("short.npy"), std::string::npos) << log();
+  std::vector<double> off = twice;
+  for (std::size_t c = 0; c < off.size(); ++c)
+    if (folder.domain.cells[static_cast<std::int64_t>(c)] != CellType::Fluid) off[c] = 1.0;
+  io::write_npy(dir_ / "off.npy", off, {static_cast<std::int64_t>(off.size())});
+  EXPECT_EQ(cli(fmt::format("--system {} --rhs {} --method cg", sys.string(), (dir_ / "off.npy").string())), 2) << log();
+  EXPECT_NE(log().find("not fluid"), std::string::npos) << log();
+  EXPECT_EQ(cli(fmt::format("--system {} --rhs smooth --method cg", sys.string())), 2) << log();
 }
 
 }  // namespace

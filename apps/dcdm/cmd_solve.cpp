@@ -80,8 +80,28 @@ LoadedSystem load(const SolveArgs& a) {
   }
   if (!a.system_dir.empty()) {
     PoissonSystem sys = load_system(a.system_dir);
+    if (!a.rhs.empty()) {
+      // Another right-hand side for the folder's system: a vector file with one value per cell,
+      // finite, and zero on the cells that are not fluid (those have no equation).
+      if (parse_rhs_kind(a.rhs) != RhsKind::File)
+        throw InputError(fmt::format("--rhs {}: with --system, --rhs names a vector file (.npy, .mtx, .bin)", a.rhs));
+      sys.rhs = io::read_vector(a.rhs);
+      const std::int64_t cells = sys.domain.dims().size();
+      if (static_cast<std::int64_t>(sys.rhs.size()) != cells)
+        throw InputError(fmt::format("{}: {} values, the system {} has {} cells", a.rhs, sys.rhs.size(),
+                                     sys.domain.dims().str(), cells));
+      if (const auto bad = count_non_finite(sys.rhs); bad > 0)
+        throw InputError(fmt::format("{}: {} NaN or Inf values", a.rhs, bad));
+      std::int64_t off_fluid = 0;
+      for (std::int64_t c = 0; c < cells; ++c)
+        off_fluid += sys.rhs[static_cast<std::size_t>(c)] != 0.0 && sys.domain.cells[c] != CellType::Fluid;
+      if (off_fluid > 0)
+        throw InputError(fmt::format("{}: {} non-zero values on cells that are not fluid (b must be 0 there)", a.rhs,
+                                     off_fluid));
+    }
     if (sys.rhs.empty()) throw InputError(fmt::format("{}: the system has no right-hand side", a.system_dir));
-    s.source = fmt::format("system {} {}", a.system_dir, sys.domain.dims().str());
+    s.source = fmt::format("system {} {}{}", a.system_dir, sys.domain.dims().str(),
+                           a.rhs.empty() ? std::string() : fmt::format(" (rhs {})", a.rhs));
     s.domain = std::move(sys.domain);
     s.matrix = std::move(sys.matrix);
     s.rhs = std::move(sys.rhs);
@@ -248,7 +268,7 @@ RegisterCommand reg(30, [](CLI::App& root) {
   cmd->add_option("--matrix", args->matrix, "Matrix file (.mtx Matrix Market or reference .bin)");
   cmd->add_option("--rhs", args->rhs,
                   "Right-hand side: with --matrix a file (.npy/.mtx/.bin; default b = A*1); with --scene "
-                  "random | smooth | FILE (default random)");
+                  "random | smooth | FILE (default random); with --system a FILE replacing the folder's b");
   std::string methods_help = "Method:";
   for (const auto& [name, help] : solver_methods()) methods_help += fmt::format("\n  {:<12} {}", name, help);
   cmd->add_option("--method", args->method, methods_help)->capture_default_str();
