@@ -11,8 +11,10 @@ endif()
 set(PYBIND11_FINDPYTHON ON)
 find_package(Python COMPONENTS Interpreter Development.Module REQUIRED)
 find_package(pybind11 CONFIG REQUIRED)
-# The package loads the LibTorch module like the tool does (apps/dcdm/modules.cpp).
-pybind11_add_module(dcdm_python MODULE NO_EXTRAS python/src/module.cpp apps/dcdm/modules.cpp)  # no LTO: it only slows the link
+# The package loads the LibTorch module like the tool does (apps/dcdm/modules.cpp,
+# torch_backend.cpp).
+pybind11_add_module(dcdm_python MODULE NO_EXTRAS python/src/module.cpp apps/dcdm/modules.cpp
+                    apps/dcdm/torch_backend.cpp)  # no LTO: it only slows the link
 target_include_directories(dcdm_python PRIVATE ${PROJECT_SOURCE_DIR}/apps/dcdm)
 target_compile_definitions(dcdm_python PRIVATE DCDM_MODULE_DIR_FROM_BIN="${DCDM_LIBEXEC_FROM_BIN}")
 target_link_libraries(dcdm_python PRIVATE ${CMAKE_DL_LIBS})

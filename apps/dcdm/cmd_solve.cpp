@@ -92,10 +92,7 @@ LoadedSystem load(const SolveArgs& a) {
                                      sys.domain.dims().str(), cells));
       if (const auto bad = count_non_finite(sys.rhs); bad > 0)
         throw InputError(fmt::format("{}: {} NaN or Inf values", a.rhs, bad));
-      std::int64_t off_fluid = 0;
-      for (std::int64_t c = 0; c < cells; ++c)
-        off_fluid += sys.rhs[static_cast<std::size_t>(c)] != 0.0 && sys.domain.cells[c] != CellType::Fluid;
-      if (off_fluid > 0)
+      if (const auto off_fluid = count_nonzero_off_fluid(sys.domain, sys.rhs); off_fluid > 0)
         throw InputError(fmt::format("{}: {} non-zero values on cells that are not fluid (b must be 0 there)", a.rhs,
                                      off_fluid));
     }

@@ -3,6 +3,8 @@
 
 #include <mutex>
 
+#include "dcdm/error.hpp"
+
 #include "modules.hpp"
 
 namespace dcdm::cli {
@@ -22,5 +24,18 @@ const TorchBackend& torch_backend() {
 }
 
 const TorchBackend* torch_backend_if_loaded() { return g_backend; }
+
+std::pair<GeneratorFactory, std::string> network_generator(const TorchBackend& backend, const std::string& path,
+                                                            const MethodParams& params) {
+  std::shared_ptr<const NetworkModel> net =
+      backend.load_network(path, params.network_precision, params.network_input_scale);
+  GeneratorFactory factory = [net](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
+    if (!view.domain)
+      throw InputError("dcdm: the network needs a voxel domain (a scene, a system folder or a Domain), not a bare "
+                       "matrix");
+    return net->make_generator(*view.domain);
+  };
+  return {std::move(factory), net->bfloat16() ? "dcdm[bf16]" : "dcdm"};
+}
 
 }  // namespace dcdm::cli

@@ -15,6 +15,7 @@
 #include "dcdm/flagnet.hpp"
 #include "dcdm/learn.hpp"
 #include "dcdm/linalg.hpp"
+#include "dcdm/methods.hpp"
 #include "dcdm/training.hpp"
 
 namespace dcdm::cli {
@@ -58,6 +59,12 @@ class TorchBackend {
 const TorchBackend& torch_backend();
 // Null until some command has loaded the module (reports say "not loaded" rather than load it).
 const TorchBackend* torch_backend_if_loaded();
+
+// The method "dcdm" with a reference-network file through `backend` (set_network_generator's
+// loader, for the tool and the Python package alike): the generator factory and the report name
+// ("dcdm", or "dcdm[bf16]" for a bfloat16 run).
+std::pair<GeneratorFactory, std::string> network_generator(const TorchBackend& backend, const std::string& path,
+                                                            const MethodParams& params);
 
 }  // namespace dcdm::cli
 

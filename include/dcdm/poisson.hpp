@@ -53,6 +53,10 @@ class PoissonStencil final : public LinearOperator {
   void apply_cells(const double* x, double* y, std::int64_t lo, std::int64_t hi) const;
 };
 
+// Non-zero entries of a full-grid right-hand side on cells that are not fluid: they have no
+// equation (an all-zero row), so a b with any is bad input, not something to solve.
+std::int64_t count_nonzero_off_fluid(const Domain& domain, dcdm::span<const double> b);
+
 // Full-grid CSR: nx*ny*nz rows, all-zero rows for non-fluid cells (reference layout).
 // Throws InputError when nx*ny*nz does not fit 32-bit column indices.
 CsrMatrix assemble_full_grid(const Domain& domain);

@@ -227,10 +227,7 @@ class Solver {
     if (domain_) {
       // The system has no equation for a cell outside the fluid: a value there is a mistake in
       // b (the solve could only stagnate), not something to drop silently.
-      std::int64_t outside = 0;
-      const double* bv = b.data();
-      for (std::int64_t c = 0; c < dims_.size(); ++c) outside += bv[c] != 0.0 && domain_->cells[c] != CellType::Fluid;
-      if (outside > 0)
+      if (const auto outside = count_nonzero_off_fluid(*domain_, const_span(b)); outside > 0)
         throw InputError(fmt::format("b: {} non-zero values on cells that are not FLUID (b must be 0 there)", outside));
     }
     if (!x0.is_none()) {
@@ -394,13 +391,7 @@ void register_network_generator() {
     const auto* backend = static_cast<const cli::TorchBackend*>(cli::load_module(
         "dcdm_torch.so", "DCDM_TORCH_MODULE", "dcdm_torch_backend", cli::kTorchBackendInterface,
         "the reference network (method dcdm with a paper64/paper128 model; LibTorch)", {g_package_dir}));
-    std::shared_ptr<const cli::NetworkModel> net =
-        backend->load_network(path, p.network_precision, p.network_input_scale);
-    GeneratorFactory factory = [net](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
-      if (!view.domain) throw InputError("dcdm: the network needs a voxel domain, not a bare matrix");
-      return net->make_generator(*view.domain);
-    };
-    return {std::move(factory), net->bfloat16() ? "dcdm[bf16]" : "dcdm"};
+    return cli::network_generator(*backend, path, p);
   });
 }
 

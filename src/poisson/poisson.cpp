@@ -243,6 +243,13 @@ void check_index_range(const Domain& domain, std::int64_t cols) {
 
 }  // namespace
 
+std::int64_t count_nonzero_off_fluid(const Domain& domain, dcdm::span<const double> b) {
+  std::int64_t count = 0;
+  const std::int64_t n = std::min<std::int64_t>(domain.dims().size(), static_cast<std::int64_t>(b.size()));
+  for (std::int64_t c = 0; c < n; ++c) count += b[static_cast<std::size_t>(c)] != 0.0 && domain.cells[c] != CellType::Fluid;
+  return count;
+}
+
 CsrMatrix assemble_full_grid(const Domain& domain) {
   const std::int64_t n = domain.dims().size();
   check_index_range(domain, n);
