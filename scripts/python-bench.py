@@ -3,7 +3,7 @@
 
 Usage (from the repository root, after `make build`):
 
-    PYTHONPATH=build/python /usr/bin/python3 scripts/python-bench.py [--rounds 5] [--sizes 64,128]
+    PYTHONPATH=build/python /usr/bin/python3 scripts/python-bench.py [--rounds 5] [--repeats 5] [--sizes 64,128]
         [--methods mgpcg,dcdm-relax] [--threads 2] [--cli build/dcdm]
 
 For each size N the sphere scene's system is exported once (`dcdm export --scene sphere --n N
@@ -13,9 +13,9 @@ For each size N the sphere scene's system is exported once (`dcdm export --scene
           (OMP_NUM_THREADS=THREADS); its setup_seconds + solve_seconds;
 - C++ library calls: `bench_library_solve DIR M RTOL 3` (bench/bench_library_solve.cpp), the
           same calls Solver() and solve() make, wall-clocked the same way in one warm process
-          (three repeats, the faster of the 2nd and 3rd kept);
-- Python: `dcdm.read_system(DIR)` once, then per round three repeats (the faster of the 2nd
-          and 3rd kept, as on the C++ side) of `dcdm.Solver(M, domain=domain)` and
+          (REPEATS runs, the fastest after the first kept);
+- Python: `dcdm.read_system(DIR)` once, then per round REPEATS runs (the fastest after the
+          first kept, as on the C++ side) of `dcdm.Solver(M, domain=domain)` and
           `solver.solve(b, rtol=1e-6)` (dcdm.set_num_threads(THREADS)); the setup and solve
           seconds of `info` (the library's own clocks) and the wall time of the two calls
           (time.perf_counter around them: argument conversion, output allocation, GIL).
@@ -43,6 +43,8 @@ def main():
     ap.add_argument("--sizes", default="64,128")
     ap.add_argument("--methods", default="mgpcg,dcdm-relax")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5,
+                    help="repeats per round in each warm process; the fastest after the first is kept")
     ap.add_argument("--rtol", type=float, default=1e-6)
     ap.add_argument("--cli", default=os.environ.get("DCDM_CLI", str(REPO / "build" / "dcdm")))
     ap.add_argument("--library-bench", default=str(REPO / "build" / "bench_library_solve"))
@@ -91,7 +93,7 @@ def main():
 
     def run_library(n, m):
         folder = systems[n][0]
-        proc = subprocess.run([args.library_bench, str(folder), m, str(args.rtol), "3"], env=env, capture_output=True,
+        proc = subprocess.run([args.library_bench, str(folder), m, str(args.rtol), str(args.repeats)], env=env, capture_output=True,
                               text=True)
         if proc.returncode != 0:
             raise SystemExit(f"bench_library_solve failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
@@ -99,11 +101,11 @@ def main():
         rows[(n, m)]["lib_wall"].append(min(r["construct"] + r["solve"] for r in runs[1:]))  # as run_python
 
     def run_python(n, m):
-        # Three repeats, the median of the 2nd and 3rd kept: the same protocol as the C++ side
-        # (a warm process whose OpenMP threads and heap have just been used).
+        # The same protocol as the C++ side: REPEATS runs, the fastest after the first kept (a warm
+        # process whose OpenMP threads and heap have just been used).
         _, domain, b = systems[n]
         runs = []
-        for _ in range(3):
+        for _ in range(args.repeats):
             t0 = time.perf_counter()
             solver = dcdm.Solver(m, domain=domain)
             t1 = time.perf_counter()
@@ -113,7 +115,7 @@ def main():
                 raise SystemExit(f"python {m} {n}: {info.reason}")
             runs.append((t0, t1, t2, info))
             del solver, x
-        mid = sorted(runs[1:], key=lambda r: r[2] - r[0])[0]  # the faster of the two warm repeats
+        mid = min(runs[1:], key=lambda r: r[2] - r[0])  # the fastest warm repeat
         t0, t1, t2, info = mid
         r = rows[(n, m)]
         r["py_lib"].append(info.setup_seconds + info.solve_seconds)

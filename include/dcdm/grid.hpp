@@ -3,9 +3,11 @@
 // (cells + six outer faces) that the pressure operator is built from.
 #include <array>
 #include <cstdint>
-#include "dcdm/span.hpp"
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "dcdm/span.hpp"
 
 namespace dcdm {
 
@@ -69,11 +71,41 @@ enum class Face : int { XMin = 0, XMax, YMin, YMax, ZMin, ZMax };
 enum class FaceBoundary : std::uint8_t { Wall = 0, Open = 1 };  // Neumann / Dirichlet (air)
 const char* to_string(Face f);
 
+// Variable coefficients of the pressure operator: liquids (ghost-fluid free surfaces), cut
+// cells, variable density, grid spacing. Row of a fluid cell c:
+//   A(c, c) = scale * (sum of w_f over the faces f of c whose neighbour is not solid + diagonal[c])
+//   A(c, n) = -scale * w_f for the neighbour n across face f when n is fluid.
+// Face weights use the staggered (MAC) layout of face velocities: face_x holds (nx+1)*ny*nz
+// values, entry i + (nx+1)*(j + ny*k) is the face between cells (i-1, j, k) and (i, j, k) (i = 0
+// and i = nx are the outer faces); face_y ((ny+1) faces along y: i + nx*(j + (ny+1)*k)) and
+// face_z (i + nx*(j + ny*k), k = 0..nz) likewise. An empty array means all ones. Weights must
+// be finite and >= 0; a weight on a face next to a solid cell (or a wall) is not used.
+// diagonal: one value per cell (nx*ny*nz, x fastest), >= 0, added on fluid cells: e.g. the
+// ghost-fluid term w_f (1/theta - 1) of a free-surface face at fractional distance theta.
+// Empty means zeros. scale: a positive global factor (1/dx^2, dt/(rho dx^2)).
+struct Coefficients {
+  std::vector<double> face_x, face_y, face_z, diagonal;
+  double scale = 1.0;
+
+  // Sizes of the face arrays of a grid: {(nx+1)*ny*nz, nx*(ny+1)*nz, nx*ny*(nz+1)}.
+  static std::array<std::int64_t, 3> face_sizes(const Dims& d);
+  // Every face weight 1 (or empty), no diagonal term (or all zero) and scale 1: the unit
+  // operator.
+  bool unit() const;
+  // Sizes, finiteness and signs (InputError naming the array and the cell or face (i, j, k)).
+  void check(const Dims& d) const;
+  // Weight of face f of cell (i, j, k) (1 when the array is empty); the cell may be at the
+  // grid's edge (then the face is an outer face).
+  double weight(const Dims& d, int i, int j, int k, Face f) const;
+};
+
 // A pressure domain: per-cell types plus the behaviour of the six outer faces. Cells outside
-// the grid behave as Solid across a Wall face and as Air across an Open face.
+// the grid behave as Solid across a Wall face and as Air across an Open face. Coefficients are
+// optional (null: the unit operator, the fast path); copies of a domain share them.
 struct Domain {
   Field<CellType> cells;
   std::array<FaceBoundary, 6> faces{};  // all walls by default
+  std::shared_ptr<const Coefficients> coefficients;
 
   Domain() = default;
   explicit Domain(Dims d, CellType fill = CellType::Fluid) : cells(d, fill) {}
@@ -81,6 +113,11 @@ struct Domain {
   FaceBoundary face(Face f) const { return faces[static_cast<int>(f)]; }
   void set_face(Face f, FaceBoundary b) { faces[static_cast<int>(f)] = b; }
   std::int64_t count(CellType t) const;
+  // Checks c against the grid (Coefficients::check) and keeps it, or drops it when it is the
+  // unit operator (so the unit case always takes the unit code). Also checks that every fluid
+  // cell keeps a non-zero row (InputError naming the cell otherwise).
+  void set_coefficients(Coefficients c);
+  bool weighted() const { return coefficients != nullptr; }
 };
 
 }  // namespace dcdm

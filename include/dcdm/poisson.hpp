@@ -2,7 +2,9 @@
 // The 7-point pressure operator on a voxel domain (docs/INTEGRATION.md):
 // row of a fluid cell: diagonal = number of non-solid neighbours (fluid + air, where cells
 // beyond an Open outer face count as air and beyond a Wall face as solid), -1 per fluid
-// neighbour. Non-fluid cells have all-zero rows and columns (full-grid layout).
+// neighbour. Non-fluid cells have all-zero rows and columns (full-grid layout). A domain with
+// Coefficients weighs each face and adds the diagonal term (see grid.hpp); components then
+// connect only across faces of positive weight.
 //
 // Entries of a row are ordered by column: z-1, y-1, x-1, centre, x+1, y+1, z+1. The stencil
 // sums in that same order, so it reproduces the CSR product (bit-identical wherever the
@@ -37,21 +39,28 @@ class PoissonStencil final : public LinearOperator {
   // Per-cell diagonal (0 outside fluid).
   dcdm::span<const double> diagonal() const { return diag_; }
   // Per-cell neighbour bits (see neighbour_bit / kFluidBit) and diagonal as a small integer
-  // (what the hot loop reads: 2 bytes a cell).
+  // (what the unit operator's hot loop reads: 2 bytes a cell; the count is meaningless on a
+  // weighted domain, whose diagonal() is the weighted one).
   dcdm::span<const std::uint8_t> neighbour_mask() const { return neighbour_mask_; }
   dcdm::span<const std::uint8_t> diagonal_count() const { return diag_count_; }
-  // Bytes one apply() must move at least: x read, y written, mask + diagonal read.
-  std::int64_t bytes_per_apply() const { return size() * (8 + 8 + 2); }
+  // Bytes one apply() must move at least: x read, y written, mask + diagonal read (and, on a
+  // weighted domain, the diagonal and three couplings in double).
+  std::int64_t bytes_per_apply() const;
 
  private:
   Domain domain_;
   std::vector<double> diag_;
   std::vector<std::uint8_t> neighbour_mask_;  // bit f set: neighbour across face f is fluid
-  std::vector<std::uint8_t> diag_count_;      // diagonal as an integer 0..6
+  std::vector<std::uint8_t> diag_count_;      // diagonal as an integer 0..6 (unit operator)
+  std::vector<double> lower_[3];              // weighted: coupling with the cell below per axis
   std::vector<double> zero_row_;              // stands in for rows beyond the grid
 
   void apply_cells(const double* x, double* y, std::int64_t lo, std::int64_t hi) const;
 };
+
+// The operator's diagonal on the full grid (0 outside fluid), weighted or not, without
+// building the operator.
+std::vector<double> operator_diagonal(const Domain& domain);
 
 // Non-zero entries of a full-grid right-hand side on cells that are not fluid: they have no
 // equation (an all-zero row), so a b with any is bad input, not something to solve.

@@ -42,8 +42,9 @@ class JacobiPreconditioner final : public Preconditioner {
 // Graphics", 2nd ed., sec. 5.3): e_i = a_ii - sum_k a_ik^2/e_k - tau sum_k a_ik (sum_{j>k, j!=i}
 // a_kj)/e_k; tau = 0 is IC(0), tau = safety (0.97) is MIC(0). Tiny-pivot guard: e_i < sigma a_ii
 // -> e_i = a_ii (sigma = 0.25).
-// With a domain the factor uses the unit 7-point stencil directly on the full grid
-// (branch-free sweeps: values outside the fluid are zero); otherwise the CSR matrix.
+// With a unit-coefficient domain the factor uses the 7-point stencil directly on the full grid
+// (branch-free sweeps: values outside the fluid are zero); otherwise the CSR matrix (a
+// weighted domain without one is assembled for the factorisation).
 // The triangular solves are sequential (natural ordering keeps IC's iteration counts).
 class IncompleteCholeskyPreconditioner final : public Preconditioner {
  public:

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 
 #include <fmt/format.h>
 
@@ -63,6 +64,109 @@ const char* to_string(Face f) {
 
 std::int64_t Domain::count(CellType t) const {
   return std::count(cells.vector().begin(), cells.vector().end(), t);
+}
+
+// ---------------------------------------------------------------- coefficients
+
+std::array<std::int64_t, 3> Coefficients::face_sizes(const Dims& d) {
+  return {std::int64_t(d.nx + 1) * d.ny * d.nz, std::int64_t(d.nx) * (d.ny + 1) * d.nz,
+          std::int64_t(d.nx) * d.ny * (d.nz + 1)};
+}
+
+bool Coefficients::unit() const {
+  const auto ones = [](const std::vector<double>& v) {
+    return std::all_of(v.begin(), v.end(), [](double w) { return w == 1.0; });
+  };
+  return scale == 1.0 && ones(face_x) && ones(face_y) && ones(face_z) &&
+         std::all_of(diagonal.begin(), diagonal.end(), [](double v) { return v == 0.0; });
+}
+
+namespace {
+
+// Index of the face on the low side of cell (i, j, k) along `axis` in that axis's MAC array.
+std::int64_t face_index(const Dims& d, int axis, int i, int j, int k) {
+  switch (axis) {
+    case 0: return i + std::int64_t(d.nx + 1) * (j + std::int64_t(d.ny) * k);
+    case 1: return i + std::int64_t(d.nx) * (j + std::int64_t(d.ny + 1) * k);
+    default: return i + std::int64_t(d.nx) * (j + std::int64_t(d.ny) * k);
+  }
+}
+
+}  // namespace
+
+double Coefficients::weight(const Dims& d, int i, int j, int k, Face f) const {
+  const int fi = static_cast<int>(f), axis = fi / 2;
+  const std::vector<double>& a = axis == 0 ? face_x : axis == 1 ? face_y : face_z;
+  if (a.empty()) return 1.0;
+  // The high face of a cell is the low face of the next cell along the axis.
+  const int up = fi % 2;
+  return a[static_cast<std::size_t>(face_index(d, axis, i + (axis == 0) * up, j + (axis == 1) * up, k + (axis == 2) * up))];
+}
+
+void Coefficients::check(const Dims& d) const {
+  const auto sizes = face_sizes(d);
+  const char* names[3] = {"face_x", "face_y", "face_z"};
+  const std::vector<double>* arrays[3] = {&face_x, &face_y, &face_z};
+  if (!(std::isfinite(scale) && scale > 0.0))
+    throw InputError(fmt::format("coefficients: scale {} must be a positive finite number", scale));
+  for (int axis = 0; axis < 3; ++axis) {
+    const std::vector<double>& a = *arrays[axis];
+    if (a.empty()) continue;
+    const int ex = d.nx + (axis == 0), ey = d.ny + (axis == 1), ez = d.nz + (axis == 2);
+    if (static_cast<std::int64_t>(a.size()) != sizes[axis])
+      throw InputError(fmt::format("coefficients: {} has {} values, a {} grid needs {} ({}x{}x{} faces)", names[axis],
+                                   a.size(), d.str(), sizes[axis], ex, ey, ez));
+    for (std::size_t n = 0; n < a.size(); ++n)
+      if (!(std::isfinite(a[n]) && a[n] >= 0.0)) {
+        const std::int64_t i = std::int64_t(n) % ex, j = (std::int64_t(n) / ex) % ey, k = std::int64_t(n) / (std::int64_t(ex) * ey);
+        throw InputError(fmt::format("coefficients: {} at face ({}, {}, {}) is {} (weights must be finite and >= 0)",
+                                     names[axis], i, j, k, a[n]));
+      }
+  }
+  if (!diagonal.empty()) {
+    if (static_cast<std::int64_t>(diagonal.size()) != d.size())
+      throw InputError(fmt::format("coefficients: diagonal has {} values, a {} grid has {} cells", diagonal.size(),
+                                   d.str(), d.size()));
+    for (std::size_t n = 0; n < diagonal.size(); ++n)
+      if (!(std::isfinite(diagonal[n]) && diagonal[n] >= 0.0)) {
+        const std::int64_t c = static_cast<std::int64_t>(n);
+        throw InputError(fmt::format("coefficients: diagonal at cell ({}, {}, {}) is {} (must be finite and >= 0)",
+                                     c % d.nx, (c / d.nx) % d.ny, c / (std::int64_t(d.nx) * d.ny), diagonal[n]));
+      }
+  }
+}
+
+void Domain::set_coefficients(Coefficients c) {
+  const Dims d = dims();
+  c.check(d);
+  if (c.unit()) {
+    coefficients.reset();
+    return;
+  }
+  // A fluid cell whose every open face has weight 0 and no diagonal term would have an
+  // all-zero row: no equation, which the weights made by mistake (the geometry says fluid).
+  static constexpr int di[6] = {-1, 1, 0, 0, 0, 0}, dj[6] = {0, 0, -1, 1, 0, 0}, dk[6] = {0, 0, 0, 0, -1, 1};
+  for (int k = 0; k < d.nz; ++k)
+    for (int j = 0; j < d.ny; ++j)
+      for (int i = 0; i < d.nx; ++i) {
+        const std::int64_t n = d.index(i, j, k);
+        if (cells[n] != CellType::Fluid) continue;
+        if (!c.diagonal.empty() && c.diagonal[static_cast<std::size_t>(n)] > 0.0) continue;
+        bool open_face = false, row = false;
+        for (int f = 0; f < 6 && !row; ++f) {
+          const int a = i + di[f], b = j + dj[f], e = k + dk[f];
+          const bool solid = d.contains(a, b, e) ? cells(a, b, e) == CellType::Solid : faces[f] == FaceBoundary::Wall;
+          if (solid) continue;
+          open_face = true;
+          row = c.weight(d, i, j, k, static_cast<Face>(f)) > 0.0;
+        }
+        if (open_face && !row)
+          throw InputError(fmt::format("coefficients: fluid cell ({}, {}, {}) has weight 0 on every face to a "
+                                       "non-solid neighbour and no diagonal term, so its row of A is zero (make it "
+                                       "solid, or give a face a positive weight)",
+                                       i, j, k));
+      }
+  coefficients = std::make_shared<const Coefficients>(std::move(c));
 }
 
 }  // namespace dcdm

@@ -55,6 +55,47 @@ void compute_masks(const Domain& d, std::vector<std::uint8_t>& mask, std::vector
       }
 }
 
+// The weighted operator (Domain::coefficients): per cell the diagonal and, per axis, the
+// coupling with the neighbour below along that axis (scale * face weight where both cells are
+// fluid, else 0). `lower` arrays get one extra plane of zeros so that the coupling above a cell
+// (lower[axis][c + stride]) can be read for every cell without a bounds check.
+void compute_weighted(const Domain& d, const std::vector<std::uint8_t>& mask, std::vector<double>& diag,
+                      std::vector<double> (&lower)[3]) {
+  const Dims dims = d.dims();
+  const Coefficients& co = *d.coefficients;
+  const std::int64_t n = dims.size(), plane = std::int64_t(dims.nx) * dims.ny;
+  diag.assign(static_cast<std::size_t>(n), 0.0);
+  for (auto& l : lower) l.assign(static_cast<std::size_t>(n + plane), 0.0);
+  const std::uint8_t low_bit[3] = {neighbour_bit(Face::XMin), neighbour_bit(Face::YMin), neighbour_bit(Face::ZMin)};
+#pragma omp parallel for schedule(static)
+  for (int k = 0; k < dims.nz; ++k)
+    for (int j = 0; j < dims.ny; ++j)
+      for (int i = 0; i < dims.nx; ++i) {
+        const std::int64_t c = dims.index(i, j, k);
+        if (d.cells[c] != CellType::Fluid) continue;
+        double sum = 0.0;
+        for (int f = 0; f < 6; ++f)
+          if (neighbour_type(d, i, j, k, static_cast<Face>(f)) != CellType::Solid)
+            sum += co.weight(dims, i, j, k, static_cast<Face>(f));
+        if (!co.diagonal.empty()) sum += co.diagonal[static_cast<std::size_t>(c)];
+        diag[c] = co.scale * sum;
+        for (int a = 0; a < 3; ++a)
+          if (mask[c] & low_bit[a]) lower[a][c] = co.scale * co.weight(dims, i, j, k, static_cast<Face>(2 * a));
+      }
+}
+
+// Whether fluid cell (i, j, k) of a weighted domain has a Dirichlet term: a face with positive
+// weight to air (or across an Open outer face), or a positive diagonal term.
+bool weighted_dirichlet(const Domain& d, int i, int j, int k) {
+  const Coefficients& co = *d.coefficients;
+  const Dims dims = d.dims();
+  if (!co.diagonal.empty() && co.diagonal[static_cast<std::size_t>(dims.index(i, j, k))] > 0.0) return true;
+  for (int f = 0; f < 6; ++f)
+    if (neighbour_type(d, i, j, k, static_cast<Face>(f)) == CellType::Air && co.weight(dims, i, j, k, static_cast<Face>(f)) > 0.0)
+      return true;
+  return false;
+}
+
 void check_dims(const Dims& d) {
   if (d.nx <= 0 || d.ny <= 0 || d.nz <= 0)
     throw InputError(fmt::format("domain has invalid dimensions {}", d.str()));
@@ -78,6 +119,22 @@ inline double stencil_row(std::uint8_t m, std::uint8_t d, double xb, double xs, 
   return s;
 }
 
+// One row of the weighted operator, in the same column order and with the same selects as
+// stencil_row (the couplings w* are the matrix's off-diagonal magnitudes).
+inline double weighted_row(std::uint8_t m, double diag, double wb, double ws, double ww, double we, double wn,
+                           double wt, double xb, double xs, double xw, double xc, double xe, double xn, double xt) {
+  double s = 0.0;
+  s -= (m & kZMin) ? wb * xb : 0.0;
+  s -= (m & kYMin) ? ws * xs : 0.0;
+  s -= (m & kXMin) ? ww * xw : 0.0;
+  const double centre = (m & kFluidBit) ? xc : 0.0;
+  s += diag * centre;
+  s -= (m & kXMax) ? we * xe : 0.0;
+  s -= (m & kYMax) ? wn * xn : 0.0;
+  s -= (m & kZMax) ? wt * xt : 0.0;
+  return s;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- stencil
@@ -85,9 +142,17 @@ inline double stencil_row(std::uint8_t m, std::uint8_t d, double xb, double xs, 
 PoissonStencil::PoissonStencil(const Domain& domain) : domain_(domain) {
   check_dims(domain.dims());
   compute_masks(domain_, neighbour_mask_, diag_count_);
-  diag_.resize(diag_count_.size());
-  for (std::size_t n = 0; n < diag_.size(); ++n) diag_[n] = diag_count_[n];
+  if (domain_.weighted()) {
+    compute_weighted(domain_, neighbour_mask_, diag_, lower_);
+  } else {
+    diag_.resize(diag_count_.size());
+    for (std::size_t n = 0; n < diag_.size(); ++n) diag_[n] = diag_count_[n];
+  }
   zero_row_.assign(static_cast<std::size_t>(domain.dims().nx), 0.0);
+}
+
+std::int64_t PoissonStencil::bytes_per_apply() const {
+  return size() * (domain_.weighted() ? 8 + 8 + 1 + 4 * 8 : 8 + 8 + 2);
 }
 
 std::int64_t PoissonStencil::size() const { return domain_.dims().size(); }
@@ -134,6 +199,12 @@ void PoissonStencil::apply(dcdm::span<const double> x, dcdm::span<double> y) con
       yr[e] = stencil_row(m[e], d[e], xb[e], xs[e], xc[e - 1], xc[e], 0.0, xn[e], xt[e]);
     }
   };
+  if (domain_.weighted()) {
+    // Whole planes through apply_cells (its end planes go cell by cell).
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < nz; ++k) apply_cells(px, py, std::int64_t(k) * plane, std::int64_t(k + 1) * plane);
+    return;
+  }
 #pragma omp parallel for schedule(static)
   for (int k = 0; k < nz; ++k) {
     if (k == 0 || k == nz - 1) row_path(k);
@@ -150,12 +221,35 @@ void PoissonStencil::apply_cells(const double* x, double* y, std::int64_t lo, st
   const std::int64_t sy = nx, sz = std::int64_t(nx) * ny;
   const std::uint8_t* pm = neighbour_mask_.data();
   const std::uint8_t* pd = diag_count_.data();
+  const std::int64_t inner_lo = std::clamp(sz, lo, hi), inner_hi = std::clamp(std::int64_t(nz - 1) * sz, inner_lo, hi);
+  if (domain_.weighted()) {
+    const double* dg = diag_.data();
+    const double* lx = lower_[0].data();
+    const double* ly = lower_[1].data();
+    const double* lz = lower_[2].data();
+    const auto edge = [&](std::int64_t c) {
+      const std::int64_t k = c / sz, j = (c / sy) % ny, i = c % sy;
+      y[c] = weighted_row(pm[c], dg[c], lz[c], ly[c], lx[c], lx[c + 1], ly[c + sy], lz[c + sz], k > 0 ? x[c - sz] : 0.0,
+                          j > 0 ? x[c - sy] : 0.0, i > 0 ? x[c - 1] : 0.0, x[c], i < nx - 1 ? x[c + 1] : 0.0,
+                          j < ny - 1 ? x[c + sy] : 0.0, k < nz - 1 ? x[c + sz] : 0.0);
+    };
+    for (std::int64_t c = lo; c < inner_lo; ++c) edge(c);
+    {
+      const double* __restrict xr = x;
+      double* __restrict yr = y;
+#pragma omp simd
+      for (std::int64_t c = inner_lo; c < inner_hi; ++c)
+        yr[c] = weighted_row(pm[c], dg[c], lz[c], ly[c], lx[c], lx[c + 1], ly[c + sy], lz[c + sz], xr[c - sz],
+                             xr[c - sy], xr[c - 1], xr[c], xr[c + 1], xr[c + sy], xr[c + sz]);
+    }
+    for (std::int64_t c = inner_hi; c < hi; ++c) edge(c);
+    return;
+  }
   const auto edge_cell = [&](std::int64_t c) {
     const std::int64_t k = c / sz, j = (c / sy) % ny, i = c % sy;
     y[c] = stencil_row(pm[c], pd[c], k > 0 ? x[c - sz] : 0.0, j > 0 ? x[c - sy] : 0.0, i > 0 ? x[c - 1] : 0.0, x[c],
                        i < nx - 1 ? x[c + 1] : 0.0, j < ny - 1 ? x[c + sy] : 0.0, k < nz - 1 ? x[c + sz] : 0.0);
   };
-  const std::int64_t inner_lo = std::clamp(sz, lo, hi), inner_hi = std::clamp(std::int64_t(nz - 1) * sz, inner_lo, hi);
   for (std::int64_t c = lo; c < inner_lo; ++c) edge_cell(c);
   {
     const double* __restrict xr = x;
@@ -200,6 +294,10 @@ CsrMatrix assemble(const Domain& domain, std::int64_t rows, std::int64_t cols,
   compute_masks(domain, mask, diag);
   const Dims d = domain.dims();
   const std::int64_t sy = d.nx, sz = std::int64_t(d.nx) * d.ny;
+  // Weighted: the diagonal and the couplings of the weighted operator (see compute_weighted).
+  std::vector<double> wdiag, lower[3];
+  const bool weighted = domain.weighted();
+  if (weighted) compute_weighted(domain, mask, wdiag, lower);
   auto cell_of = [&](std::int64_t r) { return row_cells ? (*row_cells)[r] : r; };
 
   CsrMatrix a;
@@ -223,6 +321,16 @@ CsrMatrix assemble(const Domain& domain, std::int64_t rows, std::int64_t cols,
       ++p;
     };
     if (!(m & kFluidBit)) continue;
+    if (weighted) {
+      if (m & kZMin) put(c - sz, -lower[2][c]);
+      if (m & kYMin) put(c - sy, -lower[1][c]);
+      if (m & kXMin) put(c - 1, -lower[0][c]);
+      put(c, wdiag[c]);
+      if (m & kXMax) put(c + 1, -lower[0][c + 1]);
+      if (m & kYMax) put(c + sy, -lower[1][c + sy]);
+      if (m & kZMax) put(c + sz, -lower[2][c + sz]);
+      continue;
+    }
     if (m & kZMin) put(c - sz, -1.0);
     if (m & kYMin) put(c - sy, -1.0);
     if (m & kXMin) put(c - 1, -1.0);
@@ -242,6 +350,20 @@ void check_index_range(const Domain& domain, std::int64_t cols) {
 }
 
 }  // namespace
+
+std::vector<double> operator_diagonal(const Domain& domain) {
+  check_dims(domain.dims());
+  std::vector<std::uint8_t> mask, count;
+  compute_masks(domain, mask, count);
+  std::vector<double> diag;
+  if (domain.weighted()) {
+    std::vector<double> lower[3];
+    compute_weighted(domain, mask, diag, lower);
+  } else {
+    diag.assign(count.begin(), count.end());
+  }
+  return diag;
+}
 
 std::int64_t count_nonzero_off_fluid(const Domain& domain, dcdm::span<const double> b) {
   std::int64_t count = 0;
@@ -292,6 +414,7 @@ FluidComponents fluid_components(const Domain& domain) {
   fc.label = Field<std::int32_t>(d, -1);
   std::vector<std::uint8_t> mask, diag;
   compute_masks(domain, mask, diag);
+  const bool weighted = domain.weighted();
   const std::int64_t sy = d.nx, sz = std::int64_t(d.nx) * d.ny;
   const std::int64_t offset[6] = {-1, 1, -sy, sy, -sz, sz};
   std::vector<std::int64_t> stack;
@@ -306,9 +429,18 @@ FluidComponents fluid_components(const Domain& domain) {
       const std::int64_t c = stack.back();
       stack.pop_back();
       ++count;
-      const std::uint8_t m = mask[c];
-      // A non-solid neighbour that is not fluid is air (inside or beyond an Open face).
-      if (diag[c] > std::popcount(unsigned(m & kNeighbourBits))) dirichlet = true;
+      std::uint8_t m = mask[c];
+      if (weighted) {
+        // Zero-weight faces do not couple; Dirichlet = a weighted face to air or a diagonal term.
+        const int i = static_cast<int>(c % sy), j = static_cast<int>((c / sy) % d.ny), k = static_cast<int>(c / sz);
+        for (int f = 0; f < 6; ++f)
+          if ((m & (1u << f)) && domain.coefficients->weight(d, i, j, k, static_cast<Face>(f)) == 0.0)
+            m = std::uint8_t(m & ~(1u << f));
+        if (!dirichlet) dirichlet = weighted_dirichlet(domain, i, j, k);
+      } else if (diag[c] > std::popcount(unsigned(m & kNeighbourBits))) {
+        // A non-solid neighbour that is not fluid is air (inside or beyond an Open face).
+        dirichlet = true;
+      }
       for (int f = 0; f < 6; ++f)
         if (m & (1u << f)) {
           const std::int64_t nb = c + offset[f];

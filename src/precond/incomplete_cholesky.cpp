@@ -17,7 +17,7 @@
 
 #include "dcdm/error.hpp"
 #include "dcdm/precond.hpp"
-#include "stencil_levels.hpp"
+#include "dcdm/poisson.hpp"
 
 namespace dcdm {
 
@@ -37,7 +37,7 @@ void IncompleteCholeskyPreconditioner::setup(const LinearSystemView& system) {
   upper_ptr_.clear();
   upper_col_.clear();
   upper_val_.clear();
-  if (system.domain) {
+  if (system.domain && !system.domain->weighted()) {
     // Stencil path: a_ik = -1 between fluid neighbours, a_ii = non-solid neighbour count.
     const Domain& d = *system.domain;
     stencil_ = true;
@@ -46,7 +46,7 @@ void IncompleteCholeskyPreconditioner::setup(const LinearSystemView& system) {
     if (system.op && system.op->size() != n_)
       throw InputError(fmt::format("{}: domain has {} cells, the operator {} rows", name(), n_,
                                    system.op->size()));
-    const std::vector<double> diag = detail::stencil_diagonal(d);
+    const std::vector<double> diag = operator_diagonal(d);
     inv_e_.assign(static_cast<std::size_t>(n_), 0.0);
     const std::int64_t sx = 1, sy = dims_.nx, sz = std::int64_t(dims_.nx) * dims_.ny;
     auto fluid = [&](int i, int j, int k) {
@@ -83,9 +83,16 @@ void IncompleteCholeskyPreconditioner::setup(const LinearSystemView& system) {
     work_.assign(static_cast<std::size_t>(n_), 0.0);
     return;
   }
-  if (!system.matrix)
-    throw InputError(fmt::format("{}: the system has neither a matrix nor a grid domain", name()));
-  const CsrMatrix& a = *system.matrix;
+  // A weighted domain without a matrix is factored from its assembly (the factor keeps only
+  // its own arrays).
+  CsrMatrix assembled;
+  const CsrMatrix* matrix = system.matrix;
+  if (!matrix && system.domain) {
+    assembled = assemble_full_grid(*system.domain);
+    matrix = &assembled;
+  }
+  if (!matrix) throw InputError(fmt::format("{}: the system has neither a matrix nor a grid domain", name()));
+  const CsrMatrix& a = *matrix;
   if (a.rows != a.cols) throw InputError(fmt::format("{}: matrix is not square", name()));
   stencil_ = false;
   n_ = a.rows;

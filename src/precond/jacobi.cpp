@@ -5,7 +5,7 @@
 
 #include "dcdm/error.hpp"
 #include "dcdm/precond.hpp"
-#include "stencil_levels.hpp"
+#include "dcdm/poisson.hpp"
 
 namespace dcdm {
 
@@ -14,7 +14,7 @@ void JacobiPreconditioner::setup(const LinearSystemView& system) {
   if (system.matrix) {
     diag = system.matrix->diagonal();
   } else if (system.domain) {
-    diag = detail::stencil_diagonal(*system.domain);
+    diag = operator_diagonal(*system.domain);
   } else {
     throw InputError("jacobi: the system has neither a matrix nor a grid domain");
   }

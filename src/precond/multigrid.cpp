@@ -40,7 +40,6 @@
 #include "dcdm/error.hpp"
 #include "dcdm/grid_transfer.hpp"
 #include "dcdm/precond.hpp"
-#include "stencil_levels.hpp"
 
 namespace dcdm {
 
@@ -857,6 +856,8 @@ void MultigridPreconditioner::setup(const LinearSystemView& system) {
   if (system.op && system.op->size() != system.domain->dims().size())
     throw InputError(fmt::format("mgpcg: domain has {} cells, the operator {} rows",
                                  system.domain->dims().size(), system.op->size()));
+  if (system.domain->weighted())
+    throw InputError("mgpcg: variable coefficients are not supported by the multigrid cycle");
   impl_->n = system.domain->dims().size();
   if (options_.single_precision)
     impl_->cycle = std::make_unique<Cycle<float>>(*system.domain, options_);
