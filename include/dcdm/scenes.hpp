@@ -1,6 +1,11 @@
 #pragma once
 // Built-in pressure domains, parameterised and deterministic for a seed, at any nx x ny x nz:
-// box, sphere, obstacles, bunny, pool, mesh (a user mesh file as the obstacle).
+// box, sphere, obstacles, bunny, pool, mesh (a user mesh file as the obstacle), and three
+// weighted scenes whose Domain carries Coefficients (grid.hpp): liquid (a ghost-fluid free
+// surface: diagonal terms 1/theta - 1 from a level set), cutcell (face weights = open area
+// fractions of faces cut by a solid, Batty et al. 2007) and density (face weights 1/rho_face
+// for blobs of another density). Each of these takes a cell size dx (scale 1/dx^2); `info`
+// reports what the weights came out as (ghost_fluid, cut_cells, density).
 // Lengths are given as fractions: of the smallest grid dimension for sizes, of each axis for
 // positions. z is up; the top (z+) face is open unless a scene says otherwise.
 #include <cstdint>

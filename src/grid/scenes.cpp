@@ -2,6 +2,7 @@
 #include "dcdm/scenes.hpp"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <limits>
@@ -56,6 +57,47 @@ const std::vector<SceneInfo>& scene_catalog() {
         {"drop", 1, "1: a spherical drop of water in the air above the surface"},
         {"drop_radius", 0.08, "drop radius, fraction of the smallest dimension"},
         {"pillar", 0, "1: a solid pillar standing in the pool and piercing the surface"}}},
+      {"liquid",
+       "a liquid with a ghost-fluid free surface (weighted): a pool and a falling drop (or a dam-break "
+       "column) given by a level set phi (signed distance, the min of the shapes'), liquid where phi < 0, "
+       "air above, walls on the sides and bottom, open top. A liquid cell next to air across a face gets "
+       "the face's ghost-fluid term 1/theta - 1 on its diagonal, theta = phi_c / (phi_c - phi_air)",
+       {{"depth", 0.4, "pool depth, fraction of nz (0: no pool)"},
+        {"drop", 1, "1: a spherical drop of liquid in the air"},
+        {"drop_radius", 0.12, "drop radius, fraction of the smallest dimension"},
+        {"drop_x", 0.5, "drop centre x, fraction of nx"},
+        {"drop_y", 0.5, "drop centre y, fraction of ny"},
+        {"drop_z", 0.75, "drop centre z, fraction of nz"},
+        {"column", 0, "width of a dam-break liquid column against the x- wall, fraction of nx (0: none)"},
+        {"column_height", 0.8, "height of the dam-break column, fraction of nz"},
+        {"theta_min", 0.01, "smallest theta (the ghost-fluid term is at most 1/theta_min - 1), in (0, 1]"},
+        {"dx", 1, "cell size: the operator is scaled by 1/dx^2"}}},
+      {"cutcell",
+       "cut cells (weighted): a solid sphere, a horizontal cylinder and an optional floor slab cut the "
+       "cells of a walled box with an open top; each face weighs its open (non-solid) area fraction "
+       "(Batty, Bertails and Bridson 2007), a cell with no open face is solid",
+       {{"radius", 0.2, "sphere radius, fraction of the smallest dimension (0: none)"},
+        {"cx", 0.5, "sphere centre x, fraction of nx"},
+        {"cy", 0.5, "sphere centre y, fraction of ny"},
+        {"cz", 0.4, "sphere centre z, fraction of nz"},
+        {"cylinder", 0.08,
+         "radius of a solid cylinder along y through x = 0.2 nx, z = 0.75 nz, fraction of the smallest "
+         "dimension (0: none)"},
+        {"floor", 0, "height of a solid floor slab, fraction of nz (0: none)"},
+        {"samples", 0,
+         "0: face fractions from the solid's signed distance at the face corners (exact for planes); "
+         "N in 1..64: N x N point samples per cut face"},
+        {"open_top", 1, "1: the z+ face is open (Dirichlet), 0: wall"},
+        {"dx", 1, "cell size: the operator is scaled by 1/dx^2"}}},
+      {"density",
+       "variable density (weighted): blobs of density ratio (spheres placed at random from the seed) in an "
+       "ambient fluid of density 1, walls with an open top; each face weighs 1/rho_face, rho_face the "
+       "arithmetic mean of the two cells' densities",
+       {{"ratio", 1000, "density inside the blobs over the ambient density, in [1e-6, 1e6]"},
+        {"blobs", 2, "number of blobs"},
+        {"radius", 0.15, "blob radius, fraction of the smallest dimension"},
+        {"open_top", 1, "1: the z+ face is open (Dirichlet), 0: wall"},
+        {"dx", 1, "cell size: the operator is scaled by 1/dx^2"}}},
       {"mesh",
        "a user mesh (--mesh FILE: OBJ, PLY, STL or anything assimp reads) as a solid obstacle, placed like "
        "the bunny",
@@ -275,6 +317,369 @@ Domain pool_scene(const SceneSpec& spec, const Params& p, Random& rng) {
   return dom;
 }
 
+
+// ---- Weighted scenes: liquid (ghost fluid), cutcell (Batty et al. 2007), density ----------------
+// Geometry is in cell units: cell (i, j, k) spans [i, i+1] x [j, j+1] x [k, k+1], its centre
+// is (i + 0.5, j + 0.5, k + 0.5). Every loop over cells or faces computes each value from the
+// geometry alone (no accumulation across cells), so the result does not depend on the thread
+// count.
+
+// Positive finite cell size -> the operator's scale 1/dx^2.
+double scale_from_dx(const Params& p) {
+  const double dx = p["dx"];
+  if (!(dx >= 1e-6 && dx <= 1e6))
+    throw InputError(fmt::format("--param dx={:g}: must lie in [1e-6, 1e6] for scene {}", dx, p.info.name));
+  return 1.0 / (dx * dx);
+}
+
+double sphere_sdf(double x, double y, double z, const std::array<double, 4>& s) {
+  return std::sqrt((x - s[0]) * (x - s[0]) + (y - s[1]) * (y - s[1]) + (z - s[2]) * (z - s[2])) - s[3];
+}
+
+// Signed distance to the quarter-plane region {u < a, v < b} (a 2-D box unbounded below).
+double corner_sdf(double u, double v, double a, double b) {
+  const double qu = u - a, qv = v - b;
+  const double ou = std::max(qu, 0.0), ov = std::max(qv, 0.0);
+  return std::sqrt(ou * ou + ov * ov) + std::min(std::max(qu, qv), 0.0);
+}
+
+// Bounds of the (1, ny, nz)-style extents of the face array along `axis`.
+std::array<int, 3> face_extents(const Dims& d, int axis) {
+  return {d.nx + (axis == 0), d.ny + (axis == 1), d.nz + (axis == 2)};
+}
+
+// The liquid's level set: the min of the pool (z - depth), the drop and the dam-break column.
+struct LiquidLevelSet {
+  bool pool = false, drop = false, column = false;
+  double depth = 0;
+  std::array<double, 4> sphere{};
+  double column_width = 0, column_height = 0;
+  double operator()(double x, double y, double z) const {
+    double phi = std::numeric_limits<double>::infinity();
+    if (pool) phi = z - depth;
+    if (drop) phi = std::min(phi, sphere_sdf(x, y, z, sphere));
+    if (column) phi = std::min(phi, corner_sdf(x, z, column_width, column_height));
+    return phi;
+  }
+};
+
+Domain liquid_scene(const SceneSpec& spec, const Params& p, nlohmann::json& info) {
+  const Dims d = spec.dims;
+  const double L = std::min({d.nx, d.ny, d.nz});
+  LiquidLevelSet ls;
+  ls.depth = p.fraction("depth", 0.0, 1.0) * d.nz;
+  ls.pool = ls.depth > 0;
+  ls.drop = p.flag("drop");
+  ls.sphere = {p.fraction("drop_x", 0, 1) * d.nx, p.fraction("drop_y", 0, 1) * d.ny,
+               p.fraction("drop_z", 0, 1) * d.nz, p.fraction("drop_radius", 0, 1) * L};
+  ls.column_width = p.fraction("column", 0.0, 1.0) * d.nx;
+  ls.column_height = p.fraction("column_height", 0.0, 1.0) * d.nz;
+  ls.column = ls.column_width > 0 && ls.column_height > 0;
+  const double theta_min = p["theta_min"];
+  if (!(theta_min > 0 && theta_min <= 1))
+    throw InputError(fmt::format("--param theta_min={:g}: must lie in (0, 1] for scene liquid", theta_min));
+  const double scale = scale_from_dx(p);
+
+  Domain dom(d, CellType::Air);
+  dom.set_face(Face::ZMax, FaceBoundary::Open);
+  const int nx = d.nx, ny = d.ny, nz = d.nz;
+#pragma omp parallel for schedule(static)
+  for (int k = 0; k < nz; ++k)
+    for (int j = 0; j < ny; ++j)
+      for (int i = 0; i < nx; ++i)
+        if (ls(i + 0.5, j + 0.5, k + 0.5) < 0) dom.cells(i, j, k) = CellType::Fluid;
+
+  // Ghost fluid (Gibou et al. 2002, Enright et al. 2003): p = 0 on the surface phi = 0, which
+  // crosses the segment between the liquid cell's centre and the air cell's centre at the
+  // fraction theta = phi_c / (phi_c - phi_n) from the liquid side; the face then couples with
+  // weight w / theta = w + w (1/theta - 1), the second part on the diagonal. Face weights are
+  // 1 here. Beyond the open top the level set is evaluated at the ghost cell's centre; where
+  // it is liquid there (phi_n < 0), the boundary value sits at that centre (theta = 1).
+  Coefficients c;
+  c.scale = scale;
+  c.diagonal.assign(static_cast<std::size_t>(d.size()), 0.0);
+  static constexpr int di[6] = {-1, 1, 0, 0, 0, 0}, dj[6] = {0, 0, -1, 1, 0, 0}, dk[6] = {0, 0, 0, 0, -1, 1};
+  std::int64_t surface_faces = 0, clamped = 0;
+  double smallest = 1.0;
+#pragma omp parallel for schedule(static) reduction(+ : surface_faces, clamped) reduction(min : smallest)
+  for (int k = 0; k < nz; ++k)
+    for (int j = 0; j < ny; ++j)
+      for (int i = 0; i < nx; ++i) {
+        if (dom.cells(i, j, k) != CellType::Fluid) continue;
+        const double phi_c = ls(i + 0.5, j + 0.5, k + 0.5);
+        double term = 0.0;
+        for (int f = 0; f < 6; ++f) {
+          const int a = i + di[f], b = j + dj[f], e = k + dk[f];
+          const bool inside = d.contains(a, b, e);
+          const bool air = inside ? dom.cells(a, b, e) == CellType::Air : dom.faces[f] == FaceBoundary::Open;
+          if (!air) continue;
+          const double phi_n = ls(a + 0.5, b + 0.5, e + 0.5);
+          double theta = phi_n >= 0 ? phi_c / (phi_c - phi_n) : 1.0;
+          ++surface_faces;
+          if (theta < theta_min) {
+            theta = theta_min;
+            ++clamped;
+          }
+          theta = std::min(theta, 1.0);
+          smallest = std::min(smallest, theta);
+          term += 1.0 / theta - 1.0;  // times the face weight, 1
+        }
+        c.diagonal[static_cast<std::size_t>(d.index(i, j, k))] = term;
+      }
+  dom.set_coefficients(std::move(c));
+  info["ghost_fluid"] = {{"surface_faces", surface_faces},
+                         {"clamped_faces", clamped},
+                         {"theta_min", theta_min},
+                         {"smallest_theta", smallest},
+                         {"scale", scale}};
+  return dom;
+}
+
+// Fraction of the segment [0, 1] where the linear interpolant of (a, b) is negative.
+double fraction_negative(double a, double b) {
+  if (a < 0 && b < 0) return 1.0;
+  if (a < 0) return a / (a - b);
+  if (b < 0) return b / (b - a);
+  return 0.0;
+}
+
+// Fraction of a unit square where phi < 0, from its values at the corners in cyclic order:
+// exact when phi is linear (a plane), second-order otherwise (marching squares; the saddle
+// case is decided by the centre value, the mean of the corners).
+double square_fraction_negative(double p0, double p1, double p2, double p3) {
+  std::array<double, 4> q{p0, p1, p2, p3};
+  const int n = (p0 < 0) + (p1 < 0) + (p2 < 0) + (p3 < 0);
+  auto rotate = [&] { std::rotate(q.begin(), q.begin() + 1, q.end()); };
+  switch (n) {
+    case 0: return 0.0;
+    case 4: return 1.0;
+    case 1: {  // one negative corner: a triangle
+      while (!(q[0] < 0)) rotate();
+      return 0.5 * fraction_negative(q[0], q[3]) * fraction_negative(q[0], q[1]);
+    }
+    case 3: {  // one non-negative corner: the square less a triangle
+      while (q[0] < 0) rotate();
+      return 1.0 - 0.5 * (1.0 - fraction_negative(q[0], q[3])) * (1.0 - fraction_negative(q[0], q[1]));
+    }
+    default: {  // two
+      while (!(q[0] < 0 && (q[1] < 0 || q[2] < 0))) rotate();
+      if (q[1] < 0) return 0.5 * (fraction_negative(q[0], q[3]) + fraction_negative(q[1], q[2]));  // a trapezoid
+      // Diagonally opposite negative corners q[0], q[2].
+      if (0.25 * (q[0] + q[1] + q[2] + q[3]) < 0)  // connected through the centre: less two triangles
+        return 1.0 - 0.5 * (1.0 - fraction_negative(q[1], q[0])) * (1.0 - fraction_negative(q[1], q[2])) -
+               0.5 * (1.0 - fraction_negative(q[3], q[0])) * (1.0 - fraction_negative(q[3], q[2]));
+      return 0.5 * fraction_negative(q[0], q[1]) * fraction_negative(q[0], q[3]) +
+             0.5 * fraction_negative(q[2], q[1]) * fraction_negative(q[2], q[3]);
+    }
+  }
+}
+
+struct CutCellSolid {
+  bool sphere_on = false, cylinder_on = false, floor_on = false;
+  std::array<double, 4> sphere{};
+  double cyl_x = 0, cyl_z = 0, cyl_r = 0, floor = 0;
+  // Signed distance to the solid (negative inside): the min of the shapes' distances.
+  double operator()(double x, double y, double z) const {
+    double s = std::numeric_limits<double>::infinity();
+    if (sphere_on) s = sphere_sdf(x, y, z, sphere);
+    if (cylinder_on) s = std::min(s, std::sqrt((x - cyl_x) * (x - cyl_x) + (z - cyl_z) * (z - cyl_z)) - cyl_r);
+    if (floor_on) s = std::min(s, z - floor);
+    return s;
+  }
+};
+
+Domain cutcell_scene(const SceneSpec& spec, const Params& p, nlohmann::json& info) {
+  const Dims d = spec.dims;
+  const double L = std::min({d.nx, d.ny, d.nz});
+  CutCellSolid solid;
+  solid.sphere = {p.fraction("cx", 0, 1) * d.nx, p.fraction("cy", 0, 1) * d.ny, p.fraction("cz", 0, 1) * d.nz,
+                  p.fraction("radius", 0, 1) * L};
+  solid.sphere_on = solid.sphere[3] > 0;
+  solid.cyl_r = p.fraction("cylinder", 0, 0.5) * L;
+  solid.cyl_x = 0.2 * d.nx;
+  solid.cyl_z = 0.75 * d.nz;
+  solid.cylinder_on = solid.cyl_r > 0;
+  solid.floor = p.fraction("floor", 0, 1) * d.nz;
+  solid.floor_on = solid.floor > 0;
+  const double samples = p["samples"];
+  if (!(samples >= 0 && samples <= 64 && samples == std::floor(samples)))
+    throw InputError(fmt::format("--param samples={:g}: must be a whole number in [0, 64]", samples));
+  const int ns = static_cast<int>(samples);
+  const double scale = scale_from_dx(p);
+  const int nx = d.nx, ny = d.ny, nz = d.nz;
+
+  // The solid's signed distance at the grid nodes (the corners of the faces).
+  const std::int64_t sx = nx + 1, sy = std::int64_t(ny + 1) * sx;
+  std::vector<double> node;
+  if (ns == 0) {
+    node.resize(static_cast<std::size_t>(sy * (nz + 1)));
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k <= nz; ++k)
+      for (int j = 0; j <= ny; ++j)
+        for (int i = 0; i <= nx; ++i) node[static_cast<std::size_t>(i + sx * j + sy * k)] = solid(i, j, k);
+  }
+  auto at = [&](int i, int j, int k) { return node[static_cast<std::size_t>(i + sx * j + sy * k)]; };
+  // Open fraction of the face at (i, j, k) along `axis`: the unit square spanned from that
+  // node by the two other axes.
+  auto open_fraction = [&](int axis, int i, int j, int k) {
+    const int u = (axis + 1) % 3, v = (axis + 2) % 3;
+    int o[3] = {i, j, k};
+    if (ns == 0) {
+      int a[3] = {i, j, k}, b[3] = {i, j, k}, c[3] = {i, j, k};
+      a[u] += 1;
+      b[u] += 1;
+      b[v] += 1;
+      c[v] += 1;
+      return 1.0 - square_fraction_negative(at(o[0], o[1], o[2]), at(a[0], a[1], a[2]), at(b[0], b[1], b[2]),
+                                            at(c[0], c[1], c[2]));
+    }
+    double centre[3] = {double(i), double(j), double(k)};
+    centre[u] += 0.5;
+    centre[v] += 0.5;
+    const double s = solid(centre[0], centre[1], centre[2]);
+    if (std::abs(s) > 0.7072) return s > 0 ? 1.0 : 0.0;  // the face lies within sqrt(1/2) of its centre
+    int open = 0;
+    for (int b = 0; b < ns; ++b)
+      for (int a = 0; a < ns; ++a) {
+        double x[3] = {double(i), double(j), double(k)};
+        x[u] += (a + 0.5) / ns;
+        x[v] += (b + 0.5) / ns;
+        open += solid(x[0], x[1], x[2]) >= 0;
+      }
+    return double(open) / (double(ns) * ns);
+  };
+
+  Coefficients co;
+  co.scale = scale;
+  std::vector<double>* arrays[3] = {&co.face_x, &co.face_y, &co.face_z};
+  const auto sizes = Coefficients::face_sizes(d);
+  std::int64_t cut = 0, closed = 0;
+  double smallest = 1.0;
+  for (int axis = 0; axis < 3; ++axis) {
+    std::vector<double>& w = *arrays[axis];
+    w.resize(static_cast<std::size_t>(sizes[axis]));
+    const auto e = face_extents(d, axis);
+#pragma omp parallel for schedule(static) reduction(+ : cut, closed) reduction(min : smallest)
+    for (int k = 0; k < e[2]; ++k)
+      for (int j = 0; j < e[1]; ++j)
+        for (int i = 0; i < e[0]; ++i) {
+          const double f = open_fraction(axis, i, j, k);
+          w[static_cast<std::size_t>(i + std::int64_t(e[0]) * (j + std::int64_t(e[1]) * k))] = f;
+          if (f == 0.0) ++closed;
+          else if (f < 1.0) {
+            ++cut;
+            smallest = std::min(smallest, f);
+          }
+        }
+  }
+  // A cell is solid when none of its faces that could carry flow (inner faces and open outer
+  // faces; a wall carries none) has an open part. A fluid cell then has a face of positive
+  // weight to a neighbour that is fluid too (the face is shared) or across an open face, so no
+  // row is empty.
+  Domain dom = walled_box(d, p.flag("open_top"));
+  std::int64_t solid_cells = 0;
+#pragma omp parallel for schedule(static) reduction(+ : solid_cells)
+  for (int k = 0; k < nz; ++k)
+    for (int j = 0; j < ny; ++j)
+      for (int i = 0; i < nx; ++i) {
+        bool open = false;
+        for (int f = 0; f < 6 && !open; ++f) {
+          const int axis = f / 2, up = f % 2;
+          const int a = i + (axis == 0) * up, b = j + (axis == 1) * up, c = k + (axis == 2) * up;
+          const bool outer = (axis == 0 && (a == 0 || a == nx)) || (axis == 1 && (b == 0 || b == ny)) ||
+                             (axis == 2 && (c == 0 || c == nz));
+          if (outer && dom.faces[f] == FaceBoundary::Wall) continue;
+          const auto e = face_extents(d, axis);
+          open = (*arrays[axis])[static_cast<std::size_t>(a + std::int64_t(e[0]) * (b + std::int64_t(e[1]) * c))] > 0;
+        }
+        if (!open) {
+          dom.cells(i, j, k) = CellType::Solid;
+          ++solid_cells;
+        }
+      }
+  dom.set_coefficients(std::move(co));
+  info["cut_cells"] = {{"method", ns == 0 ? "corners" : fmt::format("{}x{} samples", ns, ns)},
+                       {"cut_faces", cut},
+                       {"closed_faces", closed},
+                       {"smallest_open_fraction", cut ? smallest : 1.0},
+                       {"scale", scale}};
+  return dom;
+}
+
+Domain density_scene(const SceneSpec& spec, const Params& p, Random& rng, nlohmann::json& info) {
+  const Dims d = spec.dims;
+  const double L = std::min({d.nx, d.ny, d.nz});
+  const double ratio = p["ratio"];
+  if (!(ratio >= 1e-6 && ratio <= 1e6))
+    throw InputError(fmt::format("--param ratio={:g}: must lie in [1e-6, 1e6] for scene density", ratio));
+  const double count = p["blobs"];
+  if (!(count >= 0 && count <= 1000 && count == std::floor(count)))
+    throw InputError(fmt::format("--param blobs={:g}: must be a whole number in [0, 1000]", count));
+  const double r = p.fraction("radius", 0.0, 0.5) * L;
+  const double scale = scale_from_dx(p);
+  std::vector<std::array<double, 4>> blobs;
+  nlohmann::json shapes = nlohmann::json::array();
+  for (int b = 0; b < static_cast<int>(count); ++b) {
+    const double cx = rng.uniform(0.2, 0.8) * d.nx, cy = rng.uniform(0.2, 0.8) * d.ny;
+    const double cz = rng.uniform(0.2, 0.7) * d.nz;
+    blobs.push_back({cx, cy, cz, r});
+    shapes.push_back({{"centre", {cx, cy, cz}}, {"radius", r}});
+  }
+  const int nx = d.nx, ny = d.ny, nz = d.nz;
+  // 1 where the cell's centre is inside a blob (density `ratio`), 0 in the ambient fluid.
+  std::vector<std::uint8_t> heavy(static_cast<std::size_t>(d.size()), 0);
+  std::int64_t heavy_cells = 0;
+#pragma omp parallel for schedule(static) reduction(+ : heavy_cells)
+  for (int k = 0; k < nz; ++k)
+    for (int j = 0; j < ny; ++j)
+      for (int i = 0; i < nx; ++i)
+        for (const auto& s : blobs)
+          if (sphere_sdf(i + 0.5, j + 0.5, k + 0.5, s) < 0) {
+            heavy[static_cast<std::size_t>(d.index(i, j, k))] = 1;
+            ++heavy_cells;
+            break;
+          }
+  // Face weight 1/rho_face with rho_face = (rho_a + rho_b) / 2, the arithmetic mean of the two
+  // cells' densities, as most variable-density and two-phase codes do (Bridson's book; the
+  // density is a conserved, volume-averaged quantity, and the face's control volume is half in
+  // each cell). In terms of the coefficient beta = 1/rho this is the harmonic mean of the two
+  // cells' betas, the flux-continuous average for a density jump between them, so a face next
+  // to a heavy cell stays heavy: weight 2/(1 + ratio), not ~1/2 as the harmonic mean of rho
+  // (the arithmetic mean of beta) would make it, which would let the light fluid leak
+  // through the heavy blob's skin. Beyond the open top is ambient fluid (density 1).
+  auto rho = [&](int i, int j, int k) {
+    if (!d.contains(i, j, k)) return 1.0;
+    return heavy[static_cast<std::size_t>(d.index(i, j, k))] ? ratio : 1.0;
+  };
+  Coefficients co;
+  co.scale = scale;
+  std::vector<double>* arrays[3] = {&co.face_x, &co.face_y, &co.face_z};
+  const auto sizes = Coefficients::face_sizes(d);
+  std::int64_t interface_faces = 0;
+  for (int axis = 0; axis < 3; ++axis) {
+    std::vector<double>& w = *arrays[axis];
+    w.resize(static_cast<std::size_t>(sizes[axis]));
+    const auto e = face_extents(d, axis);
+#pragma omp parallel for schedule(static) reduction(+ : interface_faces)
+    for (int k = 0; k < e[2]; ++k)
+      for (int j = 0; j < e[1]; ++j)
+        for (int i = 0; i < e[0]; ++i) {
+          const double ra = rho(i - (axis == 0), j - (axis == 1), k - (axis == 2)), rb = rho(i, j, k);
+          w[static_cast<std::size_t>(i + std::int64_t(e[0]) * (j + std::int64_t(e[1]) * k))] = 2.0 / (ra + rb);
+          interface_faces += ra != rb;
+        }
+  }
+  Domain dom = walled_box(d, p.flag("open_top"));
+  dom.set_coefficients(std::move(co));
+  info["density"] = {{"ratio", ratio},
+                     {"blobs", shapes},
+                     {"heavy_cells", heavy_cells},
+                     {"interface_faces", interface_faces},
+                     {"face_density", "arithmetic mean"},
+                     {"scale", scale}};
+  return dom;
+}
+
 }  // namespace
 
 Domain make_scene(const SceneSpec& spec, nlohmann::json* info_out) {
@@ -330,6 +735,12 @@ Domain make_scene(const SceneSpec& spec, nlohmann::json* info_out) {
     }
   } else if (spec.name == "pool") {
     dom = pool_scene(spec, p, rng);
+  } else if (spec.name == "liquid") {
+    dom = liquid_scene(spec, p, info);
+  } else if (spec.name == "cutcell") {
+    dom = cutcell_scene(spec, p, info);
+  } else if (spec.name == "density") {
+    dom = density_scene(spec, p, rng, info);
   } else if (spec.name == "mesh") {
     if (!spec.mesh) throw InputError("--scene mesh needs --mesh FILE (an OBJ, PLY or STL file)");
     info["mesh_file"] = spec.mesh->string();
