@@ -1,9 +1,12 @@
 // `dcdm export`: a built-in scene (or a user mesh) as a pressure system on disk:
-// A (.mtx + reference .bin), b (.npy + .bin), flags (.npy, uint8) and system.json.
+// A (.mtx + reference .bin), b (.npy + .bin), flags (.npy, uint8), the coefficient arrays of a
+// weighted scene (.npy) and system.json (layout: include/dcdm/system.hpp).
+#include <algorithm>
 #include <cstdio>
 #include <optional>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "command.hpp"
 #include "dcdm/error.hpp"
@@ -24,6 +27,14 @@ struct ExportArgs {
   std::string out;
   bool list_scenes = false;
 };
+
+// Why a weighted system has no A.bin (the reference binary is float32).
+std::string exact_in_float32_note(const PoissonSystem& sys) {
+  const auto files = system_files(sys);
+  return std::find(files.begin(), files.end(), "A.bin") == files.end()
+             ? "; no A.bin (its float32 values would round A; A.mtx holds it exactly)"
+             : "";
+}
 
 void print_summary(const PoissonSystem& sys, const std::string& out) {
   const auto& m = sys.meta;
@@ -55,7 +66,10 @@ void print_summary(const PoissonSystem& sys, const std::string& out) {
     }
     for (const auto& w : sc["warnings"]) fmt::print(stderr, "dcdm: warning: {}\n", w.get<std::string>());
   }
-  fmt::print("wrote {}/{{A.mtx, A.bin, b.npy, b.bin, flags.npy, system.json}}\n", out);
+  if (sys.domain.weighted())
+    fmt::print("weighted operator: coefficients scale {}{}\n", sys.domain.coefficients->scale,
+               exact_in_float32_note(sys));
+  fmt::print("wrote {}/{{{}}}\n", out, fmt::join(system_files(sys), ", "));
 }
 
 void run_export(const ExportArgs& args) {

@@ -2,13 +2,23 @@
 // A pressure system as files: a scene (or an imported matrix) turned into A, b and flags.
 //
 // Folder layout written by save_system / `dcdm export` and read by load_system:
-//   A.mtx        Matrix Market, coordinate real symmetric (lower triangle), full grid
-//   A.bin        the reference binary CSR (float32 values, exact: entries are small integers)
+//   A.mtx        Matrix Market, coordinate real symmetric (lower triangle), full grid; values
+//                in shortest round-trip form (exact, weighted values included)
+//   A.bin        the reference binary CSR, float32 values; written only when every value of A
+//                is exact in float32 (always for the unit operator: small integers). A weighted
+//                system whose values float32 would round has no A.bin (A.mtx is the matrix);
+//                system.json's "files" lists what was written
 //   b.npy        float64, shape (nz, ny, nx), zero outside fluid cells
 //   b.bin        the same values as a reference vector file (div_v_star layout)
 //   flags.npy    uint8, shape (nz, ny, nx): 0 solid, 1 fluid, 2 air (CellType values)
+//   face_x.npy   weighted domains only (Domain::coefficients, see grid.hpp), each file only when
+//   face_y.npy   its array is not all default (weights 1, diagonal 0): float64 MAC face weights
+//   face_z.npy   of shapes (nz, ny, nx+1), (nz, ny+1, nx), (nz+1, ny, nx) and the per-cell
+//   diagonal.npy diagonal term, shape (nz, ny, nx). load_system accepts float32 or float64.
 //   system.json  dimensions, outer faces, cell counts, components (singular ones listed),
-//                the right-hand side's kind / seed / projection, the scene and mesh report
+//                the right-hand side's kind / seed / projection, the scene and mesh report;
+//                for a weighted domain "coefficients": {"scale": s, "face_x": "face_x.npy",
+//                ...} naming the files written (absent for the unit operator)
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -52,37 +62,64 @@ PoissonSystem make_scene_system(const SceneSpec& scene, RhsKind rhs = RhsKind::R
                                 const std::filesystem::path& rhs_file = {});
 
 // Bytes needed to build and write a system of this size (domain, CSR, vectors, operator
-// set-up and component labels), an estimate that errs high.
-std::int64_t estimate_system_bytes(const Dims& dims);
+// set-up and component labels; with `weighted`, the coefficient arrays, the weighted
+// operator's couplings and their .npy buffers too), an estimate that errs high.
+std::int64_t estimate_system_bytes(const Dims& dims, bool weighted = false);
 // Physical memory of the machine (sysconf), 0 if unknown.
 std::int64_t physical_memory_bytes();
 // Throws InputError naming `option` with both figures when the estimate does not fit.
-void check_system_fits_memory(const Dims& dims, const std::string& option = "--n/--dims");
+void check_system_fits_memory(const Dims& dims, const std::string& option = "--n/--dims", bool weighted = false);
 
+// Writes the folder (layout above). A weighted domain also writes its coefficient arrays.
 void save_system(const std::filesystem::path& dir, const PoissonSystem& system);
-// Reads a folder written by save_system; checks that A equals the assembly of flags + faces
-// (InputError naming the file otherwise).
+// The names of the files save_system writes for this system (A.bin only when exact in
+// float32, the coefficient files of a weighted domain), system.json last.
+std::vector<std::string> system_files(const PoissonSystem& system);
+// Reads a folder written by save_system (or by hand in its layout): flags, faces and, when
+// system.json has "coefficients", the coefficient files (float32 or float64 .npy; a missing,
+// mis-shaped or non-finite file, or values Domain::set_coefficients refuses, are an InputError
+// naming the file). Checks that A (A.bin when present, else A.mtx) equals the assembly of the
+// domain: exactly for the unit operator; for a weighted one within a relative 1e-12 of each
+// row's largest magnitude (A.mtx) or 1e-6 (a float32 A.bin). InputError naming the file and
+// the first differing row otherwise.
 PoissonSystem load_system(const std::filesystem::path& dir);
 
 // Reads a full-grid 7-point matrix made by any tool (.mtx or reference .bin) and infers the
-// domain from it (see infer_domain); rhs (.npy, .mtx, .bin) is optional (empty path: rhs is
-// left empty). dims: the grid when it is not a cube (rows = N^3 otherwise).
+// domain from it (see infer_domain); rhs (.npy, .mtx, .bin) is optional (empty path: b = 0).
+// dims: the grid when it is not a cube (rows = N^3 otherwise). The system's matrix is the
+// re-assembly of the inferred domain (equal to the input within the tolerance below).
 PoissonSystem import_system(const std::filesystem::path& matrix, const std::filesystem::path& rhs = {},
                             std::optional<Dims> dims = std::nullopt);
 
-// Infers cells and outer faces from a full-grid matrix: rows with no non-zero entry are
-// non-fluid, the others fluid; for a fluid cell, diagonal minus fluid neighbours = the number
-// of its Dirichlet (air or open-face) neighbours. Ambiguities are resolved as follows, and the
-// result is verified by re-assembly (InputError "not a 7-point grid Poisson matrix" if it
-// differs anywhere):
-// - an outer face is open when some fluid cell on it needs more Dirichlet neighbours than its
-//   in-grid non-fluid neighbours could give, and no fluid cell on it has none; otherwise it is
-//   a wall (a face no fluid cell touches is reported as a wall);
-// - a non-fluid cell that fluid cells see is air or solid as their counts force; left free,
-//   it follows the majority of its decided non-fluid neighbours (ties: solid);
-// - a non-fluid cell no fluid cell sees takes the type of the nearest seen non-fluid cell
-//   (breadth-first through non-fluid cells), or solid if none is reachable.
-// `notes` (optional) receives what was guessed.
+// Infers the domain (cells, outer faces and, when needed, coefficients) of a full-grid
+// 7-point matrix. Every matrix is first checked to be one: square with one row per cell,
+// entries only on the diagonal and the six grid neighbours, finite, off-diagonals <= 0,
+// symmetric (within a relative 1e-12), a positive diagonal on every row with entries, and the
+// diagonal at least the sum of the row's off-diagonal magnitudes (within a relative 1e-12).
+// InputError "not a 7-point grid Poisson matrix ... row R = cell (i, j, k): why" otherwise.
+// Then, in order, the first that reproduces the matrix:
+// 1. the unit operator: rows with no non-zero entry are non-fluid, the others fluid; every
+//    off-diagonal -1, a whole diagonal 1..6 = fluid + Dirichlet (air or open-face)
+//    neighbours. Ambiguities are resolved as follows, and the result is verified exactly by
+//    re-assembly:
+//    - an outer face is open when some fluid cell on it needs more Dirichlet neighbours than
+//      its in-grid non-fluid neighbours could give, and no fluid cell on it has none;
+//      otherwise it is a wall (a face no fluid cell touches is reported as a wall);
+//    - a non-fluid cell that fluid cells see is air or solid as their counts force; left
+//      free, it follows the majority of its decided non-fluid neighbours (ties: solid);
+//    - a non-fluid cell no fluid cell sees takes the type of the nearest seen non-fluid
+//      cell (breadth-first through non-fluid cells), or solid if none is reachable.
+// 2. a scaled unit operator (1/dx^2, dt/(rho dx^2)): every off-diagonal equal to one -s
+//    (relative 1e-12) and every diagonal a whole multiple of s (relative 1e-12): rule 1 on
+//    A / s, with Coefficients::scale = s (so the unit cells, air and open faces come back).
+// 3. general weights: rows with entries are fluid, every other cell solid, every outer face a
+//    wall; the weight of a face between two fluid cells is -A(c, n) (0 where they are not
+//    coupled; faces next to solid cells keep weight 1, unused), the diagonal term of cell c is
+//    A(c, c) minus its fluid-neighbour weights (the Dirichlet part; a value within 1e-12 of the
+//    diagonal from 0 is taken as 0, so a rounding residue neither makes a singular component
+//    regular nor a negative term), scale 1.
+// Rules 2 and 3 are verified by re-assembly within a relative 1e-12 of each row's largest
+// magnitude. `notes` (optional) receives what was guessed and which rule matched.
 Domain infer_domain(const CsrMatrix& a, const Dims& dims, const std::string& name,
                     std::vector<std::string>* notes = nullptr);
 

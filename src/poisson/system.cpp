@@ -9,6 +9,7 @@
 #include <cmath>
 #include <deque>
 #include <fstream>
+#include <limits>
 #include <numbers>
 #include <random>
 
@@ -40,11 +41,14 @@ RhsKind parse_rhs_kind(const std::string& text) {
 
 // ---------------------------------------------------------------- memory guard
 
-std::int64_t estimate_system_bytes(const Dims& d) {
+std::int64_t estimate_system_bytes(const Dims& d, bool weighted) {
   // Per cell: domain 1 + CSR (7 x (8 value + 4 column) + 8 row offset) 92 + rhs 8 + operator
   // set-up 2 + component labels and traversal stack 12 + file buffers (reference binary and
   // .npy copies) ~70 + flags 1. Rounded up to 200.
-  return d.size() * 200;
+  // Weighted: coefficient arrays (3 face arrays + diagonal, float64) 32 + the weighted
+  // operator's diagonal and couplings 32 + a coefficient array's .npy buffer or import scan
+  // ~40: 104, rounded up to 120.
+  return d.size() * (weighted ? 320 : 200);
 }
 
 std::int64_t physical_memory_bytes() {
@@ -63,8 +67,8 @@ std::int64_t physical_memory_bytes() {
   return bytes;
 }
 
-void check_system_fits_memory(const Dims& dims, const std::string& option) {
-  const std::int64_t need = estimate_system_bytes(dims), have = physical_memory_bytes();
+void check_system_fits_memory(const Dims& dims, const std::string& option, bool weighted) {
+  const std::int64_t need = estimate_system_bytes(dims, weighted), have = physical_memory_bytes();
   if (have > 0 && need > have)
     throw InputError(fmt::format("{}: a {} system needs about {:.1f} GiB, more than this machine's {:.1f} GiB of memory",
                                  option, dims.str(), need / 1073741824.0, have / 1073741824.0));
@@ -194,6 +198,8 @@ PoissonSystem make_scene_system(const SceneSpec& scene, RhsKind rhs, std::uint64
   PoissonSystem sys;
   nlohmann::json scene_info;
   sys.domain = make_scene(scene, &scene_info);
+  // A weighted scene needs more (its coefficients, the weighted operator): checked again.
+  if (sys.domain.weighted()) check_system_fits_memory(scene.dims, "--n/--dims", true);
   sys.matrix = assemble_full_grid(sys.domain);
   nlohmann::json rhs_meta;
   sys.rhs = make_rhs(sys.domain, rhs, seed, rhs_file, rhs_meta);
@@ -214,23 +220,29 @@ namespace {
 
 std::vector<std::int64_t> grid_shape(const Dims& d) { return {d.nz, d.ny, d.nx}; }
 
-// Same operator: equal sizes and equal non-zero entries row by row (explicit zeros ignored).
-// Returns the first differing row, or -1.
-std::int64_t first_difference(const CsrMatrix& a, const CsrMatrix& b) {
+// Same operator: equal sizes and equal entries row by row, an entry missing on one side
+// counting as 0 (explicit zeros ignored). tol 0: exact; else |a - b| <= tol * the largest
+// magnitude in the row (of either matrix). Returns the first differing row, or -1. Columns are
+// sorted within rows (CsrMatrix::check_structure).
+std::int64_t first_difference(const CsrMatrix& a, const CsrMatrix& b, double tol = 0.0) {
   if (a.rows != b.rows || a.cols != b.cols) return 0;
   for (std::int64_t r = 0; r < a.rows; ++r) {
-    auto p = a.row_ptr[r], q = b.row_ptr[r];
-    const auto pe = a.row_ptr[r + 1], qe = b.row_ptr[r + 1];
-    while (true) {
-      while (p < pe && a.values[p] == 0.0) ++p;
-      while (q < qe && b.values[q] == 0.0) ++q;
-      if (p == pe || q == qe) {
-        if (p != pe || q != qe) return r;
-        break;
-      }
-      if (a.col_idx[p] != b.col_idx[q] || a.values[p] != b.values[q]) return r;
-      ++p;
-      ++q;
+    const auto pb = a.row_ptr[r], pe = a.row_ptr[r + 1], qb = b.row_ptr[r], qe = b.row_ptr[r + 1];
+    double big = 0.0;
+    if (tol > 0.0) {
+      for (auto p = pb; p < pe; ++p) big = std::max(big, std::abs(a.values[p]));
+      for (auto q = qb; q < qe; ++q) big = std::max(big, std::abs(b.values[q]));
+    }
+    const double allowed = tol * big;
+    auto p = pb, q = qb;
+    while (p < pe || q < qe) {
+      const std::int64_t ca = p < pe ? a.col_idx[p] : std::numeric_limits<std::int64_t>::max();
+      const std::int64_t cb = q < qe ? b.col_idx[q] : std::numeric_limits<std::int64_t>::max();
+      double diff;
+      if (ca == cb) diff = std::abs(a.values[p++] - b.values[q++]);
+      else if (ca < cb) diff = std::abs(a.values[p++]);
+      else diff = std::abs(b.values[q++]);
+      if (!(diff <= allowed)) return r;
     }
   }
   return -1;
@@ -239,6 +251,102 @@ std::int64_t first_difference(const CsrMatrix& a, const CsrMatrix& b) {
 std::string cell_name(const Dims& d, std::int64_t cell) {
   return fmt::format("row {} = cell ({}, {}, {})", cell, cell % d.nx, (cell / d.nx) % d.ny,
                      cell / (std::int64_t(d.nx) * d.ny));
+}
+
+// ---- coefficient files (Domain::coefficients) ----
+
+constexpr const char* kCoefficientNames[4] = {"face_x", "face_y", "face_z", "diagonal"};
+
+// NumPy shape of coefficient array `a` (0..2 the MAC face arrays, 3 the diagonal term).
+std::vector<std::int64_t> coefficient_shape(const Dims& d, int a) {
+  switch (a) {
+    case 0: return {d.nz, d.ny, std::int64_t(d.nx) + 1};
+    case 1: return {d.nz, std::int64_t(d.ny) + 1, d.nx};
+    case 2: return {std::int64_t(d.nz) + 1, d.ny, d.nx};
+    default: return {d.nz, d.ny, d.nx};
+  }
+}
+
+std::vector<double>& coefficient_array(Coefficients& c, int a) {
+  return a == 0 ? c.face_x : a == 1 ? c.face_y : a == 2 ? c.face_z : c.diagonal;
+}
+const std::vector<double>& coefficient_array(const Coefficients& c, int a) {
+  return a == 0 ? c.face_x : a == 1 ? c.face_y : a == 2 ? c.face_z : c.diagonal;
+}
+
+// Empty, or every value the default (weights 1, diagonal term 0): no file is written.
+bool default_coefficients(const std::vector<double>& v, int a) {
+  const double def = a < 3 ? 1.0 : 0.0;
+  return std::all_of(v.begin(), v.end(), [def](double x) { return x == def; });
+}
+
+std::string shape_text(const std::vector<std::int64_t>& shape) {
+  std::string t = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) t += fmt::format("{}{}", i ? ", " : "", shape[i]);
+  return t + (shape.size() == 1 ? ",)" : ")");
+}
+
+// Every value of A exact in float32 (the reference binary's precision).
+bool exact_in_float32(const CsrMatrix& a) {
+  return std::all_of(a.values.begin(), a.values.end(), [](double v) {
+    return std::abs(v) <= double(std::numeric_limits<float>::max()) && double(static_cast<float>(v)) == v;
+  });
+}
+
+// Reads the coefficients system.json names, checks each file on its own (InputError naming it)
+// and sets them on `dom` (Domain::set_coefficients; an error there names system.json and the
+// files).
+void load_coefficients(const fs::path& dir, const fs::path& json_path, const nlohmann::json& cj, Domain& dom) {
+  const Dims d = dom.dims();
+  if (!cj.is_object())
+    throw InputError(fmt::format("{}: \"coefficients\" is {}, expected an object such as {{\"scale\": 1, "
+                                 "\"face_x\": \"face_x.npy\"}}",
+                                 json_path.string(), cj.dump()));
+  Coefficients co;
+  std::string files;
+  for (const auto& [key, value] : cj.items()) {
+    if (key == "scale") {
+      if (!value.is_number())
+        throw InputError(fmt::format("{}: coefficients.scale is {}, expected a number", json_path.string(), value.dump()));
+      co.scale = value.get<double>();
+      if (!(std::isfinite(co.scale) && co.scale > 0.0))
+        throw InputError(fmt::format("{}: coefficients.scale {} must be a positive finite number", json_path.string(),
+                                     co.scale));
+      continue;
+    }
+    int a = 0;
+    while (a < 4 && key != kCoefficientNames[a]) ++a;
+    if (a == 4)
+      throw InputError(fmt::format("{}: coefficients.{} is not a coefficient (scale, face_x, face_y, face_z, diagonal)",
+                                   json_path.string(), key));
+    if (!value.is_string() || value.get<std::string>().empty())
+      throw InputError(fmt::format("{}: coefficients.{} is {}, expected a file name", json_path.string(), key, value.dump()));
+    const fs::path path = dir / value.get<std::string>();
+    if (!fs::is_regular_file(path))
+      throw MissingFileError(fmt::format("{}: no such file (system.json's coefficients.{} names it)", path.string(), key));
+    const io::NpyArray arr = io::read_npy(path);  // non-finite values: InputError naming the file
+    const auto shape = coefficient_shape(d, a);
+    if (arr.dtype != io::DType::Float32 && arr.dtype != io::DType::Float64)
+      throw InputError(fmt::format("{}: dtype {}, expected float64 or float32", path.string(), io::to_string(arr.dtype)));
+    if (arr.shape != shape)
+      throw InputError(fmt::format("{}: shape {}, expected {} for {} on a {} grid", path.string(), shape_text(arr.shape),
+                                   shape_text(shape), key, d.str()));
+    Coefficients one;  // this array alone, so that a bad value is blamed on its file
+    coefficient_array(one, a) = arr.to_double();
+    try {
+      one.check(d);
+    } catch (const InputError& e) {
+      throw InputError(fmt::format("{}: {}", path.string(), e.what()));
+    }
+    coefficient_array(co, a) = std::move(coefficient_array(one, a));
+    files += fmt::format("{}{}", files.empty() ? "" : ", ", path.filename().string());
+  }
+  try {
+    dom.set_coefficients(std::move(co));
+  } catch (const InputError& e) {
+    throw InputError(fmt::format("{} (coefficients {}): {}", json_path.string(), files.empty() ? "scale only" : files,
+                                 e.what()));
+  }
 }
 
 }  // namespace
@@ -254,7 +362,11 @@ void save_system(const fs::path& dir, const PoissonSystem& sys) {
                             sys.rhs.size(), d.str()));
   io::write_matrix_market(dir / "A.mtx", sys.matrix, true,
                           fmt::format("dcdm pressure matrix, full grid {} (x fastest), see system.json", d.str()));
-  io::write_reference_matrix(dir / "A.bin", sys.matrix, io::ValuePrecision::Float32);
+  // The reference binary holds float32 values: written only when that is exact (always for
+  // the unit operator), else A.mtx alone is the matrix (and an older A.bin must not stay).
+  const bool reference = exact_in_float32(sys.matrix);
+  if (reference) io::write_reference_matrix(dir / "A.bin", sys.matrix, io::ValuePrecision::Float32);
+  else fs::remove(dir / "A.bin", ec);
   io::write_npy(dir / "b.npy", sys.rhs, grid_shape(d));
   io::write_reference_vector(dir / "b.bin", sys.rhs);
   std::vector<std::uint8_t> flags(sys.domain.cells.vector().size());
@@ -264,11 +376,36 @@ void save_system(const fs::path& dir, const PoissonSystem& sys) {
   meta.update(describe_domain(sys.domain));
   meta["format"] = "dcdm-system";
   meta["version"] = 1;
-  meta["files"] = {{"matrix_market", "A.mtx"}, {"matrix_reference", "A.bin"}, {"rhs", "b.npy"},
-                   {"rhs_reference", "b.bin"}, {"flags", "flags.npy"}};
+  meta["files"] = {{"matrix_market", "A.mtx"}, {"rhs", "b.npy"}, {"rhs_reference", "b.bin"}, {"flags", "flags.npy"}};
+  if (reference) meta["files"]["matrix_reference"] = "A.bin";
+  else meta["files"]["matrix_reference_omitted"] = "A has values that float32 (A.bin's precision) would round";
+  meta.erase("coefficients");
+  for (int a = 0; a < 4; ++a) {
+    const std::string file = std::string(kCoefficientNames[a]) + ".npy";
+    const Coefficients* co = sys.domain.coefficients.get();
+    if (co && !default_coefficients(coefficient_array(*co, a), a)) {
+      io::write_npy(dir / file, coefficient_array(*co, a), coefficient_shape(d, a));
+      meta["coefficients"][kCoefficientNames[a]] = file;
+      meta["files"][kCoefficientNames[a]] = file;
+    } else {
+      fs::remove(dir / file, ec);  // from an earlier system in this folder
+    }
+  }
+  if (sys.domain.weighted()) meta["coefficients"]["scale"] = sys.domain.coefficients->scale;
   meta["flags_encoding"] = {{"0", "solid"}, {"1", "fluid"}, {"2", "air"}};
   meta["layout"] = "arrays have shape (nz, ny, nx); cell (i, j, k) is row i + nx*(j + ny*k) of A";
   io::write_file_atomic(dir / "system.json", meta.dump(2) + "\n");
+}
+
+std::vector<std::string> system_files(const PoissonSystem& sys) {
+  std::vector<std::string> files{"A.mtx"};
+  if (exact_in_float32(sys.matrix)) files.push_back("A.bin");
+  for (const char* f : {"b.npy", "b.bin", "flags.npy"}) files.push_back(f);
+  if (const Coefficients* co = sys.domain.coefficients.get())
+    for (int a = 0; a < 4; ++a)
+      if (!default_coefficients(coefficient_array(*co, a), a)) files.push_back(std::string(kCoefficientNames[a]) + ".npy");
+  files.push_back("system.json");
+  return files;
 }
 
 Dims dims_from_json(const nlohmann::json& value, const std::string& what) {
@@ -322,14 +459,26 @@ PoissonSystem load_system(const fs::path& dir) {
     if (v > 2) throw InputError(fmt::format("{}: value {} at element {} is not 0, 1 or 2", flags_path.string(), v, c));
     dom.cells[c] = static_cast<CellType>(v);
   }
-  const fs::path a_path = fs::exists(dir / "A.bin") ? dir / "A.bin" : dir / "A.mtx";
-  CsrMatrix a = io::read_matrix(a_path);
+  if (sys.meta.contains("coefficients") && !sys.meta["coefficients"].is_null())
+    load_coefficients(dir, json_path, sys.meta["coefficients"], dom);
+  // The reference binary when the folder has one (system.json lists it when save_system wrote
+  // it; a folder made by hand may have it unlisted), else the Matrix Market file.
+  const auto* files = sys.meta.contains("files") && sys.meta["files"].is_object() ? &sys.meta["files"] : nullptr;
+  const bool listed = files && files->contains("matrix_reference");
+  const bool omitted = files && files->contains("matrix_market") && !listed;
+  const fs::path a_path = !omitted && fs::exists(dir / "A.bin") ? dir / "A.bin" : dir / "A.mtx";
+  io::ValuePrecision precision = io::ValuePrecision::Float64;
+  CsrMatrix a = a_path.extension() == ".bin" ? io::read_reference_matrix(a_path, &precision) : io::read_matrix(a_path);
   sys.matrix = assemble_full_grid(dom);
-  const std::int64_t diff = first_difference(a, sys.matrix);
+  // Unit operator: small integers, exact. Weighted: the file's values may come from another
+  // summation order (or float32), so within a tolerance of the row's magnitude.
+  const double tol = !dom.weighted() ? 0.0 : precision == io::ValuePrecision::Float32 ? 1e-6 : 1e-12;
+  const std::int64_t diff = first_difference(a, sys.matrix, tol);
   if (diff >= 0)
-    throw InputError(fmt::format("{}: the matrix is not the operator of flags.npy and the faces in system.json "
+    throw InputError(fmt::format("{}: the matrix is not the operator of flags.npy{} and the faces in system.json "
                                  "(first difference at {})",
-                                 a_path.string(), a.rows == sys.matrix.rows ? cell_name(d, diff) : "the size"));
+                                 a_path.string(), dom.weighted() ? ", the coefficients" : "",
+                                 a.rows == sys.matrix.rows ? cell_name(d, diff) : "the size"));
   const fs::path b_path = dir / "b.npy";
   sys.rhs = io::read_npy_vector(b_path);
   if (static_cast<std::int64_t>(sys.rhs.size()) != d.size())
@@ -346,9 +495,9 @@ struct CellCoords {
   int i, j, k;
 };
 
-}  // namespace
-
-Domain infer_domain(const CsrMatrix& a, const Dims& d, const std::string& name, std::vector<std::string>* notes) {
+// Rule 1 of infer_domain: the unit operator (every off-diagonal -1, whole diagonals), verified
+// exactly.
+Domain infer_unit_domain(const CsrMatrix& a, const Dims& d, const std::string& name, std::vector<std::string>* notes) {
   if (a.rows != a.cols)
     throw InputError(fmt::format("{}: matrix is {}x{}, not square", name, a.rows, a.cols));
   if (a.rows != d.size())
@@ -589,6 +738,185 @@ Domain infer_domain(const CsrMatrix& a, const Dims& d, const std::string& name, 
   if (diff >= 0)
     throw not_poisson(diff, "no cell and face assignment reproduces this row (the matrix is not symmetric, or not "
                             "of the form diagonal = non-solid neighbours, -1 per fluid neighbour)");
+  return dom;
+}
+
+// Relative tolerances of the weighted rules (infer_domain in system.hpp): equal values,
+// symmetry, dominance and the rounding residue of a diagonal term; the re-assembly check gets
+// a little more room for the rounding of its own sums.
+constexpr double kRelTol = 1e-12;
+constexpr double kVerifyTol = 4e-12;
+
+}  // namespace
+
+Domain infer_domain(const CsrMatrix& a, const Dims& d, const std::string& name, std::vector<std::string>* notes) {
+  if (a.rows != a.cols)
+    throw InputError(fmt::format("{}: matrix is {}x{}, not square", name, a.rows, a.cols));
+  if (a.rows != d.size())
+    throw InputError(fmt::format("{}: matrix has {} rows but the grid {} has {} cells", name, a.rows, d.str(), d.size()));
+  const std::int64_t n = d.size();
+  const std::int64_t stride[3] = {1, d.nx, std::int64_t(d.nx) * d.ny};
+  auto not_poisson = [&](std::int64_t row, const std::string& why) {
+    return InputError(fmt::format("{}: not a 7-point grid Poisson matrix on a {} grid: {}: {}", name, d.str(),
+                                  cell_name(d, row), why));
+  };
+  // Face of cell r that column c lies across (0..5 as Face), or -1 if c is not a grid neighbour.
+  auto face_to = [&](std::int64_t r, std::int64_t c) -> int {
+    const int i = static_cast<int>(r % d.nx), j = static_cast<int>((r / d.nx) % d.ny), k = static_cast<int>(r / stride[2]);
+    const int pos[3] = {i, j, k}, size[3] = {d.nx, d.ny, d.nz};
+    for (int ax = 0; ax < 3; ++ax) {
+      if (c == r - stride[ax] && pos[ax] > 0) return 2 * ax;
+      if (c == r + stride[ax] && pos[ax] < size[ax] - 1) return 2 * ax + 1;
+    }
+    return -1;
+  };
+  auto entry = [&](std::int64_t r, std::int64_t c) {
+    for (auto p = a.row_ptr[r]; p < a.row_ptr[r + 1]; ++p)
+      if (a.col_idx[p] == c) return a.values[p];
+    return 0.0;
+  };
+
+  // The checks every rule shares, and what the weighted rules read: the diagonal, the coupling
+  // -A(c, c - stride) with the cell below along each axis, and whether all off-diagonals are
+  // one value (-s) with whole multiples of s on the diagonal.
+  std::vector<std::uint8_t> fluid(static_cast<std::size_t>(n), 0);
+  std::vector<double> diag(static_cast<std::size_t>(n), 0.0);
+  std::vector<double> lower[3];
+  for (auto& l : lower) l.assign(static_cast<std::size_t>(n), 0.0);
+  double s = 0.0;  // the first off-diagonal magnitude
+  bool same_off = true, unit_like = true;
+  for (std::int64_t r = 0; r < n; ++r) {
+    double off_sum = 0.0;
+    bool has_diag = false;
+    for (auto p = a.row_ptr[r]; p < a.row_ptr[r + 1]; ++p) {
+      const double v = a.values[p];
+      const std::int64_t c = a.col_idx[p];
+      if (!std::isfinite(v)) throw not_poisson(r, fmt::format("value {} in column {}", v, c));
+      if (v == 0.0) continue;
+      fluid[r] = 1;
+      if (c == r) {
+        diag[r] = v;
+        has_diag = true;
+        if (v != std::round(v) || v < 1 || v > 6) unit_like = false;
+        continue;
+      }
+      const int f = face_to(r, c);
+      if (f < 0) throw not_poisson(r, fmt::format("entry in column {} is not a grid neighbour", c));
+      if (v > 0.0)
+        throw not_poisson(r, fmt::format("off-diagonal entry {} in column {} is positive (couplings are <= 0)", v, c));
+      const double mirror = entry(c, r);
+      if (!(std::abs(v - mirror) <= kRelTol * std::max(std::abs(v), std::abs(mirror))))
+        throw not_poisson(r, fmt::format("A({}, {}) = {} but A({}, {}) = {}: not symmetric", r, c, v, c, r, mirror));
+      off_sum -= v;
+      if (f % 2 == 0) lower[f / 2][r] = -v;
+      if (v != -1.0) unit_like = false;
+      if (s == 0.0) s = -v;
+      else if (!(std::abs(s + v) <= kRelTol * s)) same_off = false;
+    }
+    if (!fluid[r]) continue;
+    if (!has_diag || !(diag[r] > 0.0))
+      throw not_poisson(r, fmt::format("the diagonal is {} (a row with entries needs a positive diagonal)", diag[r]));
+    if (diag[r] < off_sum - kRelTol * std::max(diag[r], off_sum))
+      throw not_poisson(r, fmt::format("the diagonal {} is less than the sum {} of the off-diagonal magnitudes "
+                                       "(not diagonally dominant)",
+                                       diag[r], off_sum));
+  }
+
+  // Rule 1: the unit operator.
+  std::string why_not;
+  if (unit_like) {
+    try {
+      return infer_unit_domain(a, d, name, notes);
+    } catch (const InputError& e) {
+      why_not = e.what();
+    }
+  }
+  // Rule 2: a scaled unit operator.
+  if (s > 0.0 && s != 1.0 && same_off) {
+    CsrMatrix u = a;
+    bool whole = true;
+    for (std::int64_t r = 0; r < n && whole; ++r)
+      for (auto p = u.row_ptr[r]; p < u.row_ptr[r + 1]; ++p) {
+        double& v = u.values[p];
+        if (v == 0.0) continue;
+        if (u.col_idx[p] != r) {
+          v = -1.0;
+          continue;
+        }
+        const double k = std::round(v / s);
+        if (k < 1 || k > 6 || !(std::abs(v - k * s) <= kRelTol * v)) {
+          whole = false;
+          why_not = fmt::format("{}: diagonal {} is not a whole multiple 1..6 of the coupling {}", cell_name(d, r), v, s);
+          break;
+        }
+        v = k;
+      }
+    if (whole) {
+      try {
+        std::vector<std::string> unit_notes;
+        Domain dom = infer_unit_domain(u, d, name, &unit_notes);
+        Coefficients co;
+        co.scale = s;
+        dom.set_coefficients(std::move(co));
+        const std::int64_t diff = first_difference(a, assemble_full_grid(dom), kVerifyTol);
+        if (diff >= 0) throw not_poisson(diff, fmt::format("the unit operator scaled by {} does not reproduce it", s));
+        if (notes) {
+          notes->push_back(fmt::format("the unit operator scaled by {} (every coupling -{}): cells and faces inferred "
+                                       "from A / {}, coefficients scale {}",
+                                       s, s, s, s));
+          notes->insert(notes->end(), unit_notes.begin(), unit_notes.end());
+        }
+        return dom;
+      } catch (const InputError& e) {
+        why_not = e.what();
+      }
+    }
+  }
+  // Rule 3: general weights on fluid cells, every other cell solid, outer faces walls.
+  Domain dom(d, CellType::Solid);
+  for (std::int64_t c = 0; c < n; ++c)
+    if (fluid[c]) dom.cells[c] = CellType::Fluid;
+  Coefficients co;
+  const auto sizes = Coefficients::face_sizes(d);
+  for (int ax = 0; ax < 3; ++ax) coefficient_array(co, ax).assign(static_cast<std::size_t>(sizes[ax]), 1.0);
+  co.diagonal.assign(static_cast<std::size_t>(n), 0.0);
+  std::int64_t with_term = 0;
+  for (int k = 0; k < d.nz; ++k)
+    for (int j = 0; j < d.ny; ++j)
+      for (int i = 0; i < d.nx; ++i) {
+        const std::int64_t c = d.index(i, j, k);
+        if (!fluid[c]) continue;
+        const int pos[3] = {i, j, k}, size[3] = {d.nx, d.ny, d.nz};
+        double sum = 0.0;
+        for (int ax = 0; ax < 3; ++ax) {
+          // The face below c along ax: index of (i, j, k) in that axis's MAC array.
+          const std::int64_t face = ax == 0   ? i + std::int64_t(d.nx + 1) * (j + std::int64_t(d.ny) * k)
+                                    : ax == 1 ? i + std::int64_t(d.nx) * (j + std::int64_t(d.ny + 1) * k)
+                                              : c;
+          if (pos[ax] > 0 && fluid[c - stride[ax]]) {
+            coefficient_array(co, ax)[static_cast<std::size_t>(face)] = lower[ax][c];
+            sum += lower[ax][c];
+          }
+          if (pos[ax] < size[ax] - 1 && fluid[c + stride[ax]]) sum += lower[ax][c + stride[ax]];
+        }
+        double term = diag[c] - sum;
+        if (std::abs(term) <= kRelTol * diag[c]) term = 0.0;
+        if (term < 0.0)
+          throw not_poisson(c, fmt::format("the diagonal {} is less than the sum {} of its couplings", diag[c], sum));
+        co.diagonal[static_cast<std::size_t>(c)] = term;
+        with_term += term > 0.0;
+      }
+  dom.set_coefficients(std::move(co));
+  const std::int64_t diff = first_difference(a, assemble_full_grid(dom), kVerifyTol);
+  if (diff >= 0)
+    throw not_poisson(diff, "no cell types and weights reproduce this row (the matrix is not of the form diagonal = "
+                            "face weights to non-solid neighbours + a term >= 0, -weight per fluid neighbour)");
+  if (notes) {
+    notes->push_back(fmt::format("general weights{}: rows with entries are fluid ({} cells), the others solid, outer "
+                                 "faces walls; face weights -A(c, n), diagonal term A(c, c) minus the couplings "
+                                 "({} cells have one, the Dirichlet part)",
+                                 why_not.empty() ? "" : " (" + why_not + ")", dom.count(CellType::Fluid), with_term));
+  }
   return dom;
 }
 
