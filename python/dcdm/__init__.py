@@ -7,6 +7,13 @@ Arrays follow NumPy's C order with x fastest: a grid of nx x ny x nz cells is an
 shape ``(nz, ny, nx)``, and cell (i, j, k) is flat index ``i + nx * (j + ny * k)``. Vectors may
 also be flat, of length ``nx * ny * nz`` (the full grid; entries outside fluid cells are 0).
 
+Variable coefficients (liquids, cut cells, variable density, grid spacing) are keyword
+arguments of ``Domain``: MAC face weights ``face_x`` (nz, ny, nx+1), ``face_y`` (nz, ny+1, nx),
+``face_z`` (nz+1, ny, nx), a per-cell ``diagonal`` term (nz, ny, nx) and a global ``scale``;
+``domain.with_coefficients(...)`` gives a weighted copy of a scene. Row of fluid cell c:
+A[c, c] = scale * (sum of the weights of its faces to non-solid neighbours + diagonal[c]),
+A[c, n] = -scale * w for a fluid neighbour n across a face of weight w.
+
     import numpy as np, dcdm
     domain = dcdm.scene("bunny", n=64)               # or dcdm.Domain(cells, faces={"zmax": "open"})
     A = dcdm.Operator(domain)                        # A @ x, A.to_scipy(), A.as_linear_operator()
@@ -53,7 +60,8 @@ def methods():
 
 
 class Operator:
-    """The 7-point pressure operator A of a domain (full-grid layout, N = nx * ny * nz)."""
+    """The 7-point pressure operator A of a domain (full-grid layout, N = nx * ny * nz), weighted
+    when the domain has coefficients (``domain.weighted``)."""
 
     def __init__(self, domain):
         self._op = _dcdm._Operator(domain)
@@ -189,10 +197,14 @@ class Simulation:
 
 
 def read_system(folder):
-    """A system folder written by ``dcdm export`` / ``dcdm simulate``: ``(domain, b)``."""
+    """A system folder written by ``dcdm export`` / ``dcdm simulate`` / ``dcdm import`` /
+    ``write_system``: ``(domain, b)``; a weighted system's domain has its coefficients (read from
+    face_x.npy, ... as system.json lists them)."""
     return _dcdm._read_system(str(folder))
 
 
 def write_system(folder, domain, b):
-    """Writes a system folder that the CLI reads (``dcdm solve --system FOLDER``)."""
+    """Writes a system folder that the CLI reads (``dcdm solve --system FOLDER``), with the
+    domain's coefficients (face_x.npy, face_y.npy, face_z.npy, diagonal.npy: those not all
+    default) when it is weighted."""
     _dcdm._write_system(str(folder), domain, b)

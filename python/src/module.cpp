@@ -126,6 +126,77 @@ Domain domain_from_array(const py::handle& cells_obj, const py::object& faces) {
   return d;
 }
 
+// ---- Coefficients (Domain::coefficients): MAC face weights, a diagonal term, a scale ----
+
+const char* const kCoefficientNames[4] = {"face_x", "face_y", "face_z", "diagonal"};
+
+// NumPy shape of coefficient array a (0..2 the face arrays, 3 the diagonal term).
+std::vector<py::ssize_t> coefficient_shape(const Dims& d, int a) {
+  switch (a) {
+    case 0: return {d.nz, d.ny, py::ssize_t(d.nx) + 1};
+    case 1: return {d.nz, py::ssize_t(d.ny) + 1, d.nx};
+    case 2: return {py::ssize_t(d.nz) + 1, d.ny, d.nx};
+    default: return {d.nz, d.ny, d.nx};
+  }
+}
+const char* const kCoefficientShapeNames[4] = {"(nz, ny, nx+1)", "(nz, ny+1, nx)", "(nz+1, ny, nx)", "(nz, ny, nx)"};
+
+std::vector<double>& coefficient_array(Coefficients& c, int a) {
+  return a == 0 ? c.face_x : a == 1 ? c.face_y : a == 2 ? c.face_z : c.diagonal;
+}
+const std::vector<double>& coefficient_array(const Coefficients& c, int a) {
+  return a == 0 ? c.face_x : a == 1 ? c.face_y : a == 2 ? c.face_z : c.diagonal;
+}
+
+// A float32 or float64 array of coefficient a's shape, as doubles. TypeError for another
+// dtype, ValueError for another shape (both naming the argument and the shape expected).
+std::vector<double> coefficient_from(const py::handle& obj, const Dims& d, int a) {
+  const char* name = kCoefficientNames[a];
+  const auto shape = coefficient_shape(d, a);
+  const std::string expected = fmt::format("{} = ({}, {}, {})", kCoefficientShapeNames[a], shape[0], shape[1], shape[2]);
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(fmt::format("{}: expected a NumPy array of float32 or float64, shape {}", name, expected));
+  py::array arr = py::reinterpret_borrow<py::array>(obj);
+  if (arr.dtype().kind() != 'f' || (arr.itemsize() != 4 && arr.itemsize() != 8))
+    throw py::type_error(fmt::format("{}: dtype {}, expected float32 or float64", name, std::string(py::str(arr.dtype()))));
+  bool same = arr.ndim() == 3;
+  for (int i = 0; i < 3 && same; ++i) same = arr.shape(i) == shape[static_cast<std::size_t>(i)];
+  if (!same) {
+    std::string got;
+    for (py::ssize_t i = 0; i < arr.ndim(); ++i) got += fmt::format("{}{}", i ? ", " : "", arr.shape(i));
+    throw py::value_error(fmt::format("{}: shape ({}{}), expected {}", name, got, arr.ndim() == 1 ? "," : "", expected));
+  }
+  auto values = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(arr);
+  return std::vector<double>(values.data(), values.data() + values.size());
+}
+
+// Sets the coefficients given (None: the default, weights 1 / diagonal 0) on d; the library
+// checks the values (NaN, negative, a fluid cell left without an equation: ValueError).
+void set_coefficients_from(Domain& d, const py::object& face_x, const py::object& face_y, const py::object& face_z,
+                           const py::object& diagonal, double scale) {
+  Coefficients c;
+  c.scale = scale;
+  const py::object* given[4] = {&face_x, &face_y, &face_z, &diagonal};
+  bool any = scale != 1.0;
+  for (int a = 0; a < 4; ++a)
+    if (!given[a]->is_none()) {
+      coefficient_array(c, a) = coefficient_from(*given[a], d.dims(), a);
+      any = true;
+    }
+  if (any) d.set_coefficients(std::move(c));
+  else d.coefficients.reset();
+}
+
+// Coefficient array a of a domain as a new float64 array (the default where it has none).
+GridArray domain_coefficient(const Domain& d, int a) {
+  const auto shape = coefficient_shape(d.dims(), a);
+  GridArray out(shape);
+  const std::vector<double>* v = d.coefficients ? &coefficient_array(*d.coefficients, a) : nullptr;
+  if (v && !v->empty()) std::copy(v->begin(), v->end(), out.mutable_data());
+  else std::fill(out.mutable_data(), out.mutable_data() + out.size(), a < 3 ? 1.0 : 0.0);
+  return out;
+}
+
 py::array_t<std::uint8_t> domain_cells(const Domain& d) {
   py::array_t<std::uint8_t> out(grid_shape(d.dims()));
   std::memcpy(out.mutable_data(), d.cells.data(), static_cast<std::size_t>(d.dims().size()));
@@ -422,8 +493,40 @@ PYBIND11_MODULE(_dcdm, m) {
   });
 
   py::class_<Domain>(m, "Domain", "Cell types on an nx x ny x nz grid plus the six outer faces")
-      .def(py::init(&domain_from_array), py::arg("cells"), py::arg("faces") = py::none(),
-           "cells: integer array (nz, ny, nx) of SOLID=0 / FLUID=1 / AIR=2; faces: dict such as {'zmax': 'open'}")
+      .def(py::init([](const py::handle& cells, const py::object& faces, const py::object& face_x,
+                       const py::object& face_y, const py::object& face_z, const py::object& diagonal, double scale) {
+             Domain d = domain_from_array(cells, faces);
+             set_coefficients_from(d, face_x, face_y, face_z, diagonal, scale);
+             return d;
+           }),
+           py::arg("cells"), py::arg("faces") = py::none(), py::kw_only(), py::arg("face_x") = py::none(),
+           py::arg("face_y") = py::none(), py::arg("face_z") = py::none(), py::arg("diagonal") = py::none(),
+           py::arg("scale") = 1.0,
+           "cells: integer array (nz, ny, nx) of SOLID=0 / FLUID=1 / AIR=2; faces: dict such as {'zmax': 'open'}; "
+           "face_x (nz, ny, nx+1), face_y (nz, ny+1, nx), face_z (nz+1, ny, nx): MAC face weights (float32 or "
+           "float64, >= 0; None = 1); diagonal (nz, ny, nx): a term >= 0 added to fluid rows (None = 0); scale: a "
+           "positive factor of the whole operator")
+      .def(
+          "with_coefficients",
+          [](const Domain& d, const py::object& face_x, const py::object& face_y, const py::object& face_z,
+             const py::object& diagonal, double scale) {
+            Domain out = d;
+            set_coefficients_from(out, face_x, face_y, face_z, diagonal, scale);
+            return out;
+          },
+          py::kw_only(), py::arg("face_x") = py::none(), py::arg("face_y") = py::none(), py::arg("face_z") = py::none(),
+          py::arg("diagonal") = py::none(), py::arg("scale") = 1.0,
+          "A copy of this domain (same cells and faces) with these coefficients instead of its own")
+      .def_property_readonly("weighted", &Domain::weighted, "Whether the operator has coefficients (else the unit one)")
+      .def_property_readonly("scale", [](const Domain& d) { return d.coefficients ? d.coefficients->scale : 1.0; })
+      .def_property_readonly("face_x", [](const Domain& d) { return domain_coefficient(d, 0); },
+                             "Weights of the x faces, float64 (nz, ny, nx+1): a copy (ones when unweighted)")
+      .def_property_readonly("face_y", [](const Domain& d) { return domain_coefficient(d, 1); },
+                             "Weights of the y faces, float64 (nz, ny+1, nx): a copy")
+      .def_property_readonly("face_z", [](const Domain& d) { return domain_coefficient(d, 2); },
+                             "Weights of the z faces, float64 (nz+1, ny, nx): a copy")
+      .def_property_readonly("diagonal", [](const Domain& d) { return domain_coefficient(d, 3); },
+                             "The diagonal term, float64 (nz, ny, nx): a copy (zeros when unweighted)")
       .def_property_readonly("shape", [](const Domain& d) { return py::make_tuple(d.dims().nz, d.dims().ny, d.dims().nx); })
       .def_property_readonly("size", [](const Domain& d) { return d.dims().size(); })
       .def_property_readonly("cells", &domain_cells, "A copy of the cell codes, shape (nz, ny, nx), uint8")
@@ -433,8 +536,9 @@ PYBIND11_MODULE(_dcdm, m) {
         return d.count(static_cast<CellType>(type));
       })
       .def("__repr__", [](const Domain& d) {
-        return fmt::format("<dcdm.Domain {} ({} fluid, {} air, {} solid)>", d.dims().str(), d.count(CellType::Fluid),
-                           d.count(CellType::Air), d.count(CellType::Solid));
+        return fmt::format("<dcdm.Domain {} ({} fluid, {} air, {} solid{})>", d.dims().str(), d.count(CellType::Fluid),
+                           d.count(CellType::Air), d.count(CellType::Solid),
+                           d.weighted() ? fmt::format("; weighted, scale {}", d.coefficients->scale) : "");
       });
 
   m.def(
