@@ -121,6 +121,13 @@ class RelaxationModel {
                             dcdm::span<float> out) const;
 };
 
+// How a weighted hierarchy (Domain::coefficients) coarsens its face weights; see
+// src/precond/multigrid.cpp.
+enum class WeightCoarsening : std::uint8_t {
+  OpenMean,  // mean over the fine faces the fine operator uses (exactly the unit scheme for unit weights)
+  Average,   // mean over all four fine faces, unused ones (next to solid) counting 0
+};
+
 struct MultigridOptions {
   int pre_sweeps = 2;        // red-black sweeps over all cells (post = same, mirrored)
   int boundary_sweeps = 2;   // extra band sweeps before and after the interior sweeps
@@ -134,6 +141,7 @@ struct MultigridOptions {
   double band_omega = 1.0;
   bool single_precision = false;  // levels and sweeps in float (the coarsest solve stays double)
   std::shared_ptr<const RelaxationModel> relaxation;  // per-cell factors, replacing the two above
+  WeightCoarsening weight_coarsening = WeightCoarsening::OpenMean;  // weighted domains only
 };
 
 class MultigridPreconditioner final : public Preconditioner {

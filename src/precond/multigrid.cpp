@@ -71,6 +71,12 @@ struct Level {
   std::vector<Real> special_value;
   std::vector<Real> band_omega[2];
   std::int64_t fluid_cells = 0;
+  // Weighted hierarchies (Domain::coefficients): diag / inv_diag hold the weighted diagonal and
+  // wx, wy, wz the coupling of each cell with its neighbour below along x, y, z (the level's
+  // scale times that face's weight; 0 unless both cells are fluid), padded like the rest. The
+  // unit path (weighted false) reads the scalar s instead and leaves these empty.
+  bool weighted = false;
+  std::vector<Real> wx, wy, wz;
 
   std::int64_t padded_size() const { return std::int64_t(px) * py * pz; }
   std::int64_t at(int i, int j, int k) const { return (i + 1) + sy * (j + 1) + sz * (k + 1); }
@@ -118,41 +124,226 @@ void init_level(Level<Real>& l, Dims d, const std::array<FaceBoundary, 6>& faces
     }
 }
 
+// The coefficients of one level of a weighted hierarchy, in double, padded like the level and
+// kept only while the hierarchy is built: face[a][p] is the weight of the face between cell p
+// and its neighbour below along axis a (outer faces at the ghosts above included), term[p] the
+// diagonal term of fluid cell p; the level's operator is l.s times these (l.s = the domain's
+// scale / 4^level): A(p, p) = s (sum of the weights of the faces to non-solid neighbours +
+// term[p]), A(p, q) = -s * weight for a fluid neighbour q.
+struct LevelWeights {
+  std::vector<double> face[3];
+  std::vector<double> term;
+};
+
+template <class Real>
+LevelWeights domain_weights(const Level<Real>& l, const Domain& domain) {
+  const Coefficients& co = *domain.coefficients;
+  const Dims d = l.dims;
+  LevelWeights w;
+  const std::int64_t n = l.padded_size();
+  const std::vector<double>* arrays[3] = {&co.face_x, &co.face_y, &co.face_z};
+  for (int a = 0; a < 3; ++a) {
+    w.face[a].assign(n, 0.0);
+    const int ex = d.nx + (a == 0), ey = d.ny + (a == 1), ez = d.nz + (a == 2);
+    const std::vector<double>& src = *arrays[a];
+    for (int k = 0; k < ez; ++k)
+      for (int j = 0; j < ey; ++j)
+        for (int i = 0; i < ex; ++i)
+          w.face[a][l.at(i, j, k)] =
+              src.empty() ? 1.0 : src[static_cast<std::size_t>(i + std::int64_t(ex) * (j + std::int64_t(ey) * k))];
+  }
+  w.term.assign(n, 0.0);
+  if (!co.diagonal.empty())
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j)
+        for (int i = 0; i < d.nx; ++i)
+          if (l.type[l.at(i, j, k)] == static_cast<std::uint8_t>(CellType::Fluid))
+            w.term[l.at(i, j, k)] = co.diagonal[static_cast<std::size_t>(d.index(i, j, k))];
+  return w;
+}
+
+// The coarse level's weights from the fine level's (coarse types set, before finish_level).
+// A coarse face is made of the (up to) four fine faces between the two cells' children; a fine
+// face is open when neither side is solid and not both are air (the faces the fine operator
+// uses). Coarse weight (relative to the coarse scale s/4):
+// - Average: the mean of the four, open ones with their weight, the others 0;
+// - OpenMean: the mean of the open ones (of all four if none is open), so a unit-weight
+//   domain coarsens to exactly the unit scheme.
+// Diagonal term: (sum of the fluid children's terms) / 16 in absolute value, i.e. their sum / 4
+// relative to the coarse scale (the term is a boundary-face quantity, like a face weight).
+template <class Real>
+LevelWeights coarsen_weights(const Level<Real>& f, const LevelWeights& wf, const Level<Real>& c,
+                             WeightCoarsening mode) {
+  const Dims fd = f.dims, cd = c.dims;
+  const std::int64_t n = c.padded_size();
+  const auto solid = static_cast<std::uint8_t>(CellType::Solid), air = static_cast<std::uint8_t>(CellType::Air);
+  const auto fluid = static_cast<std::uint8_t>(CellType::Fluid);
+  const int fdim[3] = {fd.nx, fd.ny, fd.nz};
+  const std::int64_t fstride[3] = {1, f.sy, f.sz};
+  LevelWeights w;
+  for (int a = 0; a < 3; ++a) {
+    w.face[a].assign(n, 0.0);
+    const int ex = cd.nx + (a == 0), ey = cd.ny + (a == 1), ez = cd.nz + (a == 2);
+    const double* src = wf.face[a].data();
+    double* dst = w.face[a].data();
+#pragma omp parallel for schedule(static) if (c.parallel())
+    for (int k = 0; k < ez; ++k)
+      for (int j = 0; j < ey; ++j)
+        for (int i = 0; i < ex; ++i) {
+          const int ci[3] = {i, j, k};
+          int base[3], count[3];
+          for (int e = 0; e < 3; ++e) {
+            base[e] = e == a ? std::min(2 * ci[e], fdim[e]) : 2 * ci[e];
+            count[e] = e == a ? 1 : std::min(2, fdim[e] - 2 * ci[e]);
+          }
+          double all = 0.0, open = 0.0, raw = 0.0;
+          int faces = 0, open_faces = 0;
+          for (int dk = 0; dk < count[2]; ++dk)
+            for (int dj = 0; dj < count[1]; ++dj)
+              for (int di = 0; di < count[0]; ++di) {
+                const std::int64_t p = f.at(base[0] + di, base[1] + dj, base[2] + dk);
+                const std::uint8_t t0 = f.type[p - fstride[a]], t1 = f.type[p];
+                const bool is_open = t0 != solid && t1 != solid && !(t0 == air && t1 == air);
+                ++faces;
+                raw += src[p];
+                if (is_open) {
+                  ++open_faces;
+                  open += src[p];
+                  all += src[p];
+                }
+              }
+          double v = 0.0;
+          if (faces > 0) {
+            if (mode == WeightCoarsening::Average) v = all / faces;
+            else v = open_faces > 0 ? open / open_faces : raw / faces;
+          }
+          dst[c.at(i, j, k)] = v;
+        }
+  }
+  w.term.assign(n, 0.0);
+#pragma omp parallel for schedule(static) if (c.parallel())
+  for (int k = 0; k < cd.nz; ++k)
+    for (int j = 0; j < cd.ny; ++j)
+      for (int i = 0; i < cd.nx; ++i) {
+        const std::int64_t pc = c.at(i, j, k);
+        if (c.type[pc] != fluid) continue;
+        const int cnx = std::min(2, fd.nx - 2 * i), cny = std::min(2, fd.ny - 2 * j), cnz = std::min(2, fd.nz - 2 * k);
+        double sum = 0.0;
+        for (int dk = 0; dk < cnz; ++dk)
+          for (int dj = 0; dj < cny; ++dj)
+            for (int di = 0; di < cnx; ++di) {
+              const std::int64_t p = f.at(2 * i + di, 2 * j + dj, 2 * k + dk);
+              if (f.type[p] == fluid) sum += wf.term[p];
+            }
+        w.term[pc] = 0.25 * sum;
+      }
+  return w;
+}
+
+// Diagonal, 1/diagonal and couplings of a weighted level whose interior types are set (then
+// finish_level's band). A fluid cell whose weighted diagonal is 0 (every face to a non-solid
+// neighbour of weight 0 and no diagonal term: an all-zero row) becomes Solid; its neighbours'
+// rows do not change (the faces between them weigh 0).
+template <class Real>
+void finish_weighted_level(Level<Real>& l, const LevelWeights& w) {
+  const Dims d = l.dims;
+  const std::int64_t n = l.padded_size();
+  const auto fluid = static_cast<std::uint8_t>(CellType::Fluid), solid = static_cast<std::uint8_t>(CellType::Solid);
+  const std::int64_t sy = l.sy, sz = l.sz;
+  l.weighted = true;
+  l.diag.assign(n, Real(0));
+  l.inv_diag.assign(n, Real(0));
+  std::vector<double> diag(n, 0.0);
+  const double* fx = w.face[0].data();
+  const double* fy = w.face[1].data();
+  const double* fz = w.face[2].data();
+  const std::uint8_t* t = l.type.data();
+#pragma omp parallel for schedule(static) if (l.parallel())
+  for (int k = 0; k < d.nz; ++k)
+    for (int j = 0; j < d.ny; ++j)
+      for (int i = 0; i < d.nx; ++i) {
+        const std::int64_t p = l.at(i, j, k);
+        if (t[p] != fluid) continue;
+        double sum = 0.0;
+        if (t[p - 1] != solid) sum += fx[p];
+        if (t[p + 1] != solid) sum += fx[p + 1];
+        if (t[p - sy] != solid) sum += fy[p];
+        if (t[p + sy] != solid) sum += fy[p + sy];
+        if (t[p - sz] != solid) sum += fz[p];
+        if (t[p + sz] != solid) sum += fz[p + sz];
+        sum += w.term[p];
+        diag[p] = l.s * sum;
+      }
+  std::int64_t fluid_cells = 0;
+  for (int k = 0; k < d.nz; ++k)
+    for (int j = 0; j < d.ny; ++j)
+      for (int i = 0; i < d.nx; ++i) {
+        const std::int64_t p = l.at(i, j, k);
+        if (l.type[p] != fluid) continue;
+        if (!(diag[p] > 0.0)) {
+          l.type[p] = solid;
+          continue;
+        }
+        l.diag[p] = static_cast<Real>(diag[p]);
+        l.inv_diag[p] = static_cast<Real>(1.0 / diag[p]);
+        ++fluid_cells;
+      }
+  l.fluid_cells = fluid_cells;
+  std::vector<Real>* coupling[3] = {&l.wx, &l.wy, &l.wz};
+  const std::int64_t stride[3] = {1, sy, sz};
+  for (int a = 0; a < 3; ++a) {
+    std::vector<Real>& c = *coupling[a];
+    c.assign(n, Real(0));
+    const double* f = w.face[a].data();
+    const std::int64_t st = stride[a];
+#pragma omp parallel for schedule(static) if (l.parallel())
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j)
+        for (int i = 0; i < d.nx; ++i) {
+          const std::int64_t p = l.at(i, j, k);
+          if (t[p] == fluid && t[p - st] == fluid) c[p] = static_cast<Real>(l.s * f[p]);
+        }
+  }
+}
+
 // Diagonal, 1/diagonal and the smoothing band of a level whose interior types are set.
-// Fluid cells with no non-solid neighbour become Solid first.
+// Fluid cells with no non-solid neighbour become Solid first (a weighted level: see
+// finish_weighted_level, which has set them already).
 template <class Real>
 void finish_level(Level<Real>& l, int band_width) {
   const Dims d = l.dims;
   const std::int64_t n = l.padded_size();
   const auto fluid = static_cast<std::uint8_t>(CellType::Fluid), solid = static_cast<std::uint8_t>(CellType::Solid);
   const std::int64_t off[6] = {-1, 1, -l.sy, l.sy, -l.sz, l.sz};
-  l.diag.assign(n, Real(0));
-  l.inv_diag.assign(n, Real(0));
   l.x.assign(n, Real(0));
   l.b.assign(n, Real(0));
   l.r.assign(n, Real(0));
-  // Isolated fluid cells (every neighbour solid) become solid. One pass suffices and the
-  // cells can be visited in any order: an isolated cell's neighbours are all solid, so turning
-  // it solid changes no other fluid cell's neighbour count.
-  std::int64_t fluid_cells = 0;
+  if (!l.weighted) {
+    l.diag.assign(n, Real(0));
+    l.inv_diag.assign(n, Real(0));
+    // Isolated fluid cells (every neighbour solid) become solid. One pass suffices and the
+    // cells can be visited in any order: an isolated cell's neighbours are all solid, so turning
+    // it solid changes no other fluid cell's neighbour count.
+    std::int64_t fluid_cells = 0;
 #pragma omp parallel for schedule(static) reduction(+ : fluid_cells) if (l.parallel())
-  for (int k = 0; k < d.nz; ++k)
-    for (int j = 0; j < d.ny; ++j)
-      for (int i = 0; i < d.nx; ++i) {
-        const std::int64_t p = l.at(i, j, k);
-        if (l.type[p] != fluid) continue;
-        int c = 0;
-        for (const auto o : off) c += l.type[p + o] != solid;
-        if (c == 0) {
-          l.type[p] = solid;
-          continue;
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j)
+        for (int i = 0; i < d.nx; ++i) {
+          const std::int64_t p = l.at(i, j, k);
+          if (l.type[p] != fluid) continue;
+          int c = 0;
+          for (const auto o : off) c += l.type[p + o] != solid;
+          if (c == 0) {
+            l.type[p] = solid;
+            continue;
+          }
+          const double diag = l.s * c;
+          l.diag[p] = static_cast<Real>(diag);
+          l.inv_diag[p] = static_cast<Real>(1.0 / diag);
+          ++fluid_cells;
         }
-        const double diag = l.s * c;
-        l.diag[p] = static_cast<Real>(diag);
-        l.inv_diag[p] = static_cast<Real>(1.0 / diag);
-        ++fluid_cells;
-      }
-  l.fluid_cells = fluid_cells;
+    l.fluid_cells = fluid_cells;
+  }
   // Band: fluid cells within Chebyshev distance band_width of a non-fluid cell or of the
   // grid's boundary; a separable max filter (dilation) of the non-fluid indicator over the
   // flat padded array. Ghosts are non-fluid (Solid/Air), so walls count as boundaries. A shift
@@ -221,6 +412,9 @@ class Cycle final : public CycleBase {
   int levels() const override { return static_cast<int>(levels_.size()); }
   Dims level_dims(int level) const override { return levels_.at(level).dims; }
   std::vector<MultigridPreconditioner::LevelData> hierarchy() const override {
+    if (!levels_.empty() && levels_.front().weighted)
+      throw Error("multigrid: hierarchy() describes unit-coefficient hierarchies only (this one is weighted: "
+                  "its levels carry per-face couplings that LevelData has no room for)");
     std::vector<MultigridPreconditioner::LevelData> out;
     for (const Level<Real>& l : levels_) {
       MultigridPreconditioner::LevelData d;
@@ -260,7 +454,7 @@ class Cycle final : public CycleBase {
   std::vector<double> mean;
 
   void build(const Domain& domain);
-  void build_coarsest();
+  void build_coarsest(const LevelWeights* weights);
   void build_relaxation();
   template <class Relax>
   void sweep_colour(Level<Real>& l, int colour, Relax relax);
@@ -289,16 +483,24 @@ void Cycle<Real>::build(const Domain& domain) {
   levels.clear();
   // Level 0 from the domain.
   levels.emplace_back();
+  // Weighted: the coefficients of the last level built (in double, only while building).
+  const bool weighted = domain.weighted();
+  LevelWeights weights;
   {
     Level<Real>& l = levels.back();
-    init_level(l, domain.dims(), domain.faces, 1.0);
+    init_level(l, domain.dims(), domain.faces, weighted ? domain.coefficients->scale : 1.0);
     const Dims d = domain.dims();
     for (int k = 0; k < d.nz; ++k)
       for (int j = 0; j < d.ny; ++j)
         for (int i = 0; i < d.nx; ++i)
           l.type[l.at(i, j, k)] = static_cast<std::uint8_t>(domain.cells(i, j, k));
     // A sealed fluid cell (all neighbours solid) has an all-zero row in A; finish_level makes
-    // it solid here, so z = 0 there. Every other fluid row is exactly A's.
+    // it solid here, so z = 0 there. Every other fluid row is exactly A's. (Weighted: a fluid
+    // cell with an all-zero row, i.e. a zero weighted diagonal.)
+    if (weighted) {
+      weights = domain_weights(l, domain);
+      finish_weighted_level(l, weights);
+    }
     finish_level(l, opt.band_width);
   }
   while (static_cast<int>(levels.size()) < opt.max_levels) {
@@ -331,9 +533,15 @@ void Cycle<Real>::build(const Domain& domain) {
                                                                    : CellType::Solid);
         }
       }
+    LevelWeights coarse_weights;
+    if (weighted) {
+      coarse_weights = coarsen_weights(f, weights, c, opt.weight_coarsening);
+      finish_weighted_level(c, coarse_weights);
+    }
     finish_level(c, opt.band_width);
     if (c.fluid_cells == 0) break;
     levels.push_back(std::move(c));
+    if (weighted) weights = std::move(coarse_weights);
   }
   // Prolongation normalisers on every level but the coarsest: 1 / the trilinear weight of the
   // parents that carry a value (with Neumann interpolation, the non-solid ones), i.e. the
@@ -362,7 +570,7 @@ void Cycle<Real>::build(const Domain& domain) {
       }
   }
   build_relaxation();
-  build_coarsest();
+  build_coarsest(weighted ? &weights : nullptr);
 }
 
 // Per-cell factors from the relaxation model on every smoothing level (all but the coarsest).
@@ -486,7 +694,7 @@ void Cycle<Real>::build_relaxation() {
 }
 
 template <class Real>
-void Cycle<Real>::build_coarsest() {
+void Cycle<Real>::build_coarsest(const LevelWeights* weights) {
   const Level<Real>& l = levels_.back();
   const Dims d = l.dims;
   coarse_cells.clear();
@@ -502,7 +710,12 @@ void Cycle<Real>::build_coarsest() {
       }
   const std::int64_t m = static_cast<std::int64_t>(coarse_cells.size());
   const std::int64_t off[6] = {-1, 1, -l.sy, l.sy, -l.sz, l.sz};
-  // Components (6-connected fluid) and whether each touches air.
+  // Weighted: the weight of face f (0..5, the order of off) of cell p, relative to l.s.
+  const auto face_weight = [&](std::int64_t p, int f) {
+    return weights->face[f / 2][(f & 1) ? p + off[f] : p];
+  };
+  // Components (6-connected fluid; weighted: through faces of positive weight) and whether each
+  // touches air (weighted: through a face of positive weight, or has a positive diagonal term).
   std::vector<int> comp(m, -1);
   std::vector<bool> dirichlet;
   std::vector<std::int64_t> sizes;
@@ -517,8 +730,10 @@ void Cycle<Real>::build_coarsest() {
       const std::int64_t u = stack.back();
       stack.pop_back();
       ++sizes[id];
-      for (auto o : off) {
-        const std::int64_t q = coarse_cells[u] + o;
+      if (weights && weights->term[coarse_cells[u]] > 0.0) dirichlet[id] = true;
+      for (int f = 0; f < 6; ++f) {
+        const std::int64_t q = coarse_cells[u] + off[f];
+        if (weights && !(face_weight(coarse_cells[u], f) > 0.0)) continue;
         if (l.type[q] == static_cast<std::uint8_t>(CellType::Air)) dirichlet[id] = true;
         const std::int64_t v = unknown[q];
         if (v >= 0 && comp[v] < 0) {
@@ -554,6 +769,21 @@ void Cycle<Real>::build_coarsest() {
   t.reserve(m * 7);
   for (std::int64_t u = 0; u < m; ++u) {
     const std::int64_t p = coarse_cells[u];
+    if (weights) {
+      // The weighted row in double (finish_weighted_level's sums, before the rounding to Real).
+      double sum = 0.0;
+      for (int f = 0; f < 6; ++f)
+        if (l.type[p + off[f]] != static_cast<std::uint8_t>(CellType::Solid)) sum += face_weight(p, f);
+      sum += weights->term[p];
+      t.emplace_back(u, u, l.s * sum);
+      if (pinned[u]) continue;
+      for (int f = 0; f < 6; ++f) {
+        const std::int64_t v = unknown[p + off[f]];
+        const double w = face_weight(p, f);
+        if (v >= 0 && !pinned[v] && w > 0.0) t.emplace_back(u, v, -l.s * w);
+      }
+      continue;
+    }
     const double diag = static_cast<double>(l.diag[p]);
     if (pinned[u]) {
       t.emplace_back(u, u, diag);
@@ -584,6 +814,22 @@ void Cycle<Real>::sweep_colour(Level<Real>& l, int colour, Relax relax) {
   const Real* id = l.inv_diag.data();
   const Real s = static_cast<Real>(l.s);
   const std::int64_t sy = l.sy, sz = l.sz;
+  if (l.weighted) {
+    const Real* wx = l.wx.data();
+    const Real* wy = l.wy.data();
+    const Real* wz = l.wz.data();
+#pragma omp parallel for schedule(static) if (l.parallel())
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j) {
+        const std::int64_t row = l.at(0, j, k);
+        for (int i = (colour + j + k) & 1; i < d.nx; i += 2) {
+          const std::int64_t p = row + i;
+          x[p] = relax(p, x[p], id[p] * (b[p] + wx[p] * x[p - 1] + wx[p + 1] * x[p + 1] + wy[p] * x[p - sy] +
+                                         wy[p + sy] * x[p + sy] + wz[p] * x[p - sz] + wz[p + sz] * x[p + sz]));
+        }
+      }
+    return;
+  }
 #pragma omp parallel for schedule(static) if (l.parallel())
   for (int k = 0; k < d.nz; ++k)
     for (int j = 0; j < d.ny; ++j) {
@@ -607,6 +853,18 @@ void Cycle<Real>::visit_listed(Level<Real>& l, const std::vector<std::int64_t>& 
   const Real s = static_cast<Real>(l.s);
   const std::int64_t sy = l.sy, sz = l.sz;
   const std::int64_t* c = cells.data();
+  if (l.weighted) {
+    const Real* wx = l.wx.data();
+    const Real* wy = l.wy.data();
+    const Real* wz = l.wz.data();
+#pragma omp parallel for schedule(static) if (m >= kParallelCells / 4)
+    for (std::int64_t q = 0; q < m; ++q) {
+      const std::int64_t p = c[q];
+      visit(q, p, id[p] * (b[p] + wx[p] * x[p - 1] + wx[p + 1] * x[p + 1] + wy[p] * x[p - sy] + wy[p + sy] * x[p + sy] +
+                           wz[p] * x[p - sz] + wz[p + sz] * x[p + sz]));
+    }
+    return;
+  }
 #pragma omp parallel for schedule(static) if (m >= kParallelCells / 4)
   for (std::int64_t q = 0; q < m; ++q) {
     const std::int64_t p = c[q];
@@ -707,17 +965,35 @@ void Cycle<Real>::residual_to_coarse(Level<Real>& f, Level<Real>& c) {
     Real* r = f.r.data();
     const Real s = static_cast<Real>(f.s);
     const std::int64_t sy = f.sy, sz = f.sz;
+    if (f.weighted) {
+      const Real* wx = f.wx.data();
+      const Real* wy = f.wy.data();
+      const Real* wz = f.wz.data();
 #pragma omp parallel for schedule(static) if (f.parallel())
-    for (int k = 0; k < d.nz; ++k)
-      for (int j = 0; j < d.ny; ++j) {
-        const std::int64_t row = f.at(0, j, k);
+      for (int k = 0; k < d.nz; ++k)
+        for (int j = 0; j < d.ny; ++j) {
+          const std::int64_t row = f.at(0, j, k);
 #pragma omp simd
-        for (int i = 0; i < d.nx; ++i) {
-          const std::int64_t p = row + i;
-          const Real ax = dg[p] * x[p] - s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz]);
-          r[p] = iw[p] * (b[p] - ax);  // iw = 0 outside the fluid
+          for (int i = 0; i < d.nx; ++i) {
+            const std::int64_t p = row + i;
+            const Real ax = dg[p] * x[p] - (wx[p] * x[p - 1] + wx[p + 1] * x[p + 1] + wy[p] * x[p - sy] +
+                                            wy[p + sy] * x[p + sy] + wz[p] * x[p - sz] + wz[p + sz] * x[p + sz]);
+            r[p] = iw[p] * (b[p] - ax);  // iw = 0 outside the fluid
+          }
         }
-      }
+    } else {
+#pragma omp parallel for schedule(static) if (f.parallel())
+      for (int k = 0; k < d.nz; ++k)
+        for (int j = 0; j < d.ny; ++j) {
+          const std::int64_t row = f.at(0, j, k);
+#pragma omp simd
+          for (int i = 0; i < d.nx; ++i) {
+            const std::int64_t p = row + i;
+            const Real ax = dg[p] * x[p] - s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz]);
+            r[p] = iw[p] * (b[p] - ax);  // iw = 0 outside the fluid
+          }
+        }
+    }
   }
   const Dims cd = c.dims;
   const Real* r = f.r.data();
@@ -856,8 +1132,6 @@ void MultigridPreconditioner::setup(const LinearSystemView& system) {
   if (system.op && system.op->size() != system.domain->dims().size())
     throw InputError(fmt::format("mgpcg: domain has {} cells, the operator {} rows",
                                  system.domain->dims().size(), system.op->size()));
-  if (system.domain->weighted())
-    throw InputError("mgpcg: variable coefficients are not supported by the multigrid cycle");
   impl_->n = system.domain->dims().size();
   if (options_.single_precision)
     impl_->cycle = std::make_unique<Cycle<float>>(*system.domain, options_);
