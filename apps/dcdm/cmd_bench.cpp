@@ -95,6 +95,7 @@ void run_bench(BenchArgs& args) {
     args.methods = {"cg", "ic0", "mgpcg", "hypre-amg", "hypre-pfmg", "eigen-iccg"};
     if (!args.settings.params.model.empty()) args.methods.insert(args.methods.begin(), "dcdm");
   }
+  check_model_option(args.methods, args.settings.params);
   for (double r : args.rtols)
     if (!(r > 0.0 && r < 1.0)) throw InputError(fmt::format("--rtol: {} is not in (0, 1)", r));
   args.settings.rtols = args.rtols;

@@ -278,6 +278,7 @@ void run_simulate(const SimulateArgs& a) {
   config.warm_start = a.warm_start;
   config.assemble_matrix = !a.no_matrix;
 
+  check_model_option({a.solver}, a.params);
   auto solver = make_solver(a.solver, a.params);
   sim::SmokeSimulation simulation(config, *solver);
 

@@ -160,6 +160,7 @@ json report_json(const SolveReport& r) {
 
 int run_solve(const SolveArgs& a) {
   // Make the solver first: an unknown method or bad parameter fails before any work.
+  check_model_option({a.method}, a.params);
   auto solver = make_solver(a.method, a.params);
   LoadedSystem s = load(a);
   const std::int64_t n = s.matrix.rows;

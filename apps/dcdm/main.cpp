@@ -1,5 +1,8 @@
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cerrno>
+#include <cstdlib>
 
 #include <fmt/format.h>
 
@@ -22,6 +25,22 @@ int main(int argc, char** argv) {
   std::stable_sort(registry.begin(), registry.end(),
                    [](const auto& a, const auto& b) { return a.order < b.order; });
   for (auto& spec : registry) spec.add(app);
+  // One check for every number option of every subcommand: NaN, infinities and values beyond
+  // double's range are refused, naming the option (range checks of each option come after).
+  const CLI::Validator finite(
+      [](std::string& text) -> std::string {
+        const char* begin = text.c_str();
+        char* end = nullptr;
+        errno = 0;
+        const double v = std::strtod(begin, &end);
+        if (end == begin) return {};  // not a number at all: the conversion reports it
+        if (!std::isfinite(v) || errno == ERANGE) return "'" + text + "' is not a finite number within double's range";
+        return {};
+      },
+      "");
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+    for (CLI::Option* opt : sub->get_options())
+      if (opt->get_type_name().rfind("FLOAT", 0) == 0) opt->check(finite);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -33,6 +33,11 @@ std::unique_ptr<IterativeSolver> make_solver(const std::string& spec, const Meth
 
 /// The known methods: name and one line of help, sorted by name.
 std::vector<std::pair<std::string, std::string>> solver_methods();
+// Whether a method spec runs a model file (dcdm, dcdm-relax, dcdm-flag).
+bool method_runs_model(const std::string& spec);
+// For a command's --model: InputError when none of the chosen methods runs a model, or when
+// the single chosen method names its model in the spec too (two models at once).
+void check_model_option(const std::vector<std::string>& specs, const MethodParams& params);
 
 /// The DCDM iteration's settings (k, fallback) for every DCDM-based method.
 DcdmOptions dcdm_options(const MethodParams& params);

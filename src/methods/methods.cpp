@@ -3,10 +3,12 @@
 // linker); programs add their own with register_method.
 #include "dcdm/methods.hpp"
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "dcdm/error.hpp"
 #include "dcdm/flagnet.hpp"
@@ -77,29 +79,36 @@ std::unique_ptr<IterativeSolver> make_flagnet_solver(const std::string& model, c
 }
 
 void add_builtin_methods(Registry& r) {
-  const auto add = [&r](const char* name, const char* help, MethodCreator create) {
+  // takes_settings false: "NAME:anything" is an error naming the setting (it would be ignored).
+  const auto add = [&r](const char* name, const char* help, MethodCreator create, bool takes_settings = true) {
+    if (!takes_settings)
+      create = [name, inner = std::move(create)](const std::string& arg, const MethodParams& p) {
+        if (!arg.empty())
+          throw InputError(fmt::format("--method: '{}' takes no settings (got '{}:{}')", name, name, arg));
+        return inner(arg, p);
+      };
     r.methods[name] = {help, std::move(create)};
   };
   // Classical: CG, PCG with Jacobi / IC(0) / MIC(0) / geometric multigrid, deflated PCG.
   add("cg", "conjugate gradients, no preconditioner", [](const std::string&, const MethodParams&) {
     return make_cg_solver();
-  });
+  }, false);
   add("jacobi", "PCG with the Jacobi (diagonal) preconditioner",
       [](const std::string&, const MethodParams&) -> std::unique_ptr<IterativeSolver> {
         return std::make_unique<PcgSolver>("jacobi", std::make_unique<JacobiPreconditioner>());
-      });
+      }, false);
   add("ic0", "PCG with incomplete Cholesky IC(0), natural ordering",
       [](const std::string&, const MethodParams&) -> std::unique_ptr<IterativeSolver> {
         return std::make_unique<PcgSolver>("ic0", std::make_unique<IncompleteCholeskyPreconditioner>(0.0));
-      });
+      }, false);
   add("mic0", "PCG with modified incomplete Cholesky MIC(0) (--mic-safety, default 0.97)",
       [](const std::string&, const MethodParams& p) -> std::unique_ptr<IterativeSolver> {
         return std::make_unique<PcgSolver>("mic0", std::make_unique<IncompleteCholeskyPreconditioner>(p.mic_safety));
-      });
+      }, false);
   add("dpcg", "deflated PCG: Jacobi + --dpcg-k Ritz vectors from Lanczos started at b",
       [](const std::string&, const MethodParams& p) -> std::unique_ptr<IterativeSolver> {
         return std::make_unique<DeflatedPcgSolver>(p.deflation_vectors);
-      });
+      }, false);
   add("mgpcg",
       "CG preconditioned by a geometric multigrid V-cycle (McAdams et al. 2010); settings "
       "mgpcg:omega=W:band-omega=W:sweeps=N:band-sweeps=N:band-width=N:coarsest=CELLS:precision=double|float",
@@ -160,14 +169,14 @@ void add_builtin_methods(Registry& r) {
       [](const std::string&, const MethodParams& p) -> std::unique_ptr<IterativeSolver> {
         return std::make_unique<DcdmSolver>(preconditioner_generator<JacobiPreconditioner>(), dcdm_options(p),
                                             "dcdm-jacobi");
-      });
+      }, false);
   add("dcdm-identity", "DCDM iteration with the identity generator (steepest descent + k-term conjugation)",
       [](const std::string&, const MethodParams& p) -> std::unique_ptr<IterativeSolver> {
         GeneratorFactory factory = [](const LinearSystemView& view) -> std::unique_ptr<LinearOperator> {
           return std::make_unique<IdentityOperator>(view.op->size());
         };
         return std::make_unique<DcdmSolver>(std::move(factory), dcdm_options(p), "dcdm-identity");
-      });
+      }, false);
   // Peers from established libraries. Without hypre (or AMGCL's headers) in the build they stay
   // listed and report "not available in this build" (InputError) when chosen.
   add("hypre-amg", "peer: hypre BoomerAMG-preconditioned PCG on the fluid-cell matrix (1 thread)",
@@ -213,6 +222,21 @@ std::unique_ptr<IterativeSolver> make_solver(const std::string& spec, const Meth
     create = it->second.create;
   }
   return create(arg, params);
+}
+
+bool method_runs_model(const std::string& spec) {
+  const std::string name = spec.substr(0, spec.find(':'));
+  return name == "dcdm" || name == "dcdm-relax" || name == "dcdm-flag";
+}
+
+void check_model_option(const std::vector<std::string>& specs, const MethodParams& params) {
+  if (params.model.empty()) return;
+  if (std::none_of(specs.begin(), specs.end(), [](const std::string& s) { return method_runs_model(s); }))
+    throw InputError(fmt::format("--model: no chosen method runs a model (dcdm, dcdm-relax and dcdm-flag do; chosen: {})",
+                                 fmt::join(specs, ", ")));
+  if (specs.size() == 1 && specs[0].find(':') != std::string::npos)
+    throw InputError(fmt::format("--model: give the model once, as --model {} or in --method {}", params.model,
+                                 specs[0]));
 }
 
 std::vector<std::pair<std::string, std::string>> solver_methods() {

@@ -1,0 +1,74 @@
+// Options as a hostile user gives them: every number option of every subcommand refuses NaN
+// and infinities (exit 2, naming the option), methods that take no settings refuse them, and
+// --model must reach a method that runs a model, once.
+#include <gtest/gtest.h>
+
+#include <regex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cli_test.hpp"
+
+namespace {
+
+class CliOptions : public dcdm::testing::CliTest {
+ protected:
+  CliOptions() : CliTest("options", 1) {}
+
+  std::vector<std::string> subcommands() {
+    EXPECT_EQ(run_cli("--help"), 0) << log();
+    const std::string text = log();
+    std::vector<std::string> names;
+    const auto at = text.find("Subcommands:");
+    const std::regex line(R"(\n  ([a-z]+)\s)");
+    for (std::sregex_iterator it(text.begin() + static_cast<std::ptrdiff_t>(at), text.end(), line), end; it != end; ++it)
+      names.push_back((*it)[1]);
+    return names;
+  }
+};
+
+TEST_F(CliOptions, EveryNumberOptionRefusesNanAndInfinity) {
+  int checked = 0;
+  for (const std::string& sub : subcommands()) {
+    ASSERT_EQ(run_cli(sub + " --help"), 0) << sub << ": " << log();
+    const std::string help = log();
+    // "  --rtol FLOAT ..." (CLI11 prints the type after the option name).
+    const std::regex option(R"(\n\s+(?:-\w,)?(--[a-z0-9-]+) FLOAT)");
+    std::vector<std::string> options;
+    for (std::sregex_iterator it(help.begin(), help.end(), option), end; it != end; ++it) options.push_back((*it)[1]);
+    for (const std::string& opt : options) {
+      for (const char* bad : {"nan", "inf", "-inf", "1e999"}) {
+        const int rc = run_cli(fmt::format("{} {} {}", sub, opt, bad));
+        EXPECT_EQ(rc, 2) << "dcdm " << sub << " " << opt << " " << bad << ": " << log();
+        EXPECT_NE(log().find(opt), std::string::npos) << "dcdm " << sub << " " << opt << " " << bad << ": " << log();
+        // An option's own range check may answer first for the infinities; NaN passes every
+        // range comparison, so only the finiteness check can stop it.
+        if (std::string(bad) == "nan")
+          EXPECT_NE(log().find("not a finite number"), std::string::npos) << sub << " " << opt << ": " << log();
+      }
+      ++checked;
+    }
+  }
+  // solve, simulate, bench, train, eval ... have many; the help parser must have found them.
+  EXPECT_GE(checked, 10);
+}
+
+TEST_F(CliOptions, MethodSettingsAndModelsAreNotIgnored) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"solve --scene box --n 8 --method cg:foo=bar", "'cg' takes no settings (got 'cg:foo=bar')"},
+      {"solve --scene box --n 8 --method ic0:x", "'ic0' takes no settings"},
+      {"solve --scene box --n 8 --method mgpcg --model relaxnet", "no chosen method runs a model"},
+      {"solve --scene box --n 8 --method dcdm-relax:relaxnet --model relaxnet", "give the model once"},
+      {"bench --scenes box --n 8 --methods cg,mgpcg --model relaxnet --out " + (dir_ / "b").string(),
+       "no chosen method runs a model"},
+  };
+  for (const auto& [args, message] : cases) {
+    EXPECT_EQ(run_cli(args), 2) << args << ": " << log();
+    EXPECT_NE(log().find(message), std::string::npos) << args << ": " << log();
+  }
+  // The same model given once runs.
+  EXPECT_EQ(run_cli("solve --scene box --n 8 --method dcdm-relax --model relaxnet --quiet"), 0) << log();
+}
+
+}  // namespace
