@@ -307,6 +307,20 @@ TEST(WeightedScenes, CutCellSphereFractions) {
         if (dom.cells(i, j, k) == CellType::Fluid && dist(i + 0.5, j + 0.5, k + 0.5) < 0) ++cut_fluid;
   EXPECT_GT(cut_fluid, 0);  // centres inside the solid, yet some face open
   EXPECT_NE(message_of([&] { make_scene(spec("cutcell", d, {{"samples", 2.5}})); }).find("samples"), std::string::npos);
+
+  // min_fraction closes the slivers: no weight left in (0, 0.05); cells left with no open face
+  // become solid, and the rest is still a well-posed M-matrix.
+  const Domain clipped = make_scene(spec("cutcell", d, {{"min_fraction", 0.05}}));
+  std::int64_t slivers = 0;
+  for (const auto* a : {&co.face_x, &co.face_y, &co.face_z})
+    for (double w : *a) slivers += w > 0 && w < 0.05;
+  EXPECT_GT(slivers, 0);
+  for (const auto* a : {&clipped.coefficients->face_x, &clipped.coefficients->face_y, &clipped.coefficients->face_z})
+    for (double w : *a) ASSERT_TRUE(w == 0 || w >= 0.05) << w;
+  EXPECT_GE(clipped.count(CellType::Solid), make_scene(spec("cutcell", d)).count(CellType::Solid));
+  EXPECT_EQ(fluid_components(clipped).singular_count(), 0);
+  expect_m_matrix(clipped, "cutcell min_fraction");
+  EXPECT_NE(message_of([&] { make_scene(spec("cutcell", d, {{"min_fraction", 1}})); }).find("min_fraction"), std::string::npos);
 }
 
 TEST(WeightedScenes, DensityFaceWeights) {

@@ -87,6 +87,9 @@ const std::vector<SceneInfo>& scene_catalog() {
         {"samples", 0,
          "0: face fractions from the solid's signed distance at the face corners (exact for planes); "
          "N in 1..64: N x N point samples per cut face"},
+        {"min_fraction", 0,
+         "open fractions below this are closed (weight 0), in [0, 1); 0 keeps them all (slivers of "
+         "~1e-6 make A ill-conditioned)"},
         {"open_top", 1, "1: the z+ face is open (Dirichlet), 0: wall"},
         {"dx", 1, "cell size: the operator is scaled by 1/dx^2"}}},
       {"density",
@@ -505,6 +508,9 @@ Domain cutcell_scene(const SceneSpec& spec, const Params& p, nlohmann::json& inf
   if (!(samples >= 0 && samples <= 64 && samples == std::floor(samples)))
     throw InputError(fmt::format("--param samples={:g}: must be a whole number in [0, 64]", samples));
   const int ns = static_cast<int>(samples);
+  const double min_fraction = p["min_fraction"];
+  if (!(min_fraction >= 0 && min_fraction < 1))
+    throw InputError(fmt::format("--param min_fraction={:g}: must lie in [0, 1) for scene cutcell", min_fraction));
   const double scale = scale_from_dx(p);
   const int nx = d.nx, ny = d.ny, nz = d.nz;
 
@@ -563,7 +569,8 @@ Domain cutcell_scene(const SceneSpec& spec, const Params& p, nlohmann::json& inf
     for (int k = 0; k < e[2]; ++k)
       for (int j = 0; j < e[1]; ++j)
         for (int i = 0; i < e[0]; ++i) {
-          const double f = open_fraction(axis, i, j, k);
+          double f = open_fraction(axis, i, j, k);
+          if (f < min_fraction) f = 0.0;
           w[static_cast<std::size_t>(i + std::int64_t(e[0]) * (j + std::int64_t(e[1]) * k))] = f;
           if (f == 0.0) ++closed;
           else if (f < 1.0) {
@@ -599,6 +606,8 @@ Domain cutcell_scene(const SceneSpec& spec, const Params& p, nlohmann::json& inf
       }
   dom.set_coefficients(std::move(co));
   info["cut_cells"] = {{"method", ns == 0 ? "corners" : fmt::format("{}x{} samples", ns, ns)},
+                       {"min_fraction", min_fraction},
+                       {"solid_cells", solid_cells},
                        {"cut_faces", cut},
                        {"closed_faces", closed},
                        {"smallest_open_fraction", cut ? smallest : 1.0},
