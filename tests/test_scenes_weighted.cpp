@@ -2,6 +2,7 @@
 // formulas (ghost-fluid theta, open face fractions, 1/rho_face), the matrix's symmetry, signs
 // and diagonal dominance, CG and IC(0)-PCG on them, and the CLI's export of one.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <filesystem>
@@ -157,6 +158,28 @@ TEST(WeightedScenes, WeightedCheckedSymmetricDominantAndDeterministic) {
     const auto da = operator_diagonal(unit), db = operator_diagonal(half);
     for (std::size_t c = 0; c < da.size(); ++c) ASSERT_NEAR(db[c], 4.0 * da[c], 1e-12 * db[c]) << name;
     EXPECT_NE(message_of([&] { make_scene(spec(name, d, {{"dx", 0}})); }).find("dx=0"), std::string::npos) << name;
+  }
+}
+
+// The same cells, coefficients and info at any thread count.
+TEST(WeightedScenes, IndependentOfTheThreadCount) {
+  const Dims d{19, 23, 21};
+  for (const SceneSpec& s : {spec("liquid", d, {{"column", 0.3}}), spec("cutcell", d), spec("cutcell", d, {{"samples", 5}}),
+                             spec("density", d, {{"blobs", 4}}, 9)}) {
+    const int saved = omp_get_max_threads();
+    nlohmann::json i1, i3;
+    omp_set_num_threads(1);
+    const Domain a = make_scene(s, &i1);
+    omp_set_num_threads(3);
+    const Domain b = make_scene(s, &i3);
+    omp_set_num_threads(saved);
+    ASSERT_TRUE(a.weighted()) << s.name;
+    EXPECT_EQ(a.cells.vector(), b.cells.vector()) << s.name;
+    EXPECT_EQ(a.coefficients->face_x, b.coefficients->face_x) << s.name;
+    EXPECT_EQ(a.coefficients->face_y, b.coefficients->face_y) << s.name;
+    EXPECT_EQ(a.coefficients->face_z, b.coefficients->face_z) << s.name;
+    EXPECT_EQ(a.coefficients->diagonal, b.coefficients->diagonal) << s.name;
+    EXPECT_EQ(i1, i3) << s.name;
   }
 }
 
