@@ -315,3 +315,35 @@ def test_the_cli_solves_a_weighted_folder_written_from_python(tmp_path, cli):
     dcdm.write_system(tmp_path / "sys", domain, fluid_rhs(domain))
     r = cli("solve", "--system", str(tmp_path / "sys"), "--method", "ic0", "--rtol", "1e-8")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_dcdm_import_of_a_scipy_weighted_matrix_reads_back_in_python(tmp_path, cli):
+    # A density-weighted matrix made by SciPy alone, then `dcdm import`: the recovered domain's
+    # operator is the matrix, and it solves to spsolve's answer.
+    domain, (cells, faces, fx, fy, fz, diag, scale) = connected_domain(scale=2.5)
+    ref = reference_matrix(cells, faces, fx, fy, fz, diag, scale)
+    scipy.io.mmwrite(str(tmp_path / "A.mtx"), ref, symmetry="symmetric")
+    b = fluid_rhs(domain, 6)
+    np.save(tmp_path / "b.npy", b)
+    nz, ny, nx = cells.shape
+    r = cli("import", tmp_path / "A.mtx", "--rhs", tmp_path / "b.npy", "--dims", f"{nx},{ny},{nz}",
+            "--out", tmp_path / "sys")
+    assert "general weights" in r.stdout, r.stdout
+    back, b2 = dcdm.read_system(tmp_path / "sys")
+    assert back.weighted
+    assert np.array_equal(back.cells == dcdm.FLUID, cells == dcdm.FLUID)
+    A = dcdm.Operator(back).to_scipy()
+    assert abs(A - ref).max() <= 4e-12 * abs(ref).max()
+    x, info = dcdm.Solver("ic0", back).solve(b2, rtol=1e-12, maxiter=5000)
+    assert info.converged
+    want = spsolve_fluid(ref, b, cells).reshape(cells.shape)
+    assert np.linalg.norm(x - want) <= 1e-9 * np.linalg.norm(want)
+    # A matrix with a positive coupling is refused, exit 2, naming the file and the row.
+    bad = ref.tolil()
+    i = int(np.flatnonzero(cells.ravel() == dcdm.FLUID)[0])
+    j = int(max(c for c in bad.rows[i] if c != i))  # a fluid neighbour
+    bad[i, j] = bad[j, i] = 0.5
+    scipy.io.mmwrite(str(tmp_path / "bad.mtx"), bad.tocsr(), symmetry="symmetric")
+    r = cli("import", tmp_path / "bad.mtx", "--dims", f"{nx},{ny},{nz}", "--out", tmp_path / "x", check=False)
+    assert r.returncode == 2
+    assert "bad.mtx" in r.stderr and "positive" in r.stderr and "row" in r.stderr, r.stderr
