@@ -118,7 +118,7 @@ PoissonSystem import_system(const std::filesystem::path& matrix, const std::file
 //    A(c, c) minus its fluid-neighbour weights (the Dirichlet part; a value within 1e-12 of the
 //    diagonal from 0 is taken as 0, so a rounding residue neither makes a singular component
 //    regular nor a negative term), scale 1.
-// Rules 2 and 3 are verified by re-assembly within a relative 1e-12 of each row's largest
+// Rules 2 and 3 are verified by re-assembly within a relative 4e-12 of each row's largest
 // magnitude. `notes` (optional) receives what was guessed and which rule matched.
 Domain infer_domain(const CsrMatrix& a, const Dims& dims, const std::string& name,
                     std::vector<std::string>* notes = nullptr);
