@@ -58,10 +58,10 @@ const std::vector<SceneInfo>& scene_catalog() {
         {"drop_radius", 0.08, "drop radius, fraction of the smallest dimension"},
         {"pillar", 0, "1: a solid pillar standing in the pool and piercing the surface"}}},
       {"liquid",
-       "a liquid with a ghost-fluid free surface (weighted): a pool and a falling drop (or a dam-break "
-       "column) given by a level set phi (signed distance, the min of the shapes'), liquid where phi < 0, "
-       "air above, walls on the sides and bottom, open top. A liquid cell next to air across a face gets "
-       "the face's ghost-fluid term 1/theta - 1 on its diagonal, theta = phi_c / (phi_c - phi_air)",
+       "a liquid with a ghost-fluid free surface (weighted): a pool, a falling drop and/or a dam-break "
+       "column as a level set phi (liquid where phi < 0, air above) in a walled box with an open top; each "
+       "liquid-air face adds 1/theta - 1 to the liquid cell's diagonal, theta = phi_liquid / (phi_liquid - "
+       "phi_air)",
        {{"depth", 0.4, "pool depth, fraction of nz (0: no pool)"},
         {"drop", 1, "1: a spherical drop of liquid in the air"},
         {"drop_radius", 0.12, "drop radius, fraction of the smallest dimension"},
@@ -93,9 +93,9 @@ const std::vector<SceneInfo>& scene_catalog() {
         {"open_top", 1, "1: the z+ face is open (Dirichlet), 0: wall"},
         {"dx", 1, "cell size: the operator is scaled by 1/dx^2"}}},
       {"density",
-       "variable density (weighted): blobs of density ratio (spheres placed at random from the seed) in an "
-       "ambient fluid of density 1, walls with an open top; each face weighs 1/rho_face, rho_face the "
-       "arithmetic mean of the two cells' densities",
+       "variable density (weighted): spherical blobs of density `ratio`, placed at random from the seed, in "
+       "an ambient fluid of density 1, in a walled box with an open top; each face weighs 1/rho_face, "
+       "rho_face the arithmetic mean of the two cells' densities",
        {{"ratio", 1000, "density inside the blobs over the ambient density, in [1e-6, 1e6]"},
         {"blobs", 2, "number of blobs"},
         {"radius", 0.15, "blob radius, fraction of the smallest dimension"},
@@ -346,7 +346,7 @@ double corner_sdf(double u, double v, double a, double b) {
   return std::sqrt(ou * ou + ov * ov) + std::min(std::max(qu, qv), 0.0);
 }
 
-// Bounds of the (1, ny, nz)-style extents of the face array along `axis`.
+// Extents of the MAC face array along `axis`: (nx+1, ny, nz), (nx, ny+1, nz) or (nx, ny, nz+1).
 std::array<int, 3> face_extents(const Dims& d, int axis) {
   return {d.nx + (axis == 0), d.ny + (axis == 1), d.nz + (axis == 2)};
 }
