@@ -2,8 +2,10 @@
 // workload), density slices as PNG and optionally density volumes as OpenVDB.
 //
 // Output folder:
-//   frame_NNNN/          the pressure system of exported frame NNNN, as `dcdm export` writes it
-//   png/density_NNNN.png mid-plane density slices (front and side)
+//   frame_NNNN/          the pressure system of exported frame NNNN, as `dcdm export` writes it,
+//                        and density.npy (float32, (nz, ny, nx)): what `dcdm render` draws
+//   png/density_NNNN.png mid-plane density slices (front and side), labelled, with a colour bar
+//   render/render_NNNN.png volume-rendered picture (--render); render/movie.mp4, movie.gif (--movie)
 //   vdb/density_NNNN.vdb density volume (--vdb)
 //   frames.csv           one row per simulated frame: solve and timing figures
 //   run.json             the options of the run
@@ -22,10 +24,12 @@
 #include <omp.h>
 
 #include "command.hpp"
+#include "movie.hpp"
 #include "vdb_backend.hpp"
 #include "dcdm/error.hpp"
 #include "dcdm/io.hpp"
 #include "dcdm/poisson.hpp"
+#include "dcdm/render.hpp"
 #include "dcdm/scenes.hpp"
 #include "dcdm/sim.hpp"
 #include "dcdm/system.hpp"
@@ -56,6 +60,10 @@ struct SimulateArgs {
   bool vdb = false;
   bool png = true;
   int png_scale = 0;  // 0 = automatic
+  bool render = false;
+  bool movie = false;
+  std::string render_size = "640";
+  double fps = 12.0;
   bool resume = false;
   bool quiet = false;
   bool warm_start = false;
@@ -245,12 +253,23 @@ void export_frame(const fs::path& dir, sim::SmokeSimulation& simulation, const s
                    {"max_div_after", st.max_div_after},
                    {"compatibility_shift", st.compatibility_shift}}}};
   save_system(dir, system);
+  const auto& rho = simulation.density();
+  std::vector<float> f(rho.vector().begin(), rho.vector().end());
+  io::write_npy(dir / "density.npy", f, {rho.dims().nz, rho.dims().ny, rho.dims().nx});
 }
 
-void write_png_frame(const fs::path& path, const sim::SmokeSimulation& simulation, int scale) {
+void write_png_frame(const fs::path& path, const sim::SmokeSimulation& simulation, int frame, int scale) {
   int w = 0, h = 0;
-  const auto rgb = sim::render_density_slices(simulation.density(), simulation.domain(), scale, w, h);
+  const auto rgb = render::density_slice_figure(simulation.density(), simulation.domain(), frame, w, h, scale);
   io::write_png(path, w, h, 3, rgb);
+}
+
+void write_render_frame(const fs::path& path, const sim::SmokeSimulation& simulation, int frame,
+                        const render::VolumeRenderOptions& options) {
+  const auto& rho = simulation.density();
+  Field<float> f(rho.dims());
+  for (std::int64_t c = 0; c < rho.size(); ++c) f[c] = static_cast<float>(std::max(rho[c], 0.0));
+  write_rendered_png(path, f, &simulation.domain().cells, options, frame, "density");
 }
 
 void write_vdb_frame(const fs::path& path, const sim::SmokeSimulation& simulation) {
@@ -263,6 +282,9 @@ void write_vdb_frame(const fs::path& path, const sim::SmokeSimulation& simulatio
 void run_simulate(const SimulateArgs& a) {
   const Dims dims = a.dims.empty() ? Dims{a.n, a.n, a.n} : parse_dims(a.dims, "--dims");
   if (a.out.empty()) throw InputError("--out: an output folder is required");
+  render::VolumeRenderOptions render_options;
+  parse_image_size(a.render_size, "--render-size", render_options.width, render_options.height);
+  const bool render = a.render || a.movie;
   if (a.vdb && !vdb_backend().available())
     throw InputError("--vdb: this build has no OpenVDB support (install libopenvdb-dev and rebuild)");
   check_system_fits_memory(dims, a.dims.empty() ? "--n" : "--dims");
@@ -309,6 +331,7 @@ void run_simulate(const SimulateArgs& a) {
   nlohmann::json run = {{"command", "dcdm simulate"}, {"options", nlohmann::json::parse(tag)},
                         {"frames", a.frames},         {"export_every", a.export_every},
                         {"png", a.png},               {"vdb", a.vdb},
+                        {"render", render},           {"movie", a.movie},
                         {"threads", omp_get_max_threads()}};
   io::write_file_atomic(out / "run.json", run.dump(2) + "\n");
 
@@ -317,7 +340,7 @@ void run_simulate(const SimulateArgs& a) {
                dims.str(), first, a.frames, a.solver, a.rtol, sim::to_string(config.advection), a.seed,
                out.string());
   Progress progress(first, a.frames);
-  const int png_scale = a.png_scale > 0 ? a.png_scale : std::max(1, 256 / std::max(dims.nx + dims.ny, dims.nz));
+  const int png_scale = a.png_scale;  // 0: the figure's own
   double sum_advect = 0, sum_project = 0, sum_other = 0, sum_io = 0;
   long sum_iterations = 0;
   int simulated = 0, unconverged = 0;
@@ -332,7 +355,12 @@ void run_simulate(const SimulateArgs& a) {
       export_frame(out / fmt::format("frame_{:04d}", frame), simulation, st, a);
       if (a.png) {
         fs::create_directories(out / "png");
-        write_png_frame(out / "png" / fmt::format("density_{:04d}.png", frame), simulation, png_scale);
+        write_png_frame(out / "png" / fmt::format("density_{:04d}.png", frame), simulation, frame, png_scale);
+      }
+      if (render) {
+        fs::create_directories(out / "render");
+        write_render_frame(out / "render" / fmt::format("render_{:04d}.png", frame), simulation, frame,
+                           render_options);
       }
       if (a.vdb) {
         fs::create_directories(out / "vdb");
@@ -395,12 +423,18 @@ void run_simulate(const SimulateArgs& a) {
   if (unconverged > 0)
     fmt::print(stderr, "warning: {} of {} frames did not reach --rtol {:g} (see frames.csv)\n", unconverged,
                simulated, a.rtol);
+  if (a.movie) {
+    // Every rendered frame of the run (earlier ones too, after --resume).
+    const MovieResult m = make_movie(numbered_pngs(out / "render", "render_"), out / "render" / "movie", a.fps);
+    fmt::print("{}\n", m.message);
+  }
 }
 
 RegisterCommand reg(40, [](CLI::App& root) {
   auto args = std::make_shared<SimulateArgs>();
   auto* cmd = root.add_subcommand(
-      "simulate", "Run a smoke simulation and export its pressure systems (A, b, flags), PNG slices, VDB volumes");
+      "simulate", "Run a smoke simulation and export its pressure systems (A, b, flags), PNG slices, VDB volumes, "
+      "rendered pictures and a movie");
   cmd->add_option("--scene", args->scene, "Scene: plume, bunny or sphere (moving obstacle)")
       ->check(CLI::IsMember(sim::scene_names()))
       ->capture_default_str();
@@ -439,6 +473,14 @@ RegisterCommand reg(40, [](CLI::App& root) {
       ->capture_default_str();
   cmd->add_option("--png-scale", args->png_scale, "Pixels per cell in the PNG slices (default: automatic)")
       ->check(CLI::Range(1, 64));
+  cmd->add_flag("--render", args->render,
+                "Also volume-render each exported frame (render/render_NNNN.png; see dcdm render)");
+  cmd->add_option("--render-size", args->render_size, "Size of the rendered pictures, N or WxH pixels")
+      ->capture_default_str();
+  cmd->add_flag("--movie", args->movie,
+                "After the run, assemble the rendered frames into render/movie.mp4 and movie.gif with ffmpeg "
+                "(implies --render; skipped with a message when ffmpeg is not installed)");
+  cmd->add_option("--fps", args->fps, "Frames per second of the movie")->check(CLI::Range(1.0, 120.0))->capture_default_str();
   cmd->add_flag("--resume", args->resume, "Continue from the checkpoint in --out (same options required)");
   cmd->add_flag("--warm-start", args->warm_start, "Start each pressure solve from the previous pressure");
   cmd->add_flag("--no-matrix", args->no_matrix,
