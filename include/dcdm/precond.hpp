@@ -126,6 +126,7 @@ class RelaxationModel {
 enum class WeightCoarsening : std::uint8_t {
   OpenMean,  // mean over the fine faces the fine operator uses (exactly the unit scheme for unit weights)
   Average,   // mean over all four fine faces, unused ones (next to solid) counting 0
+  PathHarmonic,  // OpenMean of each fine face's row of links between the coarse centres in series
 };
 
 struct MultigridOptions {
@@ -142,6 +143,12 @@ struct MultigridOptions {
   bool single_precision = false;  // levels and sweeps in float (the coarsest solve stays double)
   std::shared_ptr<const RelaxationModel> relaxation;  // per-cell factors, replacing the two above
   WeightCoarsening weight_coarsening = WeightCoarsening::OpenMean;  // weighted domains only
+  // Weighted domains: the prolongation weighs each coarse parent by its conductivity (mean face
+  // weight), so a fine cell next to a jump takes the value of the better-connected side.
+  bool weighted_interpolation = true;
+  // Weighted domains: fluid cells whose couplings differ by more than this ratio (a coefficient
+  // jump) join the band of extra sweeps like cells next to a wall; 0 = off.
+  double interface_band_ratio = 4.0;
 };
 
 class MultigridPreconditioner final : public Preconditioner {

@@ -31,6 +31,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 #include <type_traits>
 
 #include <Eigen/Sparse>
@@ -77,6 +78,10 @@ struct Level {
   // unit path (weighted false) reads the scalar s instead and leaves these empty.
   bool weighted = false;
   std::vector<Real> wx, wy, wz;
+  // Weighted, with MultigridOptions::weighted_interpolation: the conductivity of each cell as a
+  // parent in the prolongation to the level above (the mean weight of its faces to non-solid
+  // neighbours on fluid cells, 1 elsewhere); empty otherwise.
+  std::vector<Real> kappa;
 
   std::int64_t padded_size() const { return std::int64_t(px) * py * pz; }
   std::int64_t at(int i, int j, int k) const { return (i + 1) + sy * (j + 1) + sz * (k + 1); }
@@ -168,7 +173,10 @@ LevelWeights domain_weights(const Level<Real>& l, const Domain& domain) {
 // uses). Coarse weight (relative to the coarse scale s/4):
 // - Average: the mean of the four, open ones with their weight, the others 0;
 // - OpenMean: the mean of the open ones (of all four if none is open), so a unit-weight
-//   domain coarsens to exactly the unit scheme.
+//   domain coarsens to exactly the unit scheme;
+// - PathHarmonic: as OpenMean, but each open fine face stands for its row of fine links
+//   between the two coarse centres in series (harmonic: 2 / (1/2w_before + 1/w + 1/2w_after)),
+//   so a jump inside a coarse cell (density) is seen by the face; unit weights give 1 too.
 // Diagonal term: (sum of the fluid children's terms) / 16 in absolute value, i.e. their sum / 4
 // relative to the coarse scale (the term is a boundary-face quantity, like a face weight).
 template <class Real>
@@ -196,20 +204,34 @@ LevelWeights coarsen_weights(const Level<Real>& f, const LevelWeights& wf, const
             base[e] = e == a ? std::min(2 * ci[e], fdim[e]) : 2 * ci[e];
             count[e] = e == a ? 1 : std::min(2, fdim[e] - 2 * ci[e]);
           }
+          // Path: an interior coarse face whose fine faces one cell either side lie inside the grid.
+          const bool path = mode == WeightCoarsening::PathHarmonic && base[a] >= 1 && base[a] + 1 < fdim[a];
+          const std::int64_t st = fstride[a];
+          const auto open_face = [&](std::int64_t p) {
+            const std::uint8_t t0 = f.type[p - st], t1 = f.type[p];
+            return t0 != solid && t1 != solid && !(t0 == air && t1 == air);
+          };
           double all = 0.0, open = 0.0, raw = 0.0;
           int faces = 0, open_faces = 0;
           for (int dk = 0; dk < count[2]; ++dk)
             for (int dj = 0; dj < count[1]; ++dj)
               for (int di = 0; di < count[0]; ++di) {
                 const std::int64_t p = f.at(base[0] + di, base[1] + dj, base[2] + dk);
-                const std::uint8_t t0 = f.type[p - fstride[a]], t1 = f.type[p];
-                const bool is_open = t0 != solid && t1 != solid && !(t0 == air && t1 == air);
+                const bool is_open = open_face(p);
+                double v = src[p];
+                if (path && is_open) {
+                  // The row of fine links from one coarse centre to the other in series: half
+                  // the link inside each coarse cell, the whole one across the coarse face
+                  // (a half link that is not open takes the middle face's weight).
+                  const double wa = open_face(p - st) ? src[p - st] : v, wb = open_face(p + st) ? src[p + st] : v;
+                  v = wa > 0.0 && v > 0.0 && wb > 0.0 ? 2.0 / (0.5 / wa + 1.0 / v + 0.5 / wb) : 0.0;
+                }
                 ++faces;
                 raw += src[p];
                 if (is_open) {
                   ++open_faces;
-                  open += src[p];
-                  all += src[p];
+                  open += v;
+                  all += v;
                 }
               }
           double v = 0.0;
@@ -245,7 +267,7 @@ LevelWeights coarsen_weights(const Level<Real>& f, const LevelWeights& wf, const
 // neighbour of weight 0 and no diagonal term: an all-zero row) becomes Solid; its neighbours'
 // rows do not change (the faces between them weigh 0).
 template <class Real>
-void finish_weighted_level(Level<Real>& l, const LevelWeights& w) {
+void finish_weighted_level(Level<Real>& l, const LevelWeights& w, bool with_kappa) {
   const Dims d = l.dims;
   const std::int64_t n = l.padded_size();
   const auto fluid = static_cast<std::uint8_t>(CellType::Fluid), solid = static_cast<std::uint8_t>(CellType::Solid);
@@ -289,6 +311,25 @@ void finish_weighted_level(Level<Real>& l, const LevelWeights& w) {
         ++fluid_cells;
       }
   l.fluid_cells = fluid_cells;
+  if (with_kappa) {
+    l.kappa.assign(n, Real(1));
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j)
+        for (int i = 0; i < d.nx; ++i) {
+          const std::int64_t p = l.at(i, j, k);
+          if (t[p] != fluid) continue;
+          double sum = 0.0;
+          int count = 0;
+          const double face[6] = {fx[p], fx[p + 1], fy[p], fy[p + sy], fz[p], fz[p + sz]};
+          const std::int64_t off[6] = {-1, 1, -sy, sy, -sz, sz};
+          for (int e = 0; e < 6; ++e)
+            if (t[p + off[e]] != solid) {
+              sum += face[e];
+              ++count;
+            }
+          if (sum > 0.0) l.kappa[p] = static_cast<Real>(sum / count);
+        }
+  }
   std::vector<Real>* coupling[3] = {&l.wx, &l.wy, &l.wz};
   const std::int64_t stride[3] = {1, sy, sz};
   for (int a = 0; a < 3; ++a) {
@@ -310,7 +351,7 @@ void finish_weighted_level(Level<Real>& l, const LevelWeights& w) {
 // Fluid cells with no non-solid neighbour become Solid first (a weighted level: see
 // finish_weighted_level, which has set them already).
 template <class Real>
-void finish_level(Level<Real>& l, int band_width) {
+void finish_level(Level<Real>& l, int band_width, double interface_ratio = 0.0) {
   const Dims d = l.dims;
   const std::int64_t n = l.padded_size();
   const auto fluid = static_cast<std::uint8_t>(CellType::Fluid), solid = static_cast<std::uint8_t>(CellType::Solid);
@@ -351,6 +392,29 @@ void finish_level(Level<Real>& l, int band_width) {
   // nearer ghost already marks, so the flat shifts need no per-axis bounds.
   std::vector<std::uint8_t> near(n), tmp(n);
   for (std::int64_t p = 0; p < n; ++p) near[p] = l.type[p] != fluid;
+  // Weighted levels (interface_ratio > 0): a coefficient jump counts as a boundary too, i.e. a
+  // fluid cell whose largest and smallest positive couplings with fluid neighbours differ by
+  // more than interface_ratio.
+  if (l.weighted && interface_ratio > 0.0) {
+    const Real* wx = l.wx.data();
+    const Real* wy = l.wy.data();
+    const Real* wz = l.wz.data();
+    const std::int64_t sy = l.sy, sz = l.sz;
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j)
+        for (int i = 0; i < d.nx; ++i) {
+          const std::int64_t p = l.at(i, j, k);
+          if (l.type[p] != fluid) continue;
+          const Real c[6] = {wx[p], wx[p + 1], wy[p], wy[p + sy], wz[p], wz[p + sz]};
+          Real lo = std::numeric_limits<Real>::max(), hi = Real(0);
+          for (const Real v : c)
+            if (v > Real(0)) {
+              lo = std::min(lo, v);
+              hi = std::max(hi, v);
+            }
+          if (hi > Real(0) && static_cast<double>(hi) > interface_ratio * static_cast<double>(lo)) near[p] = 1;
+        }
+  }
   const std::int64_t strides[3] = {1, l.sy, l.sz};
   for (int axis = 0; axis < 3; ++axis) {
     const std::int64_t st = strides[axis];
@@ -467,7 +531,7 @@ class Cycle final : public CycleBase {
   void pre_smooth(Level<Real>& l);
   void post_smooth(Level<Real>& l);
   void residual_to_coarse(Level<Real>& f, Level<Real>& c);
-  void prolongate(const Level<Real>& c, Level<Real>& f);
+  void prolongate(Level<Real>& c, Level<Real>& f);
   void coarse_solve(Level<Real>& l);
   void vcycle(int level);
 };
@@ -499,9 +563,9 @@ void Cycle<Real>::build(const Domain& domain) {
     // cell with an all-zero row, i.e. a zero weighted diagonal.)
     if (weighted) {
       weights = domain_weights(l, domain);
-      finish_weighted_level(l, weights);
+      finish_weighted_level(l, weights, false);
     }
-    finish_level(l, opt.band_width);
+    finish_level(l, opt.band_width, opt.interface_band_ratio);
   }
   while (static_cast<int>(levels.size()) < opt.max_levels) {
     const Level<Real>& f = levels.back();
@@ -536,9 +600,9 @@ void Cycle<Real>::build(const Domain& domain) {
     LevelWeights coarse_weights;
     if (weighted) {
       coarse_weights = coarsen_weights(f, weights, c, opt.weight_coarsening);
-      finish_weighted_level(c, coarse_weights);
+      finish_weighted_level(c, coarse_weights, opt.weighted_interpolation);
     }
-    finish_level(c, opt.band_width);
+    finish_level(c, opt.band_width, opt.interface_band_ratio);
     if (c.fluid_cells == 0) break;
     levels.push_back(std::move(c));
     if (weighted) weights = std::move(coarse_weights);
@@ -554,6 +618,8 @@ void Cycle<Real>::build(const Domain& domain) {
     carries.resize(static_cast<std::size_t>(c.padded_size()));
     for (std::size_t p = 0; p < carries.size(); ++p)
       carries[p] = !opt.neumann_interpolation || c.type[p] != static_cast<std::uint8_t>(CellType::Solid) ? 1.0 : 0.0;
+    if (!c.kappa.empty())
+      for (std::size_t p = 0; p < carries.size(); ++p) carries[p] *= static_cast<double>(c.kappa[p]);
     f.inv_w.assign(f.padded_size(), Real(0));
     const Dims d = f.dims;
     const double* m = carries.data();
@@ -999,6 +1065,7 @@ void Cycle<Real>::residual_to_coarse(Level<Real>& f, Level<Real>& c) {
   const Real* r = f.r.data();
   Real* bc = c.b.data();
   const std::uint8_t* ct = c.type.data();
+  const Real* kappa = c.kappa.empty() ? nullptr : c.kappa.data();
   const std::int64_t fsy = f.sy, fsz = f.sz;
 #pragma omp parallel for schedule(static) if (c.parallel())
   for (int k = 0; k < cd.nz; ++k)
@@ -1012,15 +1079,25 @@ void Cycle<Real>::residual_to_coarse(Level<Real>& f, Level<Real>& c) {
         // Fine cells 2i-1 .. 2i+2 per axis (ghosts included, zero there).
         const Real sum = transfer::restriction_sum<Real>(f.at(2 * i - 1, 2 * j - 1, 2 * k - 1), fsy, fsz,
                                                          [r](std::int64_t at) { return r[at]; });
-        bc[pc] = Real(0.125) * sum;
+        bc[pc] = kappa ? kappa[pc] * (Real(0.125) * sum) : Real(0.125) * sum;
       }
 }
 
 // x_f += W^{-1} sum of trilinear weights * x_c  (x_c is zero outside the coarse fluid).
 template <class Real>
-void Cycle<Real>::prolongate(const Level<Real>& c, Level<Real>& f) {
+void Cycle<Real>::prolongate(Level<Real>& c, Level<Real>& f) {
   const Dims d = f.dims;
   const Real* xc = c.x.data();
+  if (!c.kappa.empty()) {
+    // Weighted interpolation: P = W^{-1} T K (K = the parents' conductivities); the coarse
+    // residual vector is free now and holds K x_c.
+    const std::int64_t n = c.padded_size();
+    const Real* kc = c.kappa.data();
+    Real* y = c.r.data();
+#pragma omp parallel for simd schedule(static) if (c.parallel())
+    for (std::int64_t p = 0; p < n; ++p) y[p] = kc[p] * xc[p];
+    xc = y;
+  }
   Real* xf = f.x.data();
   const Real* iw = f.inv_w.data();
 #pragma omp parallel for schedule(static) if (f.parallel())
