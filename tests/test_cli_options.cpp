@@ -3,6 +3,8 @@
 // --model must reach a method that runs a model, once.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <regex>
 #include <string>
 #include <utility>
@@ -69,6 +71,32 @@ TEST_F(CliOptions, MethodSettingsAndModelsAreNotIgnored) {
   }
   // The same model given once runs.
   EXPECT_EQ(run_cli("solve --scene box --n 8 --method dcdm-relax --model relaxnet --quiet"), 0) << log();
+}
+
+// Outputs that cannot be written and inputs the bench cannot use are exit 2 naming the path,
+// not "internal error" or an "unavailable" row with exit 0.
+TEST_F(CliOptions, UnusableOutputsAndBenchInputsAreExitTwo) {
+  const std::string file = (dir_ / "a_file").string();
+  { std::ofstream(file) << "x"; }
+  const std::string blocked = file + "/sub";
+  for (const std::string& args :
+       {"simulate --n 8 --frames 1 --out " + blocked, "bench --scenes box --n 8 --methods cg --no-plots --out " + blocked,
+        "export --scene box --n 8 --out " + blocked}) {
+    EXPECT_EQ(run_cli(args), 2) << args << ": " << log();
+    EXPECT_NE(log().find(blocked), std::string::npos) << args << ": " << log();
+    EXPECT_EQ(log().find("internal error"), std::string::npos) << args << ": " << log();
+  }
+  // A folder that is not a system, and a model file that is not a model.
+  const std::string empty = (dir_ / "empty").string();
+  std::filesystem::create_directories(empty);
+  EXPECT_EQ(run_cli("bench --systems " + empty + " --methods cg --no-plots --out " + (dir_ / "b1").string()), 2) << log();
+  EXPECT_NE(log().find("--systems"), std::string::npos) << log();
+  EXPECT_NE(log().find("empty"), std::string::npos) << log();
+  EXPECT_EQ(run_cli("bench --scenes box --n 8 --methods cg,dcdm-relax:" + file + " --no-plots --out " +
+                    (dir_ / "b2").string()),
+            2)
+      << log();
+  EXPECT_NE(log().find(file), std::string::npos) << log();
 }
 
 }  // namespace

@@ -207,13 +207,21 @@ TEST(PoissonSystem, ImportInfersCubeAndRejectsOtherMatrices) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("not a 7-point grid Poisson matrix"), std::string::npos) << e.what();
   }
-  // A Poisson matrix with one diagonal made too large for its cell to explain.
+  // A Poisson matrix with one diagonal larger than its cell's neighbours explain: no unit
+  // domain has it, but it is a weighted one (a diagonal term of 1 on that cell), which
+  // re-assembles to the same matrix.
   CsrMatrix a = cube.matrix;
   const std::int64_t centre = Dims{6, 6, 6}.index(3, 3, 3);
   for (auto p = a.row_ptr[centre]; p < a.row_ptr[centre + 1]; ++p)
     if (a.col_idx[p] == centre) a.values[p] = 7.0;
-  io::write_matrix_market(dir / "bad_diag.mtx", a, false);
-  EXPECT_THROW(import_system(dir / "bad_diag.mtx"), InputError);
+  io::write_matrix_market(dir / "extra_diag.mtx", a, false);
+  {
+    const PoissonSystem extra = import_system(dir / "extra_diag.mtx");
+    ASSERT_TRUE(extra.domain.weighted());
+    EXPECT_EQ(extra.domain.coefficients->diagonal.at(centre), 1.0);
+    const CsrMatrix back = assemble_full_grid(extra.domain);
+    EXPECT_EQ(back.values, a.values);
+  }
   // An interior diagonal of 5 with 6 fluid neighbours cannot be made of air: rejected.
   a = cube.matrix;
   for (auto p = a.row_ptr[centre]; p < a.row_ptr[centre + 1]; ++p)

@@ -15,6 +15,8 @@
 #include "command.hpp"
 #include "dcdm/error.hpp"
 #include "dcdm/io.hpp"
+#include "dcdm/learn.hpp"
+#include "dcdm/models.hpp"
 #include "dcdm/scenes.hpp"
 #include "dcdm/system.hpp"
 #include "solver_registry.hpp"
@@ -79,6 +81,12 @@ std::vector<BenchSystem> collect_systems(const BenchArgs& args) {
   }
   for (const auto& dir : args.systems) {
     if (!fs::is_directory(dir)) throw InputError(fmt::format("--systems: {} is not a folder", dir));
+    // Read once here, so that a bad folder is exit 2 naming it, not an "unavailable" row.
+    try {
+      (void)load_system(dir);
+    } catch (const InputError& e) {
+      throw InputError(fmt::format("--systems: {}", e.what()));
+    }
     const std::string name = fs::path(dir).filename().empty() ? fs::path(dir).parent_path().filename().string()
                                                               : fs::path(dir).filename().string();
     BenchSystem s;
@@ -96,6 +104,15 @@ void run_bench(BenchArgs& args) {
     if (!args.settings.params.model.empty()) args.methods.insert(args.methods.begin(), "dcdm");
   }
   check_model_option(args.methods, args.settings.params);
+  // Model files are checked here (found, readable, a known architecture): a bad one is exit 2
+  // naming it, not an "unavailable" row.
+  for (const auto& m : args.methods) {
+    if (!method_runs_model(m)) continue;
+    const auto colon = m.find(':');
+    const std::string name = colon != std::string::npos ? m.substr(colon + 1) : args.settings.params.model;
+    if (name.empty() || name == "initial") continue;
+    (void)learn::model_file_architecture(learn::find_model(name));
+  }
   for (double r : args.rtols)
     if (!(r > 0.0 && r < 1.0)) throw InputError(fmt::format("--rtol: {} is not in (0, 1)", r));
   args.settings.rtols = args.rtols;

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cerrno>
 #include <cstdlib>
+#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -53,6 +54,12 @@ int main(int argc, char** argv) {
     app.exit(e);
     return 2;  // bad options are bad input
   } catch (const dcdm::InputError& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "dcdm: error: {}\n", e.what());
+    return 2;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // An --out that cannot be created (a file in the way, no permission, a full disk): the
+    // path the user gave, not a bug. what() names the operation, the path and the errno text.
     std::fflush(stdout);
     fmt::print(stderr, "dcdm: error: {}\n", e.what());
     return 2;

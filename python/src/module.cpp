@@ -255,7 +255,7 @@ class Solver {
  public:
   Solver(const std::string& method, const MethodParams& params, std::optional<Domain> domain,
          std::unique_ptr<CsrMatrix> matrix)
-      : method_(method), solver_(make_solver(method, params)) {
+      : method_(method), solver_((check_model_option({method}, params), make_solver(method, params))) {
     if (domain) {
       domain_ = std::make_unique<Domain>(std::move(*domain));
       op_ = std::make_unique<PoissonStencil>(*domain_);

@@ -91,6 +91,7 @@ const std::vector<SceneInfo>& scene_catalog() {
          "open fractions below this are closed (weight 0), in [0, 1); 0 keeps them all (slivers of "
          "~1e-6 make A ill-conditioned)"},
         {"open_top", 1, "1: the z+ face is open (Dirichlet), 0: wall"},
+        {"weights", 1, "1: open-fraction face weights; 0: the same cells with unit weights (the voxelised geometry)"},
         {"dx", 1, "cell size: the operator is scaled by 1/dx^2"}}},
       {"density",
        "variable density (weighted): spherical blobs of density `ratio`, placed at random from the seed, in "
@@ -604,8 +605,13 @@ Domain cutcell_scene(const SceneSpec& spec, const Params& p, nlohmann::json& inf
           ++solid_cells;
         }
       }
+  // weights=0: the same cells with every face weight 1, the voxelised geometry that the cut
+  // cells refine (for comparisons).
+  const bool weighted = p.flag("weights");
+  if (!weighted) co.face_x.clear(), co.face_y.clear(), co.face_z.clear();
   dom.set_coefficients(std::move(co));
   info["cut_cells"] = {{"method", ns == 0 ? "corners" : fmt::format("{}x{} samples", ns, ns)},
+                       {"weights", weighted},
                        {"min_fraction", min_fraction},
                        {"solid_cells", solid_cells},
                        {"cut_faces", cut},

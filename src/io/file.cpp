@@ -76,8 +76,9 @@ AtomicFile::~AtomicFile() {
 
 void AtomicFile::write(const void* data, std::size_t size) {
   if (size == 0) return;
+  // A full or failing disk is the environment, not a bug: exit 2 with the file and errno.
   if (std::fwrite(data, 1, size, file_) != size)
-    throw Error(fmt::format("cannot write {}: {}", path_.string(), std::strerror(errno)));
+    throw InputError(fmt::format("cannot write {}: {}", path_.string(), std::strerror(errno)));
 }
 
 void AtomicFile::commit() {
@@ -88,7 +89,7 @@ void AtomicFile::commit() {
   file_ = nullptr;
   if (!ok || !closed) {
     std::remove(temp_.c_str());
-    throw Error(fmt::format("cannot write {}: {}", path_.string(), std::strerror(err)));
+    throw InputError(fmt::format("cannot write {}: {}", path_.string(), std::strerror(err)));
   }
   if (std::rename(temp_.c_str(), path_.c_str()) != 0) {
     const int rerr = errno;

@@ -64,7 +64,8 @@ def test_module_basics(cli):
     for m in ("mgpcg", "dcdm-relax", "cg", "ic0", "mic0", "jacobi"):
         assert m in names
     assert all(isinstance(h, str) and h for _, h in dcdm.methods())
-    assert {"box", "plume", "sphere", "obstacles", "bunny", "pool", "mesh"} <= set(dcdm.scene_names())
+    assert {"box", "plume", "sphere", "obstacles", "bunny", "pool", "mesh", "liquid", "cutcell", "density"} <= set(
+        dcdm.scene_names())
     assert str(dcdm.find_model("relaxnet")).endswith(".dcdm")
 
 
@@ -788,3 +789,16 @@ def test_reference_network_method_matches_the_cli(cli, export, tmp_path):
     env = dict(os.environ, DCDM_TORCH_MODULE="/nonexistent/dcdm_torch.so")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert "ValueError" in out.stdout and "/nonexistent/dcdm_torch.so" in out.stdout, out.stdout + out.stderr
+
+
+def test_a_model_must_reach_a_method_that_runs_one_and_only_once():
+    domain = dcdm.scene("box", n=8)
+    with pytest.raises(ValueError, match="no chosen method runs a model"):
+        dcdm.Solver("mgpcg", domain=domain, model="relaxnet")
+    with pytest.raises(ValueError, match="give the model once"):
+        dcdm.Solver("dcdm-relax:relaxnet", domain=domain, model="relaxnet")
+    with pytest.raises(ValueError, match="takes no settings"):
+        dcdm.Solver("cg:foo=bar", domain=domain)
+    x, info = dcdm.Solver("dcdm-relax", domain=domain, model="relaxnet").solve(
+        np.where(domain.cells == dcdm.FLUID, 1.0, 0.0))
+    assert info.converged
