@@ -23,7 +23,7 @@ ifeq ($(CI),true)
 CMAKE_FLAGS += -DDCDM_WERROR=ON
 endif
 
-.PHONY: setup configure build demo test fuzz bench frames clean docs
+.PHONY: setup configure build demo movie pictures test fuzz bench frames clean docs
 
 setup:
 	@bash scripts/setup-deps.sh
@@ -36,6 +36,18 @@ build: configure
 
 demo: build
 	./$(BUILD)/dcdm demo
+
+# A movie of smoke rising past the bunny at MOVIE_N^3 (default 128): a volume-rendered picture every
+# 2nd frame, assembled with ffmpeg into movie-out/bunny-N/render/movie.mp4 and movie.gif.
+MOVIE_N ?= 128
+MOVIE_FRAMES ?= 120
+movie: build
+	./$(BUILD)/dcdm simulate --scene bunny --n $(MOVIE_N) --frames $(MOVIE_FRAMES) --export-every 0 \
+	  --render-every 2 --movie --fps 15 --seed 1 --quiet --resume --out movie-out/bunny-$(MOVIE_N)
+
+# The pictures of the README (docs/img/), from a movie run.
+pictures: build
+	bash scripts/make-pictures.sh $(BUILD)
 
 test: build
 	cd $(BUILD) && $(TEST_ENV) ctest --output-on-failure -j $(JOBS)

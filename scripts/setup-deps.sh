@@ -12,6 +12,7 @@ packages=(
   libhypre-dev libopenmpi-dev
   libopenvdb-dev libboost-iostreams-dev libassimp-dev
   gnuplot-nox doxygen
+  ffmpeg
   pybind11-dev python3-dev python3-numpy python3-scipy python3-pytest python3-matplotlib python3-venv python3-pip
 )
 

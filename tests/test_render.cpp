@@ -276,6 +276,19 @@ TEST_F(RenderCli, RendersAnExportedFrameAtTheRequestedSize) {
   EXPECT_TRUE(fs::exists(run / "png" / "density_0002.png"));
 }
 
+TEST_F(RenderCli, RenderEveryKFramesWithoutExportingSystems) {
+  const fs::path run = dir_ / "run";
+  ASSERT_EQ(run_cli(fmt::format("simulate --n 16 --frames 3 --export-every 0 --render-every 2 --render-size 40x32 "
+                                "--quiet --out {}",
+                                run.string())),
+            0)
+      << log();
+  EXPECT_EQ(png_size(run / "render" / "render_0002.png"), std::make_pair(40, 32));
+  EXPECT_FALSE(fs::exists(run / "render" / "render_0001.png"));
+  EXPECT_FALSE(fs::exists(run / "frame_0002"));
+  EXPECT_TRUE(fs::exists(run / "checkpoint.bin"));  // written at the end
+}
+
 TEST_F(RenderCli, BadInputsExitTwoNamingTheFileOrOption) {
   EXPECT_EQ(run_cli(fmt::format("render {}", (dir_ / "missing").string())), 2);
   EXPECT_NE(log().find("missing"), std::string::npos) << log();

@@ -62,6 +62,7 @@ struct SimulateArgs {
   int png_scale = 0;  // 0 = automatic
   bool render = false;
   bool movie = false;
+  int render_every = 0;  // 0 = at the exported frames
   std::string render_size = "640";
   double fps = 12.0;
   bool resume = false;
@@ -284,7 +285,7 @@ void run_simulate(const SimulateArgs& a) {
   if (a.out.empty()) throw InputError("--out: an output folder is required");
   render::VolumeRenderOptions render_options;
   parse_image_size(a.render_size, "--render-size", render_options.width, render_options.height);
-  const bool render = a.render || a.movie;
+  const bool render = a.render || a.movie || a.render_every > 0;
   if (a.vdb && !vdb_backend().available())
     throw InputError("--vdb: this build has no OpenVDB support (install libopenvdb-dev and rebuild)");
   check_system_fits_memory(dims, a.dims.empty() ? "--n" : "--dims");
@@ -309,7 +310,9 @@ void run_simulate(const SimulateArgs& a) {
   const fs::path ckpt = out / "checkpoint.bin";
   const nlohmann::json tag_json = resume_tag(a, dims, config);
   const std::string tag = tag_json.dump();
-  const int checkpoint_every = a.checkpoint_every > 0 ? a.checkpoint_every : a.export_every;
+  // Without exported frames (--export-every 0) and --checkpoint-every: at the end only.
+  const int checkpoint_every =
+      a.checkpoint_every > 0 ? a.checkpoint_every : a.export_every > 0 ? a.export_every : a.frames;
 
   std::vector<std::string> rows;
   if (a.resume && fs::exists(ckpt)) {
@@ -320,11 +323,18 @@ void run_simulate(const SimulateArgs& a) {
   } else if (a.resume && !a.quiet) {
     fmt::print("no checkpoint in {}: starting from frame 0\n", out.string());
   }
+  // The movie covers every rendered frame of the run (earlier ones too, after --resume).
+  auto make_run_movie = [&] {
+    if (!a.movie) return;
+    const MovieResult m = make_movie(numbered_pngs(out / "render", "render_"), out / "render" / "movie", a.fps);
+    fmt::print("{}\n", m.message);
+  };
   const int first = simulation.frame() + 1;
   if (first > a.frames) {
     if (!a.quiet)
       fmt::print("{}: already at frame {} (--frames {}): nothing to do\n", out.string(), simulation.frame(),
                  a.frames);
+    make_run_movie();
     return;
   }
 
@@ -357,15 +367,16 @@ void run_simulate(const SimulateArgs& a) {
         fs::create_directories(out / "png");
         write_png_frame(out / "png" / fmt::format("density_{:04d}.png", frame), simulation, frame, png_scale);
       }
-      if (render) {
-        fs::create_directories(out / "render");
-        write_render_frame(out / "render" / fmt::format("render_{:04d}.png", frame), simulation, frame,
-                           render_options);
-      }
       if (a.vdb) {
         fs::create_directories(out / "vdb");
         write_vdb_frame(out / "vdb" / fmt::format("density_{:04d}.vdb", frame), simulation);
       }
+    }
+    const bool rendered = render && (a.render_every > 0 ? frame % a.render_every == 0 : exported);
+    if (rendered) {
+      fs::create_directories(out / "render");
+      write_render_frame(out / "render" / fmt::format("render_{:04d}.png", frame), simulation, frame,
+                         render_options);
     }
     const double io_seconds = seconds_since(t_io);
     rows.push_back(csv_row(st, io_seconds, exported));
@@ -423,11 +434,7 @@ void run_simulate(const SimulateArgs& a) {
   if (unconverged > 0)
     fmt::print(stderr, "warning: {} of {} frames did not reach --rtol {:g} (see frames.csv)\n", unconverged,
                simulated, a.rtol);
-  if (a.movie) {
-    // Every rendered frame of the run (earlier ones too, after --resume).
-    const MovieResult m = make_movie(numbered_pngs(out / "render", "render_"), out / "render" / "movie", a.fps);
-    fmt::print("{}\n", m.message);
-  }
+  make_run_movie();
 }
 
 RegisterCommand reg(40, [](CLI::App& root) {
@@ -475,6 +482,9 @@ RegisterCommand reg(40, [](CLI::App& root) {
       ->check(CLI::Range(1, 64));
   cmd->add_flag("--render", args->render,
                 "Also volume-render each exported frame (render/render_NNNN.png; see dcdm render)");
+  cmd->add_option("--render-every", args->render_every,
+                  "Render every K frames (implies --render; default: the exported frames), e.g. for a movie with --export-every 0")
+      ->check(CLI::Range(0, 1000000));
   cmd->add_option("--render-size", args->render_size, "Size of the rendered pictures, N or WxH pixels")
       ->capture_default_str();
   cmd->add_flag("--movie", args->movie,

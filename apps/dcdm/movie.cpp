@@ -149,9 +149,11 @@ MovieResult make_movie(const std::vector<fs::path>& frames, const fs::path& stem
   }
   fs::rename(gif_tmp, r.gif);
   r.made = true;
-  r.message = fmt::format("movie: {} ({:.1f} MB, {} frames at {} fps) and {} ({:.2f} MB, {} px wide)",
-                          r.mp4.string(), fs::file_size(r.mp4) / 1048576.0, frames.size(), rate, r.gif.string(),
-                          size / 1048576.0, used_width);
+  auto human = [](std::uintmax_t bytes) {
+    return bytes >= (1u << 20) ? fmt::format("{:.2f} MB", bytes / 1048576.0) : fmt::format("{} KB", (bytes + 1023) / 1024);
+  };
+  r.message = fmt::format("movie: {} ({}, {} frames at {} fps) and {} ({}, {} px wide)", r.mp4.string(),
+                          human(fs::file_size(r.mp4)), frames.size(), rate, r.gif.string(), human(size), used_width);
   if (size > gif_max_bytes) r.message += " (still over the GIF size limit at the smallest width)";
   return r;
 }
