@@ -4,8 +4,10 @@
 // Solutions against an independent direct solve of the assembled matrix, symmetry and
 // positivity of the cycle in float and double, iteration counts against the same geometry with
 // unit weights, the unit path kept bit for bit, the coarsest level's components with zero-weight
-// faces. DISABLED_IterationTable prints the comparison of the coarsening variants (64^3, 128^3).
+// faces. DISABLED_IterationTable prints the comparison of the coarsening, interpolation and
+// band variants (64^3, 128^3; the numbers are in src/precond/multigrid.cpp).
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <Eigen/Sparse>
 #include <Eigen/SparseCholesky>
@@ -23,6 +25,7 @@
 #include "dcdm/poisson.hpp"
 #include "dcdm/precond.hpp"
 #include "dcdm/relaxnet.hpp"
+#include "test_domains.hpp"
 #include "test_krylov_systems.hpp"
 
 using namespace dcdm;
@@ -50,14 +53,15 @@ class RandomRelaxation final : public RelaxationModel {
 };
 
 // ---------------------------------------------------------------- scenes
-enum class Scene { Pool, CutCell, Density1e3, Density1e6, DensityClosed };
+enum class Scene { Pool, CutCell, Density1e3, Density1e6, DensityClosed, Random };
 const char* scene_name(Scene s) {
   switch (s) {
     case Scene::Pool: return "pool (ghost fluid)";
     case Scene::CutCell: return "cut-cell sphere";
     case Scene::Density1e3: return "density 1e3";
     case Scene::Density1e6: return "density 1e6";
-    default: return "density 1e3, closed";
+    case Scene::DensityClosed: return "density 1e3, closed";
+    default: return "random cells and weights";
   }
 }
 
@@ -180,6 +184,40 @@ Domain density_scene(Dims n, bool weighted, double ratio, bool closed = false) {
   return d;
 }
 
+// Random cells (many components, some sealed), random outer faces; weights log-uniform in
+// [1e-2, 1e2] with one face in ten of weight 0 (splitting components), a diagonal term on one
+// cell in ten, and one on any fluid cell that the zero weights would leave without a row.
+Domain random_scene(Dims n, bool weighted, std::uint64_t seed) {
+  Domain d = random_domain(n, seed, 0.2, 0.04);
+  if (!weighted) return d;
+  std::mt19937_64 rng(seed + 1);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  Coefficients c;
+  c.scale = kScale;
+  const auto sizes = Coefficients::face_sizes(n);
+  std::vector<double>* arrays[3] = {&c.face_x, &c.face_y, &c.face_z};
+  for (int a = 0; a < 3; ++a) {
+    arrays[a]->resize(static_cast<std::size_t>(sizes[a]));
+    for (double& w : *arrays[a]) w = u(rng) < 0.1 ? 0.0 : std::pow(10.0, 4.0 * u(rng) - 2.0);
+  }
+  c.diagonal.assign(static_cast<std::size_t>(n.size()), 0.0);
+  const int off[6][3] = {{-1, 0, 0}, {1, 0, 0}, {0, -1, 0}, {0, 1, 0}, {0, 0, -1}, {0, 0, 1}};
+  for (int k = 0; k < n.nz; ++k)
+    for (int j = 0; j < n.ny; ++j)
+      for (int i = 0; i < n.nx; ++i) {
+        if (d.cells(i, j, k) != CellType::Fluid) continue;
+        double& term = c.diagonal[static_cast<std::size_t>(n.index(i, j, k))];
+        if (u(rng) < 0.1) term = 3.0 * u(rng);
+        bool row = term > 0.0;
+        for (int f = 0; f < 6; ++f)
+          row = row || (type_at(d, i + off[f][0], j + off[f][1], k + off[f][2]) != CellType::Solid &&
+                        c.weight(n, i, j, k, static_cast<Face>(f)) > 0.0);
+        if (!row) term = 0.5;
+      }
+  d.set_coefficients(std::move(c));
+  return d;
+}
+
 Domain make_scene(Scene s, int n, bool weighted) {
   const Dims d{n, n, n};
   switch (s) {
@@ -187,7 +225,8 @@ Domain make_scene(Scene s, int n, bool weighted) {
     case Scene::CutCell: return cut_cell_scene(d, weighted);
     case Scene::Density1e3: return density_scene(d, weighted, 1e3);
     case Scene::Density1e6: return density_scene(d, weighted, 1e6);
-    default: return density_scene(d, weighted, 1e3, /*closed=*/true);
+    case Scene::DensityClosed: return density_scene(d, weighted, 1e3, /*closed=*/true);
+    default: return random_scene(d, weighted, 42);
   }
 }
 
@@ -402,15 +441,21 @@ TEST(WeightedMultigrid, UnitWeightsThroughTheWeightedPathMatchTheUnitCycle) {
 class WeightedCycle : public ::testing::TestWithParam<Scene> {};
 
 // <M r1, r2> = <r1, M r2> and <M r, r> > 0, float and double, Gauss-Seidel, over-relaxed,
-// per-cell factors and the shipped relaxnet factors, both coarsening variants; zero off fluid.
+// per-cell factors and the shipped relaxnet factors, every coarsening variant, trilinear P;
+// zero off fluid.
 TEST_P(WeightedCycle, IsSymmetricAndPositive) {
   const auto sys = system_of(make_scene(GetParam(), 20, true));
-  for (int variant = 0; variant < 6; ++variant) {
+  for (int variant = 0; variant < 7; ++variant) {
     MultigridOptions o;
     if (variant == 2) o.omega = o.band_omega = 1.4;
     if (variant == 3) o.relaxation = std::make_shared<RandomRelaxation>(2);
     if (variant == 4) o = relax_options();
     if (variant == 5) o.weight_coarsening = WeightCoarsening::Average;
+    if (variant == 6) {  // the plain scheme: trilinear P, no interface band
+      o.weight_coarsening = WeightCoarsening::OpenMean;
+      o.weighted_interpolation = false;
+      o.interface_band_ratio = 0.0;
+    }
     o.coarsest_cells = 64;
     o.single_precision = variant == 1 || variant == 3;
     MultigridPreconditioner mg(o);
@@ -433,8 +478,8 @@ TEST_P(WeightedCycle, IsSymmetricAndPositive) {
   }
 }
 
-// MGPCG (double and float cycle, both coarsening variants) and dcdm-relax converge to the
-// direct solution of the assembled weighted matrix.
+// MGPCG (double and float cycle; the default path-harmonic and the average coarsening) and
+// dcdm-relax converge to the direct solution of the assembled weighted matrix.
 TEST_P(WeightedCycle, PcgConvergesToTheDirectSolution) {
   const auto sys = system_of(make_scene(GetParam(), 24, true));
   const Vector b = rhs_of(*sys, 3);
@@ -459,12 +504,12 @@ TEST_P(WeightedCycle, PcgConvergesToTheDirectSolution) {
 
 INSTANTIATE_TEST_SUITE_P(Scenes, WeightedCycle,
                          ::testing::Values(Scene::Pool, Scene::CutCell, Scene::Density1e3, Scene::Density1e6,
-                                           Scene::DensityClosed));
+                                           Scene::DensityClosed, Scene::Random));
 
 // Iterations to 1e-6 on the weighted systems stay within 1.5x of the same geometry with unit
 // weights, for MGPCG and dcdm-relax (32^3).
 TEST(WeightedMultigrid, IterationsStayWithinOneAndAHalfTimesUnitWeights) {
-  for (const Scene s : {Scene::Pool, Scene::CutCell, Scene::Density1e3, Scene::DensityClosed}) {
+  for (const Scene s : {Scene::Pool, Scene::CutCell, Scene::Density1e3, Scene::Density1e6, Scene::DensityClosed}) {
     const auto unit = system_of(make_scene(s, 32, false));
     const auto weighted = system_of(make_scene(s, 32, true));
     const Vector bu = rhs_of(*unit, 7), bw = rhs_of(*weighted, 7);
@@ -476,6 +521,28 @@ TEST(WeightedMultigrid, IterationsStayWithinOneAndAHalfTimesUnitWeights) {
     EXPECT_TRUE(mw.converged() && rw.converged()) << scene_name(s);
     EXPECT_LE(mw.iterations, 1.5 * mu.iterations) << scene_name(s);
     EXPECT_LE(rw.iterations, 1.5 * ru.iterations) << scene_name(s);
+  }
+}
+
+// The weighted cycle is deterministic: the same z bit for bit with 1 and 3 threads (a grid
+// above the parallel threshold), double and float, with the relaxnet factors.
+TEST(WeightedMultigrid, ThreadCountDoesNotChangeZ) {
+  const auto sys = system_of(make_scene(Scene::Density1e3, 40, true));
+  const Vector r = rhs_of(*sys, 8);
+  for (int variant = 0; variant < 3; ++variant) {
+    MultigridOptions o = variant == 2 ? relax_options() : MultigridOptions{};
+    o.single_precision = variant == 1;
+    Vector z[2];
+    const int saved = omp_get_max_threads();
+    for (int t = 0; t < 2; ++t) {
+      omp_set_num_threads(t == 0 ? 1 : 3);
+      MultigridPreconditioner mg(o);
+      mg.setup(sys->view());
+      z[t].assign(r.size(), 0.0);
+      mg.apply(r, z[t]);
+    }
+    omp_set_num_threads(saved);
+    EXPECT_EQ(std::memcmp(z[0].data(), z[1].data(), r.size() * sizeof(double)), 0) << "variant " << variant;
   }
 }
 

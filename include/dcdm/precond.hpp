@@ -88,6 +88,11 @@ class IncompleteCholeskyPreconditioner final : public Preconditioner {
 // - coarsest level: exact sparse Cholesky (Eigen SimplicialLDLT) of the compressed operator,
 //   one node pinned per singular component and the right-hand side / correction projected
 //   to zero mean on those components (the symmetric pseudo-inverse).
+// - weighted domains (Domain::coefficients): each level carries per-face couplings and its
+//   weighted diagonal; face weights and diagonal terms coarsen as `weight_coarsening` says, the
+//   prolongation weighs coarse parents by their conductivity (`weighted_interpolation`) and
+//   cells at coefficient jumps join the band (`interface_band_ratio`). hierarchy() refuses
+//   weighted hierarchies (Error). The unit operator keeps the unit code, bit for bit.
 // One smoothing level of the hierarchy as a RelaxationModel sees it: padded layout (one ghost
 // layer below, two above each axis, x fastest); ghosts carry the outer face's type (a Wall face
 // Solid, an Open face Air).
@@ -122,7 +127,7 @@ class RelaxationModel {
 };
 
 // How a weighted hierarchy (Domain::coefficients) coarsens its face weights; see
-// src/precond/multigrid.cpp.
+// src/precond/multigrid.cpp (coarsen_weights, and the iteration counts that chose the default).
 enum class WeightCoarsening : std::uint8_t {
   OpenMean,  // mean over the fine faces the fine operator uses (exactly the unit scheme for unit weights)
   Average,   // mean over all four fine faces, unused ones (next to solid) counting 0
@@ -142,7 +147,7 @@ struct MultigridOptions {
   double band_omega = 1.0;
   bool single_precision = false;  // levels and sweeps in float (the coarsest solve stays double)
   std::shared_ptr<const RelaxationModel> relaxation;  // per-cell factors, replacing the two above
-  WeightCoarsening weight_coarsening = WeightCoarsening::OpenMean;  // weighted domains only
+  WeightCoarsening weight_coarsening = WeightCoarsening::PathHarmonic;  // weighted domains only
   // Weighted domains: the prolongation weighs each coarse parent by its conductivity (mean face
   // weight), so a fine cell next to a jump takes the value of the better-connected side.
   bool weighted_interpolation = true;

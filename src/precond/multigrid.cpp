@@ -25,6 +25,46 @@
 //   symmetric pseudo-inverse. So singular (all-Neumann) problems keep consistent coarse
 //   problems.
 //
+// Weighted domains (Domain::coefficients; the unit operator never gets here and runs the code
+// above unchanged, bit for bit: every kernel branches once per call, not per cell):
+// - Level 0 is A itself: per cell the weighted diagonal and the couplings with the neighbours
+//   below (Level::wx, wy, wz = scale * face weight, 0 unless both cells are fluid). A fluid cell
+//   whose weighted diagonal is 0 (an all-zero row of A) becomes Solid, on every level.
+// - Coarse coefficients, relative to the level scale s/4^l (LevelWeights, double, only while
+//   building): a coarse face from its (up to) four fine faces (MultigridOptions::
+//   weight_coarsening, see coarsen_weights); the diagonal term (ghost-fluid free surfaces)
+//   (sum of the fluid children's terms)/16 in absolute value, a boundary-face quantity like
+//   the face weights. With unit weights OpenMean and PathHarmonic give exactly the unit scheme.
+// - Prolongation (weighted_interpolation): trilinear with each coarse parent weighed by its
+//   conductivity kappa (the mean weight of its faces to non-solid neighbours), P = W^{-1} T K
+//   with W renormalising; R = P^T / 8 = K T^T W^{-1} / 8, so the cycle stays symmetric. Next to
+//   a density jump a fine cell takes the value of the better-connected side, as operator-
+//   dependent interpolation does in 1-D (flux continuity).
+// - Smoothing band (interface_band_ratio): fluid cells whose couplings differ by more than the
+//   ratio join the band of extra sweeps, like cells next to walls.
+// - Coarsest level: LDLT of the weighted matrix (in double); components connect only through
+//   faces of positive weight and are Dirichlet through a positive-weight face to air or a
+//   positive diagonal term (as fluid_components counts them on A).
+// Measured (PCG iterations to rtol 1e-6, random b; tests/test_precond_weighted.cpp,
+// DISABLED_IterationTable; scale 128^2; unit = the same cells without coefficients; "kappa P" =
+// weighted_interpolation, "band" = interface_band_ratio 4):
+//                          unit | trilinear P:      | kappa P:                       | kappa P + band:
+//                               | open-mean average | open-mean average path-harm.   | open-mean average path-harm.
+//   64^3  pool, ghost fluid  5  |   5    5          |   5    5    5                 |   5    5    5
+//         cut-cell sphere    6  |   6    6          |   6    6    6                 |   6    6    6
+//         density 1e3        6  |  19   19          |  12   12   11                 |   7    7    7
+//         density 1e6        6  | >50  >50          |  14   14   13                 |   8    8    7
+//         density 1e3 closed 5  |  19   19          |  11   11   10                 |   7    7    6
+//   128^3 pool               6  |   6    6          |   6    6    6                 |   6    6    6
+//         cut-cell sphere    7  |   7    7          |   7    7    7                 |   7    7    7
+//         density 1e3        7  |  19   19          |  14   14   12                 |   8    8    8
+//         density 1e6        7  | >50  >50          |  17   17   15                 |  10   10    9
+//         density 1e3 closed 6  |  19   19          |  13   13   11                 |   7    7    7
+// (>50: stopped by the stagnation test.) dcdm-relax at 128^3, same column groups: density 1e3
+// unit 6 | 15 15 | 11 11 10 | 6 6 6; 1e6 unit 6 | >50 >50 | 14 14 11 | 7 7 7; closed unit 5 |
+// 15 15 | 11 11 9 | 5 5 5; pool and cut cells equal to unit. Hence the defaults: PathHarmonic,
+// weighted_interpolation, interface_band_ratio 4 (at most 1.3x unit above).
+//
 // Storage: every level keeps padded arrays (one ghost layer below, two above each axis), so
 // all stencil, transfer and smoothing loops are branch-free: ghosts and non-fluid entries are
 // zero, and 1/diagonal is zero outside the fluid. Nothing is allocated per cycle.
