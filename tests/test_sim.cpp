@@ -33,7 +33,7 @@ class ReferenceCg final : public IterativeSolver {
     system_ = system;
     ++setups;
   }
-  SolveReport solve(dcdm::span<const double> b_in, dcdm::span<double> x,
+  SolveReport solve_scaled(dcdm::span<const double> b_in, dcdm::span<double> x,
                     const SolveOptions& options) override {
     const std::size_t n = b_in.size();
     std::vector<double> b(b_in.begin(), b_in.end()), r(n), p(n), ap(n);

@@ -77,7 +77,7 @@ class DcdmSolver final : public IterativeSolver {
 
   std::string name() const override { return name_; }
   void setup(const LinearSystemView& system) override;
-  SolveReport solve(dcdm::span<const double> b, dcdm::span<double> x,
+  SolveReport solve_scaled(dcdm::span<const double> b, dcdm::span<double> x,
                     const SolveOptions& options) override;
 
   const DcdmOptions& options() const { return options_; }

@@ -62,7 +62,7 @@ class PcgSolver final : public IterativeSolver {
   ~PcgSolver() override;
   std::string name() const override { return name_; }
   void setup(const LinearSystemView& system) override;
-  SolveReport solve(dcdm::span<const double> b, dcdm::span<double> x,
+  SolveReport solve_scaled(dcdm::span<const double> b, dcdm::span<double> x,
                     const SolveOptions& options) override;
   const Preconditioner* preconditioner() const { return preconditioner_.get(); }
 
@@ -124,7 +124,7 @@ class DeflatedPcgSolver final : public IterativeSolver {
   ~DeflatedPcgSolver() override;
   std::string name() const override { return "dpcg"; }
   void setup(const LinearSystemView& system) override;
-  SolveReport solve(dcdm::span<const double> b, dcdm::span<double> x,
+  SolveReport solve_scaled(dcdm::span<const double> b, dcdm::span<double> x,
                     const SolveOptions& options) override;
 
  private:

@@ -98,9 +98,16 @@ class IterativeSolver {
   virtual std::string name() const = 0;
   // Throws InputError when the system lacks what the method needs (e.g. no domain).
   virtual void setup(const LinearSystemView& system) = 0;
-  // x holds the initial guess when options.use_initial_guess, else it is zeroed.
-  virtual SolveReport solve(dcdm::span<const double> b, dcdm::span<double> x,
-                            const SolveOptions& options) = 0;
+  // x holds the initial guess when options.use_initial_guess, else it is zeroed. A b whose
+  // largest magnitude lies outside [2^-400, 2^400] is solved as b * 2^-e (exact; e from its
+  // largest entry), and x, the norms and the history are scaled back, so that no norm or dot
+  // product underflows to 0 ("converged" with x = 0) or overflows to inf for any finite b. The
+  // method itself is solve_scaled.
+  SolveReport solve(dcdm::span<const double> b, dcdm::span<double> x, const SolveOptions& options);
+
+ protected:
+  virtual SolveReport solve_scaled(dcdm::span<const double> b, dcdm::span<double> x,
+                                   const SolveOptions& options) = 0;
 };
 
 }  // namespace dcdm

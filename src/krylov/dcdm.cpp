@@ -68,7 +68,7 @@ void DcdmSolver::setup(const LinearSystemView& system) {
   setup_seconds_ = seconds_since(t0);
 }
 
-SolveReport DcdmSolver::solve(dcdm::span<const double> b_in, dcdm::span<double> x,
+SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<double> x,
                               const SolveOptions& opt) {
   if (!generator_) throw Error(fmt::format("{}: solve() before setup()", name_));
   const auto t0 = Clock::now();

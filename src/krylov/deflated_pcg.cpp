@@ -114,7 +114,7 @@ void DeflatedPcgSolver::setup(const LinearSystemView& system) {
   setup_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-SolveReport DeflatedPcgSolver::solve(dcdm::span<const double> b, dcdm::span<double> x,
+SolveReport DeflatedPcgSolver::solve_scaled(dcdm::span<const double> b, dcdm::span<double> x,
                                      const SolveOptions& options) {
   if (!system_.op) throw Error("dpcg: solve() called before setup()");
   const LinearOperator& a = *system_.op;

@@ -66,7 +66,7 @@ class EigenIccg final : public IterativeSolver {
     setup_seconds_ = seconds_since(t0);
   }
 
-  SolveReport solve(dcdm::span<const double> b, dcdm::span<double> x,
+  SolveReport solve_scaled(dcdm::span<const double> b, dcdm::span<double> x,
                     const SolveOptions& options) override {
     if (!system_.op) throw Error("eigen-iccg: solve() before setup()");
     const auto t0 = Clock::now();

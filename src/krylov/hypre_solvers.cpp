@@ -283,7 +283,7 @@ class HypreAmgPcg final : public IterativeSolver {
     setup_seconds_ = seconds_since(t0);
   }
 
-  SolveReport solve(dcdm::span<const double> b, dcdm::span<double> x,
+  SolveReport solve_scaled(dcdm::span<const double> b, dcdm::span<double> x,
                     const SolveOptions& options) override {
     if (!system_.op) throw Error("hypre-amg: solve() before setup()");
     const auto t0 = Clock::now();
@@ -456,7 +456,7 @@ class HyprePfmgPcg final : public IterativeSolver {
     setup_seconds_ = seconds_since(t0);
   }
 
-  SolveReport solve(dcdm::span<const double> b, dcdm::span<double> x,
+  SolveReport solve_scaled(dcdm::span<const double> b, dcdm::span<double> x,
                     const SolveOptions& options) override {
     if (!system_.op) throw Error("hypre-pfmg: solve() before setup()");
     const auto t0 = Clock::now();

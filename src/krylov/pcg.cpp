@@ -233,7 +233,7 @@ void PcgSolver::setup(const LinearSystemView& system) {
   setup_seconds_ = seconds_since(t0);
 }
 
-SolveReport PcgSolver::solve(dcdm::span<const double> b, dcdm::span<double> x,
+SolveReport PcgSolver::solve_scaled(dcdm::span<const double> b, dcdm::span<double> x,
                              const SolveOptions& options) {
   if (!system_.op) throw Error(name_ + ": solve() called before setup()");
   SolveReport rep = pcg_solve(*system_.op, preconditioner_.get(), system_.project_range, b, x,

@@ -1,3 +1,7 @@
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
 #include <fmt/format.h>
 
 #include "dcdm/solve.hpp"
@@ -44,6 +48,35 @@ std::string format_reason_line(const SolveReport& report) {
                                  report.iterations);
   if (!report.detail.empty()) line += fmt::format(" ({})", report.detail);
   return line;
+}
+
+SolveReport IterativeSolver::solve(dcdm::span<const double> b, dcdm::span<double> x, const SolveOptions& options) {
+  double largest = 0.0;
+  for (const double v : b) largest = std::max(largest, std::abs(v));  // NaN: not scaled (the method reports it)
+  int e = 0;
+  if (largest > 0.0 && std::isfinite(largest)) std::frexp(largest, &e);  // largest = m 2^e, m in [0.5, 1)
+  if (e >= -400 && e <= 400) return solve_scaled(b, x, options);
+  // b * 2^-e has its largest magnitude in [0.5, 1): every power of two is exact unless a tiny
+  // entry of a huge b falls below the smallest double, where it is 0 to b's precision anyway.
+  std::vector<double> scaled(b.size());
+  for (std::size_t i = 0; i < b.size(); ++i) scaled[i] = std::ldexp(b[i], -e);
+  SolveOptions o = options;
+  o.atol = std::ldexp(options.atol, -e);
+  if (options.use_initial_guess)
+    for (double& v : x) v = std::ldexp(v, -e);
+  if (options.monitor)
+    o.monitor = [&options, e](const IterationInfo& info) {
+      IterationInfo back = info;
+      back.residual_norm = std::ldexp(info.residual_norm, e);
+      options.monitor(back);
+    };
+  SolveReport report = solve_scaled(scaled, x, o);
+  for (double& v : x) v = std::ldexp(v, e);
+  report.rhs_norm = std::ldexp(report.rhs_norm, e);
+  report.initial_residual = std::ldexp(report.initial_residual, e);
+  report.final_residual = std::ldexp(report.final_residual, e);
+  for (double& r : report.residual_history) r = std::ldexp(r, e);
+  return report;
 }
 
 }  // namespace dcdm
