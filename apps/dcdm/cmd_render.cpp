@@ -2,6 +2,7 @@
 // (frame_NNNN/ with density.npy and flags.npy, as `dcdm simulate` writes them), a run folder
 // (every frame_NNNN/ in it, one PNG each, optionally an MP4 and a GIF) or a density .npy
 // (shape (nz, ny, nx); --flags adds the cell types).
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <regex>
@@ -43,9 +44,13 @@ Field<float> read_density(const fs::path& path) {
   if (!fs::exists(path)) throw InputError(fmt::format("{}: no such file", path.string()));
   const io::NpyArray a = io::read_npy(path);
   const Dims d = dims_of(a, path);
-  const std::vector<double> v = a.to_double();
   Field<float> f(d);
-  for (std::int64_t c = 0; c < d.size(); ++c) f[c] = float(v[c]);
+  if (a.dtype == io::DType::Float32) {  // the usual case: no conversion
+    std::memcpy(f.data(), a.bytes.data(), std::size_t(d.size()) * sizeof(float));
+  } else {
+    const std::vector<double> v = a.to_double();
+    for (std::int64_t c = 0; c < d.size(); ++c) f[c] = float(v[c]);
+  }
   return f;
 }
 
@@ -53,13 +58,15 @@ Field<CellType> read_flags(const fs::path& path) {
   if (!fs::exists(path)) throw InputError(fmt::format("{}: no such file", path.string()));
   const io::NpyArray a = io::read_npy(path);
   const Dims d = dims_of(a, path);
-  const std::vector<double> v = a.to_double();
   Field<CellType> f(d);
+  std::vector<double> v;
+  if (a.dtype != io::DType::UInt8) v = a.to_double();
   for (std::int64_t c = 0; c < d.size(); ++c) {
-    if (!(v[c] == 0 || v[c] == 1 || v[c] == 2))
+    const double x = a.dtype == io::DType::UInt8 ? double(a.bytes[c]) : v[c];
+    if (!(x == 0 || x == 1 || x == 2))
       throw InputError(fmt::format("{}: value {} at index {} is not a cell type (0 solid, 1 fluid, 2 air)",
-                                   path.string(), v[c], c));
-    f[c] = static_cast<CellType>(int(v[c]));
+                                   path.string(), x, c));
+    f[c] = static_cast<CellType>(int(x));
   }
   return f;
 }
