@@ -191,6 +191,7 @@ LevelWeights domain_weights(const Level<Real>& l, const Domain& domain) {
     w.face[a].assign(n, 0.0);
     const int ex = d.nx + (a == 0), ey = d.ny + (a == 1), ez = d.nz + (a == 2);
     const std::vector<double>& src = *arrays[a];
+#pragma omp parallel for schedule(static) if (l.parallel())
     for (int k = 0; k < ez; ++k)
       for (int j = 0; j < ey; ++j)
         for (int i = 0; i < ex; ++i)
@@ -198,12 +199,14 @@ LevelWeights domain_weights(const Level<Real>& l, const Domain& domain) {
               src.empty() ? 1.0 : src[static_cast<std::size_t>(i + std::int64_t(ex) * (j + std::int64_t(ey) * k))];
   }
   w.term.assign(n, 0.0);
-  if (!co.diagonal.empty())
+  if (!co.diagonal.empty()) {
+#pragma omp parallel for schedule(static) if (l.parallel())
     for (int k = 0; k < d.nz; ++k)
       for (int j = 0; j < d.ny; ++j)
         for (int i = 0; i < d.nx; ++i)
           if (l.type[l.at(i, j, k)] == static_cast<std::uint8_t>(CellType::Fluid))
             w.term[l.at(i, j, k)] = co.diagonal[static_cast<std::size_t>(d.index(i, j, k))];
+  }
   return w;
 }
 
@@ -337,6 +340,7 @@ void finish_weighted_level(Level<Real>& l, const LevelWeights& w, bool with_kapp
         diag[p] = l.s * sum;
       }
   std::int64_t fluid_cells = 0;
+#pragma omp parallel for schedule(static) reduction(+ : fluid_cells) if (l.parallel())
   for (int k = 0; k < d.nz; ++k)
     for (int j = 0; j < d.ny; ++j)
       for (int i = 0; i < d.nx; ++i) {
@@ -353,6 +357,7 @@ void finish_weighted_level(Level<Real>& l, const LevelWeights& w, bool with_kapp
   l.fluid_cells = fluid_cells;
   if (with_kappa) {
     l.kappa.assign(n, Real(1));
+#pragma omp parallel for schedule(static) if (l.parallel())
     for (int k = 0; k < d.nz; ++k)
       for (int j = 0; j < d.ny; ++j)
         for (int i = 0; i < d.nx; ++i) {
@@ -440,6 +445,7 @@ void finish_level(Level<Real>& l, int band_width, double interface_ratio = 0.0) 
     const Real* wy = l.wy.data();
     const Real* wz = l.wz.data();
     const std::int64_t sy = l.sy, sz = l.sz;
+#pragma omp parallel for schedule(static) if (l.parallel())
     for (int k = 0; k < d.nz; ++k)
       for (int j = 0; j < d.ny; ++j)
         for (int i = 0; i < d.nx; ++i) {
