@@ -170,6 +170,16 @@ TEST(Mesh, LoaderReadsObjPlyStlAndRejectsBadFiles) {
     pts << "v 0 0 0\nv 1 0 0\nv 0 1 0\n";
     std::ofstream junk(dir / "junk.stl");
     junk << "solid x\n facet normal 0 0 1\n  outer loop\n   vertex 0 0\n";
+    // Headers that lie about their counts: refused from the file's length, before the loader
+    // allocates for them (10^9 vertices, 2^28 - 1 triangles).
+    std::ofstream liar(dir / "liar.ply");
+    liar << "ply\nformat binary_little_endian 1.0\nelement vertex 1000000000\nproperty float x\nproperty float y\n"
+         << "property float z\nelement face 1\nproperty list uchar int vertex_indices\nend_header\n0123456789";
+    std::ofstream stl(dir / "liar.stl", std::ios::binary);
+    const std::string header(80, 'x');
+    const std::uint32_t triangles = 268435455;
+    stl.write(header.data(), 80);
+    stl.write(reinterpret_cast<const char*>(&triangles), 4);
   }
   for (auto name : {"box.ply", "quads.obj"}) {
     const TriangleMesh m = load_mesh(dir / name);
@@ -178,7 +188,7 @@ TEST(Mesh, LoaderReadsObjPlyStlAndRejectsBadFiles) {
     EXPECT_EQ(t.triangles, 12) << name;
     EXPECT_TRUE(t.watertight()) << name;
   }
-  for (auto name : {"points.obj", "junk.stl", "missing.obj"}) {
+  for (auto name : {"points.obj", "junk.stl", "missing.obj", "liar.ply", "liar.stl"}) {
     try {
       load_mesh(dir / name);
       ADD_FAILURE() << name;

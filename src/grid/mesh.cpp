@@ -5,7 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
+#include <map>
+#include <sstream>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -53,12 +57,76 @@ struct PositionHash {
   }
 };
 
+// Element counts that a PLY or binary STL header declares are checked against the bytes the
+// file holds before the loader sees them: a 200-byte file that claims 10^9 vertices would
+// otherwise make it allocate gigabytes first. Each PLY entry needs at least 2 bytes per
+// property in ASCII ("0 ") and the properties' sizes in binary (a list at least its count);
+// a binary STL is exactly 84 + 50 * triangles bytes.
+void check_declared_counts(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  const auto size = static_cast<std::uint64_t>(std::filesystem::file_size(path));
+  std::string head(static_cast<std::size_t>(std::min<std::uint64_t>(size, 65536)), '\0');
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  if (head.rfind("ply", 0) == 0) {
+    const auto end = head.find("end_header");
+    if (end == std::string::npos) return;  // the loader reports a malformed header
+    const auto body_start = head.find('\n', end);
+    const std::uint64_t body = body_start == std::string::npos ? 0 : size - (body_start + 1);
+    const bool ascii = head.find("format ascii") != std::string::npos;
+    static const std::map<std::string, int> bytes = {{"char", 1},  {"uchar", 1},  {"int8", 1},   {"uint8", 1},
+                                                     {"short", 2}, {"ushort", 2}, {"int16", 2},  {"uint16", 2},
+                                                     {"int", 4},   {"uint", 4},   {"int32", 4},  {"uint32", 4},
+                                                     {"float", 4}, {"float32", 4}, {"double", 8}, {"float64", 8}};
+    std::istringstream lines(head.substr(0, end));
+    std::string line, element;
+    long double need = 0, count = 0, per_entry = 0;
+    const auto close_element = [&] { need += count * std::max<long double>(per_entry, 1); };
+    while (std::getline(lines, line)) {
+      std::istringstream words(line);
+      std::string key;
+      words >> key;
+      if (key == "element") {
+        close_element();
+        words >> element >> count;
+        if (!words || count < 0) return;  // the loader reports it
+        per_entry = 0;
+      } else if (key == "property") {
+        std::string type;
+        words >> type;
+        if (type == "list") {
+          std::string count_type;
+          words >> count_type;
+          per_entry += ascii ? 2 : (bytes.count(count_type) ? bytes.at(count_type) : 1);
+        } else {
+          per_entry += ascii ? 2 : (bytes.count(type) ? bytes.at(type) : 1);
+        }
+      }
+    }
+    close_element();
+    if (need > static_cast<long double>(body))
+      throw InputError(fmt::format("{}: the PLY header declares elements that need at least {:.0f} bytes, but the "
+                                   "file holds {} after the header (truncated file or a lying header)",
+                                   path.string(), static_cast<double>(need), body));
+    return;
+  }
+  if (size >= 84 && head.rfind("solid", 0) != 0) {
+    std::uint32_t triangles = 0;
+    std::memcpy(&triangles, head.data() + 80, sizeof triangles);
+    const std::uint64_t expected = 84 + 50ull * triangles;
+    const auto ext = path.extension().string();
+    if ((ext == ".stl" || ext == ".STL") && expected != size)
+      throw InputError(fmt::format("{}: binary STL declares {} triangles ({} bytes) but the file has {} bytes",
+                                   path.string(), triangles, expected, size));
+  }
+}
+
 }  // namespace
 
 TriangleMesh load_mesh(const std::filesystem::path& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec))
     throw InputError(fmt::format("{}: mesh file not found (or not a regular file)", path.string()));
+  check_declared_counts(path);
 #ifndef DCDM_HAVE_ASSIMP
   throw InputError(fmt::format("{}: this build has no mesh loader (assimp was not found)", path.string()));
 #else
