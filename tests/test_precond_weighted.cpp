@@ -372,7 +372,14 @@ bool all_finite(const Vector& v) {
 // z of the unit cycle, hashed bit for bit, from the code before weighted hierarchies existed
 // (double, float, the shipped relaxnet model, random per-cell factors; a grid below and one
 // above the parallel threshold). A domain whose coefficients are the unit operator drops them
-// and takes the same path.
+// and takes the same path. The hashes were recorded with GCC 12, -O3 -march=native on an
+// AVX-512/FMA machine (DCDM_NATIVE); other compilers or flags round differently (FMA
+// contraction), so elsewhere only the unit path and the repeatability are checked.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12 && defined(__FMA__) && defined(__AVX512F__)
+constexpr bool kRecordedBuild = true;
+#else
+constexpr bool kRecordedBuild = false;
+#endif
 TEST(WeightedMultigrid, UnitCoefficientsKeepTheUnitCycleBitForBit) {
   const std::uint64_t expected[8] = {0x03e6c09c8e1f4fb6ull, 0x6f536f723be401f9ull, 0xafa222e01be401f9ull,
                                      0xeb41176a3be401f9ull, 0x70b1ee50a9fed0bfull, 0xfe186298d8faba83ull,
@@ -398,7 +405,9 @@ TEST(WeightedMultigrid, UnitCoefficientsKeepTheUnitCycleBitForBit) {
       const Vector r = random_rhs(sys->domain, 5);
       Vector z(r.size()), z2(r.size());
       mg.apply(r, z);
-      EXPECT_EQ(hash_bits(z), expected[variant]) << "variant " << variant;
+      if (kRecordedBuild) {
+        EXPECT_EQ(hash_bits(z), expected[variant]) << "variant " << variant;
+      }
       MultigridPreconditioner fresh(o);
       fresh.setup(sys->view());
       fresh.apply(r, z2);
