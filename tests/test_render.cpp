@@ -331,6 +331,24 @@ TEST_F(RenderCli, MovieWithoutFfmpegIsSkippedWithAMessage) {
   EXPECT_NE(log().find("ffmpeg was not found on PATH"), std::string::npos) << log();
 }
 
+TEST_F(RenderCli, FfmpegFailureIsReportedWithItsMessage) {
+  const fs::path run = dir_ / "run";
+  ASSERT_EQ(run_cli(fmt::format("simulate --n 16 --frames 1 --export-every 1 --quiet --out {}", run.string())), 0)
+      << log();
+  // An ffmpeg that fails the way a build without H.264 does.
+  const fs::path bin = dir_ / "bin";
+  fs::create_directories(bin);
+  {
+    std::ofstream script(bin / "ffmpeg");
+    script << "#!/bin/sh\necho \"Unknown encoder 'libx264'\" >&2\nexit 1\n";
+  }
+  fs::permissions(bin / "ffmpeg", fs::perms::owner_all);
+  EXPECT_EQ(run_with_path(bin.string(), fmt::format("render {} --movie --size 32", run.string())), 1) << log();
+  EXPECT_NE(log().find("ffmpeg failed writing"), std::string::npos) << log();
+  EXPECT_NE(log().find("Unknown encoder 'libx264'"), std::string::npos) << log();
+  EXPECT_TRUE(fs::exists(run / "render" / "render_0001.png"));  // the frames stay
+}
+
 TEST_F(RenderCli, MovieWithFfmpeg) {
   if (std::system("command -v ffmpeg > /dev/null 2>&1") != 0) GTEST_SKIP() << "ffmpeg is not installed";
   const fs::path run = dir_ / "run";

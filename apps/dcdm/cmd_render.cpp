@@ -142,8 +142,7 @@ void run_render(RenderArgs a) {
   if (a.movie) {
     std::vector<fs::path> pngs;
     for (const auto& [n, dir] : frames) pngs.push_back(out_dir / fmt::format("render_{:04d}.png", n));
-    const MovieResult m = make_movie(pngs, out_dir / "movie", a.fps);
-    fmt::print("{}\n", m.message);
+    make_movie_for_command(pngs, out_dir / "movie", a.fps);
   }
 }
 

@@ -326,8 +326,7 @@ void run_simulate(const SimulateArgs& a) {
   // The movie covers every rendered frame of the run (earlier ones too, after --resume).
   auto make_run_movie = [&] {
     if (!a.movie) return;
-    const MovieResult m = make_movie(numbered_pngs(out / "render", "render_"), out / "render" / "movie", a.fps);
-    fmt::print("{}\n", m.message);
+    make_movie_for_command(numbered_pngs(out / "render", "render_"), out / "render" / "movie", a.fps);
   };
   const int first = simulation.frame() + 1;
   if (first > a.frames) {

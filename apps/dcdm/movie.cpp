@@ -28,8 +28,7 @@ fs::path find_on_path(const std::string& program) {
   std::stringstream ss(path);
   std::string dir;
   while (std::getline(ss, dir, ':')) {
-    if (dir.empty()) dir = ".";
-    const fs::path p = fs::path(dir) / program;
+    const fs::path p = (dir.empty() ? fs::current_path() : fs::path(dir)) / program;
     if (::access(p.c_str(), X_OK) == 0 && fs::is_regular_file(p)) return p;
   }
   return {};
@@ -74,6 +73,19 @@ void run_ffmpeg(const std::vector<std::string>& argv, const fs::path& log, const
 }
 
 }  // namespace
+
+void make_movie_for_command(const std::vector<fs::path>& frames, const fs::path& stem, double fps) {
+  std::fflush(stdout);
+  try {
+    fmt::print("{}\n", make_movie(frames, stem, fps).message);
+  } catch (const Error& e) {
+    // Not an internal error and not bad input: the external program failed.
+    std::fflush(stdout);
+    fmt::print(stderr, "dcdm: error: {}\n", e.what());
+    std::fflush(stderr);
+    std::exit(1);
+  }
+}
 
 std::vector<fs::path> numbered_pngs(const fs::path& dir, const std::string& prefix) {
   std::vector<std::pair<long, fs::path>> found;

@@ -30,6 +30,12 @@ int run_child(const std::vector<std::string>& argv, const std::filesystem::path&
 MovieResult make_movie(const std::vector<std::filesystem::path>& frames, const std::filesystem::path& stem,
                        double fps, std::size_t gif_max_bytes = 2u << 20);
 
+// make_movie for a command: prints what was made or why nothing was (no ffmpeg: exit status
+// unchanged); when ffmpeg fails, prints its message and the tail of its stderr as an error and
+// exits with status 1 (every other output of the command is written by then).
+void make_movie_for_command(const std::vector<std::filesystem::path>& frames, const std::filesystem::path& stem,
+                            double fps);
+
 // The files NAME_DDDD.png of `dir` (any digits), in frame order.
 std::vector<std::filesystem::path> numbered_pngs(const std::filesystem::path& dir, const std::string& prefix);
 
