@@ -159,6 +159,22 @@ bool gnuplot_available(std::string* terminal) {
   return true;
 }
 
+namespace {
+
+// A legend entry: a model given by path shows as its file's stem ("dcdm:/x/paper64.dcdm" ->
+// "dcdm:paper64"), so that the legend does not crowd out the plot.
+std::string short_method_label(const std::string& method) {
+  const auto colon = method.find(':');
+  if (colon == std::string::npos) return method;
+  const std::string rest = method.substr(colon + 1);
+  if (rest.find('/') == std::string::npos) return method;
+  const auto next = rest.find(':');  // settings after the path
+  const std::filesystem::path model = rest.substr(0, next);
+  return method.substr(0, colon + 1) + model.stem().string() + (next == std::string::npos ? "" : rest.substr(next));
+}
+
+}  // namespace
+
 std::vector<std::filesystem::path> plot_system(const std::vector<BenchRow>& rows,
                                                const std::filesystem::path& stem,
                                                const std::string& title) {
@@ -193,7 +209,7 @@ std::vector<std::filesystem::path> plot_system(const std::vector<BenchRow>& rows
       if (data.empty()) continue;
       script += fmt::format("$d{} << EOD\n{}EOD\n", block, data);
       const bool endpoints_only = r.history.size() != static_cast<std::size_t>(r.iterations) + 1;
-      std::string label = r.method;
+      std::string label = short_method_label(r.method);
       if (endpoints_only) label += " (start and final only)";
       else if (by_time && r.history_times_interpolated) label += " (times spread evenly)";
       plot += fmt::format("{}$d{} with {} lw 2 title {}", plot.empty() ? "plot " : ", ", block,
