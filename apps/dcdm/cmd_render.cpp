@@ -173,7 +173,7 @@ RegisterCommand reg(45, [](CLI::App& root) {
   cmd->add_flag("--no-light", args->no_light, "Absorption only: no light, no scattering (transmittance x background)");
   cmd->add_flag("--no-floor", args->no_floor, "Do not draw the floor");
   cmd->add_flag("--no-solids", args->no_solids, "Do not draw the obstacles (Solid cells)");
-  cmd->add_flag("--label,!--no-label", args->label, "Stamp the frame number on the picture")->capture_default_str();
+  cmd->add_flag("--label,!--no-label", args->label, "Stamp the frame number on the picture (default: on)");
   cmd->callback([args] { run_render(*args); });
 });
 
