@@ -1,5 +1,7 @@
 // Every kind of bad input gets an InputError naming the file and the line (text formats) or
 // byte offset (binary formats). Nothing crashes, nothing is silently misread.
+#include <sys/stat.h>
+
 #include <cmath>
 #include <initializer_list>
 #include <limits>
@@ -241,4 +243,18 @@ TEST_F(IoBadInput, FilesAndExtensions) {
   EXPECT_TRUE(rejects("x.csv", [](const fs::path& p) { read_vector(p); }, {"unknown file type '.csv'"}));
   write_npy(path("b.npy"), std::vector<double>{1, 2}, {2});
   EXPECT_TRUE(rejects("b.npy", [](const fs::path& p) { read_matrix(p); }, {"not a sparse matrix"}));
+}
+
+// A pipe blocks whoever opens it for reading until a writer appears, and /dev/zero never ends:
+// both are refused from their file type, before anything opens them.
+TEST_F(IoBadInput, SpecialFilesAreRefusedBeforeOpening) {
+  ASSERT_EQ(::mkfifo(path("pipe.mtx").c_str(), 0600), 0);
+  EXPECT_TRUE(rejects("pipe.mtx", [](const fs::path& p) { read_matrix(p); }, {"not a regular file (a pipe)"}));
+  EXPECT_TRUE(rejects("pipe.mtx", [](const fs::path& p) { read_vector(p); }, {"not a regular file (a pipe)"}));
+  try {
+    read_npy("/dev/zero");
+    ADD_FAILURE() << "/dev/zero read";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("a character device"), std::string::npos) << e.what();
+  }
 }

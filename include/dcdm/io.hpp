@@ -25,6 +25,12 @@
 
 namespace dcdm::io {
 
+// Throws MissingFileError when path does not exist and InputError when it is not a regular
+// file (a folder, a pipe, a device: reading one blocks or never ends). Every reader calls it
+// before opening.
+void require_regular_file(const std::filesystem::path& path);
+
+
 namespace fs = std::filesystem;
 
 // Column indices are int32; rows are capped too so that a header cannot make a reader

@@ -17,7 +17,27 @@
 
 namespace dcdm::io {
 
+void require_regular_file(const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    const int error = errno;
+    if (error == ENOENT) throw MissingFileError(fmt::format("cannot open {}: {}", path.string(), std::strerror(error)));
+    throw InputError(fmt::format("cannot open {}: {}", path.string(), std::strerror(error)));
+  }
+  if (!S_ISREG(st.st_mode))
+    throw InputError(fmt::format("cannot read {}: not a regular file ({})", path.string(),
+                                 S_ISDIR(st.st_mode)    ? "a folder"
+                                 : S_ISFIFO(st.st_mode) ? "a pipe"
+                                 : S_ISCHR(st.st_mode)  ? "a character device"
+                                 : S_ISBLK(st.st_mode)  ? "a block device"
+                                 : S_ISSOCK(st.st_mode) ? "a socket"
+                                                        : "a special file"));
+}
+
 std::string read_file(const fs::path& path) {
+  // Before opening: opening a pipe for reading blocks until a writer appears, and a device
+  // such as /dev/zero never ends.
+  require_regular_file(path);
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) {
     const int error = errno;
@@ -40,6 +60,7 @@ std::string read_file(const fs::path& path) {
 }
 
 std::string read_file_prefix(const fs::path& path, std::size_t max_bytes) {
+  require_regular_file(path);
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) throw InputError(fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
   struct stat st {};

@@ -77,6 +77,7 @@ ModelFileContents read_model_file(const std::filesystem::path& path) {
   const std::string name = path.string();
   std::string bytes;
   {
+    io::require_regular_file(path);
     std::ifstream in(path, std::ios::binary);
     if (!in) {
       std::error_code ec;

@@ -19,6 +19,7 @@
 
 #include "dcdm/dataset.hpp"
 #include "dcdm/error.hpp"
+#include "dcdm/io.hpp"
 #include "dcdm/krylov.hpp"
 #include "dcdm/system.hpp"
 
@@ -79,6 +80,7 @@ class Rng {
 };
 
 std::string read_text(const fs::path& path) {
+  io::require_regular_file(path);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(fmt::format("{}: cannot open", path.string()));
   std::ostringstream ss;
@@ -158,6 +160,7 @@ std::string npy_header(const std::string& descr, const std::vector<std::int64_t>
 }
 
 NpyInfo read_npy_info(const fs::path& path) {
+  io::require_regular_file(path);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(fmt::format("{}: cannot open", path.string()));
   char pre[10];

@@ -352,6 +352,7 @@ void SmokeSimulation::save_checkpoint(const std::filesystem::path& path, const s
 
 void SmokeSimulation::load_checkpoint(const std::filesystem::path& path, const std::string& tag,
                                       const std::function<bool(const std::string&)>& tag_matches) {
+  io::require_regular_file(path);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(fmt::format("{}: cannot open checkpoint", path.string()));
   std::ostringstream ss;
