@@ -354,21 +354,24 @@ Image render_volume(const Field<float>& density, const Field<CellType>* cells, c
     for (int q = 0; q < 3; ++q) out[q] = albedo[q] * (o.light_colour[q] * direct + o.ambient_colour[q] * 2.0 * sky);
   };
 
-#pragma omp parallel for schedule(dynamic, 4)
-  for (int py = 0; py < o.height; ++py) {
-    const double vy = (1.0 - 2.0 * (py + 0.5) / o.height) * sy;
-    const double wy = o.height > 1 ? double(py) / (o.height - 1) : 0.0;
+  // One ray through image point (x, y) (pixel units, pixel centres at +0.5): its colour and
+  // the volume's transmittance; returns what the ray ends on (0 background, 1 and 3 the light
+  // and dark floor tiles, 2 solid).
+  auto trace = [&](double fx, double fy, double out[3], double& T) -> int {
+    const double vy = (1.0 - 2.0 * fy / o.height) * sy;
+    const double wy = o.height > 1 ? std::clamp((fy - 0.5) / (o.height - 1), 0.0, 1.0) : 0.0;
     double bg[3];
     for (int q = 0; q < 3; ++q) bg[q] = bg_top[q] + (bg_bottom[q] - bg_top[q]) * wy;
     if (o.background_top == o.background_bottom)
       for (int q = 0; q < 3; ++q) bg[q] = bg_top[q];
-    for (int px = 0; px < o.width; ++px) {
-      const double vx = (2.0 * (px + 0.5) / o.width - 1.0) * sx;
+    int kind = 0;
+    {
+      const double vx = (2.0 * fx / o.width - 1.0) * sx;
       const Vec3 dir = normalize(forward + vx * right + vy * up);
       double t0, t1;
       intersect_box(eye, dir, box, t0, t1);
       double col[3] = {0, 0, 0};
-      double T = 1.0;
+      T = 1.0;
       double behind[3] = {bg[0], bg[1], bg[2]};
       if (t0 < t1) {
         const double cos_theta = dot(to_light, dir);
@@ -418,6 +421,7 @@ Image render_volume(const Field<float>& density, const Field<CellType>* cells, c
             const double alb[3] = {o.solid_colour[0], o.solid_colour[1], o.solid_colour[2]};
             lambert(n, tl, alb, behind);
             hit_solid = true;
+            kind = 2;
             break;
           }
           if (s.rho > 0.f) {
@@ -442,14 +446,46 @@ Image render_volume(const Field<float>& density, const Field<CellType>* cells, c
             const double alb[3] = {a, a, a * 1.02};
             const float tl = o.lighting ? vol.sample(e.x, e.y, 0.5).tl : 1.f;
             lambert(Vec3{0, 0, 1}, tl, alb, behind);
+            kind = dark ? 3 : 1;  // the tiles' edges count as outlines too
           }
         }
       }
+      for (int q = 0; q < 3; ++q) out[q] = col[q] + T * behind[q];
+    }
+    return kind;
+  };
+
+  // One ray per pixel, then four more on the pixels where a surface's outline passes (the
+  // kind of what the ray ends on differs from a neighbour's): anti-aliased edges of obstacles
+  // and floor at little cost, the soft smoke needs none.
+  std::vector<std::uint8_t> kinds(std::size_t(o.width) * o.height, 0);
+#pragma omp parallel for schedule(dynamic, 4)
+  for (int py = 0; py < o.height; ++py)
+    for (int px = 0; px < o.width; ++px) {
       const std::size_t pix = std::size_t(py) * o.width + px;
-      for (int q = 0; q < 3; ++q) img.rgb[pix * 3 + q] = float(col[q] + T * behind[q]);
+      double c[3], T;
+      kinds[pix] = std::uint8_t(trace(px + 0.5, py + 0.5, c, T));
+      for (int q = 0; q < 3; ++q) img.rgb[pix * 3 + q] = float(c[q]);
       img.transmittance[pix] = float(T);
     }
-  }
+#pragma omp parallel for schedule(dynamic, 4)
+  for (int py = 0; py < o.height; ++py)
+    for (int px = 0; px < o.width; ++px) {
+      const std::size_t pix = std::size_t(py) * o.width + px;
+      const std::uint8_t k = kinds[pix];
+      const bool edge = (px > 0 && kinds[pix - 1] != k) || (px + 1 < o.width && kinds[pix + 1] != k) ||
+                        (py > 0 && kinds[pix - o.width] != k) || (py + 1 < o.height && kinds[pix + o.width] != k);
+      if (!edge) continue;
+      double sum[3] = {0, 0, 0}, sum_t = 0;
+      for (const auto& [dx, dy] : {std::pair{0.25, 0.25}, {0.75, 0.25}, {0.25, 0.75}, {0.75, 0.75}}) {
+        double c[3], T;
+        trace(px + dx, py + dy, c, T);
+        for (int q = 0; q < 3; ++q) sum[q] += 0.25 * c[q];
+        sum_t += 0.25 * T;
+      }
+      for (int q = 0; q < 3; ++q) img.rgb[pix * 3 + q] = float(sum[q]);
+      img.transmittance[pix] = float(sum_t);
+    }
   return img;
 }
 
