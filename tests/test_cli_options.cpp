@@ -64,6 +64,10 @@ TEST_F(CliOptions, MethodSettingsAndModelsAreNotIgnored) {
       {"solve --scene box --n 8 --method dcdm-relax:relaxnet --model relaxnet", "give the model once"},
       {"bench --scenes box --n 8 --methods cg,mgpcg --model relaxnet --out " + (dir_ / "b").string(),
        "no chosen method runs a model"},
+      {"dataset --scene box --n 8 --ritz 10 --samples 2 --theta -1 --out " + (dir_ / "d1").string(), "--theta"},
+      {"dataset --scene box --n 8 --ritz 10 --samples 2 --theta 6 --out " + (dir_ / "d2").string(), "exceeds m/2"},
+      {"dataset --scene box --n 8 --ritz 10 --samples 2 --shard-size 0 --out " + (dir_ / "d3").string(),
+       "--shard-size"},
   };
   for (const auto& [args, message] : cases) {
     EXPECT_EQ(run_cli(args), 2) << args << ": " << log();

@@ -50,6 +50,10 @@ void run_dataset(const DatasetArgs& args) {
   const Dims d = domain.dims();
   if (domain.count(CellType::Fluid) == 0) throw InputError("dataset: the domain has no fluid cell");
   if (args.ritz < 1 || args.ritz > 100000) throw InputError("--ritz: must be in [1, 100000]");
+  if (args.theta > args.ritz / 2)
+    throw InputError(fmt::format("--theta: {} exceeds m/2 = {} (the boosted coefficients m/2 + theta would be more "
+                                 "than the m Ritz values)",
+                                 args.theta, args.ritz / 2));
   if (args.ritz > domain.count(CellType::Fluid))
     throw InputError(fmt::format("--ritz: {} exceeds the {} fluid cells (the Krylov space is at most that large)",
                                  args.ritz, domain.count(CellType::Fluid)));
@@ -113,9 +117,11 @@ RegisterCommand reg(40, [](CLI::App& root) {
   cmd->add_option("--samples", args->samples, "Number of samples")->required()->check(CLI::Range(1, 100000000));
   cmd->add_option("--theta", args->theta,
                   "Boost the lowest m/2 + theta Ritz coefficients by 9 (default m/20; the reference used "
-                  "500 with m = 10000)");
+                  "500 with m = 10000)")
+      ->check(CLI::Range(0, 100000));
   cmd->add_option("--seed", args->seed, "Seed of the Lanczos start vector and of every sample")->capture_default_str();
-  cmd->add_option("--shard-size", args->shard_size, "Samples per shard (default: 256 MiB shards)");
+  cmd->add_option("--shard-size", args->shard_size, "Samples per shard (default: 256 MiB shards)")
+      ->check(CLI::Range(std::int64_t(1), std::int64_t(1) << 40));
   cmd->add_option("--out", args->out, "Output folder (created; an existing one with the same recipe resumes)")
       ->required();
   cmd->add_flag("--quiet", args->quiet, "Only the final line");
