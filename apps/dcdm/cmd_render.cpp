@@ -2,6 +2,7 @@
 // (frame_NNNN/ with density.npy and flags.npy, as `dcdm simulate` writes them), a run folder
 // (every frame_NNNN/ in it, one PNG each, optionally an MP4 and a GIF) or a density .npy
 // (shape (nz, ny, nx); --flags adds the cell types).
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -81,6 +82,7 @@ int frame_number(const fs::path& dir) {
 
 void render_one(const RenderArgs& a, const fs::path& density_path, const fs::path& flags_path, int frame,
                 const fs::path& out) {
+  const auto t0 = std::chrono::steady_clock::now();
   const Field<float> density = read_density(density_path);
   std::unique_ptr<Field<CellType>> cells;
   if (!flags_path.empty()) {
@@ -90,7 +92,12 @@ void render_one(const RenderArgs& a, const fs::path& density_path, const fs::pat
                                    density_path.string(), density.dims().str()));
   }
   if (!out.parent_path().empty()) fs::create_directories(out.parent_path());
-  write_rendered_png(out, density, cells.get(), a.options, a.label ? frame : -1, density_path.string());
+  const double render_s =
+      write_rendered_png(out, density, cells.get(), a.options, a.label ? frame : -1, density_path.string());
+  const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  fmt::print("render: {} ({}x{}, {} cells: {:.2f} s rendering, {:.2f} s in all)\n", out.string(), a.options.width,
+             a.options.height, density.dims().str(), render_s, total_s);
+  std::fflush(stdout);
 }
 
 void run_render(RenderArgs a) {
@@ -108,7 +115,6 @@ void run_render(RenderArgs a) {
     if (a.movie) throw InputError("--movie: needs a run folder (frame_NNNN/ folders), not one file");
     const fs::path out = a.out.empty() ? fs::path(in).replace_extension(".png") : fs::path(a.out);
     render_one(a, in, a.flags, -1, out);
-    fmt::print("render: {}\n", out.string());
     return;
   }
   if (fs::exists(in / "density.npy")) {  // one frame folder
@@ -116,7 +122,6 @@ void run_render(RenderArgs a) {
     const fs::path flags = !a.flags.empty() ? fs::path(a.flags) : fs::exists(in / "flags.npy") ? in / "flags.npy" : fs::path();
     const fs::path out = a.out.empty() ? in / "render.png" : fs::path(a.out);
     render_one(a, in / "density.npy", flags, frame_number(fs::absolute(in).lexically_normal()), out);
-    fmt::print("render: {}\n", out.string());
     return;
   }
   // A run folder: every frame_NNNN/ with a density.
@@ -136,8 +141,6 @@ void run_render(RenderArgs a) {
   for (const auto& [n, dir] : frames) {
     const fs::path out = out_dir / fmt::format("render_{:04d}.png", n);
     render_one(a, dir / "density.npy", fs::exists(dir / "flags.npy") ? dir / "flags.npy" : fs::path(), n, out);
-    fmt::print("render: {}\n", out.string());
-    std::fflush(stdout);
   }
   if (a.movie) {
     std::vector<fs::path> pngs;

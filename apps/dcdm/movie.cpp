@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
@@ -197,9 +198,11 @@ void parse_image_size(const std::string& text, const std::string& option, int& w
   }
 }
 
-void write_rendered_png(const fs::path& path, const Field<float>& density, const Field<CellType>* cells,
-                        const render::VolumeRenderOptions& options, int frame, const std::string& name) {
+double write_rendered_png(const fs::path& path, const Field<float>& density, const Field<CellType>* cells,
+                          const render::VolumeRenderOptions& options, int frame, const std::string& name) {
+  const auto t0 = std::chrono::steady_clock::now();
   const render::Image img = render::render_volume(density, cells, options, name);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   auto rgb = img.to_rgb8();
   if (frame >= 0) {
     const int scale = std::max(1, img.height / 320);
@@ -209,6 +212,7 @@ void write_rendered_png(const fs::path& path, const Field<float>& density, const
     render::draw_text(rgb, img.width, img.height, x, y, label, {235, 235, 235}, scale);
   }
   io::write_png(path, img.width, img.height, 3, rgb);
+  return seconds;
 }
 
 }  // namespace dcdm::cli

@@ -44,8 +44,9 @@ std::vector<std::filesystem::path> numbered_pngs(const std::filesystem::path& di
 // Parses "N" (square) or "WxH" / "W,H" for `option`; InputError naming it otherwise.
 void parse_image_size(const std::string& text, const std::string& option, int& width, int& height);
 
-// Renders and writes one PNG; `frame` >= 0 is stamped in the lower right corner.
-void write_rendered_png(const std::filesystem::path& path, const Field<float>& density, const Field<CellType>* cells,
+// Renders and writes one PNG; `frame` >= 0 is stamped in the lower right corner. Returns the
+// seconds the rendering took (without the PNG encoding).
+double write_rendered_png(const std::filesystem::path& path, const Field<float>& density, const Field<CellType>* cells,
                         const render::VolumeRenderOptions& options, int frame, const std::string& name);
 
 }  // namespace dcdm::cli
