@@ -1,6 +1,7 @@
 // The multigrid cycle (MGPCG, dcdm-relax) on weighted domains (Domain::coefficients): a pool
 // with a ghost-fluid free surface, a cut-cell sphere (face weights = open fractions) and a
-// two-phase density field (faces 1/rho, ratios 1e3 and 1e6), all with scale 1/dx^2 = 128^2.
+// two-phase density field (faces 1/rho, ratios 1e3 and 1e6, and light bubbles of 1e-6), all with
+// scale 1/dx^2 = 128^2.
 // Solutions against an independent direct solve of the assembled matrix, symmetry and
 // positivity of the cycle in float and double, iteration counts against the same geometry with
 // unit weights, the unit path kept bit for bit, the coarsest level's components with zero-weight
@@ -53,7 +54,7 @@ class RandomRelaxation final : public RelaxationModel {
 };
 
 // ---------------------------------------------------------------- scenes
-enum class Scene { Pool, CutCell, Density1e3, Density1e6, DensityClosed, Random };
+enum class Scene { Pool, CutCell, Density1e3, Density1e6, DensityClosed, Bubbles, Random };
 const char* scene_name(Scene s) {
   switch (s) {
     case Scene::Pool: return "pool (ghost fluid)";
@@ -61,6 +62,7 @@ const char* scene_name(Scene s) {
     case Scene::Density1e3: return "density 1e3";
     case Scene::Density1e6: return "density 1e6";
     case Scene::DensityClosed: return "density 1e3, closed";
+    case Scene::Bubbles: return "density 1e-6 (bubble)";
     default: return "random cells and weights";
   }
 }
@@ -226,6 +228,7 @@ Domain make_scene(Scene s, int n, bool weighted) {
     case Scene::Density1e3: return density_scene(d, weighted, 1e3);
     case Scene::Density1e6: return density_scene(d, weighted, 1e6);
     case Scene::DensityClosed: return density_scene(d, weighted, 1e3, /*closed=*/true);
+    case Scene::Bubbles: return density_scene(d, weighted, 1e-6);
     default: return random_scene(d, weighted, 42);
   }
 }
@@ -487,38 +490,43 @@ TEST_P(WeightedCycle, IsSymmetricAndPositive) {
   }
 }
 
-// MGPCG (double and float cycle; the default path-harmonic and the average coarsening) and
-// dcdm-relax converge to the direct solution of the assembled weighted matrix.
+// MGPCG (double and float cycle; the default open-mean, the average and the path-harmonic
+// coarsening) and dcdm-relax converge to the direct solution of the assembled weighted matrix.
+// (The bubbles' entries reach 1.6e10 against 1.6e4 outside: the true residual stalls near 1e-9
+// relative, so that system is solved to 1e-8.)
 TEST_P(WeightedCycle, PcgConvergesToTheDirectSolution) {
   const auto sys = system_of(make_scene(GetParam(), 24, true));
   const Vector b = rhs_of(*sys, 3);
   const Vector ref = direct_solution(*sys, b);
-  for (int variant = 0; variant < 3; ++variant) {
+  const double rtol = GetParam() == Scene::Bubbles ? 1e-8 : 1e-10;
+  for (int variant = 0; variant < 4; ++variant) {
     MultigridOptions o;
     o.coarsest_cells = 100;
     o.single_precision = variant == 1;
     if (variant == 2) o.weight_coarsening = WeightCoarsening::Average;
+    if (variant == 3) o.weight_coarsening = WeightCoarsening::PathHarmonic;
     Vector x;
-    const SolveReport rep = mgpcg(*sys, b, x, 1e-10, o);
+    const SolveReport rep = mgpcg(*sys, b, x, rtol, o);
     EXPECT_TRUE(rep.converged()) << "variant " << variant << ": " << format_reason_line(rep);
     sys->project(x);
-    EXPECT_LT(relative_error(x, ref), 1e-7) << "variant " << variant;
+    EXPECT_LT(relative_error(x, ref), 1e3 * rtol) << "variant " << variant;
   }
   Vector x;
-  const SolveReport rep = dcdm_relax(*sys, b, x, 1e-9);
+  const SolveReport rep = dcdm_relax(*sys, b, x, 10 * rtol);
   EXPECT_TRUE(rep.converged()) << format_reason_line(rep);
   sys->project(x);
-  EXPECT_LT(relative_error(x, ref), 1e-6);
+  EXPECT_LT(relative_error(x, ref), 1e4 * rtol);
 }
 
 INSTANTIATE_TEST_SUITE_P(Scenes, WeightedCycle,
                          ::testing::Values(Scene::Pool, Scene::CutCell, Scene::Density1e3, Scene::Density1e6,
-                                           Scene::DensityClosed, Scene::Random));
+                                           Scene::DensityClosed, Scene::Bubbles, Scene::Random));
 
 // Iterations to 1e-6 on the weighted systems stay within 1.5x of the same geometry with unit
 // weights, for MGPCG and dcdm-relax (32^3).
 TEST(WeightedMultigrid, IterationsStayWithinOneAndAHalfTimesUnitWeights) {
-  for (const Scene s : {Scene::Pool, Scene::CutCell, Scene::Density1e3, Scene::Density1e6, Scene::DensityClosed}) {
+  for (const Scene s : {Scene::Pool, Scene::CutCell, Scene::Density1e3, Scene::Density1e6, Scene::DensityClosed,
+                        Scene::Bubbles}) {
     const auto unit = system_of(make_scene(s, 32, false));
     const auto weighted = system_of(make_scene(s, 32, true));
     const Vector bu = rhs_of(*unit, 7), bw = rhs_of(*weighted, 7);
@@ -640,7 +648,8 @@ TEST(WeightedMultigrid, DISABLED_IterationTable) {
   std::printf("size scene                   | mgpcg: unit, 8 variants | dcdm-relax: unit, 8 variants | seconds unit, "
               "default\n");
   for (const int n : sizes)
-    for (const Scene s : {Scene::Pool, Scene::CutCell, Scene::Density1e3, Scene::Density1e6, Scene::DensityClosed}) {
+    for (const Scene s : {Scene::Pool, Scene::CutCell, Scene::Density1e3, Scene::Density1e6, Scene::DensityClosed,
+                          Scene::Bubbles}) {
       const auto unit = system_of(make_scene(s, n, false));
       const auto weighted = system_of(make_scene(s, n, true));
       const Vector bu = rhs_of(*unit, 7), bw = rhs_of(*weighted, 7);

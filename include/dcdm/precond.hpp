@@ -129,8 +129,8 @@ class RelaxationModel {
 // How a weighted hierarchy (Domain::coefficients) coarsens its face weights; see
 // src/precond/multigrid.cpp (coarsen_weights, and the iteration counts that chose the default).
 enum class WeightCoarsening : std::uint8_t {
-  OpenMean,  // mean over the fine faces the fine operator uses (exactly the unit scheme for unit weights)
-  Average,   // mean over all four fine faces, unused ones (next to solid) counting 0
+  OpenMean,      // (default) mean over the fine faces the fine operator uses; unit weights give the unit scheme
+  Average,       // mean over all four fine faces, unused ones (next to solid) counting 0
   PathHarmonic,  // OpenMean of each fine face's row of links between the coarse centres in series
 };
 
@@ -147,7 +147,7 @@ struct MultigridOptions {
   double band_omega = 1.0;
   bool single_precision = false;  // levels and sweeps in float (the coarsest solve stays double)
   std::shared_ptr<const RelaxationModel> relaxation;  // per-cell factors, replacing the two above
-  WeightCoarsening weight_coarsening = WeightCoarsening::PathHarmonic;  // weighted domains only
+  WeightCoarsening weight_coarsening = WeightCoarsening::OpenMean;  // weighted domains only
   // Weighted domains: the prolongation weighs each coarse parent by its conductivity (mean face
   // weight), so a fine cell next to a jump takes the value of the better-connected side.
   bool weighted_interpolation = true;
