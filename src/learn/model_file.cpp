@@ -77,6 +77,8 @@ ModelFileContents read_model_file(const std::filesystem::path& path) {
   const std::string name = path.string();
   std::string bytes;
   {
+    std::error_code missing;
+    if (!std::filesystem::exists(path, missing)) throw MissingFileError(fmt::format("{}: no such model file", name));
     io::require_regular_file(path);
     std::ifstream in(path, std::ios::binary);
     if (!in) {
