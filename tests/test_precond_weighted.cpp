@@ -687,3 +687,20 @@ TEST(WeightedMultigrid, DISABLED_IterationTable) {
 }
 
 }  // namespace
+
+namespace {
+
+// The weighted-cycle settings reach MultigridOptions from a method spec (mgpcg:..., dcdm-mg:...).
+TEST(WeightedMultigridSettings, ParsedFromTheMethodSpec) {
+  const dcdm::MultigridOptions o =
+      dcdm::parse_multigrid_settings("coarsening=path-harmonic:weighted-interpolation=0:interface-band=2.5", "mgpcg");
+  EXPECT_EQ(o.weight_coarsening, dcdm::WeightCoarsening::PathHarmonic);
+  EXPECT_FALSE(o.weighted_interpolation);
+  EXPECT_EQ(o.interface_band_ratio, 2.5);
+  const dcdm::MultigridOptions d = dcdm::parse_multigrid_settings("", "mgpcg");
+  EXPECT_EQ(d.weight_coarsening, dcdm::WeightCoarsening::OpenMean);
+  EXPECT_TRUE(d.weighted_interpolation);
+  EXPECT_THROW(dcdm::parse_multigrid_settings("coarsening=harmonic", "mgpcg"), dcdm::InputError);
+}
+
+}  // namespace

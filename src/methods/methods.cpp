@@ -111,7 +111,8 @@ void add_builtin_methods(Registry& r) {
       }, false);
   add("mgpcg",
       "CG preconditioned by a geometric multigrid V-cycle (McAdams et al. 2010); settings "
-      "mgpcg:omega=W:band-omega=W:sweeps=N:band-sweeps=N:band-width=N:coarsest=CELLS:precision=double|float",
+      "mgpcg:omega=W:band-omega=W:sweeps=N:band-sweeps=N:band-width=N:coarsest=CELLS:precision=double|float "
+      "(weighted systems: coarsening=open-mean|average|path-harmonic:weighted-interpolation=0|1:interface-band=R)",
       [](const std::string& arg, const MethodParams&) -> std::unique_ptr<IterativeSolver> {
         return std::make_unique<PcgSolver>(
             "mgpcg", std::make_unique<MultigridPreconditioner>(parse_multigrid_settings(arg, "mgpcg:" + arg)));
@@ -257,8 +258,9 @@ DcdmOptions dcdm_options(const MethodParams& params) {
 
 MultigridOptions parse_multigrid_settings(const std::string& text, const std::string& who) {
   MultigridOptions o;
-  std::string precision = "double";
+  std::string precision = "double", coarsening = "open-mean";
   double coarsest = static_cast<double>(o.coarsest_cells);
+  int weighted_interpolation = o.weighted_interpolation ? 1 : 0;
   // omega just below 2 is still a contraction; the bound keeps the cycle positive definite.
   const PeerSetting keys[] = {{"omega", &o.omega, 0.01, 1.99},
                               {"band-omega", &o.band_omega, 0.01, 1.99},
@@ -266,9 +268,17 @@ MultigridOptions parse_multigrid_settings(const std::string& text, const std::st
                               {"band-sweeps", &o.boundary_sweeps, 0, 16},
                               {"band-width", &o.band_width, 0, 8},
                               {"coarsest", &coarsest, 1, 1e7},
-                              {"precision", &precision, 0, 0, "double|float"}};
+                              {"precision", &precision, 0, 0, "double|float"},
+                              // Weighted domains only (see MultigridOptions).
+                              {"coarsening", &coarsening, 0, 0, "open-mean|average|path-harmonic"},
+                              {"weighted-interpolation", &weighted_interpolation, 0, 1},
+                              {"interface-band", &o.interface_band_ratio, 0, 1e12}};
   parse_peer_settings(text, who, keys);
   o.single_precision = precision == "float";
+  o.weight_coarsening = coarsening == "average"         ? WeightCoarsening::Average
+                        : coarsening == "path-harmonic" ? WeightCoarsening::PathHarmonic
+                                                        : WeightCoarsening::OpenMean;
+  o.weighted_interpolation = weighted_interpolation != 0;
   o.coarsest_cells = static_cast<std::int64_t>(coarsest);
   return o;
 }
