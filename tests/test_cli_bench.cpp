@@ -27,8 +27,9 @@ struct CliRun {
   std::string out;
 };
 
-CliRun run_cli(const std::string& args) {
-  const std::string cmd = std::string(DCDM_CLI_PATH) + " " + args + " 2>&1";
+// `dcdm ARGS`, or with tool = false the command line ARGS as it is (e.g. behind timeout).
+CliRun run_cli(const std::string& args, bool tool = true) {
+  const std::string cmd = (tool ? std::string(DCDM_CLI_PATH) + " " : std::string()) + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return {-1, ""};
   std::string out;
@@ -145,6 +146,23 @@ TEST(CliBench, InterleavedRoundsArePooled) {
     EXPECT_DOUBLE_EQ(res["total_seconds"].get<double>(),
                      median3({setup[0] + solve[0], setup[1] + solve[1], setup[2] + solve[2]})) << m;
   }
+  fs::remove_all(out);
+}
+
+// An exported folder through --systems, with every method on two threads: the bench reads the
+// folder in the parent before forking the runs, which must not leave the parent with a
+// started OpenMP team (a child forked from one deadlocks in its first parallel region).
+TEST(CliBench, SystemFoldersRunOnSeveralThreads) {
+  const fs::path out = fresh_dir("bench_systems");
+  ASSERT_EQ(run_cli("export --scene sphere --n 24 --out " + (out / "sys").string()).status, 0);
+  const CliRun r = run_cli("timeout 300 env OMP_NUM_THREADS=2 " + std::string(DCDM_CLI_PATH) + " bench --systems " +
+                           (out / "sys").string() + " --methods cg,mgpcg,dcdm-relax --rtol 1e-6 --threads 2 --repeat 1 --no-plots --out " +
+                           (out / "b").string(), false);
+  ASSERT_EQ(r.status, 0) << r.out;
+  std::ifstream jf(out / "b" / "bench.json");
+  const nlohmann::json doc = nlohmann::json::parse(jf);
+  ASSERT_EQ(doc["results"].size(), 3u);
+  for (const auto& res : doc["results"]) EXPECT_EQ(res["status"], "converged") << res.dump();
   fs::remove_all(out);
 }
 

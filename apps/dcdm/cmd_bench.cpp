@@ -8,6 +8,8 @@
 #include <map>
 #include <memory>
 
+#include <omp.h>
+
 #include <fmt/format.h>
 
 #include "bench_report.hpp"
@@ -81,12 +83,18 @@ std::vector<BenchSystem> collect_systems(const BenchArgs& args) {
   }
   for (const auto& dir : args.systems) {
     if (!fs::is_directory(dir)) throw InputError(fmt::format("--systems: {} is not a folder", dir));
-    // Read once here, so that a bad folder is exit 2 naming it, not an "unavailable" row.
+    // Read once here, so that a bad folder is exit 2 naming it, not an "unavailable" row. On
+    // one thread: the methods run in forked children, and a child forked from a process whose
+    // OpenMP team has started deadlocks in its first parallel region.
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
     try {
       (void)load_system(dir);
     } catch (const InputError& e) {
+      omp_set_num_threads(threads);
       throw InputError(fmt::format("--systems: {}", e.what()));
     }
+    omp_set_num_threads(threads);
     const std::string name = fs::path(dir).filename().empty() ? fs::path(dir).parent_path().filename().string()
                                                               : fs::path(dir).filename().string();
     BenchSystem s;
