@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the pictures of the README (docs/img/): a volume-rendered frame and the GIF of
-# smoke rising past the Stanford bunny. Usage: scripts/make-pictures.sh [BUILD_DIR]
+# smoke rising past the Stanford bunny, and a density-slice figure.
+# Usage: scripts/make-pictures.sh [BUILD_DIR]
 # (make pictures). Needs ffmpeg (scripts/setup-deps.sh installs it).
 #
 # The run is `make movie`'s: the bunny scene at N^3 (default 128), FRAMES frames (default 120),
@@ -29,4 +30,8 @@ cp "$OUT/render/movie.mp4" "$IMG/bunny-smoke.mp4"
 ffmpeg -hide_banner -loglevel error -y -framerate 15 -pattern_type glob -i "$OUT/render/render_*.png" \
   -filter_complex "fps=12,scale=360:-1:flags=lanczos,split[a][b];[a]palettegen=max_colors=96:stats_mode=diff[p];[b][p]paletteuse=dither=bayer:bayer_scale=4:diff_mode=rectangle" \
   -loop 0 "$IMG/bunny-smoke.gif"
-ls -l "$IMG"/bunny-smoke.*
+
+# The slice figure of a 64^3 run's frame 80.
+"$BUILD/dcdm" simulate --scene bunny --n 64 --frames 80 --export-every 80 --seed 1 --quiet --resume --out "$OUT-64"
+cp "$OUT-64/png/density_0080.png" "$IMG/bunny-slices.png"
+ls -l "$IMG"/bunny-smoke.* "$IMG"/bunny-slices.png
