@@ -38,12 +38,12 @@ demo: build
 	./$(BUILD)/dcdm demo
 
 # A movie of smoke rising past the bunny at MOVIE_N^3 (default 128): a volume-rendered picture every
-# 2nd frame, assembled with ffmpeg into movie-out/bunny-N/render/movie.mp4 and movie.gif.
+# 2nd frame, assembled with ffmpeg into demo-out/movie-bunny-N/render/movie.mp4 and movie.gif.
 MOVIE_N ?= 128
 MOVIE_FRAMES ?= 120
 movie: build
 	./$(BUILD)/dcdm simulate --scene bunny --n $(MOVIE_N) --frames $(MOVIE_FRAMES) --export-every 0 \
-	  --render-every 2 --movie --fps 15 --seed 1 --quiet --resume --out movie-out/bunny-$(MOVIE_N)
+	  --render-every 2 --movie --fps 15 --seed 1 --quiet --resume --out demo-out/movie-bunny-$(MOVIE_N)
 
 # The pictures of the README (docs/img/), from a movie run.
 pictures: build

@@ -7,13 +7,13 @@
 # The run is `make movie`'s: the bunny scene at N^3 (default 128), FRAMES frames (default 120),
 # a 640x640 picture every 2nd frame, assembled into an MP4 and a GIF; --resume reuses a
 # finished run. Environment: N, FRAMES, STILL (the frame shown as the picture, default 80),
-# OUT (the run folder, default movie-out/bunny-N).
+# OUT (the run folder, default demo-out/movie-bunny-N).
 set -euo pipefail
 BUILD=${1:-build}
 N=${N:-128}
 FRAMES=${FRAMES:-120}
 STILL=${STILL:-80}
-OUT=${OUT:-movie-out/bunny-$N}
+OUT=${OUT:-demo-out/movie-bunny-$N}
 IMG=docs/img
 command -v ffmpeg >/dev/null || { echo "make-pictures: ffmpeg is needed (apt-get install ffmpeg)" >&2; exit 1; }
 
