@@ -98,12 +98,13 @@ TEST(CliBench, TinyGridEndToEnd) {
   EXPECT_TRUE(doc["machine"].contains("cpu_model"));
   EXPECT_NE(doc["command"].get<std::string>().find("bench"), std::string::npos);
 
-  ASSERT_EQ(doc["plots"].size(), 8u);  // 4 systems x (iterations, time)
+  ASSERT_EQ(doc["plots"].size(), 9u);  // 4 systems x (iterations, time) + the summary bar chart
   for (const auto& p : doc["plots"]) {
     EXPECT_TRUE(is_png(p.get<std::string>())) << p;
     EXPECT_GT(fs::file_size(p.get<std::string>()), 1000u);
   }
   EXPECT_TRUE(is_png(out / "plume-12x12x12_residual_iterations.png"));
+  EXPECT_TRUE(is_png(out / "summary_time.png"));
   fs::remove_all(out);
 }
 

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -231,6 +232,65 @@ std::vector<std::filesystem::path> plot_system(const std::vector<BenchRow>& rows
     written.push_back(out);
   }
   return written;
+}
+
+std::filesystem::path plot_summary(const std::vector<BenchRow>& rows, const std::filesystem::path& out,
+                                   const std::string& title) {
+  std::string terminal;
+  if (!gnuplot_available(&terminal)) throw Error("bench: gnuplot with a PNG terminal is not available");
+  // Systems and methods in the order they first appear (the table's order).
+  std::vector<std::string> systems, methods;
+  for (const auto& r : rows) {
+    if (std::find(systems.begin(), systems.end(), r.system) == systems.end()) systems.push_back(r.system);
+    if (std::find(methods.begin(), methods.end(), r.method) == methods.end()) methods.push_back(r.method);
+  }
+  if (systems.empty() || methods.empty()) return {};
+  // One line per system, one column per method: set-up + solve seconds, "-" where the method did
+  // not converge (gnuplot leaves a gap).
+  std::string data;
+  for (const auto& sys : systems) {
+    data += gnuplot_quote(sys);
+    for (const auto& m : methods) {
+      const auto it = std::find_if(rows.begin(), rows.end(),
+                                   [&](const BenchRow& r) { return r.system == sys && r.method == m; });
+      data += it != rows.end() && it->converged() && it->total_seconds > 0 ? fmt::format(" {:.6g}", it->total_seconds)
+                                                                           : std::string(" -");
+    }
+    data += "\n";
+  }
+  // Our methods in blues and greens, the peers (other libraries) in oranges and greys.
+  static const char* ours[] = {"#1f77b4", "#2ca02c", "#17becf", "#9467bd", "#4e79a7", "#59a14f", "#76b7b2", "#af7aa1"};
+  static const char* peers[] = {"#ff7f0e", "#7f7f7f", "#d62728", "#bcbd22", "#e15759", "#bab0ac"};
+  int n_ours = 0, n_peers = 0;
+  std::string plot;
+  for (std::size_t m = 0; m < methods.size(); ++m) {
+    const std::string name = methods[m].substr(0, methods[m].find(':'));
+    const bool peer = name.rfind("hypre", 0) == 0 || name == "eigen-iccg" || name == "amgcl";
+    const char* colour = peer ? peers[n_peers++ % 6] : ours[n_ours++ % 8];
+    plot += fmt::format("{}$d using {}:xtic(1) title {} lc rgb \"{}\"", plot.empty() ? "plot " : ", ", m + 2,
+                        gnuplot_quote(short_method_label(methods[m]) + (peer ? " (peer)" : "")), colour);
+  }
+  const std::filesystem::path tmp = out.string() + ".tmp";
+  const std::string script = fmt::format(
+      "set terminal {} size 1100,640{}\nset output {}\nset title {} noenhanced\n"
+      "set ylabel \"set-up + solve time [s]  (log scale)\" noenhanced\nset xlabel \"system\" noenhanced\n"
+      "set logscale y\nset format y \"%g\"\nset grid ytics mytics\nset style data histograms\n"
+      "set style histogram clustered gap 1\nset style fill solid 0.9 border -1\nset boxwidth 0.9\n"
+      "set key outside right top box noenhanced title \"method\"\nset xtics noenhanced\n"
+      "$d << EOD\n{}EOD\n{}\nset output\n",
+      terminal, terminal == "pngcairo" ? " font \",11\"" : "", gnuplot_quote(tmp.string()), gnuplot_quote(title), data,
+      plot);
+  FILE* p = ::popen("gnuplot", "w");
+  if (!p) throw Error("bench: cannot start gnuplot");
+  std::fwrite(script.data(), 1, script.size(), p);
+  const int status = ::pclose(p);
+  if (status != 0 || !std::filesystem::exists(tmp)) {
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+    throw Error(fmt::format("bench: gnuplot failed writing {} (status {})", out.string(), status));
+  }
+  std::filesystem::rename(tmp, out);
+  return out;
 }
 
 }  // namespace dcdm::cli

@@ -29,4 +29,11 @@ std::vector<std::filesystem::path> plot_system(const std::vector<BenchRow>& rows
                                                const std::filesystem::path& stem,
                                                const std::string& title);
 
+// The summary: set-up + solve time of every converged row, one cluster of bars per system, one
+// bar per method (log scale; the peers from other libraries in other colours). Writes `out`
+// atomically and returns it (empty when there is nothing to plot). Throws Error when gnuplot
+// fails.
+std::filesystem::path plot_summary(const std::vector<BenchRow>& rows, const std::filesystem::path& out,
+                                   const std::string& title);
+
 }  // namespace dcdm::cli

@@ -202,6 +202,12 @@ void run_bench(BenchArgs& args) {
                                      fmt::format("{}: residual history, rtol {:.0e}", sys.name, tightest));
       for (const auto& f : files) plots.push_back(f.string());
     }
+    std::vector<BenchRow> tight;
+    for (const auto& r : rows)
+      if (r.rtol == tightest) tight.push_back(r);
+    const auto summary = plot_summary(tight, out / "summary_time.png",
+                                      fmt::format("set-up + solve time per system and method, rtol {:.0e}", tightest));
+    if (!summary.empty()) plots.push_back(summary.string());
   }
 
   const nlohmann::json facts = machine_facts();  // after the children: touches LibTorch
