@@ -46,8 +46,9 @@ TEST_F(CliOptions, EveryNumberOptionRefusesNanAndInfinity) {
         EXPECT_NE(log().find(opt), std::string::npos) << "dcdm " << sub << " " << opt << " " << bad << ": " << log();
         // An option's own range check may answer first for the infinities; NaN passes every
         // range comparison, so only the finiteness check can stop it.
-        if (std::string(bad) == "nan")
+        if (std::string(bad) == "nan") {
           EXPECT_NE(log().find("not a finite number"), std::string::npos) << sub << " " << opt << ": " << log();
+        }
       }
       ++checked;
     }
