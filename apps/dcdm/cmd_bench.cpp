@@ -8,7 +8,11 @@
 #include <map>
 #include <memory>
 
-#include <omp.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -62,6 +66,46 @@ std::string command_line() {
   return out;
 }
 
+// Reads a system folder in a forked child and returns its error message (empty when it reads).
+// Not in this process: the methods run in children forked from it, and each child's peak memory
+// is measured from the fork; a parent that had read the system would hand every child its
+// pages (and a started OpenMP team, with which a forked child deadlocks).
+std::string read_system_in_child(const std::string& dir) {
+  int fds[2];
+  if (::pipe(fds) != 0) throw Error(fmt::format("bench: pipe failed: {}", std::strerror(errno)));
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = ::fork();
+  if (pid < 0) throw Error(fmt::format("bench: fork failed: {}", std::strerror(errno)));
+  if (pid == 0) {
+    ::close(fds[0]);
+    std::string message;
+    try {
+      (void)load_system(dir);
+    } catch (const std::exception& e) {
+      message = e.what();
+      if (message.empty()) message = "unreadable system folder";
+    }
+    std::size_t done = 0;
+    while (done < message.size()) {
+      const ssize_t n = ::write(fds[1], message.data() + done, message.size() - done);
+      if (n <= 0) break;
+      done += static_cast<std::size_t>(n);
+    }
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string message;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(fds[0], buffer, sizeof buffer)) > 0;) message.append(buffer, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (message.empty() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+    message = fmt::format("{}: reading the system folder crashed", dir);
+  return message;
+}
+
 std::vector<BenchSystem> collect_systems(const BenchArgs& args) {
   std::vector<BenchSystem> systems;
   std::vector<Dims> sizes;
@@ -83,18 +127,10 @@ std::vector<BenchSystem> collect_systems(const BenchArgs& args) {
   }
   for (const auto& dir : args.systems) {
     if (!fs::is_directory(dir)) throw InputError(fmt::format("--systems: {} is not a folder", dir));
-    // Read once here, so that a bad folder is exit 2 naming it, not an "unavailable" row. On
-    // one thread: the methods run in forked children, and a child forked from a process whose
-    // OpenMP team has started deadlocks in its first parallel region.
-    const int threads = omp_get_max_threads();
-    omp_set_num_threads(1);
-    try {
-      (void)load_system(dir);
-    } catch (const InputError& e) {
-      omp_set_num_threads(threads);
-      throw InputError(fmt::format("--systems: {}", e.what()));
-    }
-    omp_set_num_threads(threads);
+    // Read once before any run, so that a bad folder is exit 2 naming it, not an "unavailable"
+    // row.
+    if (const std::string error = read_system_in_child(dir); !error.empty())
+      throw InputError(fmt::format("--systems: {}", error));
     const std::string name = fs::path(dir).filename().empty() ? fs::path(dir).parent_path().filename().string()
                                                               : fs::path(dir).filename().string();
     BenchSystem s;
