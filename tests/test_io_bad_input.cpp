@@ -1,10 +1,15 @@
 // Every kind of bad input gets an InputError naming the file and the line (text formats) or
 // byte offset (binary formats). Nothing crashes, nothing is silently misread.
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <initializer_list>
+#include <fstream>
 #include <limits>
+
+#include <fmt/format.h>
 
 #include "dcdm/error.hpp"
 #include "dcdm/io.hpp"
@@ -258,3 +263,34 @@ TEST_F(IoBadInput, SpecialFilesAreRefusedBeforeOpening) {
     EXPECT_NE(std::string(e.what()).find("a character device"), std::string::npos) << e.what();
   }
 }
+
+namespace {
+
+// What a killed writer leaves ("<name>.tmp.<pid>.<n>" of a process that no longer runs) is
+// removed; a live writer's file, this process's own and other names are kept.
+TEST(StaleTemporaries, OnlyThoseOfEndedProcessesAreRemoved) {
+  const fs::path dir = fs::temp_directory_path() / fmt::format("dcdm_stale_{}", ::getpid());
+  fs::remove_all(dir);
+  fs::create_directories(dir / "frame_0001" / "deeper");
+  // A pid that runs no process: a child that has exited and been reaped.
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  const auto touch = [](const fs::path& p) { std::ofstream(p) << "fragment"; };
+  const fs::path dead = dir / fmt::format("A.mtx.tmp.{}.0", child);
+  const fs::path dead_nested = dir / "frame_0001" / fmt::format("b.npy.tmp.{}.3", child);
+  const fs::path too_deep = dir / "frame_0001" / "deeper" / fmt::format("x.tmp.{}.1", child);
+  const fs::path mine = dir / fmt::format("A.bin.tmp.{}.7", ::getpid());
+  const fs::path other = dir / "notes.tmp.txt";
+  for (const auto& p : {dead, dead_nested, too_deep, mine, other}) touch(p);
+  EXPECT_EQ(io::remove_stale_temporaries(dir, 1), 2);
+  EXPECT_FALSE(fs::exists(dead));
+  EXPECT_FALSE(fs::exists(dead_nested));
+  EXPECT_TRUE(fs::exists(too_deep));
+  EXPECT_TRUE(fs::exists(mine));
+  EXPECT_TRUE(fs::exists(other));
+  fs::remove_all(dir);
+}
+
+}  // namespace

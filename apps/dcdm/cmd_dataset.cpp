@@ -7,6 +7,7 @@
 #include "command.hpp"
 #include "dcdm/dataset.hpp"
 #include "dcdm/error.hpp"
+#include "dcdm/io.hpp"
 #include "dcdm/poisson.hpp"
 #include "dcdm/scenes.hpp"
 #include "dcdm/system.hpp"
@@ -93,6 +94,7 @@ void run_dataset(const DatasetArgs& args) {
                source, domain.count(CellType::Fluid), args.ritz, gib, args.samples, spec.recipe.theta,
                args.seed, shard, args.out);
   }
+  io::remove_stale_temporaries(args.out, 0);  // fragments of a killed earlier run
   const int written = learn::write_dataset(args.out, domain, a,
                                            projector.singular() ? projector.as_function()
                                                                 : std::function<void(dcdm::span<double>)>{},

@@ -10,6 +10,7 @@
 
 #include "command.hpp"
 #include "dcdm/error.hpp"
+#include "dcdm/io.hpp"
 #include "dcdm/scenes.hpp"
 #include "dcdm/system.hpp"
 
@@ -88,6 +89,7 @@ void run_export(const ExportArgs& args) {
   spec.parameters = parse_scene_parameters(args.params);
   const RhsKind kind = parse_rhs_kind(args.rhs);
   PoissonSystem sys = make_scene_system(spec, kind, args.seed, kind == RhsKind::File ? args.rhs : std::string());
+  io::remove_stale_temporaries(args.out, 0);  // fragments of a killed earlier export
   save_system(args.out, sys);
   fmt::print("scene {} seed {} rhs {}\n", spec.name, spec.seed, args.rhs);
   print_summary(sys, args.out);

@@ -307,6 +307,8 @@ void run_simulate(const SimulateArgs& a) {
 
   const fs::path out = a.out;
   fs::create_directories(out);
+  // Fragments of a killed earlier run (the frame folders one level down).
+  io::remove_stale_temporaries(out, 2);
   const fs::path ckpt = out / "checkpoint.bin";
   const nlohmann::json tag_json = resume_tag(a, dims, config);
   const std::string tag = tag_json.dump();

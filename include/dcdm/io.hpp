@@ -136,6 +136,12 @@ std::string read_file(const fs::path& path);
 // At most the first `max_bytes` of a file.
 std::string read_file_prefix(const fs::path& path, std::size_t max_bytes);
 
+// Removes the temporary files of AtomicFile ("<name>.tmp.<pid>.<n>") that a killed process left
+// in `dir` and in its sub-folders down to `depth` levels: those whose process no longer runs.
+// Returns how many it removed. A command that writes into a folder calls it first, so that a
+// run after a kill leaves no fragments behind.
+int remove_stale_temporaries(const fs::path& dir, int depth = 1);
+
 // Writes a file atomically: data goes to "<path>.tmp.<pid>.<n>" in the same folder, which is
 // flushed and renamed over `path` by commit(). Without commit() (an exception, say) the
 // temporary file is removed and `path` is untouched. InputError if the folder is not writable.

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <signal.h>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -117,6 +118,34 @@ void AtomicFile::commit() {
     std::remove(temp_.c_str());
     throw InputError(fmt::format("cannot write {}: {}", path_.string(), std::strerror(rerr)));
   }
+}
+
+int remove_stale_temporaries(const fs::path& dir, int depth) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return 0;
+  int removed = 0;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path p = it->path();
+    if (it->is_directory(ec)) {
+      if (depth > 0) removed += remove_stale_temporaries(p, depth - 1);
+      continue;
+    }
+    // "<name>.tmp.<pid>.<n>": the last two dot-separated fields are numbers.
+    const std::string name = p.filename().string();
+    const auto last = name.rfind('.');
+    if (last == std::string::npos || last == 0) continue;
+    const auto before = name.rfind('.', last - 1);
+    if (before == std::string::npos || before < 4 || name.compare(before - 4, 4, ".tmp") != 0) continue;
+    const std::string pid_text = name.substr(before + 1, last - before - 1), n_text = name.substr(last + 1);
+    const auto digits = [](const std::string& s) {
+      return !s.empty() && s.size() < 10 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+    };
+    if (!digits(pid_text) || !digits(n_text)) continue;
+    const auto pid = static_cast<pid_t>(std::stol(pid_text));
+    if (pid == getpid() || (::kill(pid, 0) == 0 || errno == EPERM)) continue;  // its writer still runs
+    if (fs::remove(p, ec)) ++removed;
+  }
+  return removed;
 }
 
 void write_file_atomic(const fs::path& path, const std::string& bytes) {
