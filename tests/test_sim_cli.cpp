@@ -157,6 +157,25 @@ TEST_F(SimCli, ResumeEqualsAnUninterruptedRun) {
   EXPECT_NE(bytes(whole / "frame_0002" / "b.npy"), bytes(other / "frame_0002" / "b.npy"));
 }
 
+// A run killed after its last checkpoint but before summary.json: --resume has no frame left
+// to simulate and finishes the run by writing the summary from frames.csv.
+TEST_F(SimCli, ResumeAfterTheLastCheckpointWritesTheMissingSummary) {
+  const auto out = dir_ / "run";
+  ASSERT_EQ(cli(fmt::format("simulate --n 8 --frames 4 --export-every 2 --quiet --out {}", out.string())), 0) << log();
+  std::ifstream original(out / "summary.json");
+  const nlohmann::json full = nlohmann::json::parse(original);
+  std::filesystem::remove(out / "summary.json");
+  ASSERT_EQ(cli(fmt::format("simulate --n 8 --frames 4 --export-every 2 --resume --out {}", out.string())), 0) << log();
+  std::ifstream recovered_file(out / "summary.json");
+  ASSERT_TRUE(recovered_file.good()) << log();
+  const nlohmann::json recovered = nlohmann::json::parse(recovered_file);
+  EXPECT_EQ(recovered["frames_simulated"], 4);
+  EXPECT_EQ(recovered["last_frame"], 4);
+  EXPECT_EQ(recovered["recovered_from"], "frames.csv");
+  EXPECT_DOUBLE_EQ(recovered["mean_iterations"].get<double>(), full["mean_iterations"].get<double>());
+  EXPECT_EQ(recovered["unconverged_frames"], full["unconverged_frames"]);
+}
+
 TEST_F(SimCli, BadOptionsAreInputErrors) {
   EXPECT_EQ(cli("simulate --scene teapot --n 16 --out " + (dir_ / "x").string()), 2);
   EXPECT_EQ(cli("simulate --scene plume --n 4 --out " + (dir_ / "x").string()), 2);

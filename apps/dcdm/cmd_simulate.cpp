@@ -134,6 +134,47 @@ std::string csv_row(const sim::FrameStats& st, double io_seconds, bool exported)
                      exported ? 1 : 0);
 }
 
+// The summary of a whole run from its frames.csv rows (csv_row's columns), for a resumed run
+// that has nothing left to simulate but lost its summary.json to a kill.
+nlohmann::json summary_from_csv(const std::vector<std::string>& rows, int last_frame) {
+  double advect = 0, project = 0, other = 0, io_seconds = 0, worst_div = 0;
+  long iterations = 0;
+  int frames = 0, unconverged = 0, first = 0;
+  for (const std::string& row : rows) {
+    std::vector<std::string> f;
+    std::stringstream ss(row);
+    for (std::string cell; std::getline(ss, cell, ',');) f.push_back(cell);
+    if (f.size() < 19) continue;
+    try {
+      if (frames == 0) first = std::stoi(f[0]);
+      iterations += std::stol(f[3]);
+      if (f[4].rfind("converged", 0) != 0) ++unconverged;
+      worst_div = std::max(worst_div, std::stod(f[9]));
+      advect += std::stod(f[11]);
+      project += std::stod(f[12]);
+      other += std::stod(f[13]);
+      io_seconds += std::stod(f[17]);
+      ++frames;
+    } catch (const std::exception&) {
+      continue;  // a damaged row: left out of the totals
+    }
+  }
+  const double step = advect + project + other;
+  return {{"frames_simulated", frames},
+          {"first_frame", first},
+          {"last_frame", last_frame},
+          {"recovered_from", "frames.csv"},
+          {"step_seconds_per_frame", frames ? step / frames : 0.0},
+          {"advect_seconds", advect},
+          {"project_seconds", project},
+          {"other_seconds", other},
+          {"io_seconds", io_seconds},
+          {"projection_share", step > 0 ? project / step : 0.0},
+          {"mean_iterations", frames ? double(iterations) / frames : 0.0},
+          {"unconverged_frames", unconverged},
+          {"max_div_after", worst_div}};
+}
+
 // Rows of an earlier frames.csv up to and including `last_frame` (for --resume).
 std::vector<std::string> read_csv_rows(const fs::path& path, int last_frame) {
   std::vector<std::string> rows;
@@ -335,6 +376,11 @@ void run_simulate(const SimulateArgs& a) {
     if (!a.quiet)
       fmt::print("{}: already at frame {} (--frames {}): nothing to do\n", out.string(), simulation.frame(),
                  a.frames);
+    // A run killed after its last checkpoint but before summary.json: finish it from frames.csv.
+    if (!fs::exists(out / "summary.json")) {
+      io::write_file_atomic(out / "summary.json", summary_from_csv(rows, a.frames).dump(2) + "\n");
+      if (!a.quiet) fmt::print("{}: wrote the missing summary.json from frames.csv\n", out.string());
+    }
     make_run_movie();
     return;
   }
