@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "cli_test.hpp"
+#include "dcdm/io.hpp"
+#include "dcdm/system.hpp"
 
 namespace {
 
@@ -102,6 +104,29 @@ TEST_F(CliOptions, UnusableOutputsAndBenchInputsAreExitTwo) {
             2)
       << log();
   EXPECT_NE(log().find(file), std::string::npos) << log();
+}
+
+// A right-hand side with values on rows of A that are empty (cells outside the fluid) has no
+// solution: exit 2 naming the vector file, not a stagnating solve.
+TEST_F(CliOptions, RightHandSideOnEmptyRowsIsExitTwo) {
+  const auto sys = dir_ / "sphere";
+  ASSERT_EQ(run_cli("export --scene sphere --n 10 --out " + sys.string()), 0) << log();
+  dcdm::PoissonSystem s = dcdm::load_system(sys);
+  std::int64_t outside = -1;
+  for (std::int64_t c = 0; c < s.domain.dims().size() && outside < 0; ++c)
+    if (s.domain.cells[c] != dcdm::CellType::Fluid) outside = c;
+  ASSERT_GE(outside, 0);
+  s.rhs[static_cast<std::size_t>(outside)] = 1.0;
+  const auto bad = dir_ / "bad_b.npy";
+  dcdm::io::write_npy(bad, s.rhs, {10, 10, 10});
+  EXPECT_EQ(run_cli("solve --matrix " + (sys / "A.mtx").string() + " --rhs " + bad.string() + " --method cg"), 2)
+      << log();
+  EXPECT_NE(log().find("bad_b.npy: 1 non-zero values on rows that are empty"), std::string::npos) << log();
+  EXPECT_NE(log().find(fmt::format("row {}", outside)), std::string::npos) << log();
+  EXPECT_EQ(run_cli("solve --matrix " + (sys / "A.mtx").string() + " --rhs " + (sys / "b.npy").string() +
+                    " --method cg --quiet"),
+            0)
+      << log();
 }
 
 }  // namespace

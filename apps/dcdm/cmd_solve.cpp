@@ -112,6 +112,21 @@ LoadedSystem load(const SolveArgs& a) {
   if (!a.rhs.empty()) {
     s.rhs = io::read_vector(a.rhs);
     io::check_system_sizes(s.matrix, s.rhs, a.matrix, a.rhs);
+    // A row of A with no non-zero entry has no equation: a non-zero b there cannot be solved
+    // for (the iteration would only stagnate).
+    std::int64_t on_empty = 0, first = -1;
+    for (std::int64_t r = 0; r < s.matrix.rows; ++r) {
+      bool empty = true;
+      for (auto p = s.matrix.row_ptr[r]; p < s.matrix.row_ptr[r + 1] && empty; ++p) empty = s.matrix.values[p] == 0.0;
+      if (empty && s.rhs[static_cast<std::size_t>(r)] != 0.0) {
+        if (first < 0) first = r;
+        ++on_empty;
+      }
+    }
+    if (on_empty > 0)
+      throw InputError(fmt::format("{}: {} non-zero values on rows that are empty in {} (the first: row {}, counting "
+                                   "from 0); b must be 0 there",
+                                   a.rhs, on_empty, a.matrix, first));
   } else {
     std::vector<double> ones(static_cast<std::size_t>(s.matrix.rows), 1.0);
     s.rhs.resize(ones.size());
