@@ -129,4 +129,19 @@ TEST_F(CliOptions, RightHandSideOnEmptyRowsIsExitTwo) {
       << log();
 }
 
+// A method that refuses a matrix names the file and the row (counted from 0).
+TEST_F(CliOptions, RefusedMatrixNamesTheFileAndRow) {
+  const auto file = dir_ / "indefinite.mtx";
+  {
+    std::ofstream m(file);
+    m << "%%MatrixMarket matrix coordinate real symmetric\n3 3 4\n1 1 2\n2 1 -1\n2 2 -3\n3 3 2\n";
+  }
+  for (const char* method : {"ic0", "jacobi"}) {
+    EXPECT_EQ(run_cli(fmt::format("solve --matrix {} --method {}", file.string(), method)), 2) << log();
+    EXPECT_NE(log().find(file.string() + ": " + method + ": the diagonal of row 1 (counting from 0) is -3"),
+              std::string::npos)
+        << log();
+  }
+}
+
 }  // namespace

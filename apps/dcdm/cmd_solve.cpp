@@ -237,7 +237,15 @@ int run_solve(const SolveArgs& a) {
     fmt::print("method: {}\n", a.method);
     std::fflush(stdout);
   }
-  solver->setup(view);
+  // A method that refuses the matrix (a negative diagonal, an indefinite pivot) names the file
+  // it came from.
+  const std::string origin = !a.matrix.empty() ? a.matrix : a.system_dir;
+  try {
+    solver->setup(view);
+  } catch (const InputError& e) {
+    if (origin.empty()) throw;
+    throw InputError(fmt::format("{}: {}", origin, e.what()));
+  }
   const SolveReport rep = solver->solve(s.rhs, x, options);
   fmt::print("{}\n", format_reason_line(rep));
   fmt::print("iterations {}  relative residual {:.3e}  setup {:.3f} s  solve {:.3f} s\n", rep.iterations,

@@ -122,7 +122,7 @@ void IncompleteCholeskyPreconditioner::setup(const LinearSystemView& system) {
   for (std::int64_t i = 0; i < n_; ++i) {
     const double aii = diag[i];
     if (!std::isfinite(aii) || aii < 0.0)
-      throw InputError(fmt::format("{}: diagonal entry {} is {}: the matrix is not SPD", name(), i,
+      throw InputError(fmt::format("{}: the diagonal of row {} (counting from 0) is {}: the matrix is not SPD", name(), i,
                                    aii));
     if (aii == 0.0) {
       if (lower_ptr_[i + 1] != lower_ptr_[i] || upper_ptr_[i + 1] != upper_ptr_[i])

@@ -24,7 +24,7 @@ void JacobiPreconditioner::setup(const LinearSystemView& system) {
   inv_diag_.resize(diag.size());
   for (std::size_t i = 0; i < diag.size(); ++i) {
     if (diag[i] < 0.0 || !std::isfinite(diag[i]))
-      throw InputError(fmt::format("jacobi: diagonal entry {} is {} (must be >= 0 and finite)", i,
+      throw InputError(fmt::format("jacobi: the diagonal of row {} (counting from 0) is {} (must be >= 0 and finite)", i,
                                    diag[i]));
     inv_diag_[i] = diag[i] > 0.0 ? 1.0 / diag[i] : 0.0;
   }
