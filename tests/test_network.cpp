@@ -1,6 +1,8 @@
 // The reference network: shapes, masking, padding, model files, and DCDM with a network.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -256,6 +258,15 @@ TEST(Network, BadModelFilesFailCleanlyNamingTheFile) {
                 replace(j, "\"paper128\"", "\"paper64\"");
               }));
   expect_load_fails(dir / "other.dcdm", "another architecture");
+  // Metadata that sets the input scaling: a zero or negative trained grid is a damaged file.
+  for (const auto& grid : {std::vector<int>{16, -2, 16}, std::vector<int>{0, 16, 16}}) {
+    write_bytes(dir / "grid.dcdm", with_metadata(good, [&](std::string& j) {
+                  nlohmann::json meta = nlohmann::json::parse(j);
+                  meta["trained_grid"] = grid;
+                  j = meta.dump();
+                }));
+    expect_load_fails(dir / "grid.dcdm", "trained_grid");
+  }
 }
 
 TEST(Network, RandomNetworkInsideDcdmNeverGivesNaNAndReportsItsReason) {

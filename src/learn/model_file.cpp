@@ -165,6 +165,10 @@ ModelMetadata parse_model_metadata(const ModelFileContents& contents, const std:
     if (grid.size() != 3)
       throw InputError(fmt::format("{}: metadata: trained_grid must have 3 entries", path.string()));
     meta.trained_grid = {grid[0], grid[1], grid[2]};
+    // [0, 0, 0] marks an untrained model; anything else is a grid (it sets the network's input
+    // scaling), so a zero or negative axis is a damaged file, not a value to use.
+    if (grid[0] != 0 || grid[1] != 0 || grid[2] != 0)
+      check_grid_dims(meta.trained_grid, path.string() + ": metadata: trained_grid");
     meta.data_recipe_json = j.value("data_recipe", json::object()).dump();
     meta.training_summary_json = j.value("training_summary", json::object()).dump();
     meta.created_by = j.value("created_by", std::string());
