@@ -174,6 +174,20 @@ std::string short_method_label(const std::string& method) {
   return method.substr(0, colon + 1) + model.stem().string() + (next == std::string::npos ? "" : rest.substr(next));
 }
 
+// Runs a gnuplot script that writes `tmp`, then renames it over `out` (no half-written PNG).
+void run_gnuplot(const std::string& script, const std::filesystem::path& tmp, const std::filesystem::path& out) {
+  FILE* p = ::popen("gnuplot", "w");
+  if (!p) throw Error("bench: cannot start gnuplot");
+  std::fwrite(script.data(), 1, script.size(), p);
+  const int status = ::pclose(p);
+  if (status != 0 || !std::filesystem::exists(tmp)) {
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+    throw Error(fmt::format("bench: gnuplot failed writing {} (status {})", out.string(), status));
+  }
+  std::filesystem::rename(tmp, out);
+}
+
 }  // namespace
 
 std::vector<std::filesystem::path> plot_system(const std::vector<BenchRow>& rows,
@@ -219,16 +233,7 @@ std::vector<std::filesystem::path> plot_system(const std::vector<BenchRow>& rows
     }
     if (plot.empty()) continue;
     script += plot + "\nset output\n";
-    FILE* p = ::popen("gnuplot", "w");
-    if (!p) throw Error("bench: cannot start gnuplot");
-    std::fwrite(script.data(), 1, script.size(), p);
-    const int status = ::pclose(p);
-    if (status != 0 || !std::filesystem::exists(tmp)) {
-      std::error_code ec;
-      std::filesystem::remove(tmp, ec);
-      throw Error(fmt::format("bench: gnuplot failed writing {} (status {})", out.string(), status));
-    }
-    std::filesystem::rename(tmp, out);
+    run_gnuplot(script, tmp, out);
     written.push_back(out);
   }
   return written;
@@ -280,16 +285,7 @@ std::filesystem::path plot_summary(const std::vector<BenchRow>& rows, const std:
       "$d << EOD\n{}EOD\n{}\nset output\n",
       terminal, terminal == "pngcairo" ? " font \",11\"" : "", gnuplot_quote(tmp.string()), gnuplot_quote(title), data,
       plot);
-  FILE* p = ::popen("gnuplot", "w");
-  if (!p) throw Error("bench: cannot start gnuplot");
-  std::fwrite(script.data(), 1, script.size(), p);
-  const int status = ::pclose(p);
-  if (status != 0 || !std::filesystem::exists(tmp)) {
-    std::error_code ec;
-    std::filesystem::remove(tmp, ec);
-    throw Error(fmt::format("bench: gnuplot failed writing {} (status {})", out.string(), status));
-  }
-  std::filesystem::rename(tmp, out);
+  run_gnuplot(script, tmp, out);
   return out;
 }
 

@@ -251,8 +251,7 @@ BenchRow pool_rounds(const std::vector<BenchRow>& rounds) {
   return out;
 }
 
-std::vector<BenchRow> run_isolated(const BenchSystem& s, const std::string& method,
-                                   const BenchSettings& settings) {
+ChildResult run_in_child(const std::function<std::string()>& work, double timeout_seconds) {
   int fds[2];
   if (::pipe(fds) != 0) throw Error(fmt::format("bench: pipe failed: {}", std::strerror(errno)));
   std::fflush(stdout);
@@ -261,16 +260,13 @@ std::vector<BenchRow> run_isolated(const BenchSystem& s, const std::string& meth
   if (pid < 0) throw Error(fmt::format("bench: fork failed: {}", std::strerror(errno)));
   if (pid == 0) {
     ::close(fds[0]);
-    nlohmann::json msg;
+    std::string message;
     try {
-      msg = measure(s, method, settings);
-      msg["ok"] = true;
-    } catch (const InputError& e) {
-      msg = {{"ok", false}, {"status", "unavailable"}, {"detail", e.what()}};
-    } catch (const std::exception& e) {
-      msg = {{"ok", false}, {"status", "error"}, {"detail", e.what()}};
+      message = work();
+    } catch (...) {
+      message.clear();  // work reports its own errors in its message; nothing comes back here
     }
-    write_all(fds[1], msg.dump());
+    write_all(fds[1], message);
     ::close(fds[1]);
     // Leave without the parent's static destructors (some libraries' exit handlers wait for
     // helper threads that do not exist in a forked child); MPI is finalised explicitly.
@@ -280,31 +276,51 @@ std::vector<BenchRow> run_isolated(const BenchSystem& s, const std::string& meth
     ::_exit(0);
   }
   ::close(fds[1]);
-  std::string data;
+  ChildResult result;
   char buf[65536];
   const auto start = Clock::now();
-  bool timed_out = false;
   for (;;) {
-    const double left = settings.timeout_seconds - seconds(start, Clock::now());
-    if (settings.timeout_seconds > 0 && left <= 0) {
-      timed_out = true;
+    const double left = timeout_seconds - seconds(start, Clock::now());
+    if (timeout_seconds > 0 && left <= 0) {
+      result.timed_out = true;
       ::kill(pid, SIGKILL);
       break;
     }
     pollfd p{fds[0], POLLIN, 0};
-    const int wait_ms = settings.timeout_seconds > 0 ? static_cast<int>(std::min(left, 1.0) * 1000) + 1 : 1000;
+    const int wait_ms = timeout_seconds > 0 ? static_cast<int>(std::min(left, 1.0) * 1000) + 1 : 1000;
     const int ready = ::poll(&p, 1, wait_ms);
     if (ready < 0 && errno != EINTR) break;
     if (ready <= 0) continue;
     const ssize_t n = ::read(fds[0], buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
-    data.append(buf, static_cast<std::size_t>(n));
+    result.output.append(buf, static_cast<std::size_t>(n));
   }
   ::close(fds[0]);
-  int wstatus = 0;
-  while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  while (::waitpid(pid, &result.wait_status, 0) < 0 && errno == EINTR) {
   }
+  return result;
+}
+
+std::vector<BenchRow> run_isolated(const BenchSystem& s, const std::string& method,
+                                   const BenchSettings& settings) {
+  const ChildResult child = run_in_child(
+      [&] {
+        nlohmann::json msg;
+        try {
+          msg = measure(s, method, settings);
+          msg["ok"] = true;
+        } catch (const InputError& e) {
+          msg = {{"ok", false}, {"status", "unavailable"}, {"detail", e.what()}};
+        } catch (const std::exception& e) {
+          msg = {{"ok", false}, {"status", "error"}, {"detail", e.what()}};
+        }
+        return msg.dump();
+      },
+      settings.timeout_seconds);
+  const bool timed_out = child.timed_out;
+  const int wstatus = child.wait_status;
+  const std::string& data = child.output;
   if (timed_out)
     return failed_rows(s, method, settings, "timeout",
                        fmt::format("killed after {:.0f} s (--timeout)", settings.timeout_seconds));

@@ -6,6 +6,7 @@
 // OpenMP or MPI, so every child starts with clean runtimes.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,17 @@ struct BenchRow {
   bool converged() const { return status == "converged"; }
 };
 
+
+// Runs `work` in a forked child and returns the string it returned (sent back through a pipe),
+// whether `timeout_seconds` (0: none) ran out (the child is then killed) and its wait status.
+// The parent starts no OpenMP threads and keeps no memory of the work: each child starts from
+// the same state.
+struct ChildResult {
+  std::string output;
+  bool timed_out = false;
+  int wait_status = 0;
+};
+ChildResult run_in_child(const std::function<std::string()>& work, double timeout_seconds = 0);
 
 // Runs `method` on `system` for every tolerance in a forked child. Never throws for a
 // failing method: the rows carry status "error" / "unavailable" / "crashed" / "timeout".

@@ -9,10 +9,6 @@
 #include <memory>
 
 #include <sys/wait.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 
 #include <fmt/format.h>
 
@@ -71,39 +67,17 @@ std::string command_line() {
 // is measured from the fork; a parent that had read the system would hand every child its
 // pages (and a started OpenMP team, with which a forked child deadlocks).
 std::string read_system_in_child(const std::string& dir) {
-  int fds[2];
-  if (::pipe(fds) != 0) throw Error(fmt::format("bench: pipe failed: {}", std::strerror(errno)));
-  std::fflush(stdout);
-  std::fflush(stderr);
-  const pid_t pid = ::fork();
-  if (pid < 0) throw Error(fmt::format("bench: fork failed: {}", std::strerror(errno)));
-  if (pid == 0) {
-    ::close(fds[0]);
-    std::string message;
+  const ChildResult child = run_in_child([&] {
     try {
       (void)load_system(dir);
+      return std::string();
     } catch (const std::exception& e) {
-      message = e.what();
-      if (message.empty()) message = "unreadable system folder";
+      return std::string(e.what()).empty() ? std::string("unreadable system folder") : std::string(e.what());
     }
-    std::size_t done = 0;
-    while (done < message.size()) {
-      const ssize_t n = ::write(fds[1], message.data() + done, message.size() - done);
-      if (n <= 0) break;
-      done += static_cast<std::size_t>(n);
-    }
-    ::_exit(0);
-  }
-  ::close(fds[1]);
-  std::string message;
-  char buffer[4096];
-  for (ssize_t n; (n = ::read(fds[0], buffer, sizeof buffer)) > 0;) message.append(buffer, static_cast<std::size_t>(n));
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (message.empty() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
-    message = fmt::format("{}: reading the system folder crashed", dir);
-  return message;
+  });
+  if (child.output.empty() && !(WIFEXITED(child.wait_status) && WEXITSTATUS(child.wait_status) == 0))
+    return fmt::format("{}: reading the system folder crashed", dir);
+  return child.output;
 }
 
 std::vector<BenchSystem> collect_systems(const BenchArgs& args) {
