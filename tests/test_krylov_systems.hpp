@@ -105,21 +105,22 @@ inline std::function<void(dcdm::span<double>)> projector(const Domain& d) {
   };
 }
 
-// Direct solve on the fluid cells (SimplicialLDLT). Singular components: one cell pinned,
-// then the answer is shifted to zero mean on the component (b must be compatible).
-inline Vector direct_solve(const Domain& d, const CsrMatrix& a, const Vector& b) {
-  const Components c = components(d);
+// Direct solve of A x = b on the rows of the cells labelled >= 0 (SimplicialLDLT), one cell
+// pinned in each component whose `dirichlet` entry is false; empty when the factorisation
+// fails. The caller projects the answer on the singular components (b must be compatible).
+inline Vector direct_solve_pinned(const CsrMatrix& a, const std::vector<int>& label, const std::vector<bool>& dirichlet,
+                                  const Vector& b) {
   std::vector<std::int64_t> row_of(a.rows, -1), cell_of;
   for (std::int64_t i = 0; i < a.rows; ++i)
-    if (c.label[i] >= 0) {
+    if (label[i] >= 0) {
       row_of[i] = static_cast<std::int64_t>(cell_of.size());
       cell_of.push_back(i);
     }
-  std::vector<bool> pinned_done(c.size.size(), false);
+  std::vector<bool> pinned_done(dirichlet.size(), false);
   std::vector<bool> pinned(a.rows, false);
   for (std::int64_t i : cell_of)
-    if (!c.dirichlet[c.label[i]] && !pinned_done[c.label[i]]) {
-      pinned_done[c.label[i]] = true;
+    if (!dirichlet[label[i]] && !pinned_done[label[i]]) {
+      pinned_done[label[i]] = true;
       pinned[i] = true;
     }
   std::vector<Eigen::Triplet<double>> t;
@@ -130,17 +131,26 @@ inline Vector direct_solve(const Domain& d, const CsrMatrix& a, const Vector& b)
         if (i == j) t.emplace_back(row_of[i], row_of[j], 1.0);
         continue;
       }
-      t.emplace_back(row_of[i], row_of[j], a.values[p]);
+      if (row_of[j] >= 0) t.emplace_back(row_of[i], row_of[j], a.values[p]);
     }
   const auto m = static_cast<Eigen::Index>(cell_of.size());
   Eigen::SparseMatrix<double> s(m, m);
   s.setFromTriplets(t.begin(), t.end());
   Eigen::SimplicialLDLT<Eigen::SparseMatrix<double>> ldlt(s);
+  if (ldlt.info() != Eigen::Success) return {};
   Eigen::VectorXd rhs(m);
   for (Eigen::Index r = 0; r < m; ++r) rhs[r] = pinned[cell_of[r]] ? 0.0 : b[cell_of[r]];
   Eigen::VectorXd sol = ldlt.solve(rhs);
   Vector x(a.rows, 0.0);
   for (Eigen::Index r = 0; r < m; ++r) x[cell_of[r]] = sol[r];
+  return x;
+}
+
+// Direct solve on the fluid cells with this file's own components, then the answer shifted to
+// zero mean on each singular component.
+inline Vector direct_solve(const Domain& d, const CsrMatrix& a, const Vector& b) {
+  const Components c = components(d);
+  Vector x = direct_solve_pinned(a, c.label, c.dirichlet, b);
   if (auto p = projector(d)) p(x);
   return x;
 }

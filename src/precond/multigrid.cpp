@@ -924,6 +924,16 @@ void Cycle<Real>::build_coarsest(const LevelWeights* weights) {
   mean.assign(singular_sizes.size(), 0.0);
 }
 
+// acc plus the weighted couplings of cell p times its neighbours' values, added in the order
+// x-, x+, y-, y+, z-, z+: the one weighted row that the sweeps, the band updates and the residual
+// share (the coupling above a cell is the lower coupling of the cell above it).
+template <class Real>
+inline Real add_couplings(Real acc, const Real* wx, const Real* wy, const Real* wz, const Real* x, std::int64_t p,
+                          std::int64_t sy, std::int64_t sz) {
+  return acc + wx[p] * x[p - 1] + wx[p + 1] * x[p + 1] + wy[p] * x[p - sy] + wy[p + sy] * x[p + sy] +
+         wz[p] * x[p - sz] + wz[p + sz] * x[p + sz];
+}
+
 // One red-black Gauss-Seidel half-sweep: x[p] = relax(p, x[p], GS value) on one colour.
 template <class Real>
 template <class Relax>
@@ -944,8 +954,7 @@ void Cycle<Real>::sweep_colour(Level<Real>& l, int colour, Relax relax) {
         const std::int64_t row = l.at(0, j, k);
         for (int i = (colour + j + k) & 1; i < d.nx; i += 2) {
           const std::int64_t p = row + i;
-          x[p] = relax(p, x[p], id[p] * (b[p] + wx[p] * x[p - 1] + wx[p + 1] * x[p + 1] + wy[p] * x[p - sy] +
-                                         wy[p + sy] * x[p + sy] + wz[p] * x[p - sz] + wz[p + sz] * x[p + sz]));
+          x[p] = relax(p, x[p], id[p] * add_couplings(b[p], wx, wy, wz, x, p, sy, sz));
         }
       }
     return;
@@ -980,8 +989,7 @@ void Cycle<Real>::visit_listed(Level<Real>& l, const std::vector<std::int64_t>& 
 #pragma omp parallel for schedule(static) if (m >= kParallelCells / 4)
     for (std::int64_t q = 0; q < m; ++q) {
       const std::int64_t p = c[q];
-      visit(q, p, id[p] * (b[p] + wx[p] * x[p - 1] + wx[p + 1] * x[p + 1] + wy[p] * x[p - sy] + wy[p + sy] * x[p + sy] +
-                           wz[p] * x[p - sz] + wz[p + sz] * x[p + sz]));
+      visit(q, p, id[p] * add_couplings(b[p], wx, wy, wz, x, p, sy, sz));
     }
     return;
   }
@@ -1096,8 +1104,7 @@ void Cycle<Real>::residual_to_coarse(Level<Real>& f, Level<Real>& c) {
 #pragma omp simd
           for (int i = 0; i < d.nx; ++i) {
             const std::int64_t p = row + i;
-            const Real ax = dg[p] * x[p] - (wx[p] * x[p - 1] + wx[p + 1] * x[p + 1] + wy[p] * x[p - sy] +
-                                            wy[p + sy] * x[p + sy] + wz[p] * x[p - sz] + wz[p + sz] * x[p + sz]);
+            const Real ax = dg[p] * x[p] - add_couplings(Real(0), wx, wy, wz, x, p, sy, sz);
             r[p] = iw[p] * (b[p] - ax);  // iw = 0 outside the fluid
           }
         }
