@@ -1,0 +1,280 @@
+// dcdm-mpi: one pressure system solved with PETSc across MPI ranks (docs/DISTRIBUTED.md).
+//
+//   mpirun -np N dcdm-mpi solve --scene obstacles --n 64 [--json out.json]
+//          -ksp_type dcdm -pc_type mg -pc_mg_levels 4 -pc_mg_galerkin pmat ...
+//
+// Options starting with "--" are this program's; everything else goes to PETSc (options
+// files with -options_file, -help, -ksp_monitor, -log_view...). Exit status: 0 converged,
+// 3 not converged, 2 bad input (one message, from the lowest rank that found it, and every
+// rank exits 2), 1 anything else.
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "dcdm/error.hpp"
+#include "dcdm/petsc.hpp"
+#include "dcdm/petsc_system.hpp"
+#include "dcdm/scenes.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using dcdm::InputError;
+using nlohmann::json;
+
+constexpr const char* kUsage =
+    "usage: dcdm-mpi solve (--scene NAME [--n N | --dims NX,NY,NZ] [--seed S] [--param NAME=VALUE]... | --system DIR)\n"
+    "                      [--operator assembled|shell] [--json FILE] [PETSc options]\n"
+    "  --scene NAME      built-in scene (box, sphere, obstacles, bunny, pool, plume, ...)\n"
+    "  --n N             grid N^3 (default 64); --dims NX,NY,NZ for other shapes\n"
+    "  --seed S          seed of the scene and of its random right-hand side (as dcdm solve)\n"
+    "  --param K=V       scene parameter (repeatable)\n"
+    "  --system DIR      a system folder (dcdm export): each rank reads its own part\n"
+    "  --operator KIND   assembled (MPIAIJ, default) or shell (matrix-free; PCs that need\n"
+    "                    matrix entries other than the diagonal need assembled)\n"
+    "  --json FILE       write the report (dcdm solve --json's fields)\n"
+    "Defaults given to PETSc before its options are read: -ksp_type dcdm -ksp_rtol 1e-6,\n"
+    "and for CG the unpreconditioned norm ||b - Ax|| (as dcdm solve).\n";
+
+struct Args {
+  std::string scene;
+  std::string n = "64";
+  std::string dims;
+  std::uint64_t seed = 0;
+  std::vector<std::string> params;
+  std::string system;
+  std::string op = "assembled";
+  std::string json_out;
+  bool help = false;
+  std::vector<std::string> petsc;  // passed through
+};
+
+std::uint64_t parse_u64(const std::string& text, const std::string& option) {
+  try {
+    std::size_t used = 0;
+    if (!text.empty() && text[0] != '-') {
+      const unsigned long long v = std::stoull(text, &used);
+      if (used == text.size()) return v;
+    }
+  } catch (const std::exception&) {
+  }
+  throw InputError(fmt::format("{}: expected a non-negative integer, got '{}'", option, text));
+}
+
+// Parses this program's options (the same on every rank: argv is the same everywhere).
+Args parse(int argc, char** argv) {
+  Args a;
+  int i = 1;
+  if (argc < 2) throw InputError("missing the command (solve)");
+  const std::string command = argv[1];
+  if (command == "--help" || command == "-h") {
+    a.help = true;
+    return a;
+  }
+  if (command != "solve") throw InputError(fmt::format("unknown command '{}' (expected solve)", command));
+  for (i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("--", 0) != 0) {  // PETSc's (single dash), with its value if any
+      a.petsc.push_back(arg);
+      continue;
+    }
+    if (arg == "--help") {
+      a.help = true;
+      continue;
+    }
+    const auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw InputError(fmt::format("{}: missing value", arg));
+      return argv[++i];
+    };
+    if (arg == "--scene") a.scene = value();
+    else if (arg == "--n") a.n = value();
+    else if (arg == "--dims") a.dims = value();
+    else if (arg == "--seed") a.seed = parse_u64(value(), arg);
+    else if (arg == "--param") a.params.push_back(value());
+    else if (arg == "--system") a.system = value();
+    else if (arg == "--json") a.json_out = value();
+    else if (arg == "--operator") {
+      a.op = value();
+      if (a.op != "assembled" && a.op != "shell")
+        throw InputError(fmt::format("--operator: expected assembled or shell, got '{}'", a.op));
+    } else {
+      throw InputError(fmt::format("unknown option '{}' (see dcdm-mpi --help)", arg));
+    }
+  }
+  if (a.help) return a;
+  if (a.scene.empty() == a.system.empty()) throw InputError("give one of --scene NAME or --system DIR");
+  return a;
+}
+
+dcdm::Dims scene_dims(const Args& a) {
+  if (!a.dims.empty()) return dcdm::parse_dims(a.dims, "--dims");
+  const auto n = parse_u64(a.n, "--n");
+  if (n < 4 || n > 2048) throw InputError(fmt::format("--n: must be in [4, 2048], got {}", n));
+  const int v = static_cast<int>(n);
+  return {v, v, v};
+}
+
+void write_atomically(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out << text;
+    if (!out) throw InputError(fmt::format("--json: cannot write {}", path.string()));
+  }
+  fs::rename(tmp, path);
+}
+
+int run(const Args& a, MPI_Comm comm, int rank, int size) {
+  using namespace dcdm::petsc;
+  DCDM_PETSC_CALL(DCDMKSPRegister());
+  // --json's folder is checked before any work (a report that cannot be written is bad input).
+  if (!a.json_out.empty()) {
+    const fs::path parent = fs::path(a.json_out).parent_path();
+    agree(comm, parent.empty() || fs::is_directory(parent),
+          fmt::format("--json: folder {} does not exist", parent.string()));
+  }
+  json system_info;
+  PressureSystem sys = [&] {
+    if (!a.system.empty()) {
+      system_info["source"] = fmt::format("system {}", a.system);
+      return PressureSystem::from_folder(comm, a.system);
+    }
+    dcdm::SceneSpec spec;
+    spec.name = a.scene;
+    spec.dims = scene_dims(a);
+    spec.seed = a.seed;
+    spec.parameters = dcdm::parse_scene_parameters(a.params);
+    system_info["source"] = fmt::format("scene {} {} (rhs random, seed {})", a.scene, spec.dims.str(), a.seed);
+    return PressureSystem::from_scene(comm, spec, a.seed);
+  }();
+  const dcdm::Dims d = sys.dims();
+  system_info["dims"] = {d.nx, d.ny, d.nz};
+  system_info["rows"] = d.size();
+  system_info["fluid"] = sys.fluid;
+  system_info["air"] = sys.air;
+  system_info["solid"] = sys.solid;
+  system_info["components"] = sys.components;
+  system_info["singular_components"] = sys.singular_components;
+  system_info["ranks"] = size;
+  system_info["operator"] = a.op;
+
+  Mat op = a.op == "shell" ? sys.shell() : sys.assembled();
+  KSP ksp = nullptr;
+  DCDM_PETSC_CALL(KSPCreate(comm, &ksp));
+  // The DM gives PCMG its grid hierarchy; the operators are ours, not computed from the DM.
+  DCDM_PETSC_CALL(KSPSetDM(ksp, sys.dm()));
+  DCDM_PETSC_CALL(KSPSetDMActive(ksp, PETSC_FALSE));
+  DCDM_PETSC_CALL(KSPSetOperators(ksp, op, op));
+  DCDM_PETSC_CALL(KSPSetType(ksp, KSPDCDM));
+  DCDM_PETSC_CALL(KSPSetTolerances(ksp, 1e-6, PETSC_DEFAULT, PETSC_DEFAULT, PETSC_DEFAULT));
+  DCDM_PETSC_CALL(KSPSetFromOptions(ksp));
+  PetscBool is_cg = PETSC_FALSE, norm_given = PETSC_FALSE;
+  DCDM_PETSC_CALL(PetscObjectTypeCompare((PetscObject)ksp, KSPCG, &is_cg));
+  DCDM_PETSC_CALL(PetscOptionsHasName(nullptr, nullptr, "-ksp_norm_type", &norm_given));
+  if (is_cg && !norm_given) DCDM_PETSC_CALL(KSPSetNormType(ksp, KSP_NORM_UNPRECONDITIONED));
+
+  Vec x = nullptr;
+  DCDM_PETSC_CALL(VecDuplicate(sys.rhs(), &x));
+  DCDM_PETSC_CALL(VecSet(x, 0.0));
+  const SolveSummary s = solve(ksp, op, sys.rhs(), x);
+  if (rank == 0) {
+    std::printf("%s on %s, %d rank%s: %s in %d iterations, relative residual %.3e, setup %.3f s, solve %.3f s\n",
+                s.method.c_str(), system_info["source"].get<std::string>().c_str(), size, size == 1 ? "" : "s",
+                KSPConvergedReasons[s.reason], static_cast<int>(s.iterations), s.relative_residual(),
+                s.setup_seconds, s.solve_seconds);
+    std::fflush(stdout);
+  }
+  if (!a.json_out.empty() && rank == 0) {
+    json out = {{"method", s.method},
+                {"converged", s.converged()},
+                {"reason", reason_name(s.reason)},
+                {"petsc_reason", KSPConvergedReasons[s.reason]},
+                {"iterations", s.iterations},
+                {"rhs_norm", s.rhs_norm},
+                {"initial_residual", s.initial_residual},
+                {"final_residual", s.final_residual},
+                {"relative_residual", s.relative_residual()},
+                {"residual_history", s.residual_history},
+                {"setup_seconds", s.setup_seconds},
+                {"solve_seconds", s.solve_seconds},
+                {"system", system_info}};
+    PetscBool is_dcdm = PETSC_FALSE;
+    DCDM_PETSC_CALL(PetscObjectTypeCompare((PetscObject)ksp, KSPDCDM, &is_dcdm));
+    if (is_dcdm) {
+      KSPDCDMStats st{};
+      DCDM_PETSC_CALL(KSPDCDMGetStats(ksp, &st));
+      out["dcdm"] = {{"pc_directions", st.generator_directions},
+                     {"fallback_directions", st.fallback_directions},
+                     {"fallback_nan", st.fallback_nan},
+                     {"fallback_curvature", st.fallback_curvature},
+                     {"fallback_vanished", st.fallback_vanished},
+                     {"fallback_weak", st.fallback_weak}};
+    }
+    write_atomically(a.json_out, out.dump(2) + "\n");
+  }
+  DCDM_PETSC_CALL(VecDestroy(&x));
+  DCDM_PETSC_CALL(KSPDestroy(&ksp));
+  return s.converged() ? 0 : 3;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const auto fail = [&](const std::string& message, int status) {
+    if (rank == 0) std::fprintf(stderr, "dcdm-mpi: error: %s\n", message.c_str());
+    return status;
+  };
+
+  Args args;
+  try {
+    args = parse(argc, argv);
+  } catch (const InputError& e) {
+    const int status = fail(e.what(), 2);
+    MPI_Finalize();
+    return status;
+  }
+  if (args.help) {
+    if (rank == 0) std::fputs(kUsage, stdout);
+    MPI_Finalize();
+    return 0;
+  }
+
+  std::vector<std::string> petsc_args{argv[0]};
+  petsc_args.insert(petsc_args.end(), args.petsc.begin(), args.petsc.end());
+  std::vector<char*> pargv;
+  for (auto& s : petsc_args) pargv.push_back(s.data());
+  pargv.push_back(nullptr);
+  int pargc = static_cast<int>(petsc_args.size());
+  char** pargv_ptr = pargv.data();
+  if (PetscInitialize(&pargc, &pargv_ptr, nullptr, nullptr) != 0) {
+    MPI_Finalize();
+    return 1;
+  }
+  // PETSc errors come back as codes (turned into exceptions naming PETSc's message) instead
+  // of a traceback from every rank.
+  PetscPushErrorHandler(PetscReturnErrorHandler, nullptr);
+  int status = 0;
+  try {
+    status = run(args, PETSC_COMM_WORLD, rank, size);
+  } catch (const InputError& e) {
+    status = fail(e.what(), 2);
+  } catch (const dcdm::petsc::PetscFailure& e) {
+    status = fail(fmt::format("PETSc: {}", e.what()), 2);
+  } catch (const std::exception& e) {
+    status = fail(e.what(), 1);
+  }
+  PetscPopErrorHandler();
+  PetscFinalize();
+  MPI_Finalize();
+  return status;
+}

@@ -1,0 +1,135 @@
+#pragma once
+// The pressure Poisson system (include/dcdm/poisson.hpp) distributed over a PETSc DMDA: one
+// unknown per grid cell, a star stencil of width 1, the ranks' boxes chosen by PETSc.
+//
+// Rows of fluid cells are the serial operator's (diagonal = non-solid neighbours, -1 per
+// fluid neighbour; cells beyond an Open outer face count as air, beyond a Wall as solid).
+// Cells that are not fluid get an identity row instead of the serial all-zero row (b and x
+// are 0 there), so that Jacobi, SOR and Galerkin multigrid see no zero diagonal; the fluid
+// part of the solution is the serial one. Closed fluid regions (no air, no open face) make
+// A singular: their per-component indicator vectors, normalised, are the operator's
+// MatNullSpace, found by a distributed component labelling, and b is projected.
+// Unit coefficients only (a weighted Domain is refused).
+//
+// Every call here is collective on the communicator. Errors are dcdm::InputError (bad
+// input, the same on every rank: the ranks agree before any collective call that could
+// otherwise hang) or dcdm::petsc::PetscFailure (a PETSc call failed).
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <petscdmda.h>
+#include <petscksp.h>
+
+#include "dcdm/grid.hpp"
+#include "dcdm/scenes.hpp"
+
+namespace dcdm::petsc {
+
+struct PetscFailure : std::runtime_error {
+  PetscFailure(PetscErrorCode code, const std::string& what) : std::runtime_error(what), code(code) {}
+  PetscErrorCode code;
+};
+// Throws PetscFailure with PETSc's message for a non-zero error code.
+void check(PetscErrorCode code, const char* call);
+#define DCDM_PETSC_CALL(call) ::dcdm::petsc::check((call), #call)
+
+// Throws InputError with `message` on every rank when any rank's `ok` is false (the message
+// of the lowest failing rank). Collective.
+void agree(MPI_Comm comm, bool ok, const std::string& message);
+
+struct Box {  // owned cells [xs, xs+xm) x ..., ghosted cells [gxs, gxs+gxm) x ...
+  PetscInt xs = 0, ys = 0, zs = 0, xm = 0, ym = 0, zm = 0;
+  PetscInt gxs = 0, gys = 0, gzs = 0, gxm = 0, gym = 0, gzm = 0;
+  std::int64_t ghost_index(PetscInt i, PetscInt j, PetscInt k) const {
+    return (i - gxs) + std::int64_t(gxm) * ((j - gys) + std::int64_t(gym) * (k - gzs));
+  }
+  std::int64_t owned() const { return std::int64_t(xm) * ym * zm; }
+};
+
+class PressureSystem {
+ public:
+  // A built-in scene: every rank runs make_scene for the whole grid (1 byte a cell, plus the
+  // scene's temporaries), keeps its ghosted box and frees the rest; b as `dcdm solve`'s
+  // random right-hand side of that seed (each rank draws the whole sequence and keeps its
+  // own cells: no full-grid vector), projected for closed regions.
+  static PressureSystem from_scene(MPI_Comm comm, const SceneSpec& spec, std::uint64_t rhs_seed);
+  // A system folder (include/dcdm/system.hpp): each rank reads only its ghosted box of
+  // flags.npy and its owned box of b.npy, with offset reads; faces from system.json.
+  static PressureSystem from_folder(MPI_Comm comm, const std::filesystem::path& dir);
+  // A Domain every rank already holds (tests, small grids) and a full-grid b (may be empty:
+  // then b = 0).
+  static PressureSystem from_domain(MPI_Comm comm, const Domain& domain, const std::vector<double>& b);
+
+  PressureSystem(PressureSystem&&) noexcept;
+  PressureSystem& operator=(PressureSystem&&) noexcept;
+  PressureSystem(const PressureSystem&) = delete;
+  PressureSystem& operator=(const PressureSystem&) = delete;
+  ~PressureSystem();
+
+  MPI_Comm comm() const { return comm_; }
+  DM dm() const { return da_; }
+  const Dims& dims() const { return dims_; }
+  const Box& box() const { return box_; }
+  // The operator assembled (MPIAIJ, MatSetValuesStencil) and as a MATSHELL over local
+  // ghosted arrays; both carry the null space (null when A is not singular).
+  Mat assembled();
+  Mat shell();
+  MatNullSpace nullspace() const { return nullspace_; }
+  Vec rhs() const { return b_; }  // projected onto the range of A
+  // Cell type of a cell of the ghosted box (global indices), or beyond the grid by face.
+  CellType cell(PetscInt i, PetscInt j, PetscInt k) const;
+
+  // Global counts (reduced over the ranks).
+  std::int64_t fluid = 0, air = 0, solid = 0;
+  int components = 0, singular_components = 0;
+  // Per owned cell (x fastest over the owned box): its component label (the lowest global
+  // cell index of the component; -1 outside fluid).
+  const std::vector<std::int64_t>& labels() const { return labels_; }
+
+  struct ShellContext;  // the MATSHELL's state (src/petsc/pressure_system.cpp)
+
+ private:
+  PressureSystem() = default;
+  void create_dm(MPI_Comm comm, const Dims& dims);
+  void finish(const std::vector<double>& owned_b);  // masks, components, null space, b
+  void label_components();
+  void make_nullspace(const std::map<std::int64_t, int>& singular_slot, const std::vector<double>& inverse_size);
+  void destroy();
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  DM da_ = nullptr;
+  Dims dims_;
+  std::array<FaceBoundary, 6> faces_{};
+  Box box_;
+  std::vector<std::uint8_t> ghost_cells_;  // CellType of every ghosted-box cell
+  std::vector<std::int64_t> labels_;
+  Mat assembled_ = nullptr, shell_ = nullptr;
+  MatNullSpace nullspace_ = nullptr;
+  Vec b_ = nullptr;
+  ShellContext* shell_context_ = nullptr;
+};
+
+// What a solve reports, in `dcdm solve --json`'s fields (apps/dcdm/cmd_solve.cpp).
+struct SolveSummary {
+  std::string method;
+  KSPConvergedReason reason = KSP_CONVERGED_ITERATING;
+  PetscInt iterations = 0;
+  double rhs_norm = 0, initial_residual = 0, final_residual = 0;
+  std::vector<double> residual_history;
+  double setup_seconds = 0, solve_seconds = 0;
+  bool converged() const { return reason > 0; }
+  double relative_residual() const { return rhs_norm > 0 ? final_residual / rhs_norm : final_residual; }
+};
+// dcdm's reason names for PETSc's: "converged-rtol", "max-iterations", "breakdown", ...
+const char* reason_name(KSPConvergedReason reason);
+
+// Solves A x = b with the KSP (options already set), timing KSPSetUp and KSPSolve apart, and
+// recomputes ||b - A x|| at the end.
+SolveSummary solve(KSP ksp, Mat a, Vec b, Vec x);
+
+}  // namespace dcdm::petsc

@@ -1,0 +1,768 @@
+// The pressure system on a DMDA (include/dcdm/petsc_system.hpp).
+#include "dcdm/petsc_system.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <numbers>
+#include <random>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "dcdm/error.hpp"
+
+namespace dcdm::petsc {
+namespace {
+
+constexpr std::uint8_t kFluidBit = 1u << 6;
+// Singular components up to this many get explicit indicator vectors in the MatNullSpace;
+// beyond it (each vector is a full distributed vector) the null space removes per-component
+// means through a function over the labels instead.
+constexpr int kMaxNullSpaceVectors = 32;
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// `dcdm solve --scene`'s random right-hand side (src/poisson/system.cpp make_rhs): one normal
+// value per fluid cell in cell order from this generator. Kept in step with it by the test
+// that compares both (test_petsc_system.cpp, SceneRhsMatchesSerial).
+class SerialRandom {
+ public:
+  explicit SerialRandom(std::uint64_t seed) : rng_(seed * 0x9E3779B97F4A7C15ull + 0x5851F42D4C957F2Dull) {}
+  double uniform() { return (double(rng_() >> 11) + 0.5) * 0x1.0p-53; }
+  double normal() {
+    const double u1 = uniform(), u2 = uniform();
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
+  }
+  void skip_normal() { rng_.discard(2); }
+
+ private:
+  std::mt19937_64 rng_;
+};
+
+struct Neighbour {
+  int di, dj, dk;
+};
+constexpr Neighbour kNeighbours[6] = {{-1, 0, 0}, {1, 0, 0}, {0, -1, 0}, {0, 1, 0}, {0, 0, -1}, {0, 0, 1}};
+
+}  // namespace
+
+void check(PetscErrorCode code, const char* call) {
+  if (code == 0) return;
+  const char* text = nullptr;
+  char* specific = nullptr;
+  PetscErrorMessage(code, &text, &specific);
+  std::string what = specific && *specific ? specific : (text ? text : "PETSc error");
+  throw PetscFailure(code, fmt::format("{} ({})", what, call));
+}
+
+void agree(MPI_Comm comm, bool ok, const std::string& message) {
+  int size = 1, rank = 0;
+  MPI_Comm_size(comm, &size);
+  MPI_Comm_rank(comm, &rank);
+  int mine = ok ? size : rank, first = size;
+  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
+  if (first == size) return;
+  int length = rank == first ? static_cast<int>(message.size()) : 0;
+  MPI_Bcast(&length, 1, MPI_INT, first, comm);
+  std::string text = rank == first ? message : std::string(static_cast<std::size_t>(length), ' ');
+  MPI_Bcast(text.data(), length, MPI_CHAR, first, comm);
+  throw InputError(text);
+}
+
+// ---------------------------------------------------------------- shell operator
+
+struct PressureSystem::ShellContext {
+  DM da = nullptr;
+  Box box;
+  std::vector<std::uint8_t> mask;  // per owned cell: kFluidBit | bit f when neighbour f is fluid
+  std::vector<std::uint8_t> diag;  // per owned cell: the diagonal (non-solid neighbours)
+  Vec local = nullptr;             // ghosted copy of x
+};
+
+namespace {
+
+PetscErrorCode shell_mult(Mat a, Vec x, Vec y) {
+  void* raw = nullptr;
+  PetscFunctionBegin;
+  PetscCall(MatShellGetContext(a, &raw));
+  auto* c = static_cast<PressureSystem::ShellContext*>(raw);
+  PetscCall(DMGlobalToLocalBegin(c->da, x, INSERT_VALUES, c->local));
+  PetscCall(DMGlobalToLocalEnd(c->da, x, INSERT_VALUES, c->local));
+  const PetscScalar*** xa = nullptr;
+  PetscScalar*** ya = nullptr;
+  PetscCall(DMDAVecGetArrayRead(c->da, c->local, &xa));
+  PetscCall(DMDAVecGetArray(c->da, y, &ya));
+  const Box& b = c->box;
+  std::int64_t n = 0;
+  for (PetscInt k = b.zs; k < b.zs + b.zm; ++k)
+    for (PetscInt j = b.ys; j < b.ys + b.ym; ++j)
+      for (PetscInt i = b.xs; i < b.xs + b.xm; ++i, ++n) {
+        const std::uint8_t m = c->mask[static_cast<std::size_t>(n)];
+        if (!(m & kFluidBit)) {
+          ya[k][j][i] = xa[k][j][i];  // identity row
+          continue;
+        }
+        // Summed in the serial stencil's order: z-1, y-1, x-1, centre, x+1, y+1, z+1.
+        PetscScalar v = 0;
+        if (m & (1u << 4)) v -= xa[k - 1][j][i];
+        if (m & (1u << 2)) v -= xa[k][j - 1][i];
+        if (m & (1u << 0)) v -= xa[k][j][i - 1];
+        v += c->diag[static_cast<std::size_t>(n)] * xa[k][j][i];
+        if (m & (1u << 1)) v -= xa[k][j][i + 1];
+        if (m & (1u << 3)) v -= xa[k][j + 1][i];
+        if (m & (1u << 5)) v -= xa[k + 1][j][i];
+        ya[k][j][i] = v;
+      }
+  PetscCall(DMDAVecRestoreArrayRead(c->da, c->local, &xa));
+  PetscCall(DMDAVecRestoreArray(c->da, y, &ya));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode shell_diagonal(Mat a, Vec d) {
+  void* raw = nullptr;
+  PetscFunctionBegin;
+  PetscCall(MatShellGetContext(a, &raw));
+  auto* c = static_cast<PressureSystem::ShellContext*>(raw);
+  PetscScalar* v = nullptr;
+  PetscCall(VecGetArray(d, &v));
+  for (std::size_t n = 0; n < c->mask.size(); ++n) v[n] = (c->mask[n] & kFluidBit) ? c->diag[n] : 1.0;
+  PetscCall(VecRestoreArray(d, &v));
+  PetscFunctionReturn(0);
+}
+
+// The null space of many singular components, without a vector per component: subtracts the
+// mean of v over each (the projection the indicator vectors would make).
+struct MeanRemover {
+  MPI_Comm comm;
+  std::vector<std::int32_t> slot;  // per owned cell: singular component slot or -1
+  std::vector<double> inverse_size;
+};
+
+PetscErrorCode remove_means(MatNullSpace, Vec v, void* ctx) {
+  PetscFunctionBegin;
+  auto* r = static_cast<MeanRemover*>(ctx);
+  PetscScalar* a = nullptr;
+  PetscCall(VecGetArray(v, &a));
+  std::vector<double> sums(r->inverse_size.size(), 0.0), total(sums.size(), 0.0);
+  for (std::size_t n = 0; n < r->slot.size(); ++n)
+    if (r->slot[n] >= 0) sums[static_cast<std::size_t>(r->slot[n])] += a[n];
+  PetscCallMPI(MPI_Allreduce(sums.data(), total.data(), static_cast<int>(sums.size()), MPI_DOUBLE, MPI_SUM, r->comm));
+  for (std::size_t s = 0; s < total.size(); ++s) total[s] *= r->inverse_size[s];
+  for (std::size_t n = 0; n < r->slot.size(); ++n)
+    if (r->slot[n] >= 0) a[n] -= total[static_cast<std::size_t>(r->slot[n])];
+  PetscCall(VecRestoreArray(v, &a));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode destroy_mean_remover(void* ctx) {
+  PetscFunctionBegin;
+  delete static_cast<MeanRemover*>(ctx);
+  PetscFunctionReturn(0);
+}
+
+// ---------------------------------------------------------------- .npy slabs
+
+struct NpyHeader {
+  std::string descr;
+  std::vector<std::int64_t> shape;
+  std::int64_t data_offset = 0;
+  bool fortran = false;
+};
+
+NpyHeader read_npy_header(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(fmt::format("{}: cannot open", path.string()));
+  char magic[8] = {};
+  in.read(magic, 8);
+  if (!in || std::memcmp(magic, "\x93NUMPY", 6) != 0)
+    throw InputError(fmt::format("{}: not a .npy file", path.string()));
+  std::uint32_t header_len = 0;
+  int prefix = 0;
+  if (magic[6] == 1) {
+    unsigned char b[2];
+    in.read(reinterpret_cast<char*>(b), 2);
+    header_len = b[0] | (b[1] << 8);
+    prefix = 10;
+  } else {
+    unsigned char b[4];
+    in.read(reinterpret_cast<char*>(b), 4);
+    header_len = b[0] | (b[1] << 8) | (b[2] << 16) | (std::uint32_t(b[3]) << 24);
+    prefix = 12;
+  }
+  if (!in || header_len > (1u << 20)) throw InputError(fmt::format("{}: truncated .npy header", path.string()));
+  std::string h(header_len, ' ');
+  in.read(h.data(), header_len);
+  if (!in) throw InputError(fmt::format("{}: truncated .npy header", path.string()));
+  NpyHeader out;
+  out.data_offset = prefix + header_len;
+  const auto value_of = [&](const std::string& key) {
+    const auto at = h.find("'" + key + "'");
+    if (at == std::string::npos) throw InputError(fmt::format("{}: .npy header has no '{}'", path.string(), key));
+    return h.substr(h.find(':', at) + 1);
+  };
+  std::string d = value_of("descr");
+  const auto q1 = d.find('\''), q2 = d.find('\'', q1 + 1);
+  out.descr = d.substr(q1 + 1, q2 - q1 - 1);
+  out.fortran = value_of("fortran_order").find("True") < value_of("fortran_order").find(',');
+  std::string s = value_of("shape");
+  s = s.substr(s.find('(') + 1, s.find(')') - s.find('(') - 1);
+  std::size_t pos = 0;
+  while (pos < s.size()) {
+    const auto comma = s.find(',', pos);
+    const std::string item = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    if (item.find_first_of("0123456789") != std::string::npos) out.shape.push_back(std::stoll(item));
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return out;
+}
+
+// Reads rows [x0, x0+nx) of every (j, k) in the box from a C-order (nz, ny, nx) array.
+template <class T>
+void read_box(const std::filesystem::path& path, const NpyHeader& h, const Dims& d, PetscInt x0, PetscInt y0,
+              PetscInt z0, PetscInt nx, PetscInt ny, PetscInt nz, std::vector<T>& out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(fmt::format("{}: cannot open", path.string()));
+  out.resize(static_cast<std::size_t>(nx) * ny * nz);
+  std::size_t n = 0;
+  for (PetscInt k = z0; k < z0 + nz; ++k)
+    for (PetscInt j = y0; j < y0 + ny; ++j, n += static_cast<std::size_t>(nx)) {
+      in.seekg(h.data_offset + static_cast<std::int64_t>(sizeof(T)) * d.index(static_cast<int>(x0), static_cast<int>(j),
+                                                                             static_cast<int>(k)));
+      in.read(reinterpret_cast<char*>(out.data() + n), static_cast<std::streamsize>(sizeof(T) * nx));
+      if (!in) throw InputError(fmt::format("{}: truncated (ends before cell ({}, {}, {}))", path.string(), x0, j, k));
+    }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- construction
+
+void PressureSystem::create_dm(MPI_Comm comm, const Dims& dims) {
+  comm_ = comm;
+  dims_ = dims;
+  DCDM_PETSC_CALL(DMDACreate3d(comm, DM_BOUNDARY_NONE, DM_BOUNDARY_NONE, DM_BOUNDARY_NONE, DMDA_STENCIL_STAR,
+                               dims.nx, dims.ny, dims.nz, PETSC_DECIDE, PETSC_DECIDE, PETSC_DECIDE, 1, 1,
+                               nullptr, nullptr, nullptr, &da_));
+  DCDM_PETSC_CALL(DMSetFromOptions(da_));
+  DCDM_PETSC_CALL(DMSetUp(da_));
+  // Geometric multigrid on the DMDA (-pc_type mg): cell-centred grids of even sizes coarsen
+  // by halving with piecewise-constant interpolation; odd sizes (2^k + 1) with trilinear.
+  const bool even = dims.nx % 2 == 0 && dims.ny % 2 == 0 && dims.nz % 2 == 0;
+  DCDM_PETSC_CALL(DMDASetInterpolationType(da_, even ? DMDA_Q0 : DMDA_Q1));
+  Box& b = box_;
+  DCDM_PETSC_CALL(DMDAGetCorners(da_, &b.xs, &b.ys, &b.zs, &b.xm, &b.ym, &b.zm));
+  DCDM_PETSC_CALL(DMDAGetGhostCorners(da_, &b.gxs, &b.gys, &b.gzs, &b.gxm, &b.gym, &b.gzm));
+}
+
+CellType PressureSystem::cell(PetscInt i, PetscInt j, PetscInt k) const {
+  if (i < 0) return faces_[0] == FaceBoundary::Open ? CellType::Air : CellType::Solid;
+  if (i >= dims_.nx) return faces_[1] == FaceBoundary::Open ? CellType::Air : CellType::Solid;
+  if (j < 0) return faces_[2] == FaceBoundary::Open ? CellType::Air : CellType::Solid;
+  if (j >= dims_.ny) return faces_[3] == FaceBoundary::Open ? CellType::Air : CellType::Solid;
+  if (k < 0) return faces_[4] == FaceBoundary::Open ? CellType::Air : CellType::Solid;
+  if (k >= dims_.nz) return faces_[5] == FaceBoundary::Open ? CellType::Air : CellType::Solid;
+  return static_cast<CellType>(ghost_cells_[static_cast<std::size_t>(box_.ghost_index(i, j, k))]);
+}
+
+PressureSystem PressureSystem::from_domain(MPI_Comm comm, const Domain& domain, const std::vector<double>& b) {
+  agree(comm, !domain.weighted(), "dcdm-mpi: weighted domains (coefficients) are not supported on PETSc");
+  agree(comm, b.empty() || static_cast<std::int64_t>(b.size()) == domain.dims().size(),
+        fmt::format("right-hand side has {} values, the grid {} has {} cells", b.size(), domain.dims().str(),
+                    domain.dims().size()));
+  PressureSystem s;
+  s.faces_ = domain.faces;
+  s.create_dm(comm, domain.dims());
+  const Box& x = s.box_;
+  s.ghost_cells_.resize(static_cast<std::size_t>(x.gxm) * x.gym * x.gzm);
+  for (PetscInt k = x.gzs; k < x.gzs + x.gzm; ++k)
+    for (PetscInt j = x.gys; j < x.gys + x.gym; ++j)
+      for (PetscInt i = x.gxs; i < x.gxs + x.gxm; ++i)
+        s.ghost_cells_[static_cast<std::size_t>(x.ghost_index(i, j, k))] =
+            static_cast<std::uint8_t>(domain.cells(static_cast<int>(i), static_cast<int>(j), static_cast<int>(k)));
+  std::vector<double> owned(static_cast<std::size_t>(x.owned()), 0.0);
+  if (!b.empty()) {
+    std::size_t n = 0;
+    for (PetscInt k = x.zs; k < x.zs + x.zm; ++k)
+      for (PetscInt j = x.ys; j < x.ys + x.ym; ++j)
+        for (PetscInt i = x.xs; i < x.xs + x.xm; ++i)
+          owned[n++] = b[static_cast<std::size_t>(domain.dims().index(static_cast<int>(i), static_cast<int>(j), static_cast<int>(k)))];
+  }
+  s.finish(owned);
+  return s;
+}
+
+PressureSystem PressureSystem::from_scene(MPI_Comm comm, const SceneSpec& spec, std::uint64_t rhs_seed) {
+  check_min_dims(spec.dims);
+  Domain domain = make_scene(spec);  // deterministic: every rank builds the same (or throws the same)
+  PressureSystem s = from_domain(comm, domain, {});
+  // The right-hand side: the serial random sequence, each rank keeping its own cells.
+  const Box& x = s.box_;
+  std::vector<double> owned(static_cast<std::size_t>(x.owned()), 0.0);
+  SerialRandom rng(rhs_seed);
+  const Dims d = domain.dims();
+  for (int k = 0; k < d.nz; ++k)
+    for (int j = 0; j < d.ny; ++j) {
+      const bool row_owned = k >= x.zs && k < x.zs + x.zm && j >= x.ys && j < x.ys + x.ym;
+      for (int i = 0; i < d.nx; ++i) {
+        if (domain.cells(i, j, k) != CellType::Fluid) continue;
+        if (row_owned && i >= x.xs && i < x.xs + x.xm)
+          owned[static_cast<std::size_t>((i - x.xs) + x.xm * ((j - x.ys) + std::int64_t(x.ym) * (k - x.zs)))] = rng.normal();
+        else
+          rng.skip_normal();
+      }
+    }
+  domain = Domain();  // the whole grid is no longer needed
+  PetscScalar* v = nullptr;
+  DCDM_PETSC_CALL(VecGetArray(s.b_, &v));
+  std::copy(owned.begin(), owned.end(), v);
+  DCDM_PETSC_CALL(VecRestoreArray(s.b_, &v));
+  if (s.nullspace_) DCDM_PETSC_CALL(MatNullSpaceRemove(s.nullspace_, s.b_));
+  return s;
+}
+
+PressureSystem PressureSystem::from_folder(MPI_Comm comm, const std::filesystem::path& dir) {
+  // system.json is small: every rank reads it. Failures agree before anything collective.
+  nlohmann::json meta;
+  std::string error;
+  const auto json_path = dir / "system.json";
+  try {
+    std::ifstream in(json_path);
+    if (!in) throw InputError(fmt::format("{}: cannot open (not a system folder?)", json_path.string()));
+    meta = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    error = fmt::format("{}: {}", json_path.string(), e.what());
+  } catch (const InputError& e) {
+    error = e.what();
+  }
+  agree(comm, error.empty(), error);
+  Dims dims;
+  std::array<FaceBoundary, 6> faces{};
+  try {
+    if (meta.contains("coefficients"))
+      throw InputError(fmt::format("{}: weighted systems (coefficients) are not supported on PETSc", json_path.string()));
+    const auto& jd = meta.at("dims");
+    dims = Dims{jd.at(0).get<int>(), jd.at(1).get<int>(), jd.at(2).get<int>()};
+    check_grid_dims(dims, json_path.string() + " dims");
+    for (int f = 0; f < 6; ++f) {
+      const std::string v = meta.at("faces").at(to_string(static_cast<Face>(f))).get<std::string>();
+      if (v != "open" && v != "wall")
+        throw InputError(fmt::format("{}: face {} is '{}' (open or wall)", json_path.string(), to_string(static_cast<Face>(f)), v));
+      faces[static_cast<std::size_t>(f)] = v == "open" ? FaceBoundary::Open : FaceBoundary::Wall;
+    }
+  } catch (const nlohmann::json::exception& e) {
+    error = fmt::format("{}: {}", json_path.string(), e.what());
+  } catch (const InputError& e) {
+    error = e.what();
+  }
+  agree(comm, error.empty(), error);
+
+  PressureSystem s;
+  s.faces_ = faces;
+  s.create_dm(comm, dims);
+  const Box& x = s.box_;
+  std::vector<double> owned;
+  try {
+    const auto flags_path = dir / "flags.npy", b_path = dir / "b.npy";
+    const NpyHeader hf = read_npy_header(flags_path), hb = read_npy_header(b_path);
+    const std::vector<std::int64_t> shape{dims.nz, dims.ny, dims.nx};
+    if (hf.shape != shape || hf.fortran || (hf.descr != "|u1" && hf.descr != "<u1"))
+      throw InputError(fmt::format("{}: expected uint8 of shape ({}, {}, {}) in C order", flags_path.string(),
+                                   dims.nz, dims.ny, dims.nx));
+    if (hb.shape != shape || hb.fortran || hb.descr != "<f8")
+      throw InputError(fmt::format("{}: expected float64 of shape ({}, {}, {}) in C order", b_path.string(),
+                                   dims.nz, dims.ny, dims.nx));
+    read_box(flags_path, hf, dims, x.gxs, x.gys, x.gzs, x.gxm, x.gym, x.gzm, s.ghost_cells_);
+    for (std::size_t n = 0; n < s.ghost_cells_.size(); ++n)
+      if (s.ghost_cells_[n] > 2)
+        throw InputError(fmt::format("{}: flag value {} (0 solid, 1 fluid, 2 air)", flags_path.string(),
+                                     int(s.ghost_cells_[n])));
+    read_box(b_path, hb, dims, x.xs, x.ys, x.zs, x.xm, x.ym, x.zm, owned);
+    std::int64_t bad = 0;
+    for (double v : owned) bad += !std::isfinite(v);
+    if (bad > 0) throw InputError(fmt::format("{}: {} non-finite value(s)", b_path.string(), bad));
+  } catch (const InputError& e) {
+    error = e.what();
+  }
+  agree(comm, error.empty(), error);
+  s.finish(owned);
+  return s;
+}
+
+// Labels every owned fluid cell with the lowest global cell index of its component: each
+// rank unites its owned cells with their fluid neighbours (the ghost layer carrying the
+// neighbours' current labels), takes the smallest label of each local set, and the ranks
+// exchange ghost layers until no label changes anywhere (as many rounds as a component
+// crosses rank boundaries, plus one).
+void PressureSystem::label_components() {
+  const Box& x = box_;
+  const std::size_t ng = ghost_cells_.size();
+  Vec global = nullptr, local = nullptr;
+  DCDM_PETSC_CALL(DMCreateGlobalVector(da_, &global));
+  DCDM_PETSC_CALL(DMCreateLocalVector(da_, &local));
+  labels_.assign(static_cast<std::size_t>(x.owned()), -1);
+  std::size_t n = 0;
+  for (PetscInt k = x.zs; k < x.zs + x.zm; ++k)
+    for (PetscInt j = x.ys; j < x.ys + x.ym; ++j)
+      for (PetscInt i = x.xs; i < x.xs + x.xm; ++i, ++n)
+        if (cell(i, j, k) == CellType::Fluid)
+          labels_[n] = dims_.index(static_cast<int>(i), static_cast<int>(j), static_cast<int>(k));
+
+  std::vector<std::int64_t> parent(ng);
+  const auto find = [&](std::int64_t a) {
+    while (parent[static_cast<std::size_t>(a)] != a) {
+      parent[static_cast<std::size_t>(a)] = parent[static_cast<std::size_t>(parent[static_cast<std::size_t>(a)])];
+      a = parent[static_cast<std::size_t>(a)];
+    }
+    return a;
+  };
+  const auto unite = [&](std::int64_t a, std::int64_t b) {
+    a = find(a);
+    b = find(b);
+    if (a != b) parent[static_cast<std::size_t>(std::max(a, b))] = std::min(a, b);
+  };
+  // Local union-find is done once: the local sets do not change, only their labels.
+  for (std::size_t g = 0; g < ng; ++g) parent[g] = static_cast<std::int64_t>(g);
+  for (PetscInt k = x.zs; k < x.zs + x.zm; ++k)
+    for (PetscInt j = x.ys; j < x.ys + x.ym; ++j)
+      for (PetscInt i = x.xs; i < x.xs + x.xm; ++i) {
+        if (cell(i, j, k) != CellType::Fluid) continue;
+        for (const auto& nb : kNeighbours) {
+          const PetscInt a = i + nb.di, b = j + nb.dj, c = k + nb.dk;
+          if (a < 0 || b < 0 || c < 0 || a >= dims_.nx || b >= dims_.ny || c >= dims_.nz) continue;
+          if (cell(a, b, c) == CellType::Fluid) unite(x.ghost_index(i, j, k), x.ghost_index(a, b, c));
+        }
+      }
+  std::vector<std::int64_t> set_min(ng);
+  for (int round = 0;; ++round) {
+    PetscScalar* gv = nullptr;
+    DCDM_PETSC_CALL(VecGetArray(global, &gv));
+    for (std::size_t m = 0; m < labels_.size(); ++m) gv[m] = static_cast<PetscScalar>(labels_[m]);
+    DCDM_PETSC_CALL(VecRestoreArray(global, &gv));
+    DCDM_PETSC_CALL(DMGlobalToLocalBegin(da_, global, INSERT_VALUES, local));
+    DCDM_PETSC_CALL(DMGlobalToLocalEnd(da_, global, INSERT_VALUES, local));
+    const PetscScalar* lv = nullptr;
+    DCDM_PETSC_CALL(VecGetArrayRead(local, &lv));
+    std::fill(set_min.begin(), set_min.end(), std::numeric_limits<std::int64_t>::max());
+    // Members of the sets: owned fluid cells and the fluid face-neighbours united with them
+    // (corner cells of the ghosted box never join a set, so their stale values are unused).
+    for (std::size_t g = 0; g < ng; ++g) {
+      if (ghost_cells_[g] != static_cast<std::uint8_t>(CellType::Fluid)) continue;
+      const std::int64_t root = find(static_cast<std::int64_t>(g));
+      const auto label = static_cast<std::int64_t>(lv[g]);
+      if (label >= 0) set_min[static_cast<std::size_t>(root)] = std::min(set_min[static_cast<std::size_t>(root)], label);
+    }
+    DCDM_PETSC_CALL(VecRestoreArrayRead(local, &lv));
+    int changed = 0;
+    n = 0;
+    for (PetscInt k = x.zs; k < x.zs + x.zm; ++k)
+      for (PetscInt j = x.ys; j < x.ys + x.ym; ++j)
+        for (PetscInt i = x.xs; i < x.xs + x.xm; ++i, ++n) {
+          if (labels_[n] < 0) continue;
+          const std::int64_t m = set_min[static_cast<std::size_t>(find(x.ghost_index(i, j, k)))];
+          if (m < labels_[n]) {
+            labels_[n] = m;
+            changed = 1;
+          }
+        }
+    int any = 0;
+    MPI_Allreduce(&changed, &any, 1, MPI_INT, MPI_LOR, comm_);
+    if (!any) break;
+  }
+  DCDM_PETSC_CALL(VecDestroy(&global));
+  DCDM_PETSC_CALL(VecDestroy(&local));
+}
+
+void PressureSystem::finish(const std::vector<double>& owned_b) {
+  const Box& x = box_;
+  // Counts.
+  std::int64_t local[3] = {0, 0, 0}, total[3] = {0, 0, 0};
+  for (PetscInt k = x.zs; k < x.zs + x.zm; ++k)
+    for (PetscInt j = x.ys; j < x.ys + x.ym; ++j)
+      for (PetscInt i = x.xs; i < x.xs + x.xm; ++i) ++local[static_cast<int>(cell(i, j, k))];
+  MPI_Allreduce(local, total, 3, MPI_INT64_T, MPI_SUM, comm_);
+  solid = total[0];
+  fluid = total[1];
+  air = total[2];
+  // A grid with no fluid cell has no equation to solve (make_scene refuses it too).
+  agree(comm_, fluid > 0, "the system has no fluid cell");
+
+  label_components();
+  // Per component: does it touch air or an open face (Dirichlet), and its size. Every rank
+  // contributes (label, touches, count) for the components it holds; all ranks merge them.
+  std::map<std::int64_t, std::pair<int, std::int64_t>> mine;
+  std::size_t n = 0;
+  for (PetscInt k = x.zs; k < x.zs + x.zm; ++k)
+    for (PetscInt j = x.ys; j < x.ys + x.ym; ++j)
+      for (PetscInt i = x.xs; i < x.xs + x.xm; ++i, ++n) {
+        if (labels_[n] < 0) continue;
+        auto& e = mine[labels_[n]];
+        ++e.second;
+        for (const auto& nb : kNeighbours)
+          if (cell(i + nb.di, j + nb.dj, k + nb.dk) == CellType::Air) e.first = 1;
+      }
+  std::vector<std::int64_t> packed;
+  for (const auto& [label, e] : mine) packed.insert(packed.end(), {label, e.first, e.second});
+  int size = 1;
+  MPI_Comm_size(comm_, &size);
+  int count = static_cast<int>(packed.size());
+  std::vector<int> counts(static_cast<std::size_t>(size)), offsets(static_cast<std::size_t>(size), 0);
+  MPI_Allgather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, comm_);
+  for (int r = 1; r < size; ++r) offsets[static_cast<std::size_t>(r)] = offsets[static_cast<std::size_t>(r) - 1] + counts[static_cast<std::size_t>(r) - 1];
+  std::vector<std::int64_t> all(static_cast<std::size_t>(offsets.back() + counts.back()));
+  MPI_Allgatherv(packed.data(), count, MPI_INT64_T, all.data(), counts.data(), offsets.data(), MPI_INT64_T, comm_);
+  std::map<std::int64_t, std::pair<int, std::int64_t>> merged;
+  for (std::size_t a = 0; a + 3 <= all.size(); a += 3) {
+    auto& e = merged[all[a]];
+    e.first |= static_cast<int>(all[a + 1]);
+    e.second += all[a + 2];
+  }
+  components = static_cast<int>(merged.size());
+  std::map<std::int64_t, int> singular_slot;  // in label order = the serial component order
+  std::vector<double> inverse_size;
+  for (const auto& [label, e] : merged)
+    if (!e.first) {
+      singular_slot[label] = static_cast<int>(inverse_size.size());
+      inverse_size.push_back(1.0 / static_cast<double>(e.second));
+    }
+  singular_components = static_cast<int>(singular_slot.size());
+
+  // The shell operator's per-cell masks.
+  shell_context_ = new ShellContext();
+  shell_context_->da = da_;
+  shell_context_->box = x;
+  shell_context_->mask.resize(static_cast<std::size_t>(x.owned()));
+  shell_context_->diag.resize(static_cast<std::size_t>(x.owned()));
+  n = 0;
+  for (PetscInt k = x.zs; k < x.zs + x.zm; ++k)
+    for (PetscInt j = x.ys; j < x.ys + x.ym; ++j)
+      for (PetscInt i = x.xs; i < x.xs + x.xm; ++i, ++n) {
+        if (cell(i, j, k) != CellType::Fluid) continue;
+        std::uint8_t m = kFluidBit, d = 0;
+        for (int f = 0; f < 6; ++f) {
+          const auto& nb = kNeighbours[f];
+          const CellType t = cell(i + nb.di, j + nb.dj, k + nb.dk);
+          if (t != CellType::Solid) ++d;
+          if (t == CellType::Fluid) m |= std::uint8_t(1u << f);
+        }
+        shell_context_->mask[n] = m;
+        shell_context_->diag[n] = d;
+      }
+  DCDM_PETSC_CALL(DMCreateLocalVector(da_, &shell_context_->local));
+
+  // b (zero off fluid: those rows are identities with x = 0).
+  DCDM_PETSC_CALL(DMCreateGlobalVector(da_, &b_));
+  PetscScalar* bv = nullptr;
+  DCDM_PETSC_CALL(VecGetArray(b_, &bv));
+  for (std::size_t m = 0; m < labels_.size(); ++m) bv[m] = (labels_[m] >= 0 && !owned_b.empty()) ? owned_b[m] : 0.0;
+  DCDM_PETSC_CALL(VecRestoreArray(b_, &bv));
+  make_nullspace(singular_slot, inverse_size);
+  if (nullspace_) DCDM_PETSC_CALL(MatNullSpaceRemove(nullspace_, b_));
+}
+
+void PressureSystem::make_nullspace(const std::map<std::int64_t, int>& singular_slot,
+                                    const std::vector<double>& inverse_size) {
+  // The null space: normalised indicator vectors of the singular components.
+  if (singular_components == 0) return;
+  if (singular_components <= kMaxNullSpaceVectors) {
+    std::vector<Vec> vecs(static_cast<std::size_t>(singular_components));
+    for (auto& v : vecs) {
+      DCDM_PETSC_CALL(VecDuplicate(b_, &v));
+      DCDM_PETSC_CALL(VecSet(v, 0.0));
+    }
+    std::vector<PetscScalar*> arrays(vecs.size());
+    for (std::size_t s = 0; s < vecs.size(); ++s) DCDM_PETSC_CALL(VecGetArray(vecs[s], &arrays[s]));
+    for (std::size_t m = 0; m < labels_.size(); ++m) {
+      if (labels_[m] < 0) continue;
+      const auto it = singular_slot.find(labels_[m]);
+      if (it != singular_slot.end())
+        arrays[static_cast<std::size_t>(it->second)][m] = std::sqrt(inverse_size[static_cast<std::size_t>(it->second)]);
+    }
+    for (std::size_t s = 0; s < vecs.size(); ++s) DCDM_PETSC_CALL(VecRestoreArray(vecs[s], &arrays[s]));
+    DCDM_PETSC_CALL(MatNullSpaceCreate(comm_, PETSC_FALSE, singular_components, vecs.data(), &nullspace_));
+    for (auto& v : vecs) DCDM_PETSC_CALL(VecDestroy(&v));
+  } else {
+    auto* remover = new MeanRemover{comm_, std::vector<std::int32_t>(labels_.size(), -1), inverse_size};
+    for (std::size_t m = 0; m < labels_.size(); ++m) {
+      if (labels_[m] < 0) continue;
+      const auto it = singular_slot.find(labels_[m]);
+      if (it != singular_slot.end()) remover->slot[m] = it->second;
+    }
+    DCDM_PETSC_CALL(MatNullSpaceCreate(comm_, PETSC_FALSE, 0, nullptr, &nullspace_));
+    DCDM_PETSC_CALL(MatNullSpaceSetFunction(nullspace_, remove_means, remover));
+    // The null space owns the remover: a container object destroys it with the null space.
+    PetscContainer holder = nullptr;
+    DCDM_PETSC_CALL(PetscContainerCreate(comm_, &holder));
+    DCDM_PETSC_CALL(PetscContainerSetPointer(holder, remover));
+    DCDM_PETSC_CALL(PetscContainerSetUserDestroy(holder, destroy_mean_remover));
+    DCDM_PETSC_CALL(PetscObjectCompose((PetscObject)nullspace_, "dcdm_mean_remover", (PetscObject)holder));
+    DCDM_PETSC_CALL(PetscContainerDestroy(&holder));
+  }
+}
+
+Mat PressureSystem::assembled() {
+  if (assembled_) return assembled_;
+  DCDM_PETSC_CALL(DMCreateMatrix(da_, &assembled_));
+  DCDM_PETSC_CALL(MatSetOption(assembled_, MAT_NEW_NONZERO_ALLOCATION_ERR, PETSC_TRUE));
+  const Box& x = box_;
+  std::size_t n = 0;
+  for (PetscInt k = x.zs; k < x.zs + x.zm; ++k)
+    for (PetscInt j = x.ys; j < x.ys + x.ym; ++j)
+      for (PetscInt i = x.xs; i < x.xs + x.xm; ++i, ++n) {
+        MatStencil row{};
+        row.i = i;
+        row.j = j;
+        row.k = k;
+        MatStencil cols[7];
+        PetscScalar vals[7];
+        int nc = 0;
+        const std::uint8_t m = shell_context_->mask[n];
+        if (!(m & kFluidBit)) {
+          cols[0] = row;
+          vals[0] = 1.0;
+          nc = 1;
+        } else {
+          for (int f = 0; f < 6; ++f) {
+            if (!(m & (1u << f))) continue;
+            cols[nc] = row;
+            cols[nc].i += kNeighbours[f].di;
+            cols[nc].j += kNeighbours[f].dj;
+            cols[nc].k += kNeighbours[f].dk;
+            vals[nc++] = -1.0;
+          }
+          cols[nc] = row;
+          vals[nc++] = shell_context_->diag[n];
+        }
+        DCDM_PETSC_CALL(MatSetValuesStencil(assembled_, 1, &row, nc, cols, vals, INSERT_VALUES));
+      }
+  DCDM_PETSC_CALL(MatAssemblyBegin(assembled_, MAT_FINAL_ASSEMBLY));
+  DCDM_PETSC_CALL(MatAssemblyEnd(assembled_, MAT_FINAL_ASSEMBLY));
+  DCDM_PETSC_CALL(MatSetOption(assembled_, MAT_SYMMETRIC, PETSC_TRUE));
+  if (nullspace_) {
+    DCDM_PETSC_CALL(MatSetNullSpace(assembled_, nullspace_));
+    DCDM_PETSC_CALL(MatSetTransposeNullSpace(assembled_, nullspace_));
+  }
+  return assembled_;
+}
+
+Mat PressureSystem::shell() {
+  if (shell_) return shell_;
+  PetscInt local = 0, global = 0;
+  DCDM_PETSC_CALL(VecGetLocalSize(b_, &local));
+  DCDM_PETSC_CALL(VecGetSize(b_, &global));
+  DCDM_PETSC_CALL(MatCreateShell(comm_, local, local, global, global, shell_context_, &shell_));
+  DCDM_PETSC_CALL(MatShellSetOperation(shell_, MATOP_MULT, (void (*)(void))shell_mult));
+  DCDM_PETSC_CALL(MatShellSetOperation(shell_, MATOP_MULT_TRANSPOSE, (void (*)(void))shell_mult));
+  DCDM_PETSC_CALL(MatShellSetOperation(shell_, MATOP_GET_DIAGONAL, (void (*)(void))shell_diagonal));
+  DCDM_PETSC_CALL(MatSetDM(shell_, da_));
+  DCDM_PETSC_CALL(MatSetOption(shell_, MAT_SYMMETRIC, PETSC_TRUE));
+  if (nullspace_) {
+    DCDM_PETSC_CALL(MatSetNullSpace(shell_, nullspace_));
+    DCDM_PETSC_CALL(MatSetTransposeNullSpace(shell_, nullspace_));
+  }
+  return shell_;
+}
+
+void PressureSystem::destroy() {
+  MatDestroy(&assembled_);
+  MatDestroy(&shell_);
+  MatNullSpaceDestroy(&nullspace_);
+  VecDestroy(&b_);
+  if (shell_context_) {
+    VecDestroy(&shell_context_->local);
+    delete shell_context_;
+    shell_context_ = nullptr;
+  }
+  DMDestroy(&da_);
+}
+
+PressureSystem::~PressureSystem() { destroy(); }
+
+PressureSystem::PressureSystem(PressureSystem&& o) noexcept { *this = std::move(o); }
+
+PressureSystem& PressureSystem::operator=(PressureSystem&& o) noexcept {
+  if (this == &o) return *this;
+  destroy();
+  fluid = o.fluid;
+  air = o.air;
+  solid = o.solid;
+  components = o.components;
+  singular_components = o.singular_components;
+  comm_ = o.comm_;
+  da_ = std::exchange(o.da_, nullptr);
+  dims_ = o.dims_;
+  faces_ = o.faces_;
+  box_ = o.box_;
+  ghost_cells_ = std::move(o.ghost_cells_);
+  labels_ = std::move(o.labels_);
+  assembled_ = std::exchange(o.assembled_, nullptr);
+  shell_ = std::exchange(o.shell_, nullptr);
+  nullspace_ = std::exchange(o.nullspace_, nullptr);
+  b_ = std::exchange(o.b_, nullptr);
+  shell_context_ = std::exchange(o.shell_context_, nullptr);
+  return *this;
+}
+
+// ---------------------------------------------------------------- solving
+
+const char* reason_name(KSPConvergedReason reason) {
+  switch (reason) {
+    case KSP_CONVERGED_RTOL_NORMAL:
+    case KSP_CONVERGED_RTOL: return "converged-rtol";
+    case KSP_CONVERGED_ATOL_NORMAL:
+    case KSP_CONVERGED_ATOL: return "converged-atol";
+    case KSP_CONVERGED_ITS: return "converged-its";
+    case KSP_DIVERGED_ITS: return "max-iterations";
+    case KSP_DIVERGED_BREAKDOWN:
+    case KSP_DIVERGED_BREAKDOWN_BICG: return "breakdown";
+    case KSP_DIVERGED_NANORINF: return "nan";
+    case KSP_DIVERGED_INDEFINITE_MAT: return "indefinite-matrix";
+    case KSP_DIVERGED_INDEFINITE_PC: return "indefinite-preconditioner";
+    case KSP_DIVERGED_DTOL: return "diverged-dtol";
+    case KSP_DIVERGED_PC_FAILED: return "pc-failed";
+    default: break;
+  }
+  return reason > 0 ? "converged" : "diverged";
+}
+
+SolveSummary solve(KSP ksp, Mat a, Vec b, Vec x) {
+  SolveSummary s;
+  KSPType kt = nullptr;
+  PC pc = nullptr;
+  PCType pt = nullptr;
+  DCDM_PETSC_CALL(KSPGetPC(ksp, &pc));
+  const auto t0 = Clock::now();
+  DCDM_PETSC_CALL(KSPSetUp(ksp));
+  s.setup_seconds = seconds_since(t0);
+  DCDM_PETSC_CALL(KSPGetType(ksp, &kt));
+  DCDM_PETSC_CALL(PCGetType(pc, &pt));
+  s.method = fmt::format("petsc-{}+{}", kt ? kt : "?", pt ? pt : "none");
+  DCDM_PETSC_CALL(VecNorm(b, NORM_2, &s.rhs_norm));
+  DCDM_PETSC_CALL(KSPSetResidualHistory(ksp, nullptr, PETSC_DECIDE, PETSC_TRUE));
+  const auto t1 = Clock::now();
+  DCDM_PETSC_CALL(KSPSolve(ksp, b, x));
+  s.solve_seconds = seconds_since(t1);
+  DCDM_PETSC_CALL(KSPGetConvergedReason(ksp, &s.reason));
+  DCDM_PETSC_CALL(KSPGetIterationNumber(ksp, &s.iterations));
+  const PetscReal* hist = nullptr;
+  PetscInt nh = 0;
+  DCDM_PETSC_CALL(KSPGetResidualHistory(ksp, &hist, &nh));
+  s.residual_history.assign(hist, hist + nh);
+  s.initial_residual = nh > 0 ? hist[0] : s.rhs_norm;
+  Vec r = nullptr;
+  DCDM_PETSC_CALL(VecDuplicate(b, &r));
+  DCDM_PETSC_CALL(MatMult(a, x, r));
+  DCDM_PETSC_CALL(VecAYPX(r, -1.0, b));
+  DCDM_PETSC_CALL(VecNorm(r, NORM_2, &s.final_residual));
+  DCDM_PETSC_CALL(VecDestroy(&r));
+  return s;
+}
+
+}  // namespace dcdm::petsc

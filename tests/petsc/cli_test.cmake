@@ -1,0 +1,114 @@
+# dcdm-mpi end to end (cmake -P): the distributed solve agrees with the serial tool on the
+# same scene (iteration counts of Jacobi-PCG, the system's cell counts), a system folder
+# gives the scene's result, and bad input exits 2 on every rank with the message once.
+# Inputs: MPIEXEC, DCDM_MPI, DCDM (the serial tool), WORK_DIR, PYTHON.
+file(REMOVE_RECURSE ${WORK_DIR})
+file(MAKE_DIRECTORY ${WORK_DIR})
+
+function(run_mpi np expected_rc out_var err_var)
+  execute_process(COMMAND ${MPIEXEC} --oversubscribe -n ${np} ${DCDM_MPI} ${ARGN}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 120)
+  if(NOT rc EQUAL expected_rc)
+    message(FATAL_ERROR "dcdm-mpi ${ARGN} (-n ${np}): exit ${rc}, expected ${expected_rc}\nstdout: ${out}\nstderr: ${err}")
+  endif()
+  set(${out_var} "${out}" PARENT_SCOPE)
+  set(${err_var} "${err}" PARENT_SCOPE)
+endfunction()
+
+# Reads key (a JSON path like system.fluid) from a report.
+function(json_get file key out_var)
+  file(READ ${file} text)
+  string(REPLACE "." ";" path "${key}")
+  string(JSON value GET "${text}" ${path})
+  set(${out_var} "${value}" PARENT_SCOPE)
+endfunction()
+
+# Bad input: exit 2 everywhere, "dcdm-mpi: error:" exactly once, naming what was wrong.
+function(expect_bad_input np pattern)
+  run_mpi(${np} 2 out err ${ARGN})
+  string(REGEX MATCHALL "dcdm-mpi: error:" hits "${err}")
+  list(LENGTH hits count)
+  if(NOT count EQUAL 1)
+    message(FATAL_ERROR "dcdm-mpi ${ARGN}: ${count} error messages, expected 1:\n${err}")
+  endif()
+  if(NOT err MATCHES "${pattern}")
+    message(FATAL_ERROR "dcdm-mpi ${ARGN}: the error does not name '${pattern}':\n${err}")
+  endif()
+endfunction()
+
+# 1. Jacobi-PCG on 3 ranks against the serial tool's jacobi method on the same scene and b.
+set(scene --scene obstacles --dims 24,19,13 --seed 2)
+run_mpi(3 0 out err solve ${scene} --json ${WORK_DIR}/cg.json -ksp_type cg -pc_type jacobi -ksp_rtol 1e-8)
+execute_process(COMMAND ${DCDM} solve ${scene} --method jacobi --rtol 1e-8 --json ${WORK_DIR}/serial.json
+                RESULT_VARIABLE rc OUTPUT_QUIET ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "dcdm solve failed (${rc}): ${err}")
+endif()
+foreach(key system.fluid system.air system.solid system.singular_components)
+  json_get(${WORK_DIR}/cg.json ${key} mpi_value)
+  json_get(${WORK_DIR}/serial.json ${key} serial_value)
+  if(NOT mpi_value EQUAL serial_value)
+    message(FATAL_ERROR "${key}: dcdm-mpi ${mpi_value}, dcdm solve ${serial_value}")
+  endif()
+endforeach()
+json_get(${WORK_DIR}/cg.json iterations mpi_its)
+json_get(${WORK_DIR}/serial.json iterations serial_its)
+json_get(${WORK_DIR}/cg.json rhs_norm mpi_bnorm)
+json_get(${WORK_DIR}/serial.json rhs_norm serial_bnorm)
+math(EXPR its_diff "${mpi_its} - ${serial_its}")
+if(its_diff GREATER 1 OR its_diff LESS -1)
+  message(FATAL_ERROR "Jacobi-PCG iterations: dcdm-mpi ${mpi_its}, dcdm solve ${serial_its}")
+endif()
+if(NOT mpi_bnorm STREQUAL serial_bnorm)
+  # The same b: its norm agrees to the printed digits or very nearly.
+  execute_process(COMMAND ${PYTHON} -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); sys.exit(abs(a-b)>1e-12*abs(b))"
+                  ${mpi_bnorm} ${serial_bnorm} RESULT_VARIABLE differ)
+  if(differ)
+    message(FATAL_ERROR "||b||: dcdm-mpi ${mpi_bnorm}, dcdm solve ${serial_bnorm}")
+  endif()
+endif()
+json_get(${WORK_DIR}/cg.json reason reason)
+json_get(${WORK_DIR}/cg.json relative_residual relres)
+if(NOT reason STREQUAL "converged-rtol")
+  message(FATAL_ERROR "dcdm-mpi reason ${reason}")
+endif()
+
+# 2. KSPDCDM with PCMG (Galerkin) on a system folder written by the serial tool, shell
+#    operator: converges, with the folder's counts.
+execute_process(COMMAND ${DCDM} export --scene obstacles --n 17 --seed 1 --out ${WORK_DIR}/sys
+                RESULT_VARIABLE rc OUTPUT_QUIET ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "dcdm export failed (${rc}): ${err}")
+endif()
+run_mpi(2 0 out err solve --system ${WORK_DIR}/sys --json ${WORK_DIR}/mg.json
+        -ksp_type dcdm -pc_type mg -pc_mg_levels 3 -pc_mg_galerkin pmat)
+run_mpi(1 0 out err solve --scene obstacles --n 17 --seed 1 --json ${WORK_DIR}/mg1.json
+        -ksp_type dcdm -pc_type mg -pc_mg_levels 3 -pc_mg_galerkin pmat)
+foreach(key system.fluid rhs_norm)
+  json_get(${WORK_DIR}/mg.json ${key} a)
+  json_get(${WORK_DIR}/mg1.json ${key} b)
+  execute_process(COMMAND ${PYTHON} -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); sys.exit(abs(a-b)>1e-12*abs(b))"
+                  ${a} ${b} RESULT_VARIABLE differ)
+  if(differ)
+    message(FATAL_ERROR "${key}: --system on 2 ranks ${a}, --scene on 1 rank ${b}")
+  endif()
+endforeach()
+json_get(${WORK_DIR}/mg.json converged converged)
+if(NOT converged)
+  message(FATAL_ERROR "KSPDCDM + PCMG on the system folder did not converge")
+endif()
+
+# 3. Bad input.
+expect_bad_input(3 "-ksp_dcdm_fallback" solve --scene box --n 8 -ksp_dcdm_fallback sometimes)
+expect_bad_input(3 "--n" solve --scene box --n 3)
+expect_bad_input(2 "--operator" solve --scene box --n 8 --operator dense)
+expect_bad_input(2 "unknown option '--bogus'" solve --scene box --n 8 --bogus)
+expect_bad_input(2 "nowhere" solve --system ${WORK_DIR}/nowhere)
+expect_bad_input(2 "scene" solve --scene teapot --n 8)
+# A truncated flags.npy: only the ranks whose part is missing find it; all exit 2.
+file(MAKE_DIRECTORY ${WORK_DIR}/truncated)
+file(COPY ${WORK_DIR}/sys/system.json ${WORK_DIR}/sys/b.npy DESTINATION ${WORK_DIR}/truncated)
+execute_process(COMMAND ${PYTHON} -c "import sys; d=open(sys.argv[1],'rb').read(); open(sys.argv[2],'wb').write(d[:len(d)//2])"
+                ${WORK_DIR}/sys/flags.npy ${WORK_DIR}/truncated/flags.npy)
+expect_bad_input(3 "flags.npy: truncated" solve --system ${WORK_DIR}/truncated)
+message(STATUS "dcdm-mpi CLI: Jacobi-PCG ${mpi_its} iterations (serial ${serial_its}), relative residual ${relres}")

@@ -1,0 +1,89 @@
+#pragma once
+// Helpers of the PETSc tests: everything here is collective and returns values reduced over
+// all ranks, so that every rank reaches the same verdict.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include <petscksp.h>
+
+#include "dcdm/petsc_system.hpp"
+
+namespace dcdm::petsc::test {
+
+// Sets (or clears, for an empty value) a global PETSc option for the length of a test.
+class ScopedOption {
+ public:
+  ScopedOption(std::string name, const std::string& value) : name_(std::move(name)) {
+    PetscOptionsSetValue(nullptr, name_.c_str(), value.empty() ? nullptr : value.c_str());
+  }
+  ~ScopedOption() { PetscOptionsClearValue(nullptr, name_.c_str()); }
+  ScopedOption(const ScopedOption&) = delete;
+  ScopedOption& operator=(const ScopedOption&) = delete;
+
+ private:
+  std::string name_;
+};
+
+inline double allreduce_max(double v) {
+  double out = 0;
+  MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_MAX, PETSC_COMM_WORLD);
+  return out;
+}
+
+// max |x_petsc(i,j,k) - serial[index(i,j,k)]| over the grid (x over the system's owned box).
+inline double max_difference(const PressureSystem& sys, Vec x, const std::vector<double>& serial) {
+  const PetscScalar* v = nullptr;
+  VecGetArrayRead(x, &v);
+  const Box& b = sys.box();
+  double worst = 0;
+  std::size_t n = 0;
+  for (PetscInt k = b.zs; k < b.zs + b.zm; ++k)
+    for (PetscInt j = b.ys; j < b.ys + b.ym; ++j)
+      for (PetscInt i = b.xs; i < b.xs + b.xm; ++i, ++n) {
+        const double s = serial[static_cast<std::size_t>(
+            sys.dims().index(static_cast<int>(i), static_cast<int>(j), static_cast<int>(k)))];
+        worst = std::max(worst, std::abs(v[n] - s));
+        if (!std::isfinite(v[n])) worst = INFINITY;
+      }
+  VecRestoreArrayRead(x, &v);
+  return allreduce_max(worst);
+}
+
+inline double max_abs(const std::vector<double>& v) {
+  double m = 0;
+  for (double a : v) m = std::max(m, std::abs(a));
+  return m;
+}
+
+struct KspRun {
+  KSPConvergedReason reason = KSP_CONVERGED_ITERATING;
+  PetscInt iterations = 0;
+  KSPDCDMStats stats{};
+};
+
+// Solves A x = b (x zeroed first) with a KSP configured by `configure` then the options
+// database, on the system's DM (for PCMG's hierarchy).
+template <class Configure>
+KspRun run_ksp(PressureSystem& sys, Mat a, Vec x, Configure&& configure) {
+  KspRun out;
+  KSP ksp = nullptr;
+  KSPCreate(PETSC_COMM_WORLD, &ksp);
+  KSPSetDM(ksp, sys.dm());
+  KSPSetDMActive(ksp, PETSC_FALSE);
+  KSPSetOperators(ksp, a, a);
+  configure(ksp);
+  KSPSetFromOptions(ksp);
+  VecSet(x, 0.0);
+  KSPSolve(ksp, sys.rhs(), x);
+  KSPGetConvergedReason(ksp, &out.reason);
+  KSPGetIterationNumber(ksp, &out.iterations);
+  PetscBool is_dcdm = PETSC_FALSE;
+  PetscObjectTypeCompare((PetscObject)ksp, KSPDCDM, &is_dcdm);
+  if (is_dcdm) KSPDCDMGetStats(ksp, &out.stats);
+  KSPDestroy(&ksp);
+  return out;
+}
+
+}  // namespace dcdm::petsc::test

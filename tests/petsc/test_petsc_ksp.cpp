@@ -1,0 +1,175 @@
+// KSPDCDM as a PETSc Krylov method: k = 1 is PCG (iteration counts of KSPCG +-1), the
+// Jacobi fallback replaces failed PC directions (and reproduces the Jacobi-generated
+// iteration when every PC direction fails), breakdowns stop with named reasons, bad
+// options are errors.
+#include <gtest/gtest.h>
+
+#include "dcdm/petsc.hpp"
+#include "dcdm/scenes.hpp"
+#include "petsc_test_util.hpp"
+
+namespace dcdm::petsc::test {
+namespace {
+
+PressureSystem obstacles_system(Dims d) {
+  SceneSpec spec;
+  spec.name = "obstacles";
+  spec.dims = d;
+  spec.seed = 4;
+  return PressureSystem::from_scene(PETSC_COMM_WORLD, spec, 4);
+}
+
+void set_pc(KSP ksp, const char* type) {
+  PC pc = nullptr;
+  KSPGetPC(ksp, &pc);
+  PCSetType(pc, type);
+}
+
+TEST(PetscKsp, K1MatchesCGIterations) {
+  struct Case {
+    Dims dims;
+    const char* pc;
+  };
+  for (const Case& c : {Case{{24, 19, 13}, PCJACOBI}, Case{{17, 17, 17}, PCMG}, Case{{17, 17, 17}, PCNONE}}) {
+    PressureSystem sys = obstacles_system(c.dims);
+    Vec x = nullptr;
+    VecDuplicate(sys.rhs(), &x);
+    const bool mg = std::string(c.pc) == PCMG;
+    ScopedOption levels("-pc_mg_levels", mg ? "3" : "");
+    ScopedOption galerkin("-pc_mg_galerkin", mg ? "pmat" : "");
+    const auto common = [&](KSP ksp) {
+      KSPSetTolerances(ksp, 1e-10, PETSC_DEFAULT, PETSC_DEFAULT, 2000);
+      set_pc(ksp, c.pc);
+    };
+    const KspRun cg = run_ksp(sys, sys.assembled(), x, [&](KSP ksp) {
+      KSPSetType(ksp, KSPCG);
+      KSPSetNormType(ksp, KSP_NORM_UNPRECONDITIONED);  // ||b - Ax||, as KSPDCDM
+      common(ksp);
+    });
+    const KspRun dcdm = run_ksp(sys, sys.assembled(), x, [&](KSP ksp) {
+      KSPSetType(ksp, KSPDCDM);
+      KSPDCDMSetK(ksp, 1);
+      common(ksp);
+    });
+    EXPECT_GT(cg.reason, 0) << c.pc;
+    EXPECT_GT(dcdm.reason, 0) << c.pc;
+    EXPECT_GE(cg.iterations, 5) << c.pc;  // a solve with something to compare
+    EXPECT_LE(std::abs(dcdm.iterations - cg.iterations), 1)
+        << c.pc << ": KSPDCDM k=1 " << dcdm.iterations << " vs KSPCG " << cg.iterations;
+    EXPECT_EQ(dcdm.stats.fallback_directions, 0) << c.pc;
+    EXPECT_EQ(dcdm.stats.generator_directions, dcdm.iterations) << c.pc;
+    VecDestroy(&x);
+  }
+}
+
+// A PC whose every direction is NaN, or zero.
+PetscErrorCode nan_pc(PC, Vec, Vec y) {
+  PetscFunctionBeginUser;
+  PetscCall(VecSet(y, std::numeric_limits<double>::quiet_NaN()));
+  PetscFunctionReturn(0);
+}
+PetscErrorCode zero_pc(PC, Vec, Vec y) {
+  PetscFunctionBeginUser;
+  PetscCall(VecSet(y, 0.0));
+  PetscFunctionReturn(0);
+}
+
+void set_shell_pc(KSP ksp, PetscErrorCode (*apply)(PC, Vec, Vec)) {
+  PC pc = nullptr;
+  KSPGetPC(ksp, &pc);
+  PCSetType(pc, PCSHELL);
+  PCShellSetApply(pc, apply);
+}
+
+TEST(PetscKsp, FallbackReplacesFailedDirections) {
+  PressureSystem sys = obstacles_system({24, 19, 13});
+  Vec x = nullptr;
+  VecDuplicate(sys.rhs(), &x);
+  const auto with = [&](auto pc, KSPDCDMFallback f) {
+    return run_ksp(sys, sys.assembled(), x, [&](KSP ksp) {
+      KSPSetType(ksp, KSPDCDM);
+      KSPDCDMSetFallback(ksp, f);
+      KSPSetTolerances(ksp, 1e-8, PETSC_DEFAULT, PETSC_DEFAULT, 2000);
+      pc(ksp);
+    });
+  };
+  const KspRun jacobi = with([](KSP ksp) { set_pc(ksp, PCJACOBI); }, KSPDCDM_FALLBACK_FAILURES);
+  ASSERT_GT(jacobi.reason, 0);
+  for (auto* apply : {nan_pc, zero_pc}) {
+    const bool nan = apply == nan_pc;
+    // Every PC direction fails and the Jacobi direction replaces it: the PCJACOBI iteration.
+    const KspRun failures = with([&](KSP ksp) { set_shell_pc(ksp, apply); }, KSPDCDM_FALLBACK_FAILURES);
+    EXPECT_GT(failures.reason, 0) << (nan ? "NaN" : "zero");
+    EXPECT_EQ(failures.iterations, jacobi.iterations) << (nan ? "NaN" : "zero");
+    EXPECT_EQ(failures.stats.fallback_directions, failures.iterations);
+    EXPECT_EQ(nan ? failures.stats.fallback_nan : failures.stats.fallback_vanished, failures.iterations);
+    // Without the fallback the first direction stops the solve with a named reason.
+    const KspRun off = with([&](KSP ksp) { set_shell_pc(ksp, apply); }, KSPDCDM_FALLBACK_OFF);
+    EXPECT_EQ(off.reason, nan ? KSP_DIVERGED_NANORINF : KSP_DIVERGED_BREAKDOWN) << KSPConvergedReasons[off.reason];
+    EXPECT_EQ(off.iterations, 0);
+  }
+  // best: a PC of plain residuals (PCNONE) loses to Jacobi on some iterations and is replaced.
+  const KspRun best = with([](KSP ksp) { set_pc(ksp, PCNONE); }, KSPDCDM_FALLBACK_BEST);
+  EXPECT_GT(best.reason, 0);
+  EXPECT_GT(best.stats.fallback_weak, 0);
+  EXPECT_EQ(best.stats.fallback_weak + best.stats.generator_directions, best.iterations);
+  VecDestroy(&x);
+}
+
+// An indefinite operator: d.Ad < 0 for the PC's direction and for the Jacobi one.
+TEST(PetscKsp, IndefiniteMatrixIsNamed) {
+  Mat a = nullptr;
+  const PetscInt n = 40;
+  MatCreateAIJ(PETSC_COMM_WORLD, PETSC_DECIDE, PETSC_DECIDE, n, n, 1, nullptr, 0, nullptr, &a);
+  PetscInt lo = 0, hi = 0;
+  MatGetOwnershipRange(a, &lo, &hi);
+  for (PetscInt i = lo; i < hi; ++i) MatSetValue(a, i, i, -1.0 - double(i), INSERT_VALUES);
+  MatAssemblyBegin(a, MAT_FINAL_ASSEMBLY);
+  MatAssemblyEnd(a, MAT_FINAL_ASSEMBLY);
+  Vec b = nullptr, x = nullptr;
+  MatCreateVecs(a, &x, &b);
+  VecSet(b, 1.0);
+  for (const KSPDCDMFallback f : {KSPDCDM_FALLBACK_FAILURES, KSPDCDM_FALLBACK_OFF}) {
+    KSP ksp = nullptr;
+    KSPCreate(PETSC_COMM_WORLD, &ksp);
+    KSPSetOperators(ksp, a, a);
+    KSPSetType(ksp, KSPDCDM);
+    KSPDCDMSetFallback(ksp, f);
+    set_pc(ksp, PCNONE);
+    KSPSolve(ksp, b, x);
+    KSPConvergedReason reason;
+    KSPGetConvergedReason(ksp, &reason);
+    EXPECT_EQ(reason, KSP_DIVERGED_INDEFINITE_MAT) << KSPConvergedReasons[reason];
+    KSPDestroy(&ksp);
+  }
+  VecDestroy(&b);
+  VecDestroy(&x);
+  MatDestroy(&a);
+}
+
+// Bad option values are errors (PETSc's, naming the option), on every rank.
+TEST(PetscKsp, BadOptionsAreErrors) {
+  PetscPushErrorHandler(PetscReturnErrorHandler, nullptr);
+  for (const auto& [name, value] : std::vector<std::pair<std::string, std::string>>{
+           {"-ksp_dcdm_k", "65"}, {"-ksp_dcdm_k", "-1"}, {"-ksp_dcdm_fallback", "sometimes"}}) {
+    ScopedOption opt(name, value);
+    KSP ksp = nullptr;
+    KSPCreate(PETSC_COMM_WORLD, &ksp);
+    KSPSetType(ksp, KSPDCDM);
+    const PetscErrorCode code = KSPSetFromOptions(ksp);
+    EXPECT_NE(code, 0) << name << " " << value;
+    KSPDestroy(&ksp);
+  }
+  PetscPopErrorHandler();
+  // A good value is taken.
+  ScopedOption opt("-ksp_dcdm_k", "5");
+  ScopedOption fb("-ksp_dcdm_fallback", "off");
+  KSP ksp = nullptr;
+  KSPCreate(PETSC_COMM_WORLD, &ksp);
+  KSPSetType(ksp, KSPDCDM);
+  EXPECT_EQ(KSPSetFromOptions(ksp), 0);
+  KSPDestroy(&ksp);
+}
+
+}  // namespace
+}  // namespace dcdm::petsc::test

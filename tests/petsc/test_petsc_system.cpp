@@ -1,0 +1,257 @@
+// The pressure system on a DMDA against the serial library: right-hand side, operator,
+// components and null space, and the solution of KSPDCDM against the serial CG's.
+// Run under mpiexec with 1..4 ranks (ctest petsc_tests_np*): the grids are small and odd so
+// that obstacles and closed regions cross rank boundaries.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "dcdm/linalg.hpp"
+#include "dcdm/methods.hpp"
+#include "dcdm/petsc.hpp"
+#include "dcdm/poisson.hpp"
+#include "dcdm/scenes.hpp"
+#include "dcdm/system.hpp"
+#include "petsc_test_util.hpp"
+
+namespace dcdm::petsc::test {
+namespace {
+
+Domain obstacles(Dims d, std::uint64_t seed = 3) {
+  SceneSpec spec;
+  spec.name = "obstacles";
+  spec.dims = d;
+  spec.seed = seed;
+  return make_scene(spec);
+}
+
+// Random solid cells (a fraction `solid` of them) in a box with the given faces: many small
+// components, some closed (singular) and some touching an open face.
+Domain speckled(Dims d, double solid, std::array<FaceBoundary, 6> faces, std::uint64_t seed) {
+  Domain dom(d, CellType::Fluid);
+  dom.faces = faces;
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  for (std::int64_t c = 0; c < d.size(); ++c)
+    if (u(rng) < solid) dom.cells[c] = CellType::Solid;
+  remove_sealed_fluid_cells(dom);
+  return dom;
+}
+
+std::vector<double> serial_random_rhs(const Domain& dom, std::uint64_t seed) {
+  std::vector<double> b(static_cast<std::size_t>(dom.dims().size()), 0.0);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> g;
+  for (std::size_t c = 0; c < b.size(); ++c)
+    if (dom.cells[static_cast<std::int64_t>(c)] == CellType::Fluid) b[c] = g(rng);
+  RangeProjector{dom}(b);
+  return b;
+}
+
+// The serial reference: CG (rtol 1e-13) on the same domain and (projected) b.
+std::vector<double> serial_solve(const Domain& dom, const std::vector<double>& b) {
+  PoissonStencil op(dom);
+  RangeProjector projector(dom);
+  LinearSystemView view;
+  view.op = &op;
+  view.domain = &dom;
+  if (projector.singular()) view.project_range = projector.as_function();
+  auto solver = make_solver("cg");
+  solver->setup(view);
+  std::vector<double> x(b.size(), 0.0);
+  SolveOptions opt;
+  opt.rtol = 1e-13;
+  opt.max_iterations = 20000;
+  opt.stagnation_window = 0;
+  const SolveReport rep = solver->solve(b, x, opt);
+  EXPECT_TRUE(rep.converged()) << format_reason_line(rep);
+  if (projector.singular()) projector(x);
+  return x;
+}
+
+TEST(PetscSystem, SceneRhsMatchesSerial) {
+  SceneSpec spec;
+  spec.name = "obstacles";
+  spec.dims = {24, 19, 13};
+  spec.seed = 5;
+  PressureSystem sys = PressureSystem::from_scene(PETSC_COMM_WORLD, spec, 5);
+  const PoissonSystem serial = make_scene_system(spec, RhsKind::Random, 5);
+  EXPECT_EQ(sys.fluid, serial.domain.count(CellType::Fluid));
+  EXPECT_EQ(sys.air, serial.domain.count(CellType::Air));
+  EXPECT_EQ(sys.solid, serial.domain.count(CellType::Solid));
+  EXPECT_LE(max_difference(sys, sys.rhs(), serial.rhs), 1e-13 * max_abs(serial.rhs));
+}
+
+// A x of both operators against the serial stencil on fluid cells (identity elsewhere), for
+// all faces open and all walls.
+TEST(PetscSystem, OperatorsMatchSerialStencil) {
+  for (const bool open : {false, true}) {
+    Domain dom = obstacles({24, 19, 13});
+    for (auto& f : dom.faces) f = open ? FaceBoundary::Open : FaceBoundary::Wall;
+    PressureSystem sys = PressureSystem::from_domain(PETSC_COMM_WORLD, dom, {});
+    std::vector<double> x(static_cast<std::size_t>(dom.dims().size()));
+    for (std::size_t c = 0; c < x.size(); ++c) x[c] = std::sin(0.37 * double(c)) + 0.1 * double(c % 7);
+    std::vector<double> ax(x.size());
+    PoissonStencil(dom).apply(x, ax);
+    for (std::size_t c = 0; c < x.size(); ++c)
+      if (dom.cells[static_cast<std::int64_t>(c)] != CellType::Fluid) ax[c] = x[c];
+
+    Vec xv = nullptr, yv = nullptr;
+    VecDuplicate(sys.rhs(), &xv);
+    VecDuplicate(sys.rhs(), &yv);
+    PetscScalar* v = nullptr;
+    VecGetArray(xv, &v);
+    const Box& b = sys.box();
+    std::size_t n = 0;
+    for (PetscInt k = b.zs; k < b.zs + b.zm; ++k)
+      for (PetscInt j = b.ys; j < b.ys + b.ym; ++j)
+        for (PetscInt i = b.xs; i < b.xs + b.xm; ++i)
+          v[n++] = x[static_cast<std::size_t>(dom.dims().index(int(i), int(j), int(k)))];
+    VecRestoreArray(xv, &v);
+    MatMult(sys.assembled(), xv, yv);
+    EXPECT_LE(max_difference(sys, yv, ax), 1e-13) << "assembled, faces " << (open ? "open" : "walls");
+    MatMult(sys.shell(), xv, yv);
+    EXPECT_LE(max_difference(sys, yv, ax), 1e-13) << "shell, faces " << (open ? "open" : "walls");
+    // The diagonal the Jacobi fallback and PCJACOBI read.
+    MatGetDiagonal(sys.shell(), yv);
+    std::vector<double> diag = operator_diagonal(dom);
+    for (std::size_t c = 0; c < diag.size(); ++c)
+      if (dom.cells[static_cast<std::int64_t>(c)] != CellType::Fluid) diag[c] = 1.0;
+    EXPECT_EQ(max_difference(sys, yv, diag), 0.0);
+    VecDestroy(&xv);
+    VecDestroy(&yv);
+  }
+}
+
+// The distributed labelling against fluid_components: the same components, the same
+// singular ones, each cell labelled with its component's lowest cell index; the null space
+// annihilated by A. Cases: many small closed components (function null space, > 32), one
+// closed box crossing every rank boundary, components touching an open face.
+TEST(PetscSystem, ComponentsMatchSerial) {
+  std::array<FaceBoundary, 6> walls{};
+  std::array<FaceBoundary, 6> open_top{};
+  open_top[5] = FaceBoundary::Open;
+  const std::vector<Domain> domains = {speckled({24, 19, 13}, 0.55, walls, 1), speckled({17, 17, 17}, 0.3, open_top, 2),
+                                       Domain({15, 16, 17}, CellType::Fluid)};
+  for (const Domain& dom : domains) {
+    PressureSystem sys = PressureSystem::from_domain(PETSC_COMM_WORLD, dom, {});
+    const FluidComponents fc = fluid_components(dom);
+    EXPECT_EQ(sys.components, fc.count());
+    EXPECT_EQ(sys.singular_components, fc.singular_count());
+    const Box& b = sys.box();
+    double wrong = 0;
+    std::size_t n = 0;
+    for (PetscInt k = b.zs; k < b.zs + b.zm; ++k)
+      for (PetscInt j = b.ys; j < b.ys + b.ym; ++j)
+        for (PetscInt i = b.xs; i < b.xs + b.xm; ++i, ++n) {
+          const int id = fc.label(int(i), int(j), int(k));
+          const std::int64_t expected = id < 0 ? -1 : fc.first_cell[static_cast<std::size_t>(id)];
+          wrong += sys.labels()[n] != expected;
+        }
+    double total_wrong = 0;
+    MPI_Allreduce(&wrong, &total_wrong, 1, MPI_DOUBLE, MPI_SUM, PETSC_COMM_WORLD);
+    EXPECT_EQ(total_wrong, 0.0) << dom.dims().str();
+    ASSERT_EQ(sys.nullspace() != nullptr, fc.singular_count() > 0);
+    if (sys.nullspace()) {
+      // A (N v) = 0 for any v: the projected vector lies in the range's complement of the
+      // null space... i.e. A applied to (v - P v) equals A v.
+      Vec v = nullptr, pv = nullptr, av = nullptr, apv = nullptr;
+      VecDuplicate(sys.rhs(), &v);
+      VecSetRandom(v, nullptr);
+      VecDuplicate(v, &pv);
+      VecDuplicate(v, &av);
+      VecDuplicate(v, &apv);
+      VecCopy(v, pv);
+      MatNullSpaceRemove(sys.nullspace(), pv);
+      MatMult(sys.assembled(), v, av);
+      MatMult(sys.assembled(), pv, apv);
+      VecAXPY(apv, -1.0, av);
+      PetscReal diff = 0, ref = 0;
+      VecNorm(apv, NORM_INFINITY, &diff);
+      VecNorm(av, NORM_INFINITY, &ref);
+      EXPECT_LE(diff, 1e-12 * ref);
+      // The projection leaves zero mean on every singular component: the serial projector
+      // then changes nothing.
+      std::vector<double> full(static_cast<std::size_t>(dom.dims().size()), 0.0);
+      const PetscScalar* a = nullptr;
+      VecGetArrayRead(pv, &a);
+      n = 0;
+      std::vector<double> mine(full.size(), 0.0);
+      for (PetscInt k = b.zs; k < b.zs + b.zm; ++k)
+        for (PetscInt j = b.ys; j < b.ys + b.ym; ++j)
+          for (PetscInt i = b.xs; i < b.xs + b.xm; ++i, ++n)
+            if (dom.cells(int(i), int(j), int(k)) == CellType::Fluid)
+              mine[static_cast<std::size_t>(dom.dims().index(int(i), int(j), int(k)))] = a[n];
+      VecRestoreArrayRead(pv, &a);
+      MPI_Allreduce(mine.data(), full.data(), static_cast<int>(full.size()), MPI_DOUBLE, MPI_SUM, PETSC_COMM_WORLD);
+      const std::vector<double> before = full;
+      RangeProjector{dom}(full);
+      double moved = 0;
+      for (std::size_t c = 0; c < full.size(); ++c) moved = std::max(moved, std::abs(full[c] - before[c]));
+      EXPECT_LE(moved, 1e-12);
+      VecDestroy(&v);
+      VecDestroy(&pv);
+      VecDestroy(&av);
+      VecDestroy(&apv);
+    }
+  }
+}
+
+struct AgreementCase {
+  std::string name;
+  Domain domain;
+  std::string pc;
+  std::string op;  // assembled | shell
+};
+
+// KSPDCDM (k = 2) on the distributed system reaches the serial CG solution to 1e-8 relative.
+TEST(PetscSystem, SolutionMatchesSerial) {
+  std::array<FaceBoundary, 6> walls{};
+  std::array<FaceBoundary, 6> open_sides{};
+  open_sides[0] = open_sides[3] = FaceBoundary::Open;
+  Domain closed_split(Dims{24, 19, 13}, CellType::Fluid);  // two closed halves, one with air
+  for (int k = 0; k < 13; ++k)
+    for (int j = 0; j < 19; ++j) closed_split.cells(11, j, k) = CellType::Solid;
+  closed_split.cells(20, 3, 4) = CellType::Air;
+  Domain obst_open = obstacles({24, 19, 13}, 7);
+  obst_open.faces = open_sides;
+  std::vector<AgreementCase> cases;
+  cases.push_back({"obstacles 24x19x13 jacobi", obstacles({24, 19, 13}), "jacobi", "assembled"});
+  cases.push_back({"obstacles 24x19x13 open sides, shell", obst_open, "jacobi", "shell"});
+  cases.push_back({"obstacles 17^3 mg", obstacles({17, 17, 17}), "mg", "assembled"});
+  cases.push_back({"closed box split by a wall", closed_split, "jacobi", "assembled"});
+  // PCMG on a DMDA coarsens odd sizes (2^k m + 1, trilinear) or even ones (halving): not both.
+  Domain closed_odd(Dims{17, 13, 9}, CellType::Fluid);
+  for (int k = 0; k < 9; ++k)
+    for (int j = 0; j < 13; ++j) closed_odd.cells(8, j, k) = CellType::Solid;
+  closed_odd.cells(14, 3, 4) = CellType::Air;
+  cases.push_back({"closed box split by a wall 17x13x9, mg", closed_odd, "mg", "assembled"});
+  cases.push_back({"speckled closed 24x19x13", speckled({24, 19, 13}, 0.55, walls, 1), "jacobi", "shell"});
+  for (const auto& c : cases) {
+    const std::vector<double> b = serial_random_rhs(c.domain, 11);
+    const std::vector<double> expected = serial_solve(c.domain, b);
+    PressureSystem sys = PressureSystem::from_domain(PETSC_COMM_WORLD, c.domain, b);
+    Vec x = nullptr;
+    VecDuplicate(sys.rhs(), &x);
+    Mat a = c.op == "shell" ? sys.shell() : sys.assembled();
+    ScopedOption levels("-pc_mg_levels", c.pc == "mg" ? "3" : "");
+    ScopedOption galerkin("-pc_mg_galerkin", c.pc == "mg" ? "pmat" : "");
+    // The coarsest level of a singular system is singular too: solve it with SVD.
+    ScopedOption coarse("-mg_coarse_pc_type", c.pc == "mg" ? "svd" : "");
+    ScopedOption coarse_redundant("-mg_coarse_redundant_pc_type", c.pc == "mg" ? "svd" : "");
+    const KspRun run = run_ksp(sys, a, x, [&](KSP ksp) {
+      KSPSetType(ksp, KSPDCDM);
+      KSPSetTolerances(ksp, 1e-12, PETSC_DEFAULT, PETSC_DEFAULT, 5000);
+      PC pc = nullptr;
+      KSPGetPC(ksp, &pc);
+      PCSetType(pc, c.pc.c_str());
+    });
+    EXPECT_GT(run.reason, 0) << c.name << ": " << KSPConvergedReasons[run.reason];
+    if (sys.nullspace()) MatNullSpaceRemove(sys.nullspace(), x);
+    EXPECT_LE(max_difference(sys, x, expected), 1e-8 * max_abs(expected)) << c.name;
+    VecDestroy(&x);
+  }
+}
+
+}  // namespace
+}  // namespace dcdm::petsc::test
