@@ -8,7 +8,9 @@
 
 #include <Eigen/Dense>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <random>
 
@@ -16,6 +18,8 @@
 #include "dcdm/error.hpp"
 #include "dcdm/poisson.hpp"
 #include "temp_dir.hpp"
+
+#include <nlohmann/json.hpp>
 
 using namespace dcdm;
 using namespace dcdm::learn;
@@ -212,15 +216,132 @@ TEST(DatasetFolder, WritesShardsReadsThemBackAndResumes) {
   EXPECT_EQ(write_dataset(dir, dom, a, {}, spec), 1);
   EXPECT_EQ(slurp(dir / "shard-00001.npy"), shard1);
   EXPECT_EQ(write_dataset(dir, dom, a, {}, spec), 0);
-  // Another recipe in the same folder is refused, naming the manifest.
+  // Another recipe in the same folder is refused, naming the folder, the manifest and the setting.
   DatasetSpec other = spec;
   other.recipe.seed = 5;
   try {
     write_dataset(dir, dom, a, {}, other);
     FAIL() << "expected InputError";
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("manifest.json"), std::string::npos) << e.what();
+    const std::string what = e.what();
+    EXPECT_NE(what.find(dir.string() + ": holds a different dataset (manifest.json: seed = 4, this command asks for 5)"),
+              std::string::npos)
+        << what;
   }
+  // So is another domain of the same size and recipe (a --system folder that changed): its
+  // shards would be samples of other Ritz vectors.
+  Domain moved = dom;
+  moved.cells(1, 1, 1) = CellType::Solid;
+  const PoissonStencil a_moved(moved);
+  try {
+    write_dataset(dir, moved, a_moved, {}, spec);
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(dir.string() + ": holds a dataset of another domain (cells.npy"), std::string::npos) << what;
+  }
+  EXPECT_EQ(write_dataset(dir, dom, a, {}, spec), 0);  // the folder is untouched
+  fs::remove_all(dir);
+}
+
+namespace {
+void flip_byte(const fs::path& p, std::size_t from_end) {
+  std::string b = slurp(p);
+  ASSERT_GT(b.size(), from_end);
+  b[b.size() - from_end] = static_cast<char>(b[b.size() - from_end] ^ 0x04);
+  std::ofstream(p, std::ios::binary | std::ios::trunc).write(b.data(), static_cast<std::streamsize>(b.size()));
+}
+template <class F>
+std::string input_error_of(F&& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "(no InputError)";
+}
+}  // namespace
+
+// One changed byte in a shard, in the cached Ritz basis or in cells.npy is found by its
+// checksum when the dataset is read or resumed (not trained on, or extended with samples of a
+// damaged basis); the message names the file.
+TEST(DatasetFolder, DamagedFilesAreFoundByTheirChecksums) {
+  const Domain dom = small_domain({8, 6, 4});
+  const PoissonStencil a(dom);
+  const fs::path dir = temp_dir("checksums");
+  DatasetSpec spec;
+  spec.recipe = {12, 1, 9.0, 2};
+  spec.samples = 6;
+  spec.shard_size = 3;
+  write_dataset(dir, dom, a, {}, spec);
+  const fs::path shard = dir / "shard-00001.npy";
+  const std::string good_shard = slurp(shard);
+  flip_byte(shard, 10);
+  std::string what = input_error_of([&] { ShardedDataset d(dir); });
+  EXPECT_NE(what.find(shard.string() + ": checksum mismatch"), std::string::npos) << what;
+  what = input_error_of([&] { write_dataset(dir, dom, a, {}, spec); });
+  EXPECT_NE(what.find(shard.string() + ": checksum mismatch"), std::string::npos) << what;
+  // Deleting the damaged shard regenerates it, bit for bit.
+  fs::remove(shard);
+  EXPECT_EQ(write_dataset(dir, dom, a, {}, spec), 1);
+  EXPECT_EQ(slurp(shard), good_shard);
+
+  // The Ritz cache is checked before new shards are made from it.
+  flip_byte(dir / "ritz_basis.f32", 5);
+  fs::remove(shard);
+  what = input_error_of([&] { write_dataset(dir, dom, a, {}, spec); });
+  EXPECT_NE(what.find((dir / "ritz_basis.f32").string() + ": checksum mismatch"), std::string::npos) << what;
+  fs::remove(dir / "ritz_basis.f32");  // recomputed from Lanczos
+  EXPECT_EQ(write_dataset(dir, dom, a, {}, spec), 1);
+  EXPECT_EQ(ShardedDataset(dir).size(), 6);
+
+  flip_byte(dir / "cells.npy", 3);
+  what = input_error_of([&] { ShardedDataset d(dir); });
+  EXPECT_NE(what.find((dir / "cells.npy").string() + ": checksum mismatch"), std::string::npos) << what;
+  fs::remove_all(dir);
+}
+
+// A version-1 manifest (no checksums) is still read; a non-finite value in one of its shards
+// is refused naming the shard file and the sample, when the dataset is opened and when a
+// sample is read.
+TEST(DatasetFolder, NonFiniteSampleNamesTheShardAndTheSample) {
+  const Domain dom = small_domain({8, 6, 4});
+  const PoissonStencil a(dom);
+  const fs::path dir = temp_dir("nan");
+  DatasetSpec spec;
+  spec.recipe = {12, 1, 9.0, 2};
+  spec.samples = 6;
+  spec.shard_size = 3;
+  write_dataset(dir, dom, a, {}, spec);
+  {  // the manifest as version 1 wrote it
+    auto m = nlohmann::json::parse(slurp(dir / "manifest.json"));
+    m["version"] = 1;
+    m.erase("cells_crc32");
+    m["ritz"].erase("values_crc32");
+    m["ritz"].erase("basis_crc32");
+    for (auto& sh : m["shards"]) sh.erase("crc32");
+    std::ofstream(dir / "manifest.json", std::ios::trunc) << m.dump(2);
+  }
+  ASSERT_EQ(ShardedDataset(dir).size(), 6);
+  const fs::path shard = dir / "shard-00001.npy";  // samples 3, 4, 5
+  const std::string good = slurp(shard);
+  const NpyInfo info = read_npy_info(shard);
+  const std::int64_t n = dom.dims().size();
+  std::string bad = good;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::memcpy(bad.data() + info.data_offset + (1 * n + 7) * 4, &nan, 4);  // sample 4, value 7
+  std::ofstream(shard, std::ios::binary | std::ios::trunc).write(bad.data(), static_cast<std::streamsize>(bad.size()));
+  std::string what = input_error_of([&] { ShardedDataset d(dir); });
+  EXPECT_NE(what.find(shard.string() + ": sample 4 (row 1 of the shard, value 7"), std::string::npos) << what;
+  EXPECT_EQ(what.find("--lr"), std::string::npos) << what;
+  // Changed after the dataset was opened: the read names it.
+  std::ofstream(shard, std::ios::binary | std::ios::trunc).write(good.data(), static_cast<std::streamsize>(good.size()));
+  const ShardedDataset data(dir);
+  std::ofstream(shard, std::ios::binary | std::ios::trunc).write(bad.data(), static_cast<std::streamsize>(bad.size()));
+  std::vector<float> x(static_cast<std::size_t>(n));
+  data.read(3, x);
+  what = input_error_of([&] { data.read(4, x); });
+  EXPECT_NE(what.find(shard.string() + ": sample 4"), std::string::npos) << what;
   fs::remove_all(dir);
 }
 

@@ -11,6 +11,9 @@
 #include <fstream>
 #include <random>
 
+#include <nlohmann/json.hpp>
+
+#include "../src/learn/weights_archive.hpp"  // crc32
 #include "cli_test.hpp"
 #include "dcdm/dataset.hpp"
 #include "dcdm/dcdm.hpp"
@@ -290,6 +293,14 @@ TEST(FlagNetTraining, ClosedDomainSamplesAreProjected) {
     for (float& x : raw) x = static_cast<float>(x / std::sqrt(norm2));
     f.seekp(at);
     f.write(reinterpret_cast<const char*>(raw.data()), static_cast<std::streamsize>(n * sizeof(float)));
+  }
+  {  // The manifest records each shard's CRC-32 (a changed shard is refused): record the edit's.
+    std::ifstream shard_in(dir / "data" / "shard-00000.npy", std::ios::binary);
+    const std::string bytes(std::istreambuf_iterator<char>(shard_in), {});
+    std::ifstream manifest_in(dir / "data" / "manifest.json");
+    auto manifest = nlohmann::json::parse(manifest_in);
+    manifest["shards"][0]["crc32"] = fmt::format("{:08x}", dcdm::learn::crc32(bytes));
+    std::ofstream(dir / "data" / "manifest.json", std::ios::trunc) << manifest.dump(2);
   }
   std::vector<double> v(raw.begin(), raw.end());
   project(v);

@@ -107,18 +107,25 @@ TEST_F(SimCli, ResumeEqualsAnUninterruptedRun) {
   ASSERT_EQ(rows.size(), 7u);
   for (int f = 1; f <= 6; ++f) EXPECT_EQ(rows[f].substr(0, rows[f].find(',')), std::to_string(f));
 
-  // Resuming with other physics is refused (exit 2, message names the checkpoint).
+  // Resuming with other physics is refused (exit 2, naming the folder and the setting).
   EXPECT_EQ(cli(fmt::format("{} --frames 8 --out {} --resume --vorticity 0.3", common, parts.string())), 2);
-  EXPECT_NE(log().find("checkpoint"), std::string::npos) << log();
+  EXPECT_NE(log().find(parts.string() + ": holds a different run"), std::string::npos) << log();
+  EXPECT_NE(log().find("vorticity"), std::string::npos) << log();
   // Options the solver does not use do not block a resume (MGPCG ignores the DCDM settings).
   EXPECT_EQ(cli(fmt::format("{} --frames 7 --out {} --resume --dcdm-k 5", common, parts.string())), 0) << log();
 
-  // A checkpoint written by an older version: its tag lists every solver option (also those
-  // MGPCG ignores) and lacks the options added since. It resumes; one whose tag differs in
-  // what MGPCG uses (rtol) does not.
+  // A checkpoint written by an older version (format version 1: no checksum): its tag lists
+  // every solver option (also those MGPCG ignores) and lacks the options added since. It
+  // resumes; one whose tag differs in what MGPCG uses (rtol) does not.
   const auto with_tag = [&](const fs::path& from, const fs::path& to, const std::function<void(nlohmann::json&)>& edit) {
     std::string b = bytes(from);
-    constexpr std::size_t kTagSizeAt = 36, kTagAt = 40;  // magic, version, dims, frame, seed
+    constexpr std::size_t kVersionAt = 8, kTagSizeAt = 36, kTagAt = 40;  // magic, version, dims, frame, seed
+    std::uint32_t version = 0;
+    std::memcpy(&version, b.data() + kVersionAt, 4);
+    EXPECT_EQ(version, 2u);
+    version = 1;
+    std::memcpy(b.data() + kVersionAt, &version, 4);
+    b.resize(b.size() - 4);  // version 2's trailing CRC-32
     std::uint32_t size = 0;
     std::memcpy(&size, b.data() + kTagSizeAt, 4);
     auto tag = nlohmann::json::parse(b.substr(kTagAt, size));
@@ -155,6 +162,52 @@ TEST_F(SimCli, ResumeEqualsAnUninterruptedRun) {
                             other.string())),
             0);
   EXPECT_NE(bytes(whole / "frame_0002" / "b.npy"), bytes(other / "frame_0002" / "b.npy"));
+}
+
+// A damaged checkpoint (one byte changed in the density field) is refused naming the file,
+// before any frame is simulated from it.
+TEST_F(SimCli, DamagedCheckpointIsRefusedNamingTheFile) {
+  const auto out = dir_ / "run";
+  const std::string common = "simulate --n 8 --export-every 2 --quiet --no-png --out " + out.string();
+  ASSERT_EQ(cli(common + " --frames 2"), 0) << log();
+  const fs::path ckpt = out / "checkpoint.bin";
+  std::string b = bytes(ckpt);
+  ASSERT_GT(b.size(), 2000u);
+  const std::size_t at = b.size() - 1500;  // in the last fields (temperature, pressure)
+  b[at] = static_cast<char>(b[at] ^ 0x10);
+  std::ofstream(ckpt, std::ios::binary | std::ios::trunc) << b;
+  EXPECT_EQ(cli(common + " --frames 4 --resume"), 2) << log();
+  EXPECT_NE(log().find(ckpt.string() + ": checksum mismatch"), std::string::npos) << log();
+  EXPECT_FALSE(fs::exists(out / "frame_0004"));
+  // A truncated one too (the checksum no longer where it was).
+  b.resize(b.size() / 2);
+  std::ofstream(ckpt, std::ios::binary | std::ios::trunc) << b;
+  EXPECT_EQ(cli(common + " --frames 4 --resume"), 2) << log();
+  EXPECT_NE(log().find(ckpt.string()), std::string::npos) << log();
+}
+
+// --resume into a folder that holds another run (another seed, scene or grid) is refused naming
+// the folder and the setting, with or without its checkpoint (run.json records the options),
+// instead of mixing the two runs' frames.
+TEST_F(SimCli, ResumeRefusesAFolderOfAnotherRun) {
+  const auto out = dir_ / "run";
+  ASSERT_EQ(cli("simulate --n 8 --frames 2 --export-every 2 --quiet --no-png --seed 1 --out " + out.string()), 0)
+      << log();
+  const std::string before = bytes(out / "frame_0002" / "b.npy");
+  for (const std::string& other : {"--n 8 --seed 2", "--n 8 --seed 1 --scene sphere", "--n 12 --seed 1"}) {
+    EXPECT_EQ(cli("simulate --frames 4 --export-every 2 --quiet --no-png --resume --out " + out.string() + " " + other),
+              2)
+        << other << ": " << log();
+    EXPECT_NE(log().find(out.string() + ": holds a different run"), std::string::npos) << other << ": " << log();
+  }
+  EXPECT_NE(log().find("dims"), std::string::npos) << log();
+  fs::remove(out / "checkpoint.bin");
+  EXPECT_EQ(cli("simulate --n 8 --frames 4 --export-every 2 --quiet --no-png --resume --seed 2 --out " + out.string()),
+            2)
+      << log();
+  EXPECT_NE(log().find("run.json: seed = 1, this command has 2"), std::string::npos) << log();
+  EXPECT_EQ(bytes(out / "frame_0002" / "b.npy"), before);
+  EXPECT_FALSE(fs::exists(out / "frame_0004"));
 }
 
 // A run killed after its last checkpoint but before summary.json: --resume has no frame left

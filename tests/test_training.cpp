@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <Eigen/Sparse>
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -202,5 +203,87 @@ TEST(TrainingRun, BadInputIsRefusedNamingTheCause) {
   std::ofstream(dir / "m.dcdm.ckpt") << "not a checkpoint";
   o.lr = 5e-4;
   expect_input_error(o, "m.dcdm.ckpt");
+  fs::remove_all(dir);
+}
+
+namespace {
+std::string read_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+void write_bytes(const fs::path& p, const std::string& b) {
+  std::ofstream(p, std::ios::binary | std::ios::trunc).write(b.data(), static_cast<std::streamsize>(b.size()));
+}
+std::string input_error_of(const TrainOptions& o) {
+  try {
+    train(o);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "(no InputError)";
+}
+}  // namespace
+
+// A checkpoint with one byte changed (in the weights, in the middle of the file) or without
+// its checksum trailer is refused naming the file; it resumed from other weights before.
+TEST(TrainingRun, DamagedCheckpointIsRefusedNamingTheFile) {
+  const fs::path dir = temp_dir("damaged");
+  TrainOptions o = tiny_options(dir / "m.dcdm", 1, 6);
+  train(o);
+  const fs::path ckpt = dir / "m.dcdm.ckpt";
+  const std::string good = read_bytes(ckpt);
+  ASSERT_GT(good.size(), 1000u);
+  o.epochs = 2;
+  o.resume = true;
+  std::string bad = good;
+  bad[bad.size() / 2] = static_cast<char>(bad[bad.size() / 2] ^ 0x01);
+  write_bytes(ckpt, bad);
+  std::string what = input_error_of(o);
+  EXPECT_NE(what.find(ckpt.string() + ": checksum mismatch"), std::string::npos) << what;
+  // Without the trailer, the state's version (2) says one is missing.
+  write_bytes(ckpt, good.substr(0, good.size() - 12));
+  what = input_error_of(o);
+  EXPECT_NE(what.find(ckpt.string()), std::string::npos) << what;
+  EXPECT_NE(what.find("checksum trailer"), std::string::npos) << what;
+  // The intact file resumes.
+  write_bytes(ckpt, good);
+  EXPECT_EQ(train(o).history.size(), 2u);
+  fs::remove_all(dir);
+}
+
+// A run stopped after renaming its last checkpoint but before renaming the loss file leaves
+// the loss file one row short (here: its state after epoch 1 of 2). Resuming the finished run
+// notices and writes the missing row from the checkpoint's history.
+TEST(TrainingRun, ResumeCompletesALossFileThatLostItsLastRow) {
+  const fs::path dir = temp_dir("lossrow");
+  TrainOptions o = tiny_options(dir / "m.dcdm", 2, 6);
+  train(o);
+  const fs::path csv = dir / "m.dcdm.loss.csv";
+  const std::string full = read_bytes(csv);
+  const auto rows = std::count(full.begin(), full.end(), '\n');
+  ASSERT_EQ(rows, 3) << full;  // header + 2 epochs
+  const std::string short_by_one = full.substr(0, full.find('\n', full.find('\n') + 1) + 1);
+  write_bytes(csv, short_by_one);
+  o.resume = true;
+  const TrainResult again = train(o);
+  EXPECT_EQ(again.history.size(), 2u);
+  EXPECT_EQ(read_bytes(csv), full);
+  // A missing loss file is rewritten as well.
+  fs::remove(csv);
+  train(o);
+  EXPECT_EQ(read_bytes(csv), full);
+  fs::remove_all(dir);
+}
+
+// Resuming with another training set-up names the checkpoint and the setting.
+TEST(TrainingRun, ResumeRefusesACheckpointOfAnotherRun) {
+  const fs::path dir = temp_dir("otherrun");
+  TrainOptions o = tiny_options(dir / "m.dcdm", 1, 6);
+  train(o);
+  o.resume = true;
+  o.seed = 4;
+  const std::string what = input_error_of(o);
+  EXPECT_NE(what.find((dir / "m.dcdm.ckpt").string() + ": holds a different training run"), std::string::npos) << what;
+  EXPECT_NE(what.find("seed = 3, this run asks for 4"), std::string::npos) << what;
   fs::remove_all(dir);
 }

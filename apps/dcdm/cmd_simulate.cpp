@@ -249,23 +249,32 @@ nlohmann::json resume_tag(const SimulateArgs& a, const Dims& dims, const sim::Si
   return j;
 }
 
-// A stored tag matches when every key this solver uses agrees; keys the solver ignores are
-// skipped and keys newer than the checkpoint count at the value older versions used, so a
-// checkpoint stays resumable across versions that only added options.
-bool resume_tag_matches(const std::string& stored_text, const nlohmann::json& current) {
+// The first setting in which a stored tag differs from this command's ("" when it matches):
+// every key this solver uses must agree; keys the solver ignores are skipped and keys newer
+// than the checkpoint count at the value older versions used, so a checkpoint stays
+// resumable across versions that only added options.
+std::string resume_tag_difference(const std::string& stored_text, const nlohmann::json& current) {
   const auto stored = nlohmann::json::parse(stored_text, nullptr, false);
-  if (stored.is_discarded() || !stored.is_object()) return false;
+  if (stored.is_discarded() || !stored.is_object()) return fmt::format("options '{}' (not a JSON object)", stored_text);
   const std::string solver = current.value("solver", std::string());
   for (const auto& [key, value] : current.items()) {
-    if (stored.contains(key)) {
-      if (stored.at(key) != value) return false;
-    } else if (!later_key_defaults().contains(key) || later_key_defaults().at(key) != value) {
-      return false;
-    }
+    const nlohmann::json* was = stored.contains(key) ? &stored.at(key)
+                                : later_key_defaults().contains(key) ? &later_key_defaults().at(key)
+                                                                     : nullptr;
+    if (!was) return fmt::format("{} not recorded, this command has {}", key, value.dump());
+    if (*was != value) return fmt::format("{} = {}, this command has {}", key, was->dump(), value.dump());
   }
   for (const auto& [key, value] : stored.items())
-    if (!current.contains(key) && solver_uses(solver, key)) return false;
-  return true;
+    if (!current.contains(key) && solver_uses(solver, key))
+      return fmt::format("{} = {}, not set by this command", key, value.dump());
+  return "";
+}
+
+// InputError naming the folder, the file that records the earlier run and the setting.
+[[noreturn]] void refuse_other_run(const fs::path& out, const fs::path& record, const std::string& difference) {
+  throw InputError(fmt::format("{}: holds a different run ({}: {}); resume with that run's options or "
+                               "write to another --out",
+                               out.string(), record.filename().string(), difference));
 }
 
 void export_frame(const fs::path& dir, sim::SmokeSimulation& simulation, const sim::FrameStats& st,
@@ -358,8 +367,22 @@ void run_simulate(const SimulateArgs& a) {
       a.checkpoint_every > 0 ? a.checkpoint_every : a.export_every > 0 ? a.export_every : a.frames;
 
   std::vector<std::string> rows;
+  // run.json tells a different earlier run apart even where its checkpoint is gone: resuming
+  // into it would mix its frames with this command's.
+  if (a.resume && fs::exists(out / "run.json")) {
+    const auto run = nlohmann::json::parse(io::read_file(out / "run.json"), nullptr, false);
+    if (run.is_discarded() || !run.is_object() || !run.contains("options"))
+      throw InputError(fmt::format("{}: not the run.json of a dcdm simulate run (malformed JSON or no 'options')",
+                                   (out / "run.json").string()));
+    const std::string difference = resume_tag_difference(run.at("options").dump(), tag_json);
+    if (!difference.empty()) refuse_other_run(out, out / "run.json", difference);
+  }
   if (a.resume && fs::exists(ckpt)) {
-    simulation.load_checkpoint(ckpt, tag, [&](const std::string& stored) { return resume_tag_matches(stored, tag_json); });
+    simulation.load_checkpoint(ckpt, tag, [&](const std::string& stored) {
+      const std::string difference = resume_tag_difference(stored, tag_json);
+      if (!difference.empty()) refuse_other_run(out, ckpt, difference);
+      return true;
+    });
     rows = read_csv_rows(out / "frames.csv", simulation.frame());
     if (!a.quiet)
       fmt::print("resuming {} from frame {} ({})\n", out.string(), simulation.frame(), ckpt.string());

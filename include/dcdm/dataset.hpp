@@ -11,7 +11,8 @@
 // resumes by skipping the shards already on disk.
 //
 // On disk (one folder):
-//   manifest.json      recipe, grid, domain faces, the list of complete shards
+//   manifest.json      recipe, grid, domain faces, the list of complete shards, and the CRC-32
+//                      of every file below (version 2; version 1 manifests have none)
 //   cells.npy          uint8 cell types (nz, ny, nx) of the domain A was built from
 //   ritz_values.npy    float64 Ritz values, ascending (kept ones only)
 //   ritz_basis.f32     raw float32 Ritz vectors, one full grid after another (a cache that
@@ -95,16 +96,19 @@ struct DatasetProgress {
 };
 
 // Creates or resumes a dataset in `out`: reuses a cached Ritz basis and every complete
-// shard when manifest.json matches `spec` (else InputError naming the manifest). Writes
-// every file atomically. Returns the number of shards written by this call.
+// shard when manifest.json matches `spec` and cells.npy the domain (else InputError naming
+// the folder and the first differing setting) and their checksums match (else InputError
+// naming the damaged file). Writes every file atomically. Returns the number of shards written by this call.
 // `a` is the operator of `domain` (the Ritz vectors are its); `project` its range projection
 // (null when non-singular).
 int write_dataset(const fs::path& out, const Domain& domain, const LinearOperator& a,
                   const std::function<void(dcdm::span<double>)>& project, const DatasetSpec& spec,
                   const DatasetProgress& progress = {});
 
-// Read side: validates manifest.json, cells.npy and every shard's header and size (a
-// truncated or foreign file gives InputError naming it). Samples are read on demand.
+// Read side: validates manifest.json, cells.npy and every shard's header, size, checksum and
+// values (a truncated, damaged or foreign file, or a non-finite value, gives InputError naming
+// the file and, for values, the sample). Reads every shard once to do so; samples are then
+// read on demand.
 class ShardedDataset {
  public:
   explicit ShardedDataset(const fs::path& dir);

@@ -249,10 +249,12 @@ class SmokeSimulation {
   void project(MacVelocity& vel, FrameStats& stats);
 
   // Checkpoint: the full state (frame, velocities, density, temperature, pressure) plus
-  // `tag` (the caller's description of the options, checked on load). Atomic write.
+  // `tag` (the caller's description of the options, checked on load), ending in a CRC-32 of
+  // the file. Atomic write.
   void save_checkpoint(const std::filesystem::path& path, const std::string& tag) const;
-  // Throws InputError (naming the file and byte offset) when the file is malformed or was
-  // written for other dimensions or another tag. `tag_matches(stored)` decides whether a stored
+  // Throws InputError (naming the file and byte offset) when the file is malformed, fails its
+  // checksum (version 1 files, which have none, are read) or was written for other dimensions
+  // or another tag. `tag_matches(stored)` decides whether a stored
   // tag is compatible (default: equal to `tag`, which the error message shows).
   void load_checkpoint(const std::filesystem::path& path, const std::string& tag,
                        const std::function<bool(const std::string&)>& tag_matches = {});

@@ -22,6 +22,7 @@
 #include "dcdm/io.hpp"
 #include "dcdm/krylov.hpp"
 #include "dcdm/system.hpp"
+#include "weights_archive.hpp"  // crc32
 
 namespace dcdm::learn {
 namespace {
@@ -29,7 +30,9 @@ namespace {
 using json = nlohmann::json;
 
 constexpr const char* kFormat = "dcdm-ritz-dataset";
-constexpr int kVersion = 1;
+// Version 2 records the CRC-32 of every data file (shards, cells, the Ritz cache) in the
+// manifest; version 1 manifests, written before, have none and are read without.
+constexpr int kVersion = 2;
 
 std::uint64_t splitmix64(std::uint64_t& state) {
   std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
@@ -86,6 +89,82 @@ std::string read_text(const fs::path& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+std::string crc_text(std::uint32_t crc) { return fmt::format("{:08x}", crc); }
+
+// The CRC-32 of a whole file, read a block at a time. `on_block(offset, bytes)` sees each block
+// (the shard reader scans the values as they pass).
+std::uint32_t file_crc32(const fs::path& path,
+                         const std::function<void(std::int64_t, std::string_view)>& on_block = {}) {
+  io::require_regular_file(path);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(fmt::format("{}: cannot open", path.string()));
+  constexpr std::size_t kBlock = std::size_t(1) << 20;  // a multiple of 4: float values never straddle
+  std::string block(kBlock, '\0');
+  std::uint32_t crc = 0;
+  std::int64_t offset = 0;
+  while (in) {
+    in.read(block.data(), static_cast<std::streamsize>(kBlock));
+    const auto got = static_cast<std::size_t>(in.gcount());
+    if (got == 0) break;
+    const std::string_view view(block.data(), got);
+    crc = crc32(view, crc);
+    if (on_block) on_block(offset, view);
+    offset += static_cast<std::int64_t>(got);
+  }
+  if (in.bad()) throw InputError(fmt::format("{}: byte {}: read error", path.string(), offset));
+  return crc;
+}
+
+// InputError unless `path` sums to the CRC-32 text `stored` (from the manifest `manifest`).
+void check_crc(const fs::path& path, const std::string& stored, std::uint32_t computed, const fs::path& manifest) {
+  if (stored != crc_text(computed))
+    throw InputError(fmt::format("{}: checksum mismatch (stored {} in {}, computed {}): the file is damaged; "
+                                 "delete it to recompute (dcdm dataset with the same options)",
+                                 path.string(), stored, manifest.filename().string(), crc_text(computed)));
+}
+
+// The CRC-32 text a version-2 manifest entry must carry for `what`; "" for version 1 entries.
+std::string stored_crc(const json& entry, const char* key, int version, const fs::path& manifest,
+                       const std::string& what) {
+  if (entry.is_object() && entry.contains(key)) {
+    if (!entry.at(key).is_string())
+      throw InputError(fmt::format("{}: '{}' of {} is not a string", manifest.string(), key, what));
+    return entry.at(key).get<std::string>();
+  }
+  if (version >= 2)
+    throw InputError(fmt::format("{}: no '{}' checksum for {} (a version {} manifest has one for every file): the "
+                                 "manifest is damaged",
+                                 manifest.string(), key, what, version));
+  return "";
+}
+
+// "KEY = FOUND, this command asks for WANT" for the first key in which two recipes differ.
+std::string recipe_difference(const json& found, const json& want) {
+  for (auto it = want.begin(); it != want.end(); ++it)
+    if (!found.is_object() || !found.contains(it.key()) || found.at(it.key()) != it.value())
+      return fmt::format("{} = {}, this command asks for {}", it.key(),
+                         found.is_object() && found.contains(it.key()) ? found.at(it.key()).dump() : "(none)",
+                         it.value().dump());
+  return "other settings";
+}
+
+// The index of the first non-finite float32 in `bytes` (a multiple of 4), or -1.
+std::int64_t first_non_finite(std::string_view bytes) {
+  for (std::size_t i = 0; i + 4 <= bytes.size(); i += 4) {
+    float v;
+    std::memcpy(&v, bytes.data() + i, 4);
+    if (!std::isfinite(v)) return static_cast<std::int64_t>(i / 4);
+  }
+  return -1;
+}
+
+[[noreturn]] void refuse_non_finite_sample(const fs::path& shard, std::int64_t first, std::int64_t n,
+                                           std::int64_t value_index, std::int64_t byte) {
+  throw InputError(fmt::format("{}: sample {} (row {} of the shard, value {}, byte {}) is not finite: the dataset is "
+                               "damaged; delete the shard and run dcdm dataset again",
+                               shard.string(), first + value_index / n, value_index / n, value_index % n, byte));
 }
 
 const char* face_name(FaceBoundary b) { return b == FaceBoundary::Open ? "open" : "wall"; }
@@ -226,13 +305,17 @@ NpyInfo read_npy_info(const fs::path& path) {
   return info;
 }
 
-void write_cells_npy(const fs::path& path, const Domain& domain) {
+namespace {
+std::string cells_npy_bytes(const Domain& domain) {
   const Dims d = domain.dims();
   std::string bytes = npy_header("|u1", {d.nz, d.ny, d.nx});
   const auto* p = reinterpret_cast<const char*>(domain.cells.data());
   bytes.append(p, p + d.size());
-  write_atomic(path, bytes);
+  return bytes;
 }
+}  // namespace
+
+void write_cells_npy(const fs::path& path, const Domain& domain) { write_atomic(path, cells_npy_bytes(domain)); }
 
 Field<CellType> read_cells_npy(const fs::path& path) {
   const NpyInfo info = read_npy_info(path);
@@ -400,26 +483,54 @@ int write_dataset(const fs::path& out, const Domain& domain, const LinearOperato
   std::vector<bool> done;
   const std::int64_t nshards = (spec.samples + spec.shard_size - 1) / spec.shard_size;
   done.assign(static_cast<std::size_t>(nshards), false);
+  std::vector<std::string> shard_crc(static_cast<std::size_t>(nshards));  // "" for version-1 entries
+  int version = kVersion;
   if (fs::exists(manifest_path)) {
     try {
       manifest = json::parse(read_text(manifest_path));
     } catch (const json::exception& e) {
       throw InputError(fmt::format("{}: not valid JSON ({})", manifest_path.string(), e.what()));
     }
-    if (!manifest.contains("recipe") || manifest["recipe"] != recipe)
-      throw InputError(fmt::format(
-          "{}: this folder holds a dataset with another recipe or grid; use a new --out folder "
-          "(found {}, asked for {})",
-          manifest_path.string(), manifest.value("recipe", json()).dump(), recipe.dump()));
-    log(fmt::format("resuming dataset in {}", out.string()));
-    for (const auto& s : manifest.value("shards", json::array())) {
-      const std::int64_t index = s.value("index", std::int64_t(-1));
-      if (index < 0 || index >= nshards) continue;
-      const fs::path p = out / s.value("file", std::string());
-      const std::int64_t count = std::min(spec.shard_size, spec.samples - index * spec.shard_size);
-      const auto expect = static_cast<std::uintmax_t>(
-          npy_header("<f4", {count, dims.nz, dims.ny, dims.nx}).size() + count * dims.size() * 4);
-      if (fs::exists(p) && fs::file_size(p) == expect) done[static_cast<std::size_t>(index)] = true;
+    // Field types are the file's to get wrong: a json exception is the manifest's fault.
+    try {
+      if (!manifest.is_object() || !manifest.contains("recipe") || manifest["recipe"] != recipe)
+        throw InputError(fmt::format(
+            "{}: holds a different dataset ({}: {}); use a new --out folder",
+            out.string(), manifest_path.filename().string(),
+            recipe_difference(manifest.is_object() ? manifest.value("recipe", json()) : json(), recipe)));
+      version = manifest.value("version", 0);
+      if (manifest.value("format", std::string()) != kFormat || version < 1 || version > kVersion)
+        throw InputError(fmt::format("{}: not a {} manifest of version 1 to {}", manifest_path.string(), kFormat,
+                                     kVersion));
+      // The cells: a folder made from another domain of the same size (a changed --system
+      // folder) would get new shards of other Ritz vectors beside the old ones.
+      const fs::path cells_path = out / "cells.npy";
+      if (fs::exists(cells_path)) {
+        const std::string want = cells_npy_bytes(domain);
+        const std::string crc = manifest.value("cells_crc32", std::string());
+        if (!crc.empty()) check_crc(cells_path, crc, file_crc32(cells_path), manifest_path);
+        if (read_text(cells_path) != want)
+          throw InputError(fmt::format("{}: holds a dataset of another domain ({} differs from this command's cells); "
+                                       "use a new --out folder",
+                                       out.string(), cells_path.filename().string()));
+      }
+      log(fmt::format("resuming dataset in {}", out.string()));
+      for (const auto& s : manifest.value("shards", json::array())) {
+        const std::int64_t index = s.value("index", std::int64_t(-1));
+        if (index < 0 || index >= nshards) continue;
+        const fs::path p = out / s.value("file", std::string());
+        const std::int64_t count = std::min(spec.shard_size, spec.samples - index * spec.shard_size);
+        const auto expect = static_cast<std::uintmax_t>(
+            npy_header("<f4", {count, dims.nz, dims.ny, dims.nx}).size() + count * dims.size() * 4);
+        if (!fs::exists(p) || fs::file_size(p) != expect) continue;  // regenerated below
+        // A complete shard is reused only when it is the one the manifest summed.
+        const std::string crc = stored_crc(s, "crc32", version, manifest_path, p.filename().string());
+        if (!crc.empty()) check_crc(p, crc, file_crc32(p), manifest_path);
+        done[static_cast<std::size_t>(index)] = true;
+        shard_crc[static_cast<std::size_t>(index)] = crc;
+      }
+    } catch (const json::exception& e) {
+      throw InputError(fmt::format("{}: malformed manifest ({})", manifest_path.string(), e.what()));
     }
   } else {
     manifest = json{{"format", kFormat},
@@ -433,7 +544,9 @@ int write_dataset(const fs::path& out, const Domain& domain, const LinearOperato
     for (auto f : domain.faces) faces.push_back(face_name(f));
     manifest["faces"] = faces;
   }
-  write_cells_npy(out / "cells.npy", domain);
+  const std::string cells_bytes = cells_npy_bytes(domain);
+  write_atomic(out / "cells.npy", cells_bytes);
+  manifest["cells_crc32"] = crc_text(crc32(cells_bytes));
 
   // The Ritz basis: cached next to the shards so that a resumed run skips Lanczos.
   const fs::path basis_path = out / "ritz_basis.f32", values_path = out / "ritz_values.npy";
@@ -442,6 +555,12 @@ int write_dataset(const fs::path& out, const Domain& domain, const LinearOperato
   if (need_any) {
     bool loaded = false;
     if (fs::exists(basis_path) && fs::exists(values_path) && manifest.contains("ritz")) {
+      // A damaged cache would give every new shard other samples: checked, not trusted.
+      const json& ritz = manifest["ritz"];
+      const std::string values_crc = stored_crc(ritz, "values_crc32", version, manifest_path, "ritz_values.npy");
+      const std::string basis_crc = stored_crc(ritz, "basis_crc32", version, manifest_path, "ritz_basis.f32");
+      if (!values_crc.empty()) check_crc(values_path, values_crc, file_crc32(values_path), manifest_path);
+      if (!basis_crc.empty()) check_crc(basis_path, basis_crc, file_crc32(basis_path), manifest_path);
       const NpyInfo vi = read_npy_info(values_path);
       if (vi.descr == "<f8" && vi.shape.size() == 1) {
         const std::int64_t k = vi.shape[0];
@@ -470,15 +589,18 @@ int write_dataset(const fs::path& out, const Domain& domain, const LinearOperato
       std::string vb = npy_header("<f8", {basis.count()});
       vb.append(reinterpret_cast<const char*>(basis.values.data()), basis.values.size() * 8);
       write_atomic(values_path, vb);
-      write_atomic(basis_path, dcdm::span<const char>(reinterpret_cast<const char*>(basis.vectors.data()),
-                                                     basis.vectors.size() * 4));
+      const std::string_view basis_bytes(reinterpret_cast<const char*>(basis.vectors.data()),
+                                         basis.vectors.size() * 4);
+      write_atomic(basis_path, dcdm::span<const char>(basis_bytes.data(), basis_bytes.size()));
       manifest["ritz"] = json{{"kept", basis.count()},
                               {"lanczos_steps_run", basis.lanczos_steps},
                               {"boosted", spec.recipe.boosted(basis.count())},
                               {"lambda_min", basis.values.front()},
                               {"lambda_max", basis.values.back()},
                               {"values", "ritz_values.npy"},
-                              {"basis", "ritz_basis.f32"}};
+                              {"basis", "ritz_basis.f32"},
+                              {"values_crc32", crc_text(crc32(vb))},
+                              {"basis_crc32", crc_text(crc32(basis_bytes))}};
       write_atomic(manifest_path, manifest.dump(2) + "\n");
       log(fmt::format("Ritz basis: {} vectors kept, lambda in [{:.4g}, {:.4g}], lowest {} boosted x{}",
                       basis.count(), basis.values.front(), basis.values.back(),
@@ -499,13 +621,17 @@ int write_dataset(const fs::path& out, const Domain& domain, const LinearOperato
     bytes.append(reinterpret_cast<const char*>(buffer.data()), buffer.size() * 4);
     write_atomic(out / shard_name(s), bytes);
     done[static_cast<std::size_t>(s)] = true;
+    shard_crc[static_cast<std::size_t>(s)] = crc_text(crc32(bytes));
     json shards = json::array();
     for (std::int64_t t = 0; t < nshards; ++t)
-      if (done[static_cast<std::size_t>(t)])
-        shards.push_back(json{{"index", t},
-                              {"file", shard_name(t)},
-                              {"first", t * spec.shard_size},
-                              {"count", std::min(spec.shard_size, spec.samples - t * spec.shard_size)}});
+      if (done[static_cast<std::size_t>(t)]) {
+        json entry{{"index", t},
+                   {"file", shard_name(t)},
+                   {"first", t * spec.shard_size},
+                   {"count", std::min(spec.shard_size, spec.samples - t * spec.shard_size)}};
+        if (!shard_crc[static_cast<std::size_t>(t)].empty()) entry["crc32"] = shard_crc[static_cast<std::size_t>(t)];
+        shards.push_back(entry);
+      }
     manifest["shards"] = shards;
     manifest["complete"] = std::find(done.begin(), done.end(), false) == done.end();
     write_atomic(manifest_path, manifest.dump(2) + "\n");
@@ -536,8 +662,10 @@ ShardedDataset::ShardedDataset(const fs::path& dir) : dir_(dir) {
   try {
     if (m.value("format", std::string()) != kFormat)
       throw InputError(fmt::format("{}: format is not '{}'", mp.string(), kFormat));
-    if (m.value("version", 0) != kVersion)
-      throw InputError(fmt::format("{}: unsupported version {}", mp.string(), m.value("version", 0)));
+    const int version = m.value("version", 0);
+    if (version < 1 || version > kVersion)
+      throw InputError(fmt::format("{}: unsupported version {} (this build reads 1 to {})", mp.string(), version,
+                                   kVersion));
     if (!m.value("complete", false))
       throw InputError(fmt::format("{}: the dataset is incomplete; resume `dcdm dataset` with the same options",
                                    mp.string()));
@@ -550,6 +678,8 @@ ShardedDataset::ShardedDataset(const fs::path& dir) : dir_(dir) {
     fingerprint_source_ = r.dump() + "|" + std::to_string(m.value("ritz", json::object()).value("kept", 0));
     const Dims dims = dims_from_json(r.at("dims"), mp.string() + " dims");
     const fs::path cp = dir / m.value("cells", std::string("cells.npy"));
+    const std::string cells_crc = stored_crc(m, "cells_crc32", version, mp, cp.filename().string());
+    if (!cells_crc.empty()) check_crc(cp, cells_crc, file_crc32(cp), mp);
     domain_.cells = read_cells_npy(cp);
     if (!(domain_.dims() == dims))
       throw InputError(fmt::format("{}: grid {} differs from the manifest's {}", cp.string(),
@@ -579,6 +709,20 @@ ShardedDataset::ShardedDataset(const fs::path& dir) : dir_(dir) {
         throw InputError(fmt::format("{}: byte {}: truncated shard (expected {} bytes)", sh.path.string(),
                                      size, expect));
       sh.data_offset = info.data_offset;
+      // The whole shard is read once here: its checksum, and every value finite (a NaN would
+      // surface epochs later as a non-finite loss).
+      const std::string crc = stored_crc(s, "crc32", version, mp, sh.path.filename().string());
+      std::int64_t bad_value = -1;
+      const std::uint32_t computed = file_crc32(sh.path, [&](std::int64_t offset, std::string_view block) {
+        if (bad_value >= 0) return;
+        const std::int64_t skip = std::max<std::int64_t>(0, sh.data_offset - offset);
+        if (skip >= static_cast<std::int64_t>(block.size())) return;
+        const std::int64_t i = first_non_finite(block.substr(static_cast<std::size_t>(skip)));
+        if (i >= 0) bad_value = (offset + skip - sh.data_offset) / 4 + i;
+      });
+      if (!crc.empty()) check_crc(sh.path, crc, computed, mp);
+      if (bad_value >= 0)
+        refuse_non_finite_sample(sh.path, sh.first, dims.size(), bad_value, sh.data_offset + 4 * bad_value);
       if (sh.first != total_)
         throw InputError(fmt::format("{}: shards out of order at {}", mp.string(), sh.path.string()));
       total_ += sh.count;
@@ -608,6 +752,9 @@ void ShardedDataset::read(std::int64_t index, dcdm::span<float> out) const {
                   std::fread(out.data(), 4, static_cast<std::size_t>(n), f) == static_cast<std::size_t>(n);
   std::fclose(f);
   if (!ok) throw InputError(fmt::format("{}: byte {}: read failed (file changed?)", s.path.string(), off));
+  // Checked when the dataset was opened; checked again in case the file changed since.
+  const std::int64_t bad = first_non_finite(std::string_view(reinterpret_cast<const char*>(out.data()), out.size() * 4));
+  if (bad >= 0) refuse_non_finite_sample(s.path, s.first, n, (index - s.first) * n + bad, off + 4 * bad);
 }
 
 std::string ShardedDataset::fingerprint() const {

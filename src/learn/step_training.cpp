@@ -20,7 +20,6 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr int kCheckpointVersion = 1;
 constexpr int kSelectionMaxIterations = 300;
 
 double fractional_iterations(const std::vector<double>& history, double target, int limit) {
@@ -113,20 +112,25 @@ FlagNetTrainResult run_step_training(const FlagNetTrainOptions& o, StepTrainer& 
   if (o.resume) {
     CheckpointArchive c = read_checkpoint_archive(checkpoint, t.name);
     const json& state = c.state;
-    if (state.value("format", std::string()) != format || state.value("version", 0) != kCheckpointVersion)
-      throw InputError(fmt::format("{}: not a {} training checkpoint", checkpoint.string(), t.name));
-    if (state.at("config") != t.config)
-      throw InputError(fmt::format("{}: the checkpoint was made with other data or options ({}); resume with the "
-                                   "same --data/--batch/--lr/--seed/--max-samples/--loss-steps/--init/--select or "
-                                   "start a new --out",
-                                   checkpoint.string(), state.at("config").dump().substr(0, 300)));
-    load_checkpoint_weights(c, checkpoint, *t.module, adam);
-    step = state.at("step").get<int>();
-    result.initial_val_loss = state.at("initial_val_loss").get<double>();
-    result.best_val_loss = state.at("best_val_loss").get<double>();
-    result.best_step = state.at("best_step").get<int>();
-    result.initial_val_iterations = state.value("initial_val_iterations", 0.0);
-    result.best_val_iterations = state.value("best_val_iterations", 0.0);
+    check_checkpoint_format(c, checkpoint, format, t.name + " training");
+    try {
+      std::string difference = first_config_difference(state.at("config"), t.config);
+      if (difference.empty() && state.at("config") != t.config) difference = "settings this build does not use";
+      if (!difference.empty())
+        throw InputError(fmt::format("{}: holds a different training run (the checkpoint was made with {}); resume "
+                                     "with the same --data/--batch/--lr/--seed/--max-samples/--loss-steps/--init/"
+                                     "--select or start a new --out",
+                                     checkpoint.string(), difference.substr(0, 300)));
+      load_checkpoint_weights(c, checkpoint, *t.module, adam);
+      step = state.at("step").get<int>();
+      result.initial_val_loss = state.at("initial_val_loss").get<double>();
+      result.best_val_loss = state.at("best_val_loss").get<double>();
+      result.best_step = state.at("best_step").get<int>();
+      result.initial_val_iterations = state.value("initial_val_iterations", 0.0);
+      result.best_val_iterations = state.value("best_val_iterations", 0.0);
+    } catch (const json::exception& e) {
+      throw InputError(fmt::format("{}: malformed checkpoint state ({})", checkpoint.string(), e.what()));
+    }
     log(fmt::format("{}: resumed at step {} (best validation loss {:.6e} at step {})", t.name, step,
                     result.best_val_loss, result.best_step));
   } else {
@@ -183,7 +187,7 @@ FlagNetTrainResult run_step_training(const FlagNetTrainOptions& o, StepTrainer& 
       window_loss = 0;
       window = 0;
       write_checkpoint_archive(checkpoint, *t.module, adam,
-                               {{"format", format}, {"version", kCheckpointVersion}, {"config", t.config},
+                               {{"format", format}, {"version", kCheckpointArchiveVersion}, {"config", t.config},
                                 {"step", step}, {"initial_val_loss", result.initial_val_loss},
                                 {"best_val_loss", result.best_val_loss}, {"best_step", result.best_step},
                                 {"initial_val_iterations", result.initial_val_iterations},

@@ -26,7 +26,6 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 constexpr const char* kCheckpointFormat = "dcdm-training-checkpoint";
-constexpr int kCheckpointVersion = 1;
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -196,7 +195,7 @@ json state_json(const RunState& s, const json& config) {
   for (const auto& e : s.history)
     h.push_back({e.epoch, e.train_loss, e.val_loss, e.seconds, e.samples_per_s});
   return json{{"format", kCheckpointFormat},
-              {"version", kCheckpointVersion},
+              {"version", kCheckpointArchiveVersion},
               {"config", config},
               {"epoch", s.epoch},
               {"best_epoch", s.best_epoch},
@@ -231,27 +230,40 @@ RunState load_checkpoint(const fs::path& path, torch::nn::Module& module, torch:
                          const json& config) {
   CheckpointArchive c = read_checkpoint_archive(path, "training", " (--checkpoint / --resume)");
   const json& j = c.state;
-  if (j.value("format", std::string()) != kCheckpointFormat || j.value("version", 0) != kCheckpointVersion)
-    throw InputError(fmt::format("{}: not a dcdm training checkpoint (version {})", path.string(),
-                                 kCheckpointVersion));
-  const json& saved = j.at("config");
-  for (auto it = config.begin(); it != config.end(); ++it) {
-    if (!saved.contains(it.key()) || saved.at(it.key()) != it.value())
-      throw InputError(fmt::format("{}: the checkpoint was made with {} = {}, this run asks for {}; "
+  check_checkpoint_format(c, path, kCheckpointFormat, "training");
+  try {
+    const std::string difference = first_config_difference(j.at("config"), config);
+    if (!difference.empty())
+      throw InputError(fmt::format("{}: holds a different training run (the checkpoint was made with {}); "
                                    "resume with the same options or start a new --out",
-                                   path.string(), it.key(), saved.value(it.key(), json()).dump(),
-                                   it.value().dump()));
+                                   path.string(), difference));
+    RunState state = state_from_json(j);
+    load_checkpoint_weights(c, path, module, opt);
+    return state;
+  } catch (const json::exception& e) {
+    throw InputError(fmt::format("{}: malformed checkpoint state ({})", path.string(), e.what()));
   }
-  load_checkpoint_weights(c, path, module, opt);
-  return state_from_json(j);
 }
 
-void write_history_csv(const fs::path& path, const std::vector<EpochRecord>& h) {
+std::string history_csv(const std::vector<EpochRecord>& h) {
   std::string s = "epoch,train_loss,val_loss,seconds,samples_per_s\n";
   for (const auto& e : h)
     s += fmt::format("{},{:.9g},{:.9g},{:.3f},{:.4g}\n", e.epoch, e.train_loss, e.val_loss, e.seconds,
                      e.samples_per_s);
-  write_atomic(path, s);
+  return s;
+}
+
+void write_history_csv(const fs::path& path, const std::vector<EpochRecord>& h) { write_atomic(path, history_csv(h)); }
+
+// Whether `path` holds exactly the rows of `h` (a run stopped between renaming its
+// checkpoint and its loss file left one row short).
+bool history_csv_current(const fs::path& path, const std::vector<EpochRecord>& h) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return false;
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str() == history_csv(h);
 }
 
 // gnuplot renders the PNG; the CSV is the record, so a missing gnuplot only costs the plot.
@@ -340,6 +352,13 @@ TrainResult train(const TrainOptions& o, const std::function<void(const std::str
     st = load_checkpoint(ckpt, *net.module, opt, config);
     log(fmt::format("resumed from {} after epoch {} (best validation loss {:.6g} at epoch {})",
                     ckpt.string(), st.epoch, st.best_val, st.best_epoch));
+    // The checkpoint is renamed into place before the loss file: a run stopped between the
+    // two left the loss file without its last rows. The checkpoint's history completes it.
+    if (!st.history.empty() && !history_csv_current(csv, st.history)) {
+      write_history_csv(csv, st.history);
+      if (o.plot) write_history_png(csv, png, fmt::format("{} on {}", o.arch, data.dims().str()));
+      log(fmt::format("{}: rewritten from the checkpoint's history ({} epochs)", csv.string(), st.history.size()));
+    }
   } else if (fs::exists(ckpt)) {
     throw InputError(fmt::format("{}: a checkpoint exists; pass --resume to continue it, or remove it",
                                  ckpt.string()));

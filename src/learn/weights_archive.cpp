@@ -779,8 +779,8 @@ constexpr char kConstantsPickle[] = {'\x80', '\x02', ')', '.'};  // an empty tup
 
 }  // namespace
 
-std::uint32_t crc32(std::string_view bytes) {
-  std::uint32_t c = 0xFFFFFFFFu;
+std::uint32_t crc32(std::string_view bytes, std::uint32_t previous) {
+  std::uint32_t c = previous ^ 0xFFFFFFFFu;
   for (const char b : bytes) c = kCrcTable[(c ^ static_cast<unsigned char>(b)) & 0xFFu] ^ (c >> 8);
   return c ^ 0xFFFFFFFFu;
 }

@@ -56,8 +56,10 @@ struct ArchiveTensorView {
 // value count differs from its shape's.
 std::string write_weights_archive(dcdm::span<const ArchiveTensorView> tensors);
 
-// CRC-32 (the ZIP / zlib polynomial) of `bytes`.
-std::uint32_t crc32(std::string_view bytes);
+// CRC-32 (the ZIP / zlib polynomial) of `bytes`. `previous`: the CRC-32 of the bytes before
+// these (zlib's crc32(crc, buf, len) convention), so that a file can be summed a block at a time;
+// 0 to start. Also the integrity check of checkpoints and dataset files.
+std::uint32_t crc32(std::string_view bytes, std::uint32_t previous = 0);
 
 // ---- LibTorch's own reader and writer of such archives: the reference the tests hold the
 // functions above to. Defined in dcdm_learn (network_file.cpp), like the other LibTorch

@@ -13,6 +13,7 @@
 #include "dcdm/poisson.hpp"
 #include "dcdm/sim.hpp"
 #include "detail.hpp"
+#include "../learn/weights_archive.hpp"  // learn::crc32
 
 namespace dcdm::sim {
 namespace {
@@ -283,6 +284,10 @@ FrameStats SmokeSimulation::step() {
 namespace {
 
 constexpr char kMagic[8] = {'D', 'C', 'D', 'M', 'S', 'I', 'M', '1'};
+// Version 2 ends in the CRC-32 of every byte before it, so that a damaged file is refused
+// instead of resuming a different state; version 1 (no checksum) is still read.
+constexpr std::uint32_t kVersion = 2;
+constexpr std::size_t kChecksumBytes = 4;
 
 template <class T>
 void put(std::string& out, const T& v) {
@@ -333,7 +338,7 @@ struct Reader {
 void SmokeSimulation::save_checkpoint(const std::filesystem::path& path, const std::string& tag) const {
   std::string out;
   out.append(kMagic, sizeof kMagic);
-  put(out, std::uint32_t(1));  // version
+  put(out, kVersion);
   put(out, std::int32_t(config_.dims.nx));
   put(out, std::int32_t(config_.dims.ny));
   put(out, std::int32_t(config_.dims.nz));
@@ -347,6 +352,7 @@ void SmokeSimulation::save_checkpoint(const std::filesystem::path& path, const s
   put_field(out, density_);
   put_field(out, temperature_);
   put_field(out, pressure_);
+  put(out, learn::crc32(out));
   io::write_file_atomic(path, out);
 }
 
@@ -357,15 +363,28 @@ void SmokeSimulation::load_checkpoint(const std::filesystem::path& path, const s
   if (!in) throw InputError(fmt::format("{}: cannot open checkpoint", path.string()));
   std::ostringstream ss;
   ss << in.rdbuf();
-  const std::string bytes = ss.str();
+  std::string bytes = ss.str();
   Reader r{bytes, path};
   r.need(sizeof kMagic, "magic");
   if (std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
     throw InputError(fmt::format("{}: byte 0: not a dcdm simulation checkpoint", path.string()));
   r.pos = sizeof kMagic;
   const auto version = r.get<std::uint32_t>("version");
-  if (version != 1)
+  if (version != 1 && version != kVersion)
     throw InputError(fmt::format("{}: byte 8: unsupported checkpoint version {}", path.string(), version));
+  if (version >= 2) {
+    // The whole file is checked before any field is believed.
+    r.need(kChecksumBytes, "checksum");
+    const std::size_t body = bytes.size() - kChecksumBytes;
+    std::uint32_t stored = 0;
+    std::memcpy(&stored, bytes.data() + body, kChecksumBytes);
+    const std::uint32_t computed = learn::crc32(std::string_view(bytes).substr(0, body));
+    if (stored != computed)
+      throw InputError(fmt::format("{}: checksum mismatch (stored {:08x}, computed {:08x}): the file is damaged; "
+                                   "delete it to start the run again",
+                                   path.string(), stored, computed));
+    bytes.resize(body);
+  }
   Dims d;
   d.nx = r.get<std::int32_t>("nx");
   d.ny = r.get<std::int32_t>("ny");
