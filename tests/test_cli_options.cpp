@@ -145,3 +145,13 @@ TEST_F(CliOptions, RefusedMatrixNamesTheFileAndRow) {
 }
 
 }  // namespace
+
+// dpcg's set-up (3k Lanczos steps with full re-orthogonalisation, about (3k)^2 N work) ran
+// for hours at a large --dpcg-k: beyond the bound for the grid it is exit 2 naming the option
+// and the largest k allowed; within it the method runs.
+TEST_F(CliOptions, DpcgKBeyondWhatTheGridAllowsInReasonableTimeIsExitTwo) {
+  EXPECT_EQ(run_cli("solve --scene box --n 64 --method dpcg --dpcg-k 300 --quiet"), 2) << log();
+  EXPECT_NE(log().find("--dpcg-k: 300 Ritz vectors on 262144 unknowns"), std::string::npos) << log();
+  EXPECT_NE(log().find("--dpcg-k may be at most 205"), std::string::npos) << log();
+  EXPECT_EQ(run_cli("solve --scene box --n 16 --method dpcg --dpcg-k 100 --quiet"), 0) << log();
+}
