@@ -24,3 +24,14 @@ add_test(NAME package_add_subdirectory
                  -DWORK_DIR=${DCDM_PACKAGE_TEST_DIR}/add_subdirectory -DMODE=add_subdirectory
                  -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER} -P ${PROJECT_SOURCE_DIR}/tests/package/run.cmake)
 set_tests_properties(package_find_package package_add_subdirectory PROPERTIES TIMEOUT 1500 LABELS package)
+
+# Hostile input against every subcommand of the built CLI (scripts/hostile-suite.py): truncated
+# and lying files, NaN values, FIFOs, unwritable outputs, absurd options, damaged checkpoints;
+# each must be exit 2 naming the culprit within 20 s and a 6 GiB address space. 16^3 grids,
+# about 10 s on 2 cores.
+find_program(DCDM_PYTHON3 NAMES python3)
+if(DCDM_PYTHON3 AND TARGET dcdm_learn)
+  add_test(NAME hostile_suite COMMAND ${DCDM_PYTHON3} ${PROJECT_SOURCE_DIR}/scripts/hostile-suite.py
+                                      --dcdm $<TARGET_FILE:dcdm> --jobs 2)
+  set_tests_properties(hostile_suite PROPERTIES TIMEOUT 300 LABELS hostile)
+endif()
