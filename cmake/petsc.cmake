@@ -40,6 +40,15 @@ if(DCDM_BUILD_APPS)
     fmt::fmt nlohmann_json::nlohmann_json)
 endif()
 
+if(DCDM_INSTALL)
+  # The module goes where PETSc programs can -dll_append it; dcdm-mpi finds it by RPATH.
+  install(TARGETS dcdm_petsc LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT runtime)
+  if(TARGET dcdm-mpi)
+    set_target_properties(dcdm-mpi PROPERTIES INSTALL_RPATH "$ORIGIN/${DCDM_LIB_FROM_BIN}")
+    install(TARGETS dcdm-mpi RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)
+  endif()
+endif()
+
 if(DCDM_BUILD_TESTS OR DCDM_BUILD_EXAMPLES)
   enable_testing()
   # Open MPI refuses to run as root without these (CI containers run as root).
@@ -75,6 +84,9 @@ if(DCDM_BUILD_EXAMPLES)
   add_executable(example_petsc_ksp_dcdm examples/petsc_ksp_dcdm.c)
   target_link_libraries(example_petsc_ksp_dcdm PRIVATE PkgConfig::PETSC MPI::MPI_C)
   add_dependencies(example_petsc_ksp_dcdm dcdm_petsc)
+  if(DCDM_SANITIZE)  # it loads the sanitized libdcdm_petsc.so: the runtime must come first
+    target_link_options(example_petsc_ksp_dcdm PRIVATE -fsanitize=address,undefined)
+  endif()
   foreach(np 1 3)
     add_test(NAME example_petsc_ksp_dcdm_np${np}
              COMMAND ${DCDM_MPIEXEC} -n ${np} $<TARGET_FILE:example_petsc_ksp_dcdm>

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The table of docs/DISTRIBUTED.md: KSPDCDM and KSPCG with PCMG (Galerkin), GAMG and hypre
+# BoomerAMG on R ranks, beside the serial tool's mgpcg and dcdm-relax on R threads, on the
+# obstacles scene at N^3, rtol 1e-6. Each configuration runs REPEAT times; the fastest solve is
+# reported (the machine is shared). Waits until no compiler runs before each measurement.
+#   examples/petsc_bench.sh [N=128] [RANKS=2] [REPEAT=2] [BUILD=build]
+set -euo pipefail
+N=${1:-128}
+RANKS=${2:-2}
+REPEAT=${3:-2}
+BUILD=${4:-build}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+levels=$(/usr/bin/python3 -c "import math; print(max(2, int(math.log2($N / 8)) + 1))")
+out=$(mktemp -d)
+wait_quiet() {
+  while pgrep -f "cc1plus|cmake --build" >/dev/null; do sleep 5; done
+}
+field() { /usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(r[sys.argv[2]])" "$1" "$2"; }
+best() {  # label, json files...: iterations, min setup, min solve
+  local label=$1; shift
+  /usr/bin/python3 - "$label" "$@" <<'PY'
+import json, sys
+rs = [json.load(open(f)) for f in sys.argv[2:]]
+its = sorted({r["iterations"] for r in rs})
+print(f"| {sys.argv[1]} | {'/'.join(map(str, its))} | {min(r['setup_seconds'] for r in rs):.2f} | "
+      f"{min(r['solve_seconds'] for r in rs):.2f} | {min(r['setup_seconds'] + r['solve_seconds'] for r in rs):.2f} | "
+      f"{max(r['relative_residual'] for r in rs):.1e} |")
+PY
+}
+echo "obstacles ${N}^3, rtol 1e-6; $RANKS MPI ranks (1 thread each) / $RANKS OpenMP threads; $(nproc) cores; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "| method | iterations | setup s | solve s | total s | relative residual |"
+echo "|---|---|---|---|---|---|"
+declare -A pcs=(
+  [mg]="-pc_type mg -pc_mg_levels $levels -pc_mg_galerkin pmat"
+  [gamg]="-pc_type gamg"
+  [hypre]="-pc_type hypre -pc_hypre_type boomeramg"
+)
+for pc in mg gamg hypre; do
+  for ksp in dcdm cg; do
+    files=()
+    for r in $(seq "$REPEAT"); do
+      wait_quiet
+      f=$out/$ksp-$pc-$r.json
+      OMP_NUM_THREADS=1 mpiexec --oversubscribe -n "$RANKS" "$BUILD/dcdm-mpi" solve --scene obstacles --n "$N" \
+        --json "$f" -ksp_type "$ksp" ${pcs[$pc]} >/dev/null
+      files+=("$f")
+    done
+    best "dcdm-mpi -ksp_type $ksp ${pcs[$pc]}" "${files[@]}"
+  done
+done
+for method in mgpcg dcdm-relax; do
+  files=()
+  for r in $(seq "$REPEAT"); do
+    wait_quiet
+    f=$out/serial-$method-$r.json
+    OMP_NUM_THREADS=$RANKS "$BUILD/dcdm" solve --scene obstacles --n "$N" --method "$method" --json "$f" >/dev/null
+    files+=("$f")
+  done
+  best "dcdm solve --method $method (OMP_NUM_THREADS=$RANKS)" "${files[@]}"
+done
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+rm -rf "$out"
