@@ -131,11 +131,14 @@ TEST(PetscSystem, ComponentsMatchSerial) {
   std::array<FaceBoundary, 6> walls{};
   std::array<FaceBoundary, 6> open_top{};
   open_top[5] = FaceBoundary::Open;
-  const std::vector<Domain> domains = {speckled({24, 19, 13}, 0.55, walls, 1), speckled({17, 17, 17}, 0.3, open_top, 2),
+  const std::vector<Domain> domains = {speckled({24, 19, 13}, 0.65, walls, 1), speckled({17, 17, 17}, 0.3, open_top, 2),
                                        Domain({15, 16, 17}, CellType::Fluid)};
   for (const Domain& dom : domains) {
     PressureSystem sys = PressureSystem::from_domain(PETSC_COMM_WORLD, dom, {});
     const FluidComponents fc = fluid_components(dom);
+    if (&dom == &domains[0]) {  // the null space without vectors (more than 32 singular components)
+      EXPECT_GT(fc.singular_count(), 32) << fc.count() << " components";
+    }
     EXPECT_EQ(sys.components, fc.count());
     EXPECT_EQ(sys.singular_components, fc.singular_count());
     const Box& b = sys.box();
@@ -226,7 +229,7 @@ TEST(PetscSystem, SolutionMatchesSerial) {
     for (int j = 0; j < 13; ++j) closed_odd.cells(8, j, k) = CellType::Solid;
   closed_odd.cells(14, 3, 4) = CellType::Air;
   cases.push_back({"closed box split by a wall 17x13x9, mg", closed_odd, "mg", "assembled"});
-  cases.push_back({"speckled closed 24x19x13", speckled({24, 19, 13}, 0.55, walls, 1), "jacobi", "shell"});
+  cases.push_back({"speckled closed 24x19x13", speckled({24, 19, 13}, 0.65, walls, 1), "jacobi", "shell"});
   for (const auto& c : cases) {
     const std::vector<double> b = serial_random_rhs(c.domain, 11);
     const std::vector<double> expected = serial_solve(c.domain, b);
