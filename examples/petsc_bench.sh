@@ -2,7 +2,8 @@
 # The table of docs/DISTRIBUTED.md: KSPDCDM and KSPCG with PCMG (Galerkin), GAMG and hypre
 # BoomerAMG on R ranks, beside the serial tool's mgpcg and dcdm-relax on R threads, on the
 # obstacles scene at N^3, rtol 1e-6. Each configuration runs REPEAT times; the fastest solve is
-# reported (the machine is shared). Waits until no compiler runs before each measurement.
+# reported (the machine is shared). Waits until no compiler or test run is running before each
+# measurement.
 #   examples/petsc_bench.sh [N=128] [RANKS=2] [REPEAT=2] [BUILD=build]
 set -euo pipefail
 N=${1:-128}
@@ -12,8 +13,8 @@ BUILD=${4:-build}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 levels=$(/usr/bin/python3 -c "import math; print(max(2, int(math.log2($N / 8)) + 1))")
 out=$(mktemp -d)
-wait_quiet() {
-  while pgrep -f "cc1plus|cmake --build" >/dev/null; do sleep 5; done
+wait_quiet() {  # no compiler and no other test run (ctest, the test binaries)
+  while pgrep -f "cc1plus|cmake --build|ctest|dcdm_tests|dcdm_petsc_tests" >/dev/null; do sleep 5; done
 }
 field() { /usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(r[sys.argv[2]])" "$1" "$2"; }
 best() {  # label, json files...: iterations, min setup, min solve

@@ -375,9 +375,12 @@ PetscErrorCode KSPSetFromOptions_DCDM(KSP ksp, PetscOptionItems* PetscOptionsObj
 
 PetscErrorCode KSPView_DCDM(KSP ksp, PetscViewer viewer) {
   KspDcdm* s = data_of(ksp);
-  PetscBool ascii = PETSC_FALSE;
+  PetscBool ascii = PETSC_FALSE, string = PETSC_FALSE;
   PetscFunctionBegin;
   PetscCall(PetscObjectTypeCompare((PetscObject)viewer, PETSCVIEWERASCII, &ascii));
+  PetscCall(PetscObjectTypeCompare((PetscObject)viewer, PETSCVIEWERSTRING, &string));
+  if (string)
+    PetscCall(PetscViewerStringSPrintf(viewer, " k=%" PetscInt_FMT " fallback %s", s->k, kFallbackNames[s->fallback]));
   if (ascii) {
     PetscCall(PetscViewerASCIIPrintf(viewer, "  kept directions k=%" PetscInt_FMT ", fallback %s\n", s->k,
                                      kFallbackNames[s->fallback]));

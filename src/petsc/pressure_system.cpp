@@ -10,6 +10,8 @@
 #include <numbers>
 #include <random>
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -301,6 +303,22 @@ PressureSystem PressureSystem::from_domain(MPI_Comm comm, const Domain& domain, 
 
 PressureSystem PressureSystem::from_scene(MPI_Comm comm, const SceneSpec& spec, std::uint64_t rhs_seed) {
   check_min_dims(spec.dims);
+  // Every rank of this machine holds the whole grid's cell types while the scene is built:
+  // refuse a grid whose scenes (about 3 bytes a cell with make_scene's temporaries) plus the
+  // ranks' shares of the solve (about 800 bytes a cell with multigrid) do not fit.
+  MPI_Comm node = MPI_COMM_NULL;
+  MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  int node_ranks = 1, ranks = 1;
+  MPI_Comm_size(node, &node_ranks);
+  MPI_Comm_size(comm, &ranks);
+  MPI_Comm_free(&node);
+  const double cells = static_cast<double>(spec.dims.size());
+  const double need = node_ranks * (3.0 * cells + 800.0 * cells / ranks);
+  const double have = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+  agree(comm, have <= 0 || need <= have,
+        fmt::format("--n/--dims: a {} scene on {} rank(s) of this machine needs about {:.1f} GiB, more than its "
+                    "{:.1f} GiB (each rank builds the whole scene; a system folder avoids that)",
+                    spec.dims.str(), node_ranks, need / 1073741824.0, have / 1073741824.0));
   Domain domain = make_scene(spec);  // deterministic: every rank builds the same (or throws the same)
   PressureSystem s = from_domain(comm, domain, {});
   // The right-hand side: the serial random sequence, each rank keeping its own cells.

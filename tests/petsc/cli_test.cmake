@@ -105,6 +105,7 @@ expect_bad_input(2 "--operator" solve --scene box --n 8 --operator dense)
 expect_bad_input(2 "unknown option '--bogus'" solve --scene box --n 8 --bogus)
 expect_bad_input(2 "nowhere" solve --system ${WORK_DIR}/nowhere)
 expect_bad_input(2 "scene" solve --scene teapot --n 8)
+expect_bad_input(2 "--n/--dims: a 1200x1200x1200 scene" solve --scene box --dims 1200,1200,1200)
 # A truncated flags.npy: only the ranks whose part is missing find it; all exit 2.
 file(MAKE_DIRECTORY ${WORK_DIR}/truncated)
 file(COPY ${WORK_DIR}/sys/system.json ${WORK_DIR}/sys/b.npy DESTINATION ${WORK_DIR}/truncated)

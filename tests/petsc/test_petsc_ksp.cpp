@@ -161,13 +161,21 @@ TEST(PetscKsp, BadOptionsAreErrors) {
     KSPDestroy(&ksp);
   }
   PetscPopErrorHandler();
-  // A good value is taken.
+  // Good values are taken (KSPView shows them).
   ScopedOption opt("-ksp_dcdm_k", "5");
   ScopedOption fb("-ksp_dcdm_fallback", "off");
   KSP ksp = nullptr;
   KSPCreate(PETSC_COMM_WORLD, &ksp);
   KSPSetType(ksp, KSPDCDM);
   EXPECT_EQ(KSPSetFromOptions(ksp), 0);
+  set_pc(ksp, PCJACOBI);  // KSPView views the PC too, which needs a type
+  char text[512] = {};
+  PetscViewer viewer = nullptr;
+  PetscViewerStringOpen(PETSC_COMM_SELF, text, sizeof text, &viewer);
+  KSPView(ksp, viewer);
+  PetscViewerDestroy(&viewer);
+  const std::string shown = text;
+  EXPECT_NE(shown.find("k=5 fallback off"), std::string::npos) << shown;
   KSPDestroy(&ksp);
 }
 
