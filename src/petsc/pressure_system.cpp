@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dcdm/error.hpp"
+#include "dcdm/system.hpp"
 
 namespace dcdm::petsc {
 namespace {
@@ -275,7 +276,7 @@ CellType PressureSystem::cell(PetscInt i, PetscInt j, PetscInt k) const {
 }
 
 PressureSystem PressureSystem::from_domain(MPI_Comm comm, const Domain& domain, const std::vector<double>& b) {
-  agree(comm, !domain.weighted(), "dcdm-mpi: weighted domains (coefficients) are not supported on PETSc");
+  agree(comm, !domain.weighted(), "weighted domains (coefficients: the liquid, cutcell and density scenes) are not supported on PETSc");
   agree(comm, b.empty() || static_cast<std::int64_t>(b.size()) == domain.dims().size(),
         fmt::format("right-hand side has {} values, the grid {} has {} cells", b.size(), domain.dims().str(),
                     domain.dims().size()));
@@ -366,9 +367,7 @@ PressureSystem PressureSystem::from_folder(MPI_Comm comm, const std::filesystem:
   try {
     if (meta.contains("coefficients"))
       throw InputError(fmt::format("{}: weighted systems (coefficients) are not supported on PETSc", json_path.string()));
-    const auto& jd = meta.at("dims");
-    dims = Dims{jd.at(0).get<int>(), jd.at(1).get<int>(), jd.at(2).get<int>()};
-    check_grid_dims(dims, json_path.string() + " dims");
+    dims = dims_from_json(meta.at("dims"), json_path.string() + " dims");
     for (int f = 0; f < 6; ++f) {
       const std::string v = meta.at("faces").at(to_string(static_cast<Face>(f))).get<std::string>();
       if (v != "open" && v != "wall")

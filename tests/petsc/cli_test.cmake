@@ -98,13 +98,23 @@ if(NOT converged)
   message(FATAL_ERROR "KSPDCDM + PCMG on the system folder did not converge")
 endif()
 
-# 3. Bad input.
+# 3. Not converged: exit 3, the report says why.
+run_mpi(2 3 out err solve --scene obstacles --n 17 --json ${WORK_DIR}/its.json -pc_type jacobi -ksp_max_it 3)
+json_get(${WORK_DIR}/its.json reason reason)
+json_get(${WORK_DIR}/its.json iterations its)
+json_get(${WORK_DIR}/its.json converged converged)
+if(NOT reason STREQUAL "max-iterations" OR NOT its EQUAL 3 OR converged)
+  message(FATAL_ERROR "-ksp_max_it 3: reason ${reason}, iterations ${its}, converged ${converged}")
+endif()
+
+# 4. Bad input.
 expect_bad_input(3 "-ksp_dcdm_fallback" solve --scene box --n 8 -ksp_dcdm_fallback sometimes)
 expect_bad_input(3 "--n" solve --scene box --n 3)
 expect_bad_input(2 "--operator" solve --scene box --n 8 --operator dense)
 expect_bad_input(2 "unknown option '--bogus'" solve --scene box --n 8 --bogus)
 expect_bad_input(2 "nowhere" solve --system ${WORK_DIR}/nowhere)
 expect_bad_input(2 "scene" solve --scene teapot --n 8)
+expect_bad_input(2 "weighted domains" solve --scene liquid --n 12)
 expect_bad_input(2 "--n/--dims: a 1200x1200x1200 scene" solve --scene box --dims 1200,1200,1200)
 # A truncated flags.npy: only the ranks whose part is missing find it; all exit 2.
 file(MAKE_DIRECTORY ${WORK_DIR}/truncated)
