@@ -120,9 +120,9 @@ std::string markdown_table(const std::vector<BenchRow>& rows, const std::string&
     if (r.method == baseline && r.converged()) base[{r.system, r.rtol}] = r.total_seconds;
   std::string s = fmt::format(
       "| system | cells (fluid) | method | rtol | iterations | setup s | solve s | total s | CPU s | "
-      "speed-up vs {} | true rel. residual | peak MB | status |\n",
+      "speed-up vs {} | true rel. residual | peak MB | process bytes/cell | status |\n",
       baseline);
-  s += "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
+  s += "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
   for (const auto& r : rows) {
     const bool measured = r.status == "converged" || r.status == "not-converged" || r.status == "false-convergence";
     std::string speedup = "-";
@@ -130,7 +130,7 @@ std::string markdown_table(const std::vector<BenchRow>& rows, const std::string&
       const auto it = base.find({r.system, r.rtol});
       if (it != base.end() && r.total_seconds > 0) speedup = fmt::format("{:.2f}x", it->second / r.total_seconds);
     }
-    s += fmt::format("| {} | {} ({}) | {} | {:.0e} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.system,
+    s += fmt::format("| {} | {} ({}) | {} | {:.0e} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.system,
                      r.dims.str(), thousands(r.fluid_cells), r.method, r.rtol,
                      measured ? std::to_string(r.iterations) : "-",
                      measured ? fmt::format("{:.3f}", r.setup_seconds) : "-",
@@ -138,7 +138,9 @@ std::string markdown_table(const std::vector<BenchRow>& rows, const std::string&
                      measured ? fmt::format("{:.3f}", r.total_seconds) : "-",
                      measured ? fmt::format("{:.3f}", r.cpu_seconds) : "-", speedup,
                      measured ? fmt::format("{:.2e}", r.true_relative_residual) : "-",
-                     measured && r.peak_mb >= 0 ? fmt::format("{:.0f}", r.peak_mb) : "-", status_text(r));
+                     measured && r.peak_mb >= 0 ? fmt::format("{:.0f}", r.peak_mb) : "-",
+                     measured && r.process_bytes_per_cell > 0 ? fmt::format("{:.0f}", r.process_bytes_per_cell) : "-",
+                     status_text(r));
   }
   return s;
 }

@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 
 #include "dcdm/error.hpp"
+#include "dcdm/memory.hpp"
 #include "dcdm/peers.hpp"
 #include "dcdm/poisson.hpp"
 #include "dcdm/scenes.hpp"
@@ -48,28 +49,10 @@ double median(std::vector<double> v) {
   return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
 }
 
-// kB value of a "/proc/self/status" field (VmRSS, VmHWM), 0 if unreadable.
-double status_kb(const char* field) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  const std::size_t len = std::strlen(field);
-  while (std::getline(in, line))
-    if (line.compare(0, len, field) == 0 && line.size() > len && line[len] == ':')
-      return std::atof(line.c_str() + len + 1);
-  return 0.0;
-}
-
-// Resets the resident high-water mark to the current RSS (Linux >= 4.0).
-bool reset_peak_rss() {
-  std::ofstream out("/proc/self/clear_refs");
-  out << "5";
-  out.flush();
-  return static_cast<bool>(out);
-}
-
 PoissonSystem build_system(const BenchSystem& s) {
   if (!s.folder.empty()) {
-    PoissonSystem sys = load_system(s.folder);
+    // The folder was verified in full before the runs (cmd_bench); here only what solves need.
+    PoissonSystem sys = load_system(s.folder, SystemMatrix::Skip);
     if (sys.rhs.empty()) throw InputError(fmt::format("{}: the system has no right-hand side", s.folder.string()));
     return sys;
   }
@@ -77,7 +60,7 @@ PoissonSystem build_system(const BenchSystem& s) {
   spec.name = s.scene;
   spec.dims = s.dims;
   spec.seed = s.seed;
-  return make_scene_system(spec, parse_rhs_kind(s.rhs), s.seed);
+  return make_scene_system(spec, parse_rhs_kind(s.rhs), s.seed, {}, SystemMatrix::Skip);
 }
 
 // The child's whole job; returns the JSON it sends to the parent.
@@ -89,8 +72,7 @@ nlohmann::json measure(const BenchSystem& s, const std::string& method, const Be
   const PoissonStencil op(domain);
   const RangeProjector projector(domain);
   LinearSystemView view;
-  view.op = &op;
-  view.matrix = &sys.matrix;
+  view.op = &op;  // matrix-free: the methods that factor a matrix assemble it in their set-up
   view.domain = &domain;
   if (projector.singular()) view.project_range = projector.as_function();
   const std::vector<double>& b = sys.rhs;
@@ -101,8 +83,10 @@ nlohmann::json measure(const BenchSystem& s, const std::string& method, const Be
   out["threads"] = (method.rfind("hypre", 0) == 0) ? 1 : omp_get_max_threads();
   out["singular"] = projector.singular();
 
-  const bool peak_reset = reset_peak_rss();
-  const double rss0 = status_kb("VmRSS");
+  // The whole process's peak so far (building the system), then the method's own from here.
+  const std::int64_t system_peak = peak_resident_bytes();
+  const bool peak_reset = reset_peak_resident();
+  const double rss0 = resident_bytes() / 1024.0;
   nlohmann::json rows = nlohmann::json::array();
   for (double rtol : settings.rtols) {
     nlohmann::json row;
@@ -182,8 +166,12 @@ nlohmann::json measure(const BenchSystem& s, const std::string& method, const Be
     row["history_times_interpolated"] = !live;
     rows.push_back(row);
   }
-  const double hwm = status_kb("VmHWM");
+  const double hwm = peak_resident_bytes() / 1024.0;
   out["peak_mb"] = peak_reset ? nlohmann::json(std::max(0.0, (hwm - rss0) / 1024.0)) : nlohmann::json();
+  // The whole process (forked from the bench, so its code and libraries included), per cell.
+  const double process_peak = std::max<double>(double(system_peak), hwm * 1024.0);
+  out["process_peak_mb"] = process_peak / 1048576.0;
+  out["process_bytes_per_cell"] = process_peak / double(domain.dims().size());
   out["rows"] = rows;
   return out;
 }
@@ -242,6 +230,7 @@ BenchRow pool_rounds(const std::vector<BenchRow>& rounds) {
       totals.push_back(r.setup_runs[i] + r.solve_runs[i]);
     setup_cpu.push_back(r.setup_cpu_seconds);
     out.peak_mb = std::max(out.peak_mb, r.peak_mb);
+    out.process_bytes_per_cell = std::max(out.process_bytes_per_cell, r.process_bytes_per_cell);
   }
   out.setup_seconds = median(out.setup_runs);
   out.solve_seconds = median(out.solve_runs);
@@ -342,6 +331,7 @@ std::vector<BenchRow> run_isolated(const BenchSystem& s, const std::string& meth
     r.fluid_cells = msg["fluid_cells"].get<std::int64_t>();
     r.threads = msg["threads"].get<int>();
     r.peak_mb = msg["peak_mb"].is_number() ? msg["peak_mb"].get<double>() : -1.0;
+    r.process_bytes_per_cell = msg.value("process_bytes_per_cell", 0.0);
     r.status = j["status"].get<std::string>();
     r.reason = j["reason"].get<std::string>();
     r.detail = j["detail"].get<std::string>();
@@ -385,6 +375,7 @@ nlohmann::json to_json(const BenchRow& r) {
           {"solve_runs", r.solve_runs},
           {"true_relative_residual", r.true_relative_residual},
           {"peak_mb", r.peak_mb},
+          {"process_bytes_per_cell", r.process_bytes_per_cell},
           {"threads", r.threads},
           {"history", r.history},
           {"history_iterations", r.history_iterations},

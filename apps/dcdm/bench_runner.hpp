@@ -51,6 +51,7 @@ struct BenchRow {
   double setup_cpu_seconds = 0;       // median process CPU seconds of the setup alone
   double true_relative_residual = 0;  // ||b - Ax|| / ||b|| recomputed in double
   double peak_mb = 0;                 // resident high-water increase of the child
+  double process_bytes_per_cell = 0;  // the child's whole peak resident set / cells
   int threads = 0;
   std::vector<double> history;        // relative residual per entry (last run)
   std::vector<int> history_iterations;  // iteration of each entry (0..n, or {0, n} when the

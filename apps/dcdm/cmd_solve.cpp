@@ -15,6 +15,8 @@
 #include "command.hpp"
 #include "dcdm/error.hpp"
 #include "dcdm/io.hpp"
+#include "dcdm/memory.hpp"
+#include "dcdm/methods.hpp"
 #include "dcdm/poisson.hpp"
 #include "dcdm/scenes.hpp"
 #include "dcdm/system.hpp"
@@ -69,9 +71,13 @@ LoadedSystem load(const SolveArgs& a) {
     spec.dims = a.dims.empty() ? Dims{a.n, a.n, a.n} : parse_dims(a.dims, "--dims");
     spec.seed = a.seed;
     spec.parameters = parse_scene_parameters(a.params_kv, "--param");
+    // Before anything large is built: what this method holds on this grid.
+    check_solve_fits_memory(a.method, spec.dims, a.params, a.dims.empty() ? "--n" : "--dims");
     const std::string rhs = a.rhs.empty() ? "random" : a.rhs;
     const RhsKind kind = parse_rhs_kind(rhs);
-    PoissonSystem sys = make_scene_system(spec, kind, a.seed, kind == RhsKind::File ? fs::path(rhs) : fs::path());
+    // No matrix: the methods read the stencil, and those that factor a matrix assemble it.
+    PoissonSystem sys = make_scene_system(spec, kind, a.seed, kind == RhsKind::File ? fs::path(rhs) : fs::path(),
+                                          SystemMatrix::Skip);
     s.source = fmt::format("scene {} {} (rhs {}, seed {})", a.scene, spec.dims.str(), rhs, a.seed);
     s.domain = std::move(sys.domain);
     s.matrix = std::move(sys.matrix);
@@ -79,7 +85,7 @@ LoadedSystem load(const SolveArgs& a) {
     return s;
   }
   if (!a.system_dir.empty()) {
-    PoissonSystem sys = load_system(a.system_dir);
+    PoissonSystem sys = load_system(a.system_dir, SystemMatrix::Skip);
     if (!a.rhs.empty()) {
       // Another right-hand side for the folder's system: a vector file with one value per cell,
       // finite, and zero on the cells that are not fluid (those have no equation).
@@ -97,6 +103,7 @@ LoadedSystem load(const SolveArgs& a) {
                                      off_fluid));
     }
     if (sys.rhs.empty()) throw InputError(fmt::format("{}: the system has no right-hand side", a.system_dir));
+    check_solve_fits_memory(a.method, sys.domain.dims(), a.params, "--system " + a.system_dir);
     s.source = fmt::format("system {} {}{}", a.system_dir, sys.domain.dims().str(),
                            a.rhs.empty() ? std::string() : fmt::format(" (rhs {})", a.rhs));
     s.domain = std::move(sys.domain);
@@ -173,12 +180,25 @@ json report_json(const SolveReport& r) {
           {"solve_seconds", r.solve_seconds}};
 }
 
+// The process's resident set and its high-water mark after each phase of a solve (the JSON
+// report's "memory"): what the system, the operator, the method's set-up and its solve add.
+struct MemoryTrace {
+  nlohmann::json phases = nlohmann::json::array();
+  void mark(const char* phase) {
+    phases.push_back({{"phase", phase}, {"resident_bytes", resident_bytes()}, {"peak_bytes", peak_resident_bytes()}});
+  }
+};
+
 int run_solve(const SolveArgs& a) {
   // Make the solver first: an unknown method or bad parameter fails before any work.
   check_model_option({a.method}, a.params);
   auto solver = make_solver(a.method, a.params);
+  MemoryTrace memory;
+  memory.mark("start");
   LoadedSystem s = load(a);
-  const std::int64_t n = s.matrix.rows;
+  memory.mark("system");
+
+  const std::int64_t n = s.domain ? s.domain->dims().size() : s.matrix.rows;
   if (const auto bad = count_non_finite(s.rhs); bad > 0)
     throw InputError(fmt::format("right-hand side has {} non-finite entries", bad));
   if (const auto bad = count_non_finite(s.matrix.values); bad > 0)
@@ -187,7 +207,8 @@ int run_solve(const SolveArgs& a) {
   std::unique_ptr<LinearOperator> op;
   std::optional<RangeProjector> projector;
   LinearSystemView view;
-  json system_info = {{"source", s.source}, {"rows", n}, {"nnz", s.matrix.nnz()}};
+  json system_info = {{"source", s.source}, {"rows", n}};
+  if (s.matrix.rows > 0) system_info["nnz"] = s.matrix.nnz();
   if (s.domain) {
     op = std::make_unique<PoissonStencil>(*s.domain);
     projector.emplace(*s.domain);
@@ -204,8 +225,10 @@ int run_solve(const SolveArgs& a) {
   } else {
     op = std::make_unique<CsrOperator>(s.matrix);
   }
+  memory.mark("operator");
   view.op = op.get();
-  view.matrix = &s.matrix;
+  // A matrix only when one was read (--matrix); a grid system is matrix-free.
+  view.matrix = s.matrix.rows > 0 ? &s.matrix : nullptr;
 
   std::vector<double> x(static_cast<std::size_t>(n), 0.0);
   SolveOptions options;
@@ -246,10 +269,15 @@ int run_solve(const SolveArgs& a) {
     if (origin.empty()) throw;
     throw InputError(fmt::format("{}: {}", origin, e.what()));
   }
+  memory.mark("setup");
   const SolveReport rep = solver->solve(s.rhs, x, options);
+  memory.mark("solve");
+  const std::int64_t peak = peak_resident_bytes();
   fmt::print("{}\n", format_reason_line(rep));
-  fmt::print("iterations {}  relative residual {:.3e}  setup {:.3f} s  solve {:.3f} s\n", rep.iterations,
-             rep.relative_residual(), rep.setup_seconds, rep.solve_seconds);
+  fmt::print("iterations {}  relative residual {:.3e}  setup {:.3f} s  solve {:.3f} s  peak memory {:.0f} MB ({:.1f} "
+             "bytes a cell)\n",
+             rep.iterations, rep.relative_residual(), rep.setup_seconds, rep.solve_seconds, peak / 1e6,
+             double(peak) / double(n));
   std::fflush(stdout);
 
   if (!a.x_out.empty()) {
@@ -263,6 +291,13 @@ int run_solve(const SolveArgs& a) {
   if (!a.json_out.empty()) {
     json out = report_json(rep);
     out["system"] = system_info;
+    out["memory"] = {{"peak_resident_bytes", peak},
+                     {"bytes_per_cell", double(peak) / double(n)},
+                     {"phases", memory.phases}};
+    if (s.domain)  // the guard's figure: the process before the system, plus the solve's estimate
+      out["memory"]["estimate_bytes"] =
+          memory.phases[0]["resident_bytes"].get<std::int64_t>() +
+          estimate_solve_bytes(a.method, s.domain->dims(), a.params, system_info["singular_components"].get<int>() > 0);
     out["options"] = {{"rtol", a.rtol},
                       {"atol", a.atol},
                       {"max_iterations", a.max_iterations},

@@ -83,13 +83,25 @@ struct NpyArray {
 };
 NpyArray read_npy(const fs::path& path, const ReadOptions& options = {});
 NpyArray parse_npy(std::string_view bytes, const std::string& name, const ReadOptions& options = {});
+// The header of a .npy file: dtype, shape and where the data starts, checked against the
+// file's size (`prefix` holds at least the header; file_size is the whole file's length).
+struct NpyHeader {
+  DType dtype = DType::Float64;
+  std::vector<std::int64_t> shape;
+  std::uint64_t data_offset = 0;
+  std::int64_t count() const;
+};
+NpyHeader parse_npy_header(std::string_view prefix, std::uint64_t file_size, const std::string& name);
+NpyHeader read_npy_header(const fs::path& path);
 void write_npy(const fs::path& path, const NpyArray& a);
 // Convenience: a 3-D grid field is written with shape (nz, ny, nx) so that C order = x fastest.
 void write_npy(const fs::path& path, const std::vector<double>& v, const std::vector<std::int64_t>& shape);
 void write_npy(const fs::path& path, const std::vector<float>& v, const std::vector<std::int64_t>& shape);
 void write_npy(const fs::path& path, const std::vector<std::int32_t>& v, const std::vector<std::int64_t>& shape);
 void write_npy(const fs::path& path, const std::vector<std::uint8_t>& v, const std::vector<std::int64_t>& shape);
-std::vector<double> read_npy_vector(const fs::path& path, const ReadOptions& options = {});  // any dtype, flattened
+// Any dtype, flattened; float64 data is read straight into the result (one copy of the data in
+// memory, not three).
+std::vector<double> read_npy_vector(const fs::path& path, const ReadOptions& options = {});
 
 // ---- Reference DCDM binaries (the DCDM paper's public data; the formats are described below) ----
 // Matrix: int32 rows, cols, nnz, outer_size (= rows), inner_size; nnz values; outer_size
@@ -135,6 +147,12 @@ void check_system_sizes(const CsrMatrix& a, const std::vector<double>& b, const 
 std::string read_file(const fs::path& path);
 // At most the first `max_bytes` of a file.
 std::string read_file_prefix(const fs::path& path, std::size_t max_bytes);
+// Size of a regular file in bytes (require_regular_file first).
+std::uint64_t regular_file_size(const fs::path& path);
+// Reads bytes [offset, offset + size) of a regular file straight into `out`, so that the
+// streaming readers load data into their final arrays without a whole-file copy. InputError
+// naming the file on a short or failed read.
+void read_file_range(const fs::path& path, std::uint64_t offset, void* out, std::size_t size);
 
 // Removes the temporary files of AtomicFile ("<name>.tmp.<pid>.<n>") that a killed process left
 // in `dir` and in its sub-folders down to `depth` levels: those whose process no longer runs.

@@ -11,6 +11,8 @@
 // compiler contracts a*b+c the same way in both, and always on integer-valued fields).
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <string>
 #include "dcdm/span.hpp"
 #include <vector>
 
@@ -18,6 +20,8 @@
 #include "dcdm/linalg.hpp"
 
 namespace dcdm {
+
+struct LinearSystemView;
 
 // Bits of PoissonStencil::neighbour_mask(): bit f (f = Face value) set when the neighbour
 // across face f is a fluid cell; kFluidBit set when the cell itself is fluid.
@@ -36,8 +40,9 @@ class PoissonStencil final : public LinearOperator {
                  dcdm::span<double> dots) const override;
   const Domain& domain() const { return domain_; }
   const Dims& dims() const { return domain_.dims(); }
-  // Per-cell diagonal (0 outside fluid).
-  dcdm::span<const double> diagonal() const { return diag_; }
+  // Per-cell diagonal (0 outside fluid). Computed for the unit operator (whose hot loop reads
+  // the small integer count: a stored double diagonal would cost 8 bytes a cell).
+  std::vector<double> diagonal() const;
   // Per-cell neighbour bits (see neighbour_bit / kFluidBit) and diagonal as a small integer
   // (what the unit operator's hot loop reads: 2 bytes a cell; the count is meaningless on a
   // weighted domain, whose diagonal() is the weighted one).
@@ -49,7 +54,7 @@ class PoissonStencil final : public LinearOperator {
 
  private:
   Domain domain_;
-  std::vector<double> diag_;
+  std::vector<double> diag_;                  // weighted only (the unit one is diag_count_)
   std::vector<std::uint8_t> neighbour_mask_;  // bit f set: neighbour across face f is fluid
   std::vector<std::uint8_t> diag_count_;      // diagonal as an integer 0..6 (unit operator)
   std::vector<double> lower_[3];              // weighted: coupling with the cell below per axis
@@ -65,6 +70,12 @@ std::vector<double> operator_diagonal(const Domain& domain);
 // Non-zero entries of a full-grid right-hand side on cells that are not fluid: they have no
 // equation (an all-zero row), so a b with any is bad input, not something to solve.
 std::int64_t count_nonzero_off_fluid(const Domain& domain, dcdm::span<const double> b);
+
+// The assembled matrix of a system: *system.matrix when the caller gave one, else the
+// full-grid assembly of system.domain, built into `storage` (the methods that need a CSR
+// matrix build it only then, and free it when their set-up no longer needs it). InputError
+// naming `who` when the system has neither.
+const CsrMatrix& system_matrix(const LinearSystemView& system, CsrMatrix& storage, const std::string& who);
 
 // Full-grid CSR: nx*ny*nz rows, all-zero rows for non-fluid cells (reference layout).
 // Throws InputError when nx*ny*nz does not fit 32-bit column indices.
@@ -101,14 +112,18 @@ class RangeProjector {
   // Projects v and returns the mean removed from each singular component (in the order of
   // singular_components()), for reporting.
   std::vector<double> project(dcdm::span<double> v) const;
+  // Shares the projector's arrays (no copy of the per-cell labels).
   std::function<void(dcdm::span<double>)> as_function() const;
-  const FluidComponents& components() const { return components_; }
+  // Component counts and sizes; the per-cell labels only on a singular domain (a regular
+  // one has nothing to project, and 4 bytes a cell are not kept for it).
+  const FluidComponents& components() const { return *components_; }
   dcdm::span<const int> singular_components() const { return singular_ids_; }
 
  private:
-  FluidComponents components_;
+  std::shared_ptr<FluidComponents> components_;
   std::vector<int> singular_ids_;
   std::vector<std::int32_t> slot_of_component_;  // -1 for non-singular components
+  std::int64_t cells_ = 0;
 };
 
 // The alternative to projection: pin one cell of every singular component to p = 0 by

@@ -29,6 +29,7 @@
 
 #include "dcdm/grid.hpp"
 #include "dcdm/linalg.hpp"
+#include "dcdm/memory.hpp"
 #include "dcdm/scenes.hpp"
 
 namespace dcdm {
@@ -38,9 +39,17 @@ namespace dcdm {
 // Throws InputError naming `what`.
 Dims dims_from_json(const nlohmann::json& value, const std::string& what);
 
+// Whether a system is built with its assembled CSR matrix. No solver needs one from its
+// caller: every method reads the domain's stencil, and those that factor a matrix (IC(0), the
+// library peers) assemble it themselves during their set-up (system_matrix in poisson.hpp).
+// Without it a system holds about 20 bytes a cell instead of 112 (the CSR is 92).
+enum class SystemMatrix { Assemble, Skip };
+
 struct PoissonSystem {
   Domain domain;
-  CsrMatrix matrix;  // full grid (reference layout), assemble_full_grid(domain)
+  CsrMatrix matrix;  // full grid (reference layout), assemble_full_grid(domain); rows == 0 when
+                     // the system was built with SystemMatrix::Skip
+  bool has_matrix() const { return matrix.rows > 0; }
   std::vector<double> rhs;
   nlohmann::json meta;
 };
@@ -58,19 +67,23 @@ RhsKind parse_rhs_kind(const std::string& text);
 //   non-fluid cells are set to zero (counted in meta).
 // On singular components b is projected to zero mean (the means removed are in meta).
 // Refuses (InputError naming --n/--dims) a grid whose estimated memory exceeds the machine's.
+// With SystemMatrix::Skip the system has no matrix (see SystemMatrix).
 PoissonSystem make_scene_system(const SceneSpec& scene, RhsKind rhs = RhsKind::Random, std::uint64_t seed = 0,
-                                const std::filesystem::path& rhs_file = {});
+                                const std::filesystem::path& rhs_file = {},
+                                SystemMatrix matrix = SystemMatrix::Assemble);
 
-// Bytes needed to build and write a system of this size (domain, CSR, vectors, operator
-// set-up and component labels; with `weighted`, the coefficient arrays, the weighted
-// operator's couplings and their .npy buffers too), an estimate that errs high.
-std::int64_t estimate_system_bytes(const Dims& dims, bool weighted = false);
-// Physical memory of the machine (sysconf), 0 if unknown.
-std::int64_t physical_memory_bytes();
+// Bytes needed to build a system of this size: the domain, b, the component labels and the
+// scene's work arrays (24 bytes a cell), with SystemMatrix::Assemble also the CSR and the
+// buffers of writing it (200 in all); with `weighted`, the coefficient arrays, the weighted
+// operator's couplings and their .npy buffers too. An estimate that errs high.
+std::int64_t estimate_system_bytes(const Dims& dims, bool weighted = false,
+                                   SystemMatrix matrix = SystemMatrix::Assemble);
 // Throws InputError naming `option` with both figures when the estimate does not fit.
-void check_system_fits_memory(const Dims& dims, const std::string& option = "--n/--dims", bool weighted = false);
+void check_system_fits_memory(const Dims& dims, const std::string& option = "--n/--dims", bool weighted = false,
+                              SystemMatrix matrix = SystemMatrix::Assemble);
 
-// Writes the folder (layout above). A weighted domain also writes its coefficient arrays.
+// Writes the folder (layout above). A weighted domain also writes its coefficient arrays. A
+// system without a matrix has it assembled for the writing (and freed after).
 void save_system(const std::filesystem::path& dir, const PoissonSystem& system);
 // The names of the files save_system writes for this system (A.bin only when exact in
 // float32, the coefficient files of a weighted domain), system.json last.
@@ -82,7 +95,10 @@ std::vector<std::string> system_files(const PoissonSystem& system);
 // domain: exactly for the unit operator; for a weighted one within a relative 1e-12 of each
 // row's largest magnitude (A.mtx) or 1e-6 (a float32 A.bin). InputError naming the file and
 // the first differing row otherwise.
-PoissonSystem load_system(const std::filesystem::path& dir);
+// With SystemMatrix::Skip the matrix file is not read: the flags, the faces and the
+// coefficients define the operator (the file was written from them); only its header is
+// checked to have one row per cell. The arrays are read straight into their final place.
+PoissonSystem load_system(const std::filesystem::path& dir, SystemMatrix matrix = SystemMatrix::Assemble);
 
 // Reads a full-grid 7-point matrix made by any tool (.mtx or reference .bin) and infers the
 // domain from it (see infer_domain); rhs (.npy, .mtx, .bin) is optional (empty path: b = 0).

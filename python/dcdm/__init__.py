@@ -102,7 +102,7 @@ class Solver:
     solves of different Solvers in parallel.
     """
 
-    def __init__(self, method="mgpcg", domain=None, matrix=None, model=None, dcdm_k=2, dcdm_fallback="best",
+    def __init__(self, method="mgpcg", domain=None, matrix=None, model=None, dcdm_k=None, dcdm_fallback="best",
                  mic_safety=0.97, deflation_vectors=16, network_precision="float32", network_input_scale=0.0,
                  threads=None):
         if (domain is None) == (matrix is None):
@@ -112,7 +112,8 @@ class Solver:
         params = _dcdm._MethodParams()
         if model is not None:
             params.model = str(model)
-        params.dcdm_k = int(dcdm_k)
+        if dcdm_k is not None:
+            params.dcdm_k = int(dcdm_k)
         params.dcdm_fallback = str(dcdm_fallback)
         params.mic_safety = float(mic_safety)
         params.deflation_vectors = int(deflation_vectors)

@@ -263,12 +263,8 @@ class Solver {
       if (projector_->singular()) view_.project_range = projector_->as_function();
       view_.domain = domain_.get();
       dims_ = domain_->dims();
-      // The library peers factor the matrix; the grid methods read the stencil.
-      const std::string name = method.substr(0, method.find(':'));
-      if (name.rfind("hypre", 0) == 0 || name == "eigen-iccg" || name == "amgcl") {
-        matrix_ = std::make_unique<CsrMatrix>(assemble_full_grid(*domain_));
-        view_.matrix = matrix_.get();
-      }
+      // No matrix: the methods that factor one (IC(0), the peers) assemble it from the domain
+      // for their set-up; the grid methods read the stencil.
     } else if (matrix) {
       if (matrix->rows != matrix->cols) throw InputError("matrix: not square");
       matrix_ = std::move(matrix);

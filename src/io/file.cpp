@@ -60,6 +60,42 @@ std::string read_file(const fs::path& path) {
   return data;
 }
 
+std::uint64_t regular_file_size(const fs::path& path) {
+  require_regular_file(path);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    throw InputError(fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
+void read_file_range(const fs::path& path, std::uint64_t offset, void* out, std::size_t size) {
+  require_regular_file(path);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int error = errno;
+    if (error == ENOENT) throw MissingFileError(fmt::format("cannot open {}: {}", path.string(), std::strerror(error)));
+    throw InputError(fmt::format("cannot open {}: {}", path.string(), std::strerror(error)));
+  }
+  auto* dst = static_cast<char*>(out);
+  std::size_t got = 0;
+  int error = 0;
+  while (got < size) {
+    // pread in pieces of at most 1 GiB (Linux transfers at most about 2 GiB a call).
+    const std::size_t want = std::min<std::size_t>(size - got, std::size_t(1) << 30);
+    const ssize_t r = ::pread(fd, dst + got, want, static_cast<off_t>(offset + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      error = r < 0 ? errno : 0;
+      break;
+    }
+    got += static_cast<std::size_t>(r);
+  }
+  ::close(fd);
+  if (got != size)
+    throw InputError(fmt::format("cannot read {}: read {} of {} bytes at byte {}{}", path.string(), got, size, offset,
+                                 error ? fmt::format(" ({})", std::strerror(error)) : std::string()));
+}
+
 std::string read_file_prefix(const fs::path& path, std::size_t max_bytes) {
   require_regular_file(path);
   std::FILE* f = std::fopen(path.c_str(), "rb");

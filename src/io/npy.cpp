@@ -166,10 +166,17 @@ std::string shape_text(const std::vector<std::int64_t>& shape) {
   return s + ")";
 }
 
+// n values of type T at `data` (file offset data_offset): the first non-finite one is an
+// InputError naming its byte. A parallel count first (the common case is none), the scan for
+// the first one only when there is one.
 template <class T>
-void check_finite(const NpyArray& a, std::size_t data_offset, const std::string& name) {
-  const std::size_t n = a.bytes.size() / sizeof(T);
-  const auto* p = reinterpret_cast<const char*>(a.bytes.data());
+void check_finite(const void* data, std::size_t n, std::size_t data_offset, const std::string& name) {
+  const auto* p = reinterpret_cast<const char*>(data);
+  std::int64_t bad = 0;
+#pragma omp parallel for reduction(+ : bad) schedule(static)
+  for (std::int64_t k = 0; k < static_cast<std::int64_t>(n); ++k)
+    bad += !std::isfinite(detail::load<T>(p + k * sizeof(T)));
+  if (bad == 0) return;
   for (std::size_t k = 0; k < n; ++k) {
     const T v = detail::load<T>(p + k * sizeof(T));
     if (!std::isfinite(v))
@@ -179,6 +186,12 @@ void check_finite(const NpyArray& a, std::size_t data_offset, const std::string&
 }
 
 }  // namespace
+
+std::int64_t NpyHeader::count() const {
+  std::int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
 
 std::int64_t NpyArray::count() const {
   std::int64_t n = 1;
@@ -207,7 +220,7 @@ std::vector<double> NpyArray::to_double() const {
   return out;
 }
 
-NpyArray parse_npy(std::string_view bytes, const std::string& name, const ReadOptions& options) {
+NpyHeader parse_npy_header(std::string_view bytes, std::uint64_t file_size, const std::string& name) {
   if (bytes.size() < kMagicSize + 2 || std::memcmp(bytes.data(), kMagic, kMagicSize) != 0)
     fail_at_byte(name, 0, "not a NumPy .npy file (missing the \\x93NUMPY magic)");
   const int major = static_cast<unsigned char>(bytes[6]);
@@ -224,9 +237,12 @@ NpyArray parse_npy(std::string_view bytes, const std::string& name, const ReadOp
   } else {
     fail_at_byte(name, 6, "unsupported .npy format version {}.{} (supported: 1.0, 2.0, 3.0)", major, minor);
   }
-  if (header_len > bytes.size() - header_start)
+  if (header_len > file_size - header_start)
     fail_at_byte(name, 8, "header length {} runs past the end of the file ({} bytes; truncated?)",
-                 header_len, bytes.size());
+                 header_len, file_size);
+  if (header_len > bytes.size() - header_start)
+    throw Error(fmt::format("parse_npy_header {}: the prefix holds {} of the header's {} bytes", name,
+                            bytes.size() - header_start, header_len));
   const std::size_t data_offset = header_start + header_len;
   HeaderParser p(bytes.substr(header_start, header_len), header_start, name);
 
@@ -255,14 +271,15 @@ NpyArray parse_npy(std::string_view bytes, const std::string& name, const ReadOp
   }
   if (!have_descr || !have_order || !have_shape)
     p.fail("the header lacks '{}'", !have_descr ? "descr" : !have_order ? "fortran_order" : "shape");
-  NpyArray a;
+  NpyHeader a;
   a.dtype = parse_descr(dt, p);
+  a.data_offset = data_offset;
   if (fortran)
     p.fail("fortran_order True is not supported; save a C-ordered array (np.ascontiguousarray)");
   a.shape = shape;
 
   // The data must be exactly count * item size, checked before allocating.
-  const std::uint64_t available = bytes.size() - data_offset;
+  const std::uint64_t available = file_size - data_offset;
   const std::uint64_t item = item_size(a.dtype);
   std::uint64_t count = 1, need = 0;
   bool overflow = false;
@@ -277,21 +294,57 @@ NpyArray parse_npy(std::string_view bytes, const std::string& name, const ReadOp
   if (need < available)
     fail_at_byte(name, data_offset + need, "{} unexpected bytes after the data of shape {} of {}",
                  available - need, shape_text(shape), to_string(a.dtype));
-  a.bytes.assign(reinterpret_cast<const std::uint8_t*>(bytes.data() + data_offset),
+  return a;
+}
+
+NpyArray parse_npy(std::string_view bytes, const std::string& name, const ReadOptions& options) {
+  const NpyHeader h = parse_npy_header(bytes, bytes.size(), name);
+  NpyArray a;
+  a.dtype = h.dtype;
+  a.shape = h.shape;
+  a.bytes.assign(reinterpret_cast<const std::uint8_t*>(bytes.data() + h.data_offset),
                  reinterpret_cast<const std::uint8_t*>(bytes.data() + bytes.size()));
   if (!options.allow_non_finite) {
-    if (a.dtype == DType::Float64) check_finite<double>(a, data_offset, name);
-    if (a.dtype == DType::Float32) check_finite<float>(a, data_offset, name);
+    if (a.dtype == DType::Float64) check_finite<double>(a.bytes.data(), a.bytes.size() / 8, h.data_offset, name);
+    if (a.dtype == DType::Float32) check_finite<float>(a.bytes.data(), a.bytes.size() / 4, h.data_offset, name);
   }
   return a;
 }
 
+NpyHeader read_npy_header(const fs::path& path) {
+  const std::uint64_t size = regular_file_size(path);
+  // The header is short (NumPy pads it to 64 bytes; large shapes need a few hundred): read a
+  // prefix, and more only when the declared length asks for it.
+  std::string prefix = read_file_prefix(path, 4096);
+  if (prefix.size() >= 12 && std::memcmp(prefix.data(), kMagic, kMagicSize) == 0) {
+    const std::uint64_t need = prefix[6] == 1 ? 10 + std::uint64_t(detail::load<std::uint16_t>(prefix.data() + 8))
+                                              : 12 + std::uint64_t(detail::load<std::uint32_t>(prefix.data() + 8));
+    if (need > prefix.size() && need <= size) prefix = read_file_prefix(path, static_cast<std::size_t>(need));
+  }
+  return parse_npy_header(prefix, size, path.string());
+}
+
 NpyArray read_npy(const fs::path& path, const ReadOptions& options) {
-  return parse_npy(read_file(path), path.string(), options);
+  const NpyHeader h = read_npy_header(path);
+  NpyArray a;
+  a.dtype = h.dtype;
+  a.shape = h.shape;
+  a.bytes.resize(static_cast<std::size_t>(h.count()) * item_size(h.dtype));
+  read_file_range(path, h.data_offset, a.bytes.data(), a.bytes.size());
+  if (!options.allow_non_finite) {
+    if (a.dtype == DType::Float64) check_finite<double>(a.bytes.data(), a.bytes.size() / 8, h.data_offset, path.string());
+    if (a.dtype == DType::Float32) check_finite<float>(a.bytes.data(), a.bytes.size() / 4, h.data_offset, path.string());
+  }
+  return a;
 }
 
 std::vector<double> read_npy_vector(const fs::path& path, const ReadOptions& options) {
-  return read_npy(path, options).to_double();
+  const NpyHeader h = read_npy_header(path);
+  if (h.dtype != DType::Float64) return read_npy(path, options).to_double();
+  std::vector<double> v(static_cast<std::size_t>(h.count()));
+  read_file_range(path, h.data_offset, v.data(), v.size() * sizeof(double));
+  if (!options.allow_non_finite) check_finite<double>(v.data(), v.size(), h.data_offset, path.string());
+  return v;
 }
 
 void write_npy(const fs::path& path, const NpyArray& a) {

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "dcdm/error.hpp"
+#include "dcdm/poisson.hpp"
 #include "dcdm/grid.hpp"
 
 #ifdef DCDM_HAVE_HYPRE
@@ -355,8 +356,8 @@ class HyprePfmgPcg final : public IterativeSolver {
   void setup(const LinearSystemView& system) override {
     const auto t0 = Clock::now();
     if (!system.op) throw InputError("hypre-pfmg: the system has no operator");
-    if (!system.matrix) throw InputError("hypre-pfmg: needs an assembled full-grid matrix (none given)");
-    const CsrMatrix& a = *system.matrix;
+    CsrMatrix assembled;  // a grid system without a matrix: assembled for the set-up only
+    const CsrMatrix& a = system_matrix(system, assembled, "hypre-pfmg");
     if (a.rows != system.op->size() || a.rows != a.cols)
       throw InputError(fmt::format("hypre-pfmg: matrix is {}x{} but the operator has size {}",
                                    a.rows, a.cols, system.op->size()));

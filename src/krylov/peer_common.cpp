@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "dcdm/error.hpp"
+#include "dcdm/poisson.hpp"
 #include "dcdm/peers.hpp"
 
 namespace dcdm {
@@ -118,11 +119,13 @@ void pin_singular_components(CompressedSystem& c) {
 
 CompressedSystem compress_peer_system(const LinearSystemView& system, const std::string& who) {
   if (!system.op) throw InputError(fmt::format("{}: the system has no operator", who));
-  if (!system.matrix) throw InputError(fmt::format("{}: needs an assembled matrix (none given)", who));
-  if (system.matrix->rows != system.op->size())
-    throw InputError(fmt::format("{}: matrix has {} rows but the operator {}", who, system.matrix->rows,
-                                 system.op->size()));
-  CompressedSystem c = compress_active_rows(*system.matrix, who);
+  // A grid system without a matrix is assembled here, only for the compression (the peer keeps
+  // its compressed copy; the full-grid one is freed on return).
+  CsrMatrix assembled;
+  const CsrMatrix& a = system_matrix(system, assembled, who);
+  if (a.rows != system.op->size())
+    throw InputError(fmt::format("{}: matrix has {} rows but the operator {}", who, a.rows, system.op->size()));
+  CompressedSystem c = compress_active_rows(a, who);
   if (system.project_range) pin_singular_components(c);
   return c;
 }

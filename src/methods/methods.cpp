@@ -18,6 +18,7 @@
 #include "dcdm/models.hpp"
 #include "dcdm/peers.hpp"
 #include "dcdm/relaxnet.hpp"
+#include "dcdm/memory.hpp"
 
 namespace dcdm {
 namespace {
@@ -280,6 +281,71 @@ std::unique_ptr<IterativeSolver> make_solver(const std::string& spec, const Meth
     create = it->second.create;
   }
   return create(arg, params);
+}
+
+std::int64_t estimate_solve_bytes(const std::string& spec, const Dims& dims, const MethodParams& params,
+                                  bool singular) {
+  const auto colon = spec.find(':');
+  const std::string name = spec.substr(0, colon);
+  const std::string arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  (void)make_solver(spec, params);  // an unknown method or setting: the same InputError
+  const double cells = static_cast<double>(dims.size());
+  // Multigrid levels are padded by 3 cells a side and the coarser ones add 1/7.
+  const double padded = double(dims.nx + 3) * (dims.ny + 3) * (dims.nz + 3) * 8.0 / 7.0;
+  // A level: the cell type (1 byte) and six arrays (diagonal, its inverse, x, b, r, the
+  // prolongation normaliser) in the hierarchy's precision, and a margin for the band lists.
+  const auto hierarchy = [&](bool single) { return padded * (1.0 + 6.0 * (single ? 4.0 : 8.0) + 2.0); };
+  const auto kept = [&](int default_k) { return params.dcdm_k >= 0 ? params.dcdm_k : default_k; };
+  constexpr double kVector = 8.0;
+  // PCG: r, z, p, A p, and the Jacobi inverse diagonal of dcdm's fallback where it is built.
+  double method = 0.0;
+  if (name == "cg") {
+    method = 4 * kVector * cells;
+  } else if (name == "jacobi") {
+    method = 5 * kVector * cells;
+  } else if (name == "ic0" || name == "mic0") {
+    method = 6.5 * kVector * cells;  // PCG's vectors and the stencil factor (its pivots, a work vector)
+  } else if (name == "dpcg") {
+    // Jacobi PCG, the k deflation vectors and their images, the Lanczos basis of
+    // max(3k, 32) steps and its re-orthogonalisation work space (half as much again).
+    const double k = params.deflation_vectors, steps = std::max(3.0 * k, 32.0);
+    method = (5 + 2 * k + 1.5 * steps) * kVector * cells;
+  } else if (name == "mgpcg" || name == "dcdm-mg") {
+    const MultigridOptions o = parse_multigrid_settings(arg, name + ":" + arg);
+    method = hierarchy(o.single_precision);
+    // dcdm-mg: DCDM's r, q, Aq, k kept pairs, the weak-direction guard's pair and its Jacobi.
+    method += name == "mgpcg" ? 4.5 * kVector * cells : (3 + 2 * kept(2) + 2 + 1) * kVector * cells;
+  } else if (name == "dcdm-relax") {
+    method = hierarchy(true) + (3 + 2 * kept(1)) * kVector * cells;
+  } else if (name == "dcdm-jacobi" || name == "dcdm-identity") {
+    method = (3 + 2 * kept(2) + 2 + 1 + 1) * kVector * cells;
+  } else if (name == "dcdm-flag") {
+    // The vectors as dcdm-jacobi's plus the network input, and the flagnet's levels.
+    method = (3 + 2 * kept(2) + 2 + 1 + 1) * kVector * cells + 5.0 * padded * 4.0;
+  } else if (name == "dcdm") {
+    method = (3 + 2 * kept(2) + 2 + 1 + 1) * kVector * cells + 64.0 * cells;  // network activations
+  } else if (name == "eigen-iccg") {
+    method = 410.0 * cells;  // measured: the full-grid assembly, the fluid matrix and its factor
+  } else if (name == "hypre-amg") {
+    method = 480.0 * cells;  // measured: our compressed matrix, hypre's copy and the AMG hierarchy
+  } else if (name == "hypre-pfmg") {
+    method = 350.0 * cells;  // measured: the structured matrix (7 doubles a cell) and PFMG's levels
+  } else {
+    method = 480.0 * cells;  // another library peer: as hypre's AMG
+  }
+  const double system = (20.0 + (singular ? 4.0 : 0.0)) * cells;
+  return static_cast<std::int64_t>(system + method);
+}
+
+void check_solve_fits_memory(const std::string& spec, const Dims& dims, const MethodParams& params,
+                             const std::string& option) {
+  const std::int64_t need = resident_bytes() + estimate_solve_bytes(spec, dims, params);
+  const std::int64_t have = physical_memory_bytes();
+  if (have > 0 && need > have)
+    throw InputError(fmt::format("{}: {} on a {} grid needs about {:.1f} GiB ({:.0f} bytes a cell), more than this "
+                                 "machine's {:.1f} GiB of memory",
+                                 option, spec, dims.str(), need / 1073741824.0, double(need) / double(dims.size()),
+                                 have / 1073741824.0));
 }
 
 bool method_runs_model(const std::string& spec) {

@@ -11,6 +11,7 @@
 
 #include "../linalg/block_ops.hpp"
 #include "dcdm/error.hpp"
+#include "dcdm/solve.hpp"
 
 namespace dcdm {
 namespace {
@@ -142,13 +143,13 @@ inline double weighted_row(std::uint8_t m, double diag, double wb, double ws, do
 PoissonStencil::PoissonStencil(const Domain& domain) : domain_(domain) {
   check_dims(domain.dims());
   compute_masks(domain_, neighbour_mask_, diag_count_);
-  if (domain_.weighted()) {
-    compute_weighted(domain_, neighbour_mask_, diag_, lower_);
-  } else {
-    diag_.resize(diag_count_.size());
-    for (std::size_t n = 0; n < diag_.size(); ++n) diag_[n] = diag_count_[n];
-  }
+  if (domain_.weighted()) compute_weighted(domain_, neighbour_mask_, diag_, lower_);
   zero_row_.assign(static_cast<std::size_t>(domain.dims().nx), 0.0);
+}
+
+std::vector<double> PoissonStencil::diagonal() const {
+  if (domain_.weighted()) return diag_;
+  return std::vector<double>(diag_count_.begin(), diag_count_.end());
 }
 
 std::int64_t PoissonStencil::bytes_per_apply() const {
@@ -378,6 +379,13 @@ CsrMatrix assemble_full_grid(const Domain& domain) {
   return assemble(domain, n, n, nullptr, [](std::int64_t cell) { return cell; });
 }
 
+const CsrMatrix& system_matrix(const LinearSystemView& system, CsrMatrix& storage, const std::string& who) {
+  if (system.matrix) return *system.matrix;
+  if (!system.domain) throw InputError(fmt::format("{}: the system has neither a matrix nor a grid domain", who));
+  storage = assemble_full_grid(*system.domain);
+  return storage;
+}
+
 FluidIndexing fluid_indexing(const Domain& domain) {
   FluidIndexing ix;
   const std::int64_t n = domain.dims().size();
@@ -459,22 +467,24 @@ FluidComponents fluid_components(const Domain& domain) {
 
 // ---------------------------------------------------------------- range projection
 
-RangeProjector::RangeProjector(const Domain& domain) : components_(fluid_components(domain)) {
-  slot_of_component_.assign(static_cast<std::size_t>(components_.count()), -1);
-  for (int c = 0; c < components_.count(); ++c)
-    if (!components_.touches_dirichlet[c]) {
+RangeProjector::RangeProjector(const Domain& domain)
+    : components_(std::make_shared<FluidComponents>(fluid_components(domain))), cells_(domain.dims().size()) {
+  slot_of_component_.assign(static_cast<std::size_t>(components_->count()), -1);
+  for (int c = 0; c < components_->count(); ++c)
+    if (!components_->touches_dirichlet[c]) {
       slot_of_component_[c] = static_cast<std::int32_t>(singular_ids_.size());
       singular_ids_.push_back(c);
     }
+  if (singular_ids_.empty()) components_->label = Field<std::int32_t>();
 }
 
 std::vector<double> RangeProjector::project(dcdm::span<double> v) const {
-  const std::int64_t n = components_.label.size();
+  const std::int64_t n = cells_;
   if (static_cast<std::int64_t>(v.size()) != n)
     throw Error(fmt::format("RangeProjector: vector of size {} on a grid of {} cells", v.size(), n));
   const auto slots = static_cast<std::int64_t>(singular_ids_.size());
   if (slots == 0) return {};
-  const std::int32_t* label = components_.label.data();
+  const std::int32_t* label = components_->label.data();
   const std::int32_t* slot_of = slot_of_component_.data();
   auto slot = [&](std::int64_t c) { return label[c] < 0 ? -1 : slot_of[label[c]]; };
 
@@ -503,7 +513,7 @@ std::vector<double> RangeProjector::project(dcdm::span<double> v) const {
   const std::int64_t rows_of_partials = parallel ? blocks : 1;
   for (std::int64_t b = 0; b < rows_of_partials; ++b)
     for (std::int64_t s = 0; s < slots; ++s) mean[s] += partial[b * slots + s];
-  for (std::int64_t s = 0; s < slots; ++s) mean[s] /= static_cast<double>(components_.size[singular_ids_[s]]);
+  for (std::int64_t s = 0; s < slots; ++s) mean[s] /= static_cast<double>(components_->size[singular_ids_[s]]);
 #pragma omp parallel for schedule(static)
   for (std::int64_t c = 0; c < n; ++c) {
     const int s = slot(c);
@@ -513,6 +523,7 @@ std::vector<double> RangeProjector::project(dcdm::span<double> v) const {
 }
 
 std::function<void(dcdm::span<double>)> RangeProjector::as_function() const {
+  // A copy that shares the labels: the function may outlive this projector.
   auto self = std::make_shared<RangeProjector>(*this);
   return [self](dcdm::span<double> v) { self->project(v); };
 }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstring>
 #include <deque>
 #include <fstream>
 #include <limits>
@@ -17,6 +18,7 @@
 
 #include "dcdm/error.hpp"
 #include "dcdm/io.hpp"
+#include "dcdm/memory.hpp"
 #include "dcdm/poisson.hpp"
 
 namespace dcdm {
@@ -41,34 +43,20 @@ RhsKind parse_rhs_kind(const std::string& text) {
 
 // ---------------------------------------------------------------- memory guard
 
-std::int64_t estimate_system_bytes(const Dims& d, bool weighted) {
-  // Per cell: domain 1 + CSR (7 x (8 value + 4 column) + 8 row offset) 92 + rhs 8 + operator
-  // set-up 2 + component labels and traversal stack 12 + file buffers (reference binary and
-  // .npy copies) ~70 + flags 1. Rounded up to 200.
+std::int64_t estimate_system_bytes(const Dims& d, bool weighted, SystemMatrix matrix) {
+  // Per cell, without the matrix: domain 1 + b 8 + component labels 4 + the scene's and the
+  // labelling's work arrays ~11 (measured: 22.9 bytes a cell at the peak of building a 256^3
+  // obstacles system), 24. With it: + CSR (7 x (8 value + 4 column) + 8 row offset) 92 +
+  // operator set-up 2 + file buffers (reference binary and .npy copies) ~70, rounded up to 200.
   // Weighted: coefficient arrays (3 face arrays + diagonal, float64) 32 + the weighted
   // operator's diagonal and couplings 32 + a coefficient array's .npy buffer or import scan
   // ~40: 104, rounded up to 120.
-  return d.size() * (weighted ? 320 : 200);
+  const std::int64_t per_cell = (matrix == SystemMatrix::Skip ? 24 : 200) + (weighted ? 120 : 0);
+  return d.size() * per_cell;
 }
 
-std::int64_t physical_memory_bytes() {
-  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-  std::int64_t bytes = pages > 0 && page > 0 ? std::int64_t(pages) * page : 0;
-  // A container's limit (cgroup v2) is what counts when it is lower.
-  std::ifstream cg("/sys/fs/cgroup/memory.max");
-  std::string limit;
-  if (cg >> limit && limit != "max") {
-    try {
-      const std::int64_t l = std::stoll(limit);
-      if (l > 0 && (bytes == 0 || l < bytes)) bytes = l;
-    } catch (const std::exception&) {
-    }
-  }
-  return bytes;
-}
-
-void check_system_fits_memory(const Dims& dims, const std::string& option, bool weighted) {
-  const std::int64_t need = estimate_system_bytes(dims, weighted), have = physical_memory_bytes();
+void check_system_fits_memory(const Dims& dims, const std::string& option, bool weighted, SystemMatrix matrix) {
+  const std::int64_t need = estimate_system_bytes(dims, weighted, matrix), have = physical_memory_bytes();
   if (have > 0 && need > have)
     throw InputError(fmt::format("{}: a {} system needs about {:.1f} GiB, more than this machine's {:.1f} GiB of memory",
                                  option, dims.str(), need / 1073741824.0, have / 1073741824.0));
@@ -192,15 +180,16 @@ void project_rhs(const Domain& dom, std::vector<double>& b, nlohmann::json& meta
 
 }  // namespace
 
-PoissonSystem make_scene_system(const SceneSpec& scene, RhsKind rhs, std::uint64_t seed, const fs::path& rhs_file) {
-  check_system_fits_memory(scene.dims);
+PoissonSystem make_scene_system(const SceneSpec& scene, RhsKind rhs, std::uint64_t seed, const fs::path& rhs_file,
+                                SystemMatrix matrix) {
+  check_system_fits_memory(scene.dims, "--n/--dims", false, matrix);
   check_min_dims(scene.dims);
   PoissonSystem sys;
   nlohmann::json scene_info;
   sys.domain = make_scene(scene, &scene_info);
   // A weighted scene needs more (its coefficients, the weighted operator): checked again.
-  if (sys.domain.weighted()) check_system_fits_memory(scene.dims, "--n/--dims", true);
-  sys.matrix = assemble_full_grid(sys.domain);
+  if (sys.domain.weighted()) check_system_fits_memory(scene.dims, "--n/--dims", true, matrix);
+  if (matrix == SystemMatrix::Assemble) sys.matrix = assemble_full_grid(sys.domain);
   nlohmann::json rhs_meta;
   sys.rhs = make_rhs(sys.domain, rhs, seed, rhs_file, rhs_meta);
   project_rhs(sys.domain, sys.rhs, rhs_meta);
@@ -210,7 +199,8 @@ PoissonSystem make_scene_system(const SceneSpec& scene, RhsKind rhs, std::uint64
   sys.meta["version"] = 1;
   sys.meta["scene"] = scene_info;
   sys.meta["rhs"] = rhs_meta;
-  sys.meta["matrix"] = {{"rows", sys.matrix.rows}, {"nnz", sys.matrix.nnz()}, {"layout", "full-grid"}};
+  sys.meta["matrix"] = {{"rows", sys.domain.dims().size()}, {"layout", "full-grid"}};
+  if (sys.has_matrix()) sys.meta["matrix"]["nnz"] = sys.matrix.nnz();
   return sys;
 }
 
@@ -349,6 +339,35 @@ void load_coefficients(const fs::path& dir, const fs::path& json_path, const nlo
   }
 }
 
+// b.npy of a folder: one value per cell (size checked from the header, before reading).
+std::vector<double> read_system_rhs(const fs::path& b_path, const Dims& d) {
+  const io::NpyHeader h = io::read_npy_header(b_path);
+  if (h.count() != d.size())
+    throw InputError(fmt::format("{}: {} values for a {} grid of {} cells", b_path.string(), h.count(), d.str(), d.size()));
+  return io::read_npy_vector(b_path);
+}
+
+// The matrix file of a folder read without its matrix: present, and with one row and column
+// per cell in its header (A.bin's first two int32, A.mtx's size line).
+void check_matrix_header(const fs::path& a_path, const Dims& d) {
+  std::int64_t rows = 0, cols = 0;
+  if (a_path.extension() == ".bin") {
+    const std::string head = io::read_file_prefix(a_path, 8);
+    if (head.size() < 8) throw InputError(fmt::format("{}: byte {}: file ends inside the header", a_path.string(), head.size()));
+    std::int32_t h[2];
+    std::memcpy(h, head.data(), 8);
+    rows = h[0];
+    cols = h[1];
+  } else {
+    const io::MatrixMarketInfo info = io::read_matrix_market_header(a_path);
+    rows = info.rows;
+    cols = info.cols;
+  }
+  if (rows != d.size() || cols != d.size())
+    throw InputError(fmt::format("{}: the matrix is {} x {}, but flags.npy has {} cells ({} grid)", a_path.string(),
+                                 rows, cols, d.size(), d.str()));
+}
+
 }  // namespace
 
 void save_system(const fs::path& dir, const PoissonSystem& sys) {
@@ -357,16 +376,20 @@ void save_system(const fs::path& dir, const PoissonSystem& sys) {
   if (ec || !fs::is_directory(dir))
     throw InputError(fmt::format("--out {}: cannot create the folder ({})", dir.string(), ec ? ec.message() : "not a folder"));
   const Dims d = sys.domain.dims();
-  if (sys.matrix.rows != d.size() || static_cast<std::int64_t>(sys.rhs.size()) != d.size())
-    throw Error(fmt::format("save_system: matrix has {} rows and b {} values for a {} grid", sys.matrix.rows,
-                            sys.rhs.size(), d.str()));
-  io::write_matrix_market(dir / "A.mtx", sys.matrix, true,
+  CsrMatrix assembled;
+  if (!sys.has_matrix()) assembled = assemble_full_grid(sys.domain);
+  const CsrMatrix& a = sys.has_matrix() ? sys.matrix : assembled;
+  if (a.rows != d.size() || static_cast<std::int64_t>(sys.rhs.size()) != d.size())
+    throw Error(fmt::format("save_system: matrix has {} rows and b {} values for a {} grid", a.rows, sys.rhs.size(),
+                            d.str()));
+  io::write_matrix_market(dir / "A.mtx", a, true,
                           fmt::format("dcdm pressure matrix, full grid {} (x fastest), see system.json", d.str()));
   // The reference binary holds float32 values: written only when that is exact (always for
   // the unit operator), else A.mtx alone is the matrix (and an older A.bin must not stay).
-  const bool reference = exact_in_float32(sys.matrix);
-  if (reference) io::write_reference_matrix(dir / "A.bin", sys.matrix, io::ValuePrecision::Float32);
+  const bool reference = exact_in_float32(a);
+  if (reference) io::write_reference_matrix(dir / "A.bin", a, io::ValuePrecision::Float32);
   else fs::remove(dir / "A.bin", ec);
+  assembled = CsrMatrix{};
   io::write_npy(dir / "b.npy", sys.rhs, grid_shape(d));
   io::write_reference_vector(dir / "b.bin", sys.rhs);
   std::vector<std::uint8_t> flags(sys.domain.cells.vector().size());
@@ -399,7 +422,10 @@ void save_system(const fs::path& dir, const PoissonSystem& sys) {
 
 std::vector<std::string> system_files(const PoissonSystem& sys) {
   std::vector<std::string> files{"A.mtx"};
-  if (exact_in_float32(sys.matrix)) files.push_back("A.bin");
+  // The unit operator's values are small integers, always exact in float32.
+  const bool reference = sys.has_matrix() ? exact_in_float32(sys.matrix)
+                         : !sys.domain.weighted() || exact_in_float32(assemble_full_grid(sys.domain));
+  if (reference) files.push_back("A.bin");
   for (const char* f : {"b.npy", "b.bin", "flags.npy"}) files.push_back(f);
   if (const Coefficients* co = sys.domain.coefficients.get())
     for (int a = 0; a < 4; ++a)
@@ -423,7 +449,7 @@ Dims dims_from_json(const nlohmann::json& value, const std::string& what) {
   return d;
 }
 
-PoissonSystem load_system(const fs::path& dir) {
+PoissonSystem load_system(const fs::path& dir, SystemMatrix matrix) {
   const fs::path json_path = dir / "system.json";
   if (!fs::exists(dir))
     throw MissingFileError(fmt::format("{}: no such system folder", dir.string()));
@@ -451,13 +477,23 @@ PoissonSystem load_system(const fs::path& dir) {
     throw InputError(fmt::format("{}: missing or malformed dims/faces: {}", json_path.string(), e.what()));
   }
   const fs::path flags_path = dir / "flags.npy";
-  const io::NpyArray flags = io::read_npy(flags_path);
-  if (flags.dtype != io::DType::UInt8 || flags.shape != grid_shape(d))
-    throw InputError(fmt::format("{}: expected uint8 of shape ({}, {}, {}) as system.json says", flags_path.string(), d.nz, d.ny, d.nx));
-  for (std::int64_t c = 0; c < d.size(); ++c) {
-    const std::uint8_t v = flags.bytes[c];
-    if (v > 2) throw InputError(fmt::format("{}: value {} at element {} is not 0, 1 or 2", flags_path.string(), v, c));
-    dom.cells[c] = static_cast<CellType>(v);
+  {
+    // Straight into the domain's cells (a byte each, as CellType is).
+    static_assert(sizeof(CellType) == 1);
+    const io::NpyHeader h = io::read_npy_header(flags_path);
+    if (h.dtype != io::DType::UInt8 || h.shape != grid_shape(d))
+      throw InputError(fmt::format("{}: expected uint8 of shape ({}, {}, {}) as system.json says", flags_path.string(),
+                                   d.nz, d.ny, d.nx));
+    auto* cells = reinterpret_cast<std::uint8_t*>(dom.cells.vector().data());
+    io::read_file_range(flags_path, h.data_offset, cells, static_cast<std::size_t>(d.size()));
+    std::int64_t first_bad = -1;
+#pragma omp parallel for reduction(max : first_bad) schedule(static)
+    for (std::int64_t c = 0; c < d.size(); ++c)
+      if (cells[c] > 2) first_bad = std::max(first_bad, d.size() - c);  // max of n - c: the first
+    if (first_bad >= 0) {
+      const std::int64_t c = d.size() - first_bad;
+      throw InputError(fmt::format("{}: value {} at element {} is not 0, 1 or 2", flags_path.string(), cells[c], c));
+    }
   }
   if (sys.meta.contains("coefficients") && !sys.meta["coefficients"].is_null())
     load_coefficients(dir, json_path, sys.meta["coefficients"], dom);
@@ -467,6 +503,12 @@ PoissonSystem load_system(const fs::path& dir) {
   const bool listed = files && files->contains("matrix_reference");
   const bool omitted = files && files->contains("matrix_market") && !listed;
   const fs::path a_path = !omitted && fs::exists(dir / "A.bin") ? dir / "A.bin" : dir / "A.mtx";
+  if (matrix == SystemMatrix::Skip) {
+    check_matrix_header(a_path, d);
+    sys.domain = std::move(dom);
+    sys.rhs = read_system_rhs(dir / "b.npy", d);
+    return sys;
+  }
   io::ValuePrecision precision = io::ValuePrecision::Float64;
   CsrMatrix a = a_path.extension() == ".bin" ? io::read_reference_matrix(a_path, &precision) : io::read_matrix(a_path);
   sys.matrix = assemble_full_grid(dom);
@@ -479,10 +521,7 @@ PoissonSystem load_system(const fs::path& dir) {
                                  "(first difference at {})",
                                  a_path.string(), dom.weighted() ? ", the coefficients" : "",
                                  a.rows == sys.matrix.rows ? cell_name(d, diff) : "the size"));
-  const fs::path b_path = dir / "b.npy";
-  sys.rhs = io::read_npy_vector(b_path);
-  if (static_cast<std::int64_t>(sys.rhs.size()) != d.size())
-    throw InputError(fmt::format("{}: {} values for a {} grid of {} cells", b_path.string(), sys.rhs.size(), d.str(), d.size()));
+  sys.rhs = read_system_rhs(dir / "b.npy", d);
   sys.domain = std::move(dom);
   return sys;
 }

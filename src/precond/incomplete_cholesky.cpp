@@ -86,13 +86,7 @@ void IncompleteCholeskyPreconditioner::setup(const LinearSystemView& system) {
   // A weighted domain without a matrix is factored from its assembly (the factor keeps only
   // its own arrays).
   CsrMatrix assembled;
-  const CsrMatrix* matrix = system.matrix;
-  if (!matrix && system.domain) {
-    assembled = assemble_full_grid(*system.domain);
-    matrix = &assembled;
-  }
-  if (!matrix) throw InputError(fmt::format("{}: the system has neither a matrix nor a grid domain", name()));
-  const CsrMatrix& a = *matrix;
+  const CsrMatrix& a = system_matrix(system, assembled, name());
   if (a.rows != a.cols) throw InputError(fmt::format("{}: matrix is not square", name()));
   stencil_ = false;
   n_ = a.rows;

@@ -1,0 +1,18 @@
+#pragma once
+/// @file
+/// The process's memory as the kernel counts it, and the machine's, for the memory guards and
+/// the reports (`dcdm solve --json`, `dcdm bench`).
+#include <cstdint>
+
+namespace dcdm {
+
+/// Resident set size of this process now (VmRSS), in bytes; 0 where /proc is unreadable.
+std::int64_t resident_bytes();
+/// The resident set's high-water mark since the start (or the last reset), VmHWM, in bytes.
+std::int64_t peak_resident_bytes();
+/// Resets the high-water mark to the current resident set (Linux >= 4.0); false if refused.
+bool reset_peak_resident();
+/// Physical memory of the machine, or the container's limit (cgroup v2) when lower; 0 if unknown.
+std::int64_t physical_memory_bytes();
+
+}  // namespace dcdm

@@ -1,0 +1,48 @@
+#include "dcdm/memory.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+namespace dcdm {
+namespace {
+
+// kB value of a /proc/self/status field (VmRSS, VmHWM), 0 if unreadable.
+std::int64_t status_kb(const char* field) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  const std::size_t len = std::strlen(field);
+  while (std::getline(in, line))
+    if (line.compare(0, len, field) == 0 && line.size() > len && line[len] == ':')
+      return std::atoll(line.c_str() + len + 1);
+  return 0;
+}
+
+}  // namespace
+
+std::int64_t resident_bytes() { return status_kb("VmRSS") * 1024; }
+std::int64_t peak_resident_bytes() { return status_kb("VmHWM") * 1024; }
+
+bool reset_peak_resident() {
+  std::ofstream out("/proc/self/clear_refs");
+  out << "5";
+  out.flush();
+  return static_cast<bool>(out);
+}
+
+std::int64_t physical_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  std::int64_t bytes = pages > 0 && page > 0 ? std::int64_t(pages) * page : 0;
+  std::ifstream cg("/sys/fs/cgroup/memory.max");
+  std::string limit;
+  if (cg >> limit && limit != "max") {
+    const long long l = std::atoll(limit.c_str());
+    if (l > 0 && (bytes == 0 || l < bytes)) bytes = l;
+  }
+  return bytes;
+}
+
+}  // namespace dcdm

@@ -1,0 +1,172 @@
+// Memory: the matrix-free path (a system without its CSR matrix) gives the same iterates as
+// the assembled one, the guard's per-method estimate matches the measured peak, and a grid
+// that does not fit is refused before anything large is allocated.
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <iterator>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_test.hpp"
+#include "dcdm/error.hpp"
+#include "dcdm/methods.hpp"
+#include "dcdm/peers.hpp"
+#include "dcdm/poisson.hpp"
+#include "dcdm/system.hpp"
+
+namespace {
+
+using namespace dcdm;
+
+// The residual history of `method` on `sys`, with the system's matrix given to the solver or
+// not (then the methods that factor one assemble it themselves).
+std::vector<double> history(const std::string& method, const PoissonSystem& sys, bool give_matrix) {
+  const PoissonStencil op(sys.domain);
+  const RangeProjector projector(sys.domain);
+  LinearSystemView view;
+  view.op = &op;
+  view.domain = &sys.domain;
+  if (give_matrix) view.matrix = &sys.matrix;
+  if (projector.singular()) view.project_range = projector.as_function();
+  auto solver = make_solver(method);
+  solver->setup(view);
+  std::vector<double> x(sys.rhs.size(), 0.0);
+  SolveOptions options;
+  options.rtol = 1e-8;
+  options.max_iterations = 300;
+  const SolveReport rep = solver->solve(sys.rhs, x, options);
+  EXPECT_TRUE(rep.converged()) << method << ": " << rep.detail;
+  return rep.residual_history;
+}
+
+TEST(MatrixFree, SameIteratesWithAndWithoutTheAssembledMatrix) {
+  for (const char* scene : {"obstacles", "pool"}) {  // pool: closed below, open above
+    SceneSpec spec;
+    spec.name = scene;
+    spec.dims = Dims{14, 12, 10};
+    spec.seed = 3;
+    const PoissonSystem assembled = make_scene_system(spec, RhsKind::Random, 3);
+    const PoissonSystem lean = make_scene_system(spec, RhsKind::Random, 3, {}, SystemMatrix::Skip);
+    ASSERT_TRUE(assembled.has_matrix());
+    ASSERT_FALSE(lean.has_matrix());
+    ASSERT_EQ(assembled.rhs, lean.rhs);
+    std::vector<std::string> methods = {"cg", "jacobi", "ic0", "mic0", "mgpcg", "dcdm-relax", "eigen-iccg"};
+    if (hypre_available()) {
+      methods.push_back("hypre-amg");
+      methods.push_back("hypre-pfmg");
+    }
+    for (const auto& method : methods) {
+      const auto with = history(method, assembled, true);
+      const auto without = history(method, lean, false);
+      ASSERT_EQ(with.size(), without.size()) << scene << " " << method;
+      for (std::size_t k = 0; k < with.size(); ++k)
+        EXPECT_EQ(with[k], without[k]) << scene << " " << method << " iteration " << k;
+    }
+  }
+}
+
+TEST(MatrixFree, SavedWithoutAMatrixAndLoadedWithoutReadingIt) {
+  SceneSpec spec;
+  spec.name = "sphere";
+  spec.dims = Dims{12, 11, 10};
+  const PoissonSystem lean = make_scene_system(spec, RhsKind::Smooth, 1, {}, SystemMatrix::Skip);
+  const PoissonSystem assembled = make_scene_system(spec, RhsKind::Smooth, 1);
+  const auto dir = std::filesystem::temp_directory_path() / fmt::format("dcdm_matrix_free_{}", ::getpid());
+  std::filesystem::remove_all(dir);
+  save_system(dir, lean);  // assembles for the writing
+  const PoissonSystem full = load_system(dir);  // checks A against the flags
+  EXPECT_EQ(full.matrix.values, assembled.matrix.values);
+  EXPECT_EQ(full.matrix.col_idx, assembled.matrix.col_idx);
+  const PoissonSystem read_lean = load_system(dir, SystemMatrix::Skip);
+  EXPECT_FALSE(read_lean.has_matrix());
+  EXPECT_EQ(read_lean.rhs, assembled.rhs);
+  EXPECT_EQ(read_lean.domain.cells.vector(), assembled.domain.cells.vector());
+  // A matrix file of another size is still noticed (its header is read).
+  {
+    std::ofstream bin(dir / "A.bin", std::ios::binary | std::ios::trunc);
+    const std::int32_t header[5] = {7, 7, 0, 7, 7};
+    bin.write(reinterpret_cast<const char*>(header), sizeof header);
+    const std::int32_t offsets[7] = {0, 0, 0, 0, 0, 0, 0};
+    bin.write(reinterpret_cast<const char*>(offsets), sizeof offsets);
+  }
+  try {
+    (void)load_system(dir, SystemMatrix::Skip);
+    ADD_FAILURE() << "a 7 x 7 A.bin was accepted for a 1320-cell grid";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("A.bin"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove_all(dir);
+}
+
+class MemoryGuard : public dcdm::testing::CliTest {
+ protected:
+  MemoryGuard() : CliTest("memory", 2) {}
+};
+
+// Every method's estimate (the process before the system + estimate_solve_bytes) against the
+// measured peak of `dcdm solve` (two iterations: every vector and level exists from the first).
+TEST_F(MemoryGuard, EstimateWithinAQuarterOfTheMeasuredPeak) {
+  std::vector<std::string> methods = {"cg",          "jacobi",      "ic0",        "mic0",
+                                      "mgpcg",       "mgpcg:precision=float", "dcdm-relax", "dcdm-flag",
+                                      "dcdm-mg",     "dcdm-jacobi", "dcdm-identity", "dpcg", "eigen-iccg"};
+  if (hypre_available()) {
+    methods.push_back("hypre-amg");
+    methods.push_back("hypre-pfmg");
+  }
+  for (int n : {64, 128}) {
+    for (const auto& method : methods) {
+      const auto json_path = dir_ / "report.json";
+      const int rc = run_cli(fmt::format("solve --scene obstacles --n {} --method {} --max-iterations 2 --quiet --json {}",
+                                         n, method, json_path.string()));
+      ASSERT_TRUE(rc == 0 || rc == 3) << method << " " << n << ": " << log();
+      std::ifstream in(json_path);
+      const auto report = nlohmann::json::parse(in);
+      const double peak = report["memory"]["peak_resident_bytes"].get<double>();
+      const double estimate = report["memory"]["estimate_bytes"].get<double>();
+      EXPECT_GT(estimate, 0.75 * peak) << method << " at " << n << "^3: estimate " << estimate << ", peak " << peak;
+      EXPECT_LT(estimate, 1.25 * peak) << method << " at " << n << "^3: estimate " << estimate << ", peak " << peak;
+    }
+  }
+}
+
+// 1.9e9 cells: within the grid's index range, far beyond this machine's memory for any
+// method. Refused naming the option and both figures, and before anything large is built: the
+// child's peak stays that of a process that has only parsed its options.
+TEST_F(MemoryGuard, AGridThatDoesNotFitIsRefusedBeforeAllocating) {
+  for (const char* method : {"mgpcg", "dcdm-relax", "cg"}) {
+    // Run directly (fork + exec, no shell) to read this one child's peak from wait4.
+    const std::string log_path = (dir_ / "refused.txt").string();
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      const int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd < 0) _exit(99);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      ::execl(DCDM_CLI_PATH, DCDM_CLI_PATH, "solve", "--scene", "obstacles", "--dims", "1536,1536,800", "--method",
+              method, static_cast<char*>(nullptr));
+      _exit(98);
+    }
+    int status = 0;
+    rusage usage{};
+    ASSERT_EQ(wait4(pid, &status, 0, &usage), pid);
+    std::ifstream in(log_path);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    ASSERT_TRUE(WIFEXITED(status)) << text;
+    EXPECT_EQ(WEXITSTATUS(status), 2) << text;
+    EXPECT_NE(text.find("--dims"), std::string::npos) << text;
+    EXPECT_NE(text.find("GiB"), std::string::npos) << text;
+    EXPECT_NE(text.find(method), std::string::npos) << text;
+    EXPECT_LT(usage.ru_maxrss, 200 * 1024) << method << ": a refused run reached " << usage.ru_maxrss << " kB";
+  }
+}
+
+}  // namespace
