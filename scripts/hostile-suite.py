@@ -110,6 +110,8 @@ class Suite:
                  "--quiet", "--out", p("ds")], self.root)
         must(d, ["train", "--data", p("ds"), "--out", p("m.dcdm"), "--epochs", "1", "--batch", "2", "--no-plot",
                  "--progress", "lines"], self.root)
+        must(d, ["train", "--arch", "flagnet", "--data", p("ds"), "--out", p("f.dcdm"), "--steps", "2",
+                 "--validate-every", "1"], self.root)
         must(d, ["simulate", "--n", "8", "--frames", "2", "--export-every", "2", "--quiet", "--no-png",
                  "--out", p("run")], self.root)
         write(p("a_file"), b"x")
@@ -378,6 +380,17 @@ class Suite:
             self.bad(f"train --resume: checkpoint {name}",
                      ["train", "--data", p("ds"), "--out", p("m.dcdm"), "--checkpoint", ckpt, "--epochs", "2",
                       "--batch", "2", "--no-plot", "--resume"], ckpt)
+        good = read(p("f.dcdm.ckpt"))
+        for name, data in (("one byte changed", flipped(good, len(good) // 2)),
+                           ("without its checksum trailer", good[:-12])):
+            ckpt = p("fckpt_" + name.replace(" ", "_"))
+            write(ckpt, data)
+            self.bad(f"train --arch flagnet --resume: checkpoint {name}",
+                     ["train", "--arch", "flagnet", "--data", p("ds"), "--out", p("f.dcdm"), "--checkpoint", ckpt,
+                      "--steps", "4", "--validate-every", "1", "--resume"], ckpt)
+        self.bad("train --arch flagnet --resume: a checkpoint of another run (batch)",
+                 ["train", "--arch", "flagnet", "--data", p("ds"), "--out", p("f.dcdm"), "--steps", "4",
+                  "--validate-every", "1", "--batch", "3", "--resume"], "batch")
         self.bad("train --resume: a checkpoint of another run (lr)",
                  ["train", "--data", p("ds"), "--out", p("m.dcdm"), "--epochs", "2", "--batch", "2", "--lr", "0.01",
                   "--no-plot", "--resume"], "lr")
@@ -454,11 +467,15 @@ class Suite:
                                                    "--checkpoint", p("m_ok.dcdm.ckpt"), "--epochs", "2", "--batch",
                                                    "2", "--no-plot", "--resume", "--progress", "lines"])
         self.good("control: model info", ["model", "info", p("m.dcdm")])
+        self.good("control: resume the flagnet training", ["train", "--arch", "flagnet", "--data", p("ds"), "--out",
+                                                           p("f_ok.dcdm"), "--checkpoint", p("f_ok.dcdm.ckpt"),
+                                                           "--steps", "4", "--validate-every", "1", "--resume"])
 
     def build(self):
         self.make_fixtures()
         shutil.copytree(self.p("run"), self.p("run_ok"))
         shutil.copy(self.p("m.dcdm.ckpt"), self.p("m_ok.dcdm.ckpt"))
+        shutil.copy(self.p("f.dcdm.ckpt"), self.p("f_ok.dcdm.ckpt"))
         for part in (self.truncations, self.lying_headers, self.non_finite, self.fifos, self.unwritable_outputs,
                      self.absurd_options, self.unknown_methods, self.damaged_state, self.controls):
             part()
