@@ -157,7 +157,8 @@ TEST_F(IoBadInput, MatrixMarketAbsurdSizesAreCaughtBeforeAllocating) {
   EXPECT_TRUE(mtx_rejects(kGeneral + "100000 100000 4000000000\n1 1 1\n",
                           {":2:", "4000000000 entries declared", "hold at most 1", "truncated"}));
   EXPECT_TRUE(mtx_rejects(kGeneral + "3 3 10\n1 1 1\n", {":2:", "10 entries declared, more than a 3 x 3"}));
-  EXPECT_TRUE(mtx_rejects(kGeneral + "2000000000 2000000000 1\n1 1 1\n", {":2:", "exceeds the limit"}));
+  EXPECT_TRUE(mtx_rejects(kGeneral + "2000000000 2000000000 1\n1 1 1\n", {":2:", "GiB to read"}));
+  EXPECT_TRUE(mtx_rejects(kGeneral + "2147483648 2147483648 1\n1 1 1\n", {":2:", "exceeds the limit"}));
   EXPECT_TRUE(mtx_rejects(kGeneral + "99999999999999999999 1 1\n1 1 1\n", {":2:", "out of range"}));
 }
 
@@ -229,8 +230,9 @@ TEST_F(IoBadInput, ReferenceMatrix) {
   EXPECT_TRUE(bin_rejects(refmat({2, 2, 3, 2, 2}, {4, std::numeric_limits<float>::quiet_NaN(), 3}, {0, 2}, {0, 1, 1}),
                           {"byte 24", "value 1 is NaN"}));
   // Absurd headers: sizes checked against the file before anything is allocated.
-  EXPECT_TRUE(bin_rejects(refmat({1 << 30, 1 << 30, 0, 1 << 30, 1 << 30}, {}, {}, {}), {"exceeds the limit"}));
-  EXPECT_TRUE(bin_rejects(refmat({1000, 1000, 2147483647, 1000, 1000}, {1}, {0}, {0}), {"matches neither"}));
+  EXPECT_TRUE(bin_rejects(refmat({1 << 30, 1 << 30, 0, 1 << 30, 1 << 30}, {}, {}, {}), {"matches neither"}));
+  EXPECT_TRUE(bin_rejects(refmat({2000000000, 2000000000, 0, 2000000000, 2000000000}, {}, {}, {}), {"GiB to read"}));
+  EXPECT_TRUE(bin_rejects(refmat({1000, 1000, 2147483647, 1000, 1000}, {1}, {0}, {0}), {"GiB to read"}));
 }
 
 TEST_F(IoBadInput, ReferenceVector) {

@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include <Eigen/Dense>
+#include <array>
 #include <cmath>
 #include <random>
 
@@ -285,6 +286,70 @@ TEST(FluidComponents, FindsPocketsAndDirichletContact) {
   diag.cells(0, 0, 0) = CellType::Fluid;
   diag.cells(1, 1, 0) = CellType::Fluid;
   EXPECT_EQ(fluid_components(diag).count(), 2);
+}
+
+// An independent labelling: breadth-first search from each unlabelled fluid cell in cell
+// order, 6-connectivity, Dirichlet contact = a non-solid neighbour that is not fluid (air, or
+// beyond an Open face).
+FluidComponents breadth_first_components(const Domain& dom) {
+  const Dims d = dom.dims();
+  FluidComponents fc;
+  fc.label = Field<std::int32_t>(d, -1);
+  for (int k0 = 0; k0 < d.nz; ++k0)
+    for (int j0 = 0; j0 < d.ny; ++j0)
+      for (int i0 = 0; i0 < d.nx; ++i0) {
+        if (dom.cells(i0, j0, k0) != CellType::Fluid || fc.label(i0, j0, k0) >= 0) continue;
+        const auto id = static_cast<std::int32_t>(fc.size.size());
+        std::vector<std::array<int, 3>> queue{{i0, j0, k0}};
+        fc.label(i0, j0, k0) = id;
+        bool dirichlet = false;
+        for (std::size_t q = 0; q < queue.size(); ++q) {
+          const auto [i, j, k] = queue[q];
+          const int step[6][3] = {{-1, 0, 0}, {1, 0, 0}, {0, -1, 0}, {0, 1, 0}, {0, 0, -1}, {0, 0, 1}};
+          for (int f = 0; f < 6; ++f) {
+            const int a = i + step[f][0], b = j + step[f][1], c = k + step[f][2];
+            const bool inside = a >= 0 && b >= 0 && c >= 0 && a < d.nx && b < d.ny && c < d.nz;
+            if (!inside) {
+              dirichlet = dirichlet || dom.faces[f] == FaceBoundary::Open;
+              continue;
+            }
+            if (dom.cells(a, b, c) == CellType::Air) dirichlet = true;
+            if (dom.cells(a, b, c) == CellType::Fluid && fc.label(a, b, c) < 0) {
+              fc.label(a, b, c) = id;
+              queue.push_back({a, b, c});
+            }
+          }
+        }
+        fc.size.push_back(static_cast<std::int64_t>(queue.size()));
+        fc.touches_dirichlet.push_back(dirichlet);
+        fc.first_cell.push_back(d.index(i0, j0, k0));
+      }
+  return fc;
+}
+
+TEST(FluidComponents, AgreesWithABreadthFirstSearchForAnyThreadCount) {
+  std::mt19937 rng(11);
+  const Dims shapes[] = {{17, 9, 13}, {5, 6, 1}, {1, 1, 7}, {23, 4, 31}, {8, 8, 3}};
+  for (const Dims& d : shapes)
+    for (double solid : {0.2, 0.45, 0.6}) {  // near the percolation threshold: many components
+      Domain dom(d, CellType::Fluid);
+      std::uniform_real_distribution<double> u(0.0, 1.0);
+      for (std::int64_t c = 0; c < d.size(); ++c) {
+        const double x = u(rng);
+        dom.cells[c] = x < solid ? CellType::Solid : x < solid + 0.02 ? CellType::Air : CellType::Fluid;
+      }
+      dom.set_face(Face::ZMax, u(rng) < 0.5 ? FaceBoundary::Open : FaceBoundary::Wall);
+      const FluidComponents want = breadth_first_components(dom);
+      for (int threads : {1, 2, 3, 5}) {
+        omp_set_num_threads(threads);
+        const FluidComponents got = fluid_components(dom);
+        EXPECT_EQ(got.label.vector(), want.label.vector()) << d.str() << " solid " << solid << " threads " << threads;
+        EXPECT_EQ(got.size, want.size);
+        EXPECT_EQ(got.touches_dirichlet, want.touches_dirichlet);
+        EXPECT_EQ(got.first_cell, want.first_cell);
+      }
+      omp_set_num_threads(omp_get_num_procs());
+    }
 }
 
 TEST(RangeProjector, ZeroMeanOnSingularComponentsOnly) {

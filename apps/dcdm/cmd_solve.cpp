@@ -181,11 +181,18 @@ json report_json(const SolveReport& r) {
 }
 
 // The process's resident set and its high-water mark after each phase of a solve (the JSON
-// report's "memory"): what the system, the operator, the method's set-up and its solve add.
+// report's "memory"): what the system, the operator, the method's set-up and its solve add,
+// and how long each took.
+// "seconds": the wall time from the start to the end of the phase.
 struct MemoryTrace {
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
   nlohmann::json phases = nlohmann::json::array();
   void mark(const char* phase) {
-    phases.push_back({{"phase", phase}, {"resident_bytes", resident_bytes()}, {"peak_bytes", peak_resident_bytes()}});
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    phases.push_back({{"phase", phase},
+                      {"seconds", seconds},
+                      {"resident_bytes", resident_bytes()},
+                      {"peak_bytes", peak_resident_bytes()}});
   }
 };
 
@@ -219,7 +226,7 @@ int run_solve(const SolveArgs& a) {
     system_info["fluid"] = s.domain->count(CellType::Fluid);
     system_info["air"] = s.domain->count(CellType::Air);
     system_info["solid"] = s.domain->count(CellType::Solid);
-    const FluidComponents comps = fluid_components(*s.domain);
+    const FluidComponents& comps = projector->components();  // counts (no second flood fill)
     system_info["components"] = comps.count();
     system_info["singular_components"] = comps.singular_count();
   } else {

@@ -6,7 +6,8 @@
 // Conventions shared by the readers:
 // - Values must be finite: NaN or Inf is an error unless ReadOptions::allow_non_finite.
 // - A header that declares more data than the file holds is rejected before anything is
-//   allocated; matrices have at most kMaxMatrixDimension rows and columns.
+//   allocated; matrices have at most kMaxMatrixDimension rows and columns, and must fit
+//   the machine's memory (check_matrix_fits_memory).
 // - Duplicate entries (the same (row, column) twice) are summed, as Matrix Market readers
 //   such as scipy.io.mmread and Eigen do; MatrixMarketInfo::duplicates counts them.
 // - In a symmetric Matrix Market file every entry must lie on or below the diagonal (the
@@ -33,9 +34,16 @@ void require_regular_file(const std::filesystem::path& path);
 
 namespace fs = std::filesystem;
 
-// Column indices are int32; rows are capped too so that a header cannot make a reader
-// allocate gigabytes for row offsets (2^27 rows = a 512^3 grid).
-inline constexpr std::int64_t kMaxMatrixDimension = std::int64_t(1) << 27;
+// Column indices are int32, so rows and columns are at most 2^31 - 1 (the largest grid,
+// kMaxGridCells: 1290^3). Within that, a header is checked against the file's length and the
+// CSR it declares against the machine's memory before anything is allocated.
+inline constexpr std::int64_t kMaxMatrixDimension = kMaxGridCells;
+
+// InputError naming `name` and both figures when a CSR matrix of `rows` rows and `entries`
+// stored entries (and the reader's work arrays, `work_bytes_per_entry` more a stored entry)
+// would take more than half of this machine's memory (the solve needs the rest).
+void check_matrix_fits_memory(const std::string& name, std::int64_t rows, std::int64_t entries,
+                              std::int64_t work_bytes_per_entry = 0);
 
 struct ReadOptions {
   bool allow_non_finite = false;  // accept NaN/Inf values (dcdm info counts them)

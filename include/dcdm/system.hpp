@@ -30,6 +30,7 @@
 #include "dcdm/grid.hpp"
 #include "dcdm/linalg.hpp"
 #include "dcdm/memory.hpp"
+#include "dcdm/poisson.hpp"
 #include "dcdm/scenes.hpp"
 
 namespace dcdm {
@@ -141,6 +142,7 @@ Domain infer_domain(const CsrMatrix& a, const Dims& dims, const std::string& nam
 
 // The metadata that save_system writes (dimensions, faces, counts, components), recomputed
 // from a system's domain and rhs; kept in PoissonSystem::meta alongside provenance.
-nlohmann::json describe_domain(const Domain& domain);
+// `components`: the domain's fluid components when the caller has them (else computed).
+nlohmann::json describe_domain(const Domain& domain, const FluidComponents* components = nullptr);
 
 }  // namespace dcdm

@@ -15,6 +15,7 @@
 
 #include "dcdm/error.hpp"
 #include "dcdm/io.hpp"
+#include "dcdm/memory.hpp"
 
 namespace dcdm::io {
 
@@ -58,6 +59,18 @@ std::string read_file(const fs::path& path) {
   if (failed || got != data.size())
     throw InputError(fmt::format("cannot read {}: read {} of {} bytes", path.string(), got, data.size()));
   return data;
+}
+
+void check_matrix_fits_memory(const std::string& name, std::int64_t rows, std::int64_t entries,
+                              std::int64_t work_bytes_per_entry) {
+  // Row offsets (int64), and per entry a column (int32) and a value (double).
+  const double need = 8.0 * (double(rows) + 1.0) + double(entries) * (12.0 + double(work_bytes_per_entry));
+  // Half the machine: a matrix is read to be solved, and the solve needs as much again.
+  const std::int64_t have = physical_memory_bytes();
+  if (have > 0 && need > 0.5 * double(have))
+    throw InputError(fmt::format("{}: a matrix of {} rows and {} entries needs about {:.1f} GiB to read, more than "
+                                 "half of this machine's {:.1f} GiB of memory (the solve needs the rest)",
+                                 name, rows, entries, need / 1073741824.0, have / 1073741824.0));
 }
 
 std::uint64_t regular_file_size(const fs::path& path) {

@@ -48,6 +48,7 @@ CsrMatrix parse_reference_matrix(std::string_view bytes, const std::string& name
     fail_at_byte(name, 0, "matrix size {} x {} exceeds the limit of {} rows and columns", rows, cols,
                  kMaxMatrixDimension);
   if (rows == 0 && nnz > 0) fail_at_byte(name, 8, "{} entries declared in a matrix without rows", nnz);
+  check_matrix_fits_memory(name, rows, nnz);
 
   // The value type is told apart by the file size: exactly one of the two must match.
   const std::uint64_t size = bytes.size();
@@ -115,8 +116,9 @@ CsrMatrix read_reference_matrix(const fs::path& path, ValuePrecision* precision,
 void write_reference_matrix(const fs::path& path, const CsrMatrix& a, ValuePrecision precision) {
   constexpr auto kMax = std::numeric_limits<std::int32_t>::max();
   if (a.rows > kMax || a.cols > kMax || a.nnz() > kMax)
-    throw Error(fmt::format("write_reference_matrix {}: {} x {} with {} entries does not fit int32",
-                            path.string(), a.rows, a.cols, a.nnz()));
+    throw InputError(fmt::format("{}: the reference binary format stores sizes as int32: {} x {} with {} entries "
+                                 "does not fit (write Matrix Market instead)",
+                                 path.string(), a.rows, a.cols, a.nnz()));
   std::string out;
   const std::size_t value_size = precision == ValuePrecision::Float32 ? 4 : 8;
   out.reserve(kMatrixHeader + (value_size + 4) * std::size_t(a.nnz()) + 4 * std::size_t(a.rows));

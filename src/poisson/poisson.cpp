@@ -2,7 +2,10 @@
 // compressed), fluid components, range projection and pinning.
 #include "dcdm/poisson.hpp"
 
+#include <omp.h>
+
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <limits>
 #include <memory>
@@ -37,23 +40,39 @@ CellType neighbour_type(const Domain& d, int i, int j, int k, Face f) {
 // Per-cell fluid-neighbour bits (+ kFluidBit) and diagonal (non-solid neighbour count).
 void compute_masks(const Domain& d, std::vector<std::uint8_t>& mask, std::vector<std::uint8_t>& diag) {
   const Dims dims = d.dims();
-  mask.assign(static_cast<std::size_t>(dims.size()), 0);
-  diag.assign(static_cast<std::size_t>(dims.size()), 0);
+  mask.resize(static_cast<std::size_t>(dims.size()));
+  diag.resize(static_cast<std::size_t>(dims.size()));
+  const std::int64_t sy = dims.nx, sz = std::int64_t(dims.nx) * dims.ny;
+  const CellType* cells = d.cells.vector().data();
+  // Every cell written; those inside the grid read their six neighbours directly, those on its
+  // outer layer through neighbour_type (the face's type beyond the grid).
 #pragma omp parallel for schedule(static)
   for (int k = 0; k < dims.nz; ++k)
-    for (int j = 0; j < dims.ny; ++j)
+    for (int j = 0; j < dims.ny; ++j) {
+      const bool inner_row = j > 0 && j < dims.ny - 1 && k > 0 && k < dims.nz - 1;
       for (int i = 0; i < dims.nx; ++i) {
         const std::int64_t n = dims.index(i, j, k);
-        if (d.cells[n] != CellType::Fluid) continue;
-        std::uint8_t m = kFluidBit, count = 0;
-        for (int f = 0; f < 6; ++f) {
-          const CellType t = neighbour_type(d, i, j, k, static_cast<Face>(f));
-          if (t == CellType::Fluid) m |= std::uint8_t(1u << f);
-          if (t != CellType::Solid) ++count;
+        std::uint8_t m = 0, count = 0;
+        if (cells[n] == CellType::Fluid) {
+          m = kFluidBit;
+          if (inner_row && i > 0 && i < dims.nx - 1) {
+            const CellType nb[6] = {cells[n - 1], cells[n + 1], cells[n - sy], cells[n + sy], cells[n - sz], cells[n + sz]};
+            for (int f = 0; f < 6; ++f) {
+              m |= nb[f] == CellType::Fluid ? std::uint8_t(1u << f) : std::uint8_t(0);
+              count += nb[f] != CellType::Solid;
+            }
+          } else {
+            for (int f = 0; f < 6; ++f) {
+              const CellType t = neighbour_type(d, i, j, k, static_cast<Face>(f));
+              if (t == CellType::Fluid) m |= std::uint8_t(1u << f);
+              if (t != CellType::Solid) ++count;
+            }
+          }
         }
         mask[n] = m;
         diag[n] = count;
       }
+    }
 }
 
 // The weighted operator (Domain::coefficients): per cell the diagonal and, per axis, the
@@ -418,50 +437,141 @@ int FluidComponents::singular_count() const {
 FluidComponents fluid_components(const Domain& domain) {
   check_dims(domain.dims());
   const Dims d = domain.dims();
+  const std::int64_t n = d.size(), sy = d.nx, sz = std::int64_t(d.nx) * d.ny;
+  // Per fluid cell: the neighbours it is coupled with (mask bits; a zero-weight face does not
+  // couple) and whether it has a Dirichlet part (dirichlet[c], reusing the diagonal array).
+  std::vector<std::uint8_t> mask, dirichlet;
+  compute_masks(domain, mask, dirichlet);
+  const bool weighted = domain.weighted();
+#pragma omp parallel for schedule(static)
+  for (int k = 0; k < d.nz; ++k)
+    for (int j = 0; j < d.ny; ++j)
+      for (int i = 0; i < d.nx; ++i) {
+        const std::int64_t c = d.index(i, j, k);
+        std::uint8_t m = mask[c];
+        if (!(m & kFluidBit)) continue;
+        if (weighted) {
+          for (int f = 0; f < 6; ++f)
+            if ((m & (1u << f)) && domain.coefficients->weight(d, i, j, k, static_cast<Face>(f)) == 0.0)
+              m = std::uint8_t(m & ~(1u << f));
+          mask[c] = m;
+          dirichlet[c] = weighted_dirichlet(domain, i, j, k);
+        } else {
+          // A non-solid neighbour that is not fluid is air (inside or beyond an Open face).
+          dirichlet[c] = dirichlet[c] > std::popcount(unsigned(m & kNeighbourBits));
+        }
+      }
+
+  // Union-find over the label array, every root the lowest cell of its component (a link
+  // always goes from the larger root to the smaller), so that the numbering below (roots in
+  // cell order) is that of a flood fill seeded in cell order. Threads own slabs of z planes and
+  // link within them; the links across slab boundaries follow serially.
   FluidComponents fc;
   fc.label = Field<std::int32_t>(d, -1);
-  std::vector<std::uint8_t> mask, diag;
-  compute_masks(domain, mask, diag);
-  const bool weighted = domain.weighted();
-  const std::int64_t sy = d.nx, sz = std::int64_t(d.nx) * d.ny;
-  const std::int64_t offset[6] = {-1, 1, -sy, sy, -sz, sz};
-  std::vector<std::int64_t> stack;
-  for (std::int64_t seed = 0; seed < d.size(); ++seed) {
-    if (!(mask[seed] & kFluidBit) || fc.label[seed] >= 0) continue;
-    const auto id = static_cast<std::int32_t>(fc.size.size());
-    std::int64_t count = 0;
-    bool dirichlet = false;
-    fc.label[seed] = id;
-    stack.push_back(seed);
-    while (!stack.empty()) {
-      const std::int64_t c = stack.back();
-      stack.pop_back();
-      ++count;
-      std::uint8_t m = mask[c];
-      if (weighted) {
-        // Zero-weight faces do not couple; Dirichlet = a weighted face to air or a diagonal term.
-        const int i = static_cast<int>(c % sy), j = static_cast<int>((c / sy) % d.ny), k = static_cast<int>(c / sz);
-        for (int f = 0; f < 6; ++f)
-          if ((m & (1u << f)) && domain.coefficients->weight(d, i, j, k, static_cast<Face>(f)) == 0.0)
-            m = std::uint8_t(m & ~(1u << f));
-        if (!dirichlet) dirichlet = weighted_dirichlet(domain, i, j, k);
-      } else if (diag[c] > std::popcount(unsigned(m & kNeighbourBits))) {
-        // A non-solid neighbour that is not fluid is air (inside or beyond an Open face).
-        dirichlet = true;
-      }
-      for (int f = 0; f < 6; ++f)
-        if (m & (1u << f)) {
-          const std::int64_t nb = c + offset[f];
-          if (fc.label[nb] < 0) {
-            fc.label[nb] = id;
-            stack.push_back(nb);
-          }
-        }
+  std::int32_t* parent = fc.label.data();
+  const auto find = [parent](std::int64_t c) {
+    while (parent[c] != c) {
+      parent[c] = parent[parent[c]];  // path halving
+      c = parent[c];
     }
-    fc.size.push_back(count);
-    fc.touches_dirichlet.push_back(dirichlet);
-    fc.first_cell.push_back(seed);
+    return c;
+  };
+  const auto unite = [&](std::int64_t a, std::int64_t b) {
+    a = find(a);
+    b = find(b);
+    if (a < b) parent[b] = static_cast<std::int32_t>(a);
+    else if (b < a) parent[a] = static_cast<std::int32_t>(b);
+  };
+  std::vector<int> slab_start;
+#pragma omp parallel
+  {
+#pragma omp single
+    {
+      const int threads = omp_get_num_threads();
+      for (int t = 0; t <= threads; ++t) slab_start.push_back(static_cast<int>(std::int64_t(d.nz) * t / threads));
+    }
+    const int t = omp_get_thread_num();
+    const int k0 = slab_start[static_cast<std::size_t>(t)], k1 = slab_start[static_cast<std::size_t>(t) + 1];
+    for (std::int64_t c = k0 * sz; c < k1 * sz; ++c)
+      if (mask[c] & kFluidBit) parent[c] = static_cast<std::int32_t>(c);
+    for (std::int64_t c = k0 * sz; c < k1 * sz; ++c) {
+      const std::uint8_t m = mask[c];
+      if (m & neighbour_bit(Face::XMin)) unite(c, c - 1);
+      if (m & neighbour_bit(Face::YMin)) unite(c, c - sy);
+      if ((m & neighbour_bit(Face::ZMin)) && c - sz >= k0 * sz) unite(c, c - sz);
+    }
   }
+  for (std::size_t t = 1; t + 1 < slab_start.size(); ++t)
+    for (std::int64_t c = slab_start[t] * sz, end = c + sz; c < end && slab_start[t] < d.nz; ++c)
+      if (mask[c] & neighbour_bit(Face::ZMin)) unite(c, c - sz);
+
+  // Every cell straight to its root. Other threads shorten the paths being read at the same
+  // time, to ancestors that are as good, hence the relaxed atomic accesses.
+#pragma omp parallel for schedule(static)
+  for (std::int64_t c = 0; c < n; ++c) {
+    if (parent[c] < 0) continue;
+    std::int64_t r = c;
+    for (;;) {
+      const std::int32_t p = std::atomic_ref<std::int32_t>(parent[r]).load(std::memory_order_relaxed);
+      if (p == r) break;
+      r = p;
+    }
+    if (r != c) std::atomic_ref<std::int32_t>(parent[c]).store(static_cast<std::int32_t>(r), std::memory_order_relaxed);
+  }
+
+  // Component ids: roots numbered in cell order (block counts, then their prefix sums). A
+  // root's entry becomes -(id + 2) (below the -1 of non-fluid cells), then every other cell
+  // takes its root's id, then the roots theirs.
+  constexpr std::int64_t kBlock = std::int64_t(1) << 16;
+  const std::int64_t blocks = (n + kBlock - 1) / kBlock;
+  std::vector<std::int64_t> first_id(static_cast<std::size_t>(blocks) + 1, 0);
+#pragma omp parallel for schedule(static)
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    std::int64_t roots = 0;
+    for (std::int64_t c = b * kBlock, end = std::min(n, c + kBlock); c < end; ++c) roots += parent[c] == c;
+    first_id[static_cast<std::size_t>(b) + 1] = roots;
+  }
+  for (std::int64_t b = 0; b < blocks; ++b) first_id[static_cast<std::size_t>(b) + 1] += first_id[static_cast<std::size_t>(b)];
+  const std::int64_t count = first_id.back();
+  fc.first_cell.assign(static_cast<std::size_t>(count), 0);
+#pragma omp parallel for schedule(static)
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    std::int64_t id = first_id[static_cast<std::size_t>(b)];
+    for (std::int64_t c = b * kBlock, end = std::min(n, c + kBlock); c < end; ++c)
+      if (parent[c] == c) {
+        fc.first_cell[static_cast<std::size_t>(id)] = c;
+        parent[c] = static_cast<std::int32_t>(-(id + 2));
+        ++id;
+      }
+  }
+#pragma omp parallel for schedule(static)
+  for (std::int64_t c = 0; c < n; ++c)
+    if (parent[c] >= 0) parent[c] = -parent[parent[c]] - 2;  // a root's entry is not written here
+#pragma omp parallel for schedule(static)
+  for (std::int64_t c = 0; c < n; ++c)
+    if (parent[c] < -1) parent[c] = -parent[c] - 2;
+
+  // Sizes and Dirichlet contact per component, per thread then summed.
+  fc.size.assign(static_cast<std::size_t>(count), 0);
+  std::vector<std::uint8_t> touches(static_cast<std::size_t>(count), 0);
+#pragma omp parallel
+  {
+    std::vector<std::int64_t> size(static_cast<std::size_t>(count), 0);
+    std::vector<std::uint8_t> dir(static_cast<std::size_t>(count), 0);
+#pragma omp for schedule(static) nowait
+    for (std::int64_t c = 0; c < n; ++c) {
+      const std::int32_t l = parent[c];
+      if (l < 0) continue;
+      ++size[static_cast<std::size_t>(l)];
+      dir[static_cast<std::size_t>(l)] |= dirichlet[c];
+    }
+#pragma omp critical
+    for (std::int64_t l = 0; l < count; ++l) {
+      fc.size[static_cast<std::size_t>(l)] += size[static_cast<std::size_t>(l)];
+      touches[static_cast<std::size_t>(l)] |= dir[static_cast<std::size_t>(l)];
+    }
+  }
+  fc.touches_dirichlet.assign(touches.begin(), touches.end());
   return fc;
 }
 

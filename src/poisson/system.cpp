@@ -64,7 +64,7 @@ void check_system_fits_memory(const Dims& dims, const std::string& option, bool 
 
 // ---------------------------------------------------------------- description
 
-nlohmann::json describe_domain(const Domain& domain) {
+nlohmann::json describe_domain(const Domain& domain, const FluidComponents* components) {
   nlohmann::json j;
   const Dims d = domain.dims();
   j["dims"] = {d.nx, d.ny, d.nz};
@@ -75,7 +75,9 @@ nlohmann::json describe_domain(const Domain& domain) {
   for (int f = 0; f < 6; ++f)
     faces[to_string(static_cast<Face>(f))] = domain.faces[f] == FaceBoundary::Open ? "open" : "wall";
   j["faces"] = faces;
-  const FluidComponents fc = fluid_components(domain);
+  FluidComponents computed;
+  if (!components) computed = fluid_components(domain);
+  const FluidComponents& fc = components ? *components : computed;
   nlohmann::json singular = nlohmann::json::array();
   constexpr int kListed = 100;
   for (int c = 0; c < fc.count(); ++c)
@@ -164,8 +166,7 @@ std::vector<double> make_rhs(const Domain& dom, RhsKind kind, std::uint64_t seed
 }
 
 // Projects b for singular components and records what was removed.
-void project_rhs(const Domain& dom, std::vector<double>& b, nlohmann::json& meta) {
-  RangeProjector proj(dom);
+void project_rhs(const RangeProjector& proj, std::vector<double>& b, nlohmann::json& meta) {
   if (!proj.singular()) {
     meta["projected"] = false;
     return;
@@ -192,9 +193,11 @@ PoissonSystem make_scene_system(const SceneSpec& scene, RhsKind rhs, std::uint64
   if (matrix == SystemMatrix::Assemble) sys.matrix = assemble_full_grid(sys.domain);
   nlohmann::json rhs_meta;
   sys.rhs = make_rhs(sys.domain, rhs, seed, rhs_file, rhs_meta);
-  project_rhs(sys.domain, sys.rhs, rhs_meta);
+  // The components once (a flood fill over the grid), for the projection and the description.
+  const RangeProjector projector(sys.domain);
+  project_rhs(projector, sys.rhs, rhs_meta);
   rhs_meta["norm2"] = norm2(sys.rhs);
-  sys.meta = describe_domain(sys.domain);
+  sys.meta = describe_domain(sys.domain, &projector.components());
   sys.meta["format"] = "dcdm-system";
   sys.meta["version"] = 1;
   sys.meta["scene"] = scene_info;
@@ -991,7 +994,7 @@ PoissonSystem import_system(const fs::path& matrix, const fs::path& rhs, std::op
     rhs_meta["nonfluid_values_zeroed"] = zeroed;
     if (zeroed > 0)
       notes.push_back(fmt::format("{}: {} non-zero values on non-fluid cells (empty rows) were set to zero", rhs.string(), zeroed));
-    project_rhs(sys.domain, sys.rhs, rhs_meta);
+    project_rhs(RangeProjector(sys.domain), sys.rhs, rhs_meta);
     rhs_meta["norm2"] = norm2(sys.rhs);
   } else {
     sys.rhs.assign(static_cast<std::size_t>(d.size()), 0.0);
