@@ -467,6 +467,12 @@ class Suite:
                                                    "--checkpoint", p("m_ok.dcdm.ckpt"), "--epochs", "2", "--batch",
                                                    "2", "--no-plot", "--resume", "--progress", "lines"])
         self.good("control: model info", ["model", "info", p("m.dcdm")])
+        # A training checkpoint of format version 1 (before the checksum trailer) still resumes.
+        v1 = read(p("m.dcdm.ckpt"))[:-12].replace(b'"version":2', b'"version":1')
+        write(p("m_v1.dcdm.ckpt"), v1)
+        self.good("control: resume a version-1 training checkpoint",
+                  ["train", "--data", p("ds"), "--out", p("m_v1.dcdm"), "--checkpoint", p("m_v1.dcdm.ckpt"),
+                   "--epochs", "2", "--batch", "2", "--no-plot", "--resume", "--progress", "lines"])
         self.good("control: resume the flagnet training", ["train", "--arch", "flagnet", "--data", p("ds"), "--out",
                                                            p("f_ok.dcdm"), "--checkpoint", p("f_ok.dcdm.ckpt"),
                                                            "--steps", "4", "--validate-every", "1", "--resume"])
