@@ -119,10 +119,21 @@ void write_reference_matrix(const fs::path& path, const CsrMatrix& a, ValuePreci
     throw InputError(fmt::format("{}: the reference binary format stores sizes as int32: {} x {} with {} entries "
                                  "does not fit (write Matrix Market instead)",
                                  path.string(), a.rows, a.cols, a.nnz()));
-  std::string out;
-  const std::size_t value_size = precision == ValuePrecision::Float32 ? 4 : 8;
-  out.reserve(kMatrixHeader + (value_size + 4) * std::size_t(a.nnz()) + 4 * std::size_t(a.rows));
-  auto put32 = [&out](std::int32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); };
+  // Streamed through a buffer of 1 MiB: the file is as large as the matrix, and a copy of it
+  // in memory would double the export's peak.
+  AtomicFile f(path);
+  std::vector<char> buf;
+  buf.reserve(std::size_t(1) << 20);
+  const auto flush = [&] {
+    f.write(buf.data(), buf.size());
+    buf.clear();
+  };
+  const auto put = [&](const void* data, std::size_t size) {
+    if (buf.size() + size > buf.capacity()) flush();
+    const auto* p = static_cast<const char*>(data);
+    buf.insert(buf.end(), p, p + size);
+  };
+  const auto put32 = [&](std::int32_t v) { put(&v, 4); };
   put32(static_cast<std::int32_t>(a.rows));
   put32(static_cast<std::int32_t>(a.cols));
   put32(static_cast<std::int32_t>(a.nnz()));
@@ -130,18 +141,19 @@ void write_reference_matrix(const fs::path& path, const CsrMatrix& a, ValuePreci
   put32(static_cast<std::int32_t>(a.cols));
   for (double v : a.values) {
     if (precision == ValuePrecision::Float32) {
-      const float f = static_cast<float>(v);
-      if (std::isfinite(v) && !std::isfinite(f))
+      const float x = static_cast<float>(v);
+      if (std::isfinite(v) && !std::isfinite(x))
         throw Error(fmt::format("write_reference_matrix {}: value {} does not fit float32; write "
                                 "float64 values", path.string(), v));
-      out.append(reinterpret_cast<const char*>(&f), 4);
+      put(&x, 4);
     } else {
-      out.append(reinterpret_cast<const char*>(&v), 8);
+      put(&v, 8);
     }
   }
   for (std::int64_t r = 0; r < a.rows; ++r) put32(static_cast<std::int32_t>(a.row_ptr[r]));
-  out.append(reinterpret_cast<const char*>(a.col_idx.data()), 4 * a.col_idx.size());
-  write_file_atomic(path, out);
+  flush();
+  f.write(a.col_idx.data(), 4 * a.col_idx.size());
+  f.commit();
 }
 
 std::vector<double> parse_reference_vector(std::string_view bytes, const std::string& name,
