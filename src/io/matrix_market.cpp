@@ -241,7 +241,8 @@ void check_declared_size(const LineReader& in, const MatrixMarketInfo& info) {
                    info.entries, in.bytes_left(), fits);
     // A symmetric file's entries are mirrored; the reader holds them as coordinates (4 + 4 + 8
     // bytes) before building the CSR.
-    check_matrix_fits_memory(name, info.rows, info.entries * (info.symmetry == "symmetric" ? 2 : 1), 16);
+    check_matrix_fits_memory(fmt::format("{}:{}", name, in.line()), info.rows,
+                             info.entries * (info.symmetry == "symmetric" ? 2 : 1), 16);
   } else {
     // "1\n" per value.
     const std::uint64_t fits = (in.bytes_left() + 1) / 2;
