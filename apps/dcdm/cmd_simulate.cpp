@@ -282,8 +282,7 @@ void export_frame(const fs::path& dir, sim::SmokeSimulation& simulation, const s
   fs::create_directories(dir);
   PoissonSystem system;
   system.domain = simulation.domain();
-  system.matrix = simulation.matrix();
-  system.rhs = simulation.rhs();
+  system.rhs = simulation.rhs();  // no matrix: save_system assembles one for the files and frees it
   system.meta = {{"source", "dcdm simulate"},
                  {"rhs",
                   {{"kind", "simulation"},
@@ -349,7 +348,7 @@ void run_simulate(const SimulateArgs& a) {
   config.solve.rtol = a.rtol;
   config.solve.max_iterations = a.max_iterations;
   config.warm_start = a.warm_start;
-  config.assemble_matrix = !a.no_matrix;
+  config.assemble_matrix = false;  // matrix-free; --no-matrix is the default
 
   check_model_option({a.solver}, a.params);
   auto solver = make_solver(a.solver, a.params);
@@ -564,7 +563,8 @@ RegisterCommand reg(40, [](CLI::App& root) {
   cmd->add_flag("--resume", args->resume, "Continue from the checkpoint in --out (same options required)");
   cmd->add_flag("--warm-start", args->warm_start, "Start each pressure solve from the previous pressure");
   cmd->add_flag("--no-matrix", args->no_matrix,
-                "Do not assemble the CSR matrix for the solver (matrix-free methods only; saves time)");
+                "Accepted for scripts of earlier versions: the solver gets no CSR matrix in any case (the methods "
+                "that factor one assemble it themselves)");
   cmd->add_flag("--quiet", args->quiet, "No per-frame report lines on stdout");
   add_solver_params(cmd, args->params);
   cmd->callback([args] { run_simulate(*args); });

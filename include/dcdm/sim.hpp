@@ -163,7 +163,9 @@ struct SimConfig {
   std::uint64_t seed = 0;
   // Pressure solve.
   SolveOptions solve;                   // rtol, max_iterations...
-  bool assemble_matrix = true;          // give the solver the full-grid CSR matrix too
+  // Give the solver the full-grid CSR matrix too. No method needs it (those that factor one
+  // assemble it in their set-up, once per cell layout, and free it): off, it costs nothing.
+  bool assemble_matrix = false;
   bool warm_start = false;              // previous frame's pressure as initial guess
 };
 
