@@ -440,11 +440,20 @@ extern "C" PetscErrorCode KSPDCDMGetStats(KSP ksp, KSPDCDMStats* stats) {
   PetscFunctionReturn(0);
 }
 
+namespace {
+bool g_registered = false;
+// PetscFinalize forgets the registration (KSPList): a later PetscInitialize registers again.
+PetscErrorCode forget_registration(void) {
+  g_registered = false;
+  return 0;
+}
+}  // namespace
+
 extern "C" PetscErrorCode DCDMKSPRegister(void) {
-  static bool registered = false;
   PetscFunctionBegin;
-  if (registered) PetscFunctionReturn(0);
-  registered = true;
+  if (g_registered) PetscFunctionReturn(0);
+  g_registered = true;
+  PetscCall(PetscRegisterFinalize(forget_registration));
   PetscCall(KSPInitializePackage());
   PetscCall(KSPRegister(KSPDCDM, KSPCreate_DCDM));
   PetscCall(PetscLogEventRegister("KSPDCDMOrthog", KSP_CLASSID, &g_event_orthogonalise));
