@@ -216,16 +216,20 @@ int run_solve(const SolveArgs& a) {
   LinearSystemView view;
   json system_info = {{"source", s.source}, {"rows", n}};
   if (s.matrix.rows > 0) system_info["nnz"] = s.matrix.nnz();
+  const Domain* domain = nullptr;  // the stencil's (moved in: one copy of the cells, not two)
   if (s.domain) {
-    op = std::make_unique<PoissonStencil>(*s.domain);
-    projector.emplace(*s.domain);
+    auto stencil = std::make_unique<PoissonStencil>(std::move(*s.domain));
+    s.domain.reset();
+    domain = &stencil->domain();
+    op = std::move(stencil);
+    projector.emplace(*domain);
     if (projector->singular()) view.project_range = projector->as_function();
-    view.domain = &*s.domain;
-    const Dims d = s.domain->dims();
+    view.domain = domain;
+    const Dims d = domain->dims();
     system_info["dims"] = {d.nx, d.ny, d.nz};
-    system_info["fluid"] = s.domain->count(CellType::Fluid);
-    system_info["air"] = s.domain->count(CellType::Air);
-    system_info["solid"] = s.domain->count(CellType::Solid);
+    system_info["fluid"] = domain->count(CellType::Fluid);
+    system_info["air"] = domain->count(CellType::Air);
+    system_info["solid"] = domain->count(CellType::Solid);
     const FluidComponents& comps = projector->components();  // counts (no second flood fill)
     system_info["components"] = comps.count();
     system_info["singular_components"] = comps.singular_count();
@@ -258,7 +262,7 @@ int run_solve(const SolveArgs& a) {
 
   if (!a.quiet) {
     fmt::print("system: {}\n", s.source);
-    if (s.domain)
+    if (domain)
       fmt::print("  {} fluid, {} air, {} solid cells; {} fluid components ({} singular: b projected)\n",
                  system_info["fluid"].get<std::int64_t>(), system_info["air"].get<std::int64_t>(),
                  system_info["solid"].get<std::int64_t>(), system_info["components"].get<int>(),
@@ -288,8 +292,8 @@ int run_solve(const SolveArgs& a) {
   std::fflush(stdout);
 
   if (!a.x_out.empty()) {
-    if (s.domain) {
-      const Dims d = s.domain->dims();
+    if (domain) {
+      const Dims d = domain->dims();
       io::write_npy(a.x_out, x, {d.nz, d.ny, d.nx});
     } else {
       io::write_npy(a.x_out, x, {n});
@@ -301,10 +305,10 @@ int run_solve(const SolveArgs& a) {
     out["memory"] = {{"peak_resident_bytes", peak},
                      {"bytes_per_cell", double(peak) / double(n)},
                      {"phases", memory.phases}};
-    if (s.domain)  // the guard's figure: the process before the system, plus the solve's estimate
+    if (domain)  // the guard's figure: the process before the system, plus the solve's estimate
       out["memory"]["estimate_bytes"] =
           memory.phases[0]["resident_bytes"].get<std::int64_t>() +
-          estimate_solve_bytes(a.method, s.domain->dims(), a.params, system_info["singular_components"].get<int>() > 0);
+          estimate_solve_bytes(a.method, domain->dims(), a.params, system_info["singular_components"].get<int>() > 0);
     out["options"] = {{"rtol", a.rtol},
                       {"atol", a.atol},
                       {"max_iterations", a.max_iterations},

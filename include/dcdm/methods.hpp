@@ -37,7 +37,7 @@ std::unique_ptr<IterativeSolver> make_solver(const std::string& spec, const Meth
 
 /// Bytes a solve with `spec` holds at its peak on a grid of `dims`, beyond what the process
 /// held before (its code and libraries): the system as the solvers see it (flags, stencil,
-/// b and x: 20 bytes a cell; with `singular`, 4 more for the component labels) and the method's
+/// b and x: 19 bytes a cell; with `singular`, 4 more for the component labels) and the method's
 /// own vectors (8 bytes a cell each), multigrid hierarchy (its padded levels, float or double),
 /// factors and matrices. From the data structures; where a library's inner storage is not ours
 /// to count (the peers, dpcg's Lanczos work space), from peaks measured at 128^3. The tests hold

@@ -34,6 +34,8 @@ inline constexpr std::uint8_t kFluidBit = 1u << 6;
 class PoissonStencil final : public LinearOperator {
  public:
   explicit PoissonStencil(const Domain& domain);
+  // Takes the domain over (no copy of its cells).
+  explicit PoissonStencil(Domain&& domain);
   std::int64_t size() const override;
   void apply(dcdm::span<const double> x, dcdm::span<double> y) const override;
   void apply_dot(dcdm::span<const double> x, dcdm::span<double> y, dcdm::span<const double* const> with,

@@ -292,9 +292,9 @@ std::int64_t estimate_solve_bytes(const std::string& spec, const Dims& dims, con
   const double cells = static_cast<double>(dims.size());
   // Multigrid levels are padded by 3 cells a side and the coarser ones add 1/7.
   const double padded = double(dims.nx + 3) * (dims.ny + 3) * (dims.nz + 3) * 8.0 / 7.0;
-  // A level: the cell type (1 byte) and six arrays (diagonal, its inverse, x, b, r, the
+  // A level: the cell type (1 byte) and five arrays (the inverse diagonal, x, b, r, the
   // prolongation normaliser) in the hierarchy's precision, and a margin for the band lists.
-  const auto hierarchy = [&](bool single) { return padded * (1.0 + 6.0 * (single ? 4.0 : 8.0) + 2.0); };
+  const auto hierarchy = [&](bool single) { return padded * (1.0 + 5.0 * (single ? 4.0 : 8.0) + 2.0); };
   const auto kept = [&](int default_k) { return params.dcdm_k >= 0 ? params.dcdm_k : default_k; };
   constexpr double kVector = 8.0;
   // PCG: r, z, p, A p, and the Jacobi inverse diagonal of dcdm's fallback where it is built.
@@ -333,7 +333,7 @@ std::int64_t estimate_solve_bytes(const std::string& spec, const Dims& dims, con
   } else {
     method = 480.0 * cells;  // another library peer: as hypre's AMG
   }
-  const double system = (20.0 + (singular ? 4.0 : 0.0)) * cells;
+  const double system = (19.0 + (singular ? 4.0 : 0.0)) * cells;
   return static_cast<std::int64_t>(system + method);
 }
 

@@ -159,11 +159,13 @@ inline double weighted_row(std::uint8_t m, double diag, double wb, double ws, do
 
 // ---------------------------------------------------------------- stencil
 
-PoissonStencil::PoissonStencil(const Domain& domain) : domain_(domain) {
-  check_dims(domain.dims());
+PoissonStencil::PoissonStencil(const Domain& domain) : PoissonStencil(Domain(domain)) {}
+
+PoissonStencil::PoissonStencil(Domain&& domain) : domain_(std::move(domain)) {
+  check_dims(domain_.dims());
   compute_masks(domain_, neighbour_mask_, diag_count_);
   if (domain_.weighted()) compute_weighted(domain_, neighbour_mask_, diag_, lower_);
-  zero_row_.assign(static_cast<std::size_t>(domain.dims().nx), 0.0);
+  zero_row_.assign(static_cast<std::size_t>(domain_.dims().nx), 0.0);
 }
 
 std::vector<double> PoissonStencil::diagonal() const {

@@ -105,7 +105,10 @@ struct Level {
   std::array<FaceBoundary, 6> faces{};
   std::vector<std::uint8_t> type;      // padded CellType; ghosts carry the face's type
   std::vector<Real> inv_diag;          // padded, 0 outside fluid
-  std::vector<Real> diag;              // padded, 0 outside fluid
+  // Padded, 0 outside fluid; weighted levels only. A unit level's diagonal is s times a
+  // neighbour count (s a power of 2, the count 1..6), which 1 / inv_diag gives back exactly in
+  // float and double (unit_diagonal): not storing it saves 4-8 bytes a cell.
+  std::vector<Real> diag;
   std::vector<Real> x, b, r;           // padded work vectors
   std::vector<Real> inv_w;             // padded, prolongation normaliser to this level from the next
   std::vector<std::int64_t> band[2];   // padded indices of band cells by colour
@@ -135,6 +138,18 @@ struct Level {
   std::int64_t at(int i, int j, int k) const { return (i + 1) + sy * (j + 1) + sz * (k + 1); }
   bool parallel() const { return dims.size() >= kParallelCells; }
 };
+
+// The diagonal of a unit level's cell from its inverse (0 outside the fluid); exact, see
+// Level::diag.
+template <class Real>
+inline Real unit_diagonal(Real inv) {
+  return inv != Real(0) ? Real(1) / inv : Real(0);
+}
+
+template <class Real>
+Real level_diagonal(const Level<Real>& l, std::int64_t p) {
+  return l.weighted ? l.diag[p] : unit_diagonal(l.inv_diag[p]);
+}
 
 template <class Real>
 void init_level(Level<Real>& l, Dims d, const std::array<FaceBoundary, 6>& faces, double s) {
@@ -413,7 +428,8 @@ void finish_level(Level<Real>& l, int band_width, double interface_ratio = 0.0) 
   l.b.assign(n, Real(0));
   l.r.assign(n, Real(0));
   if (!l.weighted) {
-    l.diag.assign(n, Real(0));
+    l.diag.clear();
+    l.diag.shrink_to_fit();
     l.inv_diag.assign(n, Real(0));
     // Isolated fluid cells (every neighbour solid) become solid. One pass suffices and the
     // cells can be visited in any order: an isolated cell's neighbours are all solid, so turning
@@ -432,7 +448,6 @@ void finish_level(Level<Real>& l, int band_width, double interface_ratio = 0.0) 
             continue;
           }
           const double diag = l.s * c;
-          l.diag[p] = static_cast<Real>(diag);
           l.inv_diag[p] = static_cast<Real>(1.0 / diag);
           ++fluid_cells;
         }
@@ -542,7 +557,8 @@ class Cycle final : public CycleBase {
       d.padded = l.padded_size();
       d.s = l.s;
       d.type = l.type;
-      d.diag.assign(l.diag.begin(), l.diag.end());
+      d.diag.resize(static_cast<std::size_t>(l.padded_size()));
+      for (std::int64_t p = 0; p < l.padded_size(); ++p) d.diag[static_cast<std::size_t>(p)] = level_diagonal(l, p);
       d.inv_w.assign(l.inv_w.begin(), l.inv_w.end());
       d.band[0] = l.band[0];
       d.band[1] = l.band[1];
@@ -904,7 +920,7 @@ void Cycle<Real>::build_coarsest(const LevelWeights* weights) {
       }
       continue;
     }
-    const double diag = static_cast<double>(l.diag[p]);
+    const double diag = static_cast<double>(level_diagonal(l, p));
     if (pinned[u]) {
       t.emplace_back(u, u, diag);
       continue;
@@ -1088,7 +1104,8 @@ void Cycle<Real>::residual_to_coarse(Level<Real>& f, Level<Real>& c) {
     const Dims d = f.dims;
     const Real* x = f.x.data();
     const Real* b = f.b.data();
-    const Real* dg = f.diag.data();
+    const Real* dg = f.diag.data();  // weighted levels; a unit level's comes from inv_diag
+    const Real* id = f.inv_diag.data();
     const Real* iw = f.inv_w.data();
     Real* r = f.r.data();
     const Real s = static_cast<Real>(f.s);
@@ -1116,7 +1133,8 @@ void Cycle<Real>::residual_to_coarse(Level<Real>& f, Level<Real>& c) {
 #pragma omp simd
           for (int i = 0; i < d.nx; ++i) {
             const std::int64_t p = row + i;
-            const Real ax = dg[p] * x[p] - s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz]);
+            const Real ax =
+                unit_diagonal(id[p]) * x[p] - s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz]);
             r[p] = iw[p] * (b[p] - ax);  // iw = 0 outside the fluid
           }
         }
