@@ -12,7 +12,8 @@ std::int64_t resident_bytes();
 std::int64_t peak_resident_bytes();
 /// Resets the high-water mark to the current resident set (Linux >= 4.0); false if refused.
 bool reset_peak_resident();
-/// Physical memory of the machine, or the container's limit (cgroup v2) when lower; 0 if unknown.
+/// The memory this process may use: the machine's physical memory, or less where a container
+/// limit (cgroup v2) or a resource limit (ulimit -v, -d) says so; 0 if unknown.
 std::int64_t physical_memory_bytes();
 
 }  // namespace dcdm

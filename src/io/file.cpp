@@ -69,7 +69,7 @@ void check_matrix_fits_memory(const std::string& name, std::int64_t rows, std::i
   const std::int64_t have = physical_memory_bytes();
   if (have > 0 && need > 0.5 * double(have))
     throw InputError(fmt::format("{}: a matrix of {} rows and {} entries needs about {:.1f} GiB to read, more than "
-                                 "half of this machine's {:.1f} GiB of memory (the solve needs the rest)",
+                                 "half of the {:.1f} GiB of memory this process may use (the solve needs the rest)",
                                  name, rows, entries, need / 1073741824.0, have / 1073741824.0));
 }
 

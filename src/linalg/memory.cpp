@@ -1,5 +1,6 @@
 #include "dcdm/memory.hpp"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -36,11 +37,16 @@ bool reset_peak_resident() {
 std::int64_t physical_memory_bytes() {
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
   std::int64_t bytes = pages > 0 && page > 0 ? std::int64_t(pages) * page : 0;
+  const auto lower = [&bytes](long long l) {
+    if (l > 0 && (bytes == 0 || l < bytes)) bytes = l;
+  };
   std::ifstream cg("/sys/fs/cgroup/memory.max");
   std::string limit;
-  if (cg >> limit && limit != "max") {
-    const long long l = std::atoll(limit.c_str());
-    if (l > 0 && (bytes == 0 || l < bytes)) bytes = l;
+  if (cg >> limit && limit != "max") lower(std::atoll(limit.c_str()));
+  // An address-space or data limit (ulimit -v / -d) caps what this process can allocate.
+  for (int resource : {RLIMIT_AS, RLIMIT_DATA}) {
+    rlimit rl{};
+    if (getrlimit(resource, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) lower(static_cast<long long>(rl.rlim_cur));
   }
   return bytes;
 }

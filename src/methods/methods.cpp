@@ -342,8 +342,8 @@ void check_solve_fits_memory(const std::string& spec, const Dims& dims, const Me
   const std::int64_t need = resident_bytes() + estimate_solve_bytes(spec, dims, params);
   const std::int64_t have = physical_memory_bytes();
   if (have > 0 && need > have)
-    throw InputError(fmt::format("{}: {} on a {} grid needs about {:.1f} GiB ({:.0f} bytes a cell), more than this "
-                                 "machine's {:.1f} GiB of memory",
+    throw InputError(fmt::format("{}: {} on a {} grid needs about {:.1f} GiB ({:.0f} bytes a cell), more than the "
+                                 "{:.1f} GiB of memory this process may use",
                                  option, spec, dims.str(), need / 1073741824.0, double(need) / double(dims.size()),
                                  have / 1073741824.0));
 }

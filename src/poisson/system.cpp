@@ -58,7 +58,7 @@ std::int64_t estimate_system_bytes(const Dims& d, bool weighted, SystemMatrix ma
 void check_system_fits_memory(const Dims& dims, const std::string& option, bool weighted, SystemMatrix matrix) {
   const std::int64_t need = estimate_system_bytes(dims, weighted, matrix), have = physical_memory_bytes();
   if (have > 0 && need > have)
-    throw InputError(fmt::format("{}: a {} system needs about {:.1f} GiB, more than this machine's {:.1f} GiB of memory",
+    throw InputError(fmt::format("{}: a {} system needs about {:.1f} GiB, more than the {:.1f} GiB of memory this process may use",
                                  option, dims.str(), need / 1073741824.0, have / 1073741824.0));
 }
 
