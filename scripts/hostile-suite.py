@@ -185,6 +185,7 @@ class Suite:
         rows, cols, nnz = lines[i].split()
         for name, size_line in (("nnz 10^12", f"{rows} {cols} 1000000000000"),
                                 ("10^9 rows", f"1000000000 1000000000 {nnz}"),
+                                ("10^10 rows", f"10000000000 10000000000 {nnz}"),
                                 ("more entries than rows*cols", f"2 2 {nnz}"),
                                 ("negative size", f"-{rows} {cols} {nnz}")):
             f = p("lie_" + "".join(c if c.isalnum() else "_" for c in name) + ".mtx")
@@ -311,7 +312,7 @@ class Suite:
                 (["solve", "--scene", "box", "--n", "16", "--rtol", "nan"], "--rtol"),
                 (["solve", "--scene", "box", "--n", "16", "--dcdm-k", "1000"], "--dcdm-k"),
                 (["solve", "--scene", "box", "--n", "16", "--method", "dpcg", "--dpcg-k", "100000"], "--dpcg-k"),
-                (["solve", "--scene", "box", "--n", "48", "--method", "dpcg", "--dpcg-k", "2000"], "--dpcg-k"),
+                (["solve", "--scene", "box", "--n", "64", "--method", "dpcg", "--dpcg-k", "300"], "--dpcg-k"),
                 (["solve", "--scene", "nosuch", "--n", "16"], "nosuch"),
                 (["solve", "--scene", "box", "--n", "16", "--param", "nosuch=1"], "nosuch"),
                 (["export", "--scene", "box", "--n", "3"] + out, "--n"),
