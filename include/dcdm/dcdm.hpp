@@ -45,6 +45,13 @@ struct DcdmOptions {
   // rounding).
   bool fused_step = true;
   double fused_step_tolerance = 1e-3;
+  // Without the weak-direction guard: A-orthogonalise the new direction q before its mat-vec
+  // (q -= sum_j beta_j p_j with beta_j = q.Ap_j / p_j.Ap_j, then A q), so that A q can be
+  // written into the buffer of the kept pair that retires this iteration. The iteration then
+  // holds r, q and the k kept pairs: one vector less than the fused step (which needs A q
+  // before the orthogonalisation), at one more pass over q. q.Aq is computed exactly; the
+  // iterates agree with the other paths to rounding. false = fused_step's paths.
+  bool orthogonalise_first = true;
 };
 
 // Builds the generator at setup() from what the solver sees (e.g. a network generator needs

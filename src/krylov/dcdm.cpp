@@ -107,7 +107,9 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
   rep.rhs_norm = norm2(b);
 
   const bool linear_generator = generator_->is_linear();
-  Vector r(n), q(n), aq(n), input(linear_generator ? 0 : n);
+  // The lean path (orthogonalise_first) allocates A q's buffer only while no kept pair retires.
+  const bool lean = options_.orthogonalise_first && !options_.weak_fallback;
+  Vector r(n), q(n), aq(lean ? 0 : n), input(linear_generator ? 0 : n);
   Vector q_jacobi, aq_jacobi;  // the weak-direction guard's candidate
   if (options_.weak_fallback) {
     q_jacobi.resize(static_cast<std::size_t>(n));
@@ -241,6 +243,72 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     if (fallback_) fallback_->apply(r, out);
     else copy(r, out);
   };
+  // The lean path: q from fill_q, A-orthogonalised against the kept directions before its
+  // mat-vec, A q into the retiring pair's image buffer when the kept set is full (aq_now then
+  // points there and oldest_consumed is set), else into aq.
+  Vector* aq_now = &aq;
+  bool oldest_consumed = false;
+  const auto lean_direction = [&](auto&& fill_q) -> Candidate {
+    fill_q(q);
+    project(q);
+    const int m = static_cast<int>(kept.size());
+    double removed = 0.0;  // the A-norm^2 taken out of q: sum_j (q.Ap_j)^2 / p_j.Ap_j
+    if (m > 0) {
+      kept_p.clear();
+      kept_ap.clear();
+      for (const Direction& k : kept) {
+        kept_p.push_back(k.p.data());
+        kept_ap.push_back(k.ap.data());
+      }
+      sums.assign(static_cast<std::size_t>(m) + 1, 0.0);
+      const double* qv = q.data();
+      detail::blocked_reduce(n, m + 1, sums.data(), [&](std::int64_t lo, std::int64_t hi, double* out) {
+        const std::int64_t len = hi - lo;
+        for (int j = 0; j < m; ++j) out[j] += detail::block_dot(qv + lo, kept_ap[static_cast<std::size_t>(j)] + lo, len);
+        out[m] += detail::block_dot(qv + lo, qv + lo, len);  // a NaN or Inf in q shows here
+      });
+      for (const double v : sums)
+        if (!std::isfinite(v)) return {Failure::NonFinite};
+      beta.resize(static_cast<std::size_t>(m));
+      std::size_t j = 0;
+      for (const Direction& k : kept) {
+        beta[j] = sums[j] / k.pap;
+        removed += beta[j] * sums[j];
+        ++j;
+      }
+      double* qw = q.data();
+#pragma omp parallel for schedule(static)
+      for (std::int64_t i = 0; i < n; ++i) {
+        double v = qw[i];
+        for (int jj = 0; jj < m; ++jj) v -= beta[static_cast<std::size_t>(jj)] * kept_p[static_cast<std::size_t>(jj)][i];
+        qw[i] = v;
+      }
+    }
+    if (m > 0 && m == options_.k) {
+      aq_now = &kept.front().ap;
+      oldest_consumed = true;
+    } else {
+      if (aq.empty()) aq.resize(static_cast<std::size_t>(n));
+      aq_now = &aq;
+    }
+    with_vectors.assign({r.data(), q.data()});
+    dots.resize(3);
+    a.apply_dot(q, *aq_now, with_vectors, dots);
+    const double dad = dots[0], dr = dots[1], dd = dots[2];
+    Prepared pr{Failure::None, m, dad + removed, dr, dd};
+    if (!std::isfinite(dad) || !std::isfinite(dr)) return {Failure::NonFinite};
+    if (pr.dad0 <= 0.0) return {Failure::Curvature};
+    return judge(pr, dad, dr, dd);
+  };
+  // Before a fallback direction on the lean path: a retiring pair whose image buffer took the
+  // failed direction's A q leaves the kept set (its buffer becomes aq).
+  const auto release_consumed = [&] {
+    if (!oldest_consumed) return;
+    std::swap(aq, kept.front().ap);
+    kept.pop_front();
+    oldest_consumed = false;
+    aq_now = &aq;
+  };
   // A-norm error reduction of the exact line search along an A-orthogonalised direction.
   const auto gain = [](const Candidate& c) { return c.dr * c.dr / c.dad; };
 
@@ -282,7 +350,12 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     Candidate chosen;
     bool stepped = false;  // the fused pass has taken the step
     double alpha = 0.0, new_norm = 0.0;
-    if (options_.fused_step && !options_.weak_fallback && !recompute && !kept.empty()) {
+    aq_now = &aq;
+    oldest_consumed = false;
+    if (lean) {
+      chosen = lean_direction(fill_generator);
+      stats_.generator_seconds += seconds_since(tg);
+    } else if (options_.fused_step && !options_.weak_fallback && !recompute && !kept.empty()) {
       const Prepared pr = prepare_in(q, aq, fill_generator, true);
       stats_.generator_seconds += seconds_since(tg);
       // q.Aq after A-orthogonalisation is q.Aq - sum_j beta_j q.Ap_j (the kept directions are
@@ -380,7 +453,12 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
       if (failure == Failure::Curvature) ++stats_.fallback_curvature;
       if (failure == Failure::Vanished) ++stats_.fallback_vanished;
       ++stats_.fallback_directions;
-      chosen = make_direction(fill_jacobi);
+      if (lean) {
+        release_consumed();
+        chosen = lean_direction(fill_jacobi);
+      } else {
+        chosen = make_direction(fill_jacobi);
+      }
       if (chosen.failure != Failure::None) {
         rep.reason = chosen.failure == Failure::NonFinite ? SolveReason::NaN : SolveReason::Breakdown;
         stop_detail = fmt::format("generator direction has {} and the Jacobi fallback failed "
@@ -409,7 +487,7 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
         double* xv = x.data();
         double* rv = r.data();
         const double* qv = q.data();
-        const double* aqv = aq.data();
+        const double* aqv = aq_now->data();
         detail::blocked_reduce(n, 1, &rr, [&](std::int64_t lo, std::int64_t hi, double* out) {
           const std::int64_t len = hi - lo;
           double* xb = xv + lo;
@@ -438,7 +516,25 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     rnorm = new_norm;
     record(it);
 
-    if (options_.k > 0) {  // keep (q, Aq) by moving the buffers; q and Aq get the oldest ones
+    if (lean && options_.k > 0) {
+      // Keep (q, A q). A q already lies in the retiring pair's image buffer when the set was
+      // full; the retiring p becomes the next q. Otherwise aq is handed over and re-made only
+      // when needed.
+      Direction d;
+      Vector next_q;
+      if (oldest_consumed) {
+        d.ap = std::move(kept.front().ap);
+        next_q = std::move(kept.front().p);
+        kept.pop_front();
+      } else {
+        d.ap = std::move(aq);
+        aq = Vector();
+      }
+      d.p = std::move(q);
+      d.pap = qaq;
+      kept.push_back(std::move(d));
+      q = next_q.empty() ? Vector(static_cast<std::size_t>(n)) : std::move(next_q);
+    } else if (options_.k > 0) {  // keep (q, Aq) by moving the buffers; q and Aq get the oldest ones
       Direction d;
       if (static_cast<int>(kept.size()) == options_.k) {
         d = std::move(kept.front());

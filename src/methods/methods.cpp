@@ -316,7 +316,9 @@ std::int64_t estimate_solve_bytes(const std::string& spec, const Dims& dims, con
     // dcdm-mg: DCDM's r, q, Aq, k kept pairs, the weak-direction guard's pair and its Jacobi.
     method += name == "mgpcg" ? 4.5 * kVector * cells : (3 + 2 * kept(2) + 2 + 1) * kVector * cells;
   } else if (name == "dcdm-relax") {
-    method = hierarchy(true) + (3 + 2 * kept(1)) * kVector * cells;
+    // r, the new direction and the kept pairs: A q goes into the retiring pair's buffer
+    // (DcdmOptions::orthogonalise_first; the first iteration holds r, q and A q).
+    method = hierarchy(true) + std::max(3, 1 + 2 * kept(1) + 1) * kVector * cells;
   } else if (name == "dcdm-jacobi" || name == "dcdm-identity") {
     method = (3 + 2 * kept(2) + 2 + 1 + 1) * kVector * cells;
   } else if (name == "dcdm-flag") {
