@@ -363,12 +363,16 @@ TEST(Dcdm, FusedStepMatchesTheSeparatePasses) {
 TEST(Dcdm, BrokenGeneratorsFallBackAndReportIt) {
   Problem p(box_laplacian(6, 6, 6, {true, false, false, false, false, false}));
   using Mode = BrokenOperator::Mode;
-  // With and without the weak-direction guard (without it the fused step path runs, and the
-  // failures hit it from the second iteration on: every second call fails).
-  for (const bool guard : {true, false})
+  // With and without the weak-direction guard (without it the direction is A-orthogonalised
+  // before its mat-vec, or, with orthogonalise_first off, the fused step path runs; the
+  // failures hit them from the second iteration on: every second call fails, also when the
+  // retiring pair's buffer has taken the failed direction's image).
+  for (const int path : {0, 1, 2})
   for (Mode mode : {Mode::Zero, Mode::NaN, Mode::Huge}) {
+    const bool guard = path == 0;
     DcdmOptions o;
     o.weak_fallback = guard;
+    o.orthogonalise_first = path == 1;
     DcdmSolver solver(std::make_shared<BrokenOperator>(p.a.rows, mode, guard ? 3 : 2), o);
     solver.setup(p.view());
     Vector x(p.b.size());
