@@ -106,6 +106,29 @@ TEST(MatrixFree, SavedWithoutAMatrixAndLoadedWithoutReadingIt) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(MatrixFree, AFolderWithoutMatrixFilesReadsBackTheSameSystem) {
+  SceneSpec spec;
+  spec.name = "obstacles";
+  spec.dims = Dims{13, 10, 9};
+  const PoissonSystem sys = make_scene_system(spec, RhsKind::Random, 2, {}, SystemMatrix::Skip);
+  const auto dir = std::filesystem::temp_directory_path() / fmt::format("dcdm_no_matrix_files_{}", ::getpid());
+  std::filesystem::remove_all(dir);
+  save_system(dir, sys);  // with the matrix files first: they must not stay behind
+  save_system(dir, sys, MatrixFiles::Omit);
+  EXPECT_FALSE(std::filesystem::exists(dir / "A.mtx"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "A.bin"));
+  EXPECT_EQ(system_files(sys, MatrixFiles::Omit).front(), "b.npy");
+  const PoissonSystem full = load_system(dir);
+  const CsrMatrix want = assemble_full_grid(sys.domain);
+  EXPECT_EQ(full.matrix.values, want.values);
+  EXPECT_EQ(full.matrix.col_idx, want.col_idx);
+  EXPECT_EQ(full.rhs, sys.rhs);
+  const PoissonSystem lean = load_system(dir, SystemMatrix::Skip);
+  EXPECT_FALSE(lean.has_matrix());
+  EXPECT_EQ(lean.domain.cells.vector(), sys.domain.cells.vector());
+  std::filesystem::remove_all(dir);
+}
+
 class MemoryGuard : public dcdm::testing::CliTest {
  protected:
   MemoryGuard() : CliTest("memory", 2) {}
@@ -167,6 +190,32 @@ TEST_F(MemoryGuard, AGridThatDoesNotFitIsRefusedBeforeAllocating) {
     EXPECT_NE(text.find(method), std::string::npos) << text;
     EXPECT_LT(usage.ru_maxrss, 200 * 1024) << method << ": a refused run reached " << usage.ru_maxrss << " kB";
   }
+}
+
+// Simulator frames without matrix files solve as those with them (the same iterations and
+// residual), and hold neither A.mtx nor A.bin.
+TEST_F(MemoryGuard, SimulatorFramesWithoutMatrixFilesSolveTheSame) {
+  for (const char* files : {"files", "none"}) {
+    const auto out = dir_ / files;
+    ASSERT_EQ(run_cli(fmt::format("simulate --scene plume --n 16 --frames 2 --export-every 2 --frame-matrix {} --quiet "
+                                  "--out {}",
+                                  files, out.string())),
+              0)
+        << log();
+    EXPECT_EQ(std::filesystem::exists(out / "frame_0002" / "A.mtx"), std::string(files) == "files");
+    ASSERT_EQ(run_cli(fmt::format("solve --system {} --method mgpcg --quiet --json {}", (out / "frame_0002").string(),
+                                  (out / "solve.json").string())),
+              0)
+        << log();
+  }
+  std::ifstream a(dir_ / "files" / "solve.json"), b(dir_ / "none" / "solve.json");
+  const auto ja = nlohmann::json::parse(a), jb = nlohmann::json::parse(b);
+  EXPECT_EQ(ja["iterations"], jb["iterations"]);
+  EXPECT_EQ(ja["relative_residual"], jb["relative_residual"]);
+  EXPECT_EQ(run_cli(fmt::format("simulate --scene plume --n 16 --frames 1 --frame-matrix some --out {}",
+                                (dir_ / "bad").string())),
+            2);
+  EXPECT_NE(log().find("--frame-matrix"), std::string::npos) << log();
 }
 
 }  // namespace

@@ -2,8 +2,9 @@
 // workload), density slices as PNG and optionally density volumes as OpenVDB.
 //
 // Output folder:
-//   frame_NNNN/          the pressure system of exported frame NNNN, as `dcdm export` writes it,
-//                        and density.npy (float32, (nz, ny, nx)): what `dcdm render` draws
+//   frame_NNNN/          the pressure system of exported frame NNNN, as `dcdm export` writes it
+//                        (without A.mtx and A.bin with --frame-matrix none), and density.npy
+//                        (float32, (nz, ny, nx)): what `dcdm render` draws
 //   png/density_NNNN.png mid-plane density slices (front and side), labelled, with a colour bar
 //   render/render_NNNN.png volume-rendered picture (--render); render/movie.mp4, movie.gif (--movie)
 //   vdb/density_NNNN.vdb density volume (--vdb)
@@ -69,6 +70,7 @@ struct SimulateArgs {
   bool quiet = false;
   bool warm_start = false;
   bool no_matrix = false;
+  std::string frame_matrix = "files";  // files | none
   SolverParams params;
 };
 
@@ -302,7 +304,7 @@ void export_frame(const fs::path& dir, sim::SmokeSimulation& simulation, const s
                    {"max_div_before", st.max_div_before},
                    {"max_div_after", st.max_div_after},
                    {"compatibility_shift", st.compatibility_shift}}}};
-  save_system(dir, system);
+  save_system(dir, system, a.frame_matrix == "none" ? MatrixFiles::Omit : MatrixFiles::Write);
   const auto& rho = simulation.density();
   std::vector<float> f(rho.vector().begin(), rho.vector().end());
   io::write_npy(dir / "density.npy", f, {rho.dims().nz, rho.dims().ny, rho.dims().nx});
@@ -562,6 +564,11 @@ RegisterCommand reg(40, [](CLI::App& root) {
   cmd->add_option("--fps", args->fps, "Frames per second of the movie")->check(CLI::Range(1.0, 120.0))->capture_default_str();
   cmd->add_flag("--resume", args->resume, "Continue from the checkpoint in --out (same options required)");
   cmd->add_flag("--warm-start", args->warm_start, "Start each pressure solve from the previous pressure");
+  cmd->add_option("--frame-matrix", args->frame_matrix,
+                  "Matrix files of the exported frames: files (A.mtx, and A.bin where exact) or none (the "
+                  "flags define the operator; readers assemble it; a 256^3 frame is then 0.3 GB, not 2.4)")
+      ->check(CLI::IsMember({"files", "none"}))
+      ->capture_default_str();
   cmd->add_flag("--no-matrix", args->no_matrix,
                 "Accepted for scripts of earlier versions: the solver gets no CSR matrix in any case (the methods "
                 "that factor one assemble it themselves)");

@@ -83,12 +83,19 @@ std::int64_t estimate_system_bytes(const Dims& dims, bool weighted = false,
 void check_system_fits_memory(const Dims& dims, const std::string& option = "--n/--dims", bool weighted = false,
                               SystemMatrix matrix = SystemMatrix::Assemble);
 
+// Whether save_system writes the matrix files (A.mtx, and A.bin where exact) or omits them: the
+// flags, faces and coefficients define the operator, and load_system assembles it from them
+// (system.json's "files" then says "matrix": "omitted"). At 256^3 the two files are 2.1 GB and
+// most of a folder's writing time.
+enum class MatrixFiles { Write, Omit };
+
 // Writes the folder (layout above). A weighted domain also writes its coefficient arrays. A
 // system without a matrix has it assembled for the writing (and freed after).
-void save_system(const std::filesystem::path& dir, const PoissonSystem& system);
+void save_system(const std::filesystem::path& dir, const PoissonSystem& system,
+                 MatrixFiles matrix_files = MatrixFiles::Write);
 // The names of the files save_system writes for this system (A.bin only when exact in
 // float32, the coefficient files of a weighted domain), system.json last.
-std::vector<std::string> system_files(const PoissonSystem& system);
+std::vector<std::string> system_files(const PoissonSystem& system, MatrixFiles matrix_files = MatrixFiles::Write);
 // Reads a folder written by save_system (or by hand in its layout): flags, faces and, when
 // system.json has "coefficients", the coefficient files (float32 or float64 .npy; a missing,
 // mis-shaped or non-finite file, or values Domain::set_coefficients refuses, are an InputError

@@ -373,26 +373,32 @@ void check_matrix_header(const fs::path& a_path, const Dims& d) {
 
 }  // namespace
 
-void save_system(const fs::path& dir, const PoissonSystem& sys) {
+void save_system(const fs::path& dir, const PoissonSystem& sys, MatrixFiles matrix_files) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec || !fs::is_directory(dir))
     throw InputError(fmt::format("--out {}: cannot create the folder ({})", dir.string(), ec ? ec.message() : "not a folder"));
   const Dims d = sys.domain.dims();
-  CsrMatrix assembled;
-  if (!sys.has_matrix()) assembled = assemble_full_grid(sys.domain);
-  const CsrMatrix& a = sys.has_matrix() ? sys.matrix : assembled;
-  if (a.rows != d.size() || static_cast<std::int64_t>(sys.rhs.size()) != d.size())
-    throw Error(fmt::format("save_system: matrix has {} rows and b {} values for a {} grid", a.rows, sys.rhs.size(),
-                            d.str()));
-  io::write_matrix_market(dir / "A.mtx", a, true,
-                          fmt::format("dcdm pressure matrix, full grid {} (x fastest), see system.json", d.str()));
-  // The reference binary holds float32 values: written only when that is exact (always for
-  // the unit operator), else A.mtx alone is the matrix (and an older A.bin must not stay).
-  const bool reference = exact_in_float32(a);
-  if (reference) io::write_reference_matrix(dir / "A.bin", a, io::ValuePrecision::Float32);
-  else fs::remove(dir / "A.bin", ec);
-  assembled = CsrMatrix{};
+  if (static_cast<std::int64_t>(sys.rhs.size()) != d.size())
+    throw Error(fmt::format("save_system: b has {} values for a {} grid", sys.rhs.size(), d.str()));
+  bool reference = false;
+  if (matrix_files == MatrixFiles::Write) {
+    CsrMatrix assembled;
+    if (!sys.has_matrix()) assembled = assemble_full_grid(sys.domain);
+    const CsrMatrix& a = sys.has_matrix() ? sys.matrix : assembled;
+    if (a.rows != d.size())
+      throw Error(fmt::format("save_system: matrix has {} rows for a {} grid", a.rows, d.str()));
+    io::write_matrix_market(dir / "A.mtx", a, true,
+                            fmt::format("dcdm pressure matrix, full grid {} (x fastest), see system.json", d.str()));
+    // The reference binary holds float32 values: written only when that is exact (always for
+    // the unit operator), else A.mtx alone is the matrix (and an older A.bin must not stay).
+    reference = exact_in_float32(a);
+    if (reference) io::write_reference_matrix(dir / "A.bin", a, io::ValuePrecision::Float32);
+    else fs::remove(dir / "A.bin", ec);
+  } else {
+    fs::remove(dir / "A.mtx", ec);  // from an earlier system in this folder
+    fs::remove(dir / "A.bin", ec);
+  }
   io::write_npy(dir / "b.npy", sys.rhs, grid_shape(d));
   io::write_reference_vector(dir / "b.bin", sys.rhs);
   std::vector<std::uint8_t> flags(sys.domain.cells.vector().size());
@@ -402,9 +408,14 @@ void save_system(const fs::path& dir, const PoissonSystem& sys) {
   meta.update(describe_domain(sys.domain));
   meta["format"] = "dcdm-system";
   meta["version"] = 1;
-  meta["files"] = {{"matrix_market", "A.mtx"}, {"rhs", "b.npy"}, {"rhs_reference", "b.bin"}, {"flags", "flags.npy"}};
-  if (reference) meta["files"]["matrix_reference"] = "A.bin";
-  else meta["files"]["matrix_reference_omitted"] = "A has values that float32 (A.bin's precision) would round";
+  meta["files"] = {{"rhs", "b.npy"}, {"rhs_reference", "b.bin"}, {"flags", "flags.npy"}};
+  if (matrix_files == MatrixFiles::Omit) {
+    meta["files"]["matrix"] = "omitted";
+  } else {
+    meta["files"]["matrix_market"] = "A.mtx";
+    if (reference) meta["files"]["matrix_reference"] = "A.bin";
+    else meta["files"]["matrix_reference_omitted"] = "A has values that float32 (A.bin's precision) would round";
+  }
   meta.erase("coefficients");
   for (int a = 0; a < 4; ++a) {
     const std::string file = std::string(kCoefficientNames[a]) + ".npy";
@@ -423,12 +434,15 @@ void save_system(const fs::path& dir, const PoissonSystem& sys) {
   io::write_file_atomic(dir / "system.json", meta.dump(2) + "\n");
 }
 
-std::vector<std::string> system_files(const PoissonSystem& sys) {
-  std::vector<std::string> files{"A.mtx"};
-  // The unit operator's values are small integers, always exact in float32.
-  const bool reference = sys.has_matrix() ? exact_in_float32(sys.matrix)
-                         : !sys.domain.weighted() || exact_in_float32(assemble_full_grid(sys.domain));
-  if (reference) files.push_back("A.bin");
+std::vector<std::string> system_files(const PoissonSystem& sys, MatrixFiles matrix_files) {
+  std::vector<std::string> files;
+  if (matrix_files == MatrixFiles::Write) {
+    files.push_back("A.mtx");
+    // The unit operator's values are small integers, always exact in float32.
+    const bool reference = sys.has_matrix() ? exact_in_float32(sys.matrix)
+                           : !sys.domain.weighted() || exact_in_float32(assemble_full_grid(sys.domain));
+    if (reference) files.push_back("A.bin");
+  }
   for (const char* f : {"b.npy", "b.bin", "flags.npy"}) files.push_back(f);
   if (const Coefficients* co = sys.domain.coefficients.get())
     for (int a = 0; a < 4; ++a)
@@ -503,6 +517,13 @@ PoissonSystem load_system(const fs::path& dir, SystemMatrix matrix) {
   // The reference binary when the folder has one (system.json lists it when save_system wrote
   // it; a folder made by hand may have it unlisted), else the Matrix Market file.
   const auto* files = sys.meta.contains("files") && sys.meta["files"].is_object() ? &sys.meta["files"] : nullptr;
+  if (files && files->contains("matrix") && (*files)["matrix"] == "omitted") {
+    // Written without matrix files: the operator is the flags', faces' and coefficients'.
+    if (matrix == SystemMatrix::Assemble) sys.matrix = assemble_full_grid(dom);
+    sys.domain = std::move(dom);
+    sys.rhs = read_system_rhs(dir / "b.npy", d);
+    return sys;
+  }
   const bool listed = files && files->contains("matrix_reference");
   const bool omitted = files && files->contains("matrix_market") && !listed;
   const fs::path a_path = !omitted && fs::exists(dir / "A.bin") ? dir / "A.bin" : dir / "A.mtx";
