@@ -155,6 +155,22 @@ void check_system_sizes(const CsrMatrix& a, const std::vector<double>& b, const 
 std::string read_file(const fs::path& path);
 // At most the first `max_bytes` of a file.
 std::string read_file_prefix(const fs::path& path, std::size_t max_bytes);
+// A regular file mapped read-only into memory: the parsers read it in place, so a large
+// matrix is not held twice (a heap copy of the file and the arrays parsed from it); the
+// mapped pages belong to the page cache and are dropped first under memory pressure.
+class MappedFile {
+ public:
+  explicit MappedFile(const fs::path& path);  // InputError / MissingFileError naming it
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile();
+  std::string_view view() const { return {data_, size_}; }
+
+ private:
+  const char* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
 // Size of a regular file in bytes (require_regular_file first).
 std::uint64_t regular_file_size(const fs::path& path);
 // Reads bytes [offset, offset + size) of a regular file straight into `out`, so that the

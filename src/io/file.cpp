@@ -1,5 +1,6 @@
 // Whole-file reads, atomic writes and PNG output.
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -71,6 +72,37 @@ void check_matrix_fits_memory(const std::string& name, std::int64_t rows, std::i
     throw InputError(fmt::format("{}: a matrix of {} rows and {} entries needs about {:.1f} GiB to read, more than "
                                  "half of the {:.1f} GiB of memory this process may use (the solve needs the rest)",
                                  name, rows, entries, need / 1073741824.0, have / 1073741824.0));
+}
+
+MappedFile::MappedFile(const fs::path& path) {
+  require_regular_file(path);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int error = errno;
+    if (error == ENOENT) throw MissingFileError(fmt::format("cannot open {}: {}", path.string(), std::strerror(error)));
+    throw InputError(fmt::format("cannot open {}: {}", path.string(), std::strerror(error)));
+  }
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw InputError(fmt::format("cannot read {}: not a regular file", path.string()));
+  }
+  size_ = static_cast<std::size_t>(st.st_size);
+  if (size_ > 0) {
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      const int error = errno;
+      ::close(fd);
+      throw InputError(fmt::format("cannot read {}: {}", path.string(), std::strerror(error)));
+    }
+    ::madvise(p, size_, MADV_SEQUENTIAL);
+    data_ = static_cast<const char*>(p);
+  }
+  ::close(fd);  // the mapping stays valid
+}
+
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(const_cast<char*>(data_), size_);
 }
 
 std::uint64_t regular_file_size(const fs::path& path) {

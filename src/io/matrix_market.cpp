@@ -409,7 +409,8 @@ CsrMatrix parse_matrix_market(std::string_view text, const std::string& name, Ma
 }
 
 CsrMatrix read_matrix_market(const fs::path& path, MatrixMarketInfo* info, const ReadOptions& options) {
-  return parse_matrix_market(read_file(path), path.string(), info, options);
+  const MappedFile file(path);
+  return parse_matrix_market(file.view(), path.string(), info, options);
 }
 
 MatrixMarketInfo read_matrix_market_header(const fs::path& path) {
@@ -449,7 +450,8 @@ std::vector<double> parse_matrix_market_vector(std::string_view text, const std:
 }
 
 std::vector<double> read_matrix_market_vector(const fs::path& path, const ReadOptions& options) {
-  return parse_matrix_market_vector(read_file(path), path.string(), options);
+  const MappedFile file(path);
+  return parse_matrix_market_vector(file.view(), path.string(), options);
 }
 
 void write_matrix_market(const fs::path& path, const CsrMatrix& a, bool symmetric,

@@ -110,7 +110,8 @@ CsrMatrix parse_reference_matrix(std::string_view bytes, const std::string& name
 }
 
 CsrMatrix read_reference_matrix(const fs::path& path, ValuePrecision* precision, const ReadOptions& options) {
-  return parse_reference_matrix(read_file(path), path.string(), precision, options);
+  const MappedFile file(path);
+  return parse_reference_matrix(file.view(), path.string(), precision, options);
 }
 
 void write_reference_matrix(const fs::path& path, const CsrMatrix& a, ValuePrecision precision) {
@@ -170,7 +171,8 @@ std::vector<double> parse_reference_vector(std::string_view bytes, const std::st
 }
 
 std::vector<double> read_reference_vector(const fs::path& path, const ReadOptions& options) {
-  return parse_reference_vector(read_file(path), path.string(), options);
+  const MappedFile file(path);
+  return parse_reference_vector(file.view(), path.string(), options);
 }
 
 void write_reference_vector(const fs::path& path, const std::vector<double>& v) {
