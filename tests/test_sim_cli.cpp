@@ -194,7 +194,7 @@ TEST_F(SimCli, ResumeRefusesAFolderOfAnotherRun) {
   ASSERT_EQ(cli("simulate --n 8 --frames 2 --export-every 2 --quiet --no-png --seed 1 --out " + out.string()), 0)
       << log();
   const std::string before = bytes(out / "frame_0002" / "b.npy");
-  for (const std::string& other : {"--n 8 --seed 2", "--n 8 --seed 1 --scene sphere", "--n 12 --seed 1"}) {
+  for (const char* other : {"--n 8 --seed 2", "--n 8 --seed 1 --scene sphere", "--n 12 --seed 1"}) {
     EXPECT_EQ(cli("simulate --frames 4 --export-every 2 --quiet --no-png --resume --out " + out.string() + " " + other),
               2)
         << other << ": " << log();
