@@ -117,6 +117,10 @@ void run_render(RenderArgs a) {
     render_one(a, in, a.flags, -1, out);
     return;
   }
+  if (!fs::is_directory(in))  // a pipe, a device, a socket: neither a file to read nor a folder
+    throw InputError(fmt::format("{}: not a regular file nor a folder (expected a density .npy, a frame folder or a "
+                                 "run folder)",
+                                 in.string()));
   if (fs::exists(in / "density.npy")) {  // one frame folder
     if (a.movie) throw InputError("--movie: needs a run folder (frame_NNNN/ folders), not one frame");
     const fs::path flags = !a.flags.empty() ? fs::path(a.flags) : fs::exists(in / "flags.npy") ? in / "flags.npy" : fs::path();
