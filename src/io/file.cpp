@@ -74,7 +74,11 @@ void check_matrix_fits_memory(const std::string& name, std::int64_t rows, std::i
                                  name, rows, entries, need / 1073741824.0, have / 1073741824.0));
 }
 
-MappedFile::MappedFile(const fs::path& path) {
+namespace {
+
+// A descriptor of a regular file opened for reading (checked first: see require_regular_file);
+// MissingFileError / InputError naming it.
+int open_regular_file(const fs::path& path) {
   require_regular_file(path);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -82,6 +86,13 @@ MappedFile::MappedFile(const fs::path& path) {
     if (error == ENOENT) throw MissingFileError(fmt::format("cannot open {}: {}", path.string(), std::strerror(error)));
     throw InputError(fmt::format("cannot open {}: {}", path.string(), std::strerror(error)));
   }
+  return fd;
+}
+
+}  // namespace
+
+MappedFile::MappedFile(const fs::path& path) {
+  const int fd = open_regular_file(path);
   struct stat st {};
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
@@ -114,13 +125,7 @@ std::uint64_t regular_file_size(const fs::path& path) {
 }
 
 void read_file_range(const fs::path& path, std::uint64_t offset, void* out, std::size_t size) {
-  require_regular_file(path);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int error = errno;
-    if (error == ENOENT) throw MissingFileError(fmt::format("cannot open {}: {}", path.string(), std::strerror(error)));
-    throw InputError(fmt::format("cannot open {}: {}", path.string(), std::strerror(error)));
-  }
+  const int fd = open_regular_file(path);
   auto* dst = static_cast<char*>(out);
   std::size_t got = 0;
   int error = 0;
