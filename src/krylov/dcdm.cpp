@@ -136,6 +136,15 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
   const double vtol = options_.vanish_tolerance;
   std::vector<double> sums, beta, dots;
   std::vector<const double*> kept_p, kept_ap, with_vectors;
+  // The kept directions' p and A p as pointers, in the kept order.
+  const auto gather_kept = [&] {
+    kept_p.clear();
+    kept_ap.clear();
+    for (const Direction& k : kept) {
+      kept_p.push_back(k.p.data());
+      kept_ap.push_back(k.ap.data());
+    }
+  };
   // On rows [lo, lo + len): d -= sum_j beta_j p_j and ad -= sum_j beta_j Ap_j over the m kept
   // directions (db, adb point at row lo).
   const auto remove_kept = [&](double* db, double* adb, std::int64_t lo, std::int64_t len, int m) {
@@ -163,12 +172,7 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     fill_q(d);
     project(d);
     const int m = static_cast<int>(kept.size());
-    kept_p.clear();
-    kept_ap.clear();
-    for (const Direction& k : kept) {
-      kept_p.push_back(k.p.data());
-      kept_ap.push_back(k.ap.data());
-    }
+    gather_kept();
     // A d with, in the same pass, d.Ad, d.Ap_j and (when asked) d.r and d.d: sums[0] = d.Ad,
     // sums[1] = d.r, sums[2] = d.d, sums[3 + j] = d.Ap_j.
     const bool dots_with_r = m == 0 || with_dr;
@@ -254,12 +258,7 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     const int m = static_cast<int>(kept.size());
     double removed = 0.0;  // the A-norm^2 taken out of q: sum_j (q.Ap_j)^2 / p_j.Ap_j
     if (m > 0) {
-      kept_p.clear();
-      kept_ap.clear();
-      for (const Direction& k : kept) {
-        kept_p.push_back(k.p.data());
-        kept_ap.push_back(k.ap.data());
-      }
+      gather_kept();
       sums.assign(static_cast<std::size_t>(m) + 1, 0.0);
       const double* qv = q.data();
       detail::blocked_reduce(n, m + 1, sums.data(), [&](std::int64_t lo, std::int64_t hi, double* out) {
