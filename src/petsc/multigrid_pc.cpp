@@ -1,0 +1,1039 @@
+// The serial multigrid V-cycle (src/precond/multigrid.cpp) on a grid split across MPI ranks;
+// see include/dcdm/petsc_multigrid.hpp. The rules (coarsening, the thin-gap rule, the band,
+// the learned factors, the transfers, the sweep order) are the serial cycle's; every kernel
+// below evaluates each cell with the serial kernel's floating-point expression, so a cell
+// gets the same value on any number of ranks.
+//
+// Layout: each level keeps its owned box plus a frame of two ghost cells on every side
+// (indexed by global coordinates through Level::at). Ghosts beyond the grid carry the outer
+// face's type (Air for an Open face, Solid for a Wall; a ghost beyond two faces is Air only if
+// both are Open, as the serial init_level) and hold 0 in every vector; ghosts inside the grid
+// are copies of the neighbours' cells, refreshed by Halo::exchange.
+//
+// What needs which ghosts: the 7-point sweeps and the residual one layer (after every
+// single-colour step); the band (Chebyshev distance 2) and the learned factors (3x3x3) the
+// types two layers deep; the restriction of coarse cell I reads fine cells 2I-1 .. 2I+2 (one
+// layer below the owned box, two above); the prolongation of fine cell i reads coarse cells
+// i/2 - 1 .. i/2 + 1 (two layers below, one above).
+#include "dcdm/petsc_multigrid.hpp"
+
+#include <petsc/private/pcimpl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+
+#include <fmt/format.h>
+
+#include "dcdm/error.hpp"
+#include "dcdm/grid_transfer.hpp"
+#include "dcdm/methods.hpp"
+#include "dcdm/models.hpp"
+#include "dcdm/relaxnet.hpp"
+
+namespace dcdm::petsc {
+
+namespace {
+
+constexpr int kFrame = 2;                    // ghost cells on each side of a level's box
+constexpr std::int64_t kParallelCells = 32768;  // below this, loops stay on one thread
+
+const auto kFluid = static_cast<std::uint8_t>(CellType::Fluid);
+const auto kSolid = static_cast<std::uint8_t>(CellType::Solid);
+const auto kAir = static_cast<std::uint8_t>(CellType::Air);
+
+template <class T>
+MPI_Datatype mpi_type() {
+  if constexpr (std::is_same_v<T, float>) return MPI_FLOAT;
+  else if constexpr (std::is_same_v<T, double>) return MPI_DOUBLE;
+  else return MPI_UNSIGNED_CHAR;
+}
+
+// One level's split: per axis the ranks' boundaries (procs + 1 entries) and this rank's box.
+struct Split {
+  Dims dims;
+  std::vector<PetscInt> starts[3];
+  int lo[3] = {0, 0, 0}, hi[3] = {0, 0, 0};  // owned [lo, hi) per axis, global coordinates
+  int extent(int a) const { return hi[a] - lo[a]; }
+  std::int64_t owned() const { return std::int64_t(extent(0)) * extent(1) * extent(2); }
+  // The thinnest box of any rank along any axis.
+  int thinnest() const {
+    int t = dims.nx;
+    for (int a = 0; a < 3; ++a)
+      for (std::size_t q = 0; q + 1 < starts[a].size(); ++q)
+        t = std::min<int>(t, static_cast<int>(starts[a][q + 1] - starts[a][q]));
+    return t;
+  }
+};
+
+// The next level's split: coarse cell I belongs to the rank owning fine cell 2I.
+Split coarser(const Split& f, const int coord[3]) {
+  Split c;
+  c.dims = {(f.dims.nx + 1) / 2, (f.dims.ny + 1) / 2, (f.dims.nz + 1) / 2};
+  for (int a = 0; a < 3; ++a) {
+    c.starts[a].resize(f.starts[a].size());
+    for (std::size_t q = 0; q < f.starts[a].size(); ++q) c.starts[a][q] = (f.starts[a][q] + 1) / 2;
+    c.lo[a] = static_cast<int>(c.starts[a][coord[a]]);
+    c.hi[a] = static_cast<int>(c.starts[a][coord[a] + 1]);
+  }
+  return c;
+}
+
+template <class Real>
+struct Level {
+  Split split;
+  int ext[3] = {0, 0, 0};  // local array extents (box + frames)
+  std::int64_t sy = 0, sz = 0;
+  double s = 1.0;
+  std::vector<std::uint8_t> type;
+  std::vector<Real> inv_diag, x, b, r, inv_w;
+  std::vector<std::int64_t> band[2];  // local indices of owned band cells by colour
+  std::vector<Real> band_omega[2];
+  std::vector<Real> omega;            // per-cell interior factors (a per-cell model), else empty
+  std::int64_t fluid_cells = 0;       // on this rank
+
+  std::int64_t size() const { return std::int64_t(ext[0]) * ext[1] * ext[2]; }
+  std::int64_t at(int i, int j, int k) const {
+    return (i - split.lo[0] + kFrame) + sy * (j - split.lo[1] + kFrame) + sz * (k - split.lo[2] + kFrame);
+  }
+  bool parallel() const { return split.owned() >= kParallelCells; }
+  template <class Visit>
+  void for_owned(Visit&& visit) const {
+    for (int k = split.lo[2]; k < split.hi[2]; ++k)
+      for (int j = split.lo[1]; j < split.hi[1]; ++j)
+        for (int i = split.lo[0]; i < split.hi[0]; ++i) visit(i, j, k, at(i, j, k));
+  }
+};
+
+// Ghost exchange of a level's arrays with the six face neighbours, in three phases (x, then y
+// including the x ghosts, then z including both), so edges and corners arrive too.
+class Halo {
+ public:
+  Halo() = default;
+  Halo(MPI_Comm comm, const int procs[3], const int coord[3], const Split& split, const int ext[3])
+      : comm_(comm), split_(split) {
+    for (int a = 0; a < 3; ++a) ext_[a] = ext[a];
+    for (int a = 0; a < 3; ++a)
+      for (int side = 0; side < 2; ++side) {
+        int c[3] = {coord[0], coord[1], coord[2]};
+        c[a] += side ? 1 : -1;
+        neighbour_[a][side] =
+            c[a] < 0 || c[a] >= procs[a] ? MPI_PROC_NULL : c[0] + procs[0] * (c[1] + procs[1] * c[2]);
+      }
+  }
+
+  // Refreshes `width` (1 or 2) ghost layers of data (a local array of the level).
+  template <class T>
+  void exchange(T* data, int width) const {
+    for (int a = 0; a < 3; ++a) exchange_axis(data, width, a);
+  }
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  Split split_;
+  int ext_[3] = {0, 0, 0};
+  int neighbour_[3][2] = {{MPI_PROC_NULL, MPI_PROC_NULL}, {MPI_PROC_NULL, MPI_PROC_NULL}, {MPI_PROC_NULL, MPI_PROC_NULL}};
+  mutable std::vector<unsigned char> buffers_[4];
+
+  // Local index ranges [from, to) per axis of a slab: along `axis` layers [l0, l1) (local),
+  // along earlier axes the box and its ghosts, along later axes the box.
+  template <class Visit>
+  void for_slab(int axis, int width, int l0, int l1, Visit&& visit) const {
+    int from[3], to[3];
+    for (int a = 0; a < 3; ++a) {
+      if (a == axis) {
+        from[a] = l0;
+        to[a] = l1;
+      } else if (a < axis) {
+        from[a] = kFrame - width;
+        to[a] = kFrame + split_.extent(a) + width;
+      } else {
+        from[a] = kFrame;
+        to[a] = kFrame + split_.extent(a);
+      }
+    }
+    const std::int64_t sy = ext_[0], sz = std::int64_t(ext_[0]) * ext_[1];
+    for (int k = from[2]; k < to[2]; ++k)
+      for (int j = from[1]; j < to[1]; ++j) {
+        const std::int64_t row = sy * j + sz * k;
+        for (int i = from[0]; i < to[0]; ++i) visit(row + i);
+      }
+  }
+
+  template <class T>
+  void exchange_axis(T* data, int width, int axis) const {
+    const int box = split_.extent(axis);
+    // Send the first `width` owned layers down and the last up; receive into the ghosts.
+    const int send_lo[2] = {kFrame, kFrame + box - width};
+    const int recv_lo[2] = {kFrame - width, kFrame + box};
+    std::size_t count = 0;
+    for_slab(axis, width, 0, width, [&](std::int64_t) { ++count; });
+    for (auto& b : buffers_) b.resize(count * sizeof(T));
+    MPI_Request requests[4];
+    int nreq = 0;
+    for (int side = 0; side < 2; ++side) {
+      if (neighbour_[axis][side] == MPI_PROC_NULL) continue;
+      MPI_Irecv(buffers_[2 + side].data(), static_cast<int>(count), mpi_type<T>(), neighbour_[axis][side],
+                100 + 2 * axis + (1 - side), comm_, &requests[nreq++]);
+    }
+    for (int side = 0; side < 2; ++side) {
+      if (neighbour_[axis][side] == MPI_PROC_NULL) continue;
+      T* out = reinterpret_cast<T*>(buffers_[side].data());
+      std::size_t n = 0;
+      for_slab(axis, width, send_lo[side], send_lo[side] + width, [&](std::int64_t p) { out[n++] = data[p]; });
+      MPI_Isend(out, static_cast<int>(count), mpi_type<T>(), neighbour_[axis][side], 100 + 2 * axis + side, comm_,
+                &requests[nreq++]);
+    }
+    MPI_Waitall(nreq, requests, MPI_STATUSES_IGNORE);
+    for (int side = 0; side < 2; ++side) {
+      if (neighbour_[axis][side] == MPI_PROC_NULL) continue;
+      const T* in = reinterpret_cast<const T*>(buffers_[2 + side].data());
+      std::size_t n = 0;
+      for_slab(axis, width, recv_lo[side], recv_lo[side] + width, [&](std::int64_t p) { data[p] = in[n++]; });
+    }
+  }
+};
+
+std::int64_t sum_over(MPI_Comm comm, std::int64_t v) {
+  std::int64_t out = 0;
+  MPI_Allreduce(&v, &out, 1, MPI_INT64_T, MPI_SUM, comm);
+  return out;
+}
+
+class CycleBase {
+ public:
+  virtual ~CycleBase() = default;
+  virtual void apply(const PetscScalar* r, PetscScalar* z) = 0;
+  virtual int levels() const = 0;
+  virtual int distributed_levels() const = 0;
+  virtual Dims level_dims(int level) const = 0;
+};
+
+template <class Real>
+class Cycle final : public CycleBase {
+ public:
+  Cycle(const GridGeometry& grid, const DistributedMultigridOptions& options);
+  void apply(const PetscScalar* r, PetscScalar* z) override;
+  int levels() const override { return distributed_levels() + gathered_levels_; }
+  int distributed_levels() const override { return static_cast<int>(levels_.size()) - 1; }
+  Dims level_dims(int level) const override {
+    if (level < distributed_levels()) return levels_.at(static_cast<std::size_t>(level)).split.dims;
+    if (level >= levels()) throw Error(fmt::format("dcdm_mg: no level {}", level));
+    return gathered_level_dims_.at(static_cast<std::size_t>(level - distributed_levels()));
+  }
+
+ private:
+  MPI_Comm comm_;
+  int rank_ = 0, size_ = 1;
+  int procs_[3], coord_[3];
+  std::array<FaceBoundary, 6> faces_;
+  MultigridOptions opt_;
+  // levels_[0 .. L-1] are smoothed here; levels_[L] (the last) is the gathered level, of which
+  // this rank keeps its box (b and x) and rank 0 runs the serial cycle.
+  std::vector<Level<Real>> levels_;
+  std::vector<Halo> halos_;
+  enum class Relax { Plain, Scalar, PerCell };
+  Relax interior_ = Relax::Plain, band_ = Relax::Plain;
+  Real interior_omega_ = Real(1), band_omega_ = Real(1);
+  // The gathered part (rank 0): the serial cycle on the gathered level, its scale relative to
+  // it (the serial cycle's top level has off-diagonals 1, ours s = 4^-L: exact powers of two),
+  // and every rank's box of that level for the gather and scatter.
+  std::unique_ptr<MultigridPreconditioner> serial_;
+  double gathered_scale_ = 1.0;
+  std::vector<int> gather_counts_, gather_offsets_;
+  std::vector<Split> gather_boxes_;
+  std::vector<Real> gather_send_, gather_all_;
+  std::vector<double> serial_r_, serial_z_;
+  int gathered_levels_ = 0;  // the serial cycle's levels (the gathered level is its first)
+  std::vector<Dims> gathered_level_dims_;
+
+  void init_level(Level<Real>& l, const Split& split, double s);
+  void finish_level(int li);
+  void coarsen_types(const Level<Real>& f, Level<Real>& c);
+  void prolongation_weights(Level<Real>& f, const Level<Real>& c);
+  void relaxation_factors(int li, int count);
+  void set_up_gather(const std::array<FaceBoundary, 6>& faces, int gathered_index);
+
+  template <class Update>
+  void sweep_colour(Level<Real>& l, int colour, Update update);
+  template <class Update>
+  void sweep_band(Level<Real>& l, int colour, Update update);
+  void smooth_colour(int li, int colour);
+  void smooth_band(int li, int colour);
+  void pre_smooth(int li);
+  void post_smooth(int li);
+  void residual_to_coarse(int li);
+  void prolongate(int li);
+  void gathered_solve();
+  void vcycle(int li);
+};
+
+template <class Real>
+void Cycle<Real>::init_level(Level<Real>& l, const Split& split, double s) {
+  l.split = split;
+  for (int a = 0; a < 3; ++a) l.ext[a] = split.extent(a) + 2 * kFrame;
+  l.sy = l.ext[0];
+  l.sz = std::int64_t(l.ext[0]) * l.ext[1];
+  l.s = s;
+  const std::int64_t n = l.size();
+  l.type.assign(static_cast<std::size_t>(n), kSolid);
+  const int size[3] = {split.dims.nx, split.dims.ny, split.dims.nz};
+  // Ghosts beyond the grid: the outer face's type (init_level's rule in the serial cycle).
+  for (int k = split.lo[2] - kFrame; k < split.hi[2] + kFrame; ++k)
+    for (int j = split.lo[1] - kFrame; j < split.hi[1] + kFrame; ++j)
+      for (int i = split.lo[0] - kFrame; i < split.hi[0] + kFrame; ++i) {
+        const int c[3] = {i, j, k};
+        bool outside = false, open = true;
+        for (int a = 0; a < 3; ++a) {
+          if (c[a] < 0) {
+            outside = true;
+            open = open && faces_[2 * a] == FaceBoundary::Open;
+          } else if (c[a] >= size[a]) {
+            outside = true;
+            open = open && faces_[2 * a + 1] == FaceBoundary::Open;
+          }
+        }
+        if (outside) l.type[static_cast<std::size_t>(l.at(i, j, k))] = open ? kAir : kSolid;
+      }
+  l.x.assign(static_cast<std::size_t>(n), Real(0));
+  l.b.assign(static_cast<std::size_t>(n), Real(0));
+  l.r.assign(static_cast<std::size_t>(n), Real(0));
+}
+
+// The serial finish_level on the owned box (owned types set, ghosts not yet): the thin-gap
+// rule, 1/diagonal and the band. Leaves the types' ghosts two layers deep current.
+template <class Real>
+void Cycle<Real>::finish_level(int li) {
+  Level<Real>& l = levels_[static_cast<std::size_t>(li)];
+  const Halo& halo = halos_[static_cast<std::size_t>(li)];
+  halo.exchange(l.type.data(), kFrame);
+  const std::int64_t off[6] = {-1, 1, -l.sy, l.sy, -l.sz, l.sz};
+  // Isolated fluid cells become solid; the outcome of a cell does not depend on its
+  // neighbours' outcomes (see the serial finish_level), so the owned cells decide alone.
+  l.inv_diag.assign(static_cast<std::size_t>(l.size()), Real(0));
+  std::int64_t fluid = 0;
+  l.for_owned([&](int, int, int, std::int64_t p) {
+    if (l.type[p] != kFluid) return;
+    int c = 0;
+    for (const auto o : off) c += l.type[p + o] != kSolid;
+    if (c == 0) {
+      l.type[p] = kSolid;
+      return;
+    }
+    const double diag = l.s * c;
+    l.inv_diag[p] = static_cast<Real>(1.0 / diag);
+    ++fluid;
+  });
+  l.fluid_cells = fluid;
+  halo.exchange(l.type.data(), kFrame);
+  // Band: owned fluid cells within Chebyshev distance band_width (at most the frame) of a
+  // non-fluid cell; ghosts beyond the grid are non-fluid, so walls count.
+  const int w = std::min(opt_.band_width, kFrame);
+  if (opt_.band_width > kFrame)
+    throw InputError(fmt::format("dcdm_mg: band width {} is more than the {} ghost layers the distributed cycle keeps",
+                                 opt_.band_width, kFrame));
+  std::vector<std::uint8_t> near(l.type.size()), tmp(l.type.size());
+  for (std::size_t p = 0; p < near.size(); ++p) near[p] = l.type[p] != kFluid;
+  const std::int64_t strides[3] = {1, l.sy, l.sz};
+  for (int axis = 0; axis < 3; ++axis) {
+    const std::int64_t st = strides[axis];
+    for (int k = 0; k < l.ext[2]; ++k)
+      for (int j = 0; j < l.ext[1]; ++j)
+        for (int i = 0; i < l.ext[0]; ++i) {
+          const int c[3] = {i, j, k};
+          const std::int64_t p = i + l.sy * j + l.sz * k;
+          std::uint8_t v = near[static_cast<std::size_t>(p)];
+          for (int d = 1; d <= w; ++d) {
+            v |= c[axis] - d >= 0 ? near[static_cast<std::size_t>(p - d * st)] : std::uint8_t(1);
+            v |= c[axis] + d < l.ext[axis] ? near[static_cast<std::size_t>(p + d * st)] : std::uint8_t(1);
+          }
+          tmp[static_cast<std::size_t>(p)] = v;
+        }
+    near.swap(tmp);
+  }
+  l.band[0].clear();
+  l.band[1].clear();
+  if (opt_.band_width > 0)
+    l.for_owned([&](int i, int j, int k, std::int64_t p) {
+      if (l.type[p] == kFluid && near[static_cast<std::size_t>(p)]) l.band[(i + j + k) & 1].push_back(p);
+    });
+}
+
+// Coarse types of the owned coarse box from the fine types (children beyond the grid are
+// ignored; a child just above the fine box is a ghost).
+template <class Real>
+void Cycle<Real>::coarsen_types(const Level<Real>& f, Level<Real>& c) {
+  const Dims fd = f.split.dims;
+  c.for_owned([&](int i, int j, int k, std::int64_t pc) {
+    const int cnx = std::min(2, fd.nx - 2 * i), cny = std::min(2, fd.ny - 2 * j), cnz = std::min(2, fd.nz - 2 * k);
+    bool air = false, fluid = false;
+    for (int dk = 0; dk < cnz; ++dk)
+      for (int dj = 0; dj < cny; ++dj)
+        for (int di = 0; di < cnx; ++di) {
+          const std::uint8_t t = f.type[static_cast<std::size_t>(f.at(2 * i + di, 2 * j + dj, 2 * k + dk))];
+          air |= t == kAir;
+          fluid |= t == kFluid;
+        }
+    c.type[static_cast<std::size_t>(pc)] = air ? kAir : fluid ? kFluid : kSolid;
+  });
+}
+
+// 1 / (the trilinear weight of the coarse parents that carry a value) on the owned fine fluid
+// cells (the serial normaliser; multiples of 1/64, exact in any order).
+template <class Real>
+void Cycle<Real>::prolongation_weights(Level<Real>& f, const Level<Real>& c) {
+  std::vector<double> carries(c.type.size());
+  for (std::size_t p = 0; p < carries.size(); ++p)
+    carries[p] = !opt_.neumann_interpolation || c.type[p] != kSolid ? 1.0 : 0.0;
+  f.inv_w.assign(static_cast<std::size_t>(f.size()), Real(0));
+  for (int k = f.split.lo[2]; k < f.split.hi[2]; ++k)
+    for (int j = f.split.lo[1]; j < f.split.hi[1]; ++j) {
+      const transfer::ProlongationRows rows = transfer::prolongation_rows(c, j, k);
+      for (int i = f.split.lo[0]; i < f.split.hi[0]; ++i) {
+        const std::int64_t p = f.at(i, j, k);
+        if (f.type[static_cast<std::size_t>(p)] != kFluid) continue;
+        const double w = transfer::prolongate_at(carries.data(), rows, i);
+        f.inv_w[static_cast<std::size_t>(p)] = w > 0.0 ? static_cast<Real>(1.0 / w) : Real(0);
+      }
+    }
+}
+
+// The learned factors of a smoothing level: the model sees the owned box through a view whose
+// padding is the frame's inner layers (it reads the 3x3x3 neighbourhood of each cell).
+template <class Real>
+void Cycle<Real>::relaxation_factors(int li, int count) {
+  Level<Real>& l = levels_[static_cast<std::size_t>(li)];
+  const RelaxationModel& model = *opt_.relaxation;
+  const std::int64_t base = (kFrame - 1) * (1 + l.sy + l.sz);  // local index of the view's (-1,-1,-1)
+  MultigridLevelView view{{l.split.extent(0), l.split.extent(1), l.split.extent(2)}, li, count, l.sy, l.sz,
+                          l.type.data() + base};
+  const auto check = [&](float w, std::int64_t p) {
+    if (w > 0.0f && w < 2.0f) return;
+    throw InputError(fmt::format("dcdm_mg: relaxation factor {} at local cell {} of level {} is outside (0, 2)", w, p, li));
+  };
+  const std::size_t n = static_cast<std::size_t>(l.size() - base);
+  for (int c = 0; c < 2; ++c) {
+    std::vector<std::int64_t> cells(l.band[c].size());
+    for (std::size_t q = 0; q < cells.size(); ++q) cells[q] = l.band[c][q] - base;
+    std::vector<float> out(cells.size());
+    if (!cells.empty()) model.band_factors(view, cells, out);
+    l.band_omega[c].resize(out.size());
+    for (std::size_t q = 0; q < out.size(); ++q) {
+      check(out[q], l.band[c][q]);
+      l.band_omega[c][q] = static_cast<Real>(out[q]);
+    }
+  }
+  if (interior_ == Relax::PerCell) {
+    std::vector<float> interior(n), band(n);
+    model.factors(view, interior, band);
+    l.omega.assign(static_cast<std::size_t>(l.size()), Real(0));
+    l.for_owned([&](int, int, int, std::int64_t p) {
+      if (l.type[p] != kFluid) return;
+      check(interior[static_cast<std::size_t>(p - base)], p);
+      l.omega[static_cast<std::size_t>(p)] = static_cast<Real>(interior[static_cast<std::size_t>(p - base)]);
+    });
+  }
+}
+
+template <class Real>
+Cycle<Real>::Cycle(const GridGeometry& grid, const DistributedMultigridOptions& options)
+    : comm_(grid.comm), faces_(grid.faces), opt_(options.cycle) {
+  MPI_Comm_rank(comm_, &rank_);
+  MPI_Comm_size(comm_, &size_);
+  for (int a = 0; a < 3; ++a) {
+    procs_[a] = grid.procs[a];
+    coord_[a] = grid.coord[a];
+  }
+  if (opt_.relaxation) {
+    if (const auto uniform = opt_.relaxation->uniform_interior()) {
+      if (!(*uniform > 0.0f && *uniform < 2.0f))
+        throw InputError(fmt::format("dcdm_mg: uniform interior relaxation factor {} is outside (0, 2)", *uniform));
+      interior_ = Relax::Scalar;
+      interior_omega_ = static_cast<Real>(*uniform);
+    } else {
+      interior_ = Relax::PerCell;
+    }
+    band_ = Relax::PerCell;
+  } else {
+    interior_ = opt_.omega == 1.0 ? Relax::Plain : Relax::Scalar;
+    interior_omega_ = static_cast<Real>(opt_.omega);
+    band_ = opt_.band_omega == 1.0 ? Relax::Plain : Relax::Scalar;
+    band_omega_ = static_cast<Real>(opt_.band_omega);
+  }
+
+  Split top;
+  top.dims = grid.dims;
+  for (int a = 0; a < 3; ++a) {
+    top.starts[a] = grid.starts[a];
+    top.lo[a] = static_cast<int>(top.starts[a][coord_[a]]);
+    top.hi[a] = static_cast<int>(top.starts[a][coord_[a] + 1]);
+  }
+  levels_.emplace_back();
+  init_level(levels_.back(), top, 1.0);
+  {
+    Level<Real>& l = levels_.back();
+    std::size_t n = 0;
+    l.for_owned([&](int, int, int, std::int64_t p) { l.type[static_cast<std::size_t>(p)] = grid.owned_types[n++]; });
+  }
+  halos_.emplace_back(comm_, procs_, coord_, top, levels_.back().ext);
+  finish_level(0);
+
+  // Coarsen while the serial cycle would and the next level can stay split; the last level
+  // built is the gathered one.
+  while (true) {
+    const Level<Real>& f = levels_.back();
+    const Dims fd = f.split.dims;
+    const int index = static_cast<int>(levels_.size()) - 1;
+    if (index + 1 >= opt_.max_levels) break;                                       // serial: level limit
+    if (fd.size() <= opt_.coarsest_cells || std::min({fd.nx, fd.ny, fd.nz}) < 4) break;  // serial: coarsest
+    if (fd.size() <= options.gather_cells) break;                                  // small: gather
+    const Split cs = coarser(f.split, coord_);
+    if (cs.thinnest() < kFrame) break;                                             // too thin to split
+    Level<Real> c;
+    init_level(c, cs, f.s * 0.25);
+    coarsen_types(f, c);
+    levels_.push_back(std::move(c));
+    halos_.emplace_back(comm_, procs_, coord_, cs, levels_.back().ext);
+    finish_level(index + 1);
+    if (sum_over(comm_, levels_.back().fluid_cells) == 0) {  // serial: no fluid, f is the coarsest
+      levels_.pop_back();
+      halos_.pop_back();
+      break;
+    }
+  }
+  for (std::size_t li = 0; li + 1 < levels_.size(); ++li) prolongation_weights(levels_[li], levels_[li + 1]);
+  const int gathered = static_cast<int>(levels_.size()) - 1;
+  if (opt_.relaxation) {
+    // The serial cycle asks the model with the hierarchy's level count; the factors do not
+    // depend on it (a function of the flags), but the view says the truth where it can.
+    for (int li = 0; li < gathered; ++li) relaxation_factors(li, gathered + 1);
+  }
+  set_up_gather(faces_, gathered);
+}
+
+// Rank 0 gets the gathered level's types and sets up the serial cycle on them; every rank
+// keeps the boxes of all ranks for the gather and scatter of b and x.
+template <class Real>
+void Cycle<Real>::set_up_gather(const std::array<FaceBoundary, 6>& faces, int gathered_index) {
+  const Level<Real>& l = levels_.back();
+  gathered_scale_ = l.s;
+  gather_boxes_.assign(static_cast<std::size_t>(size_), Split{});
+  gather_counts_.assign(static_cast<std::size_t>(size_), 0);
+  gather_offsets_.assign(static_cast<std::size_t>(size_), 0);
+  int offset = 0;
+  for (int q = 0; q < size_; ++q) {
+    const int c[3] = {q % procs_[0], (q / procs_[0]) % procs_[1], q / (procs_[0] * procs_[1])};
+    Split& s = gather_boxes_[static_cast<std::size_t>(q)];
+    s.dims = l.split.dims;
+    for (int a = 0; a < 3; ++a) {
+      s.lo[a] = static_cast<int>(l.split.starts[a][c[a]]);
+      s.hi[a] = static_cast<int>(l.split.starts[a][c[a] + 1]);
+    }
+    gather_counts_[static_cast<std::size_t>(q)] = static_cast<int>(s.owned());
+    gather_offsets_[static_cast<std::size_t>(q)] = offset;
+    offset += static_cast<int>(s.owned());
+  }
+  const Dims d = l.split.dims;
+  std::vector<std::uint8_t> types_send;
+  l.for_owned([&](int, int, int, std::int64_t p) { types_send.push_back(l.type[static_cast<std::size_t>(p)]); });
+  std::vector<std::uint8_t> all(rank_ == 0 ? static_cast<std::size_t>(d.size()) : 0);
+  MPI_Gatherv(types_send.data(), static_cast<int>(types_send.size()), MPI_UNSIGNED_CHAR, all.data(),
+              gather_counts_.data(), gather_offsets_.data(), MPI_UNSIGNED_CHAR, 0, comm_);
+  gather_send_.resize(types_send.size());
+  std::string failure;
+  if (rank_ == 0) {
+    gather_all_.resize(static_cast<std::size_t>(d.size()));
+    serial_r_.assign(static_cast<std::size_t>(d.size()), 0.0);
+    serial_z_.assign(static_cast<std::size_t>(d.size()), 0.0);
+    Domain domain(d, CellType::Solid);
+    domain.faces = faces;
+    for (int q = 0; q < size_; ++q) {
+      const Split& s = gather_boxes_[static_cast<std::size_t>(q)];
+      std::size_t n = static_cast<std::size_t>(gather_offsets_[static_cast<std::size_t>(q)]);
+      for (int k = s.lo[2]; k < s.hi[2]; ++k)
+        for (int j = s.lo[1]; j < s.hi[1]; ++j)
+          for (int i = s.lo[0]; i < s.hi[0]; ++i) domain.cells(i, j, k) = static_cast<CellType>(all[n++]);
+    }
+    try {
+      MultigridOptions o = opt_;
+      o.max_levels = std::max(1, opt_.max_levels - gathered_index);
+      serial_ = std::make_unique<MultigridPreconditioner>(o);
+      LinearSystemView view;
+      view.domain = &domain;
+      serial_->setup(view);
+      gathered_levels_ = serial_->levels();
+      for (int li = 0; li < gathered_levels_; ++li) gathered_level_dims_.push_back(serial_->level_dims(li));
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+  }
+  agree(comm_, failure.empty(), failure);
+  MPI_Bcast(&gathered_levels_, 1, MPI_INT, 0, comm_);
+  gathered_level_dims_.resize(static_cast<std::size_t>(gathered_levels_));
+  MPI_Bcast(gathered_level_dims_.data(), 3 * gathered_levels_, MPI_INT, 0, comm_);
+}
+
+// One single-colour step over the owned cells: x[p] = update(p, x[p], GS value), the serial
+// sweep's expression. The caller refreshes the ghosts after it.
+template <class Real>
+template <class Update>
+void Cycle<Real>::sweep_colour(Level<Real>& l, int colour, Update update) {
+  Real* x = l.x.data();
+  const Real* b = l.b.data();
+  const Real* id = l.inv_diag.data();
+  const Real s = static_cast<Real>(l.s);
+  const std::int64_t sy = l.sy, sz = l.sz;
+  const int x0 = l.split.lo[0], x1 = l.split.hi[0], y0 = l.split.lo[1], y1 = l.split.hi[1];
+  const int z0 = l.split.lo[2], z1 = l.split.hi[2];
+#pragma omp parallel for schedule(static) if (l.parallel())
+  for (int k = z0; k < z1; ++k)
+    for (int j = y0; j < y1; ++j) {
+      const std::int64_t row = l.at(0, j, k);
+      for (int i = x0 + ((colour + j + k + x0) & 1); i < x1; i += 2) {
+        const std::int64_t p = row + i;
+        x[p] = update(p, x[p], id[p] * (b[p] + s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz])));
+      }
+    }
+}
+
+template <class Real>
+template <class Update>
+void Cycle<Real>::sweep_band(Level<Real>& l, int colour, Update update) {
+  const std::vector<std::int64_t>& cells = l.band[colour];
+  const std::int64_t m = static_cast<std::int64_t>(cells.size());
+  Real* x = l.x.data();
+  const Real* b = l.b.data();
+  const Real* id = l.inv_diag.data();
+  const Real s = static_cast<Real>(l.s);
+  const std::int64_t sy = l.sy, sz = l.sz;
+  const std::int64_t* c = cells.data();
+#pragma omp parallel for schedule(static) if (m >= kParallelCells / 4)
+  for (std::int64_t q = 0; q < m; ++q) {
+    const std::int64_t p = c[q];
+    x[p] = update(q, x[p], id[p] * (b[p] + s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz])));
+  }
+}
+
+template <class Real>
+void Cycle<Real>::smooth_colour(int li, int colour) {
+  Level<Real>& l = levels_[static_cast<std::size_t>(li)];
+  if (interior_ == Relax::PerCell) {
+    const Real* w = l.omega.data();
+    sweep_colour(l, colour, [w](std::int64_t p, Real x, Real gs) { return x + w[p] * (gs - x); });
+  } else if (interior_ == Relax::Scalar) {
+    const Real w = interior_omega_;
+    sweep_colour(l, colour, [w](std::int64_t, Real x, Real gs) { return x + w * (gs - x); });
+  } else {
+    sweep_colour(l, colour, [](std::int64_t, Real, Real gs) { return gs; });
+  }
+  halos_[static_cast<std::size_t>(li)].exchange(l.x.data(), 1);
+}
+
+template <class Real>
+void Cycle<Real>::smooth_band(int li, int colour) {
+  Level<Real>& l = levels_[static_cast<std::size_t>(li)];
+  if (band_ == Relax::PerCell) {
+    const Real* w = l.band_omega[colour].data();
+    sweep_band(l, colour, [w](std::int64_t q, Real x, Real gs) { return x + w[q] * (gs - x); });
+  } else if (band_ == Relax::Scalar) {
+    const Real w = band_omega_;
+    sweep_band(l, colour, [w](std::int64_t, Real x, Real gs) { return x + w * (gs - x); });
+  } else {
+    sweep_band(l, colour, [](std::int64_t, Real, Real gs) { return gs; });
+  }
+  halos_[static_cast<std::size_t>(li)].exchange(l.x.data(), 1);
+}
+
+template <class Real>
+void Cycle<Real>::pre_smooth(int li) {
+  for (int s = 0; s < opt_.boundary_sweeps; ++s) {
+    smooth_band(li, 0);
+    smooth_band(li, 1);
+  }
+  for (int s = 0; s < opt_.pre_sweeps; ++s) {
+    smooth_colour(li, 0);
+    smooth_colour(li, 1);
+  }
+  for (int s = 0; s < opt_.boundary_sweeps; ++s) {
+    smooth_band(li, 0);
+    smooth_band(li, 1);
+  }
+}
+
+template <class Real>
+void Cycle<Real>::post_smooth(int li) {
+  for (int s = 0; s < opt_.boundary_sweeps; ++s) {
+    smooth_band(li, 1);
+    smooth_band(li, 0);
+  }
+  for (int s = 0; s < opt_.pre_sweeps; ++s) {
+    smooth_colour(li, 1);
+    smooth_colour(li, 0);
+  }
+  for (int s = 0; s < opt_.boundary_sweeps; ++s) {
+    smooth_band(li, 1);
+    smooth_band(li, 0);
+  }
+}
+
+// r = (b - A x) / W on the owned fluid cells (x's ghosts are current), its ghosts two deep,
+// then b_c = (1/8) * the restriction sum on the owned coarse fluid cells.
+template <class Real>
+void Cycle<Real>::residual_to_coarse(int li) {
+  Level<Real>& f = levels_[static_cast<std::size_t>(li)];
+  Level<Real>& c = levels_[static_cast<std::size_t>(li) + 1];
+  {
+    const Real* x = f.x.data();
+    const Real* b = f.b.data();
+    const Real* id = f.inv_diag.data();
+    const Real* iw = f.inv_w.data();
+    Real* r = f.r.data();
+    const Real s = static_cast<Real>(f.s);
+    const std::int64_t sy = f.sy, sz = f.sz;
+    const int x0 = f.split.lo[0], x1 = f.split.hi[0];
+#pragma omp parallel for schedule(static) if (f.parallel())
+    for (int k = f.split.lo[2]; k < f.split.hi[2]; ++k)
+      for (int j = f.split.lo[1]; j < f.split.hi[1]; ++j) {
+        const std::int64_t row = f.at(0, j, k);
+        for (int i = x0; i < x1; ++i) {
+          const std::int64_t p = row + i;
+          const Real inv = id[p];
+          const Real diag = inv != Real(0) ? Real(1) / inv : Real(0);
+          const Real ax = diag * x[p] - s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz]);
+          r[p] = iw[p] * (b[p] - ax);
+        }
+      }
+  }
+  halos_[static_cast<std::size_t>(li)].exchange(f.r.data(), kFrame);
+  const Real* r = f.r.data();
+  Real* bc = c.b.data();
+  const std::int64_t fsy = f.sy, fsz = f.sz;
+#pragma omp parallel for schedule(static) if (c.parallel())
+  for (int k = c.split.lo[2]; k < c.split.hi[2]; ++k)
+    for (int j = c.split.lo[1]; j < c.split.hi[1]; ++j)
+      for (int i = c.split.lo[0]; i < c.split.hi[0]; ++i) {
+        const std::int64_t pc = c.at(i, j, k);
+        if (c.type[static_cast<std::size_t>(pc)] != kFluid) {
+          bc[pc] = Real(0);
+          continue;
+        }
+        const Real sum = transfer::restriction_sum<Real>(f.at(2 * i - 1, 2 * j - 1, 2 * k - 1), fsy, fsz,
+                                                         [r](std::int64_t at) { return r[at]; });
+        bc[pc] = Real(0.125) * sum;
+      }
+}
+
+// x_f += W^{-1} * trilinear(x_c) on the owned fine cells (x_c's ghosts are current).
+template <class Real>
+void Cycle<Real>::prolongate(int li) {
+  Level<Real>& f = levels_[static_cast<std::size_t>(li)];
+  const Level<Real>& c = levels_[static_cast<std::size_t>(li) + 1];
+  const Real* xc = c.x.data();
+  Real* xf = f.x.data();
+  const Real* iw = f.inv_w.data();
+#pragma omp parallel for schedule(static) if (f.parallel())
+  for (int k = f.split.lo[2]; k < f.split.hi[2]; ++k)
+    for (int j = f.split.lo[1]; j < f.split.hi[1]; ++j) {
+      const transfer::ProlongationRows rows = transfer::prolongation_rows(c, j, k);
+      const std::int64_t row = f.at(0, j, k);
+      for (int i = f.split.lo[0]; i < f.split.hi[0]; ++i) {
+        const std::int64_t p = row + i;
+        if (iw[p] == Real(0)) continue;
+        xf[p] += iw[p] * transfer::prolongate_at(xc, rows, i);
+      }
+    }
+  halos_[static_cast<std::size_t>(li)].exchange(f.x.data(), 1);
+}
+
+// The gathered level: b to rank 0, the serial cycle there, x back to every rank's box. The
+// serial cycle's top level has off-diagonals 1 where ours has s = 4^-L, so its answer is ours
+// divided by s; s is a power of two, so scaling by it is exact.
+template <class Real>
+void Cycle<Real>::gathered_solve() {
+  Level<Real>& l = levels_.back();
+  std::size_t n = 0;
+  l.for_owned([&](int, int, int, std::int64_t p) { gather_send_[n++] = l.b[static_cast<std::size_t>(p)]; });
+  MPI_Gatherv(gather_send_.data(), static_cast<int>(n), mpi_type<Real>(), gather_all_.data(), gather_counts_.data(),
+              gather_offsets_.data(), mpi_type<Real>(), 0, comm_);
+  if (rank_ == 0) {
+    const Dims d = l.split.dims;
+    for (int q = 0; q < size_; ++q) {
+      const Split& s = gather_boxes_[static_cast<std::size_t>(q)];
+      std::size_t m = static_cast<std::size_t>(gather_offsets_[static_cast<std::size_t>(q)]);
+      for (int k = s.lo[2]; k < s.hi[2]; ++k)
+        for (int j = s.lo[1]; j < s.hi[1]; ++j)
+          for (int i = s.lo[0]; i < s.hi[0]; ++i)
+            serial_r_[static_cast<std::size_t>(d.index(i, j, k))] = static_cast<double>(gather_all_[m++]);
+    }
+    serial_->apply(serial_r_, serial_z_);
+    const double scale = 1.0 / gathered_scale_;
+    for (int q = 0; q < size_; ++q) {
+      const Split& s = gather_boxes_[static_cast<std::size_t>(q)];
+      std::size_t m = static_cast<std::size_t>(gather_offsets_[static_cast<std::size_t>(q)]);
+      for (int k = s.lo[2]; k < s.hi[2]; ++k)
+        for (int j = s.lo[1]; j < s.hi[1]; ++j)
+          for (int i = s.lo[0]; i < s.hi[0]; ++i)
+            gather_all_[m++] = static_cast<Real>(serial_z_[static_cast<std::size_t>(d.index(i, j, k))] * scale);
+    }
+  }
+  MPI_Scatterv(gather_all_.data(), gather_counts_.data(), gather_offsets_.data(), mpi_type<Real>(),
+               gather_send_.data(), static_cast<int>(n), mpi_type<Real>(), 0, comm_);
+  std::fill(l.x.begin(), l.x.end(), Real(0));
+  n = 0;
+  l.for_owned([&](int, int, int, std::int64_t p) { l.x[static_cast<std::size_t>(p)] = gather_send_[n++]; });
+}
+
+template <class Real>
+void Cycle<Real>::vcycle(int li) {
+  if (li + 1 == static_cast<int>(levels_.size())) {
+    gathered_solve();
+    halos_[static_cast<std::size_t>(li)].exchange(levels_.back().x.data(), kFrame);
+    return;
+  }
+  Level<Real>& l = levels_[static_cast<std::size_t>(li)];
+  std::fill(l.x.begin(), l.x.end(), Real(0));
+  pre_smooth(li);
+  residual_to_coarse(li);
+  vcycle(li + 1);
+  prolongate(li);
+  post_smooth(li);
+}
+
+template <class Real>
+void Cycle<Real>::apply(const PetscScalar* r, PetscScalar* z) {
+  Level<Real>& top = levels_.front();
+  std::size_t n = 0;
+  top.for_owned([&](int, int, int, std::int64_t p) {
+    top.b[static_cast<std::size_t>(p)] = top.inv_diag[static_cast<std::size_t>(p)] != Real(0) ? static_cast<Real>(r[n]) : Real(0);
+    ++n;
+  });
+  if (levels_.size() == 1) {
+    gathered_solve();
+  } else {
+    vcycle(0);
+  }
+  n = 0;
+  top.for_owned([&](int, int, int, std::int64_t p) { z[n++] = static_cast<PetscScalar>(top.x[static_cast<std::size_t>(p)]); });
+}
+
+}  // namespace
+
+GridGeometry GridGeometry::of(const PressureSystem& system) {
+  GridGeometry g;
+  g.comm = system.comm();
+  g.dims = system.dims();
+  // The outer faces as the system's cells beyond them.
+  g.faces[0] = system.cell(-1, 0, 0) == CellType::Air ? FaceBoundary::Open : FaceBoundary::Wall;
+  g.faces[1] = system.cell(g.dims.nx, 0, 0) == CellType::Air ? FaceBoundary::Open : FaceBoundary::Wall;
+  g.faces[2] = system.cell(0, -1, 0) == CellType::Air ? FaceBoundary::Open : FaceBoundary::Wall;
+  g.faces[3] = system.cell(0, g.dims.ny, 0) == CellType::Air ? FaceBoundary::Open : FaceBoundary::Wall;
+  g.faces[4] = system.cell(0, 0, -1) == CellType::Air ? FaceBoundary::Open : FaceBoundary::Wall;
+  g.faces[5] = system.cell(0, 0, g.dims.nz) == CellType::Air ? FaceBoundary::Open : FaceBoundary::Wall;
+  PetscInt m = 0, n = 0, p = 0;
+  DCDM_PETSC_CALL(DMDAGetInfo(system.dm(), nullptr, nullptr, nullptr, nullptr, &m, &n, &p, nullptr, nullptr, nullptr,
+                              nullptr, nullptr, nullptr));
+  const PetscInt* ranges[3] = {nullptr, nullptr, nullptr};
+  DCDM_PETSC_CALL(DMDAGetOwnershipRanges(system.dm(), &ranges[0], &ranges[1], &ranges[2]));
+  const PetscInt procs[3] = {m, n, p};
+  const Box& box = system.box();
+  const PetscInt lo[3] = {box.xs, box.ys, box.zs};
+  for (int a = 0; a < 3; ++a) {
+    g.procs[a] = static_cast<int>(procs[a]);
+    g.starts[a].assign(static_cast<std::size_t>(procs[a]) + 1, 0);
+    for (PetscInt q = 0; q < procs[a]; ++q) g.starts[a][static_cast<std::size_t>(q) + 1] = g.starts[a][static_cast<std::size_t>(q)] + ranges[a][q];
+    g.coord[a] = static_cast<int>(std::find(g.starts[a].begin(), g.starts[a].end(), lo[a]) - g.starts[a].begin());
+  }
+  int rank = 0;
+  MPI_Comm_rank(g.comm, &rank);
+  // DMDA numbers its ranks x fastest; the halo exchange relies on it.
+  if (g.coord[0] + g.procs[0] * (g.coord[1] + g.procs[1] * g.coord[2]) != rank)
+    throw Error("dcdm_mg: the DMDA's rank layout is not x-fastest");
+  g.owned_types.reserve(static_cast<std::size_t>(box.owned()));
+  for (PetscInt k = box.zs; k < box.zs + box.zm; ++k)
+    for (PetscInt j = box.ys; j < box.ys + box.ym; ++j)
+      for (PetscInt i = box.xs; i < box.xs + box.xm; ++i) g.owned_types.push_back(static_cast<std::uint8_t>(system.cell(i, j, k)));
+  return g;
+}
+
+struct DistributedMultigrid::Impl {
+  std::unique_ptr<CycleBase> cycle;
+};
+
+DistributedMultigrid::DistributedMultigrid(const GridGeometry& grid, DistributedMultigridOptions options)
+    : options_(std::move(options)), impl_(std::make_unique<Impl>()) {
+  const MultigridOptions& o = options_.cycle;
+  if (o.pre_sweeps < 0 || o.boundary_sweeps < 0 || o.band_width < 0 || o.coarsest_cells < 1 || o.max_levels < 1)
+    throw InputError("dcdm_mg: sweeps, band width and level limits must be non-negative");
+  if (options_.gather_cells < 0) throw InputError("dcdm_mg: gather_cells must be non-negative");
+  if (options_.cycle.single_precision)
+    impl_->cycle = std::make_unique<Cycle<float>>(grid, options_);
+  else
+    impl_->cycle = std::make_unique<Cycle<double>>(grid, options_);
+}
+
+DistributedMultigrid::~DistributedMultigrid() = default;
+
+void DistributedMultigrid::apply(Vec r, Vec z) const {
+  const PetscScalar* in = nullptr;
+  PetscScalar* out = nullptr;
+  DCDM_PETSC_CALL(VecGetArrayRead(r, &in));
+  DCDM_PETSC_CALL(VecGetArray(z, &out));
+  impl_->cycle->apply(in, out);
+  DCDM_PETSC_CALL(VecRestoreArray(z, &out));
+  DCDM_PETSC_CALL(VecRestoreArrayRead(r, &in));
+}
+
+int DistributedMultigrid::levels() const { return impl_->cycle->levels(); }
+int DistributedMultigrid::distributed_levels() const { return impl_->cycle->distributed_levels(); }
+Dims DistributedMultigrid::level_dims(int level) const { return impl_->cycle->level_dims(level); }
+
+// ---- the PC type ----
+
+namespace {
+
+constexpr const char* kGeometryKey = "dcdm_grid_geometry";
+
+struct PcDcdmMg {
+  std::unique_ptr<DistributedMultigrid> cycle;
+  char model[PETSC_MAX_PATH_LEN] = "";
+  char settings[1024] = "";
+  PetscInt gather_cells = 32768;
+};
+
+PcDcdmMg* pc_data(PC pc) { return static_cast<PcDcdmMg*>(pc->data); }
+
+PetscErrorCode destroy_geometry(void* ctx) {
+  delete static_cast<GridGeometry*>(ctx);
+  return 0;
+}
+
+// Runs body, turning a C++ exception into a PETSc error carrying its message.
+template <class Body>
+PetscErrorCode guarded(PC pc, Body&& body) {
+  try {
+    body();
+  } catch (const PetscFailure& e) {
+    return e.code;
+  } catch (const std::exception& e) {
+    SETERRQ(PetscObjectComm((PetscObject)pc), PETSC_ERR_USER_INPUT, "%s", e.what());
+  }
+  return 0;
+}
+
+PetscErrorCode pc_setup(PC pc) {
+  PetscFunctionBegin;
+  PetscCall(guarded(pc, [&] {
+    PcDcdmMg* data = pc_data(pc);
+    DM dm = nullptr;
+    DCDM_PETSC_CALL(PCGetDM(pc, &dm));
+    PetscContainer container = nullptr;
+    if (dm) DCDM_PETSC_CALL(PetscObjectQuery((PetscObject)dm, kGeometryKey, (PetscObject*)&container));
+    if (!container)
+      throw InputError("dcdm_mg: the PC has no pressure-system grid (give the KSP the system's DM and call "
+                       "dcdm::petsc::attach_geometry first)");
+    void* ctx = nullptr;
+    DCDM_PETSC_CALL(PetscContainerGetPointer(container, &ctx));
+    const GridGeometry& grid = *static_cast<const GridGeometry*>(ctx);
+    DistributedMultigridOptions options;
+    if (data->model[0]) {
+      if (data->settings[0])
+        throw InputError("dcdm_mg: -pc_dcdm_mg_model and -pc_dcdm_mg_settings exclude each other (a model sets the cycle)");
+      const std::string name = data->model;
+      const learn::RelaxNet net = name == "initial" ? learn::RelaxNet::initial() : learn::RelaxNet::load(learn::find_model(name));
+      options.cycle = net.cycle_options();
+    } else {
+      options.cycle = parse_multigrid_settings(data->settings, fmt::format("-pc_dcdm_mg_settings {}", data->settings));
+    }
+    options.gather_cells = data->gather_cells;
+    data->cycle.reset();
+    data->cycle = std::make_unique<DistributedMultigrid>(grid, std::move(options));
+  }));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode pc_apply(PC pc, Vec r, Vec z) {
+  PetscFunctionBegin;
+  PetscCall(guarded(pc, [&] { pc_data(pc)->cycle->apply(r, z); }));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode pc_destroy(PC pc) {
+  PetscFunctionBegin;
+  delete pc_data(pc);
+  pc->data = nullptr;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode pc_set_from_options(PC pc, PetscOptionItems* PetscOptionsObject) {
+  PcDcdmMg* data = pc_data(pc);
+  PetscFunctionBegin;
+  PetscOptionsHeadBegin(PetscOptionsObject, "dcdm_mg options");
+  PetscCall(PetscOptionsString("-pc_dcdm_mg_model", "relaxnet model (name or file): the learned float cycle",
+                               "PCDCDMMG", data->model, data->model, sizeof(data->model), nullptr));
+  PetscCall(PetscOptionsString("-pc_dcdm_mg_settings", "mgpcg settings (omega=W:band-omega=W:...:precision=float)",
+                               "PCDCDMMG", data->settings, data->settings, sizeof(data->settings), nullptr));
+  PetscCall(PetscOptionsInt("-pc_dcdm_mg_gather_cells", "gather levels of at most this many cells onto rank 0",
+                            "PCDCDMMG", data->gather_cells, &data->gather_cells, nullptr));
+  PetscOptionsHeadEnd();
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode pc_view(PC pc, PetscViewer viewer) {
+  PcDcdmMg* data = pc_data(pc);
+  PetscBool ascii = PETSC_FALSE;
+  PetscFunctionBegin;
+  PetscCall(PetscObjectTypeCompare((PetscObject)viewer, PETSCVIEWERASCII, &ascii));
+  if (!ascii) PetscFunctionReturn(0);
+  PetscCall(PetscViewerASCIIPrintf(viewer, "  dcdm multigrid V-cycle: %s\n",
+                                   data->model[0] ? data->model : data->settings[0] ? data->settings : "mgpcg defaults"));
+  if (data->cycle) {
+    const DistributedMultigrid& c = *data->cycle;
+    PetscCall(PetscViewerASCIIPrintf(viewer, "  levels %d (%d split across the ranks, the rest on rank 0), %s\n",
+                                     c.levels(), c.distributed_levels(),
+                                     c.options().cycle.single_precision ? "float" : "double"));
+    for (int li = 0; li < c.levels(); ++li) {
+      const Dims d = c.level_dims(li);
+      PetscCall(PetscViewerASCIIPrintf(viewer, "    level %d: %d x %d x %d%s\n", li, d.nx, d.ny, d.nz,
+                                       li < c.distributed_levels() ? "" : " (rank 0)"));
+    }
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode pc_create(PC pc) {
+  PetscFunctionBegin;
+  pc->data = new PcDcdmMg();
+  pc->ops->setup = pc_setup;
+  pc->ops->apply = pc_apply;
+  pc->ops->destroy = pc_destroy;
+  pc->ops->setfromoptions = pc_set_from_options;
+  pc->ops->view = pc_view;
+  PetscFunctionReturn(0);
+}
+
+}  // namespace
+
+void attach_geometry(const PressureSystem& system) {
+  auto* geometry = new GridGeometry(GridGeometry::of(system));
+  PetscContainer container = nullptr;
+  DCDM_PETSC_CALL(PetscContainerCreate(system.comm(), &container));
+  DCDM_PETSC_CALL(PetscContainerSetPointer(container, geometry));
+  DCDM_PETSC_CALL(PetscContainerSetUserDestroy(container, destroy_geometry));
+  DCDM_PETSC_CALL(PetscObjectCompose((PetscObject)system.dm(), kGeometryKey, (PetscObject)container));
+  DCDM_PETSC_CALL(PetscContainerDestroy(&container));
+}
+
+void register_multigrid_pc() {
+  static bool registered = false;
+  if (registered) return;
+  DCDM_PETSC_CALL(PCRegister(PCDCDMMG, pc_create));
+  registered = true;
+}
+
+const DistributedMultigrid* multigrid_of(PC pc) {
+  PetscBool same = PETSC_FALSE;
+  DCDM_PETSC_CALL(PetscObjectTypeCompare((PetscObject)pc, PCDCDMMG, &same));
+  return same && pc->data ? pc_data(pc)->cycle.get() : nullptr;
+}
+
+}  // namespace dcdm::petsc

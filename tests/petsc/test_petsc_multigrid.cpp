@@ -1,0 +1,283 @@
+// The distributed V-cycle (dcdm_mg) against the serial one: the same z = cycle(r) on every
+// cell for the mgpcg cycle (double), a tuned float cycle and the shipped learned cycle, on
+// odd-sized grids whose obstacles, closed regions and coarse levels cross rank boundaries;
+// then KSPCG / KSPDCDM with the PC against the serial mgpcg / dcdm-relax iterations and
+// solutions. Run under mpiexec with 1..4 ranks (ctest petsc_tests_np*).
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "dcdm/krylov.hpp"
+#include "dcdm/methods.hpp"
+#include "dcdm/models.hpp"
+#include "dcdm/petsc.hpp"
+#include "dcdm/petsc_multigrid.hpp"
+#include "dcdm/poisson.hpp"
+#include "dcdm/relaxnet.hpp"
+#include "dcdm/scenes.hpp"
+#include "petsc_test_util.hpp"
+
+namespace dcdm::petsc::test {
+namespace {
+
+Domain scene(const std::string& name, Dims d, std::uint64_t seed = 3) {
+  SceneSpec spec;
+  spec.name = name;
+  spec.dims = d;
+  spec.seed = seed;
+  return make_scene(spec);
+}
+
+// Random solid cells in a closed box: many closed (singular) components crossing ranks.
+Domain speckled_closed(Dims d, double solid, std::uint64_t seed) {
+  Domain dom(d, CellType::Fluid);
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  for (std::int64_t c = 0; c < d.size(); ++c)
+    if (u(rng) < solid) dom.cells[c] = CellType::Solid;
+  remove_sealed_fluid_cells(dom);
+  return dom;
+}
+
+std::vector<double> random_on_fluid(const Domain& dom, std::uint64_t seed) {
+  std::vector<double> v(static_cast<std::size_t>(dom.dims().size()), 0.0);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> g;
+  for (std::size_t c = 0; c < v.size(); ++c)
+    if (dom.cells[static_cast<std::int64_t>(c)] == CellType::Fluid) v[c] = g(rng);
+  return v;
+}
+
+// A full-grid vector's owned box as a PETSc Vec of the system's layout.
+void fill(const PressureSystem& sys, const std::vector<double>& full, Vec v) {
+  PetscScalar* a = nullptr;
+  VecGetArray(v, &a);
+  const Box& b = sys.box();
+  std::size_t n = 0;
+  for (PetscInt k = b.zs; k < b.zs + b.zm; ++k)
+    for (PetscInt j = b.ys; j < b.ys + b.ym; ++j)
+      for (PetscInt i = b.xs; i < b.xs + b.xm; ++i)
+        a[n++] = full[static_cast<std::size_t>(sys.dims().index(int(i), int(j), int(k)))];
+  VecRestoreArray(v, &a);
+}
+
+MultigridOptions relaxnet_cycle() { return learn::RelaxNet::load(learn::find_model("relaxnet")).cycle_options(); }
+
+struct Case {
+  std::string name;
+  Domain domain;
+};
+
+std::vector<Case> cases() {
+  std::vector<Case> out;
+  out.push_back({"obstacles 37x29x33", scene("obstacles", {37, 29, 33})});
+  Domain open = scene("obstacles", {33, 40, 27}, 7);
+  open.faces[5] = FaceBoundary::Open;
+  open.faces[0] = FaceBoundary::Open;
+  out.push_back({"obstacles 33x40x27, two open faces", std::move(open)});
+  out.push_back({"bunny 40^3", scene("bunny", {40, 40, 40})});
+  out.push_back({"closed speckled 35x30x31 (singular)", speckled_closed({35, 30, 31}, 0.25, 4)});
+  return out;
+}
+
+struct CycleCase {
+  std::string name;
+  MultigridOptions options;
+  // max |z_distributed - z_serial| / max |z_serial|. Every cell is evaluated with the serial
+  // kernel's expression, so the double cycle agrees bit for bit (0 here); in float a build
+  // with -march=native may contract a different set of multiply-adds in the two kernels.
+  double tolerance;
+};
+
+std::vector<CycleCase> cycles() {
+  std::vector<CycleCase> out;
+  out.push_back({"mgpcg", MultigridOptions{}, 1e-14});
+  out.push_back({"mgpcg:omega=1.3:band-omega=1.5:precision=float:coarsest=64",
+                 parse_multigrid_settings("omega=1.3:band-omega=1.5:precision=float:coarsest=64", "test"), 1e-6});
+  out.push_back({"relaxnet", relaxnet_cycle(), 1e-6});
+  MultigridOptions deep = relaxnet_cycle();
+  deep.coarsest_cells = 8;
+  out.push_back({"relaxnet, coarsest 8 cells", deep, 1e-6});
+  return out;
+}
+
+// z = cycle(r) on every cell, split across the ranks (every level that can be split, or the
+// default gathering) against the serial cycle on the whole grid.
+TEST(PetscMultigrid, CycleMatchesSerialCellForCell) {
+  int ranks = 1;
+  MPI_Comm_size(PETSC_COMM_WORLD, &ranks);
+  for (const Case& c : cases()) {
+    PressureSystem sys = PressureSystem::from_domain(PETSC_COMM_WORLD, c.domain, {});
+    const GridGeometry grid = GridGeometry::of(sys);
+    const std::vector<double> r = random_on_fluid(c.domain, 11);
+    Vec rv = nullptr, zv = nullptr;
+    VecDuplicate(sys.rhs(), &rv);
+    VecDuplicate(sys.rhs(), &zv);
+    fill(sys, r, rv);
+    for (const CycleCase& cc : cycles()) {
+      MultigridPreconditioner serial(cc.options);
+      LinearSystemView view;
+      view.domain = &c.domain;
+      serial.setup(view);
+      std::vector<double> z(r.size());
+      serial.apply(r, z);
+      for (const std::int64_t gather : {std::int64_t(0), std::int64_t(32768)}) {
+        DistributedMultigridOptions o;
+        o.cycle = cc.options;
+        o.gather_cells = gather;
+        DistributedMultigrid mg(grid, o);
+        EXPECT_EQ(mg.levels(), serial.levels()) << c.name << ", " << cc.name;
+        for (int li = 0; li < std::min(mg.levels(), serial.levels()); ++li) {
+          EXPECT_EQ(mg.level_dims(li).size(), serial.level_dims(li).size()) << c.name << ", level " << li;
+        }
+        if (gather == 0 && serial.levels() > 2) {
+          EXPECT_GE(mg.distributed_levels(), 2) << c.name << ", " << cc.name;
+        }
+        mg.apply(rv, zv);
+        const double diff = max_difference(sys, zv, z);
+        EXPECT_LE(diff, cc.tolerance * max_abs(z))
+            << c.name << ", " << cc.name << ", gather " << gather << ", " << ranks << " ranks, "
+            << mg.distributed_levels() << " of " << mg.levels() << " levels split";
+      }
+    }
+    VecDestroy(&rv);
+    VecDestroy(&zv);
+  }
+}
+
+struct SerialRun {
+  int iterations = 0;
+  std::vector<double> x;
+};
+
+SerialRun serial_run(const Domain& dom, const std::vector<double>& b, const std::string& method, double rtol) {
+  PoissonStencil op(dom);
+  RangeProjector projector(dom);
+  LinearSystemView view;
+  view.op = &op;
+  view.domain = &dom;
+  if (projector.singular()) view.project_range = projector.as_function();
+  auto solver = make_solver(method);
+  solver->setup(view);
+  SerialRun out;
+  out.x.assign(b.size(), 0.0);
+  SolveOptions opt;
+  opt.rtol = rtol;
+  opt.max_iterations = 500;
+  const SolveReport rep = solver->solve(b, out.x, opt);
+  EXPECT_TRUE(rep.converged()) << method << ": " << format_reason_line(rep);
+  if (projector.singular()) projector(out.x);
+  out.iterations = rep.iterations;
+  return out;
+}
+
+// Projects a distributed x onto the range like the serial projector (zero mean on each
+// singular component), so solutions of singular systems compare.
+std::vector<double> gather_projected(const PressureSystem& sys, const Domain& dom, Vec x) {
+  std::vector<double> full(static_cast<std::size_t>(dom.dims().size()), 0.0), sum(full.size(), 0.0);
+  const PetscScalar* a = nullptr;
+  VecGetArrayRead(x, &a);
+  const Box& b = sys.box();
+  std::size_t n = 0;
+  for (PetscInt k = b.zs; k < b.zs + b.zm; ++k)
+    for (PetscInt j = b.ys; j < b.ys + b.ym; ++j)
+      for (PetscInt i = b.xs; i < b.xs + b.xm; ++i)
+        full[static_cast<std::size_t>(dom.dims().index(int(i), int(j), int(k)))] = a[n++];
+  VecRestoreArrayRead(x, &a);
+  MPI_Allreduce(full.data(), sum.data(), static_cast<int>(full.size()), MPI_DOUBLE, MPI_SUM, PETSC_COMM_WORLD);
+  RangeProjector projector(dom);
+  if (projector.singular()) projector(sum);
+  for (std::size_t c = 0; c < sum.size(); ++c)
+    if (dom.cells[static_cast<std::int64_t>(c)] != CellType::Fluid) sum[c] = 0.0;
+  return sum;
+}
+
+// KSPDCDM (k = 1) + the learned cycle takes serial dcdm-relax's iterations, KSPCG + the
+// mgpcg cycle serial mgpcg's (+-1, the reductions sum in another order); at rtol 1e-10 the
+// solutions agree with the serial ones to 1e-8.
+TEST(PetscMultigrid, KrylovMatchesSerialIterationsAndSolutions) {
+  register_multigrid_pc();
+  for (const Case& c : cases()) {
+    const std::vector<double> b = [&] {
+      std::vector<double> v = random_on_fluid(c.domain, 5);
+      RangeProjector{c.domain}(v);
+      return v;
+    }();
+    PressureSystem sys = PressureSystem::from_domain(PETSC_COMM_WORLD, c.domain, b);
+    attach_geometry(sys);
+    struct Method {
+      std::string serial, ksp, pc_option, pc_value;
+    };
+    const std::vector<Method> methods = {{"dcdm-relax", KSPDCDM, "-pc_dcdm_mg_model", "relaxnet"},
+                                         {"mgpcg", KSPCG, "-pc_dcdm_mg_settings", ""}};
+    Vec x = nullptr;
+    VecDuplicate(sys.rhs(), &x);
+    for (const Method& m : methods) {
+      for (const double rtol : {1e-6, 1e-10}) {
+        const SerialRun serial = serial_run(c.domain, b, m.serial, rtol);
+        ScopedOption gather("-pc_dcdm_mg_gather_cells", "0");
+        ScopedOption pc_option(m.pc_option, m.pc_value);
+        const KspRun run = run_ksp(sys, sys.assembled(), x, [&](KSP ksp) {
+          KSPSetType(ksp, m.ksp.c_str());
+          if (m.ksp == KSPDCDM) KSPDCDMSetK(ksp, 1);
+          KSPSetNormType(ksp, KSP_NORM_UNPRECONDITIONED);
+          KSPSetTolerances(ksp, rtol, 0.0, PETSC_DEFAULT, 500);
+          PC pc = nullptr;
+          KSPGetPC(ksp, &pc);
+          PCSetType(pc, PCDCDMMG);
+        });
+        EXPECT_GT(run.reason, 0) << c.name << ", " << m.serial << ": " << KSPConvergedReasons[run.reason];
+        EXPECT_LE(std::abs(int(run.iterations) - serial.iterations), 1)
+            << c.name << ", " << m.serial << ", rtol " << rtol << ": " << run.iterations << " vs serial "
+            << serial.iterations;
+        if (rtol < 1e-8) {
+          const std::vector<double> xs = gather_projected(sys, c.domain, x);
+          double worst = 0;
+          for (std::size_t q = 0; q < xs.size(); ++q) worst = std::max(worst, std::abs(xs[q] - serial.x[q]));
+          EXPECT_LE(worst, 1e-8 * max_abs(serial.x)) << c.name << ", " << m.serial;
+        }
+        if (m.ksp == KSPDCDM) {
+          EXPECT_EQ(run.stats.fallback_directions, 0) << c.name;
+        }
+      }
+    }
+    VecDestroy(&x);
+  }
+}
+
+// Bad settings and a model of another architecture fail set-up on every rank with the serial
+// messages (a PETSc error carrying them), not a crash or a hang.
+TEST(PetscMultigrid, BadSettingsAndModelsAreErrors) {
+  register_multigrid_pc();
+  Domain dom = scene("obstacles", {20, 18, 16});
+  PressureSystem sys = PressureSystem::from_domain(PETSC_COMM_WORLD, dom, random_on_fluid(dom, 2));
+  attach_geometry(sys);
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"-pc_dcdm_mg_settings", "omega=2.5"},
+      {"-pc_dcdm_mg_settings", "nonsense=1"},
+      {"-pc_dcdm_mg_model", "paper64"},            // a reference network, not a relaxnet
+      {"-pc_dcdm_mg_model", "/nonexistent/model.dcdm"},
+  };
+  for (const auto& [option, value] : bad) {
+    ScopedOption o(option, value);
+    KSP ksp = nullptr;
+    KSPCreate(PETSC_COMM_WORLD, &ksp);
+    KSPSetDM(ksp, sys.dm());
+    KSPSetDMActive(ksp, PETSC_FALSE);
+    KSPSetOperators(ksp, sys.assembled(), sys.assembled());
+    PC pc = nullptr;
+    KSPGetPC(ksp, &pc);
+    PCSetType(pc, PCDCDMMG);
+    KSPSetFromOptions(ksp);
+    PetscPushErrorHandler(PetscReturnErrorHandler, nullptr);
+    const PetscErrorCode code = KSPSetUp(ksp);
+    PetscPopErrorHandler();
+    int failed = code != 0, all = 0;
+    MPI_Allreduce(&failed, &all, 1, MPI_INT, MPI_MIN, PETSC_COMM_WORLD);
+    EXPECT_EQ(all, 1) << option << " " << value << " was accepted";
+    KSPDestroy(&ksp);
+  }
+}
+
+}  // namespace
+}  // namespace dcdm::petsc::test
