@@ -16,8 +16,13 @@
 // Every peer stops on ||b - A x||_2 <= max(rtol ||b||_2, atol) (hypre PCG is switched to the
 // unpreconditioned two-norm and re-checks the recomputed residual before accepting), and every
 // report carries the final residual recomputed by us in double on the caller's operator.
-// hypre is used through MPI as a singleton process (MPI_Init_thread on first use, finalised
-// at exit); the Debian build of hypre 2.26 has no OpenMP, so it runs on one thread.
+// hypre is used through MPI (MPI_Init_thread on first use, or initialize_peer_libraries();
+// finalised at exit): a process started alone is an MPI singleton, one rank. Under mpirun with
+// more than one rank the hypre peers run distributed: every rank holds the same system (it
+// builds or reads it), hypre-pfmg gives each rank a slab of whole z-planes of the grid and
+// hypre-amg a contiguous block of the active rows, and the solution is gathered so that every
+// rank returns the same x and report. The Debian build of hypre 2.26 has no OpenMP, so each
+// rank runs on one thread: to use T cores, run T ranks (`mpirun -np T dcdm solve ...`).
 #include <cstdint>
 #include <memory>
 #include "dcdm/span.hpp"
@@ -53,6 +58,9 @@ struct HypreAmgSettings {
 };
 
 // PFMG settings (hypre's codes): red/black Gauss-Seidel V(1,1) with Galerkin coarse operators.
+// The matrix is handed to hypre in symmetric storage (HYPRE_StructMatrixSetSymmetric: the
+// centre and the -x, -y, -z couplings of each cell), which halves what hypre copies and stores
+// and the Galerkin products it forms in set-up; an unsymmetric matrix is refused.
 struct HyprePfmgSettings {
   int relax_type = 2;  // 0 Jacobi, 1 weighted Jacobi, 2 red/black GS (symmetric); 3 (RB both ways) is refused: not symmetric
   int num_pre_relax = 1;
@@ -77,9 +85,28 @@ std::string to_string(const HyprePfmgSettings& s);
 // that leave through _exit (e.g. a forked benchmark child), where atexit handlers don't run.
 void finalize_peer_libraries();
 
+// Starts MPI and hypre now, as the first hypre peer would (a no-op without hypre or when they
+// already run), and returns the wall seconds it took. Starting MPI is a once-per-process cost
+// (an MPI singleton forks its runtime daemon: about 0.1-2 s), not part of any solver's
+// set-up: a benchmark calls this before it starts timing and reports the figure apart.
+double initialize_peer_libraries();
+// This process's rank in MPI_COMM_WORLD and the number of ranks: 0 and 1 when MPI has not
+// been started (initialize_peer_libraries, or a hypre peer's construction, starts it) or
+// the build has no MPI.
+int peer_mpi_rank();
+int peer_mpi_size();
+// MPI_Barrier on MPI_COMM_WORLD when MPI runs with more than one rank; otherwise nothing.
+void peer_mpi_barrier();
+// The largest of `value` over the ranks (the value itself on one rank).
+double peer_mpi_max(double value);
+// True when this process was started by an MPI launcher (mpirun/mpiexec set the world size
+// in the environment: Open MPI's OMPI_COMM_WORLD_SIZE, PMI_SIZE for MPICH/Hydra), read
+// without starting MPI.
+bool launched_by_mpirun();
+
 // True when this build links hypre (DCDM_HAVE_HYPRE).
 bool hypre_available();
-// "hypre 2.26.0 (MPI singleton, no OpenMP: 1 thread)" or "hypre: not available in this build".
+// "hypre 2.26.0 (MPI, no OpenMP: 1 thread per rank)" or "hypre: not available in this build".
 std::string hypre_version();
 // "Eigen 3.4.0"
 std::string eigen_version();

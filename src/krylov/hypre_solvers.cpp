@@ -9,7 +9,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <iterator>
+#include <limits>
 #include <mutex>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -45,9 +47,9 @@ std::string hypre_version() {
 #ifdef HYPRE_USING_OPENMP
   const char* threads = "OpenMP";
 #else
-  const char* threads = "no OpenMP: 1 thread";
+  const char* threads = "no OpenMP: 1 thread";  // per rank
 #endif
-  return fmt::format("hypre {} (MPI singleton, {})", HYPRE_RELEASE_VERSION, threads);
+  return fmt::format("hypre {} (MPI, {} per rank)", HYPRE_RELEASE_VERSION, threads);
 #else
   return "hypre: not available in this build";
 #endif
@@ -101,9 +103,22 @@ std::string to_string(const HyprePfmgSettings& s) {
                      s.num_post_relax, s.rap_type, s.skip_relax);
 }
 
+bool launched_by_mpirun() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"}) {
+    const char* v = std::getenv(var);
+    if (v && *v) return true;
+  }
+  return false;
+}
+
 #ifndef DCDM_HAVE_HYPRE
 
 void finalize_peer_libraries() {}
+double initialize_peer_libraries() { return 0.0; }
+int peer_mpi_rank() { return 0; }
+int peer_mpi_size() { return 1; }
+void peer_mpi_barrier() {}
+double peer_mpi_max(double value) { return value; }
 
 std::unique_ptr<IterativeSolver> make_hypre_amg_pcg(const HypreAmgSettings&) {
   throw InputError("hypre-amg: not available in this build (hypre/MPI not found by CMake)");
@@ -130,7 +145,8 @@ void finalize_mpi() {
   }
 }
 
-// MPI once per process: a singleton (no mpirun), allowed as root, finalised at exit.
+// MPI once per process (a singleton when started alone, the launcher's world under mpirun),
+// allowed as root, finalised at exit.
 void ensure_mpi() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -147,6 +163,50 @@ void ensure_mpi() {
     HYPRE_Init();
     std::atexit(finalize_mpi);
   });
+}
+
+int world_rank() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (!initialized || finalized) return 0;
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
+}
+
+int world_size() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (!initialized || finalized) return 1;
+  int size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  return size;
+}
+
+// This rank's share [first, last) of `count` items split into `size` contiguous blocks.
+std::pair<std::int64_t, std::int64_t> block_of(std::int64_t count, int rank, int size) {
+  return {count * rank / size, count * (rank + 1) / size};
+}
+
+// Every rank's block [first, last) of `full` (blocks as block_of(count / unit) in units of
+// `unit` values) gathered into `full` on every rank.
+void allgather_blocks(std::vector<double>& full, std::int64_t units, std::int64_t unit) {
+  const int size = world_size();
+  if (size == 1) return;
+  std::vector<int> counts(static_cast<std::size_t>(size)), displs(static_cast<std::size_t>(size));
+  for (int r = 0; r < size; ++r) {
+    const auto [first, last] = block_of(units, r, size);
+    if ((last - first) * unit > std::int64_t(std::numeric_limits<int>::max()))
+      throw Error("hypre: a rank's block is too large for MPI_Allgatherv");
+    counts[static_cast<std::size_t>(r)] = static_cast<int>((last - first) * unit);
+    displs[static_cast<std::size_t>(r)] = static_cast<int>(first * unit);  // checked below
+    if (first * unit > std::int64_t(std::numeric_limits<int>::max()))
+      throw Error("hypre: the gathered vector is too large for MPI_Allgatherv");
+  }
+  MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, full.data(), counts.data(), displs.data(), MPI_DOUBLE,
+                 MPI_COMM_WORLD);
 }
 
 std::vector<double>& last_norms() {
@@ -230,23 +290,30 @@ class HypreAmgPcg final : public IterativeSolver {
       setup_seconds_ = seconds_since(t0);
       return;
     }
-    check(HYPRE_IJMatrixCreate(MPI_COMM_WORLD, 0, n - 1, 0, n - 1, &ij_a_), "IJMatrixCreate");
+    // This rank's rows [first_, last_) (all of them on one rank).
+    const auto [first, last] = block_of(n, world_rank(), world_size());
+    first_ = static_cast<HYPRE_Int>(first);
+    last_ = static_cast<HYPRE_Int>(last);
+    const HYPRE_Int local = last_ - first_;
+    check(HYPRE_IJMatrixCreate(MPI_COMM_WORLD, first_, last_ - 1, first_, last_ - 1, &ij_a_), "IJMatrixCreate");
     check(HYPRE_IJMatrixSetObjectType(ij_a_, HYPRE_PARCSR), "IJMatrixSetObjectType");
-    std::vector<HYPRE_Int> sizes(static_cast<std::size_t>(n)), rows(static_cast<std::size_t>(n));
-    for (HYPRE_Int i = 0; i < n; ++i) {
-      sizes[i] = static_cast<HYPRE_Int>(c.row_ptr[i + 1] - c.row_ptr[i]);
-      rows[i] = i;
+    std::vector<HYPRE_Int> sizes(static_cast<std::size_t>(local)), rows(static_cast<std::size_t>(local));
+    for (HYPRE_Int i = 0; i < local; ++i) {
+      sizes[i] = static_cast<HYPRE_Int>(c.row_ptr[first_ + i + 1] - c.row_ptr[first_ + i]);
+      rows[i] = first_ + i;
     }
     check(HYPRE_IJMatrixSetRowSizes(ij_a_, sizes.data()), "IJMatrixSetRowSizes");
     check(HYPRE_IJMatrixInitialize(ij_a_), "IJMatrixInitialize");
-    std::vector<HYPRE_Int> cols(c.col_idx.begin(), c.col_idx.end());
-    std::vector<HYPRE_Real> vals(c.values.begin(), c.values.end());
-    check(HYPRE_IJMatrixSetValues(ij_a_, n, sizes.data(), rows.data(), cols.data(), vals.data()),
-          "IJMatrixSetValues");
+    const auto e0 = c.row_ptr[first_], e1 = c.row_ptr[last_];
+    std::vector<HYPRE_Int> cols(c.col_idx.begin() + e0, c.col_idx.begin() + e1);
+    std::vector<HYPRE_Real> vals(c.values.begin() + e0, c.values.begin() + e1);
+    if (local > 0)
+      check(HYPRE_IJMatrixSetValues(ij_a_, local, sizes.data(), rows.data(), cols.data(), vals.data()),
+            "IJMatrixSetValues");
     check(HYPRE_IJMatrixAssemble(ij_a_), "IJMatrixAssemble");
     check(HYPRE_IJMatrixGetObject(ij_a_, reinterpret_cast<void**>(&par_a_)), "IJMatrixGetObject");
     for (HYPRE_IJVector* v : {&ij_b_, &ij_x_}) {
-      check(HYPRE_IJVectorCreate(MPI_COMM_WORLD, 0, n - 1, v), "IJVectorCreate");
+      check(HYPRE_IJVectorCreate(MPI_COMM_WORLD, first_, last_ - 1, v), "IJVectorCreate");
       check(HYPRE_IJVectorSetObjectType(*v, HYPRE_PARCSR), "IJVectorSetObjectType");
       check(HYPRE_IJVectorInitialize(*v), "IJVectorInitialize");
       check(HYPRE_IJVectorAssemble(*v), "IJVectorAssemble");
@@ -295,13 +362,15 @@ class HypreAmgPcg final : public IterativeSolver {
       report.solve_seconds = seconds_since(t0);
       return report;
     }
-    std::vector<HYPRE_Int> idx(static_cast<std::size_t>(n));
-    std::vector<HYPRE_Real> vb(static_cast<std::size_t>(n)), vx(static_cast<std::size_t>(n));
-    for (HYPRE_Int i = 0; i < n; ++i) idx[i] = i;
+    // Every rank holds the whole system: each hands hypre its rows [first_, last_).
+    const HYPRE_Int local = last_ - first_;
+    std::vector<HYPRE_Int> idx(static_cast<std::size_t>(local));
+    std::vector<double> vb(static_cast<std::size_t>(n)), vx(static_cast<std::size_t>(n));
+    for (HYPRE_Int i = 0; i < local; ++i) idx[i] = first_ + i;
     const double bh = compressed_.gather_rhs(system_, b, vb);
     compressed_.gather(x, vx);
-    check(HYPRE_IJVectorSetValues(ij_b_, n, idx.data(), vb.data()), "IJVectorSetValues(b)");
-    check(HYPRE_IJVectorSetValues(ij_x_, n, idx.data(), vx.data()), "IJVectorSetValues(x)");
+    check(HYPRE_IJVectorSetValues(ij_b_, local, idx.data(), vb.data() + first_), "IJVectorSetValues(b)");
+    check(HYPRE_IJVectorSetValues(ij_x_, local, idx.data(), vx.data() + first_), "IJVectorSetValues(x)");
     SolveOptions hopt = options;
     hopt.rtol = gathered_rtol(options.rtol, report.rhs_norm, bh);
     configure_pcg(pcg_, hopt);
@@ -309,7 +378,8 @@ class HypreAmgPcg final : public IterativeSolver {
       return HYPRE_ParCSRPCGSolve(pcg_, par_a_, par_b_, par_x_);
     });
     check(code, "ParCSRPCGSolve");
-    check(HYPRE_IJVectorGetValues(ij_x_, n, idx.data(), vx.data()), "IJVectorGetValues(x)");
+    check(HYPRE_IJVectorGetValues(ij_x_, local, idx.data(), vx.data() + first_), "IJVectorGetValues(x)");
+    allgather_blocks(vx, n, 1);
     compressed_.scatter_solution(system_, vx, x);
     finish_report(report, pcg_, code, system_, b, x, options);
     report.solve_seconds = seconds_since(t0);
@@ -338,14 +408,15 @@ class HypreAmgPcg final : public IterativeSolver {
   HYPRE_ParCSRMatrix par_a_ = nullptr;
   HYPRE_ParVector par_b_ = nullptr, par_x_ = nullptr;
   HYPRE_Solver amg_ = nullptr, pcg_ = nullptr;
+  HYPRE_Int first_ = 0, last_ = 0;  // this rank's rows of the compressed system
   double setup_seconds_ = 0.0;
 };
 
 // ------------------------------------------------------------- PFMG-PCG (Struct) ----
 
-// Stencil entry order: centre, -x, +x, -y, +y, -z, +z.
-constexpr int kStencil[7][3] = {{0, 0, 0}, {-1, 0, 0}, {1, 0, 0}, {0, -1, 0},
-                                {0, 1, 0}, {0, 0, -1}, {0, 0, 1}};
+// Symmetric storage (HYPRE_StructMatrixSetSymmetric): the centre and the lower couplings.
+// Entry order: centre, -x, -y, -z.
+constexpr int kStencil[4][3] = {{0, 0, 0}, {-1, 0, 0}, {0, -1, 0}, {0, 0, -1}};
 
 class HyprePfmgPcg final : public IterativeSolver {
  public:
@@ -356,80 +427,56 @@ class HyprePfmgPcg final : public IterativeSolver {
   void setup(const LinearSystemView& system) override {
     const auto t0 = Clock::now();
     if (!system.op) throw InputError("hypre-pfmg: the system has no operator");
-    CsrMatrix assembled;  // a grid system without a matrix: assembled for the set-up only
-    const CsrMatrix& a = system_matrix(system, assembled, "hypre-pfmg");
-    if (a.rows != system.op->size() || a.rows != a.cols)
-      throw InputError(fmt::format("hypre-pfmg: matrix is {}x{} but the operator has size {}",
-                                   a.rows, a.cols, system.op->size()));
-    dims_ = grid_dims(system, a.rows);
-    release();
-    system_ = system;
-    // Per-cell coefficients from the full-grid matrix: the very same system, checked to be
-    // a 7-point stencil. Rows without a positive diagonal become identity rows.
-    const std::int64_t cells = dims_.size();
-    std::vector<double> values(static_cast<std::size_t>(cells) * 7, 0.0);
-    active_.assign(static_cast<std::size_t>(cells), 0);
-    for (int k = 0; k < dims_.nz; ++k)
-      for (int j = 0; j < dims_.ny; ++j)
-        for (int i = 0; i < dims_.nx; ++i) {
-          const std::int64_t r = dims_.index(i, j, k);
-          double* row = &values[static_cast<std::size_t>(r) * 7];
-          for (std::int64_t e = a.row_ptr[r]; e < a.row_ptr[r + 1]; ++e) {
-            const double v = a.values[e];
-            if (v == 0.0) continue;
-            if (!std::isfinite(v))
-              throw InputError(fmt::format("hypre-pfmg: matrix entry ({}, {}) is not finite", r, a.col_idx[e]));
-            const std::int64_t c = a.col_idx[e];
-            int s = 0;
-            for (; s < 7; ++s) {
-              const int ni = i + kStencil[s][0], nj = j + kStencil[s][1], nk = k + kStencil[s][2];
-              if (dims_.contains(ni, nj, nk) && dims_.index(ni, nj, nk) == c) break;
-            }
-            if (s == 7)
-              throw InputError(fmt::format(
-                  "hypre-pfmg: matrix entry ({}, {}) is not a 7-point neighbour on a {} grid", r, c,
-                  dims_.str()));
-            row[s] = v;
-          }
-          if (row[0] > 0.0) {
-            active_[r] = 1;
-          } else {
-            for (int s = 1; s < 7; ++s)
-              if (row[s] != 0.0)
-                throw InputError(fmt::format("hypre-pfmg: row {} has couplings but no positive diagonal", r));
-            row[0] = 1.0;  // identity row, zero coupling
-          }
-        }
-    // Couplings from inactive rows into active ones would make the system unsymmetric.
-    for (std::int64_t r = 0; r < cells; ++r) {
-      if (!active_[r]) continue;
-      const double* row = &values[static_cast<std::size_t>(r) * 7];
-      for (int s = 1; s < 7; ++s)
-        if (row[s] != 0.0) {
-          const int i = static_cast<int>(r % dims_.nx), j = static_cast<int>((r / dims_.nx) % dims_.ny),
-                    k = static_cast<int>(r / (std::int64_t(dims_.nx) * dims_.ny));
-          if (!active_[dims_.index(i + kStencil[s][0], j + kStencil[s][1], k + kStencil[s][2])])
-            throw InputError(fmt::format("hypre-pfmg: row {} couples to an inactive row", r));
-        }
+    // A unit grid operator gives its stencil directly; any other system (a matrix, weighted
+    // coefficients, a singular system, whose pinning works on the matrix) is assembled.
+    const auto* stencil = dynamic_cast<const PoissonStencil*>(system.op);
+    std::vector<double> values;
+    if (!system.matrix && stencil && !stencil->domain().weighted() && !system.project_range) {
+      dims_ = grid_dims(system, stencil->size());
+      const Dims sd = stencil->dims();
+      if (sd.nx != dims_.nx || sd.ny != dims_.ny || sd.nz != dims_.nz)
+        throw InputError(fmt::format("hypre-pfmg: the operator's grid {} is not the system's grid {}", sd.str(),
+                                     dims_.str()));
+      release();
+      system_ = system;
+      values_from_stencil(*stencil, values);
+    } else {
+      CsrMatrix assembled;  // a grid system without a matrix: assembled for the set-up only
+      const CsrMatrix& a = system_matrix(system, assembled, "hypre-pfmg");
+      if (a.rows != system.op->size() || a.rows != a.cols)
+        throw InputError(fmt::format("hypre-pfmg: matrix is {}x{} but the operator has size {}",
+                                     a.rows, a.cols, system.op->size()));
+      dims_ = grid_dims(system, a.rows);
+      release();
+      system_ = system;
+      values_from_matrix(a, values);
+      if (system.project_range) pin_singular_cells(a, values);
     }
+    const std::int64_t sz = std::int64_t(dims_.nx) * dims_.ny;
 
-    if (system.project_range) pin_singular_cells(a, values);
-
-    HYPRE_Int lower[3] = {0, 0, 0};
-    HYPRE_Int upper[3] = {dims_.nx - 1, dims_.ny - 1, dims_.nz - 1};
+    // This rank's slab of whole z-planes [z0, z1] (the whole grid on one rank).
+    const auto [zf, zl] = block_of(dims_.nz, world_rank(), world_size());
+    z0_ = static_cast<int>(zf);
+    z1_ = static_cast<int>(zl) - 1;
+    HYPRE_Int lower[3] = {0, 0, z0_};
+    HYPRE_Int upper[3] = {dims_.nx - 1, dims_.ny - 1, z1_};
+    const bool owns = z1_ >= z0_;
     check(HYPRE_StructGridCreate(MPI_COMM_WORLD, 3, &grid_), "StructGridCreate");
-    check(HYPRE_StructGridSetExtents(grid_, lower, upper), "StructGridSetExtents");
+    if (owns) check(HYPRE_StructGridSetExtents(grid_, lower, upper), "StructGridSetExtents");
     check(HYPRE_StructGridAssemble(grid_), "StructGridAssemble");
-    check(HYPRE_StructStencilCreate(3, 7, &stencil_), "StructStencilCreate");
-    for (int s = 0; s < 7; ++s) {
+    check(HYPRE_StructStencilCreate(3, 4, &stencil_), "StructStencilCreate");
+    for (int s = 0; s < 4; ++s) {
       HYPRE_Int offset[3] = {kStencil[s][0], kStencil[s][1], kStencil[s][2]};
       check(HYPRE_StructStencilSetElement(stencil_, s, offset), "StructStencilSetElement");
     }
     check(HYPRE_StructMatrixCreate(MPI_COMM_WORLD, grid_, stencil_, &matrix_), "StructMatrixCreate");
+    check(HYPRE_StructMatrixSetSymmetric(matrix_, 1), "StructMatrixSetSymmetric");
     check(HYPRE_StructMatrixInitialize(matrix_), "StructMatrixInitialize");
-    HYPRE_Int entries[7] = {0, 1, 2, 3, 4, 5, 6};
-    check(HYPRE_StructMatrixSetBoxValues(matrix_, lower, upper, 7, entries, values.data()),
-          "StructMatrixSetBoxValues");
+    HYPRE_Int entries[4] = {0, 1, 2, 3};
+    if (owns)
+      check(HYPRE_StructMatrixSetBoxValues(matrix_, lower, upper, 4, entries,
+                                           values.data() + static_cast<std::size_t>(z0_ * sz * 4)),
+            "StructMatrixSetBoxValues");
     check(HYPRE_StructMatrixAssemble(matrix_), "StructMatrixAssemble");
     for (HYPRE_StructVector* v : {&vb_, &vx_}) {
       check(HYPRE_StructVectorCreate(MPI_COMM_WORLD, grid_, v), "StructVectorCreate");
@@ -476,10 +523,16 @@ class HyprePfmgPcg final : public IterativeSolver {
       bh += rhs[r] * rhs[r];
     }
     bh = std::sqrt(bh);
-    HYPRE_Int lower[3] = {0, 0, 0};
-    HYPRE_Int upper[3] = {dims_.nx - 1, dims_.ny - 1, dims_.nz - 1};
-    check(HYPRE_StructVectorSetBoxValues(vb_, lower, upper, rhs.data()), "StructVectorSetBoxValues(b)");
-    check(HYPRE_StructVectorSetBoxValues(vx_, lower, upper, guess.data()), "StructVectorSetBoxValues(x)");
+    // Every rank holds the whole system: each hands hypre its slab of z-planes.
+    const std::int64_t plane = std::int64_t(dims_.nx) * dims_.ny;
+    const std::size_t offset = static_cast<std::size_t>(z0_ * plane);
+    HYPRE_Int lower[3] = {0, 0, z0_};
+    HYPRE_Int upper[3] = {dims_.nx - 1, dims_.ny - 1, z1_};
+    const bool owns = z1_ >= z0_;
+    if (owns) {
+      check(HYPRE_StructVectorSetBoxValues(vb_, lower, upper, rhs.data() + offset), "StructVectorSetBoxValues(b)");
+      check(HYPRE_StructVectorSetBoxValues(vx_, lower, upper, guess.data() + offset), "StructVectorSetBoxValues(x)");
+    }
     check(HYPRE_StructVectorAssemble(vb_), "StructVectorAssemble(b)");
     check(HYPRE_StructVectorAssemble(vx_), "StructVectorAssemble(x)");
     SolveOptions hopt = options;
@@ -489,7 +542,9 @@ class HyprePfmgPcg final : public IterativeSolver {
       return HYPRE_StructPCGSolve(pcg_, matrix_, vb_, vx_);
     });
     check(code, "StructPCGSolve");
-    check(HYPRE_StructVectorGetBoxValues(vx_, lower, upper, guess.data()), "StructVectorGetBoxValues");
+    if (owns)
+      check(HYPRE_StructVectorGetBoxValues(vx_, lower, upper, guess.data() + offset), "StructVectorGetBoxValues");
+    allgather_blocks(guess, dims_.nz, plane);
     for (std::size_t r = 0; r < guess.size(); ++r) x[r] = active_[r] ? guess[r] : 0.0;
     // The pinned solution differs from the minimum-norm one by a constant per component.
     if (system_.project_range) system_.project_range(x);
@@ -501,22 +556,134 @@ class HyprePfmgPcg final : public IterativeSolver {
  private:
   static constexpr std::uint8_t kPinned = 2;
 
+  // Symmetric storage from the unit operator's own arrays: diagonal = its neighbour count,
+  // -1 to each fluid neighbour below; a cell that is not fluid (or has no neighbour to couple
+  // with) is an identity row. The same entries as the assembled matrix.
+  void values_from_stencil(const PoissonStencil& stencil, std::vector<double>& values) {
+    const std::int64_t cells = dims_.size();
+    values.assign(static_cast<std::size_t>(cells) * 4, 0.0);
+    active_.assign(static_cast<std::size_t>(cells), 0);
+    const std::uint8_t* mask = stencil.neighbour_mask().data();
+    const std::uint8_t* count = stencil.diagonal_count().data();
+    constexpr std::uint8_t below[4] = {0, neighbour_bit(Face::XMin), neighbour_bit(Face::YMin),
+                                       neighbour_bit(Face::ZMin)};
+    for (std::int64_t c = 0; c < cells; ++c) {
+      double* row = &values[static_cast<std::size_t>(c) * 4];
+      const std::uint8_t m = mask[c];
+      if ((m & kFluidBit) && count[c] > 0) {
+        row[0] = static_cast<double>(count[c]);
+        for (int s = 1; s <= 3; ++s)
+          if (m & below[s]) row[s] = -1.0;
+        active_[static_cast<std::size_t>(c)] = 1;
+      } else {
+        row[0] = 1.0;  // identity row, zero coupling
+      }
+    }
+  }
+
+  // Symmetric storage from a full-grid matrix, checked to be a symmetric 7-point stencil.
+  void values_from_matrix(const CsrMatrix& a, std::vector<double>& values) {
+    // Per-cell coefficients from the full-grid matrix: the very same system, checked to be a
+    // symmetric 7-point stencil. Rows without a positive diagonal become identity rows.
+    const std::int64_t cells = dims_.size();
+    const std::int64_t sy = dims_.nx, sz = std::int64_t(dims_.nx) * dims_.ny;
+    values.assign(static_cast<std::size_t>(cells) * 4, 0.0);
+    active_.assign(static_cast<std::size_t>(cells), 0);
+    // Which stencil entry column c is for row r at (i, j, k): 0 centre, 1..3 the -x, -y, -z
+    // couplings (stored), -1..-3 the +x, +y, +z ones (checked against the neighbour's stored
+    // coupling back), 4 none (not a 7-point neighbour).
+    const auto entry_of = [&](std::int64_t r, std::int64_t c, int i, int j, int k) {
+      const std::int64_t d = c - r;
+      if (d == 0) return 0;
+      if (d == -1 && i > 0) return 1;
+      if (d == 1 && i < dims_.nx - 1) return -1;
+      if (d == -sy && j > 0) return 2;
+      if (d == sy && j < dims_.ny - 1) return -2;
+      if (d == -sz && k > 0) return 3;
+      if (d == sz && k < dims_.nz - 1) return -3;
+      return 4;
+    };
+    std::int64_t bad_row = -1, bad_col = -1;
+    int bad_kind = 0;  // 1 not finite, 2 not a neighbour, 3 couplings without a diagonal
+    for (int k = 0; k < dims_.nz && bad_kind == 0; ++k)
+      for (int j = 0; j < dims_.ny && bad_kind == 0; ++j)
+        for (int i = 0; i < dims_.nx; ++i) {
+          const std::int64_t r = dims_.index(i, j, k);
+          double* row = &values[static_cast<std::size_t>(r) * 4];
+          bool coupled = false;
+          for (std::int64_t e = a.row_ptr[r]; e < a.row_ptr[r + 1]; ++e) {
+            const double v = a.values[e];
+            if (v == 0.0) continue;
+            const std::int64_t c = a.col_idx[e];
+            const int s = entry_of(r, c, i, j, k);
+            if (!std::isfinite(v) || s == 4) {
+              bad_row = r, bad_col = c, bad_kind = std::isfinite(v) ? 2 : 1;
+              break;
+            }
+            if (s >= 0) row[s] = v;
+            coupled = coupled || s != 0;
+          }
+          if (bad_kind) break;
+          if (row[0] > 0.0) {
+            active_[r] = 1;
+          } else if (coupled) {
+            bad_row = r, bad_kind = 3;
+            break;
+          } else {
+            row[0] = 1.0;  // identity row, zero coupling
+          }
+        }
+    if (bad_kind == 1)
+      throw InputError(fmt::format("hypre-pfmg: matrix entry ({}, {}) is not finite", bad_row, bad_col));
+    if (bad_kind == 2)
+      throw InputError(fmt::format("hypre-pfmg: matrix entry ({}, {}) is not a 7-point neighbour on a {} grid",
+                                   bad_row, bad_col, dims_.str()));
+    if (bad_kind == 3)
+      throw InputError(fmt::format("hypre-pfmg: row {} has couplings but no positive diagonal", bad_row));
+    // The upper couplings must equal the stored lower ones of the neighbours (hypre's
+    // symmetric storage has no others); an identity row has none, so an active row coupled to
+    // an inactive one is refused here too.
+    for (int k = 0; k < dims_.nz; ++k)
+      for (int j = 0; j < dims_.ny; ++j)
+        for (int i = 0; i < dims_.nx; ++i) {
+          const std::int64_t r = dims_.index(i, j, k);
+          double upper[4] = {0, 0, 0, 0};
+          for (std::int64_t e = a.row_ptr[r]; e < a.row_ptr[r + 1]; ++e) {
+            const int s = entry_of(r, a.col_idx[e], i, j, k);
+            if (s < 0) upper[-s] = a.values[e];
+          }
+          const std::int64_t step[4] = {0, 1, sy, sz};
+          const bool inside[4] = {false, i < dims_.nx - 1, j < dims_.ny - 1, k < dims_.nz - 1};
+          for (int s = 1; s <= 3; ++s) {
+            if (!inside[s]) continue;
+            const std::int64_t nb = r + step[s];
+            const double back = values[static_cast<std::size_t>(nb) * 4 + s];
+            if (std::abs(upper[s] - back) > 1e-12 * std::max(std::abs(upper[s]), std::abs(back)))
+              throw InputError(fmt::format(
+                  "hypre-pfmg: the matrix is not symmetric: entry ({}, {}) is {} but ({}, {}) is {}{}", r, nb,
+                  upper[s], nb, r, back,
+                  active_[r] != active_[nb] ? " (a row couples to an inactive row)" : ""));
+          }
+        }
+
+  }
+
   // PFMG's coarsest solve breaks down (NaN) on a singular matrix: the shared pinning (see
   // pin_singular_components in peers.hpp) chooses the rows, here they become identity rows.
   void pin_singular_cells(const CsrMatrix& a, std::vector<double>& values) {
     CompressedSystem c = compress_active_rows(a, "hypre-pfmg");
     pin_singular_components(c);
+    const std::int64_t step[4] = {0, 1, dims_.nx, std::int64_t(dims_.nx) * dims_.ny};
     for (const std::int64_t p : c.pinned) {
       const std::int64_t pin = c.full_index[p];
-      double* row = &values[static_cast<std::size_t>(pin) * 7];
       const int i = static_cast<int>(pin % dims_.nx), j = static_cast<int>((pin / dims_.nx) % dims_.ny),
                 k = static_cast<int>(pin / (std::int64_t(dims_.nx) * dims_.ny));
-      for (int st = 1; st < 7; ++st) {
-        if (row[st] == 0.0) continue;
-        const std::int64_t nb = dims_.index(i + kStencil[st][0], j + kStencil[st][1], k + kStencil[st][2]);
-        const int back = st % 2 == 1 ? st + 1 : st - 1;  // the neighbour's coupling back: the opposite entry
-        values[static_cast<std::size_t>(nb) * 7 + back] = 0.0;
-        row[st] = 0.0;
+      const bool below[4] = {false, i > 0, j > 0, k > 0};
+      const bool above[4] = {false, i < dims_.nx - 1, j < dims_.ny - 1, k < dims_.nz - 1};
+      for (int s = 1; s <= 3; ++s) {
+        // Its own lower couplings, and the upper neighbours' couplings back to it.
+        if (below[s]) values[static_cast<std::size_t>(pin) * 4 + s] = 0.0;
+        if (above[s]) values[static_cast<std::size_t>(pin + step[s]) * 4 + s] = 0.0;
       }
       active_[pin] = kPinned;
     }
@@ -557,6 +724,7 @@ class HyprePfmgPcg final : public IterativeSolver {
   LinearSystemView system_;
   Dims dims_;
   std::vector<std::uint8_t> active_;
+  int z0_ = 0, z1_ = -1;  // this rank's z-planes [z0_, z1_] (empty when z1_ < z0_)
   HYPRE_StructGrid grid_ = nullptr;
   HYPRE_StructStencil stencil_ = nullptr;
   HYPRE_StructMatrix matrix_ = nullptr;
@@ -571,6 +739,26 @@ void finalize_peer_libraries() {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (initialized) finalize_mpi();
+}
+
+double initialize_peer_libraries() {
+  const auto t0 = Clock::now();
+  ensure_mpi();
+  return seconds_since(t0);
+}
+
+int peer_mpi_rank() { return world_rank(); }
+int peer_mpi_size() { return world_size(); }
+
+void peer_mpi_barrier() {
+  if (world_size() > 1) MPI_Barrier(MPI_COMM_WORLD);
+}
+
+double peer_mpi_max(double value) {
+  if (world_size() == 1) return value;
+  double out = value;
+  MPI_Allreduce(&value, &out, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return out;
 }
 
 std::unique_ptr<IterativeSolver> make_hypre_amg_pcg(const HypreAmgSettings& settings) {
