@@ -17,6 +17,7 @@
 #include "dcdm/io.hpp"
 #include "dcdm/memory.hpp"
 #include "dcdm/methods.hpp"
+#include "dcdm/peers.hpp"
 #include "dcdm/poisson.hpp"
 #include "dcdm/scenes.hpp"
 #include "dcdm/system.hpp"
@@ -200,6 +201,10 @@ int run_solve(const SolveArgs& a) {
   // Make the solver first: an unknown method or bad parameter fails before any work.
   check_model_option({a.method}, a.params);
   auto solver = make_solver(a.method, a.params);
+  // Under mpirun a hypre method runs distributed (its construction started MPI): every rank
+  // solves, rank 0 alone prints and writes files.
+  const bool root = peer_mpi_rank() == 0;
+  const int ranks = peer_mpi_size();
   MemoryTrace memory;
   memory.mark("start");
   LoadedSystem s = load(a);
@@ -254,13 +259,13 @@ int run_solve(const SolveArgs& a) {
       throw InputError(fmt::format("{}: {} values, the system has {} unknowns", a.x0, x.size(), n));
     options.use_initial_guess = true;
   }
-  if (a.monitor)
+  if (a.monitor && root)
     options.monitor = [](const IterationInfo& info) {
       fmt::print("{}\n", format_monitor_line(info));
       std::fflush(stdout);
     };
 
-  if (!a.quiet) {
+  if (!a.quiet && root) {
     fmt::print("system: {}\n", s.source);
     if (domain)
       fmt::print("  {} fluid, {} air, {} solid cells; {} fluid components ({} singular: b projected)\n",
@@ -268,7 +273,7 @@ int run_solve(const SolveArgs& a) {
                  system_info["solid"].get<std::int64_t>(), system_info["components"].get<int>(),
                  system_info["singular_components"].get<int>());
     for (const auto& note : s.notes) fmt::print("  note: {}\n", note);
-    fmt::print("method: {}\n", a.method);
+    fmt::print("method: {}{}\n", a.method, ranks > 1 ? fmt::format(" ({} MPI ranks)", ranks) : "");
     std::fflush(stdout);
   }
   // A method that refuses the matrix (a negative diagonal, an indefinite pivot) names the file
@@ -284,6 +289,7 @@ int run_solve(const SolveArgs& a) {
   const SolveReport rep = solver->solve(s.rhs, x, options);
   memory.mark("solve");
   const std::int64_t peak = peak_resident_bytes();
+  if (!root) return rep.converged() ? 0 : 3;
   fmt::print("{}\n", format_reason_line(rep));
   fmt::print("iterations {}  relative residual {:.3e}  setup {:.3f} s  solve {:.3f} s  peak memory {:.0f} MB ({:.1f} "
              "bytes a cell)\n",
