@@ -9,7 +9,7 @@ packages=(
   libeigen3-dev liblapacke-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libstb-dev
   libtorch-dev
-  libhypre-dev libopenmpi-dev petsc-dev
+  libhypre-dev libopenmpi-dev openmpi-bin petsc-dev
   libopenvdb-dev libboost-iostreams-dev libassimp-dev
   gnuplot-nox doxygen
   ffmpeg
