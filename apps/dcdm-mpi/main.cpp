@@ -18,7 +18,9 @@
 #include <nlohmann/json.hpp>
 
 #include "dcdm/error.hpp"
+#include "dcdm/memory.hpp"
 #include "dcdm/petsc.hpp"
+#include "dcdm/petsc_multigrid.hpp"
 #include "dcdm/petsc_system.hpp"
 #include "dcdm/scenes.hpp"
 
@@ -30,7 +32,8 @@ using nlohmann::json;
 
 constexpr const char* kUsage =
     "usage: dcdm-mpi solve (--scene NAME [--n N | --dims NX,NY,NZ] [--seed S] [--param NAME=VALUE]... | --system DIR)\n"
-    "                      [--operator assembled|shell] [--json FILE] [PETSc options]\n"
+    "                      [--method M] [--rtol R] [--max-iterations N] [--operator assembled|shell]\n"
+    "                      [--json FILE] [PETSc options]\n"
     "  --scene NAME      built-in scene (box, sphere, obstacles, bunny, pool, plume, ...)\n"
     "  --n N             grid N^3 (default 64); --dims NX,NY,NZ for other shapes\n"
     "  --seed S          seed of the scene and of its random right-hand side (as dcdm solve)\n"
@@ -38,9 +41,18 @@ constexpr const char* kUsage =
     "  --system DIR      a system folder (dcdm export): each rank reads its own part\n"
     "  --operator KIND   assembled (MPIAIJ, default) or shell (matrix-free; PCs that need\n"
     "                    matrix entries other than the diagonal need assembled)\n"
+    "  --method M        mgpcg[:SETTINGS]: CG with the multigrid V-cycle split across the ranks\n"
+    "                    (-ksp_type cg -pc_type dcdm_mg -pc_dcdm_mg_settings SETTINGS, the\n"
+    "                    settings of dcdm solve --method mgpcg:SETTINGS);\n"
+    "                    dcdm-relax[:MODEL]: DCDM (k = 1) with the learned V-cycle (-ksp_type dcdm\n"
+    "                    -ksp_dcdm_k 1 -pc_type dcdm_mg -pc_dcdm_mg_model MODEL, default relaxnet);\n"
+    "                    petsc (default): the KSP and PC the PETSc options choose\n"
+    "  --rtol R          relative tolerance on ||b - Ax|| (default 1e-6; as -ksp_rtol)\n"
+    "  --max-iterations N  iteration limit (as -ksp_max_it)\n"
     "  --json FILE       write the report (dcdm solve --json's fields)\n"
-    "Defaults given to PETSc before its options are read: -ksp_type dcdm -ksp_rtol 1e-6,\n"
-    "and for CG the unpreconditioned norm ||b - Ax|| (as dcdm solve).\n";
+    "PETSc options given on the command line override what --method sets. Defaults given to\n"
+    "PETSc before its options are read: -ksp_type dcdm -ksp_rtol 1e-6, and for CG the\n"
+    "unpreconditioned norm ||b - Ax|| (as dcdm solve).\n";
 
 struct Args {
   std::string scene;
@@ -51,6 +63,9 @@ struct Args {
   std::string system;
   std::string op = "assembled";
   std::string json_out;
+  std::string method = "petsc";
+  double rtol = 1e-6;
+  long long max_iterations = -1;
   bool help = false;
   std::vector<std::string> petsc;  // passed through
 };
@@ -99,6 +114,19 @@ Args parse(int argc, char** argv) {
     else if (arg == "--param") a.params.push_back(value());
     else if (arg == "--system") a.system = value();
     else if (arg == "--json") a.json_out = value();
+    else if (arg == "--method") a.method = value();
+    else if (arg == "--rtol") {
+      const std::string v = value();
+      try {
+        std::size_t used = 0;
+        a.rtol = std::stod(v, &used);
+        if (used != v.size() || !(a.rtol >= 0.0 && a.rtol < 1.0)) throw std::invalid_argument(v);
+      } catch (const std::exception&) {
+        throw InputError(fmt::format("--rtol: expected a number in [0, 1), got '{}'", v));
+      }
+    } else if (arg == "--max-iterations" || arg == "--max-iters") {
+      a.max_iterations = static_cast<long long>(parse_u64(value(), arg));
+    }
     else if (arg == "--operator") {
       a.op = value();
       if (a.op != "assembled" && a.op != "shell")
@@ -109,7 +137,34 @@ Args parse(int argc, char** argv) {
   }
   if (a.help) return a;
   if (a.scene.empty() == a.system.empty()) throw InputError("give one of --scene NAME or --system DIR");
+  const std::string family = a.method.substr(0, a.method.find(':'));
+  if (family != "mgpcg" && family != "dcdm-relax" && a.method != "petsc")
+    throw InputError(fmt::format("--method: expected mgpcg[:SETTINGS], dcdm-relax[:MODEL] or petsc, got '{}'", a.method));
   return a;
+}
+
+// Sets a PETSc option unless the command line gave it (the user's word wins).
+void default_option(const char* name, const std::string& value) {
+  PetscBool given = PETSC_FALSE;
+  DCDM_PETSC_CALL(PetscOptionsHasName(nullptr, nullptr, name, &given));
+  if (!given) DCDM_PETSC_CALL(PetscOptionsSetValue(nullptr, name, value.empty() ? nullptr : value.c_str()));
+}
+
+// --method: the KSP and PC options of mgpcg and dcdm-relax on the distributed V-cycle.
+void method_options(const Args& a) {
+  const std::size_t colon = a.method.find(':');
+  const std::string family = a.method.substr(0, colon);
+  const std::string arg = colon == std::string::npos ? std::string() : a.method.substr(colon + 1);
+  if (family == "mgpcg") {
+    default_option("-ksp_type", "cg");
+    default_option("-pc_type", PCDCDMMG);
+    if (!arg.empty()) default_option("-pc_dcdm_mg_settings", arg);
+  } else if (family == "dcdm-relax") {
+    default_option("-ksp_type", "dcdm");
+    default_option("-ksp_dcdm_k", "1");
+    default_option("-pc_type", PCDCDMMG);
+    default_option("-pc_dcdm_mg_model", arg.empty() ? "relaxnet" : arg);
+  }
 }
 
 dcdm::Dims scene_dims(const Args& a) {
@@ -133,6 +188,8 @@ void write_atomically(const fs::path& path, const std::string& text) {
 int run(const Args& a, MPI_Comm comm, int rank, int size) {
   using namespace dcdm::petsc;
   DCDM_PETSC_CALL(DCDMKSPRegister());
+  register_multigrid_pc();
+  method_options(a);
   // --json's folder is checked before any work (a report that cannot be written is bad input).
   if (!a.json_out.empty()) {
     const fs::path parent = fs::path(a.json_out).parent_path();
@@ -164,6 +221,8 @@ int run(const Args& a, MPI_Comm comm, int rank, int size) {
   system_info["ranks"] = size;
   system_info["operator"] = a.op;
 
+  // The grid for a dcdm_mg PC (it reads the cell types through the DM).
+  attach_geometry(sys);
   Mat op = a.op == "shell" ? sys.shell() : sys.assembled();
   KSP ksp = nullptr;
   DCDM_PETSC_CALL(KSPCreate(comm, &ksp));
@@ -172,7 +231,8 @@ int run(const Args& a, MPI_Comm comm, int rank, int size) {
   DCDM_PETSC_CALL(KSPSetDMActive(ksp, PETSC_FALSE));
   DCDM_PETSC_CALL(KSPSetOperators(ksp, op, op));
   DCDM_PETSC_CALL(KSPSetType(ksp, KSPDCDM));
-  DCDM_PETSC_CALL(KSPSetTolerances(ksp, 1e-6, PETSC_DEFAULT, PETSC_DEFAULT, PETSC_DEFAULT));
+  DCDM_PETSC_CALL(KSPSetTolerances(ksp, a.rtol, PETSC_DEFAULT, PETSC_DEFAULT,
+                                   a.max_iterations >= 0 ? static_cast<PetscInt>(a.max_iterations) : PETSC_DEFAULT));
   DCDM_PETSC_CALL(KSPSetFromOptions(ksp));
   PetscBool is_cg = PETSC_FALSE, norm_given = PETSC_FALSE;
   DCDM_PETSC_CALL(PetscObjectTypeCompare((PetscObject)ksp, KSPCG, &is_cg));
@@ -183,6 +243,26 @@ int run(const Args& a, MPI_Comm comm, int rank, int size) {
   DCDM_PETSC_CALL(VecDuplicate(sys.rhs(), &x));
   DCDM_PETSC_CALL(VecSet(x, 0.0));
   const SolveSummary s = solve(ksp, op, sys.rhs(), x);
+  // Peak resident memory of every rank (the whole process: system, operator, solver).
+  const auto peak = static_cast<long long>(dcdm::peak_resident_bytes());
+  std::vector<long long> peaks(static_cast<std::size_t>(size), 0);
+  MPI_Gather(&peak, 1, MPI_LONG_LONG, peaks.data(), 1, MPI_LONG_LONG, 0, comm);
+  json cycle_info;
+  {
+    PC pc = nullptr;
+    DCDM_PETSC_CALL(KSPGetPC(ksp, &pc));
+    if (const DistributedMultigrid* mg = multigrid_of(pc)) {
+      cycle_info["levels"] = mg->levels();
+      cycle_info["distributed_levels"] = mg->distributed_levels();
+      cycle_info["precision"] = mg->options().cycle.single_precision ? "float" : "double";
+      json dims = json::array();
+      for (int li = 0; li < mg->levels(); ++li) {
+        const dcdm::Dims ld = mg->level_dims(li);
+        dims.push_back({ld.nx, ld.ny, ld.nz});
+      }
+      cycle_info["level_dims"] = dims;
+    }
+  }
   if (rank == 0) {
     std::printf("%s on %s, %d rank%s: %s in %d iterations, relative residual %.3e, setup %.3f s, solve %.3f s\n",
                 s.method.c_str(), system_info["source"].get<std::string>().c_str(), size, size == 1 ? "" : "s",
@@ -191,7 +271,10 @@ int run(const Args& a, MPI_Comm comm, int rank, int size) {
     std::fflush(stdout);
   }
   if (!a.json_out.empty() && rank == 0) {
-    json out = {{"method", s.method},
+    long long peak_sum = 0;
+    for (long long p : peaks) peak_sum += p;
+    json out = {{"method", a.method == "petsc" ? s.method : a.method},
+                {"petsc_method", s.method},
                 {"converged", s.converged()},
                 {"reason", reason_name(s.reason)},
                 {"petsc_reason", KSPConvergedReasons[s.reason]},
@@ -203,7 +286,12 @@ int run(const Args& a, MPI_Comm comm, int rank, int size) {
                 {"residual_history", s.residual_history},
                 {"setup_seconds", s.setup_seconds},
                 {"solve_seconds", s.solve_seconds},
-                {"system", system_info}};
+                {"system", system_info},
+                {"memory",
+                 {{"peak_resident_bytes", peak_sum},
+                  {"peak_resident_bytes_per_rank", peaks},
+                  {"bytes_per_cell", static_cast<double>(peak_sum) / static_cast<double>(d.size())}}}};
+    if (!cycle_info.is_null()) out["dcdm_mg"] = cycle_info;
     PetscBool is_dcdm = PETSC_FALSE;
     DCDM_PETSC_CALL(PetscObjectTypeCompare((PetscObject)ksp, KSPDCDM, &is_dcdm));
     if (is_dcdm) {

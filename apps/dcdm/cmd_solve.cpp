@@ -7,7 +7,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <algorithm>
 #include <optional>
+
+#include <unistd.h>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -17,6 +21,7 @@
 #include "dcdm/io.hpp"
 #include "dcdm/memory.hpp"
 #include "dcdm/methods.hpp"
+#include "dcdm/models.hpp"
 #include "dcdm/peers.hpp"
 #include "dcdm/poisson.hpp"
 #include "dcdm/scenes.hpp"
@@ -49,6 +54,7 @@ struct SolveArgs {
   std::string json_out;
   std::string x_out;
   bool quiet = false;
+  std::string backend = "serial";
   SolverParams params;
 };
 
@@ -326,6 +332,48 @@ int run_solve(const SolveArgs& a) {
   return rep.converged() ? 0 : 3;
 }
 
+// --backend petsc: the same solve on the grid split across MPI ranks, by dcdm-mpi (the PETSc
+// program installed beside this one), which this process becomes (exec): under
+// `mpirun -np N dcdm solve --backend petsc ...` every rank does, so the ranks are dcdm-mpi's.
+// Only the options dcdm-mpi shares are accepted; any other is an error naming it.
+[[noreturn]] void exec_petsc_backend(const SolveArgs& a, const CLI::App& cmd) {
+  static const char* const kShared[] = {"--scene", "--n", "--dims", "--seed", "--param", "--system", "--method",
+                                        "--rtol", "--max-iterations", "--json", "--backend"};
+  for (const CLI::Option* o : cmd.get_options()) {
+    if (o->count() == 0 || o->get_name() == "--help") continue;
+    const std::string name = o->get_name();
+    if (std::find(std::begin(kShared), std::end(kShared), name) == std::end(kShared))
+      throw InputError(fmt::format("--backend petsc: {} is not available there (it takes --scene, --n, --dims, --seed, "
+                                   "--param, --system, --method, --rtol, --max-iterations, --json)",
+                                   name));
+  }
+  const std::string family = a.method.substr(0, a.method.find(':'));
+  if (family != "mgpcg" && family != "dcdm-relax")
+    throw InputError(fmt::format("--backend petsc: --method must be mgpcg[:SETTINGS] or dcdm-relax[:MODEL], got '{}'",
+                                 a.method));
+  const fs::path program = executable_dir() / "dcdm-mpi";
+  if (executable_dir().empty() || !fs::exists(program))
+    throw InputError(fmt::format("--backend petsc: {} not found (this dcdm was built without PETSc)", program.string()));
+  std::vector<std::string> args = {program.string(), "solve", "--method", a.method,
+                                   "--rtol", fmt::format("{}", a.rtol), "--max-iterations",
+                                   std::to_string(a.max_iterations)};
+  if (!a.system_dir.empty()) {
+    args.insert(args.end(), {"--system", a.system_dir});
+  } else {
+    args.insert(args.end(), {"--scene", a.scene, "--seed", std::to_string(a.seed)});
+    if (!a.dims.empty()) args.insert(args.end(), {"--dims", a.dims});
+    else args.insert(args.end(), {"--n", std::to_string(a.n)});
+    for (const std::string& kv : a.params_kv) args.insert(args.end(), {"--param", kv});
+  }
+  if (!a.json_out.empty()) args.insert(args.end(), {"--json", a.json_out});
+  std::vector<char*> argv;
+  for (std::string& s : args) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  std::fflush(stdout);
+  execv(program.c_str(), argv.data());
+  throw Error(fmt::format("--backend petsc: cannot run {}: {}", program.string(), std::strerror(errno)));
+}
+
 RegisterCommand reg(30, [](CLI::App& root) {
   auto args = std::make_shared<SolveArgs>();
   auto* cmd = root.add_subcommand(
@@ -362,8 +410,14 @@ RegisterCommand reg(30, [](CLI::App& root) {
   cmd->add_option("--json", args->json_out, "Write the full report (history, reason, timings, system) as JSON");
   cmd->add_option("--x-out", args->x_out, "Write the solution as .npy (shape nz,ny,nx for grid systems)");
   cmd->add_flag("--quiet", args->quiet, "Only the reason line and the summary");
+  cmd->add_option("--backend", args->backend,
+                  "serial (this process) or petsc: the grid split across the MPI ranks of `mpirun -np N dcdm solve "
+                  "--backend petsc` (mgpcg and dcdm-relax; runs dcdm-mpi, see docs/DISTRIBUTED.md)")
+      ->check(CLI::IsMember({"serial", "petsc"}))
+      ->capture_default_str();
   add_solver_params(cmd, args->params);
-  cmd->callback([args] {
+  cmd->callback([args, cmd] {
+    if (args->backend == "petsc") exec_petsc_backend(*args, *cmd);
     const int status = run_solve(*args);
     if (status != 0) {
       std::fflush(stdout);

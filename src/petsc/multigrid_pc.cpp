@@ -503,11 +503,17 @@ Cycle<Real>::Cycle(const GridGeometry& grid, const DistributedMultigridOptions& 
   }
   for (std::size_t li = 0; li + 1 < levels_.size(); ++li) prolongation_weights(levels_[li], levels_[li + 1]);
   const int gathered = static_cast<int>(levels_.size()) - 1;
+  // A factor outside (0, 2) is found by the rank that owns the cell: the ranks agree on the
+  // outcome before the next collective call, so all of them report it and none waits.
+  std::string failure;
   if (opt_.relaxation) {
-    // The serial cycle asks the model with the hierarchy's level count; the factors do not
-    // depend on it (a function of the flags), but the view says the truth where it can.
-    for (int li = 0; li < gathered; ++li) relaxation_factors(li, gathered + 1);
+    try {
+      for (int li = 0; li < gathered; ++li) relaxation_factors(li, gathered + 1);
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
   }
+  agree(comm_, failure.empty(), failure);
   set_up_gather(faces_, gathered);
 }
 

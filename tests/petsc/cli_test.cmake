@@ -122,4 +122,45 @@ file(COPY ${WORK_DIR}/sys/system.json ${WORK_DIR}/sys/b.npy DESTINATION ${WORK_D
 execute_process(COMMAND ${PYTHON} -c "import sys; d=open(sys.argv[1],'rb').read(); open(sys.argv[2],'wb').write(d[:len(d)//2])"
                 ${WORK_DIR}/sys/flags.npy ${WORK_DIR}/truncated/flags.npy)
 expect_bad_input(3 "flags.npy: truncated" solve --system ${WORK_DIR}/truncated)
+# 5. The distributed V-cycle: mgpcg and dcdm-relax, through `dcdm solve --backend petsc` on 3
+#    ranks (the serial tool becomes dcdm-mpi on every rank), take the serial tool's iterations
+#    on the same scene and reach its residual.
+set(scene5 --scene bunny --dims 29,34,31 --seed 4)
+foreach(method mgpcg dcdm-relax)
+  execute_process(COMMAND ${MPIEXEC} --oversubscribe -n 3 ${DCDM} solve --backend petsc ${scene5} --method ${method}
+                          --json ${WORK_DIR}/${method}-mpi.json
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 120)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "mpiexec -n 3 dcdm solve --backend petsc --method ${method}: exit ${rc}\n${out}\n${err}")
+  endif()
+  execute_process(COMMAND ${DCDM} solve ${scene5} --method ${method} --json ${WORK_DIR}/${method}-serial.json
+                  RESULT_VARIABLE rc OUTPUT_QUIET ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "dcdm solve --method ${method} failed (${rc}): ${err}")
+  endif()
+  json_get(${WORK_DIR}/${method}-mpi.json iterations mpi_its)
+  json_get(${WORK_DIR}/${method}-serial.json iterations serial_its)
+  json_get(${WORK_DIR}/${method}-mpi.json relative_residual mpi_res)
+  json_get(${WORK_DIR}/${method}-serial.json relative_residual serial_res)
+  json_get(${WORK_DIR}/${method}-mpi.json dcdm_mg.levels mpi_levels)
+  math(EXPR its_diff "${mpi_its} - ${serial_its}")
+  if(its_diff GREATER 1 OR its_diff LESS -1)
+    message(FATAL_ERROR "${method}: ${mpi_its} iterations on 3 ranks, ${serial_its} serial")
+  endif()
+  execute_process(COMMAND ${PYTHON} -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); sys.exit(not (a < 1e-6 and b < 1e-6))"
+                  ${mpi_res} ${serial_res} RESULT_VARIABLE bad)
+  if(bad)
+    message(FATAL_ERROR "${method}: relative residual ${mpi_res} on 3 ranks, ${serial_res} serial")
+  endif()
+  message(STATUS "${method}: ${mpi_its} iterations on 3 ranks (${mpi_levels} levels), serial ${serial_its}")
+endforeach()
+expect_bad_input(2 "paper64" solve --scene box --n 12 --method dcdm-relax:paper64)
+expect_bad_input(2 "omega" solve --scene box --n 12 --method mgpcg:omega=3)
+expect_bad_input(2 "--method" solve --scene box --n 12 --method cg)
+execute_process(COMMAND ${DCDM} solve --backend petsc --scene box --n 8 --monitor
+                RESULT_VARIABLE rc OUTPUT_QUIET ERROR_VARIABLE err)
+if(NOT rc EQUAL 2 OR NOT err MATCHES "--monitor")
+  message(FATAL_ERROR "dcdm solve --backend petsc --monitor: exit ${rc}, ${err}")
+endif()
+
 message(STATUS "dcdm-mpi CLI: Jacobi-PCG ${mpi_its} iterations (serial ${serial_its}), relative residual ${relres}")
