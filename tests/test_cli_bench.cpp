@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <cstdlib>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
@@ -233,4 +235,50 @@ TEST(CliBench, PeerSettingsFromTheMethodSpec) {
   }
   EXPECT_EQ(doc["machine"]["peer_settings"]["eigen-iccg"], dcdm::to_string(dcdm::EigenIccgSettings{}));
   fs::remove_all(out);
+}
+
+// The MPI peers get as many MPI ranks as the other methods get threads (mpirun -np T): the
+// table and the JSON say so, PFMG's iterations are those of one rank (its cycle does not
+// depend on the split), and MPI's start-up is reported apart from set-up.
+TEST(CliBench, MpiPeersRunOnAsManyRanksAsThreads) {
+  if (!dcdm::hypre_available()) GTEST_SKIP() << "hypre not in this build";
+  if (std::system("command -v mpirun > /dev/null 2>&1") != 0) GTEST_SKIP() << "mpirun not found";
+  std::map<int, nlohmann::json> docs;
+  for (const int threads : {1, 2}) {
+    const fs::path out = fresh_dir("bench_mpi_" + std::to_string(threads));
+    const CliRun r = run_cli("bench --scenes sphere --n 16 --methods cg,hypre-pfmg,hypre-amg --rtol 1e-8 --repeat 1 "
+                             "--no-plots --threads " + std::to_string(threads) + " --out " + out.string());
+    ASSERT_EQ(r.status, 0) << r.out;
+    if (threads == 2) {
+      EXPECT_NE(r.out.find("| hypre-pfmg (2 MPI ranks) |"), std::string::npos) << r.out;
+      EXPECT_NE(r.out.find("| hypre-amg (2 MPI ranks) |"), std::string::npos) << r.out;
+      EXPECT_NE(r.out.find("| cg |"), std::string::npos) << r.out;
+      EXPECT_NE(r.out.find("hypre-pfmg on 2"), std::string::npos) << r.out;
+    }
+    EXPECT_NE(r.out.find("not in setup s"), std::string::npos) << r.out;
+    std::ifstream jf(out / "bench.json");
+    docs[threads] = nlohmann::json::parse(jf);
+    fs::remove_all(out);
+  }
+  EXPECT_EQ(docs[2]["settings"]["mpi_peer_ranks"], 2);
+  std::map<std::string, int> pfmg_iterations;
+  for (const auto& [threads, doc] : docs) {
+    ASSERT_EQ(doc["results"].size(), 3u);
+    for (const auto& res : doc["results"]) {
+      const std::string m = res["method"];
+      EXPECT_EQ(res["status"], "converged") << res.dump();
+      EXPECT_LE(res["true_relative_residual"].get<double>(), 1e-8) << m;
+      if (m == "cg") {
+        EXPECT_EQ(res["ranks"], 1);
+        EXPECT_TRUE(res["startup_seconds"].is_null());
+        continue;
+      }
+      EXPECT_EQ(res["ranks"], threads) << m;
+      EXPECT_EQ(res["threads"], 1) << m;
+      EXPECT_GE(res["startup_seconds"].get<double>(), 0.0) << m;
+      if (m == "hypre-pfmg") pfmg_iterations[std::to_string(threads)] = res["iterations"].get<int>();
+    }
+  }
+  EXPECT_EQ(pfmg_iterations["1"], pfmg_iterations["2"]);
+  EXPECT_GT(pfmg_iterations["1"], 0);
 }

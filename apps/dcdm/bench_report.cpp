@@ -131,7 +131,8 @@ std::string markdown_table(const std::vector<BenchRow>& rows, const std::string&
       if (it != base.end() && r.total_seconds > 0) speedup = fmt::format("{:.2f}x", it->second / r.total_seconds);
     }
     s += fmt::format("| {} | {} ({}) | {} | {:.0e} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.system,
-                     r.dims.str(), thousands(r.fluid_cells), r.method, r.rtol,
+                     r.dims.str(), thousands(r.fluid_cells),
+                     r.ranks > 1 ? fmt::format("{} ({} MPI ranks)", r.method, r.ranks) : r.method, r.rtol,
                      measured ? std::to_string(r.iterations) : "-",
                      measured ? fmt::format("{:.3f}", r.setup_seconds) : "-",
                      measured ? fmt::format("{:.3f}", r.solve_seconds) : "-",
@@ -142,6 +143,27 @@ std::string markdown_table(const std::vector<BenchRow>& rows, const std::string&
                      measured && r.process_bytes_per_cell > 0 ? fmt::format("{:.0f}", r.process_bytes_per_cell) : "-",
                      status_text(r));
   }
+  return s;
+}
+
+std::string peer_notes(const std::vector<BenchRow>& rows) {
+  std::string ranks, startup;
+  std::vector<std::string> seen;
+  for (const auto& r : rows) {
+    if (std::find(seen.begin(), seen.end(), r.method) != seen.end()) continue;
+    if (r.ranks <= 1 && r.startup_seconds < 0) continue;
+    seen.push_back(r.method);
+    if (r.ranks > 1) ranks += fmt::format("{}{} on {}", ranks.empty() ? "" : ", ", r.method, r.ranks);
+    if (r.startup_seconds >= 0)
+      startup += fmt::format("{}{} {:.3f} s", startup.empty() ? "" : ", ", r.method, r.startup_seconds);
+  }
+  std::string s;
+  if (!ranks.empty())
+    s += fmt::format("MPI peers ran as `mpirun -np T` (T = the other methods' threads; one thread a rank, "
+                     "every rank builds the system, CPU s and peak MB summed over the ranks): {}.\n",
+                     ranks);
+  if (!startup.empty())
+    s += fmt::format("Once-per-process start-up of MPI and hypre, not in setup s (median): {}.\n", startup);
   return s;
 }
 

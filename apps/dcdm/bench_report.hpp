@@ -19,6 +19,10 @@ std::string machine_facts_markdown(const nlohmann::json& facts);
 // speed-up vs `baseline` | true rel. residual | peak MB | status.
 std::string markdown_table(const std::vector<BenchRow>& rows, const std::string& baseline);
 
+// Lines under the table about the MPI peers: the ranks they ran on and the once-per-process
+// start-up (MPI) kept out of their set-up times; empty when no row has either.
+std::string peer_notes(const std::vector<BenchRow>& rows);
+
 // True when `gnuplot` runs and offers a PNG terminal; `terminal` receives "pngcairo" or "png".
 bool gnuplot_available(std::string* terminal = nullptr);
 

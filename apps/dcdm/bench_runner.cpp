@@ -10,6 +10,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -67,6 +70,10 @@ PoissonSystem build_system(const BenchSystem& s) {
 nlohmann::json measure(const BenchSystem& s, const std::string& method, const BenchSettings& settings) {
   nlohmann::json out;
   if (settings.threads > 0) omp_set_num_threads(settings.threads);
+  // MPI's start-up is the process's, not the method's: done and timed before any set-up.
+  const bool mpi_peer = is_mpi_peer(method);
+  if (mpi_peer) out["startup_seconds"] = peer_mpi_max(initialize_peer_libraries());
+  const int ranks = mpi_peer ? peer_mpi_size() : 1;
   const PoissonSystem sys = build_system(s);
   const Domain& domain = sys.domain;
   const PoissonStencil op(domain);
@@ -80,7 +87,8 @@ nlohmann::json measure(const BenchSystem& s, const std::string& method, const Be
   out["dims"] = {domain.dims().nx, domain.dims().ny, domain.dims().nz};
   out["cells"] = domain.dims().size();
   out["fluid_cells"] = domain.count(CellType::Fluid);
-  out["threads"] = (method.rfind("hypre", 0) == 0) ? 1 : omp_get_max_threads();
+  out["threads"] = mpi_peer ? 1 : omp_get_max_threads();
+  out["ranks"] = ranks;
   out["singular"] = projector.singular();
 
   // The whole process's peak so far (building the system), then the method's own from here.
@@ -98,12 +106,16 @@ nlohmann::json measure(const BenchSystem& s, const std::string& method, const Be
     double setup_s = 0;
     for (int run = 0; run < std::max(1, settings.repeat); ++run) {
       monitor.clear();
+      // On several ranks every phase starts together and ends when the last rank is done
+      // (barriers: no-ops on one rank); CPU seconds are summed over the ranks.
+      peer_mpi_barrier();
       const double cpu0 = process_cpu_seconds();
       const auto t0 = Clock::now();
       auto solver = make_solver(method, settings.params);
       solver->setup(view);
+      peer_mpi_barrier();
       const auto t1 = Clock::now();
-      setup_cpu_runs.push_back(process_cpu_seconds() - cpu0);
+      setup_cpu_runs.push_back(peer_mpi_sum(process_cpu_seconds() - cpu0));
       std::fill(x.begin(), x.end(), 0.0);
       SolveOptions options;
       options.rtol = rtol;
@@ -113,8 +125,9 @@ nlohmann::json measure(const BenchSystem& s, const std::string& method, const Be
         monitor.emplace_back(info.iteration, seconds(t1, Clock::now()));
       };
       report = solver->solve(b, x, options);
+      peer_mpi_barrier();
       const auto t2 = Clock::now();
-      cpu_runs.push_back(process_cpu_seconds() - cpu0);
+      cpu_runs.push_back(peer_mpi_sum(process_cpu_seconds() - cpu0));
       setup_s = seconds(t0, t1);
       setup_runs.push_back(setup_s);
       solve_runs.push_back(seconds(t1, t2));
@@ -167,9 +180,11 @@ nlohmann::json measure(const BenchSystem& s, const std::string& method, const Be
     rows.push_back(row);
   }
   const double hwm = peak_resident_bytes() / 1024.0;
-  out["peak_mb"] = peak_reset ? nlohmann::json(std::max(0.0, (hwm - rss0) / 1024.0)) : nlohmann::json();
+  // On several ranks: the sums over the ranks (each holds the system).
+  const double peak_mb = peer_mpi_sum(std::max(0.0, (hwm - rss0) / 1024.0));
+  out["peak_mb"] = peak_reset ? nlohmann::json(peak_mb) : nlohmann::json();
   // The whole process (forked from the bench, so its code and libraries included), per cell.
-  const double process_peak = std::max<double>(double(system_peak), hwm * 1024.0);
+  const double process_peak = peer_mpi_sum(std::max<double>(double(system_peak), hwm * 1024.0));
   out["process_peak_mb"] = process_peak / 1048576.0;
   out["process_bytes_per_cell"] = process_peak / double(domain.dims().size());
   out["rows"] = rows;
@@ -221,8 +236,9 @@ BenchRow pool_rounds(const std::vector<BenchRow>& rounds) {
   out.setup_runs.clear();
   out.solve_runs.clear();
   out.cpu_runs.clear();
-  std::vector<double> totals, setup_cpu;
+  std::vector<double> totals, setup_cpu, startup;
   for (const BenchRow& r : rounds) {
+    if (r.startup_seconds >= 0) startup.push_back(r.startup_seconds);
     out.setup_runs.insert(out.setup_runs.end(), r.setup_runs.begin(), r.setup_runs.end());
     out.solve_runs.insert(out.solve_runs.end(), r.solve_runs.begin(), r.solve_runs.end());
     out.cpu_runs.insert(out.cpu_runs.end(), r.cpu_runs.begin(), r.cpu_runs.end());
@@ -237,6 +253,7 @@ BenchRow pool_rounds(const std::vector<BenchRow>& rounds) {
   out.total_seconds = median(totals);
   out.cpu_seconds = median(out.cpu_runs);
   out.setup_cpu_seconds = median(setup_cpu);
+  out.startup_seconds = startup.empty() ? -1.0 : median(startup);
   return out;
 }
 
@@ -291,31 +308,120 @@ ChildResult run_in_child(const std::function<std::string()>& work, double timeou
   return result;
 }
 
-std::vector<BenchRow> run_isolated(const BenchSystem& s, const std::string& method,
-                                   const BenchSettings& settings) {
-  const ChildResult child = run_in_child(
-      [&] {
-        nlohmann::json msg;
-        try {
-          msg = measure(s, method, settings);
-          msg["ok"] = true;
-        } catch (const InputError& e) {
-          msg = {{"ok", false}, {"status", "unavailable"}, {"detail", e.what()}};
-        } catch (const std::exception& e) {
-          msg = {{"ok", false}, {"status", "error"}, {"detail", e.what()}};
-        }
-        return msg.dump();
-      },
-      settings.timeout_seconds);
-  const bool timed_out = child.timed_out;
-  const int wstatus = child.wait_status;
-  const std::string& data = child.output;
+namespace {
+
+// The child's whole job and its answer: the measurements, or why there are none.
+nlohmann::json measure_message(const BenchSystem& s, const std::string& method, const BenchSettings& settings) {
+  nlohmann::json msg;
+  try {
+    msg = measure(s, method, settings);
+    msg["ok"] = true;
+  } catch (const InputError& e) {
+    msg = {{"ok", false}, {"status", "unavailable"}, {"detail", e.what()}};
+  } catch (const std::exception& e) {
+    msg = {{"ok", false}, {"status", "error"}, {"detail", e.what()}};
+  }
+  return msg;
+}
+
+std::vector<BenchRow> rows_from_message(const BenchSystem& s, const std::string& method,
+                                        const BenchSettings& settings, const std::string& data);
+
+constexpr const char* kResultTag = "DCDM-BENCH-RESULT ";
+
+// `mpirun -np ranks <this program> bench --mpi-child SPEC` in its own process group (killed
+// whole on --timeout), its stdout read back; rank 0's result line gives the rows.
+std::vector<BenchRow> run_mpi(const BenchSystem& s, const std::string& method, const BenchSettings& settings,
+                              int ranks) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return failed_rows(s, method, settings, "error", "cannot find this program (/proc/self/exe)");
+  char spec_name[] = "/tmp/dcdm-bench-mpi-XXXXXX";
+  const int spec_fd = ::mkstemp(spec_name);
+  if (spec_fd < 0) return failed_rows(s, method, settings, "error", "cannot write the MPI child's spec in /tmp");
+  const nlohmann::json spec = {
+      {"system",
+       {{"name", s.name}, {"scene", s.scene}, {"dims", {s.dims.nx, s.dims.ny, s.dims.nz}}, {"rhs", s.rhs},
+        {"seed", s.seed}, {"folder", s.folder.string()}}},
+      {"method", method},
+      {"settings",
+       {{"rtols", settings.rtols},
+        {"repeat", settings.repeat},
+        {"max_iterations", settings.max_iterations},
+        {"stagnation_window", settings.stagnation_window}}}};
+  write_all(spec_fd, spec.dump());
+  ::close(spec_fd);
+  int fds[2];
+  if (::pipe(fds) != 0) {
+    ::unlink(spec_name);
+    throw Error(fmt::format("bench: pipe failed: {}", std::strerror(errno)));
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const std::string np = std::to_string(ranks), exe = self.string();
+  const pid_t pid = ::fork();
+  if (pid < 0) throw Error(fmt::format("bench: fork failed: {}", std::strerror(errno)));
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    ::close(fds[0]);
+    ::dup2(fds[1], STDOUT_FILENO);
+    ::close(fds[1]);
+    // Open MPI refuses root without these; one thread per rank (hypre has no OpenMP, and our
+    // code around it must not take the other ranks' cores).
+    ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
+    ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
+    ::setenv("OMP_NUM_THREADS", "1", 1);
+    const char* argv[] = {"mpirun", "-np", np.c_str(), "--oversubscribe", exe.c_str(), "bench", "--mpi-child",
+                          spec_name, nullptr};
+    ::execvp("mpirun", const_cast<char* const*>(argv));
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  std::string output;
+  bool timed_out = false;
+  char buf[65536];
+  const auto start = Clock::now();
+  for (;;) {
+    const double left = settings.timeout_seconds - seconds(start, Clock::now());
+    if (settings.timeout_seconds > 0 && left <= 0) {
+      timed_out = true;
+      ::kill(-pid, SIGKILL);
+      break;
+    }
+    pollfd p{fds[0], POLLIN, 0};
+    const int wait_ms = settings.timeout_seconds > 0 ? static_cast<int>(std::min(left, 1.0) * 1000) + 1 : 1000;
+    const int ready = ::poll(&p, 1, wait_ms);
+    if (ready < 0 && errno != EINTR) break;
+    if (ready <= 0) continue;
+    const ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    output.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fds[0]);
+  int wstatus = 0;
+  while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  ::unlink(spec_name);
   if (timed_out)
     return failed_rows(s, method, settings, "timeout",
                        fmt::format("killed after {:.0f} s (--timeout)", settings.timeout_seconds));
-  if (WIFSIGNALED(wstatus))
-    return failed_rows(s, method, settings, "crashed",
-                       fmt::format("child died of signal {} ({})", WTERMSIG(wstatus), strsignal(WTERMSIG(wstatus))));
+  const auto tag = output.find(kResultTag);
+  if (tag == std::string::npos) {
+    const std::string why = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 127
+                                ? "mpirun could not be started"
+                                : fmt::format("mpirun -np {} sent no result (exit status {})", ranks,
+                                              WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1);
+    return failed_rows(s, method, settings, "crashed", why);
+  }
+  const auto start_json = tag + std::string(kResultTag).size();
+  const auto end = output.find('\n', start_json);
+  return rows_from_message(s, method, settings, output.substr(start_json, end - start_json));
+}
+
+std::vector<BenchRow> rows_from_message(const BenchSystem& s, const std::string& method,
+                                        const BenchSettings& settings, const std::string& data) {
   nlohmann::json msg = nlohmann::json::parse(data, nullptr, false);
   if (msg.is_discarded() || !msg.is_object())
     return failed_rows(s, method, settings, "crashed", "child sent no result");
@@ -330,6 +436,8 @@ std::vector<BenchRow> run_isolated(const BenchSystem& s, const std::string& meth
     r.cells = msg["cells"].get<std::int64_t>();
     r.fluid_cells = msg["fluid_cells"].get<std::int64_t>();
     r.threads = msg["threads"].get<int>();
+    r.ranks = msg.value("ranks", 1);
+    r.startup_seconds = msg.value("startup_seconds", -1.0);
     r.peak_mb = msg["peak_mb"].is_number() ? msg["peak_mb"].get<double>() : -1.0;
     r.process_bytes_per_cell = msg.value("process_bytes_per_cell", 0.0);
     r.status = j["status"].get<std::string>();
@@ -352,6 +460,69 @@ std::vector<BenchRow> run_isolated(const BenchSystem& s, const std::string& meth
     rows.push_back(std::move(r));
   }
   return rows;
+}
+
+}  // namespace
+
+bool is_mpi_peer(const std::string& method) { return method.rfind("hypre-", 0) == 0; }
+
+int mpi_peer_ranks(const BenchSettings& settings) {
+  int ranks = settings.threads;
+  if (ranks <= 0) {
+    const char* env = std::getenv("OMP_NUM_THREADS");
+    ranks = env ? std::atoi(env) : 0;  // "4" or "4,2": the outer level
+    if (ranks <= 0) ranks = static_cast<int>(std::thread::hardware_concurrency());
+  }
+  if (ranks <= 1) return 1;
+  static const bool have_mpirun = std::system("command -v mpirun > /dev/null 2>&1") == 0;
+  return have_mpirun ? ranks : 1;
+}
+
+std::vector<BenchRow> run_isolated(const BenchSystem& s, const std::string& method,
+                                   const BenchSettings& settings) {
+  if (is_mpi_peer(method) && hypre_available()) {
+    const int ranks = mpi_peer_ranks(settings);
+    if (ranks > 1) return run_mpi(s, method, settings, ranks);
+  }
+  const ChildResult child =
+      run_in_child([&] { return measure_message(s, method, settings).dump(); }, settings.timeout_seconds);
+  const bool timed_out = child.timed_out;
+  const int wstatus = child.wait_status;
+  if (timed_out)
+    return failed_rows(s, method, settings, "timeout",
+                       fmt::format("killed after {:.0f} s (--timeout)", settings.timeout_seconds));
+  if (WIFSIGNALED(wstatus))
+    return failed_rows(s, method, settings, "crashed",
+                       fmt::format("child died of signal {} ({})", WTERMSIG(wstatus), strsignal(WTERMSIG(wstatus))));
+  return rows_from_message(s, method, settings, child.output);
+}
+
+int run_mpi_child(const std::string& spec_file) {
+  std::ifstream in(spec_file);
+  const nlohmann::json spec = nlohmann::json::parse(in, nullptr, false);
+  if (spec.is_discarded() || !spec.is_object())
+    throw InputError(fmt::format("--mpi-child: {} is not a bench spec", spec_file));
+  BenchSystem s;
+  const auto& js = spec["system"];
+  s.name = js["name"].get<std::string>();
+  s.scene = js["scene"].get<std::string>();
+  s.dims = Dims{js["dims"][0].get<int>(), js["dims"][1].get<int>(), js["dims"][2].get<int>()};
+  s.rhs = js["rhs"].get<std::string>();
+  s.seed = js["seed"].get<std::uint64_t>();
+  s.folder = js["folder"].get<std::string>();
+  BenchSettings settings;
+  const auto& jt = spec["settings"];
+  settings.rtols = jt["rtols"].get<std::vector<double>>();
+  settings.repeat = jt["repeat"].get<int>();
+  settings.max_iterations = jt["max_iterations"].get<int>();
+  settings.stagnation_window = jt["stagnation_window"].get<int>();
+  settings.threads = 1;
+  const nlohmann::json msg = measure_message(s, spec["method"].get<std::string>(), settings);
+  if (peer_mpi_rank() == 0) {
+    const std::string line = kResultTag + msg.dump() + "\n";
+    write_all(STDOUT_FILENO, line);
+  }
+  return 0;
 }
 
 nlohmann::json to_json(const BenchRow& r) {
@@ -377,6 +548,8 @@ nlohmann::json to_json(const BenchRow& r) {
           {"peak_mb", r.peak_mb},
           {"process_bytes_per_cell", r.process_bytes_per_cell},
           {"threads", r.threads},
+          {"ranks", r.ranks},
+          {"startup_seconds", r.startup_seconds >= 0 ? nlohmann::json(r.startup_seconds) : nlohmann::json()},
           {"history", r.history},
           {"history_iterations", r.history_iterations},
           {"history_seconds", r.history_seconds},

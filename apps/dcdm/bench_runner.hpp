@@ -4,6 +4,11 @@
 // measurements back as JSON. A child isolates crashes and gives an honest peak-memory figure
 // (the resident high-water mark, reset after the system is built); the parent never touches
 // OpenMP or MPI, so every child starts with clean runtimes.
+//
+// MPI peers (the hypre methods: Debian's hypre has no OpenMP) get as many MPI ranks as the
+// other methods get threads: with T > 1 threads their child is `mpirun -np T dcdm bench
+// --mpi-child SPEC` (every rank builds the system, hypre splits it), rank 0 sends the
+// measurements. Starting MPI (a once-per-process cost) is timed apart from set-up.
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -53,6 +58,8 @@ struct BenchRow {
   double peak_mb = 0;                 // resident high-water increase of the child
   double process_bytes_per_cell = 0;  // the child's whole peak resident set / cells
   int threads = 0;
+  int ranks = 1;                      // MPI ranks the method ran on (threads is per rank)
+  double startup_seconds = -1;        // once-per-process library start-up (MPI), not in setup; -1: none
   std::vector<double> history;        // relative residual per entry (last run)
   std::vector<int> history_iterations;  // iteration of each entry (0..n, or {0, n} when the
                                         // library exposes only the final residual)
@@ -77,6 +84,16 @@ ChildResult run_in_child(const std::function<std::string()>& work, double timeou
 // failing method: the rows carry status "error" / "unavailable" / "crashed" / "timeout".
 std::vector<BenchRow> run_isolated(const BenchSystem& system, const std::string& method,
                                    const BenchSettings& settings);
+
+// True for the methods that run on MPI ranks rather than threads (hypre-amg, hypre-pfmg).
+bool is_mpi_peer(const std::string& method);
+// The ranks an MPI peer gets: the threads the other methods get (--threads, or OMP_NUM_THREADS,
+// or the logical cores when 0), 1 when mpirun is not on the PATH.
+int mpi_peer_ranks(const BenchSettings& settings);
+
+// The body of `dcdm bench --mpi-child SPEC` (under mpirun): measures the method of the SPEC
+// file on every rank; rank 0 prints one line "DCDM-BENCH-RESULT <json>". Returns the exit code.
+int run_mpi_child(const std::string& spec_file);
 
 // One row from the rows of the same (system, method, tolerance) measured in rounds of one run
 // each (--interleave: the methods run in turn, so a machine whose speed drifts over minutes

@@ -40,6 +40,7 @@ struct BenchArgs {
   std::string baseline = "cg";
   bool plots = true;
   bool interleave = false;
+  std::string mpi_child;  // hidden: the spec file of an MPI peer's run under mpirun
   BenchSettings settings;
 };
 
@@ -117,6 +118,10 @@ std::vector<BenchSystem> collect_systems(const BenchArgs& args) {
 }
 
 void run_bench(BenchArgs& args) {
+  if (!args.mpi_child.empty()) {
+    run_mpi_child(args.mpi_child);
+    return;
+  }
   if (args.methods.empty()) {
     args.methods = {"cg", "ic0", "mgpcg", "hypre-amg", "hypre-pfmg", "eigen-iccg"};
     if (!args.settings.params.model.empty()) args.methods.insert(args.methods.begin(), "dcdm");
@@ -231,6 +236,7 @@ void run_bench(BenchArgs& args) {
                      {"interleave", args.interleave},
                      {"max_iterations", args.settings.max_iterations},
                      {"threads", args.settings.threads},
+                     {"mpi_peer_ranks", mpi_peer_ranks(args.settings)},
                      {"stagnation_window", args.settings.stagnation_window},
                      {"rhs", args.rhs},
                      {"seed", args.seed},
@@ -250,6 +256,8 @@ void run_bench(BenchArgs& args) {
              args.settings.repeat,
              args.interleave ? "; interleaved: the methods ran in turn, one run each per round" : "",
              (out / "bench.json").string());
+  const std::string notes = peer_notes(rows);
+  if (!notes.empty()) fmt::print("{}", notes);
   for (const auto& p : plots) fmt::print("plot: {}\n", p.get<std::string>());
 }
 
@@ -280,13 +288,16 @@ RegisterCommand reg(60, [](CLI::App& root) {
   cmd->add_option("--stagnation-window", args->settings.stagnation_window,
                   "Stop a method after this many iterations without a 1e-3 relative gain (0: off)")
       ->check(CLI::Range(0, 10000000))->capture_default_str();
-  cmd->add_option("--threads", args->settings.threads, "OpenMP threads (0: all cores); hypre runs on 1")
+  cmd->add_option("--threads", args->settings.threads,
+                  "OpenMP threads (0: all cores); the MPI peers (hypre, no OpenMP) run on as many MPI ranks, "
+                  "mpirun -np T, one thread each")
       ->check(CLI::Range(0, 4096))->capture_default_str();
   cmd->add_option("--timeout", args->settings.timeout_seconds, "Seconds allowed per (system, method); 0: none")
       ->check(CLI::Range(0.0, 1e7))->capture_default_str();
   cmd->add_option("--baseline", args->baseline, "Method the speed-up column compares with")->capture_default_str();
   cmd->add_option("--out", args->out, "Folder for bench.json, table.md and the plots")->capture_default_str();
   cmd->add_flag("!--no-plots", args->plots, "Skip the residual plots");
+  cmd->add_option("--mpi-child", args->mpi_child, "internal: an MPI peer's run under mpirun")->group("");
   add_solver_params(cmd, args->settings.params);
   cmd->callback([args] { run_bench(*args); });
 });

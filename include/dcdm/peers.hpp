@@ -97,8 +97,9 @@ int peer_mpi_rank();
 int peer_mpi_size();
 // MPI_Barrier on MPI_COMM_WORLD when MPI runs with more than one rank; otherwise nothing.
 void peer_mpi_barrier();
-// The largest of `value` over the ranks (the value itself on one rank).
+// The largest of `value` over the ranks, and their sum (the value itself on one rank).
 double peer_mpi_max(double value);
+double peer_mpi_sum(double value);
 // True when this process was started by an MPI launcher (mpirun/mpiexec set the world size
 // in the environment: Open MPI's OMPI_COMM_WORLD_SIZE, PMI_SIZE for MPICH/Hydra), read
 // without starting MPI.

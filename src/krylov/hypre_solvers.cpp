@@ -119,6 +119,7 @@ int peer_mpi_rank() { return 0; }
 int peer_mpi_size() { return 1; }
 void peer_mpi_barrier() {}
 double peer_mpi_max(double value) { return value; }
+double peer_mpi_sum(double value) { return value; }
 
 std::unique_ptr<IterativeSolver> make_hypre_amg_pcg(const HypreAmgSettings&) {
   throw InputError("hypre-amg: not available in this build (hypre/MPI not found by CMake)");
@@ -754,12 +755,17 @@ void peer_mpi_barrier() {
   if (world_size() > 1) MPI_Barrier(MPI_COMM_WORLD);
 }
 
-double peer_mpi_max(double value) {
+namespace {
+double allreduce(double value, MPI_Op op) {
   if (world_size() == 1) return value;
   double out = value;
-  MPI_Allreduce(&value, &out, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Allreduce(&value, &out, 1, MPI_DOUBLE, op, MPI_COMM_WORLD);
   return out;
 }
+}  // namespace
+
+double peer_mpi_max(double value) { return allreduce(value, MPI_MAX); }
+double peer_mpi_sum(double value) { return allreduce(value, MPI_SUM); }
 
 std::unique_ptr<IterativeSolver> make_hypre_amg_pcg(const HypreAmgSettings& settings) {
   return std::make_unique<HypreAmgPcg>(settings);
