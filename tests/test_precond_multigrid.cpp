@@ -2,12 +2,18 @@
 // structure on odd non-cubic grids, iteration counts flat in N, convergence rate.
 #include <gtest/gtest.h>
 
+#include <omp.h>
+
+#include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <optional>
 #include <random>
 
 #include "dcdm/error.hpp"
 #include "dcdm/krylov.hpp"
 #include "dcdm/precond.hpp"
+#include "test_domains.hpp"
 #include "test_krylov_systems.hpp"
 
 using namespace dcdm;
@@ -241,3 +247,108 @@ TEST(Multigrid, EveryOptionVariantIsAValidPreconditioner) {
 }
 
 }  // namespace
+
+namespace {
+
+// A uniform interior factor (the fast interior kernel with no per-cell exceptions, as the
+// shipped relaxnet takes) and random band factors.
+class UniformInteriorRelaxation final : public RelaxationModel {
+ public:
+  void factors(const MultigridLevelView& level, dcdm::span<float> interior, dcdm::span<float> band) const override {
+    RandomRelaxation(9).factors(level, interior, band);
+    std::fill(interior.begin(), interior.end(), 1.4f);
+  }
+  std::optional<float> uniform_interior() const override { return 1.4f; }
+};
+
+// Random positive face weights in [0.05, 20] and a diagonal term on a tenth of the fluid cells.
+Domain weighted_domain(Domain d, unsigned seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  Coefficients c;
+  c.scale = 0.5;
+  const auto sizes = Coefficients::face_sizes(d.dims());
+  std::vector<double>* arrays[3] = {&c.face_x, &c.face_y, &c.face_z};
+  for (int a = 0; a < 3; ++a) {
+    arrays[a]->resize(static_cast<std::size_t>(sizes[a]));
+    for (double& w : *arrays[a]) w = std::pow(20.0, 2.0 * u(rng) - 1.0);
+  }
+  c.diagonal.assign(static_cast<std::size_t>(d.dims().size()), 0.0);
+  for (std::int64_t p = 0; p < d.dims().size(); ++p)
+    if (d.cells[p] == CellType::Fluid && u(rng) < 0.1) c.diagonal[static_cast<std::size_t>(p)] = u(rng);
+  d.set_coefficients(std::move(c));
+  return d;
+}
+
+// The domains of the fused-pass comparison: odd, non-cubic sizes below and above the parallel
+// threshold (32768 cells), every outer face type, air, solid and sealed chambers, weights.
+Domain fused_domain(int which) {
+  switch (which) {
+    case 0: return obstacle_domain({13, 9, 11});
+    case 1: return everything_domain({21, 17, 19});
+    case 2: return mixed_singular_domain({16, 15, 17});
+    case 3: {
+      Domain d = obstacle_domain({37, 41, 35});  // 53k cells: the threaded passes
+      for (const Face f : {Face::XMin, Face::YMax, Face::ZMin}) d.set_face(f, FaceBoundary::Open);
+      return d;
+    }
+    case 4: {
+      Domain d = random_domain({33, 31, 35}, 7, 0.2, 0.04);
+      for (int f = 0; f < 6; ++f) d.set_face(static_cast<Face>(f), f % 2 ? FaceBoundary::Open : FaceBoundary::Wall);
+      return d;
+    }
+    case 5: return weighted_domain(obstacle_domain({19, 23, 21}), 3);
+    default: return weighted_domain(random_domain({41, 35, 37}, 11, 0.15, 0.05), 4);
+  }
+}
+
+}  // namespace
+
+// The fused passes (a wavefront over z-planes) evaluate every cell from the same values as the
+// straightforward one-pass-per-stage cycle: z equal bit for bit, for every option that changes
+// the stages (precision, factors global or per cell, sweep counts, band width), on 1, 2 and 3
+// threads (three slabs: two of them start side by side).
+TEST(MultigridFusedPasses, MatchTheStraightforwardPassesBitForBit) {
+  const int threads = omp_get_max_threads();
+  for (int which = 0; which < 7; ++which) {
+    auto sys = make_system(fused_domain(which));
+    for (int variant = 0; variant < 7; ++variant) {
+      MultigridOptions o;
+      o.coarsest_cells = 64;
+      o.single_precision = variant % 2 == 1;
+      if (variant == 2) {
+        o.omega = 1.3;
+        o.band_omega = 1.6;
+      }
+      if (variant == 3) o.relaxation = std::make_shared<RandomRelaxation>(5);
+      if (variant == 4) o.relaxation = std::make_shared<UniformInteriorRelaxation>();
+      if (variant == 5) {
+        o.pre_sweeps = 3;
+        o.boundary_sweeps = 1;
+        o.band_width = 1;
+      }
+      if (variant == 6) {
+        o.pre_sweeps = 1;
+        o.boundary_sweeps = 0;
+      }
+      for (const int t : {1, 2, 3}) {
+        omp_set_num_threads(t);
+        MultigridOptions straight = o;
+        straight.fused_passes = false;
+        MultigridPreconditioner fused(o), reference(straight);
+        fused.setup(sys->view());
+        reference.setup(sys->view());
+        ASSERT_GE(fused.levels(), 2);
+        for (unsigned seed = 1; seed <= 2; ++seed) {
+          const Vector r = random_fluid_vector(sys->domain, seed);
+          Vector z(r.size(), 7.0), z_ref(r.size(), -7.0);
+          fused.apply(r, z);
+          reference.apply(r, z_ref);
+          ASSERT_EQ(std::memcmp(z.data(), z_ref.data(), z.size() * sizeof(double)), 0)
+              << "domain " << which << " variant " << variant << " threads " << t << " seed " << seed;
+        }
+      }
+    }
+  }
+  omp_set_num_threads(threads);
+}
