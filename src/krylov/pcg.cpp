@@ -10,6 +10,7 @@
 #include "dcdm/error.hpp"
 #include "dcdm/krylov.hpp"
 #include "dcdm/precond.hpp"
+#include "../linalg/block_ops.hpp"
 
 namespace dcdm {
 namespace {
@@ -23,6 +24,31 @@ double seconds_since(Clock::time_point t0) {
 // Restarts from the true residual allowed when the recursive residual claims convergence
 // but the true one does not (the recursive residual drifts by rounding).
 constexpr int kMaxResidualReplacements = 3;
+
+// x += alpha p, r -= alpha A p and the new r . r in one pass (five vectors' traffic instead of
+// seven); block sums added in order, so the same for any thread count.
+double step_and_norm(double alpha, dcdm::span<const double> p, dcdm::span<const double> ap, dcdm::span<double> x,
+                     dcdm::span<double> r) {
+  double rr = 0.0;
+  const double* pv = p.data();
+  const double* apv = ap.data();
+  double* xv = x.data();
+  double* rv = r.data();
+  detail::blocked_reduce(static_cast<std::int64_t>(x.size()), 1, &rr, [&](std::int64_t lo, std::int64_t hi, double* out) {
+    const std::int64_t len = hi - lo;
+    double* xb = xv + lo;
+    double* rb = rv + lo;
+    const double* pb = pv + lo;
+    const double* apb = apv + lo;
+#pragma omp simd
+    for (std::int64_t i = 0; i < len; ++i) {
+      xb[i] += alpha * pb[i];
+      rb[i] -= alpha * apb[i];
+    }
+    out[0] += detail::block_dot(rb, rb, len);
+  });
+  return rr;
+}
 
 }  // namespace
 
@@ -148,9 +174,10 @@ SolveReport pcg_solve(const LinearOperator& a, const LinearOperator* m,
   copy(z, p);
   deflate_direction();
 
+  double pap_dot[1];
   for (int it = 1; it <= options.max_iterations; ++it) {
-    a.apply(p, ap);
-    const double pap = dot(p, ap);
+    a.apply_dot(p, ap, {}, pap_dot);  // A p and p . A p in one pass where the operator streams
+    const double pap = pap_dot[0];
     if (!std::isfinite(pap)) {
       final_true();
       return finish(SolveReason::NaN, fmt::format("p.Ap = {} at iteration {}", pap, it));
@@ -162,11 +189,13 @@ SolveReport pcg_solve(const LinearOperator& a, const LinearOperator* m,
                                 "on the Krylov space", pap, it));
     }
     const double alpha = rz / pap;
-    axpy(alpha, p, x);
-    axpy(-alpha, ap, r);
-    if (options.true_residual_every > 0 && it % options.true_residual_every == 0)
+    if (options.true_residual_every > 0 && it % options.true_residual_every == 0) {
+      axpy(alpha, p, x);
       true_residual(r);
-    rnorm = norm2(r);
+      rnorm = norm2(r);
+    } else {
+      rnorm = std::sqrt(step_and_norm(alpha, p, ap, x, r));
+    }
     rep.iterations = it;
     if (!std::isfinite(rnorm)) {
       axpy(-alpha, p, x);  // p and alpha were finite: undo the step
