@@ -8,6 +8,7 @@
 // 3 not converged, 2 bad input (one message, from the lowest rank that found it, and every
 // rank exits 2), 1 anything else.
 #include <cstdio>
+#include <malloc.h>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -210,6 +211,9 @@ int run(const Args& a, MPI_Comm comm, int rank, int size) {
     system_info["source"] = fmt::format("scene {} {} (rhs random, seed {})", a.scene, spec.dims.str(), a.seed);
     return PressureSystem::from_scene(comm, spec, a.seed);
   }();
+  // Memory after the system is built (the scene or the folder's part, the component labels).
+  const auto system_resident = static_cast<long long>(dcdm::resident_bytes());
+  const auto system_peak = static_cast<long long>(dcdm::peak_resident_bytes());
   const dcdm::Dims d = sys.dims();
   system_info["dims"] = {d.nx, d.ny, d.nz};
   system_info["rows"] = d.size();
@@ -247,6 +251,9 @@ int run(const Args& a, MPI_Comm comm, int rank, int size) {
   const auto peak = static_cast<long long>(dcdm::peak_resident_bytes());
   std::vector<long long> peaks(static_cast<std::size_t>(size), 0);
   MPI_Gather(&peak, 1, MPI_LONG_LONG, peaks.data(), 1, MPI_LONG_LONG, 0, comm);
+  long long system_sums[2] = {0, 0};
+  const long long system_mine[2] = {system_resident, system_peak};
+  MPI_Reduce(system_mine, system_sums, 2, MPI_LONG_LONG, MPI_SUM, 0, comm);
   json cycle_info;
   {
     PC pc = nullptr;
@@ -290,7 +297,9 @@ int run(const Args& a, MPI_Comm comm, int rank, int size) {
                 {"memory",
                  {{"peak_resident_bytes", peak_sum},
                   {"peak_resident_bytes_per_rank", peaks},
-                  {"bytes_per_cell", static_cast<double>(peak_sum) / static_cast<double>(d.size())}}}};
+                  {"bytes_per_cell", static_cast<double>(peak_sum) / static_cast<double>(d.size())},
+                  {"system_resident_bytes", system_sums[0]},
+                  {"system_peak_bytes", system_sums[1]}}}};
     if (!cycle_info.is_null()) out["dcdm_mg"] = cycle_info;
     PetscBool is_dcdm = PETSC_FALSE;
     DCDM_PETSC_CALL(PetscObjectTypeCompare((PetscObject)ksp, KSPDCDM, &is_dcdm));
@@ -314,6 +323,12 @@ int run(const Args& a, MPI_Comm comm, int rank, int size) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Debian's PETSc links SuperLU_dist, whose library constructor turns off glibc's mmap for
+  // large blocks and its trimming (mallopt M_MMAP_MAX 0, M_TRIM_THRESHOLD -1): every freed
+  // temporary (the whole scene each rank builds, the component labelling's work arrays) would
+  // stay resident for the life of the process. glibc's defaults back.
+  mallopt(M_MMAP_MAX, 65536);
+  mallopt(M_TRIM_THRESHOLD, 128 * 1024);
   MPI_Init(&argc, &argv);
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);

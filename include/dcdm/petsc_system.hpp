@@ -88,7 +88,8 @@ class PressureSystem {
   std::int64_t fluid = 0, air = 0, solid = 0;
   int components = 0, singular_components = 0;
   // Per owned cell (x fastest over the owned box): its component label (the lowest global
-  // cell index of the component; -1 outside fluid).
+  // cell index of the component; -1 outside fluid). Kept only when A is singular (empty
+  // otherwise: 8 bytes a cell that no solve needs).
   const std::vector<std::int64_t>& labels() const { return labels_; }
 
   struct ShellContext;  // the MATSHELL's state (src/petsc/pressure_system.cpp)
@@ -129,7 +130,8 @@ struct SolveSummary {
 const char* reason_name(KSPConvergedReason reason);
 
 // Solves A x = b with the KSP (options already set), timing KSPSetUp and KSPSolve apart, and
-// recomputes ||b - A x|| at the end.
+// recomputes ||b - A x|| at the end, after KSPReset(ksp) has released the KSP's and the PC's
+// work vectors (the check then adds no memory; the KSP keeps its types and options).
 SolveSummary solve(KSP ksp, Mat a, Vec b, Vec x);
 
 }  // namespace dcdm::petsc

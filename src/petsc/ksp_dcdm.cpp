@@ -79,12 +79,12 @@ PetscErrorCode KSPSetUp_DCDM(KSP ksp) {
   if (s->allocated != s->k || !s->r) {
     PetscCall(destroy_vectors(s));
     Vec* base = nullptr;
-    PetscCall(KSPCreateVecs(ksp, 5, &base, 0, nullptr));
+    // The Jacobi candidate's pair (dj, Adj) only with -ksp_dcdm_fallback best, made on first
+    // use: 16 bytes a cell that the other modes never touch.
+    PetscCall(KSPCreateVecs(ksp, 3, &base, 0, nullptr));
     s->r = base[0];
     s->d = base[1];
     s->ad = base[2];
-    s->dj = base[3];
-    s->adj = base[4];
     PetscCall(PetscFree(base));  // the handles now belong to s
     if (s->k > 0) {
       PetscCall(VecDuplicateVecs(s->r, s->k, &s->p));
@@ -235,6 +235,8 @@ PetscErrorCode KSPSolve_DCDM(KSP ksp) {
       if (s->fallback == KSPDCDM_FALLBACK_BEST) {
         PetscCall(PetscLogEventBegin(g_event_fallback, ksp, 0, 0, 0));
         Candidate jacobi;
+        if (!s->dj) PetscCall(VecDuplicate(s->r, &s->dj));
+        if (!s->adj) PetscCall(VecDuplicate(s->r, &s->adj));
         PetscCall(fill_jacobi(ksp, amat, s->dj));
         PetscCall(make_candidate(ksp, amat, nullspace, s->dj, s->adj, kept, rnorm, &jacobi));
         // The A-norm error reduction of an exact line search is (d.r)^2 / d.Ad.

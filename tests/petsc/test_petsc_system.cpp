@@ -141,6 +141,12 @@ TEST(PetscSystem, ComponentsMatchSerial) {
     }
     EXPECT_EQ(sys.components, fc.count());
     EXPECT_EQ(sys.singular_components, fc.singular_count());
+    // Without a singular component the labels are released after set-up (the counts above
+    // still come from them).
+    if (fc.singular_count() == 0) {
+      EXPECT_TRUE(sys.labels().empty());
+      continue;
+    }
     const Box& b = sys.box();
     double wrong = 0;
     std::size_t n = 0;
