@@ -199,6 +199,23 @@ TEST(Peers, RejectsBadSystems) {
     CsrMatrix far = CsrMatrix::from_triplets(8, 8, {{0, 0, 2}, {0, 7, -1}, {7, 0, -1}, {7, 7, 2}});
     CsrOperator fop(far);
     EXPECT_THROW(make_hypre_pfmg_pcg()->setup({&fop, &far, &d, nullptr}), InputError);
+    // PFMG gets the matrix in symmetric storage: an unsymmetric 7-point matrix is refused (a
+    // symmetric one with the same pattern is taken), naming the entries that differ.
+    const auto with_unit_rest = [](std::vector<Triplet> t) {
+      for (int q = 2; q < 8; ++q) t.push_back({q, q, 1.0});
+      return CsrMatrix::from_triplets(8, 8, t);
+    };
+    const CsrMatrix skew = with_unit_rest({{0, 0, 2}, {0, 1, -1}, {1, 0, -0.5}, {1, 1, 2}});
+    CsrOperator sop(skew);
+    try {
+      make_hypre_pfmg_pcg()->setup({&sop, &skew, &d, nullptr});
+      ADD_FAILURE() << "an unsymmetric matrix was taken";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("not symmetric"), std::string::npos) << e.what();
+    }
+    const CsrMatrix sym = with_unit_rest({{0, 0, 2}, {0, 1, -1}, {1, 0, -1}, {1, 1, 2}});
+    CsrOperator yop(sym);
+    EXPECT_NO_THROW(make_hypre_pfmg_pcg()->setup({&yop, &sym, &d, nullptr}));
   } else {
     EXPECT_THROW(make_hypre_amg_pcg(), InputError);
   }

@@ -431,7 +431,8 @@ class HyprePfmgPcg final : public IterativeSolver {
     // A unit grid operator gives its stencil directly; any other system (a matrix, weighted
     // coefficients, a singular system, whose pinning works on the matrix) is assembled.
     const auto* stencil = dynamic_cast<const PoissonStencil*>(system.op);
-    std::vector<double> values;
+    std::vector<double> values;  // 4 per cell, from cell values_first_cell on
+    std::int64_t values_first_cell = 0;
     if (!system.matrix && stencil && !stencil->domain().weighted() && !system.project_range) {
       dims_ = grid_dims(system, stencil->size());
       const Dims sd = stencil->dims();
@@ -440,7 +441,9 @@ class HyprePfmgPcg final : public IterativeSolver {
                                      dims_.str()));
       release();
       system_ = system;
+      set_slab();
       values_from_stencil(*stencil, values);
+      values_first_cell = std::int64_t(z0_) * dims_.nx * dims_.ny;
     } else {
       CsrMatrix assembled;  // a grid system without a matrix: assembled for the set-up only
       const CsrMatrix& a = system_matrix(system, assembled, "hypre-pfmg");
@@ -450,15 +453,12 @@ class HyprePfmgPcg final : public IterativeSolver {
       dims_ = grid_dims(system, a.rows);
       release();
       system_ = system;
+      set_slab();
       values_from_matrix(a, values);
       if (system.project_range) pin_singular_cells(a, values);
     }
     const std::int64_t sz = std::int64_t(dims_.nx) * dims_.ny;
 
-    // This rank's slab of whole z-planes [z0, z1] (the whole grid on one rank).
-    const auto [zf, zl] = block_of(dims_.nz, world_rank(), world_size());
-    z0_ = static_cast<int>(zf);
-    z1_ = static_cast<int>(zl) - 1;
     HYPRE_Int lower[3] = {0, 0, z0_};
     HYPRE_Int upper[3] = {dims_.nx - 1, dims_.ny - 1, z1_};
     const bool owns = z1_ >= z0_;
@@ -476,7 +476,7 @@ class HyprePfmgPcg final : public IterativeSolver {
     HYPRE_Int entries[4] = {0, 1, 2, 3};
     if (owns)
       check(HYPRE_StructMatrixSetBoxValues(matrix_, lower, upper, 4, entries,
-                                           values.data() + static_cast<std::size_t>(z0_ * sz * 4)),
+                                           values.data() + static_cast<std::size_t>((z0_ * sz - values_first_cell) * 4)),
             "StructMatrixSetBoxValues");
     check(HYPRE_StructMatrixAssemble(matrix_), "StructMatrixAssemble");
     for (HYPRE_StructVector* v : {&vb_, &vx_}) {
@@ -560,22 +560,33 @@ class HyprePfmgPcg final : public IterativeSolver {
   // Symmetric storage from the unit operator's own arrays: diagonal = its neighbour count,
   // -1 to each fluid neighbour below; a cell that is not fluid (or has no neighbour to couple
   // with) is an identity row. The same entries as the assembled matrix.
+  // This rank's slab of whole z-planes [z0_, z1_] (the whole grid on one rank).
+  void set_slab() {
+    const auto [first, last] = block_of(dims_.nz, world_rank(), world_size());
+    z0_ = static_cast<int>(first);
+    z1_ = static_cast<int>(last) - 1;
+  }
+
+  // Only this rank's slab of z-planes is stored (values[0] is the slab's first cell); which
+  // cells are active, for the whole grid.
   void values_from_stencil(const PoissonStencil& stencil, std::vector<double>& values) {
-    const std::int64_t cells = dims_.size();
-    values.assign(static_cast<std::size_t>(cells) * 4, 0.0);
+    const std::int64_t cells = dims_.size(), plane = std::int64_t(dims_.nx) * dims_.ny;
+    const std::int64_t first = z0_ * plane, last = (z1_ + 1) * plane;
+    values.assign(static_cast<std::size_t>(std::max<std::int64_t>(0, last - first)) * 4, 0.0);
     active_.assign(static_cast<std::size_t>(cells), 0);
     const std::uint8_t* mask = stencil.neighbour_mask().data();
     const std::uint8_t* count = stencil.diagonal_count().data();
     constexpr std::uint8_t below[4] = {0, neighbour_bit(Face::XMin), neighbour_bit(Face::YMin),
                                        neighbour_bit(Face::ZMin)};
-    for (std::int64_t c = 0; c < cells; ++c) {
-      double* row = &values[static_cast<std::size_t>(c) * 4];
+    for (std::int64_t c = 0; c < cells; ++c)
+      active_[static_cast<std::size_t>(c)] = (mask[c] & kFluidBit) && count[c] > 0;
+    for (std::int64_t c = first; c < last; ++c) {
+      double* row = &values[static_cast<std::size_t>(c - first) * 4];
       const std::uint8_t m = mask[c];
-      if ((m & kFluidBit) && count[c] > 0) {
+      if (active_[static_cast<std::size_t>(c)]) {
         row[0] = static_cast<double>(count[c]);
         for (int s = 1; s <= 3; ++s)
           if (m & below[s]) row[s] = -1.0;
-        active_[static_cast<std::size_t>(c)] = 1;
       } else {
         row[0] = 1.0;  // identity row, zero coupling
       }
