@@ -8,7 +8,6 @@
 // 3 not converged, 2 bad input (one message, from the lowest rank that found it, and every
 // rank exits 2), 1 anything else.
 #include <cstdio>
-#include <malloc.h>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -323,12 +322,9 @@ int run(const Args& a, MPI_Comm comm, int rank, int size) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Debian's PETSc links SuperLU_dist, whose library constructor turns off glibc's mmap for
-  // large blocks and its trimming (mallopt M_MMAP_MAX 0, M_TRIM_THRESHOLD -1): every freed
-  // temporary (the whole scene each rank builds, the component labelling's work arrays) would
-  // stay resident for the life of the process. glibc's defaults back.
-  mallopt(M_MMAP_MAX, 65536);
-  mallopt(M_TRIM_THRESHOLD, 128 * 1024);
+  // Freed temporaries (the whole scene each rank builds, the component labelling's work
+  // arrays) must leave the resident set: see restore_allocator_defaults.
+  dcdm::restore_allocator_defaults();
   MPI_Init(&argc, &argv);
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);

@@ -9,6 +9,7 @@
 
 #include "command.hpp"
 #include "dcdm/error.hpp"
+#include "dcdm/memory.hpp"
 #include "dcdm/version.hpp"
 
 namespace dcdm::cli {
@@ -19,6 +20,7 @@ std::vector<CommandSpec>& command_registry() {
 }  // namespace dcdm::cli
 
 int main(int argc, char** argv) {
+  dcdm::restore_allocator_defaults();  // freed temporaries leave the resident set (memory.hpp)
   CLI::App app{"dcdm: Deep Conjugate Direction Method and classical solvers for pressure Poisson systems"};
   app.set_version_flag("--version", std::string("dcdm ") + dcdm::kVersion);
   app.require_subcommand(1);

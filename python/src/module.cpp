@@ -25,6 +25,7 @@
 
 #include <fmt/format.h>
 
+#include "dcdm/memory.hpp"
 #include "dcdm/error.hpp"
 #include "dcdm/grid.hpp"
 #include "dcdm/learn.hpp"
@@ -465,6 +466,9 @@ void register_network_generator() {
 }  // namespace
 
 PYBIND11_MODULE(_dcdm, m) {
+  // Loading the module loaded SuperLU_dist, which turns off the interpreter's mmap for large
+  // blocks: freed NumPy arrays and solver temporaries would stay resident (memory.hpp).
+  dcdm::restore_allocator_defaults();
   m.doc() = "dcdm: pressure Poisson solvers for voxel grids (MGPCG, DCDM with learned generators, peers)";
   m.attr("__version__") = kVersion;
   m.attr("SOLID") = static_cast<int>(CellType::Solid);

@@ -1,5 +1,7 @@
 #include "dcdm/memory.hpp"
 
+#include <malloc.h>
+
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -26,6 +28,11 @@ std::int64_t status_kb(const char* field) {
 
 std::int64_t resident_bytes() { return status_kb("VmRSS") * 1024; }
 std::int64_t peak_resident_bytes() { return status_kb("VmHWM") * 1024; }
+
+void restore_allocator_defaults() {
+  mallopt(M_MMAP_MAX, 65536);             // glibc's default count of mmapped blocks
+  mallopt(M_TRIM_THRESHOLD, 128 * 1024);  // glibc's default (fixed from here on)
+}
 
 bool reset_peak_resident() {
   std::ofstream out("/proc/self/clear_refs");
