@@ -219,3 +219,16 @@ TEST_F(MemoryGuard, SimulatorFramesWithoutMatrixFilesSolveTheSame) {
 }
 
 }  // namespace
+
+// This test binary loads SuperLU_dist (through hypre), whose constructor keeps every freed
+// block resident; after restore_allocator_defaults a freed 256 MB temporary leaves the
+// resident set again.
+TEST(Allocator, FreedLargeBlocksLeaveTheResidentSet) {
+  dcdm::restore_allocator_defaults();
+  const std::int64_t before = dcdm::resident_bytes();
+  {
+    std::vector<double> big(32u << 20, 1.0);  // 256 MB, touched
+    EXPECT_GT(dcdm::resident_bytes(), before + (200 << 20));
+  }
+  EXPECT_LT(dcdm::resident_bytes(), before + (32 << 20));
+}
