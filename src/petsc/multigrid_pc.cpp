@@ -38,6 +38,22 @@ namespace {
 constexpr int kFrame = 2;                    // ghost cells on each side of a level's box
 constexpr std::int64_t kParallelCells = 32768;  // below this, loops stay on one thread
 
+// -log_view events (registered with the PC type): the sweeps' and transfers' arithmetic, the
+// ghost exchanges, and the gathered coarse levels (gather, the serial cycle on rank 0, scatter).
+PetscLogEvent g_event_smooth = 0, g_event_transfer = 0, g_event_halo = 0, g_event_gathered = 0;
+
+// Times a scope as one PETSc event.
+class LogScope {
+ public:
+  explicit LogScope(PetscLogEvent e) : e_(e) { PetscLogEventBegin(e_, 0, 0, 0, 0); }
+  ~LogScope() { PetscLogEventEnd(e_, 0, 0, 0, 0); }
+  LogScope(const LogScope&) = delete;
+  LogScope& operator=(const LogScope&) = delete;
+
+ private:
+  PetscLogEvent e_;
+};
+
 const auto kFluid = static_cast<std::uint8_t>(CellType::Fluid);
 const auto kSolid = static_cast<std::uint8_t>(CellType::Solid);
 const auto kAir = static_cast<std::uint8_t>(CellType::Air);
@@ -125,6 +141,7 @@ class Halo {
   // Refreshes `width` (1 or 2) ghost layers of data (a local array of the level).
   template <class T>
   void exchange(T* data, int width) const {
+    const LogScope scope(g_event_halo);
     for (int a = 0; a < 3; ++a) exchange_axis(data, width, a);
   }
 
@@ -584,6 +601,7 @@ void Cycle<Real>::set_up_gather(const std::array<FaceBoundary, 6>& faces, int ga
 template <class Real>
 template <class Update>
 void Cycle<Real>::sweep_colour(Level<Real>& l, int colour, Update update) {
+  const LogScope scope(g_event_smooth);
   Real* x = l.x.data();
   const Real* b = l.b.data();
   const Real* id = l.inv_diag.data();
@@ -605,6 +623,7 @@ void Cycle<Real>::sweep_colour(Level<Real>& l, int colour, Update update) {
 template <class Real>
 template <class Update>
 void Cycle<Real>::sweep_band(Level<Real>& l, int colour, Update update) {
+  const LogScope scope(g_event_smooth);
   const std::vector<std::int64_t>& cells = l.band[colour];
   const std::int64_t m = static_cast<std::int64_t>(cells.size());
   Real* x = l.x.data();
@@ -689,6 +708,7 @@ void Cycle<Real>::residual_to_coarse(int li) {
   Level<Real>& f = levels_[static_cast<std::size_t>(li)];
   Level<Real>& c = levels_[static_cast<std::size_t>(li) + 1];
   {
+    const LogScope scope(g_event_transfer);
     const Real* x = f.x.data();
     const Real* b = f.b.data();
     const Real* id = f.inv_diag.data();
@@ -711,6 +731,7 @@ void Cycle<Real>::residual_to_coarse(int li) {
       }
   }
   halos_[static_cast<std::size_t>(li)].exchange(f.r.data(), kFrame);
+  const LogScope scope(g_event_transfer);
   const Real* r = f.r.data();
   Real* bc = c.b.data();
   const std::int64_t fsy = f.sy, fsz = f.sz;
@@ -737,6 +758,7 @@ void Cycle<Real>::prolongate(int li) {
   const Real* xc = c.x.data();
   Real* xf = f.x.data();
   const Real* iw = f.inv_w.data();
+  PetscLogEventBegin(g_event_transfer, 0, 0, 0, 0);
 #pragma omp parallel for schedule(static) if (f.parallel())
   for (int k = f.split.lo[2]; k < f.split.hi[2]; ++k)
     for (int j = f.split.lo[1]; j < f.split.hi[1]; ++j) {
@@ -748,6 +770,7 @@ void Cycle<Real>::prolongate(int li) {
         xf[p] += iw[p] * transfer::prolongate_at(xc, rows, i);
       }
     }
+  PetscLogEventEnd(g_event_transfer, 0, 0, 0, 0);
   halos_[static_cast<std::size_t>(li)].exchange(f.x.data(), 1);
 }
 
@@ -756,6 +779,7 @@ void Cycle<Real>::prolongate(int li) {
 // divided by s; s is a power of two, so scaling by it is exact.
 template <class Real>
 void Cycle<Real>::gathered_solve() {
+  const LogScope scope(g_event_gathered);
   Level<Real>& l = levels_.back();
   std::size_t n = 0;
   l.for_owned([&](int, int, int, std::int64_t p) { gather_send_[n++] = l.b[static_cast<std::size_t>(p)]; });
@@ -1033,6 +1057,12 @@ void register_multigrid_pc() {
   static bool registered = false;
   if (registered) return;
   DCDM_PETSC_CALL(PCRegister(PCDCDMMG, pc_create));
+  PetscClassId id = 0;
+  DCDM_PETSC_CALL(PetscClassIdRegister("dcdm multigrid", &id));
+  DCDM_PETSC_CALL(PetscLogEventRegister("DCDMMGSmooth", id, &g_event_smooth));
+  DCDM_PETSC_CALL(PetscLogEventRegister("DCDMMGTransfer", id, &g_event_transfer));
+  DCDM_PETSC_CALL(PetscLogEventRegister("DCDMMGHalo", id, &g_event_halo));
+  DCDM_PETSC_CALL(PetscLogEventRegister("DCDMMGGathered", id, &g_event_gathered));
   registered = true;
 }
 
