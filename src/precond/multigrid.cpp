@@ -1066,43 +1066,80 @@ inline void residual_rows(Level<Real>& f, int k, int j0, int j1) {
   }
 }
 
-// b_c = mask_c * (1/8) sum of trilinear weights * r_f on coarse rows [j0, j1) of coarse plane k.
+// b_c = mask_c * (1/8) sum of trilinear weights * r_f on coarse rows [j0, j1) of coarse plane k
+// (transfer::restriction_sum's sums in its order, vectorised over the coarse cells of a row).
 template <class Real>
 inline void restrict_rows(const Level<Real>& f, Level<Real>& c, int k, int j0, int j1) {
+  constexpr int kChunk = 128;
+  constexpr Real w[4] = {Real(0.25), Real(0.75), Real(0.75), Real(0.25)};
+  alignas(64) Real sum[kChunk];
   const Dims cd = c.dims;
   const Real* r = f.r.data();
   Real* bc = c.b.data();
   const std::uint8_t* ct = c.type.data();
   const Real* kappa = c.kappa.empty() ? nullptr : c.kappa.data();
-  const std::int64_t fsy = f.sy, fsz = f.sz;
+  const auto fluid = static_cast<std::uint8_t>(CellType::Fluid);
   for (int j = j0; j < j1; ++j)
-    for (int i = 0; i < cd.nx; ++i) {
-      const std::int64_t pc = c.at(i, j, k);
-      if (ct[pc] != static_cast<std::uint8_t>(CellType::Fluid)) {
-        bc[pc] = Real(0);
-        continue;
+    for (int i0 = 0; i0 < cd.nx; i0 += kChunk) {
+      const int m = std::min(kChunk, cd.nx - i0);
+      for (int i = 0; i < m; ++i) sum[i] = Real(0);
+      for (int e = 0; e < 4; ++e)
+        for (int bb = 0; bb < 4; ++bb) {
+          // Fine cells 2i-1 .. 2i+2 per axis (ghosts included, zero there).
+          const Real* line = r + f.at(2 * i0 - 1, 2 * j - 1 + bb, 2 * k - 1 + e);
+          const Real web = w[e] * w[bb];
+#pragma omp simd
+          for (int i = 0; i < m; ++i) {
+            const Real* at = line + 2 * i;
+            sum[i] += web * (w[0] * at[0] + w[1] * at[1] + w[2] * at[2] + w[3] * at[3]);
+          }
+        }
+      const std::int64_t row = c.at(i0, j, k);
+#pragma omp simd
+      for (int i = 0; i < m; ++i) {
+        const std::int64_t pc = row + i;
+        const Real v = kappa ? kappa[pc] * (Real(0.125) * sum[i]) : Real(0.125) * sum[i];
+        bc[pc] = ct[pc] == fluid ? v : Real(0);
       }
-      // Fine cells 2i-1 .. 2i+2 per axis (ghosts included, zero there).
-      const Real sum = transfer::restriction_sum<Real>(f.at(2 * i - 1, 2 * j - 1, 2 * k - 1), fsy, fsz,
-                                                       [r](std::int64_t at) { return r[at]; });
-      bc[pc] = kappa ? kappa[pc] * (Real(0.125) * sum) : Real(0.125) * sum;
     }
 }
 
 // x_f += W^{-1} sum of trilinear weights * xc on fine rows [j0, j1) of plane k (xc: the coarse
-// values, zero outside the coarse fluid; K x_c with weighted interpolation).
+// values, zero outside the coarse fluid; K x_c with weighted interpolation). transfer::
+// prolongate_at's sums, vectorised: the even fine cells 2m (coarse parents m, m - 1 along x)
+// and the odd ones 2m + 1 (m, m + 1) each into a buffer, then merged.
 template <class Real>
 inline void prolongate_rows(const Real* xc, const Level<Real>& c, Level<Real>& f, int k, int j0, int j1) {
+  constexpr int kChunk = 128;  // coarse cells
+  alignas(64) Real even[kChunk], odd[kChunk];
   const Dims d = f.dims;
   Real* xf = f.x.data();
   const Real* iw = f.inv_w.data();
+  const auto interpolate = [](const Real* r00, const Real* r01, const Real* r10, const Real* r11, int near, int far) {
+    auto line = [&](const Real* r) { return Real(0.75) * r[near] + Real(0.25) * r[far]; };
+    return Real(0.75) * (Real(0.75) * line(r00) + Real(0.25) * line(r01)) +
+           Real(0.25) * (Real(0.75) * line(r10) + Real(0.25) * line(r11));
+  };
   for (int j = j0; j < j1; ++j) {
     const transfer::ProlongationRows rows = transfer::prolongation_rows(c, j, k);
     const std::int64_t row = f.at(0, j, k);
-    for (int i = 0; i < d.nx; ++i) {
-      const std::int64_t p = row + i;
-      if (iw[p] == Real(0)) continue;
-      xf[p] += iw[p] * transfer::prolongate_at(xc, rows, i);
+    for (int m0 = 0; 2 * m0 < d.nx; m0 += kChunk) {
+      const int cells = std::min(2 * kChunk, d.nx - 2 * m0);  // fine cells of the chunk
+      const int m = (cells + 1) / 2;
+      const Real *r00 = xc + rows.r00 + m0, *r01 = xc + rows.r01 + m0, *r10 = xc + rows.r10 + m0,
+                 *r11 = xc + rows.r11 + m0;
+#pragma omp simd
+      for (int i = 0; i < m; ++i) {
+        even[i] = interpolate(r00, r01, r10, r11, i, i - 1);
+        odd[i] = interpolate(r00, r01, r10, r11, i, i + 1);
+      }
+      Real* xs = xf + row + 2 * m0;
+      const Real* ws = iw + row + 2 * m0;
+#pragma omp simd
+      for (int i = 0; i < cells; ++i) {
+        const Real v = (i & 1) ? odd[i >> 1] : even[i >> 1];
+        xs[i] = ws[i] != Real(0) ? xs[i] + ws[i] * v : xs[i];
+      }
     }
   }
 }
@@ -1297,10 +1334,11 @@ void Cycle<Real>::run_stage(Level<Real>& l, Level<Real>* c, const Stage& st, int
       for (int j = j0; j < j1; ++j) {
         const std::int64_t row = l.at(0, j, k);
         const double* src = load_ + d.index(0, j, k);
-        for (int i = 0; i < d.nx; ++i) {
-          x[row + i] = Real(0);
-          b[row + i] = id[row + i] != Real(0) ? static_cast<Real>(src[i]) : Real(0);
-        }
+        std::fill_n(x + row, d.nx, Real(0));
+        Real* bs = b + row;
+        const Real* is = id + row;
+#pragma omp simd
+        for (int i = 0; i < d.nx; ++i) bs[i] = is[i] != Real(0) ? static_cast<Real>(src[i]) : Real(0);
       }
       break;
     }
@@ -1323,6 +1361,7 @@ void Cycle<Real>::run_stage(Level<Real>& l, Level<Real>* c, const Stage& st, int
       for (int j = j0; j < j1; ++j) {
         const Real* x = l.x.data() + l.at(0, j, k);
         double* dst = store_ + d.index(0, j, k);
+#pragma omp simd
         for (int i = 0; i < d.nx; ++i) dst[i] = static_cast<double>(x[i]);
       }
       break;
