@@ -8,11 +8,14 @@
 
 #include <Eigen/SparseCholesky>
 
+#include <array>
 #include <random>
 
 #include "dcdm/error.hpp"
 #include "dcdm/grid.hpp"
 #include "dcdm/peers.hpp"
+#include "dcdm/poisson.hpp"
+#include "test_domains.hpp"
 #include "test_krylov_systems.hpp"
 
 using namespace dcdm;
@@ -359,5 +362,35 @@ TEST(Peers, OtherSettingsStillMatchDirectSolution) {
     EXPECT_EQ(rep.reason, SolveReason::ConvergedRtol) << format_reason_line(rep);
     EXPECT_LE(true_residual_norm(op, p.b, x), 1e-10 * norm2(p.b));
     EXPECT_LT(relative_error(x, p.x_ref), 1e-7);
+  }
+}
+
+// A matrix-free unit grid system is compressed straight from its domain: the same rows,
+// columns and values as compressing the full-grid assembly, singular regions pinned alike;
+// a fluid cell walled in by solids (no equation) falls back to the assembly and is dropped.
+TEST(Peers, CompressionFromTheDomainEqualsCompressionOfTheAssembly) {
+  for (const std::uint64_t seed : {1u, 2u, 3u, 4u}) {
+    Domain d = dcdm::testing::random_domain(Dims{7, 6, 5}, seed, 0.3, seed % 2 ? 0.0 : 0.05);
+    if (seed == 3) {
+      d.cells(3, 3, 2) = CellType::Fluid;  // a fluid cell among solids
+      const std::array<std::array<int, 3>, 6> around = {{{2, 3, 2}, {4, 3, 2}, {3, 2, 2}, {3, 4, 2}, {3, 3, 1}, {3, 3, 3}}};
+      for (const auto& [i, j, k] : around) d.cells(i, j, k) = CellType::Solid;
+    }
+    SCOPED_TRACE(seed);
+    const PoissonStencil op(d);
+    const RangeProjector projector(d);
+    LinearSystemView view{&op, nullptr, &d, nullptr};
+    if (projector.singular()) view.project_range = projector.as_function();
+    const CompressedSystem direct = compress_peer_system(view, "test");
+    const CsrMatrix full = assemble_full_grid(d);
+    CompressedSystem reference = compress_active_rows(full, "test");
+    if (projector.singular()) pin_singular_components(reference);
+    EXPECT_EQ(direct.full_index, reference.full_index);
+    EXPECT_EQ(direct.row_of, reference.row_of);
+    EXPECT_EQ(direct.pinned, reference.pinned);
+    EXPECT_EQ(direct.matrix.row_ptr, reference.matrix.row_ptr);
+    EXPECT_EQ(direct.matrix.col_idx, reference.matrix.col_idx);
+    EXPECT_EQ(direct.matrix.values, reference.matrix.values);
+    if (seed == 3) EXPECT_EQ(reference.row_of[d.dims().index(3, 3, 2)], -1);
   }
 }

@@ -140,8 +140,12 @@ struct AmgclSettings {
   std::string relaxation = "spai0";  // spai0 | gs (Gauss-Seidel) | ilu0
   double strong_threshold = 0.0;   // eps_strong; 0: AMGCL's default (0.08 smoothed aggregation, 0.25 Ruge-Stuben)
   int coarse_enough = 3000;        // AMGCL's default: a level this small is the coarsest
+  // "double", or "float": AMGCL's mixed precision (its Poisson tutorial): the hierarchy in
+  // single precision under the double-precision CG, about 20% less memory at 128^3.
+  std::string precision = "double";
 };
-// Keys: coarsening relax strong coarse ("amgcl:coarsening=rs:relax=gs").
+// Keys: coarsening relax strong coarse precision ("amgcl:coarsening=rs:relax=gs",
+// "amgcl:precision=float").
 AmgclSettings parse_amgcl_settings(const std::string& text, const std::string& who = "amgcl");
 std::string to_string(const AmgclSettings& s);
 // True when this build was pointed at AMGCL's headers (DCDM_HAVE_AMGCL).

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <type_traits>
 #include <fmt/format.h>
 
 #include "dcdm/error.hpp"
@@ -29,14 +30,15 @@ AmgclSettings parse_amgcl_settings(const std::string& text, const std::string& w
   const PeerSetting keys[] = {{"coarsening", &s.coarsening, 0, 0, "sa|rs"},
                               {"relax", &s.relaxation, 0, 0, "spai0|gs|ilu0"},
                               {"strong", &s.strong_threshold, 0.0, 1.0},  // 0: AMGCL's default
-                              {"coarse", &s.coarse_enough, 1, 100000}};
+                              {"coarse", &s.coarse_enough, 1, 100000},
+                              {"precision", &s.precision, 0, 0, "double|float"}};
   parse_peer_settings(text, who, keys);
   return s;
 }
 
 std::string to_string(const AmgclSettings& s) {
-  return fmt::format("coarsening={}:relax={}:strong={}:coarse={}", s.coarsening, s.relaxation,
-                     s.strong_threshold, s.coarse_enough);
+  return fmt::format("coarsening={}:relax={}:strong={}:coarse={}:precision={}", s.coarsening, s.relaxation,
+                     s.strong_threshold, s.coarse_enough, s.precision);
 }
 
 bool amgcl_available() {
@@ -89,6 +91,8 @@ struct RecordingInnerProduct {
 };
 
 // What one AMGCL configuration needs, type-erased behind the settings' names.
+// The hierarchy is built once in the constructor and serves every later solve (AMGCL's
+// tutorial: "the same solver may be used multiple times with different RHS vectors").
 class AmgclRunner {
  public:
   virtual ~AmgclRunner() = default;
@@ -97,19 +101,24 @@ class AmgclRunner {
                     int max_iterations, std::vector<double>& norms) = 0;
 };
 
-template <template <class> class Coarsening, template <class> class Relaxation>
+// PrecondBackend: builtin<double>, or builtin<float> for AMGCL's mixed precision (a single
+// precision hierarchy under the double CG, which then multiplies by the caller's double
+// matrix: `a` must outlive the runner).
+template <class PrecondBackend, template <class> class Coarsening, template <class> class Relaxation>
 class AmgclCg final : public AmgclRunner {
  public:
-  using Precond = amgcl::amg<Backend, Coarsening, Relaxation>;
+  using Precond = amgcl::amg<PrecondBackend, Coarsening, Relaxation>;
   using Cg = amgcl::solver::cg<Backend, RecordingInnerProduct>;
+  static constexpr bool kMixed = !std::is_same_v<PrecondBackend, Backend>;
 
-  AmgclCg(const CsrMatrix& a, const AmgclSettings& s) {
+  AmgclCg(const CsrMatrix& a, const AmgclSettings& s) : a_(a) {
     typename Precond::params prm;
     prm.coarse_enough = static_cast<unsigned>(s.coarse_enough);
     if (s.strong_threshold > 0.0) set_strong_threshold(prm.coarsening, s.strong_threshold);
     const auto n = static_cast<std::ptrdiff_t>(a.rows);
-    std::vector<std::ptrdiff_t> ptr(a.row_ptr.begin(), a.row_ptr.end()), col(a.col_idx.begin(), a.col_idx.end());
-    precond_ = std::make_unique<Precond>(std::tie(n, ptr, col, a.values), prm);
+    // The matrix's own arrays through AMGCL's CRS tuple adapter (no copy of them: AMGCL builds
+    // its finest level from them).
+    precond_ = std::make_unique<Precond>(std::tie(n, a.row_ptr, a.col_idx, a.values), prm);
     cg_ = std::make_unique<Cg>(static_cast<std::size_t>(n), typename Cg::params(),
                                typename Backend::params(), RecordingInnerProduct{&norms_});
   }
@@ -122,7 +131,12 @@ class AmgclCg final : public AmgclRunner {
     norms_.clear();
     std::size_t iterations = 0;
     double error = 0.0;
-    std::tie(iterations, error) = (*cg_)(*precond_, b, x);
+    if constexpr (kMixed) {
+      const auto n = static_cast<std::ptrdiff_t>(a_.rows);
+      std::tie(iterations, error) = (*cg_)(std::tie(n, a_.row_ptr, a_.col_idx, a_.values), *precond_, b, x);
+    } else {
+      std::tie(iterations, error) = (*cg_)(*precond_, b, x);
+    }
     // norms_ = ||b||, ||r_0||, ||r_1||, ...: drop ||b||.
     norms.assign(norms_.size() > 1 ? norms_.begin() + 1 : norms_.end(), norms_.end());
     return static_cast<int>(iterations);
@@ -134,23 +148,31 @@ class AmgclCg final : public AmgclRunner {
     if constexpr (requires { p.aggr.eps_strong; }) p.aggr.eps_strong = static_cast<float>(theta);
     else if constexpr (requires { p.eps_strong; }) p.eps_strong = static_cast<float>(theta);
   }
+  const CsrMatrix& a_;
   std::vector<double> norms_;
   std::unique_ptr<Precond> precond_;
   std::unique_ptr<Cg> cg_;
 };
 
-template <template <class> class Coarsening>
+template <class PrecondBackend, template <class> class Coarsening>
 std::unique_ptr<AmgclRunner> make_runner_with(const std::string& relax, const CsrMatrix& a,
                                               const AmgclSettings& s) {
-  if (relax == "gs") return std::make_unique<AmgclCg<Coarsening, amgcl::relaxation::gauss_seidel>>(a, s);
-  if (relax == "ilu0") return std::make_unique<AmgclCg<Coarsening, amgcl::relaxation::ilu0>>(a, s);
-  return std::make_unique<AmgclCg<Coarsening, amgcl::relaxation::spai0>>(a, s);
+  if (relax == "gs")
+    return std::make_unique<AmgclCg<PrecondBackend, Coarsening, amgcl::relaxation::gauss_seidel>>(a, s);
+  if (relax == "ilu0") return std::make_unique<AmgclCg<PrecondBackend, Coarsening, amgcl::relaxation::ilu0>>(a, s);
+  return std::make_unique<AmgclCg<PrecondBackend, Coarsening, amgcl::relaxation::spai0>>(a, s);
+}
+
+template <class PrecondBackend>
+std::unique_ptr<AmgclRunner> make_runner_in(const CsrMatrix& a, const AmgclSettings& s) {
+  if (s.coarsening == "rs")
+    return make_runner_with<PrecondBackend, amgcl::coarsening::ruge_stuben>(s.relaxation, a, s);
+  return make_runner_with<PrecondBackend, amgcl::coarsening::smoothed_aggregation>(s.relaxation, a, s);
 }
 
 std::unique_ptr<AmgclRunner> make_runner(const CsrMatrix& a, const AmgclSettings& s) {
-  if (s.coarsening == "rs")
-    return make_runner_with<amgcl::coarsening::ruge_stuben>(s.relaxation, a, s);
-  return make_runner_with<amgcl::coarsening::smoothed_aggregation>(s.relaxation, a, s);
+  if (s.precision == "float") return make_runner_in<amgcl::backend::builtin<float>>(a, s);
+  return make_runner_in<Backend>(a, s);
 }
 
 class AmgclPeer final : public IterativeSolver {

@@ -39,6 +39,8 @@ CompressedSystem compress_active_rows(const CsrMatrix& a, const std::string& who
   CsrMatrix& c = out.matrix;
   c.rows = c.cols = n;
   c.row_ptr.assign(static_cast<std::size_t>(n) + 1, 0);
+  c.col_idx.reserve(static_cast<std::size_t>(a.row_ptr[a.rows]));  // at most A's entries
+  c.values.reserve(static_cast<std::size_t>(a.row_ptr[a.rows]));
   for (std::int64_t i = 0; i < n; ++i) {
     const std::int64_t r = out.full_index[i];
     for (std::int64_t k = a.row_ptr[r]; k < a.row_ptr[r + 1]; ++k) {
@@ -117,8 +119,39 @@ void pin_singular_components(CompressedSystem& c) {
   }
 }
 
+namespace {
+
+// The compression of a unit grid operator's system straight from its domain (no full-grid
+// matrix): the fluid cells' rows. The same rows and entries as compress_active_rows of the
+// full-grid assembly, unless a fluid cell has no neighbour to couple with (a zero diagonal:
+// not an unknown there), which returns false.
+bool compress_unit_grid(const Domain& domain, CompressedSystem& out) {
+  FluidIndexing ix;
+  out.matrix = assemble_compressed(domain, &ix);
+  const CsrMatrix& c = out.matrix;
+  for (std::int64_t r = 0; r < c.rows; ++r) {
+    bool diagonal = false;
+    for (std::int64_t k = c.row_ptr[r]; k < c.row_ptr[r + 1]; ++k)
+      diagonal = diagonal || (c.col_idx[k] == r && c.values[k] > 0.0);
+    if (!diagonal) return false;
+  }
+  out.row_of = std::move(ix.row_of_cell);
+  out.full_index = std::move(ix.cell_of_row);
+  return true;
+}
+
+}  // namespace
+
 CompressedSystem compress_peer_system(const LinearSystemView& system, const std::string& who) {
   if (!system.op) throw InputError(fmt::format("{}: the system has no operator", who));
+  const auto* stencil = dynamic_cast<const PoissonStencil*>(system.op);
+  if (!system.matrix && stencil && !stencil->domain().weighted()) {
+    CompressedSystem c;
+    if (compress_unit_grid(stencil->domain(), c)) {
+      if (system.project_range) pin_singular_components(c);
+      return c;
+    }
+  }
   // A grid system without a matrix is assembled here, only for the compression (the peer keeps
   // its compressed copy; the full-grid one is freed on return).
   CsrMatrix assembled;
