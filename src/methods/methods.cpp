@@ -238,11 +238,11 @@ void add_builtin_methods(Registry& r) {
       }, false);
   // Peers from established libraries. Without hypre (or AMGCL's headers) in the build they stay
   // listed and report "not available in this build" (InputError) when chosen.
-  add("hypre-amg", "peer: hypre BoomerAMG-preconditioned PCG on the fluid-cell matrix (1 thread)",
+  add("hypre-amg", "peer: hypre BoomerAMG-preconditioned PCG on the fluid-cell matrix (1 thread a rank; mpirun -np N for N ranks)",
       [](const std::string& arg, const MethodParams&) {
         return make_hypre_amg_pcg(parse_hypre_amg_settings(arg, "hypre-amg:" + arg));
       });
-  add("hypre-pfmg", "peer: hypre PFMG-preconditioned PCG on the structured grid (1 thread)",
+  add("hypre-pfmg", "peer: hypre PFMG-preconditioned PCG on the structured grid (1 thread a rank; mpirun -np N for N ranks)",
       [](const std::string& arg, const MethodParams&) {
         return make_hypre_pfmg_pcg(parse_hypre_pfmg_settings(arg, "hypre-pfmg:" + arg));
       });
@@ -251,7 +251,7 @@ void add_builtin_methods(Registry& r) {
         return make_eigen_iccg(parse_eigen_iccg_settings(arg, "eigen-iccg:" + arg));
       });
   add("amgcl",
-      "peer (optional): AMGCL's CG with its AMG (smoothed aggregation, SPAI(0)) on the fluid-cell matrix",
+      "peer (optional): AMGCL's CG with its AMG (smoothed aggregation, SPAI(0)) on the fluid-cell matrix; amgcl:precision=float: its mixed precision",
       [](const std::string& arg, const MethodParams&) { return make_amgcl_cg(parse_amgcl_settings(arg, "amgcl:" + arg)); });
 }
 
