@@ -105,6 +105,10 @@ struct Level {
   std::vector<Real> inv_diag, x, b, r, inv_w;
   std::vector<std::int64_t> band[2];  // local indices of owned band cells by colour
   std::vector<Real> band_omega[2];
+  // The same for the owned band cells and those of the first ghost layer (the first step of a
+  // sweep updates both, see Cycle::sweep).
+  std::vector<std::int64_t> band_wide[2];
+  std::vector<Real> band_wide_omega[2];
   std::vector<Real> omega;            // per-cell interior factors (a per-cell model), else empty
   std::int64_t fluid_cells = 0;       // on this rank
 
@@ -272,13 +276,15 @@ class Cycle final : public CycleBase {
   void set_up_gather(const std::array<FaceBoundary, 6>& faces, int gathered_index);
 
   template <class Update>
-  void sweep_colour(Level<Real>& l, int colour, Update update);
+  void sweep_colour(Level<Real>& l, int colour, int depth, Update update);
   template <class Update>
-  void sweep_band(Level<Real>& l, int colour, Update update);
-  void smooth_colour(int li, int colour);
-  void smooth_band(int li, int colour);
+  void sweep_band(Level<Real>& l, int colour, bool wide, Update update);
+  void step_colour(Level<Real>& l, int colour, int depth);
+  void step_band(Level<Real>& l, int colour, int depth);
+  void sweep(int li, bool band, int first, bool exchange);
   void pre_smooth(int li);
   void post_smooth(int li);
+  void widen_band(int li);
   void residual_to_coarse(int li);
   void prolongate(int li);
   void gathered_solve();
@@ -343,6 +349,22 @@ void Cycle<Real>::finish_level(int li) {
   });
   l.fluid_cells = fluid;
   halo.exchange(l.type.data(), kFrame);
+  // 1/diagonal on the first ghost layer too (the sweeps update it redundantly): the neighbours'
+  // types two layers deep are current now, and the thin-gap rule changed no fluid cell's count.
+  {
+    const Dims d = l.split.dims;
+    for (int k = std::max(l.split.lo[2] - 1, 0); k < std::min(l.split.hi[2] + 1, d.nz); ++k)
+      for (int j = std::max(l.split.lo[1] - 1, 0); j < std::min(l.split.hi[1] + 1, d.ny); ++j)
+        for (int i = std::max(l.split.lo[0] - 1, 0); i < std::min(l.split.hi[0] + 1, d.nx); ++i) {
+          const bool owned = i >= l.split.lo[0] && i < l.split.hi[0] && j >= l.split.lo[1] && j < l.split.hi[1] &&
+                             k >= l.split.lo[2] && k < l.split.hi[2];
+          const std::int64_t p = l.at(i, j, k);
+          if (owned || l.type[p] != kFluid) continue;
+          int c = 0;
+          for (const auto o : off) c += l.type[p + o] != kSolid;
+          if (c > 0) l.inv_diag[p] = static_cast<Real>(1.0 / (l.s * c));
+        }
+  }
   // Band: owned fluid cells within Chebyshev distance band_width (at most the frame) of a
   // non-fluid cell; ghosts beyond the grid are non-fluid, so walls count.
   const int w = std::min(opt_.band_width, kFrame);
@@ -531,6 +553,7 @@ Cycle<Real>::Cycle(const GridGeometry& grid, const DistributedMultigridOptions& 
     }
   }
   agree(comm_, failure.empty(), failure);
+  for (int li = 0; li < gathered; ++li) widen_band(li);
   set_up_gather(faces_, gathered);
 }
 
@@ -600,15 +623,18 @@ void Cycle<Real>::set_up_gather(const std::array<FaceBoundary, 6>& faces, int ga
 // sweep's expression. The caller refreshes the ghosts after it.
 template <class Real>
 template <class Update>
-void Cycle<Real>::sweep_colour(Level<Real>& l, int colour, Update update) {
+void Cycle<Real>::sweep_colour(Level<Real>& l, int colour, int depth, Update update) {
   const LogScope scope(g_event_smooth);
   Real* x = l.x.data();
   const Real* b = l.b.data();
   const Real* id = l.inv_diag.data();
   const Real s = static_cast<Real>(l.s);
   const std::int64_t sy = l.sy, sz = l.sz;
-  const int x0 = l.split.lo[0], x1 = l.split.hi[0], y0 = l.split.lo[1], y1 = l.split.hi[1];
-  const int z0 = l.split.lo[2], z1 = l.split.hi[2];
+  // The owned box widened by `depth` ghost layers, within the grid.
+  const Dims d = l.split.dims;
+  const int x0 = std::max(l.split.lo[0] - depth, 0), x1 = std::min(l.split.hi[0] + depth, d.nx);
+  const int y0 = std::max(l.split.lo[1] - depth, 0), y1 = std::min(l.split.hi[1] + depth, d.ny);
+  const int z0 = std::max(l.split.lo[2] - depth, 0), z1 = std::min(l.split.hi[2] + depth, d.nz);
 #pragma omp parallel for schedule(static) if (l.parallel())
   for (int k = z0; k < z1; ++k)
     for (int j = y0; j < y1; ++j) {
@@ -622,9 +648,9 @@ void Cycle<Real>::sweep_colour(Level<Real>& l, int colour, Update update) {
 
 template <class Real>
 template <class Update>
-void Cycle<Real>::sweep_band(Level<Real>& l, int colour, Update update) {
+void Cycle<Real>::sweep_band(Level<Real>& l, int colour, bool wide, Update update) {
   const LogScope scope(g_event_smooth);
-  const std::vector<std::int64_t>& cells = l.band[colour];
+  const std::vector<std::int64_t>& cells = wide ? l.band_wide[colour] : l.band[colour];
   const std::int64_t m = static_cast<std::int64_t>(cells.size());
   Real* x = l.x.data();
   const Real* b = l.b.data();
@@ -639,66 +665,102 @@ void Cycle<Real>::sweep_band(Level<Real>& l, int colour, Update update) {
   }
 }
 
+// One single-colour step on the owned cells and `depth` (0 or 1) ghost layers, the serial
+// kernel's update per cell (a ghost cell gets exactly the value its owner computes: the same
+// inputs, exchanged, and the same expression).
 template <class Real>
-void Cycle<Real>::smooth_colour(int li, int colour) {
-  Level<Real>& l = levels_[static_cast<std::size_t>(li)];
+void Cycle<Real>::step_colour(Level<Real>& l, int colour, int depth) {
   if (interior_ == Relax::PerCell) {
     const Real* w = l.omega.data();
-    sweep_colour(l, colour, [w](std::int64_t p, Real x, Real gs) { return x + w[p] * (gs - x); });
+    sweep_colour(l, colour, depth, [w](std::int64_t p, Real x, Real gs) { return x + w[p] * (gs - x); });
   } else if (interior_ == Relax::Scalar) {
     const Real w = interior_omega_;
-    sweep_colour(l, colour, [w](std::int64_t, Real x, Real gs) { return x + w * (gs - x); });
+    sweep_colour(l, colour, depth, [w](std::int64_t, Real x, Real gs) { return x + w * (gs - x); });
   } else {
-    sweep_colour(l, colour, [](std::int64_t, Real, Real gs) { return gs; });
+    sweep_colour(l, colour, depth, [](std::int64_t, Real, Real gs) { return gs; });
   }
-  halos_[static_cast<std::size_t>(li)].exchange(l.x.data(), 1);
 }
 
 template <class Real>
-void Cycle<Real>::smooth_band(int li, int colour) {
-  Level<Real>& l = levels_[static_cast<std::size_t>(li)];
+void Cycle<Real>::step_band(Level<Real>& l, int colour, int depth) {
+  const bool wide = depth > 0;
   if (band_ == Relax::PerCell) {
-    const Real* w = l.band_omega[colour].data();
-    sweep_band(l, colour, [w](std::int64_t q, Real x, Real gs) { return x + w[q] * (gs - x); });
+    const Real* w = (wide ? l.band_wide_omega[colour] : l.band_omega[colour]).data();
+    sweep_band(l, colour, wide, [w](std::int64_t q, Real x, Real gs) { return x + w[q] * (gs - x); });
   } else if (band_ == Relax::Scalar) {
     const Real w = band_omega_;
-    sweep_band(l, colour, [w](std::int64_t, Real x, Real gs) { return x + w * (gs - x); });
+    sweep_band(l, colour, wide, [w](std::int64_t, Real x, Real gs) { return x + w * (gs - x); });
   } else {
-    sweep_band(l, colour, [](std::int64_t, Real, Real gs) { return gs; });
+    sweep_band(l, colour, wide, [](std::int64_t, Real, Real gs) { return gs; });
   }
-  halos_[static_cast<std::size_t>(li)].exchange(l.x.data(), 1);
 }
 
+// One red-black sweep (colour `first`, then the other) with one ghost exchange: after the
+// exchange of two layers, the first step updates the owned cells and the first ghost layer
+// (whose neighbours, two layers deep, are current), the second the owned cells (whose
+// neighbours in the first layer the first step has just updated). Half the exchanges of one
+// per step, the same values.
+template <class Real>
+void Cycle<Real>::sweep(int li, bool band, int first, bool exchange) {
+  Level<Real>& l = levels_[static_cast<std::size_t>(li)];
+  if (exchange) halos_[static_cast<std::size_t>(li)].exchange(l.x.data(), kFrame);
+  if (band) {
+    step_band(l, first, 1);
+    step_band(l, 1 - first, 0);
+  } else {
+    step_colour(l, first, 1);
+    step_colour(l, 1 - first, 0);
+  }
+}
+
+// x is zero everywhere on entry (no exchange before the first sweep); b's first ghost layer is
+// current.
 template <class Real>
 void Cycle<Real>::pre_smooth(int li) {
-  for (int s = 0; s < opt_.boundary_sweeps; ++s) {
-    smooth_band(li, 0);
-    smooth_band(li, 1);
-  }
-  for (int s = 0; s < opt_.pre_sweeps; ++s) {
-    smooth_colour(li, 0);
-    smooth_colour(li, 1);
-  }
-  for (int s = 0; s < opt_.boundary_sweeps; ++s) {
-    smooth_band(li, 0);
-    smooth_band(li, 1);
-  }
+  bool exchange = false;
+  for (int s = 0; s < opt_.boundary_sweeps; ++s, exchange = true) sweep(li, true, 0, exchange);
+  for (int s = 0; s < opt_.pre_sweeps; ++s, exchange = true) sweep(li, false, 0, exchange);
+  for (int s = 0; s < opt_.boundary_sweeps; ++s, exchange = true) sweep(li, true, 0, exchange);
 }
 
+// The adjoint of pre_smooth: the same single-colour steps in reverse order.
 template <class Real>
 void Cycle<Real>::post_smooth(int li) {
-  for (int s = 0; s < opt_.boundary_sweeps; ++s) {
-    smooth_band(li, 1);
-    smooth_band(li, 0);
+  for (int s = 0; s < opt_.boundary_sweeps; ++s) sweep(li, true, 1, true);
+  for (int s = 0; s < opt_.pre_sweeps; ++s) sweep(li, false, 1, true);
+  for (int s = 0; s < opt_.boundary_sweeps; ++s) sweep(li, true, 1, true);
+}
+
+// The band cells of the first ghost layer and their factors, from their owners (set-up), and
+// the per-cell interior factors there.
+template <class Real>
+void Cycle<Real>::widen_band(int li) {
+  Level<Real>& l = levels_[static_cast<std::size_t>(li)];
+  const Halo& halo = halos_[static_cast<std::size_t>(li)];
+  std::vector<std::uint8_t> in_band(static_cast<std::size_t>(l.size()), 0);
+  std::vector<Real> factor(static_cast<std::size_t>(l.size()), Real(0));
+  for (int c = 0; c < 2; ++c)
+    for (std::size_t q = 0; q < l.band[c].size(); ++q) {
+      in_band[static_cast<std::size_t>(l.band[c][q])] = 1;
+      if (band_ == Relax::PerCell) factor[static_cast<std::size_t>(l.band[c][q])] = l.band_omega[c][q];
+    }
+  halo.exchange(in_band.data(), 1);
+  if (band_ == Relax::PerCell) halo.exchange(factor.data(), 1);
+  if (interior_ == Relax::PerCell) halo.exchange(l.omega.data(), 1);
+  const Dims d = l.split.dims;
+  for (int c = 0; c < 2; ++c) {
+    l.band_wide[c].clear();
+    l.band_wide_omega[c].clear();
   }
-  for (int s = 0; s < opt_.pre_sweeps; ++s) {
-    smooth_colour(li, 1);
-    smooth_colour(li, 0);
-  }
-  for (int s = 0; s < opt_.boundary_sweeps; ++s) {
-    smooth_band(li, 1);
-    smooth_band(li, 0);
-  }
+  for (int k = std::max(l.split.lo[2] - 1, 0); k < std::min(l.split.hi[2] + 1, d.nz); ++k)
+    for (int j = std::max(l.split.lo[1] - 1, 0); j < std::min(l.split.hi[1] + 1, d.ny); ++j)
+      for (int i = std::max(l.split.lo[0] - 1, 0); i < std::min(l.split.hi[0] + 1, d.nx); ++i) {
+        const std::int64_t p = l.at(i, j, k);
+        if (!in_band[static_cast<std::size_t>(p)]) continue;
+        const int c = (i + j + k) & 1;
+        l.band_wide[c].push_back(p);
+        l.band_wide_omega[c].push_back(factor[static_cast<std::size_t>(p)]);
+      }
 }
 
 // r = (b - A x) / W on the owned fluid cells (x's ghosts are current), its ghosts two deep,
@@ -771,7 +833,6 @@ void Cycle<Real>::prolongate(int li) {
       }
     }
   PetscLogEventEnd(g_event_transfer, 0, 0, 0, 0);
-  halos_[static_cast<std::size_t>(li)].exchange(f.x.data(), 1);
 }
 
 // The gathered level: b to rank 0, the serial cycle there, x back to every rank's box. The
@@ -815,18 +876,22 @@ void Cycle<Real>::gathered_solve() {
 
 template <class Real>
 void Cycle<Real>::vcycle(int li) {
+  const Halo& halo = halos_[static_cast<std::size_t>(li)];
   if (li + 1 == static_cast<int>(levels_.size())) {
     gathered_solve();
-    halos_[static_cast<std::size_t>(li)].exchange(levels_.back().x.data(), kFrame);
+    halo.exchange(levels_.back().x.data(), 1);  // the prolongation reads one ghost layer
     return;
   }
   Level<Real>& l = levels_[static_cast<std::size_t>(li)];
   std::fill(l.x.begin(), l.x.end(), Real(0));
+  halo.exchange(l.b.data(), 1);  // the sweeps' first steps update the first ghost layer
   pre_smooth(li);
+  halo.exchange(l.x.data(), 1);  // the residual reads one ghost layer
   residual_to_coarse(li);
   vcycle(li + 1);
   prolongate(li);
   post_smooth(li);
+  if (li > 0) halo.exchange(l.x.data(), 1);  // the finer level's prolongation reads it
 }
 
 template <class Real>
