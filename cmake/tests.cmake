@@ -8,6 +8,14 @@ target_include_directories(dcdm_tests SYSTEM PRIVATE ${STB_INCLUDE_DIR})
 target_compile_definitions(dcdm_tests PRIVATE
   DCDM_SOURCE_DIR="${PROJECT_SOURCE_DIR}" DCDM_CLI_PATH="$<TARGET_FILE:dcdm>")
 add_dependencies(dcdm_tests dcdm)
+# A .vdb as another program writes it (no dcdm metadata), for the import tests; only the helper
+# links OpenVDB, so the test binary does not load it.
+if(OpenVDB_FOUND AND TARGET dcdm_vdb)
+  add_executable(foreign_vdb tests/tools/foreign_vdb.cpp)
+  target_link_libraries(foreign_vdb PRIVATE OpenVDB::openvdb)
+  target_compile_definitions(dcdm_tests PRIVATE DCDM_FOREIGN_VDB_PATH="$<TARGET_FILE:foreign_vdb>")
+  add_dependencies(dcdm_tests foreign_vdb)
+endif()
 include(GoogleTest)
 gtest_discover_tests(dcdm_tests DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)
 

@@ -266,6 +266,57 @@ TEST_F(SimCli, DensityVolumeAsOpenVdb) {
   EXPECT_GT(mx, 0.5f);
 }
 
+// A .vdb renders as the density it holds: this tool's files come back whole (their grid's
+// dims) and give the picture of the frame's density.npy; another program's file is the box of
+// its active voxels (tiles filled); a missing grid lists the file's grids.
+TEST_F(SimCli, RenderOpenVdbDensity) {
+  if (!io::vdb_available()) GTEST_SKIP() << "built without OpenVDB";
+  const fs::path out = dir_ / "run";
+  ASSERT_EQ(cli(fmt::format("simulate --scene plume --n 16 --frames 4 --export-every 4 --solver mgpcg --vdb "
+                            "--quiet --out {}",
+                            out.string())),
+            0)
+      << log();
+  const Field<float> whole = io::read_vdb_density_box(out / "vdb" / "density_0004.vdb");
+  EXPECT_EQ(whole.dims(), (Dims{16, 16, 16}));
+  const fs::path a = dir_ / "from_vdb.png", b = dir_ / "from_npy.png";
+  ASSERT_EQ(cli(fmt::format("render {} --out {} --size 48 --no-label", (out / "vdb" / "density_0004.vdb").string(),
+                            a.string())),
+            0)
+      << log();
+  ASSERT_EQ(cli(fmt::format("render {} --out {} --size 48 --no-label",
+                            (out / "frame_0004" / "density.npy").string(), b.string())),
+            0)
+      << log();
+  // The .vdb keeps values at 0 inactive, the same image either way.
+  const auto bytes = [](const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  EXPECT_EQ(bytes(a), bytes(b));
+  EXPECT_EQ(cli(fmt::format("render {} --grid smoke --out {}", (out / "vdb" / "density_0004.vdb").string(),
+                            a.string())),
+            2);
+  EXPECT_NE(log().find("density"), std::string::npos) << log();  // the grids the file has
+#ifdef DCDM_FOREIGN_VDB_PATH
+  const fs::path foreign = dir_ / "foreign.vdb";
+  ASSERT_EQ(std::system(fmt::format("{} {}", DCDM_FOREIGN_VDB_PATH, foreign.string()).c_str()), 0);
+  const Field<float> f = io::read_vdb_density_box(foreign);
+  EXPECT_EQ(f.dims(), (Dims{19, 17, 11}));  // x -3..15, y -1..15, z 5..15
+  EXPECT_EQ(f(0, 3, 0), 0.5f);              // (-3, 2, 5)
+  EXPECT_EQ(f(7, 0, 1), 0.75f);             // (4, -1, 6)
+  EXPECT_EQ(f(11, 9, 3), 0.25f);            // (8, 8, 8): the tile
+  EXPECT_EQ(f(18, 16, 10), 0.25f);          // (15, 15, 15): the tile's far corner
+  EXPECT_EQ(f(0, 0, 0), 0.0f);
+  EXPECT_EQ(io::read_vdb_density_box(foreign, "").dims(), f.dims());  // the first float grid
+  EXPECT_EQ(io::read_vdb_density_box(foreign, "temperature").dims(), (Dims{1, 1, 1}));
+  EXPECT_THROW(io::read_vdb_density_box(foreign, "density", 100), InputError);  // too many cells
+  EXPECT_EQ(cli(fmt::format("render {} --out {} --size 32", foreign.string(), (dir_ / "foreign.png").string())), 0)
+      << log();
+  EXPECT_TRUE(fs::exists(dir_ / "foreign.png"));
+#endif
+}
+
 // One bunny everywhere: the simulator's obstacle is the export scene's bunny at the placement
 // the simulator documents (scale 0.5, floor 0.3), and --param moves both the same way.
 TEST_F(SimCli, BunnyPlacementMatchesTheExportedScene) {

@@ -15,6 +15,7 @@
 #include "dcdm/io.hpp"
 #include "dcdm/render.hpp"
 #include "movie.hpp"
+#include "vdb_backend.hpp"
 
 namespace dcdm::cli {
 namespace {
@@ -31,6 +32,7 @@ struct RenderArgs {
   bool label = true;
   render::VolumeRenderOptions options;
   bool no_light = false, no_floor = false, no_solids = false;
+  std::string grid = "density";  // the float grid of a .vdb input
 };
 
 Dims dims_of(const io::NpyArray& a, const fs::path& path) {
@@ -80,10 +82,9 @@ int frame_number(const fs::path& dir) {
   return std::regex_match(name, m, re) ? std::stoi(m[1].str()) : -1;
 }
 
-void render_one(const RenderArgs& a, const fs::path& density_path, const fs::path& flags_path, int frame,
-                const fs::path& out) {
-  const auto t0 = std::chrono::steady_clock::now();
-  const Field<float> density = read_density(density_path);
+void render_field(const RenderArgs& a, const Field<float>& density, const fs::path& density_path,
+                  const fs::path& flags_path, int frame, const fs::path& out,
+                  std::chrono::steady_clock::time_point t0) {
   std::unique_ptr<Field<CellType>> cells;
   if (!flags_path.empty()) {
     cells = std::make_unique<Field<CellType>>(read_flags(flags_path));
@@ -100,6 +101,12 @@ void render_one(const RenderArgs& a, const fs::path& density_path, const fs::pat
   std::fflush(stdout);
 }
 
+void render_one(const RenderArgs& a, const fs::path& density_path, const fs::path& flags_path, int frame,
+                const fs::path& out) {
+  const auto t0 = std::chrono::steady_clock::now();
+  render_field(a, read_density(density_path), density_path, flags_path, frame, out, t0);
+}
+
 void run_render(RenderArgs a) {
   parse_image_size(a.size, "--size", a.options.width, a.options.height);
   if (a.no_light) a.options.lighting = false;
@@ -109,8 +116,14 @@ void run_render(RenderArgs a) {
   if (!fs::exists(in)) throw InputError(fmt::format("{}: no such file or folder", in.string()));
 
   if (fs::is_regular_file(in)) {
-    if (in.extension() == ".vdb")
-      throw InputError(fmt::format("{}: .vdb input is not supported; render the frame folder (density.npy)", in.string()));
+    if (in.extension() == ".vdb") {  // a float grid of any extent: its active box is the volume
+      if (a.movie) throw InputError("--movie: needs a run folder (frame_NNNN/ folders), not one file");
+      const auto t0 = std::chrono::steady_clock::now();
+      const Field<float> density = vdb_backend().read_density(in, a.grid);
+      const fs::path out = a.out.empty() ? fs::path(in).replace_extension(".png") : fs::path(a.out);
+      render_field(a, density, in, a.flags, -1, out, t0);
+      return;
+    }
     if (in.extension() != ".npy") throw InputError(fmt::format("{}: expected a density .npy or a frame folder", in.string()));
     if (a.movie) throw InputError("--movie: needs a run folder (frame_NNNN/ folders), not one file");
     const fs::path out = a.out.empty() ? fs::path(in).replace_extension(".png") : fs::path(a.out);
@@ -156,14 +169,18 @@ void run_render(RenderArgs a) {
 RegisterCommand reg(45, [](CLI::App& root) {
   auto args = std::make_shared<RenderArgs>();
   auto* cmd = root.add_subcommand(
-      "render", "Volume-render smoke density (a frame folder, a run folder or a .npy) to PNG; --movie: MP4 and GIF");
+      "render", "Volume-render smoke density (a frame folder, a run folder, a .npy or a .vdb) to PNG; --movie: MP4 and GIF");
   cmd->add_option("input", args->input,
                   "A frame folder (density.npy + flags.npy, written by dcdm simulate), a run folder (all its "
-                  "frame_NNNN/) or a density .npy of shape (nz, ny, nx)")
+                  "frame_NNNN/), a density .npy of shape (nz, ny, nx), or an OpenVDB file (.vdb: dcdm simulate "
+                  "--vdb, Houdini, Blender)")
       ->required();
   cmd->add_option("--out", args->out,
                   "Output PNG (one frame; default FRAME/render.png) or folder (a run; default RUN/render/)");
-  cmd->add_option("--flags", args->flags, "Cell types .npy (uint8, 0 solid) for a density .npy");
+  cmd->add_option("--flags", args->flags, "Cell types .npy (uint8, 0 solid) for a density .npy or .vdb");
+  cmd->add_option("--grid", args->grid,
+                  "The float grid of a .vdb input (its active voxels' box is rendered; empty: the first float grid)")
+      ->capture_default_str();
   cmd->add_option("--size", args->size, "Image size N or WxH in pixels")->capture_default_str();
   cmd->add_flag("--movie", args->movie, "Also assemble the frames of a run folder into movie.mp4 and movie.gif (ffmpeg)");
   cmd->add_option("--fps", args->fps, "Frames per second of the movie")->check(CLI::Range(1.0, 120.0))->capture_default_str();

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <sstream>
 
 #include <fmt/format.h>
 
@@ -109,6 +110,76 @@ Field<float> read_vdb_density(const std::filesystem::path& path, Dims dims, cons
   return out;
 }
 
+Field<float> read_vdb_density_box(const std::filesystem::path& path, const std::string& name,
+                                  std::int64_t max_cells) {
+  ensure_initialised();
+  try {
+    openvdb::io::File file(path.string());
+    file.open(false);
+    openvdb::GridBase::Ptr base;
+    std::string chosen = name;
+    if (name.empty()) {
+      for (auto it = file.beginName(); it != file.endName() && !base; ++it) {
+        openvdb::GridBase::Ptr g = file.readGrid(it.gridName());
+        if (openvdb::gridPtrCast<openvdb::FloatGrid>(g)) {
+          base = g;
+          chosen = it.gridName();
+        }
+      }
+      if (!base) throw InputError(fmt::format("{}: no float grid in the file", path.string()));
+    } else {
+      if (file.hasGrid(name)) base = file.readGrid(name);
+      if (!base) {
+        std::string names;
+        for (auto it = file.beginName(); it != file.endName(); ++it) names += (names.empty() ? "" : ", ") + it.gridName();
+        throw InputError(fmt::format("{}: no grid named '{}' (the file has: {})", path.string(), name,
+                                     names.empty() ? "none" : names));
+      }
+    }
+    file.close();
+    auto grid = openvdb::gridPtrCast<openvdb::FloatGrid>(base);
+    if (!grid) throw InputError(fmt::format("{}: grid '{}' is not a float grid", path.string(), chosen));
+    // This tool's files say their grid (metadata dcdm_dims, "NXxNYxNZ", cells from index 0):
+    // the whole box, empty corners included; other files: the active voxels' box.
+    openvdb::Coord lo(0, 0, 0);
+    Dims dims;
+    if (const auto meta = grid->getMetadata<openvdb::StringMetadata>("dcdm_dims")) {
+      int nx = 0, ny = 0, nz = 0;
+      char x1 = 0, x2 = 0;
+      std::istringstream in(meta->value());
+      if (!(in >> nx >> x1 >> ny >> x2 >> nz) || x1 != 'x' || x2 != 'x' || nx < 1 || ny < 1 || nz < 1)
+        throw InputError(fmt::format("{}: grid '{}' has a malformed dcdm_dims '{}'", path.string(), chosen, meta->value()));
+      dims = {nx, ny, nz};
+      const openvdb::CoordBBox active = grid->evalActiveVoxelBoundingBox();
+      if (!active.empty() && (active.min().x() < 0 || active.min().y() < 0 || active.min().z() < 0 ||
+                              active.max().x() >= nx || active.max().y() >= ny || active.max().z() >= nz))
+        throw InputError(fmt::format("{}: grid '{}' has active voxels outside its dcdm_dims {}", path.string(), chosen,
+                                     dims.str()));
+    } else {
+      const openvdb::CoordBBox box = grid->evalActiveVoxelBoundingBox();
+      if (box.empty()) throw InputError(fmt::format("{}: grid '{}' has no active value", path.string(), chosen));
+      lo = box.min();
+      const openvdb::Coord extent = box.dim();
+      dims = {extent.x(), extent.y(), extent.z()};
+    }
+    if (dims.size() > max_cells)
+      throw InputError(fmt::format("{}: grid '{}' spans {} voxels ({} cells), more than {}", path.string(), chosen,
+                                   dims.str(), dims.size(), max_cells));
+    Field<float> out(dims, 0.0f);
+    for (auto it = grid->cbeginValueOn(); it; ++it) {
+      openvdb::CoordBBox b;
+      it.getBoundingBox(b);  // one voxel, or a tile's box
+      const float v = *it;
+      for (int k = b.min().z(); k <= b.max().z(); ++k)
+        for (int j = b.min().y(); j <= b.max().y(); ++j)
+          for (int i = b.min().x(); i <= b.max().x(); ++i) out(i - lo.x(), j - lo.y(), k - lo.z()) = v;
+    }
+    return out;
+  } catch (const openvdb::Exception& e) {
+    throw InputError(fmt::format("{}: not a readable OpenVDB file: {}", path.string(), e.what()));
+  }
+}
+
 #else  // !DCDM_HAVE_OPENVDB
 
 bool vdb_available() { return false; }
@@ -120,6 +191,10 @@ void write_vdb_density(const std::filesystem::path& path, const Field<float>&, c
 }
 
 Field<float> read_vdb_density(const std::filesystem::path& path, Dims, const std::string&) {
+  throw InputError(fmt::format("{}: this build has no OpenVDB support", path.string()));
+}
+
+Field<float> read_vdb_density_box(const std::filesystem::path& path, const std::string&, std::int64_t) {
   throw InputError(fmt::format("{}: this build has no OpenVDB support", path.string()));
 }
 

@@ -13,6 +13,9 @@ class Backend final : public VdbBackend {
                      const std::string& name) const override {
     io::write_vdb_density(path, density, name);
   }
+  Field<float> read_density(const std::filesystem::path& path, const std::string& name) const override {
+    return io::read_vdb_density_box(path, name);
+  }
 };
 
 }  // namespace
