@@ -7,10 +7,16 @@
 //   ./build/bench_vcycle                                   64^3 and 128^3
 //   ./build/bench_vcycle --benchmark_filter=128
 //
-// Counters: cells_per_second (fine cells per second); bytes_per_second = an estimate of the
-// bytes a V-cycle must move: per fine cell and red-black sweep 4 doubles (x read+write,
-// b, 1/diagonal), 2 * (pre + 2 * boundary fraction) sweeps, residual 5 doubles, restriction
-// 1, prolongation 3, copy in/out 4; times 8/7 for the coarser levels.
+// Counters: cells_per_second (fine cells per second); bytes_per_second = the traffic model of
+// docs/perf-bandwidth.md over the measured time: bytes per padded fine cell and level, times
+// 8/7 for the coarser levels, plus the finest level's r read and z write; the straightforward
+// passes (fused 0) move per level 16 a red-black half-sweep (x read and written, b, 1/diagonal)
+// times 2 * 2 * sweeps, 20 for the residual, 4.5 restriction, 12.5 prolongation, 4 zeroing;
+// the fused passes 20 per pass (pre: x written, b, 1/diagonal, normaliser read, r written;
+// post: x read and written, b, 1/diagonal, normaliser); band sweeps not counted. Real = 4 (float)
+// or 8 (double) bytes in place of the 4 above.
+//
+//   ./build/bench_vcycle --benchmark_filter='VCycle.*/128'   fused 1 against straightforward 0
 #include <benchmark/benchmark.h>
 
 #include <memory>
@@ -89,16 +95,29 @@ void time_apply(benchmark::State& state, Preconditioner& precond, const Domain& 
                                                           benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// bytes_per_second of a cycle with options o (see the header comment).
+void count_cycle_bytes(benchmark::State& state, const MultigridPreconditioner& mg, const Domain& d) {
+  const MultigridOptions& o = mg.options();
+  const Dims n = d.dims();
+  const double padded = double(n.nx + 3) * (n.ny + 3) * (n.nz + 3);
+  const double real = o.single_precision ? 1.0 : 2.0;  // in units of 4 bytes
+  const double per_level =
+      o.fused_passes ? 40.0 * real : (16.0 * 4 * o.pre_sweeps + 20 + 4.5 + 12.5 + 4) * real;
+  const double finest = o.fused_passes ? 16.0 : 16.0 + 12.0;  // r read, z written (+ b, x copies)
+  state.counters["bytes_per_second"] =
+      benchmark::Counter(padded * (per_level * 8.0 / 7.0 + finest), benchmark::Counter::kIsIterationInvariantRate,
+                         benchmark::Counter::kIs1024);
+  state.counters["levels"] = mg.levels();
+}
+
+// state.range(1): 1 = fused passes (the default), 0 = one pass per stage.
 void BM_VCycle(benchmark::State& state) {
   const Domain d = obstacle_domain(static_cast<int>(state.range(0)));
-  MultigridPreconditioner mg;
+  MultigridOptions o;
+  o.fused_passes = state.range(1) != 0;
+  MultigridPreconditioner mg(o);
   time_apply(state, mg, d);
-  const double cells = static_cast<double>(d.dims().size());
-  const MultigridOptions& o = mg.options();
-  const double passes = 2.0 * o.pre_sweeps * 4 + 5 + 1 + 3 + 4;  // band sweeps not counted
-  state.counters["bytes_per_second"] = benchmark::Counter(
-      cells * passes * 8.0 * 8.0 / 7.0, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1024);
-  state.counters["levels"] = mg.levels();
+  count_cycle_bytes(state, mg, d);
 }
 
 void BM_IncompleteCholeskySolve(benchmark::State& state) {
@@ -114,8 +133,10 @@ void BM_VCycleFloat(benchmark::State& state) {
   o.single_precision = true;
   o.omega = 1.3;
   o.band_omega = 1.5;
+  o.fused_passes = state.range(1) != 0;
   MultigridPreconditioner mg(o);
   time_apply(state, mg, d);
+  count_cycle_bytes(state, mg, d);
 }
 
 // RelaxNet's cycle: the float cycle with per-cell factors (a random parameter set, so that
@@ -123,8 +144,11 @@ void BM_VCycleFloat(benchmark::State& state) {
 void BM_VCycleRelaxNet(benchmark::State& state) {
   const Domain d = obstacle_domain(static_cast<int>(state.range(0)));
   const learn::RelaxNet net = learn::RelaxNet::random(1, 0.3);
-  MultigridPreconditioner mg(net.cycle_options());
+  MultigridOptions o = net.cycle_options();
+  o.fused_passes = state.range(1) != 0;
+  MultigridPreconditioner mg(o);
   time_apply(state, mg, d);
+  count_cycle_bytes(state, mg, d);
 }
 
 // Setup of the float cycle without and with RelaxNet's per-cell factors (state.range(1)).
@@ -184,9 +208,9 @@ void BM_IterationDcdmK2(benchmark::State& state) {
 }
 
 BENCHMARK(BM_StreamTriad)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_VCycle)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_VCycleFloat)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_VCycleRelaxNet)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_VCycle)->ArgsProduct({{64, 128}, {1, 0}})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_VCycleFloat)->ArgsProduct({{64, 128}, {1, 0}})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_VCycleRelaxNet)->ArgsProduct({{64, 128, 256}, {1, 0}})->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_SetupFloatCycle)->Args({128, 0})->Args({128, 1})->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_IterationCg)->Arg(128)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_IterationDcdmK2)->Args({128, 2})->Args({128, 1})->Args({128, 0})->Unit(benchmark::kMillisecond);

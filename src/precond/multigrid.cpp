@@ -78,8 +78,11 @@
 // zero, and 1/diagonal is zero outside the fluid. Nothing is allocated per cycle.
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <thread>
 #include <type_traits>
 #include <utility>
 
@@ -614,6 +617,12 @@ class Cycle final : public CycleBase {
   const double* load_ = nullptr;  // apply's r and z, read and written by the finest level's passes
   double* store_ = nullptr;
   const Real* prolong_from_ = nullptr;  // the coarse values of the next Prolong stage
+  struct alignas(64) Progress {
+    std::atomic<std::int64_t> step{0};
+  };
+  std::unique_ptr<Progress[]> progress_;  // per thread: the last step it finished (run_pass)
+  int progress_size_ = 0;
+  std::int64_t pass_serial_ = 0;
   void build_stages();
   template <bool Weighted>
   void smooth_colour_rows(Level<Real>& l, int colour, int k, int j0, int j1);
@@ -1317,10 +1326,11 @@ void Cycle<Real>::prolongate(Level<Real>& c, Level<Real>& f) {
 // downward, so that two neighbouring slabs touch only where both start (three threads or
 // more) or both end; with slab lengths within one of each other the stage at an edge plane
 // then runs after the neighbour's previous stage at the plane across, and before its next one,
-// provided the threads meet at a barrier after each of those steps. Steps in between need none,
-// so a thread that the system deschedules for a while stalls the other only near the end of a
-// pass (a barrier per step, as a split of every plane's rows needs, cost 20x on a loaded
-// machine). Coarse planes are restricted as soon as the residual covers their fine planes
+// provided a thread waits, before a stage on an edge plane at step t, until the neighbour
+// across the edge has finished step t - 1 (per-thread progress marks, no barriers). Steps away
+// from the edges wait for nothing, so a thread that the system deschedules for a while stalls
+// the other only where their planes meet (a split of every plane's rows needs a barrier per
+// step: measured 20x slower on a loaded machine). Coarse planes are restricted as soon as the residual covers their fine planes
 // 2k-1..2k+2 within a slab, the few across two slabs after the last step.
 template <class Real>
 template <bool Weighted>
@@ -1374,14 +1384,21 @@ void Cycle<Real>::run_pass(Level<Real>& l, Level<Real>* restrict_to, Level<Real>
                            int count) {
   const int nz = l.dims.nz, ny = l.dims.ny;
   Level<Real>* c = restrict_to ? restrict_to : prolong_from;
-  const int wanted = l.parallel() ? std::min(omp_get_max_threads(), nz / 4) : 1;
-#pragma omp parallel num_threads(std::max(wanted, 1)) if (wanted > 1)
+  const int wanted = l.parallel() ? std::max(1, std::min(omp_get_max_threads(), nz / 4)) : 1;
+  if (wanted > progress_size_) {  // once per thread count: no allocation per cycle
+    progress_ = std::make_unique<Progress[]>(static_cast<std::size_t>(wanted));
+    progress_size_ = wanted;
+  }
+  // Progress marks of this pass: serial * 2^24 + the last finished step (earlier passes' marks
+  // are smaller, so nothing needs resetting).
+  const std::int64_t serial = ++pass_serial_ << 24;
+  Progress* progress = progress_.get();
+#pragma omp parallel num_threads(wanted) if (wanted > 1)
   {
     const int threads = omp_get_num_threads(), id = omp_get_thread_num();
     const auto slab_start = [&](int i) { return static_cast<int>(std::int64_t(nz) * i / threads); };
     const int lo = slab_start(id), hi = slab_start(id + 1), len = hi - lo;
     const bool up = id % 2 == 0;
-    const int shortest = nz / threads;
     const int steps = (nz + threads - 1) / threads + 2 * (count - 1);  // the longest slab's
     // Restriction: the coarse planes whose fine planes 2k-1..2k+2 (within the grid) lie in this
     // slab follow the residual; the others wait for every slab.
@@ -1399,12 +1416,25 @@ void Cycle<Real>::run_pass(Level<Real>& l, Level<Real>* restrict_to, Level<Real>
       if (own_lo >= own_hi) own_lo = own_hi = 0;
     }
     int next_up = own_lo, next_down = own_hi - 1;
+    // Before a stage (after the first) runs on an edge plane at step t, the neighbour across that
+    // edge must have finished step t - 1: its previous stage at its edge plane is then done, and
+    // its next one waits in turn for this thread to finish step t (slab lengths within one).
+    const auto wait_for = [&](int neighbour, int t) {
+      const std::int64_t target = serial + t - 1;
+      for (int spins = 0; progress[neighbour].step.load(std::memory_order_acquire) < target; ++spins)
+        if (spins > 256) std::this_thread::yield();
+    };
     for (int t = 0; t < steps; ++t) {
       for (int s = 0; s < count; ++s) {
         const int local = t - 2 * s;
         if (local < 0) break;
-        if (local < len) run_stage<Weighted>(l, c, stages[s], up ? lo + local : hi - 1 - local, 0, ny);
+        if (local >= len) continue;
+        const int k = up ? lo + local : hi - 1 - local;
+        if (s > 0 && k == lo && id > 0) wait_for(id - 1, t);
+        if (s > 0 && k == hi - 1 && id + 1 < threads) wait_for(id + 1, t);
+        run_stage<Weighted>(l, c, stages[s], k, 0, ny);
       }
+      if (threads > 1) progress[id].step.store(serial + t, std::memory_order_release);
       if (restrict_to) {
         const int done = t - 2 * (count - 1);  // the residual covers this many slab planes, less one
         if (up) {
@@ -1413,11 +1443,6 @@ void Cycle<Real>::run_pass(Level<Real>& l, Level<Real>* restrict_to, Level<Real>
           while (next_down >= own_lo && fine_lo(next_down) >= hi - 1 - done)
             restrict_rows(l, *restrict_to, next_down--, 0, restrict_to->dims.ny);
         }
-      }
-      // Neighbouring slabs read each other's edge planes only in the first steps (where two
-      // slabs start side by side: three threads or more) and the last (where they meet).
-      if (threads > 1 && ((threads > 2 && t <= 2 * count) || t >= shortest - 3)) {
-#pragma omp barrier
       }
     }
     if (restrict_to) {
