@@ -5,9 +5,9 @@
 // Every level is split like the fine grid: a coarse cell belongs to the rank that owns its
 // first child (2i, 2j, 2k), so coarsening, the band, the learned factors and the transfers of
 // a rank need only a ghost frame of two cells from its neighbours. The red-black sweeps
-// exchange the ghost layer after every single-colour step, so the distributed sweep updates
-// every cell from the same values as the serial sweep, in the same floating-point operations:
-// the cycle is the serial one, cell for cell. Once a level is small (at most gather_cells
+// exchange ghost layers so that every update reads the values the serial sweep reads, and
+// each cell is computed with the serial kernel's expression: the cycle is the serial one, cell
+// for cell (to the last bits where the serial kernels' vector loops fuse other multiply-adds). Once a level is small (at most gather_cells
 // cells, a rank's box thinner than 2 cells on the next level, or the serial rule's coarsest
 // level), it and every coarser level are gathered onto rank 0 and run there by the serial
 // cycle (which solves the coarsest level exactly, singular components included). No rank
