@@ -13,7 +13,7 @@
 #   BENCH_METHODS=...   default: cg,ic0,mgpcg,hypre-amg,hypre-pfmg,eigen-iccg, with dcdm:MODEL
 #                       first for each model in BENCH_MODEL (comma-separated) or else for
 #                       every models/*.dcdm file
-#   BENCH_THREADS=1     OpenMP threads for our methods (0 = all cores); Debian's hypre is serial
+#   BENCH_THREADS=1     OpenMP threads for our methods (0 = all cores); the hypre methods (no OpenMP in Debian) get as many MPI ranks
 #   BENCH_BASELINE=cg   BENCH_OUT=bench-out   BENCH_DOC=docs/BENCHMARKS.md
 #   BENCH_PEERS_N=      BENCH_PEERS_METHODS=mgpcg,hypre-amg,hypre-pfmg  BENCH_PEERS_REPEAT=1
 #   BENCH_AMGCL_N=      sizes of a third run, MGPCG and hypre BoomerAMG beside the optional AMGCL
@@ -119,13 +119,18 @@ EOF
   true relative residual in the table is recomputed by us in double after the solve.
 - setup s: building the solver (multigrid hierarchy, factorisation, hypre matrix and AMG
   hierarchy, model load); solve s: the iteration; both wall-clock, timed in every run, medians
-  reported. CPU s: the process CPU seconds of setup + solve (all threads; median). With
+  reported. Starting MPI and hypre, once per process, is not part of it: the benchmark does it
+  before timing and prints it under the table (\`startup_seconds\` in bench.json). CPU s: the process CPU seconds of setup + solve (all threads; median). With
   \`--threads 1\` it equals the wall time on an idle machine and, unlike the wall time, is not
   inflated by time slices lost to other jobs: on a shared machine compare CPU s.
 - peak MB: the resident high-water increase of the child process that ran the method, measured
-  from after the system was built (so it is the method's own memory; hypre's includes MPI).
-- Threads: hypre 2.26 from Debian is built without OpenMP, so hypre runs on one core; \`--threads\`
-  is recorded in the command (1 = everything on one core, the like-for-like comparison).
+  from after the system was built (so it is the method's own memory; hypre's includes MPI; on
+  several MPI ranks, summed over the ranks).
+- Threads: hypre 2.26 from Debian is built without OpenMP, so the hypre methods get as many MPI
+  ranks as the other methods get threads (\`mpirun -np T\`, one thread a rank, every rank holding
+  the system; the method column says "(T MPI ranks)" and CPU s is summed over the ranks).
+  \`--threads\` is recorded in the command (1 = everything on one core, the like-for-like
+  comparison).
 - hypre-amg: BoomerAMG as the preconditioner of hypre's PCG (one V-cycle per iteration) on the
   compressed fluid-cell matrix (non-fluid rows are not unknowns: fair to AMG, which would
   otherwise coarsen identity rows). Settings (listed under Machine, \`hypre-amg\`): HMIS coarsening
@@ -137,9 +142,13 @@ EOF
   ext+i on the aggressive level): docs/perf-solvers.md, "hypre settings".
   hypre-pfmg: PFMG (Galerkin coarse operators, symmetric red/black Gauss-Seidel V(1,1), no
   skipped relaxation) with hypre's PCG through the Struct interface on the whole grid: per-cell
-  7-point coefficients copied from the same matrix, non-fluid cells as identity rows with zero
-  coupling and zero right-hand side (so their solution stays exactly 0 and the fluid block is
-  the same system).
+  7-point coefficients of the same operator in symmetric storage, non-fluid cells as identity
+  rows with zero coupling and zero right-hand side (so their solution stays exactly 0 and the
+  fluid block is the same system); on several ranks each holds a slab of z-planes. Its set-up
+  and iterations match a plain program calling hypre's Struct interface with the same settings
+  (docs/perf-solvers.md, "hypre and AMGCL as a user runs them", which also gives where each
+  setting comes from; \`hypre-pfmg:skip=1\`, hypre's default, is faster on some systems and
+  slower on others).
   eigen-iccg: \`Eigen::ConjugateGradient<SparseMatrix, Lower|Upper, IncompleteCholesky<double,
   Lower, NaturalOrdering>>\` on the compressed matrix. Eigen's IncompleteCholesky (Lin-More) keeps
   the largest entries of each column of L, as many as the column of A has, after a symmetric
@@ -148,8 +157,10 @@ EOF
 - amgcl (optional, only in builds given AMGCL's headers: \`make AMGCL=DIR\`): AMGCL's own CG
   preconditioned by its AMG (one V-cycle per iteration) on the compressed fluid-cell matrix with
   the builtin backend, which uses OpenMP (so \`--threads\` applies to it as to our methods).
-  Default: smoothed aggregation with SPAI(0) smoothing (AMGCL's recipe for Poisson problems);
-  \`amgcl:relax=gs\` (Gauss-Seidel) and \`amgcl:coarsening=rs\` (Ruge-Stuben) are alternatives.
+  Default: smoothed aggregation with SPAI(0) smoothing (AMGCL's recipe for Poisson problems, in
+  its Poisson tutorial and its own 3-D Poisson benchmark); \`amgcl:relax=gs\` (Gauss-Seidel),
+  \`amgcl:coarsening=rs\` (Ruge-Stuben) and \`amgcl:precision=float\` (its mixed precision: the
+  hierarchy in single precision, about 20% less memory) are alternatives.
 - Singular systems (a fluid region sealed off from the air, e.g. a pocket under the bunny): every
   peer gets the right-hand side projected onto the range and one pinned cell per such region
   (MGPCG's coarse solve does the same); without the pin hypre's PFMG returned NaN and BoomerAMG
