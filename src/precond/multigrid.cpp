@@ -1153,6 +1153,21 @@ inline void prolongate_rows(const Real* xc, const Level<Real>& c, Level<Real>& f
   }
 }
 
+// b = r on one row, zero outside the fluid (1/diagonal 0): the finest level's right-hand side.
+// Converted first, then selected: a conversion under the condition keeps GCC from vectorising.
+template <class Real>
+inline void load_row(Real* b, const Real* inv_diag, const double* r, int n) {
+  constexpr int kChunk = 256;
+  alignas(64) Real v[kChunk];
+  for (int i0 = 0; i0 < n; i0 += kChunk) {
+    const int m = std::min(kChunk, n - i0);
+#pragma omp simd
+    for (int i = 0; i < m; ++i) v[i] = static_cast<Real>(r[i0 + i]);
+#pragma omp simd
+    for (int i = 0; i < m; ++i) b[i0 + i] = inv_diag[i0 + i] != Real(0) ? v[i] : Real(0);
+  }
+}
+
 // The entries [q0, q1) of a sorted list of padded indices that lie in rows [j0, j1) of plane k.
 template <class Real>
 inline std::pair<std::int64_t, std::int64_t> listed_rows(const Level<Real>& l, const std::vector<std::int64_t>& cells,
@@ -1345,10 +1360,7 @@ void Cycle<Real>::run_stage(Level<Real>& l, Level<Real>* c, const Stage& st, int
         const std::int64_t row = l.at(0, j, k);
         const double* src = load_ + d.index(0, j, k);
         std::fill_n(x + row, d.nx, Real(0));
-        Real* bs = b + row;
-        const Real* is = id + row;
-#pragma omp simd
-        for (int i = 0; i < d.nx; ++i) bs[i] = is[i] != Real(0) ? static_cast<Real>(src[i]) : Real(0);
+        load_row(b + row, id + row, src, d.nx);
       }
       break;
     }
