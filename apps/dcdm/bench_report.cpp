@@ -159,8 +159,9 @@ std::string peer_notes(const std::vector<BenchRow>& rows) {
   }
   std::string s;
   if (!ranks.empty())
-    s += fmt::format("MPI peers ran as `mpirun -np T` (T = the other methods' threads; one thread a rank, "
-                     "every rank builds the system, CPU s and peak MB summed over the ranks): {}.\n",
+    s += fmt::format("MPI peers ran as `mpirun -np T` (T = the other methods' threads, fewer where the memory "
+                     "would not hold T copies of the system; one thread a rank, every rank builds the system, "
+                     "CPU s and peak MB summed over the ranks): {}.\n",
                      ranks);
   if (!startup.empty())
     s += fmt::format("Once-per-process start-up of MPI and hypre, not in setup s (median): {}.\n", startup);

@@ -481,7 +481,12 @@ int mpi_peer_ranks(const BenchSettings& settings) {
 std::vector<BenchRow> run_isolated(const BenchSystem& s, const std::string& method,
                                    const BenchSettings& settings) {
   if (is_mpi_peer(method) && hypre_available()) {
-    const int ranks = mpi_peer_ranks(settings);
+    int ranks = mpi_peer_ranks(settings);
+    // Every rank holds the system (about 64 bytes a cell with the solve's vectors) beside its
+    // share of the method's (at most about 500 bytes a cell): fewer ranks where the machine's
+    // memory would not hold that (the table names the ranks used).
+    const double cells = static_cast<double>(s.dims.size()), memory = 0.8 * double(physical_memory_bytes());
+    while (ranks > 1 && cells > 0 && ranks * 64.0 * cells + 500.0 * cells > memory) --ranks;
     if (ranks > 1) return run_mpi(s, method, settings, ranks);
   }
   const ChildResult child =
