@@ -127,7 +127,8 @@ EOF
   from after the system was built (so it is the method's own memory; hypre's includes MPI; on
   several MPI ranks, summed over the ranks).
 - Threads: hypre 2.26 from Debian is built without OpenMP, so the hypre methods get as many MPI
-  ranks as the other methods get threads (\`mpirun -np T\`, one thread a rank, every rank holding
+  ranks as the other methods get threads (fewer where the memory would not hold a copy of the
+  system on each; \`mpirun -np T\`, one thread a rank, every rank holding
   the system; the method column says "(T MPI ranks)" and CPU s is summed over the ranks).
   \`--threads\` is recorded in the command (1 = everything on one core, the like-for-like
   comparison).
