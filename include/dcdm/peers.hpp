@@ -100,10 +100,6 @@ void peer_mpi_barrier();
 // The largest of `value` over the ranks, and their sum (the value itself on one rank).
 double peer_mpi_max(double value);
 double peer_mpi_sum(double value);
-// True when this process was started by an MPI launcher (mpirun/mpiexec set the world size
-// in the environment: Open MPI's OMPI_COMM_WORLD_SIZE, PMI_SIZE for MPICH/Hydra), read
-// without starting MPI.
-bool launched_by_mpirun();
 
 // True when this build links hypre (DCDM_HAVE_HYPRE).
 bool hypre_available();

@@ -103,14 +103,6 @@ std::string to_string(const HyprePfmgSettings& s) {
                      s.num_post_relax, s.rap_type, s.skip_relax);
 }
 
-bool launched_by_mpirun() {
-  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"}) {
-    const char* v = std::getenv(var);
-    if (v && *v) return true;
-  }
-  return false;
-}
-
 #ifndef DCDM_HAVE_HYPRE
 
 void finalize_peer_libraries() {}
