@@ -391,6 +391,8 @@ TEST(Peers, CompressionFromTheDomainEqualsCompressionOfTheAssembly) {
     EXPECT_EQ(direct.matrix.row_ptr, reference.matrix.row_ptr);
     EXPECT_EQ(direct.matrix.col_idx, reference.matrix.col_idx);
     EXPECT_EQ(direct.matrix.values, reference.matrix.values);
-    if (seed == 3) EXPECT_EQ(reference.row_of[d.dims().index(3, 3, 2)], -1);
+    if (seed == 3) {
+      EXPECT_EQ(reference.row_of[d.dims().index(3, 3, 2)], -1);
+    }
   }
 }

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "dcdm/io.hpp"
@@ -53,11 +54,12 @@ struct Solved {
 
 // `mpirun -np ranks dcdm solve ARGS --json .. --x-out ..` (as root too, oversubscribed).
 Solved solve_on(int ranks, const std::string& args, const fs::path& dir) {
-  const fs::path json = dir / ("r" + std::to_string(ranks) + ".json");
-  const fs::path x = dir / ("r" + std::to_string(ranks) + ".npy");
-  const std::string cmd = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 timeout 300 "
-                          "mpirun -np " + std::to_string(ranks) + " --oversubscribe " + DCDM_CLI_PATH + " solve " +
-                          args + " --json " + json.string() + " --x-out " + x.string();
+  const fs::path json = dir / fmt::format("r{}.json", ranks);
+  const fs::path x = dir / fmt::format("r{}.npy", ranks);
+  const std::string cmd = fmt::format(
+      "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 timeout 300 "
+      "mpirun -np {} --oversubscribe {} solve {} --json {} --x-out {}",
+      ranks, DCDM_CLI_PATH, args, json.string(), x.string());
   const Run r = shell(cmd);
   Solved s;
   s.out = r.out;
@@ -119,7 +121,7 @@ TEST(PeersMpi, PfmgTakesTheSameIterationsToTheSameSolutionOnOneTwoThreeRanks) {
       EXPECT_LE(many.relative_residual, 1e-10);
       // Rank 0 alone reports.
       EXPECT_EQ(count_lines_starting(many.out, "iterations "), 1) << many.out;
-      EXPECT_NE(many.out.find("(" + std::to_string(ranks) + " MPI ranks)"), std::string::npos) << many.out;
+      EXPECT_NE(many.out.find(fmt::format("({} MPI ranks)", ranks)), std::string::npos) << many.out;
     }
   }
   fs::remove_all(dir);
