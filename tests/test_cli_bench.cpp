@@ -282,3 +282,40 @@ TEST(CliBench, MpiPeersRunOnAsManyRanksAsThreads) {
   EXPECT_EQ(pfmg_iterations["1"], pfmg_iterations["2"]);
   EXPECT_GT(pfmg_iterations["1"], 0);
 }
+
+// --ranks N: mgpcg and dcdm-relax also run split across N MPI ranks (dcdm-mpi), in the same
+// table, on the same system (a scene written as a folder first): the iterations of the
+// threaded runs and their residual; METHOD@N names one method; bad N and methods without a
+// distributed version are refused or reported.
+TEST(CliBench, DistributedMethodsShareTheTable) {
+  const fs::path mpi = fs::path(DCDM_CLI_PATH).parent_path() / "dcdm-mpi";
+  if (!fs::exists(mpi)) GTEST_SKIP() << "dcdm-mpi not built (PETSc)";
+  if (std::system("command -v mpirun > /dev/null 2>&1") != 0) GTEST_SKIP() << "mpirun not found";
+  const fs::path out = fresh_dir("bench_ranks");
+  const CliRun r = run_cli("bench --scenes obstacles --n 20 --methods mgpcg,dcdm-relax,cg --ranks 2 --rtol 1e-8 "
+                           "--repeat 1 --no-plots --threads 1 --out " + out.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("| mgpcg (2 MPI ranks) |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| dcdm-relax (2 MPI ranks) |"), std::string::npos) << r.out;
+  std::ifstream jf(out / "bench.json");
+  const nlohmann::json doc = nlohmann::json::parse(jf);
+  std::map<std::string, nlohmann::json> by_method;
+  for (const auto& res : doc["results"]) by_method[res["method"].get<std::string>()] = res;
+  ASSERT_EQ(by_method.size(), 5u) << doc.dump();  // cg has no distributed version
+  for (const std::string m : {"mgpcg", "dcdm-relax"}) {
+    const auto& threaded = by_method[m];
+    const auto& split = by_method[m + "@2"];
+    EXPECT_EQ(split["status"], "converged") << split.dump();
+    EXPECT_EQ(split["ranks"], 2) << m;
+    EXPECT_NEAR(split["iterations"].get<int>(), threaded["iterations"].get<int>(), 1) << m;
+    EXPECT_LE(split["true_relative_residual"].get<double>(), 1e-8) << m;
+    EXPECT_EQ(split["cells"], threaded["cells"]) << m;
+  }
+  fs::remove_all(out);
+  EXPECT_EQ(run_cli("bench --scenes box --n 8 --methods mgpcg@x --out " + out.string()).status, 2);
+  EXPECT_EQ(run_cli("bench --scenes box --n 8 --methods cg --ranks 2 --out " + out.string()).status, 2);
+  const CliRun no = run_cli("bench --scenes box --n 8 --methods ic0@2 --repeat 1 --no-plots --out " + out.string());
+  EXPECT_EQ(no.status, 0) << no.out;
+  EXPECT_NE(no.out.find("no distributed version"), std::string::npos) << no.out;
+  fs::remove_all(out);
+}

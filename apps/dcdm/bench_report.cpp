@@ -132,12 +132,14 @@ std::string markdown_table(const std::vector<BenchRow>& rows, const std::string&
     }
     s += fmt::format("| {} | {} ({}) | {} | {:.0e} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.system,
                      r.dims.str(), thousands(r.fluid_cells),
-                     r.ranks > 1 ? fmt::format("{} ({} MPI ranks)", r.method, r.ranks) : r.method, r.rtol,
+                     r.ranks > 1 ? fmt::format("{} ({} MPI ranks)", r.method.substr(0, r.method.rfind('@')), r.ranks)
+                                 : r.method,
+                     r.rtol,
                      measured ? std::to_string(r.iterations) : "-",
                      measured ? fmt::format("{:.3f}", r.setup_seconds) : "-",
                      measured ? fmt::format("{:.3f}", r.solve_seconds) : "-",
                      measured ? fmt::format("{:.3f}", r.total_seconds) : "-",
-                     measured ? fmt::format("{:.3f}", r.cpu_seconds) : "-", speedup,
+                     measured && r.cpu_seconds >= 0 ? fmt::format("{:.3f}", r.cpu_seconds) : "-", speedup,
                      measured ? fmt::format("{:.2e}", r.true_relative_residual) : "-",
                      measured && r.peak_mb >= 0 ? fmt::format("{:.0f}", r.peak_mb) : "-",
                      measured && r.process_bytes_per_cell > 0 ? fmt::format("{:.0f}", r.process_bytes_per_cell) : "-",

@@ -23,6 +23,7 @@
 
 #include "dcdm/error.hpp"
 #include "dcdm/memory.hpp"
+#include "dcdm/models.hpp"
 #include "dcdm/peers.hpp"
 #include "dcdm/poisson.hpp"
 #include "dcdm/scenes.hpp"
@@ -329,6 +330,61 @@ std::vector<BenchRow> rows_from_message(const BenchSystem& s, const std::string&
 
 constexpr const char* kResultTag = "DCDM-BENCH-RESULT ";
 
+}  // namespace
+
+const std::vector<std::pair<std::string, std::string>> kMpiEnvironment = {
+    {"OMPI_ALLOW_RUN_AS_ROOT", "1"}, {"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"}, {"OMP_NUM_THREADS", "1"}};
+
+SpawnResult spawn_and_read(const std::vector<std::string>& argv,
+                           const std::vector<std::pair<std::string, std::string>>& environment,
+                           double timeout_seconds) {
+  int fds[2];
+  if (::pipe(fds) != 0) throw Error(fmt::format("bench: pipe failed: {}", std::strerror(errno)));
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = ::fork();
+  if (pid < 0) throw Error(fmt::format("bench: fork failed: {}", std::strerror(errno)));
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    ::close(fds[0]);
+    ::dup2(fds[1], STDOUT_FILENO);
+    ::close(fds[1]);
+    for (const auto& [name, value] : environment) ::setenv(name.c_str(), value.c_str(), 1);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  SpawnResult out;
+  char buf[65536];
+  const auto start = Clock::now();
+  for (;;) {
+    const double left = timeout_seconds - seconds(start, Clock::now());
+    if (timeout_seconds > 0 && left <= 0) {
+      out.timed_out = true;
+      ::kill(-pid, SIGKILL);
+      break;
+    }
+    pollfd p{fds[0], POLLIN, 0};
+    const int wait_ms = timeout_seconds > 0 ? static_cast<int>(std::min(left, 1.0) * 1000) + 1 : 1000;
+    const int ready = ::poll(&p, 1, wait_ms);
+    if (ready < 0 && errno != EINTR) break;
+    if (ready <= 0) continue;
+    const ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.output.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fds[0]);
+  while (::waitpid(pid, &out.wait_status, 0) < 0 && errno == EINTR) {
+  }
+  return out;
+}
+
+namespace {
+
 // `mpirun -np ranks <this program> bench --mpi-child SPEC` in its own process group (killed
 // whole on --timeout), its stdout read back; rank 0's result line gives the rows.
 std::vector<BenchRow> run_mpi(const BenchSystem& s, const std::string& method, const BenchSettings& settings,
@@ -352,57 +408,14 @@ std::vector<BenchRow> run_mpi(const BenchSystem& s, const std::string& method, c
         {"stagnation_window", settings.stagnation_window}}}};
   write_all(spec_fd, spec.dump());
   ::close(spec_fd);
-  int fds[2];
-  if (::pipe(fds) != 0) {
-    ::unlink(spec_name);
-    throw Error(fmt::format("bench: pipe failed: {}", std::strerror(errno)));
-  }
-  std::fflush(stdout);
-  std::fflush(stderr);
-  const std::string np = std::to_string(ranks), exe = self.string();
-  const pid_t pid = ::fork();
-  if (pid < 0) throw Error(fmt::format("bench: fork failed: {}", std::strerror(errno)));
-  if (pid == 0) {
-    ::setpgid(0, 0);
-    ::close(fds[0]);
-    ::dup2(fds[1], STDOUT_FILENO);
-    ::close(fds[1]);
-    // Open MPI refuses root without these; one thread per rank (hypre has no OpenMP, and our
-    // code around it must not take the other ranks' cores).
-    ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
-    ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
-    ::setenv("OMP_NUM_THREADS", "1", 1);
-    const char* argv[] = {"mpirun", "-np", np.c_str(), "--oversubscribe", exe.c_str(), "bench", "--mpi-child",
-                          spec_name, nullptr};
-    ::execvp("mpirun", const_cast<char* const*>(argv));
-    ::_exit(127);
-  }
-  ::close(fds[1]);
-  std::string output;
-  bool timed_out = false;
-  char buf[65536];
-  const auto start = Clock::now();
-  for (;;) {
-    const double left = settings.timeout_seconds - seconds(start, Clock::now());
-    if (settings.timeout_seconds > 0 && left <= 0) {
-      timed_out = true;
-      ::kill(-pid, SIGKILL);
-      break;
-    }
-    pollfd p{fds[0], POLLIN, 0};
-    const int wait_ms = settings.timeout_seconds > 0 ? static_cast<int>(std::min(left, 1.0) * 1000) + 1 : 1000;
-    const int ready = ::poll(&p, 1, wait_ms);
-    if (ready < 0 && errno != EINTR) break;
-    if (ready <= 0) continue;
-    const ssize_t n = ::read(fds[0], buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    output.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fds[0]);
-  int wstatus = 0;
-  while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
-  }
+  // Open MPI refuses root without these; one thread per rank (hypre has no OpenMP, and our
+  // code around it must not take the other ranks' cores).
+  const SpawnResult run = spawn_and_read({"mpirun", "-np", std::to_string(ranks), "--oversubscribe", self.string(),
+                                          "bench", "--mpi-child", spec_name},
+                                         kMpiEnvironment, settings.timeout_seconds);
+  const std::string& output = run.output;
+  const bool timed_out = run.timed_out;
+  const int wstatus = run.wait_status;
   ::unlink(spec_name);
   if (timed_out)
     return failed_rows(s, method, settings, "timeout",
@@ -418,6 +431,98 @@ std::vector<BenchRow> run_mpi(const BenchSystem& s, const std::string& method, c
   const auto start_json = tag + std::string(kResultTag).size();
   const auto end = output.find('\n', start_json);
   return rows_from_message(s, method, settings, output.substr(start_json, end - start_json));
+}
+
+// METHOD@N: the method's V-cycle split across N MPI ranks of one thread (dcdm-mpi, the PETSc
+// program beside this one), on the same system: a scene is first written as a system folder
+// (by a child, with the right-hand side the threaded runs use) that every rank reads its part
+// of. Each run is `mpirun -np N dcdm-mpi solve --system DIR --method METHOD --rtol R --json`.
+std::vector<BenchRow> run_distributed(const BenchSystem& s, const std::string& method, const BenchSettings& settings,
+                                      const std::string& base, int ranks) {
+  namespace fs = std::filesystem;
+  const std::string family = base.substr(0, base.find(':'));
+  if (family != "mgpcg" && family != "dcdm-relax")
+    return failed_rows(s, method, settings, "unavailable", fmt::format("{} has no distributed version", family));
+  const fs::path program = executable_dir() / "dcdm-mpi";
+  if (executable_dir().empty() || !fs::exists(program))
+    return failed_rows(s, method, settings, "unavailable", "dcdm-mpi not built (PETSc not found)");
+  char dir_name[] = "/tmp/dcdm-bench-ranks-XXXXXX";
+  if (!::mkdtemp(dir_name)) return failed_rows(s, method, settings, "error", "cannot make a folder in /tmp");
+  const fs::path work(dir_name);
+  struct Cleanup {
+    fs::path p;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(p, ec);
+    }
+  } cleanup{work};
+  fs::path folder = s.folder;
+  if (folder.empty()) {
+    folder = work / "system";
+    const ChildResult made = run_in_child(
+        [&] {
+          save_system(folder, build_system(s), MatrixFiles::Omit);
+          return std::string("ok");
+        },
+        settings.timeout_seconds);
+    if (made.output != "ok")
+      return failed_rows(s, method, settings, "error", "could not write the system folder for dcdm-mpi");
+  }
+  std::vector<BenchRow> rows;
+  for (const double rtol : settings.rtols) {
+    BenchRow r = base_row(s, method, rtol);
+    r.ranks = ranks;
+    r.threads = 1;
+    for (int rep = 0; rep < std::max(1, settings.repeat); ++rep) {
+      const fs::path report = work / "run.json";
+      fs::remove(report);
+      const SpawnResult run = spawn_and_read(
+          {"mpirun", "-np", std::to_string(ranks), "--oversubscribe", program.string(), "solve", "--system",
+           folder.string(), "--method", base, "--rtol", fmt::format("{}", rtol), "--max-iterations",
+           std::to_string(settings.max_iterations), "--json", report.string()},
+          kMpiEnvironment, settings.timeout_seconds);
+      if (run.timed_out)
+        return failed_rows(s, method, settings, "timeout",
+                           fmt::format("killed after {:.0f} s (--timeout)", settings.timeout_seconds));
+      std::ifstream in(report);
+      const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+      if (!in || j.is_discarded() || !j.is_object())
+        return failed_rows(s, method, settings, "crashed",
+                           fmt::format("mpirun -np {} dcdm-mpi wrote no report (exit status {})", ranks,
+                                       WIFEXITED(run.wait_status) ? WEXITSTATUS(run.wait_status) : -1));
+      r.iterations = j["iterations"].get<int>();
+      r.setup_runs.push_back(j["setup_seconds"].get<double>());
+      r.solve_runs.push_back(j["solve_seconds"].get<double>());
+      r.true_relative_residual = j["relative_residual"].get<double>();
+      r.status = j["converged"].get<bool>() ? "converged" : "not-converged";
+      r.reason = j["reason"].get<std::string>();
+      r.fluid_cells = j["system"]["fluid"].get<std::int64_t>();
+      const double peak = j["memory"]["peak_resident_bytes"].get<double>();
+      r.peak_mb = std::max(r.peak_mb, peak / 1e6);
+      r.process_bytes_per_cell = std::max(r.process_bytes_per_cell, peak / double(s.dims.size()));
+      // The residual history without per-iteration clocks: times spread evenly over the solve.
+      const double rhs_norm = j["rhs_norm"].get<double>();
+      r.history.clear();
+      r.history_iterations.clear();
+      r.history_seconds.clear();
+      const auto& h = j["residual_history"];
+      for (std::size_t i = 0; i < h.size(); ++i) {
+        r.history.push_back(rhs_norm > 0 ? h[i].get<double>() / rhs_norm : h[i].get<double>());
+        r.history_iterations.push_back(static_cast<int>(i));
+        r.history_seconds.push_back(r.setup_runs.back() +
+                                    r.solve_runs.back() * double(i) / double(std::max<std::size_t>(1, h.size() - 1)));
+      }
+      r.history_times_interpolated = true;
+    }
+    r.setup_seconds = median(r.setup_runs);
+    r.solve_seconds = median(r.solve_runs);
+    std::vector<double> totals;
+    for (std::size_t i = 0; i < r.setup_runs.size(); ++i) totals.push_back(r.setup_runs[i] + r.solve_runs[i]);
+    r.total_seconds = median(totals);
+    r.cpu_seconds = -1;  // not measured across the ranks
+    rows.push_back(std::move(r));
+  }
+  return rows;
 }
 
 std::vector<BenchRow> rows_from_message(const BenchSystem& s, const std::string& method,
@@ -466,6 +571,17 @@ std::vector<BenchRow> rows_from_message(const BenchSystem& s, const std::string&
 
 bool is_mpi_peer(const std::string& method) { return method.rfind("hypre-", 0) == 0; }
 
+int distributed_ranks(const std::string& method, std::string* base) {
+  const auto at = method.rfind('@');
+  if (at == std::string::npos) return 0;
+  const std::string n = method.substr(at + 1);
+  if (n.empty() || n.size() > 4 || !std::all_of(n.begin(), n.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+      std::stoi(n) < 1)
+    throw InputError(fmt::format("--methods: '{}': after '@' the number of MPI ranks (1 to 9999)", method));
+  if (base) *base = method.substr(0, at);
+  return std::stoi(n);
+}
+
 int mpi_peer_ranks(const BenchSettings& settings) {
   int ranks = settings.threads;
   if (ranks <= 0) {
@@ -480,6 +596,9 @@ int mpi_peer_ranks(const BenchSettings& settings) {
 
 std::vector<BenchRow> run_isolated(const BenchSystem& s, const std::string& method,
                                    const BenchSettings& settings) {
+  std::string base;
+  if (const int ranks = distributed_ranks(method, &base); ranks > 0)
+    return run_distributed(s, method, settings, base, ranks);
   if (is_mpi_peer(method) && hypre_available()) {
     int ranks = mpi_peer_ranks(settings);
     // Every rank holds the system (about 64 bytes a cell with the solve's vectors) beside its

@@ -73,6 +73,23 @@ struct BenchRow {
 // whether `timeout_seconds` (0: none) ran out (the child is then killed) and its wait status.
 // The parent starts no OpenMP threads and keeps no memory of the work: each child starts from
 // the same state.
+// A program run as a child in its own process group (killed whole when `timeout_seconds`, 0:
+// none, runs out) with `environment` added, its standard output read back.
+struct SpawnResult {
+  std::string output;
+  bool timed_out = false;
+  int wait_status = 0;
+};
+SpawnResult spawn_and_read(const std::vector<std::string>& argv,
+                           const std::vector<std::pair<std::string, std::string>>& environment,
+                           double timeout_seconds);
+// What mpirun's children get: Open MPI allowed as root, one OpenMP thread a rank.
+extern const std::vector<std::pair<std::string, std::string>> kMpiEnvironment;
+
+// METHOD@N (a method's distributed version on N MPI ranks): N and METHOD into *base; 0 for a
+// plain method. InputError for a malformed N.
+int distributed_ranks(const std::string& method, std::string* base);
+
 struct ChildResult {
   std::string output;
   bool timed_out = false;

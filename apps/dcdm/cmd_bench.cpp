@@ -40,6 +40,7 @@ struct BenchArgs {
   std::string baseline = "cg";
   bool plots = true;
   bool interleave = false;
+  int ranks = 0;  // --ranks: mgpcg and dcdm-relax also on this many MPI ranks (0: no)
   std::string mpi_child;  // hidden: the spec file of an MPI peer's run under mpirun
   BenchSettings settings;
 };
@@ -126,10 +127,28 @@ void run_bench(BenchArgs& args) {
     args.methods = {"cg", "ic0", "mgpcg", "hypre-amg", "hypre-pfmg", "eigen-iccg"};
     if (!args.settings.params.model.empty()) args.methods.insert(args.methods.begin(), "dcdm");
   }
-  check_model_option(args.methods, args.settings.params);
+  // --ranks N: the methods with a distributed version (mgpcg, dcdm-relax) also on N MPI ranks.
+  if (args.ranks > 0) {
+    std::vector<std::string> more;
+    for (const auto& m : args.methods) {
+      const std::string family = m.substr(0, m.find(':'));
+      if ((family == "mgpcg" || family == "dcdm-relax") && m.find('@') == std::string::npos)
+        more.push_back(fmt::format("{}@{}", m, args.ranks));
+    }
+    if (more.empty()) throw InputError("--ranks: none of --methods has a distributed version (mgpcg, dcdm-relax)");
+    args.methods.insert(args.methods.end(), more.begin(), more.end());
+  }
+  // METHOD@N runs METHOD on N MPI ranks: the checks below see METHOD.
+  std::vector<std::string> bases;
+  for (const auto& m : args.methods) {
+    std::string base = m;
+    (void)distributed_ranks(m, &base);
+    bases.push_back(base);
+  }
+  check_model_option(bases, args.settings.params);
   // Model files are checked here (found, readable, a known architecture): a bad one is exit 2
   // naming it, not an "unavailable" row.
-  for (const auto& m : args.methods) {
+  for (const auto& m : bases) {
     if (!method_runs_model(m)) continue;
     const auto colon = m.find(':');
     const std::string name = colon != std::string::npos ? m.substr(colon + 1) : args.settings.params.model;
@@ -141,7 +160,7 @@ void run_bench(BenchArgs& args) {
   args.settings.rtols = args.rtols;
   // Every method name must be a registered one (an unknown name is a typo, not a result).
   const auto known = solver_methods();
-  for (const auto& m : args.methods) {
+  for (const auto& m : bases) {
     const std::string name = m.substr(0, m.find(':'));
     if (std::none_of(known.begin(), known.end(), [&](const auto& k) { return k.first == name; })) {
       std::string list;
@@ -292,6 +311,10 @@ RegisterCommand reg(60, [](CLI::App& root) {
                   "OpenMP threads (0: all cores); the MPI peers (hypre, no OpenMP) run on as many MPI ranks, "
                   "mpirun -np T, one thread each")
       ->check(CLI::Range(0, 4096))->capture_default_str();
+  cmd->add_option("--ranks", args->ranks,
+                  "Also run mgpcg and dcdm-relax (those of --methods) on N MPI ranks of one thread (dcdm-mpi: the "
+                  "grid split across the ranks); METHOD@N in --methods does the same for one method")
+      ->check(CLI::Range(1, 4096));
   cmd->add_option("--timeout", args->settings.timeout_seconds, "Seconds allowed per (system, method); 0: none")
       ->check(CLI::Range(0.0, 1e7))->capture_default_str();
   cmd->add_option("--baseline", args->baseline, "Method the speed-up column compares with")->capture_default_str();
