@@ -285,15 +285,15 @@ TEST(CliBench, MpiPeersRunOnAsManyRanksAsThreads) {
 
 // --ranks N: mgpcg and dcdm-relax also run split across N MPI ranks (dcdm-mpi), in the same
 // table, on the same system (a scene written as a folder first): the iterations of the
-// threaded runs and their residual; METHOD@N names one method; bad N and methods without a
-// distributed version are refused or reported.
+// threaded runs and their residual; PETSc's solvers run on as many ranks as threads; METHOD@N
+// names one method; bad N and methods without a distributed version are refused or reported.
 TEST(CliBench, DistributedMethodsShareTheTable) {
   const fs::path mpi = fs::path(DCDM_CLI_PATH).parent_path() / "dcdm-mpi";
   if (!fs::exists(mpi)) GTEST_SKIP() << "dcdm-mpi not built (PETSc)";
   if (std::system("command -v mpirun > /dev/null 2>&1") != 0) GTEST_SKIP() << "mpirun not found";
   const fs::path out = fresh_dir("bench_ranks");
-  const CliRun r = run_cli("bench --scenes obstacles --n 20 --methods mgpcg,dcdm-relax,cg --ranks 2 --rtol 1e-8 "
-                           "--repeat 1 --no-plots --threads 1 --out " + out.string());
+  const CliRun r = run_cli("bench --scenes obstacles --n 20 --methods mgpcg,dcdm-relax,cg,petsc-mg,petsc-boomeramg "
+                           "--ranks 2 --rtol 1e-8 --repeat 1 --no-plots --threads 2 --out " + out.string());
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("| mgpcg (2 MPI ranks) |"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("| dcdm-relax (2 MPI ranks) |"), std::string::npos) << r.out;
@@ -301,7 +301,12 @@ TEST(CliBench, DistributedMethodsShareTheTable) {
   const nlohmann::json doc = nlohmann::json::parse(jf);
   std::map<std::string, nlohmann::json> by_method;
   for (const auto& res : doc["results"]) by_method[res["method"].get<std::string>()] = res;
-  ASSERT_EQ(by_method.size(), 5u) << doc.dump();  // cg has no distributed version
+  ASSERT_EQ(by_method.size(), 7u) << doc.dump();  // cg has no distributed version
+  for (const std::string m : {"petsc-mg", "petsc-boomeramg"}) {  // PETSc's, on as many ranks as threads
+    EXPECT_EQ(by_method[m]["status"], "converged") << by_method[m].dump();
+    EXPECT_EQ(by_method[m]["ranks"], 2) << m;
+    EXPECT_LE(by_method[m]["true_relative_residual"].get<double>(), 1e-8) << m;
+  }
   for (const std::string m : {"mgpcg", "dcdm-relax"}) {
     const auto& threaded = by_method[m];
     const auto& split = by_method[m + "@2"];

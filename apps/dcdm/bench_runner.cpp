@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <thread>
 #include <cmath>
 #include <cstdio>
@@ -441,8 +442,13 @@ std::vector<BenchRow> run_distributed(const BenchSystem& s, const std::string& m
                                       const std::string& base, int ranks) {
   namespace fs = std::filesystem;
   const std::string family = base.substr(0, base.find(':'));
-  if (family != "mgpcg" && family != "dcdm-relax")
+  std::vector<std::string> method_args = {"--method", base};
+  if (const auto petsc = petsc_solver_options(family, s.dims)) {
+    method_args = {"--method", "petsc", "--operator", "assembled"};
+    method_args.insert(method_args.end(), petsc->begin(), petsc->end());
+  } else if (family != "mgpcg" && family != "dcdm-relax") {
     return failed_rows(s, method, settings, "unavailable", fmt::format("{} has no distributed version", family));
+  }
   const fs::path program = executable_dir() / "dcdm-mpi";
   if (executable_dir().empty() || !fs::exists(program))
     return failed_rows(s, method, settings, "unavailable", "dcdm-mpi not built (PETSc not found)");
@@ -476,11 +482,12 @@ std::vector<BenchRow> run_distributed(const BenchSystem& s, const std::string& m
     for (int rep = 0; rep < std::max(1, settings.repeat); ++rep) {
       const fs::path report = work / "run.json";
       fs::remove(report);
-      const SpawnResult run = spawn_and_read(
-          {"mpirun", "-np", std::to_string(ranks), "--oversubscribe", program.string(), "solve", "--system",
-           folder.string(), "--method", base, "--rtol", fmt::format("{}", rtol), "--max-iterations",
-           std::to_string(settings.max_iterations), "--json", report.string()},
-          kMpiEnvironment, settings.timeout_seconds);
+      std::vector<std::string> argv = {"mpirun", "-np", std::to_string(ranks), "--oversubscribe", program.string(),
+                                       "solve", "--system", folder.string(), "--rtol", fmt::format("{}", rtol),
+                                       "--max-iterations", std::to_string(settings.max_iterations), "--json",
+                                       report.string()};
+      argv.insert(argv.end(), method_args.begin(), method_args.end());
+      const SpawnResult run = spawn_and_read(argv, kMpiEnvironment, settings.timeout_seconds);
       if (run.timed_out)
         return failed_rows(s, method, settings, "timeout",
                            fmt::format("killed after {:.0f} s (--timeout)", settings.timeout_seconds));
@@ -571,6 +578,32 @@ std::vector<BenchRow> rows_from_message(const BenchSystem& s, const std::string&
 
 bool is_mpi_peer(const std::string& method) { return method.rfind("hypre-", 0) == 0; }
 
+// PETSc's own solvers for a Poisson problem, set up as PETSc's documentation suggests: CG with
+// GAMG (smoothed aggregation), with hypre's BoomerAMG (HMIS, ext+i, threshold 0.5 for 3-D,
+// P_max 4, one aggressive level), or with PCMG on the DMDA (Galerkin, halving to about 8 cells;
+// all sizes even or all odd).
+const std::vector<std::string>& petsc_solver_names() {
+  static const std::vector<std::string> names = {"petsc-gamg", "petsc-boomeramg", "petsc-mg"};
+  return names;
+}
+
+std::optional<std::vector<std::string>> petsc_solver_options(const std::string& name, Dims dims) {
+  if (name == "petsc-gamg") return std::vector<std::string>{"-ksp_type", "cg", "-pc_type", "gamg", "-pc_gamg_agg_nsmooths", "1"};
+  if (name == "petsc-boomeramg")
+    return std::vector<std::string>{"-ksp_type", "cg", "-pc_type", "hypre", "-pc_hypre_type", "boomeramg",
+                                    "-pc_hypre_boomeramg_coarsen_type", "HMIS", "-pc_hypre_boomeramg_interp_type",
+                                    "ext+i", "-pc_hypre_boomeramg_strong_threshold", "0.5",
+                                    "-pc_hypre_boomeramg_P_max", "4", "-pc_hypre_boomeramg_agg_nl", "1"};
+  if (name == "petsc-mg") {
+    const int smallest = std::min({dims.nx, dims.ny, dims.nz});
+    int levels = 1;
+    while ((smallest >> levels) >= 8) ++levels;
+    return std::vector<std::string>{"-ksp_type", "cg", "-pc_type", "mg", "-pc_mg_levels", std::to_string(levels),
+                                    "-pc_mg_galerkin", "pmat"};
+  }
+  return std::nullopt;
+}
+
 int distributed_ranks(const std::string& method, std::string* base) {
   const auto at = method.rfind('@');
   if (at == std::string::npos) return 0;
@@ -599,6 +632,8 @@ std::vector<BenchRow> run_isolated(const BenchSystem& s, const std::string& meth
   std::string base;
   if (const int ranks = distributed_ranks(method, &base); ranks > 0)
     return run_distributed(s, method, settings, base, ranks);
+  // PETSc's solvers (one thread a rank, as hypre) on as many ranks as the others get threads.
+  if (petsc_solver_options(method, s.dims)) return run_distributed(s, method, settings, method, mpi_peer_ranks(settings));
   if (is_mpi_peer(method) && hypre_available()) {
     int ranks = mpi_peer_ranks(settings);
     // Every rank holds the system (about 64 bytes a cell with the solve's vectors) beside its

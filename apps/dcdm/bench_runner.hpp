@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,10 @@ extern const std::vector<std::pair<std::string, std::string>> kMpiEnvironment;
 // METHOD@N (a method's distributed version on N MPI ranks): N and METHOD into *base; 0 for a
 // plain method. InputError for a malformed N.
 int distributed_ranks(const std::string& method, std::string* base);
+// PETSc's own solvers as bench methods (petsc-gamg, petsc-boomeramg, petsc-mg, run by dcdm-mpi
+// on MPI ranks): their names, and the PETSc options of one on a grid (nullopt: not one of them).
+const std::vector<std::string>& petsc_solver_names();
+std::optional<std::vector<std::string>> petsc_solver_options(const std::string& name, Dims dims);
 
 struct ChildResult {
   std::string output;

@@ -160,8 +160,10 @@ void run_bench(BenchArgs& args) {
   args.settings.rtols = args.rtols;
   // Every method name must be a registered one (an unknown name is a typo, not a result).
   const auto known = solver_methods();
+  const auto& petsc = petsc_solver_names();
   for (const auto& m : bases) {
     const std::string name = m.substr(0, m.find(':'));
+    if (std::find(petsc.begin(), petsc.end(), m) != petsc.end()) continue;  // PETSc's, through dcdm-mpi
     if (std::none_of(known.begin(), known.end(), [&](const auto& k) { return k.first == name; })) {
       std::string list;
       for (const auto& k : known) list += (list.empty() ? "" : ", ") + k.first;
@@ -292,7 +294,8 @@ RegisterCommand reg(60, [](CLI::App& root) {
                   "Methods, comma-separated (default: cg,ic0,mgpcg,hypre-amg,hypre-pfmg,eigen-iccg; "
                   "preceded by the network method (dcdm) if --model is given; dcdm:MODEL names a model; peer settings as "
                   "METHOD:key=value:..., e.g. hypre-amg:theta=0.5:agg=0, hypre-pfmg:skip=1, "
-                  "eigen-iccg:ordering=amd)")
+                  "eigen-iccg:ordering=amd; METHOD@N: mgpcg or dcdm-relax split across N MPI ranks; petsc-gamg, "
+                  "petsc-boomeramg, petsc-mg: PETSc's solvers through dcdm-mpi, on as many ranks as --threads)")
       ->delimiter(',');
   cmd->add_option("--rtol", args->rtols, "Relative tolerances, comma-separated")->delimiter(',')->capture_default_str();
   cmd->add_option("--rhs", args->rhs, "Right-hand side for --scenes: random | smooth")->capture_default_str();
