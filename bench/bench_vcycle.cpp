@@ -207,7 +207,7 @@ void BM_IterationDcdmK2(benchmark::State& state) {
   time_iterations(state, dcdm, d);
 }
 
-BENCHMARK(BM_StreamTriad)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_StreamTriad)->Arg(64)->Arg(128)->Arg(256)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_VCycle)->ArgsProduct({{64, 128}, {1, 0}})->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_VCycleFloat)->ArgsProduct({{64, 128}, {1, 0}})->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_VCycleRelaxNet)->ArgsProduct({{64, 128, 256}, {1, 0}})->Unit(benchmark::kMillisecond);

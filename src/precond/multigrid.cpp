@@ -76,6 +76,14 @@
 // Storage: every level keeps padded arrays (one ghost layer below, two above each axis), so
 // all stencil, transfer and smoothing loops are branch-free: ghosts and non-fluid entries are
 // zero, and 1/diagonal is zero outside the fluid. Nothing is allocated per cycle.
+//
+// Order of work (not of mathematics): the cycle above is a sequence of single-colour updates,
+// a residual, transfers. By default (MultigridOptions::fused_passes) each level runs them as two
+// streaming passes over its z-planes, pre-smoother + residual + restriction and prolongation +
+// post-smoother (run_pass: a wavefront, each stage two planes behind the one before, threads
+// on slabs of planes); every cell is updated from the same neighbour values as in the
+// stage-by-stage order, so both give the same z bit for bit (tests: MultigridFusedPasses). A
+// reimplementation (e.g. distributed) may use either order.
 #include <algorithm>
 #include <array>
 #include <atomic>
