@@ -139,7 +139,7 @@ std::string markdown_table(const std::vector<BenchRow>& rows, const std::string&
                      measured ? fmt::format("{:.3f}", r.setup_seconds) : "-",
                      measured ? fmt::format("{:.3f}", r.solve_seconds) : "-",
                      measured ? fmt::format("{:.3f}", r.total_seconds) : "-",
-                     measured && r.cpu_seconds >= 0 ? fmt::format("{:.3f}", r.cpu_seconds) : "-", speedup,
+                     measured && !r.cpu_runs.empty() ? fmt::format("{:.3f}", r.cpu_seconds) : "-", speedup,
                      measured ? fmt::format("{:.2e}", r.true_relative_residual) : "-",
                      measured && r.peak_mb >= 0 ? fmt::format("{:.0f}", r.peak_mb) : "-",
                      measured && r.process_bytes_per_cell > 0 ? fmt::format("{:.0f}", r.process_bytes_per_cell) : "-",
