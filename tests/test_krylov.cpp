@@ -7,6 +7,7 @@
 
 #include "dcdm/error.hpp"
 #include "dcdm/krylov.hpp"
+#include "dcdm/poisson.hpp"
 #include "dcdm/precond.hpp"
 #include "test_krylov_systems.hpp"
 
@@ -309,3 +310,48 @@ TEST(KrylovReport, SizeMismatchIsInputError) {
 }
 
 }  // namespace
+
+// PCG's fused passes (A p with p . Ap; x, r and r . r in one pass) follow the textbook
+// recurrence, one kernel per vector operation: the same iterations, the iterates to rounding
+// (the fused reductions sum other blocks), on the stencil (whose apply_dot streams x and A x
+// once) and on a CSR operator (the default apply_dot).
+TEST(KrylovReport, PcgFusedPassesFollowTheTextbookRecurrence) {
+  auto sys = make_system(obstacle_domain({41, 37, 39}));  // 59k cells: several reduction blocks
+  const PoissonStencil stencil(sys->domain);
+  JacobiPreconditioner jacobi;
+  jacobi.setup(sys->view());
+  const Vector b = random_rhs(sys->domain, 9);
+  const double rtol = 1e-8;
+  // The textbook loop.
+  Vector x_ref(b.size(), 0.0), r(b), z(b.size()), p(b.size()), ap(b.size());
+  jacobi.apply(r, z);
+  copy(z, p);
+  double rz = dot(r, z);
+  int its_ref = 0;
+  std::vector<double> history{norm2(r)};
+  while (history.back() > rtol * norm2(b) && its_ref < 500) {
+    stencil.apply(p, ap);
+    const double alpha = rz / dot(p, ap);
+    axpy(alpha, p, x_ref);
+    axpy(-alpha, ap, r);
+    history.push_back(norm2(r));
+    ++its_ref;
+    jacobi.apply(r, z);
+    const double rz_new = dot(r, z);
+    xpay(z, rz_new / rz, p);
+    rz = rz_new;
+  }
+  for (const LinearOperator* op : {static_cast<const LinearOperator*>(&stencil), static_cast<const LinearOperator*>(sys->op.get())}) {
+    Vector x(b.size(), 0.0);
+    SolveOptions so;
+    so.rtol = rtol;
+    so.max_iterations = 500;
+    const SolveReport rep = pcg_solve(*op, &jacobi, nullptr, b, x, so, "jacobi");
+    ASSERT_TRUE(rep.converged()) << format_reason_line(rep);
+    EXPECT_EQ(rep.iterations, its_ref);
+    EXPECT_LT(relative_error(x, x_ref), 1e-9);
+    for (int it = 1; it < its_ref; ++it)
+      EXPECT_NEAR(rep.residual_history[static_cast<std::size_t>(it)], history[static_cast<std::size_t>(it)],
+                  1e-7 * history[static_cast<std::size_t>(it)]);
+  }
+}
