@@ -580,10 +580,10 @@ bool is_mpi_peer(const std::string& method) { return method.rfind("hypre-", 0) =
 
 // PETSc's own solvers for a Poisson problem, set up as PETSc's documentation suggests: CG with
 // GAMG (smoothed aggregation), with hypre's BoomerAMG (HMIS, ext+i, threshold 0.5 for 3-D,
-// P_max 4, one aggressive level), or with PCMG on the DMDA (Galerkin, halving to about 8 cells;
-// all sizes even or all odd).
+// P_max 4, one aggressive level), with hypre's PFMG, or with PCMG on the DMDA (Galerkin,
+// halving to about 8 cells; all sizes even or all odd).
 const std::vector<std::string>& petsc_solver_names() {
-  static const std::vector<std::string> names = {"petsc-gamg", "petsc-boomeramg", "petsc-mg"};
+  static const std::vector<std::string> names = {"petsc-gamg", "petsc-boomeramg", "petsc-mg", "petsc-pfmg"};
   return names;
 }
 
@@ -594,6 +594,12 @@ std::optional<std::vector<std::string>> petsc_solver_options(const std::string& 
                                     "-pc_hypre_boomeramg_coarsen_type", "HMIS", "-pc_hypre_boomeramg_interp_type",
                                     "ext+i", "-pc_hypre_boomeramg_strong_threshold", "0.5",
                                     "-pc_hypre_boomeramg_P_max", "4", "-pc_hypre_boomeramg_agg_nl", "1"};
+  // hypre's PFMG through PETSc (the DMDA's matrix as a hypre Struct matrix), with hypre-pfmg's
+  // settings: Galerkin coarse operators, symmetric red/black Gauss-Seidel, V(1,1).
+  if (name == "petsc-pfmg")
+    return std::vector<std::string>{"-dm_mat_type", "hyprestruct", "-ksp_type", "cg", "-pc_type", "pfmg",
+                                    "-pc_pfmg_relax_type", "symmetric-red/black-gauss-seidel", "-pc_pfmg_rap_type",
+                                    "Galerkin"};
   if (name == "petsc-mg") {
     const int smallest = std::min({dims.nx, dims.ny, dims.nz});
     int levels = 1;

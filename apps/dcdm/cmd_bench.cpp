@@ -295,7 +295,7 @@ RegisterCommand reg(60, [](CLI::App& root) {
                   "preceded by the network method (dcdm) if --model is given; dcdm:MODEL names a model; peer settings as "
                   "METHOD:key=value:..., e.g. hypre-amg:theta=0.5:agg=0, hypre-pfmg:skip=1, "
                   "eigen-iccg:ordering=amd; METHOD@N: mgpcg or dcdm-relax split across N MPI ranks; petsc-gamg, "
-                  "petsc-boomeramg, petsc-mg: PETSc's solvers through dcdm-mpi, on as many ranks as --threads)")
+                  "petsc-boomeramg, petsc-pfmg, petsc-mg: PETSc's solvers through dcdm-mpi, on as many ranks as --threads)")
       ->delimiter(',');
   cmd->add_option("--rtol", args->rtols, "Relative tolerances, comma-separated")->delimiter(',')->capture_default_str();
   cmd->add_option("--rhs", args->rhs, "Right-hand side for --scenes: random | smooth")->capture_default_str();
