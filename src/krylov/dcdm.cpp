@@ -275,12 +275,20 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
         removed += beta[j] * sums[j];
         ++j;
       }
+      // q -= sum_j beta_j p_j, the terms subtracted in order j (as one loop over j per entry),
+      // in row blocks with a vectorised loop per kept direction.
       double* qw = q.data();
+      const std::int64_t nblocks = (n + detail::kRowBlock - 1) / detail::kRowBlock;
 #pragma omp parallel for schedule(static)
-      for (std::int64_t i = 0; i < n; ++i) {
-        double v = qw[i];
-        for (int jj = 0; jj < m; ++jj) v -= beta[static_cast<std::size_t>(jj)] * kept_p[static_cast<std::size_t>(jj)][i];
-        qw[i] = v;
+      for (std::int64_t blk = 0; blk < nblocks; ++blk) {
+        const std::int64_t lo = blk * detail::kRowBlock, len = std::min(n, lo + detail::kRowBlock) - lo;
+        double* qb = qw + lo;
+        for (int jj = 0; jj < m; ++jj) {
+          const double bj = beta[static_cast<std::size_t>(jj)];
+          const double* pb = kept_p[static_cast<std::size_t>(jj)] + lo;
+#pragma omp simd
+          for (std::int64_t i = 0; i < len; ++i) qb[i] -= bj * pb[i];
+        }
       }
     }
     if (m > 0 && m == options_.k) {
