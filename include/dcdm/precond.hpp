@@ -158,7 +158,7 @@ struct MultigridOptions {
   // over its z-planes, and so do the prolongation and the post-smoother (a wavefront: every
   // stage two planes behind the one before; the finest level also reads r and writes z in
   // those passes). false: one pass over the level per stage. The two give the same z bit for
-  // bit; the fused passes move about a third of the bytes (docs/perf-bandwidth.md).
+  // bit; the fused passes move about a fifth of the bytes (docs/perf-bandwidth.md).
   bool fused_passes = true;
 };
 
