@@ -17,6 +17,7 @@
 
 #include "cli_test.hpp"
 #include "dcdm/error.hpp"
+#include "dcdm/io.hpp"
 #include "dcdm/methods.hpp"
 #include "dcdm/peers.hpp"
 #include "dcdm/poisson.hpp"
@@ -117,7 +118,17 @@ TEST(MatrixFree, AFolderWithoutMatrixFilesReadsBackTheSameSystem) {
   save_system(dir, sys, MatrixFiles::Omit);
   EXPECT_FALSE(std::filesystem::exists(dir / "A.mtx"));
   EXPECT_FALSE(std::filesystem::exists(dir / "A.bin"));
-  EXPECT_EQ(system_files(sys, MatrixFiles::Omit).front(), "b.npy");
+  EXPECT_FALSE(std::filesystem::exists(dir / "b.bin"));  // the reference format's b goes with its A
+  EXPECT_EQ(system_files(sys, MatrixFiles::Omit),
+            (std::vector<std::string>{"b.npy", "flags.npy", "system.json"}));
+  // The parts overload (the simulator's frames) with the caller's components writes the same
+  // folder: the same files and the same system.json.
+  const auto parts = dir.string() + "_parts";
+  const FluidComponents fc = fluid_components(sys.domain);
+  save_system(parts, sys.domain, sys.rhs, sys.meta, MatrixFiles::Omit, &fc);
+  for (const char* f : {"b.npy", "flags.npy", "system.json"})
+    EXPECT_EQ(io::read_file(dir / f), io::read_file(std::filesystem::path(parts) / f)) << f;
+  std::filesystem::remove_all(parts);
   const PoissonSystem full = load_system(dir);
   const CsrMatrix want = assemble_full_grid(sys.domain);
   EXPECT_EQ(full.matrix.values, want.values);
@@ -231,4 +242,30 @@ TEST(Allocator, FreedLargeBlocksLeaveTheResidentSet) {
     EXPECT_GT(dcdm::resident_bytes(), before + (200 << 20));
   }
   EXPECT_LT(dcdm::resident_bytes(), before + (32 << 20));
+}
+
+// Inside a DeferredSync the atomic writers rename without syncing each file (sync_filesystem
+// later makes them durable): the files are whole and read back; the scope nests and ends.
+TEST(Allocator, DeferredSyncWritesWholeFiles) {
+  const auto dir = std::filesystem::temp_directory_path() / fmt::format("dcdm_deferred_sync_{}", ::getpid());
+  std::filesystem::create_directories(dir);
+  EXPECT_FALSE(io::sync_deferred());
+  std::vector<double> v(100000);
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = 0.5 * double(i);
+  {
+    const io::DeferredSync outer;
+    {
+      const io::DeferredSync inner;
+      EXPECT_TRUE(io::sync_deferred());
+      io::write_npy(dir / "v.npy", v, {});
+    }
+    EXPECT_TRUE(io::sync_deferred());
+    io::write_file_atomic(dir / "t.txt", "text\n");
+  }
+  EXPECT_FALSE(io::sync_deferred());
+  io::sync_filesystem(dir);
+  EXPECT_EQ(io::read_npy(dir / "v.npy").to_double(), v);
+  EXPECT_EQ(io::read_file(dir / "t.txt"), "text\n");
+  EXPECT_THROW(io::sync_filesystem(dir / "missing"), InputError);
+  std::filesystem::remove_all(dir);
 }

@@ -282,10 +282,9 @@ std::string resume_tag_difference(const std::string& stored_text, const nlohmann
 void export_frame(const fs::path& dir, sim::SmokeSimulation& simulation, const sim::FrameStats& st,
                   const SimulateArgs& a) {
   fs::create_directories(dir);
-  PoissonSystem system;
-  system.domain = simulation.domain();
-  system.rhs = simulation.rhs();  // no matrix: save_system assembles one for the files and frees it
-  system.meta = {{"source", "dcdm simulate"},
+  // The simulation's own domain, b and components go to the files (no copies; with matrix
+  // files, save_system assembles A for them and frees it).
+  const nlohmann::json meta = {{"source", "dcdm simulate"},
                  {"rhs",
                   {{"kind", "simulation"},
                    {"definition", "b = -div u* (unit spacing, solid faces at the solid's velocity), A p = b"}}},
@@ -304,7 +303,8 @@ void export_frame(const fs::path& dir, sim::SmokeSimulation& simulation, const s
                    {"max_div_before", st.max_div_before},
                    {"max_div_after", st.max_div_after},
                    {"compatibility_shift", st.compatibility_shift}}}};
-  save_system(dir, system, a.frame_matrix == "none" ? MatrixFiles::Omit : MatrixFiles::Write);
+  save_system(dir, simulation.domain(), simulation.rhs(), meta,
+              a.frame_matrix == "none" ? MatrixFiles::Omit : MatrixFiles::Write, &simulation.components());
   const auto& rho = simulation.density();
   std::vector<float> f(rho.vector().begin(), rho.vector().end());
   io::write_npy(dir / "density.npy", f, {rho.dims().nz, rho.dims().ny, rho.dims().nx});
@@ -432,6 +432,10 @@ void run_simulate(const SimulateArgs& a) {
     const sim::FrameStats st = simulation.step();
     const bool exported = a.export_every > 0 && frame % a.export_every == 0;
     const auto t_io = Clock::now();
+    {
+    // The frame's files go to the page cache without a sync each (renamed whole, so a kill
+    // leaves no fragment); the sync before the next checkpoint puts them on disk, ahead of it.
+    const io::DeferredSync deferred;
     if (exported) {
       export_frame(out / fmt::format("frame_{:04d}", frame), simulation, st, a);
       if (a.png) {
@@ -449,11 +453,16 @@ void run_simulate(const SimulateArgs& a) {
       write_render_frame(out / "render" / fmt::format("render_{:04d}.png", frame), simulation, frame,
                          render_options);
     }
+    }
     const double io_seconds = seconds_since(t_io);
     rows.push_back(csv_row(st, io_seconds, exported));
     io::write_file_atomic(out / "frames.csv", join_csv(rows));
-    // The checkpoint comes last: a frame is complete once its checkpoint exists.
-    if (frame % checkpoint_every == 0 || frame == a.frames) simulation.save_checkpoint(ckpt, tag);
+    // The checkpoint comes last: a frame is complete once its checkpoint exists, and the
+    // frames written since the previous one reach the disk before it does.
+    if (frame % checkpoint_every == 0 || frame == a.frames) {
+      io::sync_filesystem(out);
+      simulation.save_checkpoint(ckpt, tag);
+    }
 
     sum_advect += st.advect_seconds;
     sum_project += st.project_seconds;

@@ -203,6 +203,24 @@ class AtomicFile {
   std::FILE* file_ = nullptr;
 };
 
+// For the life of a DeferredSync, AtomicFile::commit (and the other atomic writers of this
+// thread) rename without first syncing the file to disk: a process kill still leaves either the
+// old or the whole new file (the data is in the page cache), and a caller that writes many
+// files orders them before one later sync_filesystem (the simulator: an exported frame's files,
+// made durable by the sync before the next checkpoint). Nests; per thread.
+class DeferredSync {
+ public:
+  DeferredSync();
+  ~DeferredSync();
+  DeferredSync(const DeferredSync&) = delete;
+  DeferredSync& operator=(const DeferredSync&) = delete;
+};
+// Whether this thread is inside a DeferredSync.
+bool sync_deferred();
+// Writes everything written so far on the filesystem that holds `path` to disk (syncfs).
+// InputError naming the path when that fails.
+void sync_filesystem(const fs::path& path);
+
 // Atomic write helper: writes `bytes` to path via temp + rename.
 void write_file_atomic(const fs::path& path, const std::string& bytes);
 

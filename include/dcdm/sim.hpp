@@ -38,6 +38,10 @@
 #include "dcdm/linalg.hpp"
 #include "dcdm/solve.hpp"
 
+namespace dcdm {
+struct FluidComponents;  // dcdm/poisson.hpp
+}
+
 namespace dcdm::sim {
 
 struct Vec3 {
@@ -239,6 +243,9 @@ class SmokeSimulation {
   // on demand if the config did not ask for it).
   const Domain& domain() const;
   const std::vector<double>& rhs() const { return rhs_; }
+  // The fluid components of the current domain (counts, sizes, Dirichlet contact; per-cell
+  // labels only when some are closed), as the pressure solve's projection found them.
+  const FluidComponents& components() const;
   const CsrMatrix& matrix();
 
   // Cell types for the current time (static solids + spheres at time t) and the velocity

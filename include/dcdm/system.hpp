@@ -9,7 +9,8 @@
 //                system whose values float32 would round has no A.bin (A.mtx is the matrix);
 //                system.json's "files" lists what was written
 //   b.npy        float64, shape (nz, ny, nx), zero outside fluid cells
-//   b.bin        the same values as a reference vector file (div_v_star layout)
+//   b.bin        the same values as a reference vector file (div_v_star layout); written with
+//                the matrix files (the reference format's pair), not with MatrixFiles::Omit
 //   flags.npy    uint8, shape (nz, ny, nx): 0 solid, 1 fluid, 2 air (CellType values)
 //   face_x.npy   weighted domains only (Domain::coefficients, see grid.hpp), each file only when
 //   face_y.npy   its array is not all default (weights 1, diagonal 0): float64 MAC face weights
@@ -83,16 +84,23 @@ std::int64_t estimate_system_bytes(const Dims& dims, bool weighted = false,
 void check_system_fits_memory(const Dims& dims, const std::string& option = "--n/--dims", bool weighted = false,
                               SystemMatrix matrix = SystemMatrix::Assemble);
 
-// Whether save_system writes the matrix files (A.mtx, and A.bin where exact) or omits them: the
-// flags, faces and coefficients define the operator, and load_system assembles it from them
-// (system.json's "files" then says "matrix": "omitted"). At 256^3 the two files are 2.1 GB and
-// most of a folder's writing time.
+// Whether save_system writes the matrix files (A.mtx, and A.bin where exact, and b.bin, the
+// reference format's right-hand side) or omits them: the flags, faces and coefficients define
+// the operator, and load_system assembles it from them (system.json's "files" then says
+// "matrix": "omitted"). At 256^3 the matrix files are 2.1 GB and most of a folder's writing
+// time; b.bin repeats b.npy's 134 MB for the reference format's readers.
 enum class MatrixFiles { Write, Omit };
 
 // Writes the folder (layout above). A weighted domain also writes its coefficient arrays. A
 // system without a matrix has it assembled for the writing (and freed after).
 void save_system(const std::filesystem::path& dir, const PoissonSystem& system,
                  MatrixFiles matrix_files = MatrixFiles::Write);
+// The same from its parts, for a caller that holds them elsewhere (the simulator's frames: no
+// copy of b and the domain into a PoissonSystem), with the fluid components when the caller
+// has them (system.json's counts; computed otherwise: 0.3 s at 256^3). No matrix: assembled
+// for the files when they are written.
+void save_system(const std::filesystem::path& dir, const Domain& domain, const std::vector<double>& rhs,
+                 const nlohmann::json& meta, MatrixFiles matrix_files, const FluidComponents* components = nullptr);
 // The names of the files save_system writes for this system (A.bin only when exact in
 // float32, the coefficient files of a weighted domain), system.json last.
 std::vector<std::string> system_files(const PoissonSystem& system, MatrixFiles matrix_files = MatrixFiles::Write);

@@ -164,6 +164,22 @@ std::string read_file_prefix(const fs::path& path, std::size_t max_bytes) {
 
 namespace {
 std::atomic<unsigned> temp_counter{0};
+thread_local int deferred_syncs = 0;
+}  // namespace
+
+DeferredSync::DeferredSync() { ++deferred_syncs; }
+DeferredSync::~DeferredSync() { --deferred_syncs; }
+bool sync_deferred() { return deferred_syncs > 0; }
+
+void sync_filesystem(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || ::syncfs(fd) != 0) {
+    const int err = errno;
+    if (fd >= 0) ::close(fd);
+    throw InputError(fmt::format("cannot write {}: syncing its files to disk failed: {}", path.string(),
+                                 std::strerror(err)));
+  }
+  ::close(fd);
 }
 
 AtomicFile::AtomicFile(const fs::path& path) : path_(path) {
@@ -190,8 +206,9 @@ void AtomicFile::write(const void* data, std::size_t size) {
 }
 
 void AtomicFile::commit() {
-  // Flush to disk before the rename so that a crash leaves either the old or the new file.
-  const bool ok = std::fflush(file_) == 0 && fsync(fileno(file_)) == 0;
+  // Flush to disk before the rename so that a crash leaves either the old or the new file
+  // (inside a DeferredSync the caller syncs later).
+  const bool ok = std::fflush(file_) == 0 && (sync_deferred() || fsync(fileno(file_)) == 0);
   const int err = errno;
   const bool closed = std::fclose(file_) == 0;
   file_ = nullptr;

@@ -347,15 +347,21 @@ std::vector<double> read_npy_vector(const fs::path& path, const ReadOptions& opt
   return v;
 }
 
-void write_npy(const fs::path& path, const NpyArray& a) {
-  for (auto d : a.shape)
+namespace {
+
+// The header and the values, written from the caller's memory (no copy of the data: at 256^3
+// a copy of b cost as much as writing it).
+void write_npy_data(const fs::path& path, DType dtype, const std::vector<std::int64_t>& shape, const void* data,
+                    std::size_t bytes) {
+  for (auto d : shape)
     if (d < 0) throw Error(fmt::format("write_npy {}: negative dimension in shape", path.string()));
-  if (static_cast<std::uint64_t>(a.count()) * item_size(a.dtype) != a.bytes.size())
-    throw Error(fmt::format("write_npy {}: shape {} of {} needs {} bytes, got {}", path.string(),
-                            shape_text(a.shape), to_string(a.dtype), a.count() * item_size(a.dtype),
-                            a.bytes.size()));
-  std::string dict = fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}",
-                                 descr(a.dtype), shape_text(a.shape));
+  std::uint64_t count = 1;
+  for (auto d : shape) count *= static_cast<std::uint64_t>(d);
+  if (count * item_size(dtype) != bytes)
+    throw Error(fmt::format("write_npy {}: shape {} of {} needs {} bytes, got {}", path.string(), shape_text(shape),
+                            to_string(dtype), count * item_size(dtype), bytes));
+  std::string dict = fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}", descr(dtype),
+                                 shape_text(shape));
   // Version 1.0 unless the header length does not fit its uint16; pad with spaces and a
   // final newline so that the data starts at a multiple of 64 bytes, as numpy does.
   const bool v2 = dict.size() + 1 + 10 + 64 > 65535;
@@ -376,25 +382,26 @@ void write_npy(const fs::path& path, const NpyArray& a) {
   out += dict;
   AtomicFile f(path);
   f.write(out);
-  f.write(a.bytes.data(), a.bytes.size());
+  f.write(data, bytes);
   f.commit();
 }
 
-namespace {
 template <class T>
 void write_typed(const fs::path& path, const std::vector<T>& v, const std::vector<std::int64_t>& shape,
                  DType dtype) {
-  NpyArray a;
-  a.dtype = dtype;
-  a.shape = shape.empty() ? std::vector<std::int64_t>{static_cast<std::int64_t>(v.size())} : shape;
-  if (a.count() != static_cast<std::int64_t>(v.size()))
-    throw Error(fmt::format("write_npy {}: shape {} does not hold {} values", path.string(),
-                            shape_text(a.shape), v.size()));
-  a.bytes.resize(v.size() * sizeof(T));
-  if (!v.empty()) std::memcpy(a.bytes.data(), v.data(), a.bytes.size());
-  write_npy(path, a);
+  const std::vector<std::int64_t> s = shape.empty() ? std::vector<std::int64_t>{static_cast<std::int64_t>(v.size())} : shape;
+  std::int64_t count = 1;
+  for (auto d : s) count *= d;
+  if (count != static_cast<std::int64_t>(v.size()))
+    throw Error(fmt::format("write_npy {}: shape {} does not hold {} values", path.string(), shape_text(s), v.size()));
+  write_npy_data(path, dtype, s, v.data(), v.size() * sizeof(T));
 }
+
 }  // namespace
+
+void write_npy(const fs::path& path, const NpyArray& a) {
+  write_npy_data(path, a.dtype, a.shape, a.bytes.data(), a.bytes.size());
+}
 
 void write_npy(const fs::path& path, const std::vector<double>& v, const std::vector<std::int64_t>& shape) {
   write_typed(path, v, shape, DType::Float64);

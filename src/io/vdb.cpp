@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "dcdm/error.hpp"
+#include "dcdm/io.hpp"
 
 #ifdef DCDM_HAVE_OPENVDB
 #include <openvdb/io/File.h>
@@ -69,7 +70,7 @@ void write_vdb_density(const std::filesystem::path& path, const Field<float>& de
   }
   // Flush to disk before the rename so that a crash leaves either the old or the new file.
   const int fd = ::open(temp.c_str(), O_RDONLY);
-  if (fd < 0 || ::fsync(fd) != 0) {
+  if (fd < 0 || (!io::sync_deferred() && ::fsync(fd) != 0)) {
     const int err = errno;
     if (fd >= 0) ::close(fd);
     std::remove(temp.c_str());

@@ -373,19 +373,22 @@ void check_matrix_header(const fs::path& a_path, const Dims& d) {
 
 }  // namespace
 
-void save_system(const fs::path& dir, const PoissonSystem& sys, MatrixFiles matrix_files) {
+namespace {
+
+void save_parts(const fs::path& dir, const Domain& domain, const std::vector<double>& rhs, const CsrMatrix* matrix,
+                const nlohmann::json& given_meta, MatrixFiles matrix_files, const FluidComponents* components) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec || !fs::is_directory(dir))
     throw InputError(fmt::format("--out {}: cannot create the folder ({})", dir.string(), ec ? ec.message() : "not a folder"));
-  const Dims d = sys.domain.dims();
-  if (static_cast<std::int64_t>(sys.rhs.size()) != d.size())
-    throw Error(fmt::format("save_system: b has {} values for a {} grid", sys.rhs.size(), d.str()));
+  const Dims d = domain.dims();
+  if (static_cast<std::int64_t>(rhs.size()) != d.size())
+    throw Error(fmt::format("save_system: b has {} values for a {} grid", rhs.size(), d.str()));
   bool reference = false;
   if (matrix_files == MatrixFiles::Write) {
     CsrMatrix assembled;
-    if (!sys.has_matrix()) assembled = assemble_full_grid(sys.domain);
-    const CsrMatrix& a = sys.has_matrix() ? sys.matrix : assembled;
+    if (!matrix) assembled = assemble_full_grid(domain);
+    const CsrMatrix& a = matrix ? *matrix : assembled;
     if (a.rows != d.size())
       throw Error(fmt::format("save_system: matrix has {} rows for a {} grid", a.rows, d.str()));
     io::write_matrix_market(dir / "A.mtx", a, true,
@@ -398,20 +401,22 @@ void save_system(const fs::path& dir, const PoissonSystem& sys, MatrixFiles matr
   } else {
     fs::remove(dir / "A.mtx", ec);  // from an earlier system in this folder
     fs::remove(dir / "A.bin", ec);
+    fs::remove(dir / "b.bin", ec);
   }
-  io::write_npy(dir / "b.npy", sys.rhs, grid_shape(d));
-  io::write_reference_vector(dir / "b.bin", sys.rhs);
-  std::vector<std::uint8_t> flags(sys.domain.cells.vector().size());
-  for (std::size_t c = 0; c < flags.size(); ++c) flags[c] = static_cast<std::uint8_t>(sys.domain.cells[c]);
+  io::write_npy(dir / "b.npy", rhs, grid_shape(d));
+  if (matrix_files == MatrixFiles::Write) io::write_reference_vector(dir / "b.bin", rhs);
+  std::vector<std::uint8_t> flags(domain.cells.vector().size());
+  for (std::size_t c = 0; c < flags.size(); ++c) flags[c] = static_cast<std::uint8_t>(domain.cells[c]);
   io::write_npy(dir / "flags.npy", flags, grid_shape(d));
-  nlohmann::json meta = sys.meta;
-  meta.update(describe_domain(sys.domain));
+  nlohmann::json meta = given_meta;
+  meta.update(describe_domain(domain, components));
   meta["format"] = "dcdm-system";
   meta["version"] = 1;
-  meta["files"] = {{"rhs", "b.npy"}, {"rhs_reference", "b.bin"}, {"flags", "flags.npy"}};
+  meta["files"] = {{"rhs", "b.npy"}, {"flags", "flags.npy"}};
   if (matrix_files == MatrixFiles::Omit) {
     meta["files"]["matrix"] = "omitted";
   } else {
+    meta["files"]["rhs_reference"] = "b.bin";
     meta["files"]["matrix_market"] = "A.mtx";
     if (reference) meta["files"]["matrix_reference"] = "A.bin";
     else meta["files"]["matrix_reference_omitted"] = "A has values that float32 (A.bin's precision) would round";
@@ -419,7 +424,7 @@ void save_system(const fs::path& dir, const PoissonSystem& sys, MatrixFiles matr
   meta.erase("coefficients");
   for (int a = 0; a < 4; ++a) {
     const std::string file = std::string(kCoefficientNames[a]) + ".npy";
-    const Coefficients* co = sys.domain.coefficients.get();
+    const Coefficients* co = domain.coefficients.get();
     if (co && !default_coefficients(coefficient_array(*co, a), a)) {
       io::write_npy(dir / file, coefficient_array(*co, a), coefficient_shape(d, a));
       meta["coefficients"][kCoefficientNames[a]] = file;
@@ -428,10 +433,21 @@ void save_system(const fs::path& dir, const PoissonSystem& sys, MatrixFiles matr
       fs::remove(dir / file, ec);  // from an earlier system in this folder
     }
   }
-  if (sys.domain.weighted()) meta["coefficients"]["scale"] = sys.domain.coefficients->scale;
+  if (domain.weighted()) meta["coefficients"]["scale"] = domain.coefficients->scale;
   meta["flags_encoding"] = {{"0", "solid"}, {"1", "fluid"}, {"2", "air"}};
   meta["layout"] = "arrays have shape (nz, ny, nx); cell (i, j, k) is row i + nx*(j + ny*k) of A";
   io::write_file_atomic(dir / "system.json", meta.dump(2) + "\n");
+}
+
+}  // namespace
+
+void save_system(const fs::path& dir, const PoissonSystem& sys, MatrixFiles matrix_files) {
+  save_parts(dir, sys.domain, sys.rhs, sys.has_matrix() ? &sys.matrix : nullptr, sys.meta, matrix_files, nullptr);
+}
+
+void save_system(const fs::path& dir, const Domain& domain, const std::vector<double>& rhs, const nlohmann::json& meta,
+                 MatrixFiles matrix_files, const FluidComponents* components) {
+  save_parts(dir, domain, rhs, nullptr, meta, matrix_files, components);
 }
 
 std::vector<std::string> system_files(const PoissonSystem& sys, MatrixFiles matrix_files) {
@@ -443,7 +459,8 @@ std::vector<std::string> system_files(const PoissonSystem& sys, MatrixFiles matr
                            : !sys.domain.weighted() || exact_in_float32(assemble_full_grid(sys.domain));
     if (reference) files.push_back("A.bin");
   }
-  for (const char* f : {"b.npy", "b.bin", "flags.npy"}) files.push_back(f);
+  for (const char* f : {"b.npy", "b.bin", "flags.npy"})
+    if (matrix_files == MatrixFiles::Write || std::string(f) != "b.bin") files.push_back(f);
   if (const Coefficients* co = sys.domain.coefficients.get())
     for (int a = 0; a < 4; ++a)
       if (!default_coefficients(coefficient_array(*co, a), a)) files.push_back(std::string(kCoefficientNames[a]) + ".npy");

@@ -64,6 +64,11 @@ const Domain& SmokeSimulation::domain() const {
   return system_->domain;
 }
 
+const FluidComponents& SmokeSimulation::components() const {
+  if (!system_) throw Error("simulation: no pressure system yet (call step() first)");
+  return system_->projector->components();
+}
+
 const CsrMatrix& SmokeSimulation::matrix() {
   if (!system_) throw Error("simulation: no pressure system yet (call step() first)");
   if (!system_->has_matrix) {
