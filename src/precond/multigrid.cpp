@@ -1145,14 +1145,12 @@ inline void prolongate_rows(const Real* xc, const Level<Real>& c, Level<Real>& f
       const int m = (cells + 1) / 2;
       const Real *r00 = xc + rows.r00 + m0, *r01 = xc + rows.r01 + m0, *r10 = xc + rows.r10 + m0,
                  *r11 = xc + rows.r11 + m0;
-#pragma omp simd
       for (int i = 0; i < m; ++i) {
         even[i] = interpolate(r00, r01, r10, r11, i, i - 1);
         odd[i] = interpolate(r00, r01, r10, r11, i, i + 1);
       }
       Real* xs = xf + row + 2 * m0;
       const Real* ws = iw + row + 2 * m0;
-#pragma omp simd
       for (int i = 0; i < cells; ++i) {
         const Real v = (i & 1) ? odd[i >> 1] : even[i >> 1];
         xs[i] = ws[i] != Real(0) ? xs[i] + ws[i] * v : xs[i];
@@ -1225,7 +1223,8 @@ template <bool Weighted>
 void Cycle<Real>::smooth_colour_rows(Level<Real>& l, int colour, int k, int j0, int j1) {
   if (l.per_cell) {
     const auto& cells = l.special[colour];
-    const auto [q0, q1] = listed_rows(l, cells, k, j0, j1);
+    const std::pair<std::int64_t, std::int64_t> range = listed_rows(l, cells, k, j0, j1);
+    const std::int64_t q0 = range.first, q1 = range.second;
     const Real* w = l.special_omega[colour].data();
     Real* x = l.x.data();
     Real* saved = l.special_value.data();
@@ -1247,7 +1246,9 @@ template <class Real>
 template <bool Weighted>
 void Cycle<Real>::smooth_band_rows(Level<Real>& l, int colour, int k, int j0, int j1) {
   const auto& cells = l.band[colour];
-  const auto [q0, q1] = listed_rows(l, cells, k, j0, j1);
+  // Not a structured binding: the lambda below captures q0 and q1 (C++20 compilers differ).
+  const std::pair<std::int64_t, std::int64_t> range = listed_rows(l, cells, k, j0, j1);
+  const std::int64_t q0 = range.first, q1 = range.second;
   Real* x = l.x.data();
   const std::int64_t* c = cells.data();
   const auto sweep = [&](auto relax) {
