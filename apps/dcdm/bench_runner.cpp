@@ -259,7 +259,13 @@ BenchRow pool_rounds(const std::vector<BenchRow>& rounds) {
   return out;
 }
 
-ChildResult run_in_child(const std::function<std::string()>& work, double timeout_seconds) {
+namespace {
+
+// Forks; the child runs `child` (which must not return: it _exits or execs) with its standard
+// output or the pipe's write end given as `fd`; the parent reads the pipe until it closes or
+// `timeout_seconds` (0: none) runs out, then kills the child (its process group when it made
+// one) and reaps it.
+ChildResult fork_and_read(const std::function<void(int fd)>& child, bool own_group, double timeout_seconds) {
   int fds[2];
   if (::pipe(fds) != 0) throw Error(fmt::format("bench: pipe failed: {}", std::strerror(errno)));
   std::fflush(stdout);
@@ -267,21 +273,10 @@ ChildResult run_in_child(const std::function<std::string()>& work, double timeou
   const pid_t pid = ::fork();
   if (pid < 0) throw Error(fmt::format("bench: fork failed: {}", std::strerror(errno)));
   if (pid == 0) {
+    if (own_group) ::setpgid(0, 0);
     ::close(fds[0]);
-    std::string message;
-    try {
-      message = work();
-    } catch (...) {
-      message.clear();  // work reports its own errors in its message; nothing comes back here
-    }
-    write_all(fds[1], message);
-    ::close(fds[1]);
-    // Leave without the parent's static destructors (some libraries' exit handlers wait for
-    // helper threads that do not exist in a forked child); MPI is finalised explicitly.
-    finalize_peer_libraries();
-    std::fflush(stdout);
-    std::fflush(stderr);
-    ::_exit(0);
+    child(fds[1]);
+    ::_exit(127);
   }
   ::close(fds[1]);
   ChildResult result;
@@ -291,7 +286,7 @@ ChildResult run_in_child(const std::function<std::string()>& work, double timeou
     const double left = timeout_seconds - seconds(start, Clock::now());
     if (timeout_seconds > 0 && left <= 0) {
       result.timed_out = true;
-      ::kill(pid, SIGKILL);
+      ::kill(own_group ? -pid : pid, SIGKILL);
       break;
     }
     pollfd p{fds[0], POLLIN, 0};
@@ -308,6 +303,29 @@ ChildResult run_in_child(const std::function<std::string()>& work, double timeou
   while (::waitpid(pid, &result.wait_status, 0) < 0 && errno == EINTR) {
   }
   return result;
+}
+
+}  // namespace
+
+ChildResult run_in_child(const std::function<std::string()>& work, double timeout_seconds) {
+  return fork_and_read(
+      [&](int fd) {
+        std::string message;
+        try {
+          message = work();
+        } catch (...) {
+          message.clear();  // work reports its own errors in its message; nothing comes back here
+        }
+        write_all(fd, message);
+        ::close(fd);
+        // Leave without the parent's static destructors (some libraries' exit handlers wait for
+        // helper threads that do not exist in a forked child); MPI is finalised explicitly.
+        finalize_peer_libraries();
+        std::fflush(stdout);
+        std::fflush(stderr);
+        ::_exit(0);
+      },
+      false, timeout_seconds);
 }
 
 namespace {
@@ -336,52 +354,20 @@ constexpr const char* kResultTag = "DCDM-BENCH-RESULT ";
 const std::vector<std::pair<std::string, std::string>> kMpiEnvironment = {
     {"OMPI_ALLOW_RUN_AS_ROOT", "1"}, {"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"}, {"OMP_NUM_THREADS", "1"}};
 
-SpawnResult spawn_and_read(const std::vector<std::string>& argv,
+ChildResult spawn_and_read(const std::vector<std::string>& argv,
                            const std::vector<std::pair<std::string, std::string>>& environment,
                            double timeout_seconds) {
-  int fds[2];
-  if (::pipe(fds) != 0) throw Error(fmt::format("bench: pipe failed: {}", std::strerror(errno)));
-  std::fflush(stdout);
-  std::fflush(stderr);
-  const pid_t pid = ::fork();
-  if (pid < 0) throw Error(fmt::format("bench: fork failed: {}", std::strerror(errno)));
-  if (pid == 0) {
-    ::setpgid(0, 0);
-    ::close(fds[0]);
-    ::dup2(fds[1], STDOUT_FILENO);
-    ::close(fds[1]);
-    for (const auto& [name, value] : environment) ::setenv(name.c_str(), value.c_str(), 1);
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execvp(args[0], args.data());
-    ::_exit(127);
-  }
-  ::close(fds[1]);
-  SpawnResult out;
-  char buf[65536];
-  const auto start = Clock::now();
-  for (;;) {
-    const double left = timeout_seconds - seconds(start, Clock::now());
-    if (timeout_seconds > 0 && left <= 0) {
-      out.timed_out = true;
-      ::kill(-pid, SIGKILL);
-      break;
-    }
-    pollfd p{fds[0], POLLIN, 0};
-    const int wait_ms = timeout_seconds > 0 ? static_cast<int>(std::min(left, 1.0) * 1000) + 1 : 1000;
-    const int ready = ::poll(&p, 1, wait_ms);
-    if (ready < 0 && errno != EINTR) break;
-    if (ready <= 0) continue;
-    const ssize_t n = ::read(fds[0], buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.output.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fds[0]);
-  while (::waitpid(pid, &out.wait_status, 0) < 0 && errno == EINTR) {
-  }
-  return out;
+  return fork_and_read(
+      [&](int fd) {
+        ::dup2(fd, STDOUT_FILENO);
+        ::close(fd);
+        for (const auto& [name, value] : environment) ::setenv(name.c_str(), value.c_str(), 1);
+        std::vector<char*> args;
+        for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+        args.push_back(nullptr);
+        ::execvp(args[0], args.data());
+      },
+      true, timeout_seconds);
 }
 
 namespace {
@@ -411,7 +397,7 @@ std::vector<BenchRow> run_mpi(const BenchSystem& s, const std::string& method, c
   ::close(spec_fd);
   // Open MPI refuses root without these; one thread per rank (hypre has no OpenMP, and our
   // code around it must not take the other ranks' cores).
-  const SpawnResult run = spawn_and_read({"mpirun", "-np", std::to_string(ranks), "--oversubscribe", self.string(),
+  const ChildResult run = spawn_and_read({"mpirun", "-np", std::to_string(ranks), "--oversubscribe", self.string(),
                                           "bench", "--mpi-child", spec_name},
                                          kMpiEnvironment, settings.timeout_seconds);
   const std::string& output = run.output;
@@ -487,7 +473,7 @@ std::vector<BenchRow> run_distributed(const BenchSystem& s, const std::string& m
                                        "--max-iterations", std::to_string(settings.max_iterations), "--json",
                                        report.string()};
       argv.insert(argv.end(), method_args.begin(), method_args.end());
-      const SpawnResult run = spawn_and_read(argv, kMpiEnvironment, settings.timeout_seconds);
+      const ChildResult run = spawn_and_read(argv, kMpiEnvironment, settings.timeout_seconds);
       if (run.timed_out)
         return failed_rows(s, method, settings, "timeout",
                            fmt::format("killed after {:.0f} s (--timeout)", settings.timeout_seconds));

@@ -69,43 +69,38 @@ struct BenchRow {
   bool converged() const { return status == "converged"; }
 };
 
-
-// Runs `work` in a forked child and returns the string it returned (sent back through a pipe),
-// whether `timeout_seconds` (0: none) ran out (the child is then killed) and its wait status.
-// The parent starts no OpenMP threads and keeps no memory of the work: each child starts from
-// the same state.
-// A program run as a child in its own process group (killed whole when `timeout_seconds`, 0:
-// none, runs out) with `environment` added, its standard output read back.
-struct SpawnResult {
-  std::string output;
-  bool timed_out = false;
-  int wait_status = 0;
-};
-SpawnResult spawn_and_read(const std::vector<std::string>& argv,
-                           const std::vector<std::pair<std::string, std::string>>& environment,
-                           double timeout_seconds);
-// What mpirun's children get: Open MPI allowed as root, one OpenMP thread a rank.
-extern const std::vector<std::pair<std::string, std::string>> kMpiEnvironment;
-
-// METHOD@N (a method's distributed version on N MPI ranks): N and METHOD into *base; 0 for a
-// plain method. InputError for a malformed N.
-int distributed_ranks(const std::string& method, std::string* base);
-// PETSc's own solvers as bench methods (petsc-gamg, petsc-boomeramg, petsc-mg, run by dcdm-mpi
-// on MPI ranks): their names, and the PETSc options of one on a grid (nullopt: not one of them).
-const std::vector<std::string>& petsc_solver_names();
-std::optional<std::vector<std::string>> petsc_solver_options(const std::string& name, Dims dims);
-
+// What a child process sent back on its standard output (or pipe), whether the timeout ran out
+// (it was then killed) and its wait status.
 struct ChildResult {
   std::string output;
   bool timed_out = false;
   int wait_status = 0;
 };
+// A program run as a child in its own process group (killed whole when `timeout_seconds`, 0:
+// none, runs out) with `environment` added, its standard output read back.
+ChildResult spawn_and_read(const std::vector<std::string>& argv,
+                           const std::vector<std::pair<std::string, std::string>>& environment,
+                           double timeout_seconds);
+// What mpirun's children get: Open MPI allowed as root, one OpenMP thread a rank.
+extern const std::vector<std::pair<std::string, std::string>> kMpiEnvironment;
+// Runs `work` in a forked child and returns the string it returned (sent back through a pipe),
+// whether `timeout_seconds` (0: none) ran out (the child is then killed) and its wait status.
+// The parent starts no OpenMP threads and keeps no memory of the work: each child starts from
+// the same state.
 ChildResult run_in_child(const std::function<std::string()>& work, double timeout_seconds = 0);
 
 // Runs `method` on `system` for every tolerance in a forked child. Never throws for a
 // failing method: the rows carry status "error" / "unavailable" / "crashed" / "timeout".
 std::vector<BenchRow> run_isolated(const BenchSystem& system, const std::string& method,
                                    const BenchSettings& settings);
+
+// METHOD@N (a method's distributed version on N MPI ranks): N and METHOD into *base; 0 for a
+// plain method. InputError for a malformed N.
+int distributed_ranks(const std::string& method, std::string* base);
+// PETSc's own solvers as bench methods (petsc-gamg, petsc-boomeramg, petsc-pfmg, petsc-mg, run by dcdm-mpi
+// on MPI ranks): their names, and the PETSc options of one on a grid (nullopt: not one of them).
+const std::vector<std::string>& petsc_solver_names();
+std::optional<std::vector<std::string>> petsc_solver_options(const std::string& name, Dims dims);
 
 // True for the methods that run on MPI ranks rather than threads (hypre-amg, hypre-pfmg).
 bool is_mpi_peer(const std::string& method);
