@@ -54,6 +54,10 @@ class LogScope {
   PetscLogEvent e_;
 };
 
+// How the sweeps update a cell: the Gauss-Seidel value, over-relaxed by one factor, or by a
+// factor of its own (a relaxation model's).
+enum class Relax { Plain, Scalar, PerCell };
+
 const auto kFluid = static_cast<std::uint8_t>(CellType::Fluid);
 const auto kSolid = static_cast<std::uint8_t>(CellType::Solid);
 const auto kAir = static_cast<std::uint8_t>(CellType::Air);
@@ -253,7 +257,6 @@ class Cycle final : public CycleBase {
   // this rank keeps its box (b and x) and rank 0 runs the serial cycle.
   std::vector<Level<Real>> levels_;
   std::vector<Halo> halos_;
-  enum class Relax { Plain, Scalar, PerCell };
   Relax interior_ = Relax::Plain, band_ = Relax::Plain;
   Real interior_omega_ = Real(1), band_omega_ = Real(1);
   // The gathered part (rank 0): the serial cycle on the gathered level, its scale relative to
@@ -665,34 +668,34 @@ void Cycle<Real>::sweep_band(Level<Real>& l, int colour, bool wide, Update updat
   }
 }
 
+// Calls sweep(update) with the update rule of `mode`: the plain Gauss-Seidel value, a scalar
+// over-relaxation, or a factor per entry (indexed as the sweep passes it: a cell's local index
+// for the interior sweeps, the list position for the band's).
+template <class Real, class Sweep>
+void with_update(Relax mode, Real omega, const Real* per_entry, Sweep&& sweep) {
+  if (mode == Relax::PerCell) {
+    sweep([per_entry](std::int64_t e, Real x, Real gs) { return x + per_entry[e] * (gs - x); });
+  } else if (mode == Relax::Scalar) {
+    sweep([omega](std::int64_t, Real x, Real gs) { return x + omega * (gs - x); });
+  } else {
+    sweep([](std::int64_t, Real, Real gs) { return gs; });
+  }
+}
+
 // One single-colour step on the owned cells and `depth` (0 or 1) ghost layers, the serial
 // kernel's update per cell (a ghost cell gets exactly the value its owner computes: the same
 // inputs, exchanged, and the same expression).
 template <class Real>
 void Cycle<Real>::step_colour(Level<Real>& l, int colour, int depth) {
-  if (interior_ == Relax::PerCell) {
-    const Real* w = l.omega.data();
-    sweep_colour(l, colour, depth, [w](std::int64_t p, Real x, Real gs) { return x + w[p] * (gs - x); });
-  } else if (interior_ == Relax::Scalar) {
-    const Real w = interior_omega_;
-    sweep_colour(l, colour, depth, [w](std::int64_t, Real x, Real gs) { return x + w * (gs - x); });
-  } else {
-    sweep_colour(l, colour, depth, [](std::int64_t, Real, Real gs) { return gs; });
-  }
+  with_update(interior_, interior_omega_, l.omega.data(),
+              [&](auto update) { sweep_colour(l, colour, depth, update); });
 }
 
 template <class Real>
 void Cycle<Real>::step_band(Level<Real>& l, int colour, int depth) {
   const bool wide = depth > 0;
-  if (band_ == Relax::PerCell) {
-    const Real* w = (wide ? l.band_wide_omega[colour] : l.band_omega[colour]).data();
-    sweep_band(l, colour, wide, [w](std::int64_t q, Real x, Real gs) { return x + w[q] * (gs - x); });
-  } else if (band_ == Relax::Scalar) {
-    const Real w = band_omega_;
-    sweep_band(l, colour, wide, [w](std::int64_t, Real x, Real gs) { return x + w * (gs - x); });
-  } else {
-    sweep_band(l, colour, wide, [](std::int64_t, Real, Real gs) { return gs; });
-  }
+  with_update(band_, band_omega_, (wide ? l.band_wide_omega[colour] : l.band_omega[colour]).data(),
+              [&](auto update) { sweep_band(l, colour, wide, update); });
 }
 
 // One red-black sweep (colour `first`, then the other) with one ghost exchange: after the
