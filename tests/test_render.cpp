@@ -115,6 +115,64 @@ TEST(Render, CentredSphereIsMirrorSymmetric) {
   EXPECT_LT(darkest, 0.5);  // the sphere is in the picture
 }
 
+// A liquid drawn from its level set: a level set with no liquid leaves the picture exactly as
+// without one; a centred drop (a sphere of phi < 0) is mirror-symmetric seen from the front,
+// water-coloured (blue over red) where it is, and shades its lit side brighter; a pool seen from
+// above covers the centre; the inputs are checked.
+TEST(Render, LiquidSurfaceFromItsLevelSet) {
+  const int n = 24, w = 32, h = 32;
+  auto o = front_view(w, h);
+  o.light_direction = {0, -1, 0};  // from behind the camera: the front view stays symmetric
+  const Field<float> no_smoke(Dims{n, n, n}, 0.f);
+  Field<float> dry(Dims{n, n, n}, 5.f), drop(Dims{n, n, n}, 0.f);
+  for (int k = 0; k < n; ++k)
+    for (int j = 0; j < n; ++j)
+      for (int i = 0; i < n; ++i) {
+        const double dx = i + 0.5 - 0.5 * n, dy = j + 0.5 - 0.5 * n, dz = k + 0.5 - 0.5 * n;
+        drop(i, j, k) = float(std::sqrt(dx * dx + dy * dy + dz * dz) - 7.0);
+      }
+  const Image none = render_volume(no_smoke, nullptr, o);
+  EXPECT_EQ(render_volume(no_smoke, nullptr, o, "density", &dry).rgb, none.rgb);
+  const Image wet = render_volume(no_smoke, nullptr, o, "density", &drop);
+  const std::size_t centre = std::size_t(h / 2) * w + w / 2;
+  EXPECT_GT(wet.rgb[centre * 3 + 2], wet.rgb[centre * 3 + 0]);  // blue over red
+  EXPECT_NE(wet.rgb[centre * 3 + 2], none.rgb[centre * 3 + 2]);
+  EXPECT_EQ(wet.rgb[0], none.rgb[0]);  // a corner sees the background
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      const std::size_t p = std::size_t(y) * w + x, mx = std::size_t(y) * w + (w - 1 - x);
+      ASSERT_NEAR(wet.rgb[p * 3 + 2], wet.rgb[mx * 3 + 2], 2e-3) << x << "," << y;
+    }
+  // Lit from the left (-x), the drop's left half is brighter than its right.
+  o.light_direction = {-1, -0.2, 0};
+  const Image side = render_volume(no_smoke, nullptr, o, "density", &drop);
+  const std::size_t left = std::size_t(h / 2) * w + w / 2 - 3, right = std::size_t(h / 2) * w + w / 2 + 2;
+  EXPECT_GT(side.rgb[left * 3 + 2], side.rgb[right * 3 + 2]);
+  // A pool filling the lower half, seen from above: the centre pixel is water.
+  Field<float> pool(Dims{n, n, n}, 0.f);
+  for (int k = 0; k < n; ++k)
+    for (int j = 0; j < n; ++j)
+      for (int i = 0; i < n; ++i) pool(i, j, k) = float(k + 0.5 - 0.5 * n);
+  auto top = front_view(w, h);
+  top.elevation_deg = 89;
+  const Image above = render_volume(no_smoke, nullptr, top, "density", &pool);
+  const Image empty = render_volume(no_smoke, nullptr, top);
+  EXPECT_GT(above.rgb[centre * 3 + 2], above.rgb[centre * 3 + 0]);
+  EXPECT_NE(above.rgb[centre * 3 + 2], empty.rgb[centre * 3 + 2]);
+  // Inputs: the level set's dims and finite values.
+  Field<float> bad = drop;
+  bad(1, 2, 3) = std::nanf("");
+  try {
+    (void)render_volume(no_smoke, nullptr, o, "phi.npy", &bad);
+    ADD_FAILURE() << "a NaN in the level set was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("phi.npy: liquid level set nan at cell (1, 2, 3)"), std::string::npos)
+        << e.what();
+  }
+  const Field<float> small(Dims{n, n, n - 1}, 1.f);
+  EXPECT_THROW((void)render_volume(no_smoke, nullptr, o, "phi.npy", &small), InputError);
+}
+
 // A small lit scene with an obstacle and the floor: smoke sphere above a solid block.
 Image reference_scene(Field<CellType>& cells) {
   const int n = 20;
@@ -313,6 +371,23 @@ TEST_F(RenderCli, BadInputsExitTwoNamingTheFileOrOption) {
   EXPECT_EQ(run_cli(fmt::format("render {} --size 7x7", frame.string())), 2);
   EXPECT_NE(log().find("--size"), std::string::npos) << log();
   EXPECT_EQ(run_cli(fmt::format("render {} --size 32", frame.string())), 0) << log();
+  // A level set beside the density: its shape must be the density's.
+  io::write_npy(dir_ / "phi.npy", std::vector<float>(4 * 4 * 5, 1.f), {5, 4, 4});
+  EXPECT_EQ(run_cli(fmt::format("render {} --size 32 --level-set {}", frame.string(), (dir_ / "phi.npy").string())), 2);
+  EXPECT_NE(log().find("--level-set"), std::string::npos) << log();
+  io::write_npy(dir_ / "phi.npy", std::vector<float>(4 * 4 * 4, -1.f), {4, 4, 4});
+  EXPECT_EQ(run_cli(fmt::format("render {} --size 32 --level-set {}", frame.string(), (dir_ / "phi.npy").string())), 0)
+      << log();
+  // Scenes: the liquid scene's surface; no input and no scene, or both, are errors.
+  EXPECT_EQ(run_cli(fmt::format("render --scene liquid --n 16 --param drop=1 --size 32 --out {}",
+                                (dir_ / "liquid.png").string())),
+            0)
+      << log();
+  EXPECT_TRUE(fs::exists(dir_ / "liquid.png"));
+  EXPECT_EQ(run_cli(fmt::format("render --scene teapot --n 16 --out {}", (dir_ / "t.png").string())), 2);
+  EXPECT_EQ(run_cli("render --size 32"), 2);
+  EXPECT_NE(log().find("--scene"), std::string::npos) << log();
+  EXPECT_EQ(run_cli(fmt::format("render {} --scene liquid", frame.string())), 2);
 }
 
 TEST_F(RenderCli, MovieWithoutFfmpegIsSkippedWithAMessage) {

@@ -14,6 +14,7 @@
 #include "dcdm/error.hpp"
 #include "dcdm/io.hpp"
 #include "dcdm/render.hpp"
+#include "dcdm/scenes.hpp"
 #include "movie.hpp"
 #include "vdb_backend.hpp"
 
@@ -33,6 +34,12 @@ struct RenderArgs {
   render::VolumeRenderOptions options;
   bool no_light = false, no_floor = false, no_solids = false;
   std::string grid = "density";  // the float grid of a .vdb input
+  std::string level_set;         // a liquid's level set (.npy) to draw as a surface
+  std::string scene;             // render a built-in scene (the liquid scene's surface)
+  int n = 64;
+  std::string dims;
+  std::uint64_t seed = 0;
+  std::vector<std::string> params;
 };
 
 Dims dims_of(const io::NpyArray& a, const fs::path& path) {
@@ -84,7 +91,8 @@ int frame_number(const fs::path& dir) {
 
 void render_field(const RenderArgs& a, const Field<float>& density, const fs::path& density_path,
                   const fs::path& flags_path, int frame, const fs::path& out,
-                  std::chrono::steady_clock::time_point t0) {
+                  std::chrono::steady_clock::time_point t0, const Field<CellType>* given_cells = nullptr,
+                  const Field<float>* given_liquid = nullptr) {
   std::unique_ptr<Field<CellType>> cells;
   if (!flags_path.empty()) {
     cells = std::make_unique<Field<CellType>>(read_flags(flags_path));
@@ -92,9 +100,17 @@ void render_field(const RenderArgs& a, const Field<float>& density, const fs::pa
       throw InputError(fmt::format("{}: {} cells, but {} has {}", flags_path.string(), cells->dims().str(),
                                    density_path.string(), density.dims().str()));
   }
+  std::unique_ptr<Field<float>> liquid;
+  if (!a.level_set.empty()) {
+    liquid = std::make_unique<Field<float>>(read_density(a.level_set));  // any float .npy of the grid's shape
+    if (liquid->dims() != density.dims())
+      throw InputError(fmt::format("--level-set {}: {} cells, but {} has {}", a.level_set, liquid->dims().str(),
+                                   density_path.string(), density.dims().str()));
+  }
   if (!out.parent_path().empty()) fs::create_directories(out.parent_path());
-  const double render_s =
-      write_rendered_png(out, density, cells.get(), a.options, a.label ? frame : -1, density_path.string());
+  const double render_s = write_rendered_png(out, density, given_cells ? given_cells : cells.get(), a.options,
+                                             a.label ? frame : -1, density_path.string(),
+                                             given_liquid ? given_liquid : liquid.get());
   const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   fmt::print("render: {} ({}x{}, {} cells: {:.2f} s rendering, {:.2f} s in all)\n", out.string(), a.options.width,
              a.options.height, density.dims().str(), render_s, total_s);
@@ -112,6 +128,25 @@ void run_render(RenderArgs a) {
   if (a.no_light) a.options.lighting = false;
   if (a.no_floor) a.options.floor = false;
   if (a.no_solids) a.options.solids = false;
+  if (!a.scene.empty()) {
+    // A built-in scene: its obstacles and, for the liquid scene, the liquid's surface.
+    if (!a.input.empty()) throw InputError("--scene: give either an input or --scene, not both");
+    if (a.movie) throw InputError("--movie: needs a run folder, not a scene");
+    SceneSpec spec;
+    spec.name = a.scene;
+    spec.dims = a.dims.empty() ? Dims{a.n, a.n, a.n} : parse_dims(a.dims, "--dims");
+    spec.seed = a.seed;
+    spec.parameters = parse_scene_parameters(a.params, "--param");
+    const auto t0 = std::chrono::steady_clock::now();
+    const Domain domain = make_scene(spec);
+    std::unique_ptr<Field<float>> phi;
+    if (spec.name == "liquid") phi = std::make_unique<Field<float>>(liquid_level_set(spec));
+    const Field<float> density(spec.dims, 0.0f);
+    const fs::path out = a.out.empty() ? fs::path(fmt::format("{}-{}.png", spec.name, spec.dims.str())) : fs::path(a.out);
+    render_field(a, density, spec.name, a.flags, -1, out, t0, &domain.cells, phi.get());
+    return;
+  }
+  if (a.input.empty()) throw InputError("give an input (a frame or run folder, a density .npy or .vdb) or --scene");
   const fs::path in = a.input;
   if (!fs::exists(in)) throw InputError(fmt::format("{}: no such file or folder", in.string()));
 
@@ -174,7 +209,17 @@ RegisterCommand reg(45, [](CLI::App& root) {
                   "A frame folder (density.npy + flags.npy, written by dcdm simulate), a run folder (all its "
                   "frame_NNNN/), a density .npy of shape (nz, ny, nx), or an OpenVDB file (.vdb: dcdm simulate "
                   "--vdb, Houdini, Blender)")
-      ->required();
+      ;
+  cmd->add_option("--scene", args->scene,
+                  "Render a built-in scene instead: its obstacles and, for the liquid scene, the liquid's surface "
+                  "from its level set (with --n/--dims, --seed, --param as dcdm export)");
+  cmd->add_option("--n", args->n, "Grid N^3 for --scene")->check(CLI::Range(4, 1024))->capture_default_str();
+  cmd->add_option("--dims", args->dims, "Grid NX,NY,NZ for --scene");
+  cmd->add_option("--seed", args->seed, "Seed of --scene");
+  cmd->add_option("--param", args->params, "Parameter NAME=VALUE of --scene (repeatable)");
+  cmd->add_option("--level-set", args->level_set,
+                  "A liquid's level set (.npy, (nz, ny, nx), liquid where < 0, in cells) drawn as a surface with the "
+                  "density");
   cmd->add_option("--out", args->out,
                   "Output PNG (one frame; default FRAME/render.png) or folder (a run; default RUN/render/)");
   cmd->add_option("--flags", args->flags, "Cell types .npy (uint8, 0 solid) for a density .npy or .vdb");

@@ -199,9 +199,10 @@ void parse_image_size(const std::string& text, const std::string& option, int& w
 }
 
 double write_rendered_png(const fs::path& path, const Field<float>& density, const Field<CellType>* cells,
-                          const render::VolumeRenderOptions& options, int frame, const std::string& name) {
+                          const render::VolumeRenderOptions& options, int frame, const std::string& name,
+                          const Field<float>* liquid) {
   const auto t0 = std::chrono::steady_clock::now();
-  const render::Image img = render::render_volume(density, cells, options, name);
+  const render::Image img = render::render_volume(density, cells, options, name, liquid);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   auto rgb = img.to_rgb8();
   if (frame >= 0) {

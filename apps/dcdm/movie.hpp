@@ -47,6 +47,7 @@ void parse_image_size(const std::string& text, const std::string& option, int& w
 // Renders and writes one PNG; `frame` >= 0 is stamped in the lower right corner. Returns the
 // seconds the rendering took (without the PNG encoding).
 double write_rendered_png(const std::filesystem::path& path, const Field<float>& density, const Field<CellType>* cells,
-                        const render::VolumeRenderOptions& options, int frame, const std::string& name);
+                        const render::VolumeRenderOptions& options, int frame, const std::string& name,
+                        const Field<float>* liquid = nullptr);
 
 }  // namespace dcdm::cli

@@ -37,6 +37,10 @@ struct VolumeRenderOptions {
   // Background: a vertical gradient from top to bottom, display (sRGB) 8-bit values.
   std::array<std::uint8_t, 3> background_top{28, 33, 44}, background_bottom{74, 82, 98};
   std::array<double, 3> solid_colour{0.75, 0.58, 0.45};  // albedo of the obstacles
+  // A liquid's surface (render_volume's level set): body colour (albedo) under a Fresnel
+  // mirror of the sky, and the strength of the light's highlight.
+  std::array<double, 3> liquid_colour{0.06, 0.22, 0.42};
+  double liquid_specular = 0.8;
   double step = 0.6;  // ray-march step, in cells
 };
 
@@ -54,14 +58,17 @@ struct Image {
 // size 1..16384, positive step and field of view, finite non-negative extinction). `name` (a
 // file, say) is in the messages. Throws InputError.
 void check_inputs(const Field<float>& density, const Field<CellType>* cells, const VolumeRenderOptions& o,
-                  const std::string& name = "density");
+                  const std::string& name = "density", const Field<float>* liquid = nullptr);
 
-// Renders the density (and the Solid cells of `cells`, when given) to an image; checks its
-// inputs first (check_inputs). Multithreaded (OpenMP) over the rows of the image.
+// Renders the density (and the Solid cells of `cells`, when given, and the surface of a liquid
+// from its level set `liquid` at the cell centres, liquid where < 0, when given) to an image;
+// checks its inputs first (check_inputs: the level set must be finite and of the density's
+// dims). The liquid is an opaque surface that casts shadows. Multithreaded (OpenMP) over the
+// rows of the image.
 Image render_volume(const Field<float>& density, const Field<CellType>* cells, const VolumeRenderOptions& o,
-                    const std::string& name = "density");
+                    const std::string& name = "density", const Field<float>* liquid = nullptr);
 Image render_volume(const Field<double>& density, const Field<CellType>* cells, const VolumeRenderOptions& o,
-                    const std::string& name = "density");
+                    const std::string& name = "density", const Field<float>* liquid = nullptr);
 
 // ---- labels ----
 // A 5x7 bitmap font (upper case, digits, common punctuation; lower case prints as upper case),

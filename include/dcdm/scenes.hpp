@@ -51,6 +51,10 @@ std::string scene_catalog_text();
 // fluid cell. Fluid cells left with no non-solid neighbour (sealed in by solid) become solid.
 // `info` (optional) receives what was built: parameters used, cell counts, the mesh report.
 Domain make_scene(const SceneSpec& spec, nlohmann::json* info = nullptr);
+// The liquid scene's level set at the cell centres (liquid where phi < 0, in cells), with the
+// scene's parameters as make_scene reads them (--param depth=..., drop=1, ...), for rendering
+// its surface. InputError for another scene.
+Field<float> liquid_level_set(const SceneSpec& spec);
 
 // "name=value" strings (e.g. from repeated --param) to a parameter map. InputError on syntax.
 std::map<std::string, double> parse_scene_parameters(const std::vector<std::string>& items,

@@ -367,8 +367,7 @@ struct LiquidLevelSet {
   }
 };
 
-Domain liquid_scene(const SceneSpec& spec, const Params& p, nlohmann::json& info) {
-  const Dims d = spec.dims;
+LiquidLevelSet liquid_level_set_of(const Dims& d, const Params& p) {
   const double L = std::min({d.nx, d.ny, d.nz});
   LiquidLevelSet ls;
   ls.depth = p.fraction("depth", 0.0, 1.0) * d.nz;
@@ -379,6 +378,12 @@ Domain liquid_scene(const SceneSpec& spec, const Params& p, nlohmann::json& info
   ls.column_width = p.fraction("column", 0.0, 1.0) * d.nx;
   ls.column_height = p.fraction("column_height", 0.0, 1.0) * d.nz;
   ls.column = ls.column_width > 0 && ls.column_height > 0;
+  return ls;
+}
+
+Domain liquid_scene(const SceneSpec& spec, const Params& p, nlohmann::json& info) {
+  const Dims d = spec.dims;
+  const LiquidLevelSet ls = liquid_level_set_of(d, p);
   const double theta_min = p["theta_min"];
   if (!(theta_min > 0 && theta_min <= 1))
     throw InputError(fmt::format("--param theta_min={:g}: must lie in (0, 1] for scene liquid", theta_min));
@@ -696,6 +701,26 @@ Domain density_scene(const SceneSpec& spec, const Params& p, Random& rng, nlohma
 }
 
 }  // namespace
+
+Field<float> liquid_level_set(const SceneSpec& spec) {
+  if (spec.name != "liquid")
+    throw InputError(fmt::format("scene {} has no liquid level set (the liquid scene has)", spec.name));
+  const Params p = resolve_parameters(spec);
+  check_min_dims(spec.dims);
+  const Dims d = spec.dims;
+  const LiquidLevelSet ls = liquid_level_set_of(d, p);
+  Field<float> phi(d, 0.0f);
+#pragma omp parallel for schedule(static)
+  for (int k = 0; k < d.nz; ++k)
+    for (int j = 0; j < d.ny; ++j)
+      for (int i = 0; i < d.nx; ++i) {
+        // Far from every liquid part (a pool of depth 0 and no drop or column: +inf) a large
+        // positive value, so that the field stays finite.
+        const double v = ls(i + 0.5, j + 0.5, k + 0.5);
+        phi(i, j, k) = static_cast<float>(std::min(v, 1e6));
+      }
+  return phi;
+}
 
 Domain make_scene(const SceneSpec& spec, nlohmann::json* info_out) {
   const Params p = resolve_parameters(spec);

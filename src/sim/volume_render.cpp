@@ -31,10 +31,13 @@ Vec3 normalize(Vec3 a) {
 
 double srgb_to_linear(std::uint8_t v) { return std::pow(v / 255.0, 2.2); }
 
-// One voxel of the padded working grid: density, light transmittance, smoothed occupancy.
+// One voxel of the padded working grid: density, light transmittance, smoothed occupancy,
+// the liquid's level set (kFar without a liquid).
 struct Voxel {
-  float rho, tl, occ;
+  float rho, tl, occ, phi;
 };
+
+constexpr float kFar = 1e6f;
 
 constexpr int kBrick = 8;
 
@@ -42,9 +45,10 @@ constexpr int kBrick = 8;
 // look-up at any point of the box reads inside the array without clamping.
 class Volume {
  public:
-  Volume(const Field<float>& density, const Field<CellType>* cells, bool solids) : d_(density.dims()) {
+  Volume(const Field<float>& density, const Field<CellType>* cells, bool solids, const Field<float>* liquid)
+      : d_(density.dims()), has_liquid_(liquid != nullptr) {
     px_ = d_.nx + 2, py_ = d_.ny + 2, pz_ = d_.nz + 2;
-    v_.assign(std::size_t(px_) * py_ * pz_, Voxel{0.f, 1.f, 0.f});
+    v_.assign(std::size_t(px_) * py_ * pz_, Voxel{0.f, 1.f, 0.f, kFar});
     has_solids_ = false;
     std::vector<float> solid;
     if (cells && solids) {
@@ -68,12 +72,14 @@ class Volume {
           Voxel& v = at(i, j, k);
           v.rho = density[c];
           v.occ = has_solids_ ? solid[c] : 0.f;
+          v.phi = liquid ? (*liquid)[c] : kFar;
         }
     build_bricks();
   }
 
   const Dims& dims() const { return d_; }
   bool has_solids() const { return has_solids_; }
+  bool has_liquid() const { return has_liquid_; }
   Voxel& at(int i, int j, int k) { return v_[(std::size_t(k + 1) * py_ + (j + 1)) * px_ + (i + 1)]; }
   const Voxel& at(int i, int j, int k) const { return v_[(std::size_t(k + 1) * py_ + (j + 1)) * px_ + (i + 1)]; }
 
@@ -87,7 +93,8 @@ class Volume {
     const std::size_t sx = 1, sy = px_, sz = std::size_t(px_) * py_;
     const Voxel* p = &v_[(std::size_t(k) * py_ + j) * px_ + i];
     auto lerp = [](const Voxel& a, const Voxel& b, float t) {
-      return Voxel{a.rho + (b.rho - a.rho) * t, a.tl + (b.tl - a.tl) * t, a.occ + (b.occ - a.occ) * t};
+      return Voxel{a.rho + (b.rho - a.rho) * t, a.tl + (b.tl - a.tl) * t, a.occ + (b.occ - a.occ) * t,
+                   a.phi + (b.phi - a.phi) * t};
     };
     const Voxel x00 = lerp(p[0], p[sx], fx), x10 = lerp(p[sy], p[sy + sx], fx);
     const Voxel x01 = lerp(p[sz], p[sz + sx], fx), x11 = lerp(p[sz + sy], p[sz + sy + sx], fx);
@@ -129,7 +136,7 @@ class Volume {
       for (int sc = 0; sc < n[c]; ++sc)
         for (int sb = 0; sb < n[b]; ++sb) {
           Voxel& v = cell(s, sb, sc);
-          if (v.occ >= 0.5f) {
+          if (v.occ >= 0.5f || v.phi < 0.f) {  // obstacles and the liquid cast shadows
             v.tl = 0.f;
             continue;
           }
@@ -197,7 +204,7 @@ class Volume {
             for (int j = bj * kBrick - 1; j <= std::min((bj + 1) * kBrick, d_.ny) && !any; ++j)
               for (int i = bi * kBrick - 1; i <= std::min((bi + 1) * kBrick, d_.nx); ++i) {
                 const Voxel& v = at(i, j, k);
-                if (v.rho > 0.f || v.occ > 0.f) {
+                if (v.rho > 0.f || v.occ > 0.f || v.phi < 2.f) {
                   any = true;
                   break;
                 }
@@ -210,6 +217,7 @@ class Volume {
   int px_ = 0, py_ = 0, pz_ = 0;
   std::vector<Voxel> v_;
   bool has_solids_ = false;
+  bool has_liquid_ = false;
   int bx_ = 0, by_ = 0, bz_ = 0;
   std::vector<std::uint8_t> bricks_;
 };
@@ -248,11 +256,20 @@ double brick_exit(Vec3 p, Vec3 d, double t) {
 }  // namespace
 
 void check_inputs(const Field<float>& density, const Field<CellType>* cells, const VolumeRenderOptions& o,
-                  const std::string& name) {
+                  const std::string& name, const Field<float>* liquid) {
   const Dims d = density.dims();
   if (d.nx < 1 || d.ny < 1 || d.nz < 1) throw InputError(fmt::format("{}: an empty density grid ({})", name, d.str()));
   if (cells && cells->dims() != d)
     throw InputError(fmt::format("{}: density is {} but the cell types are {}", name, d.str(), cells->dims().str()));
+  if (liquid && liquid->dims() != d)
+    throw InputError(fmt::format("{}: density is {} but the liquid level set is {}", name, d.str(), liquid->dims().str()));
+  if (liquid)
+    for (std::int64_t c = 0; c < d.size(); ++c)
+      if (!std::isfinite((*liquid)[c])) {
+        const int i = int(c % d.nx), j = int((c / d.nx) % d.ny), k = int(c / (std::int64_t(d.nx) * d.ny));
+        throw InputError(fmt::format("{}: liquid level set {} at cell ({}, {}, {}) (must be finite)", name,
+                                     (*liquid)[c], i, j, k));
+      }
   for (std::int64_t c = 0; c < d.size(); ++c) {
     const float v = density[c];
     if (!std::isfinite(v) || v < 0.f) {
@@ -286,25 +303,25 @@ std::vector<std::uint8_t> Image::to_rgb8() const {
 }
 
 Image render_volume(const Field<double>& density, const Field<CellType>* cells, const VolumeRenderOptions& o,
-                    const std::string& name) {
+                    const std::string& name, const Field<float>* liquid) {
   Field<float> f(density.dims());
   for (std::int64_t c = 0; c < density.size(); ++c) {
     const double v = density[c];
     // NaN and negative values stay so for the check; others fit a float.
     f[c] = std::isfinite(v) ? static_cast<float>(std::min(v, 1e30)) : static_cast<float>(v);
   }
-  return render_volume(f, cells, o, name);
+  return render_volume(f, cells, o, name, liquid);
 }
 
 Image render_volume(const Field<float>& density, const Field<CellType>* cells, const VolumeRenderOptions& o,
-                    const std::string& name) {
-  check_inputs(density, cells, o, name);
+                    const std::string& name, const Field<float>* liquid) {
+  check_inputs(density, cells, o, name, liquid);
   const Dims d = density.dims();
   const double longest = std::max({d.nx, d.ny, d.nz});
   const double ext_cell = o.extinction / longest;
   const Vec3 to_light = normalize({o.light_direction[0], o.light_direction[1], o.light_direction[2]});
 
-  Volume vol(density, cells, o.solids);
+  Volume vol(density, cells, o.solids, liquid);
   if (o.lighting) vol.compute_light(to_light, ext_cell);
 
   // Camera.
@@ -356,7 +373,7 @@ Image render_volume(const Field<float>& density, const Field<CellType>* cells, c
 
   // One ray through image point (x, y) (pixel units, pixel centres at +0.5): its colour and
   // the volume's transmittance; returns what the ray ends on (0 background, 1 and 3 the light
-  // and dark floor tiles, 2 solid).
+  // and dark floor tiles, 2 solid, 4 liquid).
   auto trace = [&](double fx, double fy, double out[3], double& T) -> int {
     const double vy = (1.0 - 2.0 * fy / o.height) * sy;
     const double wy = o.height > 1 ? std::clamp((fy - 0.5) / (o.height - 1), 0.0, 1.0) : 0.0;
@@ -422,6 +439,43 @@ Image render_volume(const Field<float>& density, const Field<CellType>* cells, c
             lambert(n, tl, alb, behind);
             hit_solid = true;
             kind = 2;
+            break;
+          }
+          if (s.phi <= 0.f) {
+            // The liquid's surface: refine phi's zero crossing, normal = grad phi.
+            Vec3 a = prev, b = p;
+            for (int it = 0; it < 10; ++it) {
+              const Vec3 mid = 0.5 * (a + b);
+              if (vol.sample(mid.x, mid.y, mid.z).phi <= 0.f) b = mid;
+              else a = mid;
+            }
+            const Vec3 hp = b;
+            const double e = 0.75;
+            auto phi = [&](Vec3 q) {
+              q.x = std::clamp(q.x, 0.0, box.x), q.y = std::clamp(q.y, 0.0, box.y), q.z = std::clamp(q.z, 0.0, box.z);
+              return double(vol.sample(q.x, q.y, q.z).phi);
+            };
+            Vec3 n = normalize(Vec3{phi(hp + Vec3{e, 0, 0}) - phi(hp - Vec3{e, 0, 0}),
+                                    phi(hp + Vec3{0, e, 0}) - phi(hp - Vec3{0, e, 0}),
+                                    phi(hp + Vec3{0, 0, e}) - phi(hp - Vec3{0, 0, e})});
+            if (dot(n, n) < 0.5) n = -1.0 * dir;
+            if (dot(n, dir) > 0) n = -1.0 * n;
+            Vec3 q = hp + 1.5 * n;
+            q.x = std::clamp(q.x, 0.0, box.x), q.y = std::clamp(q.y, 0.0, box.y), q.z = std::clamp(q.z, 0.0, box.z);
+            const float tl = o.lighting ? vol.sample(q.x, q.y, q.z).tl : 1.f;
+            double diffuse[3];
+            lambert(n, tl, o.liquid_colour.data(), diffuse);
+            // Water: a Schlick-Fresnel mirror of the sky above the diffuse body colour, and the
+            // light's highlight (Blinn-Phong).
+            const double cos_v = std::clamp(-dot(n, dir), 0.0, 1.0);
+            const double fresnel = 0.02 + 0.98 * std::pow(1.0 - cos_v, 5.0);
+            const Vec3 half_vec = normalize(to_light - 1.0 * dir);
+            const double highlight =
+                o.lighting ? o.liquid_specular * std::pow(std::max(0.0, dot(n, half_vec)), 80.0) * tl : 0.0;
+            for (int c = 0; c < 3; ++c)
+              behind[c] = (1.0 - fresnel) * diffuse[c] + fresnel * bg_top[c] * 1.5 + highlight * o.light_colour[c];
+            hit_solid = true;
+            kind = 4;
             break;
           }
           if (s.rho > 0.f) {
