@@ -34,4 +34,6 @@ ffmpeg -hide_banner -loglevel error -y -framerate 15 -pattern_type glob -i "$OUT
 # The slice figure of a 64^3 run's frame 80.
 "$BUILD/dcdm" simulate --scene bunny --n 64 --frames 80 --export-every 80 --seed 1 --quiet --resume --out "$OUT-64"
 cp "$OUT-64/png/density_0080.png" "$IMG/bunny-slices.png"
-ls -l "$IMG"/bunny-smoke.* "$IMG"/bunny-slices.png
+# The liquid scene's surface (a pool and a drop), rendered from its level set.
+"$BUILD/dcdm" render --scene liquid --n 96 --param drop=1 --param depth=0.35 --size 360 --out "$IMG/liquid-drop.png"
+ls -l "$IMG"/bunny-smoke.* "$IMG"/bunny-slices.png "$IMG"/liquid-drop.png
