@@ -6,7 +6,7 @@ A MODEL, not a measurement: per DCDM iteration, each rank does the work of its o
 (src/petsc/multigrid_pc.cpp, src/petsc/ksp_dcdm.cpp), priced with an assumed cluster network.
 Prints the tables of docs/DISTRIBUTED.md ("Scaling model").
 
-  scripts/scaling-model.py [--cell-ns 39] [--latency-us 3] [--bandwidth-gbs 2] [--allreduce-us 2]
+  scripts/scaling-model.py [--cell-ns 29] [--latency-us 3] [--bandwidth-gbs 2] [--allreduce-us 2]
 
 Counted per smoothed level l of local edge m (cubic boxes, an interior rank, 6 neighbours):
   ghost exchanges of two layers: one per red-black sweep (2 band, 2 interior, 2 band sweeps
@@ -83,7 +83,7 @@ def iteration_seconds(n, ranks, a):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cell-ns", type=float, default=39.0,
+    ap.add_argument("--cell-ns", type=float, default=29.0,
                     help="one DCDM iteration's work per cell and rank, ns (V-cycle + operator + vector operations)")
     ap.add_argument("--latency-us", type=float, default=3.0, help="point-to-point message latency, microseconds")
     ap.add_argument("--bandwidth-gbs", type=float, default=2.0, help="a rank's share of the network, GB/s")
