@@ -850,25 +850,21 @@ void Cycle<Real>::gathered_solve() {
   MPI_Gatherv(gather_send_.data(), static_cast<int>(n), mpi_type<Real>(), gather_all_.data(), gather_counts_.data(),
               gather_offsets_.data(), mpi_type<Real>(), 0, comm_);
   if (rank_ == 0) {
+    // Every rank's box, in the order of the gathered values: visit(full-grid index, position).
     const Dims d = l.split.dims;
-    for (int q = 0; q < size_; ++q) {
-      const Split& s = gather_boxes_[static_cast<std::size_t>(q)];
-      std::size_t m = static_cast<std::size_t>(gather_offsets_[static_cast<std::size_t>(q)]);
-      for (int k = s.lo[2]; k < s.hi[2]; ++k)
-        for (int j = s.lo[1]; j < s.hi[1]; ++j)
-          for (int i = s.lo[0]; i < s.hi[0]; ++i)
-            serial_r_[static_cast<std::size_t>(d.index(i, j, k))] = static_cast<double>(gather_all_[m++]);
-    }
+    const auto each_gathered_cell = [&](auto&& visit) {
+      for (int q = 0; q < size_; ++q) {
+        const Split& s = gather_boxes_[static_cast<std::size_t>(q)];
+        std::size_t m = static_cast<std::size_t>(gather_offsets_[static_cast<std::size_t>(q)]);
+        for (int k = s.lo[2]; k < s.hi[2]; ++k)
+          for (int j = s.lo[1]; j < s.hi[1]; ++j)
+            for (int i = s.lo[0]; i < s.hi[0]; ++i) visit(static_cast<std::size_t>(d.index(i, j, k)), m++);
+      }
+    };
+    each_gathered_cell([&](std::size_t c, std::size_t m) { serial_r_[c] = static_cast<double>(gather_all_[m]); });
     serial_->apply(serial_r_, serial_z_);
     const double scale = 1.0 / gathered_scale_;
-    for (int q = 0; q < size_; ++q) {
-      const Split& s = gather_boxes_[static_cast<std::size_t>(q)];
-      std::size_t m = static_cast<std::size_t>(gather_offsets_[static_cast<std::size_t>(q)]);
-      for (int k = s.lo[2]; k < s.hi[2]; ++k)
-        for (int j = s.lo[1]; j < s.hi[1]; ++j)
-          for (int i = s.lo[0]; i < s.hi[0]; ++i)
-            gather_all_[m++] = static_cast<Real>(serial_z_[static_cast<std::size_t>(d.index(i, j, k))] * scale);
-    }
+    each_gathered_cell([&](std::size_t c, std::size_t m) { gather_all_[m] = static_cast<Real>(serial_z_[c] * scale); });
   }
   MPI_Scatterv(gather_all_.data(), gather_counts_.data(), gather_offsets_.data(), mpi_type<Real>(),
                gather_send_.data(), static_cast<int>(n), mpi_type<Real>(), 0, comm_);

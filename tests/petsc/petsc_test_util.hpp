@@ -3,12 +3,14 @@
 // all ranks, so that every rank reaches the same verdict.
 #include <algorithm>
 #include <cmath>
+#include <random>
 #include <string>
 #include <vector>
 
 #include <petscksp.h>
 
 #include "dcdm/petsc_system.hpp"
+#include "dcdm/poisson.hpp"
 
 namespace dcdm::petsc::test {
 
@@ -25,6 +27,29 @@ class ScopedOption {
  private:
   std::string name_;
 };
+
+// Random solid cells (a fraction `solid` of them) in a box with the given faces: many small
+// components, some closed (singular), some touching an open face, crossing the ranks.
+inline Domain speckled(Dims d, double solid, std::array<FaceBoundary, 6> faces, std::uint64_t seed) {
+  Domain dom(d, CellType::Fluid);
+  dom.faces = faces;
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  for (std::int64_t c = 0; c < d.size(); ++c)
+    if (u(rng) < solid) dom.cells[c] = CellType::Solid;
+  remove_sealed_fluid_cells(dom);
+  return dom;
+}
+
+// Standard normal values on the fluid cells, 0 elsewhere (the whole grid, the same on every rank).
+inline std::vector<double> random_on_fluid(const Domain& dom, std::uint64_t seed) {
+  std::vector<double> v(static_cast<std::size_t>(dom.dims().size()), 0.0);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> g;
+  for (std::size_t c = 0; c < v.size(); ++c)
+    if (dom.cells[static_cast<std::int64_t>(c)] == CellType::Fluid) v[c] = g(rng);
+  return v;
+}
 
 inline double allreduce_max(double v) {
   double out = 0;

@@ -25,25 +25,8 @@ Domain obstacles(Dims d, std::uint64_t seed = 3) {
   return make_scene(spec);
 }
 
-// Random solid cells (a fraction `solid` of them) in a box with the given faces: many small
-// components, some closed (singular) and some touching an open face.
-Domain speckled(Dims d, double solid, std::array<FaceBoundary, 6> faces, std::uint64_t seed) {
-  Domain dom(d, CellType::Fluid);
-  dom.faces = faces;
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(0.0, 1.0);
-  for (std::int64_t c = 0; c < d.size(); ++c)
-    if (u(rng) < solid) dom.cells[c] = CellType::Solid;
-  remove_sealed_fluid_cells(dom);
-  return dom;
-}
-
 std::vector<double> serial_random_rhs(const Domain& dom, std::uint64_t seed) {
-  std::vector<double> b(static_cast<std::size_t>(dom.dims().size()), 0.0);
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> g;
-  for (std::size_t c = 0; c < b.size(); ++c)
-    if (dom.cells[static_cast<std::int64_t>(c)] == CellType::Fluid) b[c] = g(rng);
+  std::vector<double> b = random_on_fluid(dom, seed);
   RangeProjector{dom}(b);
   return b;
 }
