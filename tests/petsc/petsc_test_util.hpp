@@ -51,6 +51,19 @@ inline std::vector<double> random_on_fluid(const Domain& dom, std::uint64_t seed
   return v;
 }
 
+// A full-grid vector's owned box into a PETSc Vec of the system's layout.
+inline void fill_owned(const PressureSystem& sys, const std::vector<double>& full, Vec v) {
+  PetscScalar* a = nullptr;
+  VecGetArray(v, &a);
+  const Box& b = sys.box();
+  std::size_t n = 0;
+  for (PetscInt k = b.zs; k < b.zs + b.zm; ++k)
+    for (PetscInt j = b.ys; j < b.ys + b.ym; ++j)
+      for (PetscInt i = b.xs; i < b.xs + b.xm; ++i)
+        a[n++] = full[static_cast<std::size_t>(sys.dims().index(int(i), int(j), int(k)))];
+  VecRestoreArray(v, &a);
+}
+
 inline double allreduce_max(double v) {
   double out = 0;
   MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_MAX, PETSC_COMM_WORLD);

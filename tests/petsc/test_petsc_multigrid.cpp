@@ -28,19 +28,6 @@ Domain scene(const std::string& name, Dims d, std::uint64_t seed = 3) {
   return make_scene(spec);
 }
 
-// A full-grid vector's owned box as a PETSc Vec of the system's layout.
-void fill(const PressureSystem& sys, const std::vector<double>& full, Vec v) {
-  PetscScalar* a = nullptr;
-  VecGetArray(v, &a);
-  const Box& b = sys.box();
-  std::size_t n = 0;
-  for (PetscInt k = b.zs; k < b.zs + b.zm; ++k)
-    for (PetscInt j = b.ys; j < b.ys + b.ym; ++j)
-      for (PetscInt i = b.xs; i < b.xs + b.xm; ++i)
-        a[n++] = full[static_cast<std::size_t>(sys.dims().index(int(i), int(j), int(k)))];
-  VecRestoreArray(v, &a);
-}
-
 MultigridOptions relaxnet_cycle() { return learn::RelaxNet::load(learn::find_model("relaxnet")).cycle_options(); }
 
 struct Case {
@@ -93,7 +80,7 @@ TEST(PetscMultigrid, CycleMatchesSerialCellForCell) {
     Vec rv = nullptr, zv = nullptr;
     VecDuplicate(sys.rhs(), &rv);
     VecDuplicate(sys.rhs(), &zv);
-    fill(sys, r, rv);
+    fill_owned(sys, r, rv);
     for (const CycleCase& cc : cycles()) {
       MultigridPreconditioner serial(cc.options);
       LinearSystemView view;

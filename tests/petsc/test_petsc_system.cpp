@@ -82,15 +82,7 @@ TEST(PetscSystem, OperatorsMatchSerialStencil) {
     Vec xv = nullptr, yv = nullptr;
     VecDuplicate(sys.rhs(), &xv);
     VecDuplicate(sys.rhs(), &yv);
-    PetscScalar* v = nullptr;
-    VecGetArray(xv, &v);
-    const Box& b = sys.box();
-    std::size_t n = 0;
-    for (PetscInt k = b.zs; k < b.zs + b.zm; ++k)
-      for (PetscInt j = b.ys; j < b.ys + b.ym; ++j)
-        for (PetscInt i = b.xs; i < b.xs + b.xm; ++i)
-          v[n++] = x[static_cast<std::size_t>(dom.dims().index(int(i), int(j), int(k)))];
-    VecRestoreArray(xv, &v);
+    fill_owned(sys, x, xv);
     MatMult(sys.assembled(), xv, yv);
     EXPECT_LE(max_difference(sys, yv, ax), 1e-13) << "assembled, faces " << (open ? "open" : "walls");
     MatMult(sys.shell(), xv, yv);
