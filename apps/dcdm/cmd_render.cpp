@@ -208,8 +208,7 @@ RegisterCommand reg(45, [](CLI::App& root) {
   cmd->add_option("input", args->input,
                   "A frame folder (density.npy + flags.npy, written by dcdm simulate), a run folder (all its "
                   "frame_NNNN/), a density .npy of shape (nz, ny, nx), or an OpenVDB file (.vdb: dcdm simulate "
-                  "--vdb, Houdini, Blender)")
-      ;
+                  "--vdb, Houdini, Blender); or --scene");
   cmd->add_option("--scene", args->scene,
                   "Render a built-in scene instead: its obstacles and, for the liquid scene, the liquid's surface "
                   "from its level set (with --n/--dims, --seed, --param as dcdm export)");
