@@ -269,3 +269,47 @@ TEST(Allocator, DeferredSyncWritesWholeFiles) {
   EXPECT_THROW(io::sync_filesystem(dir / "missing"), InputError);
   std::filesystem::remove_all(dir);
 }
+
+// Large files go past the page cache (O_DIRECT where the filesystem allows it) through an
+// aligned buffer: sizes that are not whole blocks come back exactly, through AtomicFile and
+// through write_npy; small files and a wrong expected size still write whole files.
+TEST(Allocator, DirectWritesKeepEveryByte) {
+  const auto dir = std::filesystem::temp_directory_path() / fmt::format("dcdm_direct_{}", ::getpid());
+  std::filesystem::create_directories(dir);
+  std::string bytes(9 * 1048576 + 12345, '\0');
+  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>((i * 131 + 7) % 251);
+  {
+    io::AtomicFile f(dir / "raw.bin", bytes.size());
+    f.write(bytes.data(), 1000);                 // several writes, across the staging buffer
+    f.write(bytes.data() + 1000, 5 * 1048576);
+    f.write(bytes.data() + 1000 + 5 * 1048576, bytes.size() - 1000 - 5 * 1048576);
+    f.commit();
+  }
+  EXPECT_EQ(io::read_file(dir / "raw.bin"), bytes);
+  std::vector<double> v(1234567);
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = 0.25 * double(i) - 3.0;
+  io::write_npy(dir / "v.npy", v, {});
+  EXPECT_EQ(io::read_npy(dir / "v.npy").to_double(), v);
+  {
+    io::AtomicFile small(dir / "small.txt", 3);
+    EXPECT_FALSE(small.direct());
+    small.write("abc");
+    small.commit();
+  }
+  EXPECT_EQ(io::read_file(dir / "small.txt"), "abc");
+  {
+    io::AtomicFile wrong(dir / "wrong.bin", 64u << 20);  // expects more than it gets
+    wrong.write("only this");
+    wrong.commit();
+  }
+  EXPECT_EQ(io::read_file(dir / "wrong.bin"), "only this");
+  {
+    io::AtomicFile abandoned(dir / "abandoned.bin", 16u << 20);
+    abandoned.write(bytes.data(), 4096);
+  }  // no commit: nothing stays
+  EXPECT_FALSE(std::filesystem::exists(dir / "abandoned.bin"));
+  std::size_t left = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) left += e.path().string().find(".tmp.") != std::string::npos;
+  EXPECT_EQ(left, 0u);
+  std::filesystem::remove_all(dir);
+}

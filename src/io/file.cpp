@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -182,13 +183,35 @@ void sync_filesystem(const fs::path& path) {
   ::close(fd);
 }
 
-AtomicFile::AtomicFile(const fs::path& path) : path_(path) {
+namespace {
+constexpr std::uint64_t kDirectMinBytes = 8u << 20;   // smaller files go through the page cache
+constexpr std::size_t kDirectBuffer = 4u << 20;        // staging buffer, a multiple of the block
+constexpr std::size_t kDirectAlign = 4096;             // O_DIRECT's alignment of address, size, offset
+}  // namespace
+
+AtomicFile::AtomicFile(const fs::path& path, std::uint64_t expected_bytes) : path_(path) {
   temp_ = path_;
   temp_ += fmt::format(".tmp.{}.{}", static_cast<long>(getpid()), temp_counter.fetch_add(1));
-  file_ = std::fopen(temp_.c_str(), "wb");
-  if (!file_)
-    throw InputError(fmt::format("cannot write {}: {}", path_.string(), std::strerror(errno)));
-  std::setvbuf(file_, nullptr, _IOFBF, 1 << 20);
+  if (expected_bytes >= kDirectMinBytes) {
+    fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_DIRECT | O_CLOEXEC, 0644);
+    if (fd_ >= 0) {
+      void* p = nullptr;
+      if (posix_memalign(&p, kDirectAlign, kDirectBuffer) != 0) {
+        ::close(fd_);
+        fd_ = -1;
+        std::remove(temp_.c_str());
+      } else {
+        buffer_ = static_cast<unsigned char*>(p);
+      }
+    }
+    // A filesystem without O_DIRECT (tmpfs, some network mounts): through the page cache.
+  }
+  if (fd_ < 0) {
+    file_ = std::fopen(temp_.c_str(), "wb");
+    if (!file_)
+      throw InputError(fmt::format("cannot write {}: {}", path_.string(), std::strerror(errno)));
+    std::setvbuf(file_, nullptr, _IOFBF, 1 << 20);
+  }
 }
 
 AtomicFile::~AtomicFile() {
@@ -196,10 +219,43 @@ AtomicFile::~AtomicFile() {
     std::fclose(file_);
     std::remove(temp_.c_str());
   }
+  if (fd_ >= 0) {
+    ::close(fd_);
+    std::remove(temp_.c_str());
+  }
+  std::free(buffer_);
+}
+
+// Writes the staged bytes: whole blocks, or (last) everything, padded to a block and cut back
+// to the true length after.
+void AtomicFile::flush_direct(bool last) {
+  std::size_t n = last ? (buffered_ + kDirectAlign - 1) / kDirectAlign * kDirectAlign : buffered_;
+  if (last && n > buffered_) std::memset(buffer_ + buffered_, 0, n - buffered_);
+  std::size_t done = 0;
+  while (done < n) {
+    const ssize_t w = ::write(fd_, buffer_ + done, n - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) throw InputError(fmt::format("cannot write {}: {}", path_.string(), std::strerror(errno)));
+    done += static_cast<std::size_t>(w);
+  }
+  written_ += buffered_;
+  buffered_ = 0;
+  if (last && ::ftruncate(fd_, static_cast<off_t>(written_)) != 0)
+    throw InputError(fmt::format("cannot write {}: {}", path_.string(), std::strerror(errno)));
 }
 
 void AtomicFile::write(const void* data, std::size_t size) {
   if (size == 0) return;
+  if (fd_ >= 0) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    while (size > 0) {
+      const std::size_t take = std::min(size, kDirectBuffer - buffered_);
+      std::memcpy(buffer_ + buffered_, p, take);
+      buffered_ += take, p += take, size -= take;
+      if (buffered_ == kDirectBuffer) flush_direct(false);
+    }
+    return;
+  }
   // A full or failing disk is the environment, not a bug: exit 2 with the file and errno.
   if (std::fwrite(data, 1, size, file_) != size)
     throw InputError(fmt::format("cannot write {}: {}", path_.string(), std::strerror(errno)));
@@ -208,11 +264,22 @@ void AtomicFile::write(const void* data, std::size_t size) {
 void AtomicFile::commit() {
   // Flush to disk before the rename so that a crash leaves either the old or the new file
   // (inside a DeferredSync the caller syncs later).
-  const bool ok = std::fflush(file_) == 0 && (sync_deferred() || fsync(fileno(file_)) == 0);
-  const int err = errno;
-  const bool closed = std::fclose(file_) == 0;
-  file_ = nullptr;
-  if (!ok || !closed) {
+  bool ok = true;
+  int err = 0;
+  if (fd_ >= 0) {
+    flush_direct(true);  // throws naming the file; the destructor removes the temporary
+    ok = sync_deferred() || ::fsync(fd_) == 0;
+    err = errno;
+    ok = (::close(fd_) == 0) && ok;
+    fd_ = -1;
+  } else {
+    ok = std::fflush(file_) == 0 && (sync_deferred() || fsync(fileno(file_)) == 0);
+    err = errno;
+    const bool closed = std::fclose(file_) == 0;
+    file_ = nullptr;
+    ok = ok && closed;
+  }
+  if (!ok) {
     std::remove(temp_.c_str());
     throw InputError(fmt::format("cannot write {}: {}", path_.string(), std::strerror(err)));
   }

@@ -380,7 +380,7 @@ void write_npy_data(const fs::path& path, DType dtype, const std::vector<std::in
     out.append(reinterpret_cast<const char*>(&len), 2);
   }
   out += dict;
-  AtomicFile f(path);
+  AtomicFile f(path, out.size() + bytes);
   f.write(out);
   f.write(data, bytes);
   f.commit();
