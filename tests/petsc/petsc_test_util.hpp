@@ -7,10 +7,14 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include <petscksp.h>
 
 #include "dcdm/petsc_system.hpp"
+#include "dcdm/methods.hpp"
 #include "dcdm/poisson.hpp"
+#include "dcdm/solve.hpp"
 
 namespace dcdm::petsc::test {
 
@@ -49,6 +53,47 @@ inline std::vector<double> random_on_fluid(const Domain& dom, std::uint64_t seed
   for (std::size_t c = 0; c < v.size(); ++c)
     if (dom.cells[static_cast<std::int64_t>(c)] == CellType::Fluid) v[c] = g(rng);
   return v;
+}
+
+// A serial solve of the same system as the reference: `method`'s iterations and x (projected
+// onto the range for a singular domain); the solve must converge.
+struct SerialRun {
+  int iterations = 0;
+  std::vector<double> x;
+};
+inline SerialRun serial_run(const Domain& dom, const std::vector<double>& b, const std::string& method,
+                            const SolveOptions& options) {
+  PoissonStencil op(dom);
+  RangeProjector projector(dom);
+  LinearSystemView view;
+  view.op = &op;
+  view.domain = &dom;
+  if (projector.singular()) view.project_range = projector.as_function();
+  auto solver = make_solver(method);
+  solver->setup(view);
+  SerialRun out;
+  out.x.assign(b.size(), 0.0);
+  const SolveReport rep = solver->solve(b, out.x, options);
+  EXPECT_TRUE(rep.converged()) << method << ": " << format_reason_line(rep);
+  if (projector.singular()) projector(out.x);
+  out.iterations = rep.iterations;
+  return out;
+}
+
+// The whole grid's values of a distributed vector, on every rank (collective).
+inline std::vector<double> gather_full(const PressureSystem& sys, Vec v) {
+  std::vector<double> mine(static_cast<std::size_t>(sys.dims().size()), 0.0), all(mine.size(), 0.0);
+  const PetscScalar* a = nullptr;
+  VecGetArrayRead(v, &a);
+  const Box& b = sys.box();
+  std::size_t n = 0;
+  for (PetscInt k = b.zs; k < b.zs + b.zm; ++k)
+    for (PetscInt j = b.ys; j < b.ys + b.ym; ++j)
+      for (PetscInt i = b.xs; i < b.xs + b.xm; ++i)
+        mine[static_cast<std::size_t>(sys.dims().index(int(i), int(j), int(k)))] = a[n++];
+  VecRestoreArrayRead(v, &a);
+  MPI_Allreduce(mine.data(), all.data(), static_cast<int>(mine.size()), MPI_DOUBLE, MPI_SUM, PETSC_COMM_WORLD);
+  return all;
 }
 
 // A full-grid vector's owned box into a PETSc Vec of the system's layout.

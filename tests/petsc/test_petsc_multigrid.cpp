@@ -112,46 +112,10 @@ TEST(PetscMultigrid, CycleMatchesSerialCellForCell) {
   }
 }
 
-struct SerialRun {
-  int iterations = 0;
-  std::vector<double> x;
-};
-
-SerialRun serial_run(const Domain& dom, const std::vector<double>& b, const std::string& method, double rtol) {
-  PoissonStencil op(dom);
-  RangeProjector projector(dom);
-  LinearSystemView view;
-  view.op = &op;
-  view.domain = &dom;
-  if (projector.singular()) view.project_range = projector.as_function();
-  auto solver = make_solver(method);
-  solver->setup(view);
-  SerialRun out;
-  out.x.assign(b.size(), 0.0);
-  SolveOptions opt;
-  opt.rtol = rtol;
-  opt.max_iterations = 500;
-  const SolveReport rep = solver->solve(b, out.x, opt);
-  EXPECT_TRUE(rep.converged()) << method << ": " << format_reason_line(rep);
-  if (projector.singular()) projector(out.x);
-  out.iterations = rep.iterations;
-  return out;
-}
-
 // Projects a distributed x onto the range like the serial projector (zero mean on each
 // singular component), so solutions of singular systems compare.
 std::vector<double> gather_projected(const PressureSystem& sys, const Domain& dom, Vec x) {
-  std::vector<double> full(static_cast<std::size_t>(dom.dims().size()), 0.0), sum(full.size(), 0.0);
-  const PetscScalar* a = nullptr;
-  VecGetArrayRead(x, &a);
-  const Box& b = sys.box();
-  std::size_t n = 0;
-  for (PetscInt k = b.zs; k < b.zs + b.zm; ++k)
-    for (PetscInt j = b.ys; j < b.ys + b.ym; ++j)
-      for (PetscInt i = b.xs; i < b.xs + b.xm; ++i)
-        full[static_cast<std::size_t>(dom.dims().index(int(i), int(j), int(k)))] = a[n++];
-  VecRestoreArrayRead(x, &a);
-  MPI_Allreduce(full.data(), sum.data(), static_cast<int>(full.size()), MPI_DOUBLE, MPI_SUM, PETSC_COMM_WORLD);
+  std::vector<double> sum = gather_full(sys, x);
   RangeProjector projector(dom);
   if (projector.singular()) projector(sum);
   for (std::size_t c = 0; c < sum.size(); ++c)
@@ -181,7 +145,10 @@ TEST(PetscMultigrid, KrylovMatchesSerialIterationsAndSolutions) {
     VecDuplicate(sys.rhs(), &x);
     for (const Method& m : methods) {
       for (const double rtol : {1e-6, 1e-10}) {
-        const SerialRun serial = serial_run(c.domain, b, m.serial, rtol);
+        SolveOptions opt;
+        opt.rtol = rtol;
+        opt.max_iterations = 500;
+        const SerialRun serial = serial_run(c.domain, b, m.serial, opt);
         ScopedOption gather("-pc_dcdm_mg_gather_cells", "0");
         ScopedOption pc_option(m.pc_option, m.pc_value);
         const KspRun run = run_ksp(sys, sys.assembled(), x, [&](KSP ksp) {

@@ -33,23 +33,11 @@ std::vector<double> serial_random_rhs(const Domain& dom, std::uint64_t seed) {
 
 // The serial reference: CG (rtol 1e-13) on the same domain and (projected) b.
 std::vector<double> serial_solve(const Domain& dom, const std::vector<double>& b) {
-  PoissonStencil op(dom);
-  RangeProjector projector(dom);
-  LinearSystemView view;
-  view.op = &op;
-  view.domain = &dom;
-  if (projector.singular()) view.project_range = projector.as_function();
-  auto solver = make_solver("cg");
-  solver->setup(view);
-  std::vector<double> x(b.size(), 0.0);
   SolveOptions opt;
   opt.rtol = 1e-13;
   opt.max_iterations = 20000;
   opt.stagnation_window = 0;
-  const SolveReport rep = solver->solve(b, x, opt);
-  EXPECT_TRUE(rep.converged()) << format_reason_line(rep);
-  if (projector.singular()) projector(x);
-  return x;
+  return serial_run(dom, b, "cg", opt).x;
 }
 
 TEST(PetscSystem, SceneRhsMatchesSerial) {
