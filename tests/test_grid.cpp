@@ -76,3 +76,48 @@ TEST(GridDims, OverflowingAndNonIntegerDimensionsAreRefused) {
                           json::array({4, 4}), json::array({4096, 14586017, 308761441}), json("16")})
     EXPECT_THROW(dcdm::dims_from_json(bad, "system.json dims"), dcdm::InputError) << bad.dump();
 }
+
+TEST(GridCrop, PartHasTheWholeDomainsCellsFacesAndWeights) {
+  const Dims d{7, 5, 6};
+  Domain whole(d);
+  whole.set_face(Face::ZMax, FaceBoundary::Open);
+  whole.set_face(Face::XMin, FaceBoundary::Open);
+  Coefficients c;
+  const auto sizes = Coefficients::face_sizes(d);
+  for (int axis = 0; axis < 3; ++axis) {
+    std::vector<double>& a = axis == 0 ? c.face_x : axis == 1 ? c.face_y : c.face_z;
+    for (std::int64_t n = 0; n < sizes[axis]; ++n) a.push_back(0.25 + 0.001 * double(n) + axis);
+  }
+  for (std::int64_t n = 0; n < d.size(); ++n) {
+    c.diagonal.push_back(0.5 * double(n % 3));
+    if (n % 4 == 1) whole.cells[n] = CellType::Solid;
+    if (n % 9 == 2) whole.cells[n] = CellType::Air;
+  }
+  c.scale = 3.0;
+  whole.set_coefficients(c);
+  for (const CellBox box : {CellBox{{0, 0, 0}, d}, CellBox{{2, 1, 3}, Dims{3, 4, 2}}, CellBox{{6, 4, 5}, Dims{1, 1, 1}},
+                            CellBox{{0, 2, 0}, Dims{7, 1, 6}}}) {
+    const Domain part = crop(whole, box);
+    ASSERT_EQ(part.dims(), box.size);
+    EXPECT_EQ(part.faces, whole.faces);
+    ASSERT_TRUE(part.weighted());
+    EXPECT_EQ(part.coefficients->scale, 3.0);
+    const Dims s = box.size;
+    for (int k = 0; k < s.nz; ++k)
+      for (int j = 0; j < s.ny; ++j)
+        for (int i = 0; i < s.nx; ++i) {
+          const int gi = box.lo[0] + i, gj = box.lo[1] + j, gk = box.lo[2] + k;
+          EXPECT_EQ(part.cells(i, j, k), whole.cells(gi, gj, gk));
+          EXPECT_EQ(part.coefficients->diagonal[s.index(i, j, k)], c.diagonal[d.index(gi, gj, gk)]);
+          for (int f = 0; f < 6; ++f)
+            EXPECT_EQ(part.coefficients->weight(s, i, j, k, Face(f)), c.weight(d, gi, gj, gk, Face(f)))
+                << i << "," << j << "," << k << " face " << f;
+        }
+    EXPECT_NO_THROW(part.coefficients->check(s));
+  }
+  // A unit domain's part is unit; empty and outlying boxes are refused.
+  EXPECT_FALSE(crop(Domain(d), CellBox{{1, 1, 1}, Dims{2, 2, 2}}).weighted());
+  EXPECT_THROW(crop(whole, CellBox{{5, 0, 0}, Dims{3, 1, 1}}), InputError);
+  EXPECT_THROW(crop(whole, CellBox{{0, 0, 0}, Dims{0, 1, 1}}), InputError);
+  EXPECT_THROW(crop(whole, CellBox{{-1, 0, 0}, Dims{1, 1, 1}}), InputError);
+}

@@ -120,4 +120,21 @@ struct Domain {
   bool weighted() const { return coefficients != nullptr; }
 };
 
+// A box of cells of a grid: lo is its first cell (global indices), size its extent.
+struct CellBox {
+  std::array<int, 3> lo{0, 0, 0};
+  Dims size;
+  std::int64_t cells() const { return size.size(); }
+  // Whether the box lies inside grid d and is not empty.
+  bool inside(const Dims& d) const;
+};
+
+// The part of `whole` inside `box` (InputError when the box is empty or not inside the grid):
+// cells, the six outer faces, and for a weighted domain its coefficients in the part's own
+// layout (face arrays of (sx+1)*sy*sz, ... values: the faces on the box's sides included;
+// the diagonal term of each cell; the scale). The part of a weighted domain stays weighted
+// even where its own coefficients happen to be unit. What a scene or system built for a box
+// must equal, cell for cell and weight for weight.
+Domain crop(const Domain& whole, const CellBox& box);
+
 }  // namespace dcdm

@@ -169,4 +169,56 @@ void Domain::set_coefficients(Coefficients c) {
   coefficients = std::make_shared<const Coefficients>(std::move(c));
 }
 
+// ---------------------------------------------------------------- parts of a domain
+
+bool CellBox::inside(const Dims& d) const {
+  const int n[3] = {d.nx, d.ny, d.nz}, m[3] = {size.nx, size.ny, size.nz};
+  for (int a = 0; a < 3; ++a)
+    if (lo[a] < 0 || m[a] <= 0 || lo[a] > n[a] - m[a]) return false;
+  return true;
+}
+
+Domain crop(const Domain& whole, const CellBox& box) {
+  const Dims d = whole.dims(), s = box.size;
+  if (!box.inside(d))
+    throw InputError(fmt::format("crop: box {} at ({}, {}, {}) is not inside the {} grid", s.str(), box.lo[0],
+                                 box.lo[1], box.lo[2], d.str()));
+  Domain part(s);
+  part.faces = whole.faces;
+  const auto [x0, y0, z0] = box.lo;
+  for (int k = 0; k < s.nz; ++k)
+    for (int j = 0; j < s.ny; ++j) {
+      const CellType* row = &whole.cells(x0, y0 + j, z0 + k);
+      std::copy(row, row + s.nx, &part.cells(0, j, k));
+    }
+  if (!whole.weighted()) return part;
+  const Coefficients& c = *whole.coefficients;
+  Coefficients p;
+  p.scale = c.scale;
+  // Face array of `axis`: the part's faces are those of the whole grid from the box's low
+  // side to its high side inclusive along that axis.
+  for (int axis = 0; axis < 3; ++axis) {
+    const std::vector<double>& a = axis == 0 ? c.face_x : axis == 1 ? c.face_y : c.face_z;
+    std::vector<double>& out = axis == 0 ? p.face_x : axis == 1 ? p.face_y : p.face_z;
+    if (a.empty()) continue;
+    const int ex = s.nx + (axis == 0), ey = s.ny + (axis == 1), ez = s.nz + (axis == 2);
+    out.resize(static_cast<std::size_t>(std::int64_t(ex) * ey * ez));
+    for (int k = 0; k < ez; ++k)
+      for (int j = 0; j < ey; ++j) {
+        const std::int64_t from = face_index(d, axis, x0, y0 + j, z0 + k);
+        std::copy(a.begin() + from, a.begin() + from + ex, out.begin() + std::int64_t(ex) * (j + std::int64_t(ey) * k));
+      }
+  }
+  if (!c.diagonal.empty()) {
+    p.diagonal.resize(static_cast<std::size_t>(s.size()));
+    for (int k = 0; k < s.nz; ++k)
+      for (int j = 0; j < s.ny; ++j) {
+        const std::int64_t from = d.index(x0, y0 + j, z0 + k);
+        std::copy(c.diagonal.begin() + from, c.diagonal.begin() + from + s.nx, p.diagonal.begin() + s.index(0, j, k));
+      }
+  }
+  part.coefficients = std::make_shared<const Coefficients>(std::move(p));
+  return part;
+}
+
 }  // namespace dcdm
