@@ -3,7 +3,9 @@
 # and 128^3, 100 frames each, the pressure system exported every 10th frame, MGPCG to
 # rtol 1e-6, seed 0. Output: frames/<scene>_<n>/frame_NNNN/{A.mtx,A.bin,b.npy,b.bin,flags.npy,
 # system.json}, png/density_NNNN.png, frames.csv (per-frame solve and timing figures),
-# summary.json (seconds per frame, projection share).
+# summary.json (seconds per frame, projection share). These frames keep the matrix files
+# (--frame-matrix files) so that readers of the reference format (A.bin, b.bin) can use them;
+# dcdm itself needs only flags.npy, b.npy and system.json.
 #
 # Usage: scripts/make-frames.sh [BUILD_DIR]      (make frames)
 # Environment: FRAMES_DIR (default frames), FRAMES_SIZES (default "64 128"),
@@ -17,9 +19,9 @@
 # 256^3 (about 9 GB of memory and 23 GB of disk per run, roughly 8x the 128^3 time; not part
 # of the standard set):
 #   build/dcdm simulate --scene plume --n 256 --frames 100 --export-every 10 --solver mgpcg \
-#       --rtol 1e-6 --seed 0 --out frames/plume_256 --resume
+#       --rtol 1e-6 --seed 0 --frame-matrix files --out frames/plume_256 --resume
 #   build/dcdm simulate --scene bunny --n 256 --frames 100 --export-every 10 --solver mgpcg \
-#       --rtol 1e-6 --seed 0 --out frames/bunny_256 --resume
+#       --rtol 1e-6 --seed 0 --frame-matrix files --out frames/bunny_256 --resume
 set -euo pipefail
 BUILD="${1:-build}"
 DCDM="$BUILD/dcdm"
@@ -36,7 +38,7 @@ for n in $SIZES; do
   for scene in $SCENES; do
     echo "== $scene ${n}^3 -> $OUT/${scene}_${n}"
     "$DCDM" simulate --scene "$scene" --n "$n" --frames 100 --export-every 10 --solver mgpcg \
-      --rtol 1e-6 --seed "$SEED" --out "$OUT/${scene}_${n}" --resume --quiet
+      --rtol 1e-6 --seed "$SEED" --frame-matrix files --out "$OUT/${scene}_${n}" --resume --quiet
     cat "$OUT/${scene}_${n}/summary.json" 2>/dev/null | tr -d '\n' | sed 's/  */ /g'; echo
   done
 done

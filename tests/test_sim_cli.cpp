@@ -50,11 +50,11 @@ class SimCli : public dcdm::testing::CliTest {
 TEST_F(SimCli, ExportedFrameReadsBackThroughImportAndMatchesTheLibrary) {
   const fs::path out = dir_ / "run";
   ASSERT_EQ(cli(fmt::format("simulate --scene sphere --n 32 --frames 4 --export-every 2 --solver mgpcg "
-                            "--rtol 1e-6 --seed 3 --out {}",
+                            "--rtol 1e-6 --seed 3 --frame-matrix files --out {}",
                             out.string())),
             0)
       << log();
-  for (const char* f : {"A.mtx", "A.bin", "b.npy", "flags.npy", "system.json"})
+  for (const char* f : {"A.mtx", "A.bin", "b.bin", "b.npy", "flags.npy", "system.json"})
     EXPECT_TRUE(fs::exists(out / "frame_0004" / f)) << f;
   EXPECT_TRUE(fs::exists(out / "frame_0002" / "b.npy"));
   EXPECT_FALSE(fs::exists(out / "frame_0003"));
@@ -101,7 +101,9 @@ TEST_F(SimCli, ResumeEqualsAnUninterruptedRun) {
   ASSERT_EQ(cli(fmt::format("{} --frames 4 --out {}", common, parts.string())), 0) << log();
   ASSERT_EQ(cli(fmt::format("{} --frames 6 --out {} --resume", common, parts.string())), 0) << log();
   EXPECT_EQ(bytes(whole / "frame_0006" / "b.npy"), bytes(parts / "frame_0006" / "b.npy"));
-  EXPECT_EQ(bytes(whole / "frame_0006" / "A.bin"), bytes(parts / "frame_0006" / "A.bin"));
+  EXPECT_EQ(bytes(whole / "frame_0006" / "flags.npy"), bytes(parts / "frame_0006" / "flags.npy"));
+  // Frames are lean by default: the flags define A, and no matrix file is written.
+  for (const char* f : {"A.mtx", "A.bin", "b.bin"}) EXPECT_FALSE(fs::exists(parts / "frame_0006" / f)) << f;
   EXPECT_EQ(bytes(whole / "checkpoint.bin"), bytes(parts / "checkpoint.bin"));
   const auto rows = csv_lines(parts / "frames.csv");
   ASSERT_EQ(rows.size(), 7u);

@@ -2,8 +2,10 @@
 // workload), density slices as PNG and optionally density volumes as OpenVDB.
 //
 // Output folder:
-//   frame_NNNN/          the pressure system of exported frame NNNN, as `dcdm export` writes it
-//                        (without A.mtx and A.bin with --frame-matrix none), and density.npy
+//   frame_NNNN/          the pressure system of exported frame NNNN: flags.npy, b.npy and
+//                        system.json (the flags, faces and coefficients define A; with
+//                        --frame-matrix files also A.mtx, A.bin and b.bin, as `dcdm export`
+//                        writes them), and density.npy
 //                        (float32, (nz, ny, nx)): what `dcdm render` draws
 //   png/density_NNNN.png mid-plane density slices (front and side), labelled, with a colour bar
 //   render/render_NNNN.png volume-rendered picture (--render); render/movie.mp4, movie.gif (--movie)
@@ -70,7 +72,7 @@ struct SimulateArgs {
   bool quiet = false;
   bool warm_start = false;
   bool no_matrix = false;
-  std::string frame_matrix = "files";  // files | none
+  std::string frame_matrix = "none";  // none | files
   SolverParams params;
 };
 
@@ -574,8 +576,9 @@ RegisterCommand reg(40, [](CLI::App& root) {
   cmd->add_flag("--resume", args->resume, "Continue from the checkpoint in --out (same options required)");
   cmd->add_flag("--warm-start", args->warm_start, "Start each pressure solve from the previous pressure");
   cmd->add_option("--frame-matrix", args->frame_matrix,
-                  "Matrix files of the exported frames: files (A.mtx, and A.bin where exact) or none (the "
-                  "flags define the operator; readers assemble it; a 256^3 frame is then 0.3 GB, not 2.4)")
+                  "Matrix files of the exported frames: none (the flags, faces and coefficients define the "
+                  "operator; dcdm, Python and load_system assemble it; a 256^3 frame is 0.2 GB) or files (also "
+                  "A.mtx, A.bin where exact and b.bin, for readers of the reference format: 2.4 GB at 256^3)")
       ->check(CLI::IsMember({"files", "none"}))
       ->capture_default_str();
   cmd->add_flag("--no-matrix", args->no_matrix,
