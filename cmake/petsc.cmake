@@ -30,7 +30,8 @@ target_include_directories(dcdm_petsc PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_
 target_link_libraries(dcdm_petsc PUBLIC PkgConfig::PETSC MPI::MPI_C PRIVATE $<BUILD_INTERFACE:dcdm_flags>)
 add_library(dcdm::petsc ALIAS dcdm_petsc)
 
-add_library(dcdm_petsc_system STATIC src/petsc/pressure_system.cpp src/petsc/multigrid_pc.cpp)
+add_library(dcdm_petsc_system STATIC src/petsc/pressure_system.cpp src/petsc/multigrid_pc.cpp
+            src/petsc/cell_interpolation.cpp)
 set_target_properties(dcdm_petsc_system PROPERTIES POSITION_INDEPENDENT_CODE ON)
 target_link_libraries(dcdm_petsc_system PUBLIC dcdm_petsc dcdm_core MPI::MPI_CXX
   PRIVATE $<BUILD_INTERFACE:dcdm_flags> OpenMP::OpenMP_CXX fmt::fmt nlohmann_json::nlohmann_json)
@@ -60,7 +61,8 @@ endif()
 
 if(DCDM_BUILD_TESTS)
   add_executable(dcdm_petsc_tests tests/petsc/test_petsc_main.cpp tests/petsc/test_petsc_ksp.cpp
-                 tests/petsc/test_petsc_system.cpp tests/petsc/test_petsc_multigrid.cpp)
+                 tests/petsc/test_petsc_system.cpp tests/petsc/test_petsc_multigrid.cpp
+                 tests/petsc/test_petsc_pcmg.cpp)
   target_link_libraries(dcdm_petsc_tests PRIVATE dcdm_petsc_system dcdm_petsc dcdm_core
     $<BUILD_INTERFACE:dcdm_flags> GTest::gtest fmt::fmt)
   foreach(np 1 2 3 4)
