@@ -21,6 +21,7 @@
 #include "dcdm/memory.hpp"
 #include "dcdm/petsc.hpp"
 #include "dcdm/petsc_multigrid.hpp"
+#include "dcdm/petsc_pcmg.hpp"
 #include "dcdm/petsc_system.hpp"
 #include "dcdm/scenes.hpp"
 
@@ -263,6 +264,12 @@ int run(const Args& a, MPI_Comm comm, int rank, int size) {
   DCDM_PETSC_CALL(PetscObjectTypeCompare((PetscObject)ksp, KSPCG, &is_cg));
   DCDM_PETSC_CALL(PetscOptionsHasName(nullptr, nullptr, "-ksp_norm_type", &norm_given));
   if (is_cg && !norm_given) DCDM_PETSC_CALL(KSPSetNormType(ksp, KSP_NORM_UNPRECONDITIONED));
+  {
+    // -pc_type mg on a grid whose sizes the DMDA cannot coarsen: cell-centred levels instead.
+    PC pc = nullptr;
+    DCDM_PETSC_CALL(KSPGetPC(ksp, &pc));
+    if (use_cell_interpolation(pc, sys)) system_info["pcmg_interpolation"] = "cell-centred (ceil(n/2) per level)";
+  }
 
   Vec x = nullptr;
   DCDM_PETSC_CALL(VecDuplicate(sys.rhs(), &x));
