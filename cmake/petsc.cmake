@@ -62,7 +62,7 @@ endif()
 if(DCDM_BUILD_TESTS)
   add_executable(dcdm_petsc_tests tests/petsc/test_petsc_main.cpp tests/petsc/test_petsc_ksp.cpp
                  tests/petsc/test_petsc_system.cpp tests/petsc/test_petsc_multigrid.cpp
-                 tests/petsc/test_petsc_pcmg.cpp)
+                 tests/petsc/test_petsc_weighted.cpp tests/petsc/test_petsc_pcmg.cpp)
   target_link_libraries(dcdm_petsc_tests PRIVATE dcdm_petsc_system dcdm_petsc dcdm_core
     $<BUILD_INTERFACE:dcdm_flags> GTest::gtest fmt::fmt)
   foreach(np 1 2 3 4)

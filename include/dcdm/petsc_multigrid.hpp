@@ -20,6 +20,8 @@
 //                                    (omega=W:band-omega=W:sweeps=N:...:precision=double|float)
 //   -pc_dcdm_mg_gather_cells N       gather levels of at most N cells onto rank 0 (default 32768)
 // The PC finds the grid through its DM: attach_geometry(system) on the PressureSystem first.
+// The cycle is the unit operator's: a weighted system (PressureSystem::weighted()) is refused
+// with an InputError on every rank (PETSc's algebraic multigrid takes those: gamg, hypre).
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -44,6 +46,7 @@ struct GridGeometry {
   std::vector<PetscInt> starts[3];         // per axis: procs + 1 boundaries, starts[a][0] = 0
   int coord[3] = {0, 0, 0};                // this rank's position in the process grid
   std::vector<std::uint8_t> owned_types;   // CellType of the owned box, x fastest
+  bool weighted = false;                   // the system's operator is weighted (refused)
   static GridGeometry of(const PressureSystem& system);
 };
 

@@ -3,13 +3,17 @@
 // unknown per grid cell, a star stencil of width 1, the ranks' boxes chosen by PETSc.
 //
 // Rows of fluid cells are the serial operator's (diagonal = non-solid neighbours, -1 per
-// fluid neighbour; cells beyond an Open outer face count as air, beyond a Wall as solid).
-// Cells that are not fluid get an identity row instead of the serial all-zero row (b and x
-// are 0 there), so that Jacobi, SOR and Galerkin multigrid see no zero diagonal; the fluid
-// part of the solution is the serial one. Closed fluid regions (no air, no open face) make
-// A singular: their per-component indicator vectors, normalised, are the operator's
-// MatNullSpace, found by a distributed component labelling, and b is projected.
-// Unit coefficients only (a weighted Domain is refused).
+// fluid neighbour; cells beyond an Open outer face count as air, beyond a Wall as solid), and
+// on a weighted domain (Domain::coefficients: liquid, cutcell, density) its weighted rows:
+// diagonal = scale * (the weights of the faces to non-solid neighbours + the diagonal term),
+// -scale * w per fluid neighbour, bit for bit the serial entries. Cells that are not fluid
+// get an identity row instead of the serial all-zero row (b and x are 0 there), so that
+// Jacobi, SOR and Galerkin multigrid see no zero diagonal; the fluid part of the solution is
+// the serial one. Fluid cells connect across faces of positive weight (every face, unit); a
+// component with no Dirichlet part (an air neighbour or Open face across a face of positive
+// weight, or a positive diagonal term) makes A singular: the per-component indicator
+// vectors, normalised, are the operator's MatNullSpace, found by a distributed component
+// labelling, and b is projected. The dcdm_mg PC (petsc_multigrid.hpp) takes unit systems only.
 //
 // Every call here is collective on the communicator. Errors are dcdm::InputError (bad
 // input, the same on every rank: the ranks agree before any collective call that could
@@ -18,6 +22,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -54,19 +59,29 @@ struct Box {  // owned cells [xs, xs+xm) x ..., ghosted cells [gxs, gxs+gxm) x .
 // The system's peak memory per cell, summed over the ranks (measured: 77 at 256^3 on two ranks,
 // the ranks' start-up included); from_scene refuses grids that do not fit with it.
 constexpr double kSystemBytesPerCell = 80.0;
+// A weighted system's on top: the ghosted part's coefficients while the system is built (3
+// face weights + the diagonal term, float64: 32) and the operator's weighted diagonal and
+// face couplings (32).
+constexpr double kWeightedSystemBytesPerCell = 64.0;
+// A weighted scene that every rank builds whole (make_scene): its cells, its coefficient
+// arrays (32) and its work arrays (a level set or distances); an estimate that errs high.
+constexpr double kWeightedSceneBytesPerCell = 56.0;
 
 class PressureSystem {
  public:
   // A built-in scene: every rank runs make_scene for the whole grid (1 byte a cell, plus the
-  // scene's temporaries), keeps its ghosted box and frees the rest; b as `dcdm solve`'s
-  // random right-hand side of that seed (each rank draws the whole sequence and keeps its
-  // own cells: no full-grid vector), projected for closed regions.
+  // scene's temporaries; a weighted scene's coefficients too), keeps its ghosted box (crop)
+  // and frees the rest; b as `dcdm solve`'s random right-hand side of that seed (each rank
+  // draws the whole sequence and keeps its own cells: no full-grid vector), projected for
+  // closed regions.
   static PressureSystem from_scene(MPI_Comm comm, const SceneSpec& spec, std::uint64_t rhs_seed);
   // A system folder (include/dcdm/system.hpp): each rank reads only its ghosted box of
-  // flags.npy and its owned box of b.npy, with offset reads; faces from system.json.
+  // flags.npy (and of the coefficient files system.json names: face_*.npy, diagonal.npy) and
+  // its owned box of b.npy, with offset reads; faces from system.json. Bad, missing or
+  // mis-shaped files are the serial reader's InputError naming the file, on every rank.
   static PressureSystem from_folder(MPI_Comm comm, const std::filesystem::path& dir);
-  // A Domain every rank already holds (tests, small grids) and a full-grid b (may be empty:
-  // then b = 0).
+  // A Domain every rank already holds (tests, small grids; weighted or not) and a full-grid b
+  // (may be empty: then b = 0).
   static PressureSystem from_domain(MPI_Comm comm, const Domain& domain, const std::vector<double>& b);
 
   PressureSystem(PressureSystem&&) noexcept;
@@ -79,6 +94,8 @@ class PressureSystem {
   DM dm() const { return da_; }
   const Dims& dims() const { return dims_; }
   const Box& box() const { return box_; }
+  // Whether the operator is weighted (the domain or folder had coefficients).
+  bool weighted() const { return weighted_; }
   // The operator assembled (MPIAIJ, MatSetValuesStencil) and as a MATSHELL over local
   // ghosted arrays; both carry the null space (null when A is not singular).
   Mat assembled();
@@ -101,6 +118,17 @@ class PressureSystem {
  private:
   PressureSystem() = default;
   void create_dm(MPI_Comm comm, const Dims& dims);
+  CellBox ghost_box() const;
+  // Keeps a part of the grid: the ghosted box's cells and coefficients (crop's layout).
+  void take_part(Domain&& part);
+  // While the system is built (the part's coefficients are held): weight of face f of a cell
+  // of the owned box, the cell's diagonal term, whether it connects with its neighbour across
+  // face f, whether it has a Dirichlet part (the serial rules, unit or weighted).
+  double face_weight(PetscInt i, PetscInt j, PetscInt k, int f) const;
+  double diagonal_term(PetscInt i, PetscInt j, PetscInt k) const;
+  bool coupled(PetscInt i, PetscInt j, PetscInt k, int f) const;
+  bool dirichlet(PetscInt i, PetscInt j, PetscInt k) const;
+  void make_weighted_rows();
   void finish(const std::vector<double>& owned_b);  // masks, components, null space, b
   void label_components();
   void make_nullspace(const std::map<std::int64_t, int>& singular_slot, const std::vector<double>& inverse_size);
@@ -112,6 +140,10 @@ class PressureSystem {
   std::array<FaceBoundary, 6> faces_{};
   Box box_;
   std::vector<std::uint8_t> ghost_cells_;  // CellType of every ghosted-box cell
+  // A weighted system's coefficients of the ghosted box (crop's layout), until finish() has
+  // made the operator's rows from them; null for the unit operator.
+  std::shared_ptr<const Coefficients> part_coefficients_;
+  bool weighted_ = false;
   std::vector<std::int64_t> labels_;
   Mat assembled_ = nullptr, shell_ = nullptr;
   MatNullSpace nullspace_ = nullptr;

@@ -916,6 +916,7 @@ GridGeometry GridGeometry::of(const PressureSystem& system) {
   GridGeometry g;
   g.comm = system.comm();
   g.dims = system.dims();
+  g.weighted = system.weighted();
   // The outer faces as the system's cells beyond them.
   g.faces[0] = system.cell(-1, 0, 0) == CellType::Air ? FaceBoundary::Open : FaceBoundary::Wall;
   g.faces[1] = system.cell(g.dims.nx, 0, 0) == CellType::Air ? FaceBoundary::Open : FaceBoundary::Wall;
@@ -955,6 +956,11 @@ struct DistributedMultigrid::Impl {
 
 DistributedMultigrid::DistributedMultigrid(const GridGeometry& grid, DistributedMultigridOptions options)
     : options_(std::move(options)), impl_(std::make_unique<Impl>()) {
+  // The cycle coarsens and smooths the unit operator from the cell types alone: it would
+  // precondition some other system. Every rank holds the same flag, so all throw.
+  if (grid.weighted)
+    throw InputError("dcdm_mg (--method mgpcg|dcdm-relax) takes unit-coefficient systems only, not weighted ones "
+                     "(liquid, cutcell, density, folders with coefficients): use -pc_type gamg or hypre");
   const MultigridOptions& o = options_.cycle;
   if (o.pre_sweeps < 0 || o.boundary_sweeps < 0 || o.band_width < 0 || o.coarsest_cells < 1 || o.max_levels < 1)
     throw InputError("dcdm_mg: sweeps, band width and level limits must be non-negative");

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <numbers>
+#include <optional>
 #include <random>
 
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dcdm/error.hpp"
+#include "dcdm/io.hpp"
 #include "dcdm/system.hpp"
 
 namespace dcdm::petsc {
@@ -86,10 +88,62 @@ struct PressureSystem::ShellContext {
   Box box;
   std::vector<std::uint8_t> mask;  // per owned cell: kFluidBit | bit f when neighbour f is fluid
   std::vector<std::uint8_t> diag;  // per owned cell: the diagonal (non-solid neighbours)
-  Vec local = nullptr;             // ghosted copy of x
+  // Weighted systems only (empty for the unit operator): per owned cell the weighted
+  // diagonal, and per axis the coupling scale * w across each face of the owned box (the
+  // faces on its sides included, in the MAC layout of an (xm, ym, zm) grid: a cell's low face
+  // and, one stride on, its high face), 0 where the two cells are not both fluid.
+  std::vector<double> weighted_diag;
+  std::vector<double> coupling[3];
+  Vec local = nullptr;  // ghosted copy of x
 };
 
 namespace {
+
+// Where the couplings across the six faces of owned cell (i, j, k) are in the shell context's
+// face arrays (MAC layout of the owned box), in face order x-, x+, y-, y+, z-, z+.
+std::array<std::int64_t, 6> face_slots(const Box& b, PetscInt i, PetscInt j, PetscInt k) {
+  const std::int64_t xm = b.xm, ym = b.ym, li = i - b.xs, lj = j - b.ys, lk = k - b.zs;
+  const std::int64_t x_face = li + (xm + 1) * (lj + ym * lk), y_face = li + xm * (lj + (ym + 1) * lk),
+                     z_face = li + xm * (lj + ym * lk);
+  return {x_face, x_face + 1, y_face, y_face + xm, z_face, z_face + xm * ym};
+}
+
+// The weighted rows (serial weighted_row, src/poisson/poisson.cpp): the same column order, the
+// couplings read from the contiguous face arrays. Every (j, k) row of the box finds its data
+// from its own indices, so the rows are independent (a parallel loop over k needs nothing else).
+void weighted_apply(const PressureSystem::ShellContext& c, const PetscScalar* const* const* xa, PetscScalar*** ya) {
+  const Box& b = c.box;
+  const std::int64_t xm = b.xm, ym = b.ym;
+  for (PetscInt k = b.zs; k < b.zs + b.zm; ++k)
+    for (PetscInt j = b.ys; j < b.ys + b.ym; ++j) {
+      const std::int64_t lj = j - b.ys, lk = k - b.zs;
+      const std::int64_t row = xm * (lj + ym * lk);
+      const std::uint8_t* mask = c.mask.data() + row;
+      const double* diag = c.weighted_diag.data() + row;
+      const double* cx = c.coupling[0].data() + (xm + 1) * (lj + ym * lk);   // low x face; high at +1
+      const double* cy = c.coupling[1].data() + xm * (lj + (ym + 1) * lk);   // low y face; high at +xm
+      const double* cz = c.coupling[2].data() + row;                          // low z face; high at +xm*ym
+      const PetscScalar* xr = xa[k][j];
+      PetscScalar* yr = ya[k][j];
+      for (std::int64_t li = 0; li < xm; ++li) {
+        const PetscInt i = b.xs + static_cast<PetscInt>(li);
+        const std::uint8_t m = mask[li];
+        if (!(m & kFluidBit)) {
+          yr[i] = xr[i];  // identity row
+          continue;
+        }
+        PetscScalar v = 0;
+        if (m & (1u << 4)) v -= cz[li] * xa[k - 1][j][i];
+        if (m & (1u << 2)) v -= cy[li] * xa[k][j - 1][i];
+        if (m & (1u << 0)) v -= cx[li] * xr[i - 1];
+        v += diag[li] * xr[i];
+        if (m & (1u << 1)) v -= cx[li + 1] * xr[i + 1];
+        if (m & (1u << 3)) v -= cy[li + xm] * xa[k][j + 1][i];
+        if (m & (1u << 5)) v -= cz[li + xm * ym] * xa[k + 1][j][i];
+        yr[i] = v;
+      }
+    }
+}
 
 PetscErrorCode shell_mult(Mat a, Vec x, Vec y) {
   void* raw = nullptr;
@@ -103,26 +157,30 @@ PetscErrorCode shell_mult(Mat a, Vec x, Vec y) {
   PetscCall(DMDAVecGetArrayRead(c->da, c->local, &xa));
   PetscCall(DMDAVecGetArray(c->da, y, &ya));
   const Box& b = c->box;
-  std::int64_t n = 0;
-  for (PetscInt k = b.zs; k < b.zs + b.zm; ++k)
-    for (PetscInt j = b.ys; j < b.ys + b.ym; ++j)
-      for (PetscInt i = b.xs; i < b.xs + b.xm; ++i, ++n) {
-        const std::uint8_t m = c->mask[static_cast<std::size_t>(n)];
-        if (!(m & kFluidBit)) {
-          ya[k][j][i] = xa[k][j][i];  // identity row
-          continue;
+  if (!c->weighted_diag.empty()) {
+    weighted_apply(*c, xa, ya);
+  } else {
+    std::int64_t n = 0;
+    for (PetscInt k = b.zs; k < b.zs + b.zm; ++k)
+      for (PetscInt j = b.ys; j < b.ys + b.ym; ++j)
+        for (PetscInt i = b.xs; i < b.xs + b.xm; ++i, ++n) {
+          const std::uint8_t m = c->mask[static_cast<std::size_t>(n)];
+          if (!(m & kFluidBit)) {
+            ya[k][j][i] = xa[k][j][i];  // identity row
+            continue;
+          }
+          // Summed in the serial stencil's order: z-1, y-1, x-1, centre, x+1, y+1, z+1.
+          PetscScalar v = 0;
+          if (m & (1u << 4)) v -= xa[k - 1][j][i];
+          if (m & (1u << 2)) v -= xa[k][j - 1][i];
+          if (m & (1u << 0)) v -= xa[k][j][i - 1];
+          v += c->diag[static_cast<std::size_t>(n)] * xa[k][j][i];
+          if (m & (1u << 1)) v -= xa[k][j][i + 1];
+          if (m & (1u << 3)) v -= xa[k][j + 1][i];
+          if (m & (1u << 5)) v -= xa[k + 1][j][i];
+          ya[k][j][i] = v;
         }
-        // Summed in the serial stencil's order: z-1, y-1, x-1, centre, x+1, y+1, z+1.
-        PetscScalar v = 0;
-        if (m & (1u << 4)) v -= xa[k - 1][j][i];
-        if (m & (1u << 2)) v -= xa[k][j - 1][i];
-        if (m & (1u << 0)) v -= xa[k][j][i - 1];
-        v += c->diag[static_cast<std::size_t>(n)] * xa[k][j][i];
-        if (m & (1u << 1)) v -= xa[k][j][i + 1];
-        if (m & (1u << 3)) v -= xa[k][j + 1][i];
-        if (m & (1u << 5)) v -= xa[k + 1][j][i];
-        ya[k][j][i] = v;
-      }
+  }
   PetscCall(DMDAVecRestoreArrayRead(c->da, c->local, &xa));
   PetscCall(DMDAVecRestoreArray(c->da, y, &ya));
   PetscFunctionReturn(0);
@@ -135,7 +193,9 @@ PetscErrorCode shell_diagonal(Mat a, Vec d) {
   auto* c = static_cast<PressureSystem::ShellContext*>(raw);
   PetscScalar* v = nullptr;
   PetscCall(VecGetArray(d, &v));
-  for (std::size_t n = 0; n < c->mask.size(); ++n) v[n] = (c->mask[n] & kFluidBit) ? c->diag[n] : 1.0;
+  const bool weighted = !c->weighted_diag.empty();
+  for (std::size_t n = 0; n < c->mask.size(); ++n)
+    v[n] = !(c->mask[n] & kFluidBit) ? 1.0 : weighted ? c->weighted_diag[n] : c->diag[n];
   PetscCall(VecRestoreArray(d, &v));
   PetscFunctionReturn(0);
 }
@@ -244,6 +304,105 @@ void read_box(const std::filesystem::path& path, const NpyHeader& h, const Dims&
     }
 }
 
+constexpr const char* kCoefficientNames[4] = {"face_x", "face_y", "face_z", "diagonal"};
+
+std::string shape_text(const std::vector<std::int64_t>& shape) {
+  std::string t = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) t += fmt::format("{}{}", i ? ", " : "", shape[i]);
+  return t + (shape.size() == 1 ? ",)" : ")");
+}
+
+// The coefficient files system.json names (the serial load_system's checks and messages):
+// the scale, and per array (0..2 the MAC face arrays, 3 the diagonal term) its file or none.
+struct CoefficientFiles {
+  double scale = 1.0;
+  std::array<std::filesystem::path, 4> paths;
+  std::string names;  // "face_x.npy, diagonal.npy" (or empty: scale only)
+};
+
+CoefficientFiles coefficient_files(const std::filesystem::path& dir, const std::filesystem::path& json_path,
+                                   const nlohmann::json& cj) {
+  if (!cj.is_object())
+    throw InputError(fmt::format("{}: \"coefficients\" is {}, expected an object such as {{\"scale\": 1, "
+                                 "\"face_x\": \"face_x.npy\"}}",
+                                 json_path.string(), cj.dump()));
+  CoefficientFiles out;
+  for (const auto& [key, value] : cj.items()) {
+    if (key == "scale") {
+      if (!value.is_number())
+        throw InputError(fmt::format("{}: coefficients.scale is {}, expected a number", json_path.string(), value.dump()));
+      out.scale = value.get<double>();
+      if (!(std::isfinite(out.scale) && out.scale > 0.0))
+        throw InputError(fmt::format("{}: coefficients.scale {} must be a positive finite number", json_path.string(),
+                                     out.scale));
+      continue;
+    }
+    int a = 0;
+    while (a < 4 && key != kCoefficientNames[a]) ++a;
+    if (a == 4)
+      throw InputError(fmt::format("{}: coefficients.{} is not a coefficient (scale, face_x, face_y, face_z, diagonal)",
+                                   json_path.string(), key));
+    if (!value.is_string() || value.get<std::string>().empty())
+      throw InputError(fmt::format("{}: coefficients.{} is {}, expected a file name", json_path.string(), key, value.dump()));
+    const std::filesystem::path path = dir / value.get<std::string>();
+    if (!std::filesystem::is_regular_file(path))
+      throw InputError(fmt::format("{}: no such file (system.json's coefficients.{} names it)", path.string(), key));
+    out.paths[static_cast<std::size_t>(a)] = path;
+    out.names += fmt::format("{}{}", out.names.empty() ? "" : ", ", path.filename().string());
+  }
+  return out;
+}
+
+// This rank's part of coefficient array `a` of a grid d: the faces (a < 3) or cells (the
+// diagonal) of the ghosted box, in the box's own layout (as crop(domain, box) lays them out),
+// read with offset reads. float64 or float32; dtype, shape and values checked as the serial
+// reader checks them (InputError naming the file, and the face or cell of a bad value).
+std::vector<double> read_coefficient_part(const std::filesystem::path& path, int a, const Dims& d, const CellBox& box) {
+  const io::NpyHeader h = io::read_npy_header(path);  // a truncated file fails here, naming it
+  const std::vector<std::int64_t> shape{std::int64_t(d.nz) + (a == 2), std::int64_t(d.ny) + (a == 1),
+                                        std::int64_t(d.nx) + (a == 0)};
+  if (h.dtype != io::DType::Float32 && h.dtype != io::DType::Float64)
+    throw InputError(fmt::format("{}: dtype {}, expected float64 or float32", path.string(), io::to_string(h.dtype)));
+  if (h.shape != shape)
+    throw InputError(fmt::format("{}: shape {}, expected {} for {} on a {} grid", path.string(), shape_text(h.shape),
+                                 shape_text(shape), kCoefficientNames[a], d.str()));
+  const std::int64_t ex = box.size.nx + (a == 0), ey = box.size.ny + (a == 1), ez = box.size.nz + (a == 2);
+  const std::int64_t ax = shape[2], ay = shape[1];
+  const std::size_t item = io::item_size(h.dtype);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(fmt::format("{}: cannot open", path.string()));
+  std::vector<double> out(static_cast<std::size_t>(ex * ey * ez));
+  std::vector<char> row(item * static_cast<std::size_t>(ex));
+  std::size_t n = 0;
+  for (std::int64_t k = 0; k < ez; ++k)
+    for (std::int64_t j = 0; j < ey; ++j) {
+      const std::int64_t gj = box.lo[1] + j, gk = box.lo[2] + k;
+      in.seekg(static_cast<std::streamoff>(h.data_offset + item * static_cast<std::uint64_t>(box.lo[0] + ax * (gj + ay * gk))));
+      in.read(row.data(), static_cast<std::streamsize>(row.size()));
+      if (!in) throw InputError(fmt::format("{}: truncated (ends before row ({}, {}))", path.string(), gj, gk));
+      for (std::int64_t i = 0; i < ex; ++i, ++n) {
+        double v = 0;
+        if (h.dtype == io::DType::Float32) {
+          float f = 0;
+          std::memcpy(&f, row.data() + 4 * i, 4);
+          v = f;
+        } else {
+          std::memcpy(&v, row.data() + 8 * i, 8);
+        }
+        if (!(std::isfinite(v) && v >= 0.0)) {
+          const std::int64_t gi = box.lo[0] + i;
+          if (a == 3)
+            throw InputError(fmt::format("{}: coefficients: diagonal at cell ({}, {}, {}) is {} (must be finite and >= 0)",
+                                         path.string(), gi, gj, gk, v));
+          throw InputError(fmt::format("{}: coefficients: {} at face ({}, {}, {}) is {} (weights must be finite and >= 0)",
+                                       path.string(), kCoefficientNames[a], gi, gj, gk, v));
+        }
+        out[n] = v;
+      }
+    }
+  return out;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- construction
@@ -275,8 +434,52 @@ CellType PressureSystem::cell(PetscInt i, PetscInt j, PetscInt k) const {
   return static_cast<CellType>(ghost_cells_[static_cast<std::size_t>(box_.ghost_index(i, j, k))]);
 }
 
+CellBox PressureSystem::ghost_box() const {
+  const Box& x = box_;
+  return CellBox{{static_cast<int>(x.gxs), static_cast<int>(x.gys), static_cast<int>(x.gzs)},
+                 Dims{static_cast<int>(x.gxm), static_cast<int>(x.gym), static_cast<int>(x.gzm)}};
+}
+
+void PressureSystem::take_part(Domain&& part) {
+  ghost_cells_.resize(static_cast<std::size_t>(part.dims().size()));
+  std::transform(part.cells.vector().begin(), part.cells.vector().end(), ghost_cells_.begin(),
+                 [](CellType t) { return static_cast<std::uint8_t>(t); });
+  part_coefficients_ = std::move(part.coefficients);
+  weighted_ = part_coefficients_ != nullptr;
+}
+
+double PressureSystem::face_weight(PetscInt i, PetscInt j, PetscInt k, int f) const {
+  const Box& x = box_;
+  return part_coefficients_->weight(ghost_box().size, static_cast<int>(i - x.gxs), static_cast<int>(j - x.gys),
+                                    static_cast<int>(k - x.gzs), static_cast<Face>(f));
+}
+
+double PressureSystem::diagonal_term(PetscInt i, PetscInt j, PetscInt k) const {
+  const std::vector<double>& d = part_coefficients_->diagonal;
+  return d.empty() ? 0.0 : d[static_cast<std::size_t>(box_.ghost_index(i, j, k))];
+}
+
+// The serial rules (fluid_components, src/poisson/poisson.cpp): a fluid cell connects with a
+// fluid neighbour across a face of positive weight; it has a Dirichlet part through an air
+// neighbour (or an Open outer face) across a face of positive weight, or a positive diagonal
+// term. Unit: every face weighs 1.
+bool PressureSystem::coupled(PetscInt i, PetscInt j, PetscInt k, int f) const {
+  const auto& nb = kNeighbours[f];
+  if (cell(i + nb.di, j + nb.dj, k + nb.dk) != CellType::Fluid) return false;
+  return !weighted_ || face_weight(i, j, k, f) > 0.0;
+}
+
+bool PressureSystem::dirichlet(PetscInt i, PetscInt j, PetscInt k) const {
+  if (weighted_ && diagonal_term(i, j, k) > 0.0) return true;
+  for (int f = 0; f < 6; ++f) {
+    const auto& nb = kNeighbours[f];
+    if (cell(i + nb.di, j + nb.dj, k + nb.dk) == CellType::Air && (!weighted_ || face_weight(i, j, k, f) > 0.0))
+      return true;
+  }
+  return false;
+}
+
 PressureSystem PressureSystem::from_domain(MPI_Comm comm, const Domain& domain, const std::vector<double>& b) {
-  agree(comm, !domain.weighted(), "weighted domains (coefficients: the liquid, cutcell and density scenes) are not supported on PETSc");
   agree(comm, b.empty() || static_cast<std::int64_t>(b.size()) == domain.dims().size(),
         fmt::format("right-hand side has {} values, the grid {} has {} cells", b.size(), domain.dims().str(),
                     domain.dims().size()));
@@ -284,12 +487,8 @@ PressureSystem PressureSystem::from_domain(MPI_Comm comm, const Domain& domain, 
   s.faces_ = domain.faces;
   s.create_dm(comm, domain.dims());
   const Box& x = s.box_;
-  s.ghost_cells_.resize(static_cast<std::size_t>(x.gxm) * x.gym * x.gzm);
-  for (PetscInt k = x.gzs; k < x.gzs + x.gzm; ++k)
-    for (PetscInt j = x.gys; j < x.gys + x.gym; ++j)
-      for (PetscInt i = x.gxs; i < x.gxs + x.gxm; ++i)
-        s.ghost_cells_[static_cast<std::size_t>(x.ghost_index(i, j, k))] =
-            static_cast<std::uint8_t>(domain.cells(static_cast<int>(i), static_cast<int>(j), static_cast<int>(k)));
+  // The rank's ghosted box of the grid (a weighted domain's coefficients in the box's layout).
+  s.take_part(crop(domain, s.ghost_box()));
   std::vector<double> owned(static_cast<std::size_t>(x.owned()), 0.0);
   if (!b.empty()) {
     std::size_t n = 0;
@@ -316,13 +515,20 @@ PressureSystem PressureSystem::from_scene(MPI_Comm comm, const SceneSpec& spec, 
   MPI_Comm_size(comm, &ranks);
   MPI_Comm_free(&node);
   const double cells = static_cast<double>(spec.dims.size());
-  const double need = node_ranks * (3.0 * cells + kSystemBytesPerCell * cells / ranks);
+  // The weighted scenes (liquid, cutcell, density) also hold their coefficient arrays, whole on
+  // every rank while they are built and the ranks' parts of them in the system.
+  const bool weighted = spec.name == "liquid" || spec.name == "cutcell" || spec.name == "density";
+  const double scene_bytes = weighted ? kWeightedSceneBytesPerCell : 3.0;
+  const double system_bytes = kSystemBytesPerCell + (weighted ? kWeightedSystemBytesPerCell : 0.0);
+  const double need = node_ranks * (scene_bytes * cells + system_bytes * cells / ranks);
   const double have = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
   agree(comm, have <= 0 || need <= have,
         fmt::format("--n/--dims: a {} scene on {} rank(s) of this machine needs about {:.1f} GiB, more than its "
                     "{:.1f} GiB (each rank builds the whole scene; a system folder avoids that)",
                     spec.dims.str(), node_ranks, need / 1073741824.0, have / 1073741824.0));
-  Domain domain = make_scene(spec);  // deterministic: every rank builds the same (or throws the same)
+  // Deterministic: every rank builds the same (or throws the same); from_domain keeps the
+  // rank's ghosted box of it (crop).
+  Domain domain = make_scene(spec);
   PressureSystem s = from_domain(comm, domain, {});
   // The right-hand side: the serial random sequence, each rank keeping its own cells.
   const Box& x = s.box_;
@@ -366,9 +572,10 @@ PressureSystem PressureSystem::from_folder(MPI_Comm comm, const std::filesystem:
   agree(comm, error.empty(), error);
   Dims dims;
   std::array<FaceBoundary, 6> faces{};
+  std::optional<CoefficientFiles> coefficients;
   try {
-    if (meta.contains("coefficients"))
-      throw InputError(fmt::format("{}: weighted systems (coefficients) are not supported on PETSc", json_path.string()));
+    if (meta.contains("coefficients") && !meta["coefficients"].is_null())
+      coefficients = coefficient_files(dir, json_path, meta["coefficients"]);
     dims = dims_from_json(meta.at("dims"), json_path.string() + " dims");
     for (int f = 0; f < 6; ++f) {
       const std::string v = meta.at("faces").at(to_string(static_cast<Face>(f))).get<std::string>();
@@ -407,6 +614,37 @@ PressureSystem PressureSystem::from_folder(MPI_Comm comm, const std::filesystem:
     std::int64_t bad = 0;
     for (double v : owned) bad += !std::isfinite(v);
     if (bad > 0) throw InputError(fmt::format("{}: {} non-finite value(s)", b_path.string(), bad));
+    if (coefficients) {
+      // The ghosted box's part of each array (absent files: weights 1, no diagonal term).
+      auto part = std::make_shared<Coefficients>();
+      part->scale = coefficients->scale;
+      for (int a = 0; a < 4; ++a)
+        if (const auto& path = coefficients->paths[static_cast<std::size_t>(a)]; !path.empty())
+          (a == 0 ? part->face_x : a == 1 ? part->face_y : a == 2 ? part->face_z : part->diagonal) =
+              read_coefficient_part(path, a, dims, s.ghost_box());
+      s.part_coefficients_ = std::move(part);
+      s.weighted_ = true;
+      // Domain::set_coefficients' check, on the owned cells: a fluid cell whose faces to
+      // non-solid neighbours all weigh 0 and has no diagonal term would have a zero row.
+      for (PetscInt k = x.zs; k < x.zs + x.zm; ++k)
+        for (PetscInt j = x.ys; j < x.ys + x.ym; ++j)
+          for (PetscInt i = x.xs; i < x.xs + x.xm; ++i) {
+            if (s.cell(i, j, k) != CellType::Fluid || s.diagonal_term(i, j, k) > 0.0) continue;
+            bool open_face = false, row = false;
+            for (int f = 0; f < 6 && !row; ++f) {
+              const auto& nb = kNeighbours[f];
+              if (s.cell(i + nb.di, j + nb.dj, k + nb.dk) == CellType::Solid) continue;
+              open_face = true;
+              row = s.face_weight(i, j, k, f) > 0.0;
+            }
+            if (open_face && !row)
+              throw InputError(fmt::format(
+                  "{} (coefficients {}): coefficients: fluid cell ({}, {}, {}) has weight 0 on every face to a non-solid "
+                  "neighbour and no diagonal term, so its row of A is zero (make it solid, or give a face a positive "
+                  "weight)",
+                  json_path.string(), coefficients->names.empty() ? "scale only" : coefficients->names, i, j, k));
+          }
+    }
   } catch (const InputError& e) {
     error = e.what();
   }
@@ -453,10 +691,11 @@ void PressureSystem::label_components() {
     for (PetscInt j = x.ys; j < x.ys + x.ym; ++j)
       for (PetscInt i = x.xs; i < x.xs + x.xm; ++i) {
         if (cell(i, j, k) != CellType::Fluid) continue;
-        for (const auto& nb : kNeighbours) {
+        for (int f = 0; f < 6; ++f) {
+          const auto& nb = kNeighbours[f];
           const PetscInt a = i + nb.di, b = j + nb.dj, c = k + nb.dk;
           if (a < 0 || b < 0 || c < 0 || a >= dims_.nx || b >= dims_.ny || c >= dims_.nz) continue;
-          if (cell(a, b, c) == CellType::Fluid) unite(x.ghost_index(i, j, k), x.ghost_index(a, b, c));
+          if (coupled(i, j, k, f)) unite(x.ghost_index(i, j, k), x.ghost_index(a, b, c));
         }
       }
   std::vector<std::int64_t> set_min(ng);
@@ -524,8 +763,7 @@ void PressureSystem::finish(const std::vector<double>& owned_b) {
         if (labels_[n] < 0) continue;
         auto& e = mine[labels_[n]];
         ++e.second;
-        for (const auto& nb : kNeighbours)
-          if (cell(i + nb.di, j + nb.dj, k + nb.dk) == CellType::Air) e.first = 1;
+        if (dirichlet(i, j, k)) e.first = 1;
       }
   std::vector<std::int64_t> packed;
   for (const auto& [label, e] : mine) packed.insert(packed.end(), {label, e.first, e.second});
@@ -574,6 +812,7 @@ void PressureSystem::finish(const std::vector<double>& owned_b) {
         shell_context_->mask[n] = m;
         shell_context_->diag[n] = d;
       }
+  if (weighted_) make_weighted_rows();
   DCDM_PETSC_CALL(DMCreateLocalVector(da_, &shell_context_->local));
 
   // b (zero off fluid: those rows are identities with x = 0).
@@ -589,6 +828,44 @@ void PressureSystem::finish(const std::vector<double>& owned_b) {
     labels_.clear();
     labels_.shrink_to_fit();
   }
+  // The operators read the shell context's weighted rows from here on.
+  part_coefficients_.reset();
+}
+
+// The weighted rows of the owned cells as the serial compute_weighted makes them (the same
+// sums in the same order, so the entries are the serial ones bit for bit): diagonal = scale *
+// (the weights of the faces to non-solid neighbours, in face order, + the diagonal term);
+// coupling = scale * w across a face between two fluid cells, 0 across any other.
+void PressureSystem::make_weighted_rows() {
+  const Box& x = box_;
+  const Coefficients& co = *part_coefficients_;
+  ShellContext& c = *shell_context_;
+  const std::int64_t xm = x.xm, ym = x.ym, zm = x.zm;
+  // A fluid cell writes the couplings of its faces to fluid neighbours (a face between two
+  // owned fluid cells twice, with the same value); every other face keeps 0.
+  c.weighted_diag.assign(static_cast<std::size_t>(x.owned()), 0.0);
+  c.coupling[0].assign(static_cast<std::size_t>((xm + 1) * ym * zm), 0.0);
+  c.coupling[1].assign(static_cast<std::size_t>(xm * (ym + 1) * zm), 0.0);
+  c.coupling[2].assign(static_cast<std::size_t>(xm * ym * (zm + 1)), 0.0);
+  std::size_t n = 0;
+  for (PetscInt k = x.zs; k < x.zs + x.zm; ++k)
+    for (PetscInt j = x.ys; j < x.ys + x.ym; ++j)
+      for (PetscInt i = x.xs; i < x.xs + x.xm; ++i, ++n) {
+        if (cell(i, j, k) != CellType::Fluid) continue;
+        double sum = 0.0;
+        for (int f = 0; f < 6; ++f) {
+          const auto& nb = kNeighbours[f];
+          if (cell(i + nb.di, j + nb.dj, k + nb.dk) != CellType::Solid) sum += face_weight(i, j, k, f);
+        }
+        if (!co.diagonal.empty()) sum += diagonal_term(i, j, k);
+        c.weighted_diag[n] = co.scale * sum;
+        const std::array<std::int64_t, 6> face = face_slots(x, i, j, k);
+        for (int f = 0; f < 6; ++f) {
+          const auto& nb = kNeighbours[f];
+          if (cell(i + nb.di, j + nb.dj, k + nb.dk) == CellType::Fluid)
+            c.coupling[f / 2][static_cast<std::size_t>(face[f])] = co.scale * face_weight(i, j, k, f);
+        }
+      }
 }
 
 void PressureSystem::make_nullspace(const std::map<std::int64_t, int>& singular_slot,
@@ -653,16 +930,17 @@ Mat PressureSystem::assembled() {
           vals[0] = 1.0;
           nc = 1;
         } else {
+          const std::array<std::int64_t, 6> face = weighted_ ? face_slots(x, i, j, k) : std::array<std::int64_t, 6>{};
           for (int f = 0; f < 6; ++f) {
             if (!(m & (1u << f))) continue;
             cols[nc] = row;
             cols[nc].i += kNeighbours[f].di;
             cols[nc].j += kNeighbours[f].dj;
             cols[nc].k += kNeighbours[f].dk;
-            vals[nc++] = -1.0;
+            vals[nc++] = weighted_ ? -shell_context_->coupling[f / 2][static_cast<std::size_t>(face[f])] : -1.0;
           }
           cols[nc] = row;
-          vals[nc++] = shell_context_->diag[n];
+          vals[nc++] = weighted_ ? shell_context_->weighted_diag[n] : shell_context_->diag[n];
         }
         DCDM_PETSC_CALL(MatSetValuesStencil(assembled_, 1, &row, nc, cols, vals, INSERT_VALUES));
       }
@@ -725,6 +1003,8 @@ PressureSystem& PressureSystem::operator=(PressureSystem&& o) noexcept {
   faces_ = o.faces_;
   box_ = o.box_;
   ghost_cells_ = std::move(o.ghost_cells_);
+  part_coefficients_ = std::move(o.part_coefficients_);
+  weighted_ = o.weighted_;
   labels_ = std::move(o.labels_);
   assembled_ = std::exchange(o.assembled_, nullptr);
   shell_ = std::exchange(o.shell_, nullptr);
