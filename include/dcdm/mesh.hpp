@@ -60,6 +60,13 @@ struct VoxelisationReport {
 // Marks the cells whose centres lie inside the placed mesh (1 = inside).
 Field<std::uint8_t> voxelise_mesh(const TriangleMesh& mesh, const Dims& dims, const MeshPlacement& placement,
                                   VoxelisationReport* report = nullptr);
+// The cells of `box` (a box of the grid `dims`; InputError when it is not inside) of
+// voxelise_mesh(mesh, dims, placement), equal cell for cell: only the rays through the box's
+// columns are cast, each with its crossings along the whole line. Memory and time scale with
+// the box and the mesh. The report's counts (inside cells, abstaining rays, disagreeing cells)
+// are those of the box's cells and rays.
+Field<std::uint8_t> voxelise_mesh_part(const TriangleMesh& mesh, const Dims& dims, const CellBox& box,
+                                       const MeshPlacement& placement, VoxelisationReport* report = nullptr);
 
 // The mesh after placement (vertices in grid cell units), for inspection and tests.
 TriangleMesh place_mesh(const TriangleMesh& mesh, const MeshPlacement& placement);

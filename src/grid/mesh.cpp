@@ -246,13 +246,16 @@ inline double edge_function(P2 a, P2 b, P2 p) {
 // covering fan lies in exactly one triangle.
 inline bool owns(P2 a, P2 b) { return (b.v - a.v) > 0 || ((b.v - a.v) == 0 && (b.u - a.u) < 0); }
 
-// Parity of crossings along one axis: each ray (one per column of cell centres) records the
-// depths at which it crosses the surface.
-void cast_rays(const TriangleMesh& m, const Dims& dims, int axis, std::vector<std::uint8_t>& inside_votes,
+// Parity of crossings along one axis for the cells of `box`: each ray (one per column of cell
+// centres through the box) records the depths at which it crosses the surface along its whole
+// line, so a cell's parity is that of the whole grid's ray through it.
+void cast_rays(const TriangleMesh& m, const CellBox& box, int axis, std::vector<std::uint8_t>& inside_votes,
                std::vector<std::uint8_t>& voters, std::int64_t& abstaining) {
-  const int n[3] = {dims.nx, dims.ny, dims.nz};
+  const Dims& s = box.size;
+  const int n[3] = {s.nx, s.ny, s.nz};
   const int au = (axis + 1) % 3, av = (axis + 2) % 3;
   const int nu = n[au], nv = n[av], nt = n[axis];
+  const int lu = box.lo[au], lv = box.lo[av], lt = box.lo[axis];  // the box's first column and depth
   std::vector<std::vector<double>> hits(static_cast<std::size_t>(nu) * nv);
   for (const auto& tri : m.triangles) {
     const auto& A = m.vertices[tri[0]];
@@ -267,13 +270,13 @@ void cast_rays(const TriangleMesh& m, const Dims& dims, int axis, std::vector<st
       std::swap(db, dc);
       area = -area;
     }
-    // Ray columns whose centre (iu + 0.5, iv + 0.5) can fall in the triangle.
+    // Ray columns of the box whose centre (iu + 0.5, iv + 0.5) can fall in the triangle.
     const double umin = std::min({a.u, b.u, c.u}), umax = std::max({a.u, b.u, c.u});
     const double vmin = std::min({a.v, b.v, c.v}), vmax = std::max({a.v, b.v, c.v});
-    const int iu0 = std::max(0, static_cast<int>(std::ceil(umin - 0.5)));
-    const int iu1 = std::min(nu - 1, static_cast<int>(std::floor(umax - 0.5)));
-    const int iv0 = std::max(0, static_cast<int>(std::ceil(vmin - 0.5)));
-    const int iv1 = std::min(nv - 1, static_cast<int>(std::floor(vmax - 0.5)));
+    const int iu0 = std::max(lu, static_cast<int>(std::ceil(umin - 0.5)));
+    const int iu1 = std::min(lu + nu - 1, static_cast<int>(std::floor(umax - 0.5)));
+    const int iv0 = std::max(lv, static_cast<int>(std::ceil(vmin - 0.5)));
+    const int iv1 = std::min(lv + nv - 1, static_cast<int>(std::floor(vmax - 0.5)));
     const bool own_ab = owns(a, b), own_bc = owns(b, c), own_ca = owns(c, a);
     for (int iv = iv0; iv <= iv1; ++iv)
       for (int iu = iu0; iu <= iu1; ++iu) {
@@ -285,10 +288,10 @@ void cast_rays(const TriangleMesh& m, const Dims& dims, int axis, std::vector<st
                         (wb > 0 || (wb == 0 && own_ca));
         if (!in) continue;
         const double depth = (wa * da + wb * db + wc * dc) / (wa + wb + wc);
-        hits[static_cast<std::size_t>(iv) * nu + iu].push_back(depth);
+        hits[static_cast<std::size_t>(iv - lv) * nu + (iu - lu)].push_back(depth);
       }
   }
-  const std::int64_t stride[3] = {1, dims.nx, std::int64_t(dims.nx) * dims.ny};
+  const std::int64_t stride[3] = {1, s.nx, std::int64_t(s.nx) * s.ny};
   std::int64_t odd = 0;
 #pragma omp parallel for schedule(dynamic, 16) reduction(+ : odd)
   for (std::int64_t r = 0; r < std::int64_t(nu) * nv; ++r) {
@@ -302,7 +305,7 @@ void cast_rays(const TriangleMesh& m, const Dims& dims, int axis, std::vector<st
     const std::int64_t base = iu * stride[au] + iv * stride[av];
     std::size_t next = 0;
     for (int t = 0; t < nt; ++t) {
-      const double centre = t + 0.5;
+      const double centre = lt + t + 0.5;
       while (next < h.size() && h[next] < centre) ++next;
       const std::int64_t cell = base + t * stride[axis];
       voters[cell] += 1;
@@ -314,18 +317,21 @@ void cast_rays(const TriangleMesh& m, const Dims& dims, int axis, std::vector<st
 
 }  // namespace
 
-Field<std::uint8_t> voxelise_mesh(const TriangleMesh& mesh, const Dims& dims, const MeshPlacement& placement,
-                                  VoxelisationReport* report) {
+Field<std::uint8_t> voxelise_mesh_part(const TriangleMesh& mesh, const Dims& dims, const CellBox& box,
+                                       const MeshPlacement& placement, VoxelisationReport* report) {
+  if (!box.inside(dims))
+    throw InputError(fmt::format("voxelise_mesh: box {} at ({}, {}, {}) is not inside the {} grid", box.size.str(),
+                                 box.lo[0], box.lo[1], box.lo[2], dims.str()));
   const TriangleMesh placed = place_mesh(mesh, placement);
   for (const auto& t : placed.triangles)
     for (auto v : t)
       if (v < 0 || v >= static_cast<std::int32_t>(placed.vertices.size()))
         throw InputError(fmt::format("mesh triangle refers to vertex {} of {}", v, placed.vertices.size()));
-  const auto n = static_cast<std::size_t>(dims.size());
+  const auto n = static_cast<std::size_t>(box.cells());
   std::vector<std::uint8_t> inside_votes(n, 0), voters(n, 0);
   std::int64_t abstaining = 0;
-  for (int axis = 0; axis < 3; ++axis) cast_rays(placed, dims, axis, inside_votes, voters, abstaining);
-  Field<std::uint8_t> inside(dims, 0);
+  for (int axis = 0; axis < 3; ++axis) cast_rays(placed, box, axis, inside_votes, voters, abstaining);
+  Field<std::uint8_t> inside(box.size, 0);
   std::int64_t count = 0, disagree = 0;
   for (std::size_t c = 0; c < n; ++c) {
     inside[c] = 2 * inside_votes[c] > voters[c] ? 1 : 0;
@@ -342,6 +348,11 @@ Field<std::uint8_t> voxelise_mesh(const TriangleMesh& mesh, const Dims& dims, co
         "crossing count abstain";
   }
   return inside;
+}
+
+Field<std::uint8_t> voxelise_mesh(const TriangleMesh& mesh, const Dims& dims, const MeshPlacement& placement,
+                                  VoxelisationReport* report) {
+  return voxelise_mesh_part(mesh, dims, CellBox{{0, 0, 0}, dims}, placement, report);
 }
 
 // ---------------------------------------------------------------- simple meshes
