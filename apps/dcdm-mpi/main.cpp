@@ -35,7 +35,9 @@ constexpr const char* kUsage =
     "usage: dcdm-mpi solve (--scene NAME [--n N | --dims NX,NY,NZ] [--seed S] [--param NAME=VALUE]... | --system DIR)\n"
     "                      [--method M] [--rtol R] [--max-iterations N] [--operator assembled|shell]\n"
     "                      [--json FILE] [PETSc options]\n"
-    "  --scene NAME      built-in scene (box, sphere, obstacles, bunny, pool, plume, ...)\n"
+    "  --scene NAME      built-in scene (box, sphere, obstacles, bunny, pool, plume, ...; the\n"
+    "                    weighted liquid, cutcell and density need a PETSc PC: jacobi, gamg,\n"
+    "                    hypre, mg with -pc_mg_galerkin; not --method)\n"
     "  --n N             grid N^3 (default 64); --dims NX,NY,NZ for other shapes\n"
     "  --seed S          seed of the scene and of its random right-hand side (as dcdm solve)\n"
     "  --param K=V       scene parameter (repeatable)\n"
@@ -48,6 +50,7 @@ constexpr const char* kUsage =
     "                    settings of dcdm solve --method mgpcg:SETTINGS);\n"
     "                    dcdm-relax[:MODEL]: DCDM (k = 1) with the learned V-cycle (-ksp_type dcdm\n"
     "                    -ksp_dcdm_k 1 -pc_type dcdm_mg -pc_dcdm_mg_model MODEL, default relaxnet);\n"
+    "                    both unit-coefficient systems only (exit 2 on a weighted one);\n"
     "                    petsc (default): the KSP and PC the PETSc options choose\n"
     "  --rtol R          relative tolerance on ||b - Ax|| (default 1e-6; as -ksp_rtol)\n"
     "  --max-iterations N  iteration limit (as -ksp_max_it)\n"
@@ -244,6 +247,7 @@ int run(const Args& a, MPI_Comm comm, int rank, int size) {
   system_info["solid"] = sys.solid;
   system_info["components"] = sys.components;
   system_info["singular_components"] = sys.singular_components;
+  system_info["weighted"] = sys.weighted();
   system_info["ranks"] = size;
   system_info["operator"] = a.op;
 

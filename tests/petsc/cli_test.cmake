@@ -1,6 +1,7 @@
 # dcdm-mpi end to end (cmake -P): the distributed solve agrees with the serial tool on the
-# same scene (iteration counts of Jacobi-PCG, the system's cell counts), a system folder
-# gives the scene's result, and bad input exits 2 on every rank with the message once.
+# same scene (iteration counts of Jacobi-PCG, the system's cell counts), unit and weighted,
+# a system folder gives the scene's result, and bad input exits 2 on every rank with the
+# message once.
 # Inputs: MPIEXEC, DCDM_MPI, DCDM (the serial tool), WORK_DIR, PYTHON.
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR})
@@ -98,6 +99,60 @@ if(NOT converged)
   message(FATAL_ERROR "KSPDCDM + PCMG on the system folder did not converge")
 endif()
 
+# 2b. Weighted systems. Jacobi-PCG on 3 ranks against the serial tool on the density scene
+#     (face weights 1/rho): the same cells, b and iterations. Then a cutcell folder (face_*.npy)
+#     and a liquid folder (diagonal.npy) on 2 ranks against their scenes on 1 rank.
+set(wscene --scene density --dims 19,17,15 --seed 2)
+run_mpi(3 0 out err solve ${wscene} --json ${WORK_DIR}/wcg.json -ksp_type cg -pc_type jacobi -ksp_rtol 1e-8)
+execute_process(COMMAND ${DCDM} solve ${wscene} --method jacobi --rtol 1e-8 --json ${WORK_DIR}/wserial.json
+                RESULT_VARIABLE rc OUTPUT_QUIET ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "dcdm solve ${wscene} failed (${rc}): ${err}")
+endif()
+json_get(${WORK_DIR}/wcg.json system.weighted weighted)
+if(NOT weighted)
+  message(FATAL_ERROR "dcdm-mpi ${wscene}: the system is not weighted")
+endif()
+foreach(key system.fluid system.air system.solid system.singular_components iterations rhs_norm)
+  json_get(${WORK_DIR}/wcg.json ${key} mpi_value)
+  json_get(${WORK_DIR}/wserial.json ${key} serial_value)
+  execute_process(COMMAND ${PYTHON} -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); sys.exit(abs(a-b)>max(1e-12*abs(b), 1 if sys.argv[3]=='iterations' else 0))"
+                  ${mpi_value} ${serial_value} ${key} RESULT_VARIABLE differ)
+  if(differ)
+    message(FATAL_ERROR "weighted ${key}: dcdm-mpi ${mpi_value}, dcdm solve ${serial_value}")
+  endif()
+endforeach()
+foreach(wname cutcell liquid)
+  execute_process(COMMAND ${DCDM} export --scene ${wname} --n 17 --seed 1 --out ${WORK_DIR}/sys-${wname}
+                  RESULT_VARIABLE rc OUTPUT_QUIET ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "dcdm export --scene ${wname} failed (${rc}): ${err}")
+  endif()
+  run_mpi(2 0 out err solve --system ${WORK_DIR}/sys-${wname} --json ${WORK_DIR}/w-${wname}-folder.json
+          -ksp_type dcdm -pc_type gamg -ksp_rtol 1e-8)
+  run_mpi(1 0 out err solve --scene ${wname} --n 17 --seed 1 --json ${WORK_DIR}/w-${wname}-scene.json
+          -ksp_type dcdm -pc_type gamg -ksp_rtol 1e-8)
+  foreach(key system.fluid system.singular_components rhs_norm)
+    json_get(${WORK_DIR}/w-${wname}-folder.json ${key} a)
+    json_get(${WORK_DIR}/w-${wname}-scene.json ${key} b)
+    execute_process(COMMAND ${PYTHON} -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); sys.exit(abs(a-b)>1e-12*abs(b))"
+                    ${a} ${b} RESULT_VARIABLE differ)
+    if(differ)
+      message(FATAL_ERROR "${wname} ${key}: --system on 2 ranks ${a}, --scene on 1 rank ${b}")
+    endif()
+  endforeach()
+endforeach()
+# The unit-coefficient V-cycle refuses a weighted system on every rank.
+expect_bad_input(2 "weighted.*gamg" solve --scene liquid --n 12 --method mgpcg)
+expect_bad_input(3 "weighted.*gamg" solve --system ${WORK_DIR}/sys-cutcell --method dcdm-relax)
+# A truncated coefficient file: only the ranks whose part is missing find it; all exit 2.
+file(MAKE_DIRECTORY ${WORK_DIR}/wtruncated)
+file(COPY ${WORK_DIR}/sys-cutcell/system.json ${WORK_DIR}/sys-cutcell/b.npy ${WORK_DIR}/sys-cutcell/flags.npy
+     ${WORK_DIR}/sys-cutcell/face_x.npy ${WORK_DIR}/sys-cutcell/face_y.npy DESTINATION ${WORK_DIR}/wtruncated)
+execute_process(COMMAND ${PYTHON} -c "import sys; d=open(sys.argv[1],'rb').read(); open(sys.argv[2],'wb').write(d[:len(d)*2//3])"
+                ${WORK_DIR}/sys-cutcell/face_z.npy ${WORK_DIR}/wtruncated/face_z.npy)
+expect_bad_input(3 "face_z.npy" solve --system ${WORK_DIR}/wtruncated -pc_type gamg)
+
 # 3. Not converged: exit 3, the report says why.
 run_mpi(2 3 out err solve --scene obstacles --n 17 --json ${WORK_DIR}/its.json -pc_type jacobi -ksp_max_it 3)
 json_get(${WORK_DIR}/its.json reason reason)
@@ -114,7 +169,6 @@ expect_bad_input(2 "--operator" solve --scene box --n 8 --operator dense)
 expect_bad_input(2 "unknown option '--bogus'" solve --scene box --n 8 --bogus)
 expect_bad_input(2 "nowhere" solve --system ${WORK_DIR}/nowhere)
 expect_bad_input(2 "scene" solve --scene teapot --n 8)
-expect_bad_input(2 "weighted domains" solve --scene liquid --n 12)
 expect_bad_input(2 "--n/--dims: a 1200x1200x1200 scene" solve --scene box --dims 1200,1200,1200)
 # A truncated flags.npy: only the ranks whose part is missing find it; all exit 2.
 file(MAKE_DIRECTORY ${WORK_DIR}/truncated)
