@@ -220,36 +220,178 @@ Params resolve_parameters(const SceneSpec& spec) {
   return p;
 }
 
-// Box with walls, top open or not.
-Domain walled_box(const Dims& d, bool open_top) {
-  Domain dom(d, CellType::Fluid);
+// The cells a build covers: a box of the grid, stored from its first cell (x fastest). Each
+// cell's and face's value is computed from the scene's global geometry at its global indices
+// alone, so a region's values equal the whole grid's there; rules that look at neighbours see
+// the right ones in the region's interior (one cell in from the sides the grid cuts).
+struct Region {
+  Dims grid;
+  CellBox box;
+
+  const Dims& size() const { return box.size; }
+  bool whole() const { return box.lo == std::array<int, 3>{0, 0, 0} && box.size == grid; }
+  // Whether side f (Face order) lies inside the grid rather than on its boundary.
+  bool cut_side(int f) const {
+    const int axis = f / 2, n[3] = {grid.nx, grid.ny, grid.nz}, s[3] = {box.size.nx, box.size.ny, box.size.nz};
+    return f % 2 == 0 ? box.lo[axis] > 0 : box.lo[axis] + s[axis] < n[axis];
+  }
+};
+
+// `box` grown by `margin` cells on every side, clipped to the grid.
+CellBox grown(const CellBox& box, int margin, const Dims& grid) {
+  const int n[3] = {grid.nx, grid.ny, grid.nz}, s[3] = {box.size.nx, box.size.ny, box.size.nz};
+  CellBox out;
+  int size[3];
+  for (int a = 0; a < 3; ++a) {
+    out.lo[a] = std::max(0, box.lo[a] - margin);
+    size[a] = std::min(n[a], box.lo[a] + s[a] + margin) - out.lo[a];
+  }
+  out.size = Dims{size[0], size[1], size[2]};
+  return out;
+}
+
+bool in_box(const CellBox& b, int i, int j, int k) {
+  return i >= b.lo[0] && j >= b.lo[1] && k >= b.lo[2] && i < b.lo[0] + b.size.nx && j < b.lo[1] + b.size.ny &&
+         k < b.lo[2] + b.size.nz;
+}
+
+// Whether face (i, j, k) of the MAC array along `axis` (global indices) is one of the box's
+// own faces (crop's layout: both sides of the box along the axis included).
+bool box_has_face(const CellBox& b, int axis, int i, int j, int k) {
+  const int g[3] = {i, j, k}, s[3] = {b.size.nx, b.size.ny, b.size.nz};
+  for (int a = 0; a < 3; ++a)
+    if (g[a] < b.lo[a] || g[a] >= b.lo[a] + s[a] + (a == axis)) return false;
+  return true;
+}
+
+// Inclusive index ranges along x, y and z, for searches over cells or face nodes.
+struct IndexBox {
+  std::array<int, 3> lo, hi;
+};
+
+// The indices i (cell or node i spans [i, i+1] along the axis) within `pad` of the coordinates
+// [from, to] along each axis, clipped to [0, top].
+IndexBox index_box(std::array<double, 3> from, std::array<double, 3> to, int pad, std::array<int, 3> top) {
+  IndexBox b;
+  for (int a = 0; a < 3; ++a) {
+    // Clamped before the conversion so that no coordinate overflows an int.
+    const double lo = std::clamp(std::floor(from[a]), -1.0, double(top[a]) + 1);
+    const double hi = std::clamp(std::floor(to[a]), -1.0, double(top[a]) + 1);
+    b.lo[a] = std::max(0, static_cast<int>(lo) - pad);
+    b.hi[a] = std::min(top[a], static_cast<int>(hi) + pad);
+  }
+  return b;
+}
+
+// Whether f(i, j, k) holds for some index of the boxes, visited in order, stopping at the first.
+template <class F>
+bool any_index(const std::vector<IndexBox>& boxes, F f) {
+  for (const auto& b : boxes)
+    for (int k = b.lo[2]; k <= b.hi[2]; ++k)
+      for (int j = b.lo[1]; j <= b.hi[1]; ++j)
+        for (int i = b.lo[0]; i <= b.hi[0]; ++i)
+          if (f(i, j, k)) return true;
+  return false;
+}
+
+// The region's domain filled with `fill`, walls on every side of the grid but an open top
+// when `open_top`.
+Domain region_domain(const Region& r, CellType fill, bool open_top) {
+  Domain dom(r.size(), fill);
   if (open_top) dom.set_face(Face::ZMax, FaceBoundary::Open);
   return dom;
 }
 
-// Calls f(i, j, k, x, y, z) for every cell, with the cell-centre coordinates in cell units.
+// Attaches co (the region's coefficients, in its own layout) as the whole grid's
+// Domain::set_coefficients would: checked, every fluid row non-zero, and dropped when the
+// whole scene's coefficients are unit. That last test is global: a region whose own values
+// are unit asks whole_is_weighted() (a search of the rest of the grid for a weight that is not
+// 1). The row check of a region's cells on the sides the grid cuts runs with those sides open,
+// so that a cell whose only flow goes out of the region is not refused for want of it (those
+// cells are cropped away; the part's cells see their real neighbours).
 template <class F>
-void for_each_cell(const Dims& d, F f) {
-  for (int k = 0; k < d.nz; ++k)
-    for (int j = 0; j < d.ny; ++j)
-      for (int i = 0; i < d.nx; ++i) f(i, j, k, i + 0.5, j + 0.5, k + 0.5);
+void attach_coefficients(Domain& dom, const Region& region, Coefficients co, F whole_is_weighted) {
+  if (region.whole()) {
+    dom.set_coefficients(std::move(co));
+    return;
+  }
+  if (co.unit()) {
+    // Unit weights leave no fluid row empty that has a non-solid neighbour: nothing to check
+    // beyond the values.
+    co.check(dom.dims());
+    if (whole_is_weighted()) dom.coefficients = std::make_shared<const Coefficients>(std::move(co));
+    return;
+  }
+  const auto faces = dom.faces;
+  for (int f = 0; f < 6; ++f)
+    if (region.cut_side(f)) dom.faces[f] = FaceBoundary::Open;
+  dom.set_coefficients(std::move(co));
+  dom.faces = faces;
 }
 
-void solid_sphere(Domain& dom, double cx, double cy, double cz, double r) {
-  for_each_cell(dom.dims(), [&](int i, int j, int k, double x, double y, double z) {
-    if ((x - cx) * (x - cx) + (y - cy) * (y - cy) + (z - cz) * (z - cz) < r * r) dom.cells(i, j, k) = CellType::Solid;
+// Calls f(n, x, y, z) for every cell of the region: its index in the region and its centre in
+// the grid's cell units.
+template <class F>
+void for_each_cell(const Region& r, F f) {
+  const auto [x0, y0, z0] = r.box.lo;
+  const Dims& s = r.size();
+  for (int k = 0; k < s.nz; ++k)
+    for (int j = 0; j < s.ny; ++j)
+      for (int i = 0; i < s.nx; ++i) f(s.index(i, j, k), x0 + i + 0.5, y0 + j + 0.5, z0 + k + 0.5);
+}
+
+void solid_sphere(Domain& dom, const Region& r, double cx, double cy, double cz, double rad) {
+  for_each_cell(r, [&](std::int64_t n, double x, double y, double z) {
+    if ((x - cx) * (x - cx) + (y - cy) * (y - cy) + (z - cz) * (z - cz) < rad * rad) dom.cells[n] = CellType::Solid;
   });
 }
 
-void solid_box(Domain& dom, std::array<double, 3> lo, std::array<double, 3> hi) {
-  for_each_cell(dom.dims(), [&](int i, int j, int k, double x, double y, double z) {
-    if (x > lo[0] && x < hi[0] && y > lo[1] && y < hi[1] && z > lo[2] && z < hi[2])
-      dom.cells(i, j, k) = CellType::Solid;
+void solid_box(Domain& dom, const Region& r, std::array<double, 3> lo, std::array<double, 3> hi) {
+  for_each_cell(r, [&](std::int64_t n, double x, double y, double z) {
+    if (x > lo[0] && x < hi[0] && y > lo[1] && y < hi[1] && z > lo[2] && z < hi[2]) dom.cells[n] = CellType::Solid;
   });
 }
 
-Domain mesh_scene(const SceneSpec& spec, const Params& p, const TriangleMesh& mesh, nlohmann::json& info) {
-  const Dims d = spec.dims;
+Domain obstacles_scene(const Region& region, const Params& p, Random& rng, nlohmann::json& info) {
+  const Dims d = region.grid;
+  const double L = std::min({d.nx, d.ny, d.nz});
+  Domain dom = region_domain(region, CellType::Fluid, p.flag("open_top"));
+  const double count = p["count"];
+  if (!(count >= 0 && count <= 1000 && count == std::floor(count)))
+    throw InputError(fmt::format("--param count={:g}: must be a whole number in [0, 1000]", count));
+  const double smin = p.fraction("min_size", 0.0, 0.5) * L, smax = p.fraction("max_size", 0.0, 0.5) * L;
+  if (smin > smax) throw InputError("--param min_size must not exceed max_size");
+  // Every obstacle is drawn (in one order, whatever the region) before any is rasterised.
+  struct Obstacle {
+    bool sphere;
+    std::array<double, 3> lo, hi;  // the box, or the sphere's centre in lo and radius in hi[0]
+  };
+  std::vector<Obstacle> obstacles;
+  nlohmann::json shapes = nlohmann::json::array();
+  for (int o = 0; o < static_cast<int>(count); ++o) {
+    const double s = rng.uniform(smin, smax);
+    // Keep the top fifth free so that the open face stays reachable from most of the fluid.
+    const double cx = rng.uniform(0.1, 0.9) * d.nx, cy = rng.uniform(0.1, 0.9) * d.ny;
+    const double cz = rng.uniform(0.1, 0.75) * d.nz;
+    if (rng.uniform(0, 1) < 0.5) {
+      obstacles.push_back({true, {cx, cy, cz}, {s, 0, 0}});
+      shapes.push_back({{"shape", "sphere"}, {"centre", {cx, cy, cz}}, {"radius", s}});
+    } else {
+      const double hx = s * rng.uniform(0.5, 1.2), hy = s * rng.uniform(0.5, 1.2), hz = s * rng.uniform(0.5, 1.2);
+      obstacles.push_back({false, {cx - hx, cy - hy, cz - hz}, {cx + hx, cy + hy, cz + hz}});
+      shapes.push_back({{"shape", "box"}, {"min", {cx - hx, cy - hy, cz - hz}}, {"max", {cx + hx, cy + hy, cz + hz}}});
+    }
+  }
+  for (const auto& o : obstacles) {
+    if (o.sphere) solid_sphere(dom, region, o.lo[0], o.lo[1], o.lo[2], o.hi[0]);
+    else solid_box(dom, region, o.lo, o.hi);
+  }
+  info["obstacles"] = shapes;
+  return dom;
+}
+
+Domain mesh_scene(const Region& region, const Params& p, const TriangleMesh& mesh, nlohmann::json& info) {
+  const Dims d = region.grid;
   const double L = std::min({d.nx, d.ny, d.nz});
   const double size = p.fraction("scale", 0.01, 1.0) * L;
   const double cx = p.fraction("cx", 0.0, 1.0) * d.nx, cy = p.fraction("cy", 0.0, 1.0) * d.ny;
@@ -262,9 +404,9 @@ Domain mesh_scene(const SceneSpec& spec, const Params& p, const TriangleMesh& me
   pl.up_axis = static_cast<int>(up);
   pl.rest_on_floor = true;
   VoxelisationReport report;
-  Field<std::uint8_t> inside = voxelise_mesh(mesh, d, pl, &report);
-  Domain dom = walled_box(d, p.flag("open_top"));
-  for (std::int64_t c = 0; c < d.size(); ++c)
+  Field<std::uint8_t> inside = voxelise_mesh_part(mesh, d, region.box, pl, &report);
+  Domain dom = region_domain(region, CellType::Fluid, p.flag("open_top"));
+  for (std::int64_t c = 0; c < region.size().size(); ++c)
     if (inside[c]) dom.cells[c] = CellType::Solid;
   const auto& t = report.topology;
   info["mesh"] = {{"vertices", t.vertices},
@@ -287,8 +429,8 @@ Domain mesh_scene(const SceneSpec& spec, const Params& p, const TriangleMesh& me
   return dom;
 }
 
-Domain pool_scene(const SceneSpec& spec, const Params& p, Random& rng) {
-  const Dims d = spec.dims;
+Domain pool_scene(const Region& region, const Params& p, Random& rng) {
+  const Dims d = region.grid;
   const double L = std::min({d.nx, d.ny, d.nz});
   const double depth = p.fraction("depth", 0.0, 1.0) * d.nz;
   const double amplitude = p.fraction("amplitude", 0.0, 0.5) * d.nz;
@@ -298,29 +440,28 @@ Domain pool_scene(const SceneSpec& spec, const Params& p, Random& rng) {
     throw InputError(fmt::format("--param waves={:g}: must lie in [0, {:g}] at this grid size", waves, max_waves));
   const double phase = rng.uniform(0, 2 * std::numbers::pi);
   const double angle = rng.uniform(0.15, 0.6);  // wave direction, off the axes
-  Domain dom(d, CellType::Air);
-  dom.set_face(Face::ZMax, FaceBoundary::Open);
-  for_each_cell(d, [&](int i, int j, int k, double x, double y, double z) {
+  Domain dom = region_domain(region, CellType::Air, true);
+  for_each_cell(region, [&](std::int64_t n, double x, double y, double z) {
     const double s = (x / d.nx) * std::cos(angle) + (y / d.ny) * std::sin(angle);
     const double surface = depth + amplitude * std::sin(2 * std::numbers::pi * waves * s + phase);
-    if (z < surface) dom.cells(i, j, k) = CellType::Fluid;
+    if (z < surface) dom.cells[n] = CellType::Fluid;
   });
   if (p.flag("drop")) {
     const double r = p.fraction("drop_radius", 0.0, 0.5) * L;
     const double cx = rng.uniform(0.3, 0.7) * d.nx, cy = rng.uniform(0.3, 0.7) * d.ny;
     const double cz = std::min(d.nz - r - 1.0, depth + amplitude + 2.0 * r + 1.0);
-    for_each_cell(d, [&](int i, int j, int k, double x, double y, double z) {
-      if ((x - cx) * (x - cx) + (y - cy) * (y - cy) + (z - cz) * (z - cz) < r * r) dom.cells(i, j, k) = CellType::Fluid;
+    for_each_cell(region, [&](std::int64_t n, double x, double y, double z) {
+      if ((x - cx) * (x - cx) + (y - cy) * (y - cy) + (z - cz) * (z - cz) < r * r) dom.cells[n] = CellType::Fluid;
     });
   }
   if (p.flag("pillar")) {
     const double half = 0.08 * L;
     const double cx = 0.3 * d.nx, cy = 0.6 * d.ny;
-    solid_box(dom, {cx - half, cy - half, -1.0}, {cx + half, cy + half, std::min<double>(d.nz, depth + amplitude + 0.15 * d.nz)});
+    solid_box(dom, region, {cx - half, cy - half, -1.0},
+              {cx + half, cy + half, std::min<double>(d.nz, depth + amplitude + 0.15 * d.nz)});
   }
   return dom;
 }
-
 
 // ---- Weighted scenes: liquid (ghost fluid), cutcell (Batty et al. 2007), density ----------------
 // Geometry is in cell units: cell (i, j, k) spans [i, i+1] x [j, j+1] x [k, k+1], its centre
@@ -381,61 +522,103 @@ LiquidLevelSet liquid_level_set_of(const Dims& d, const Params& p) {
   return ls;
 }
 
-Domain liquid_scene(const SceneSpec& spec, const Params& p, nlohmann::json& info) {
-  const Dims d = spec.dims;
+// Ghost fluid (Gibou et al. 2002, Enright et al. 2003): p = 0 on the surface phi = 0, which
+// crosses the segment between the liquid cell's centre and the air cell's centre at the
+// fraction theta = phi_c / (phi_c - phi_n) from the liquid side; the face then couples with
+// weight w / theta = w + w (1/theta - 1), the second part on the diagonal. Face weights are
+// 1 here. Beyond the open top the level set is evaluated at the ghost cell's centre; where
+// it is liquid there (phi_n < 0), the boundary value sits at that centre (theta = 1).
+struct GhostFluid {
+  const LiquidLevelSet& ls;
+  const Dims& grid;
+  const std::array<FaceBoundary, 6>& faces;
+  double theta_min;
+
+  struct Count {
+    std::int64_t surface_faces = 0, clamped = 0;
+    double smallest = 1.0;
+  };
+  bool liquid(int i, int j, int k) const { return ls(i + 0.5, j + 0.5, k + 0.5) < 0; }
+  // The diagonal term of cell (i, j, k), a liquid cell (global indices); its surface faces
+  // counted into `count`.
+  double term(int i, int j, int k, Count& count) const {
+    static constexpr int di[6] = {-1, 1, 0, 0, 0, 0}, dj[6] = {0, 0, -1, 1, 0, 0}, dk[6] = {0, 0, 0, 0, -1, 1};
+    const double phi_c = ls(i + 0.5, j + 0.5, k + 0.5);
+    double term = 0.0;
+    for (int f = 0; f < 6; ++f) {
+      const int a = i + di[f], b = j + dj[f], e = k + dk[f];
+      const bool air = grid.contains(a, b, e) ? !liquid(a, b, e) : faces[f] == FaceBoundary::Open;
+      if (!air) continue;
+      const double phi_n = ls(a + 0.5, b + 0.5, e + 0.5);
+      double theta = phi_n >= 0 ? phi_c / (phi_c - phi_n) : 1.0;
+      ++count.surface_faces;
+      if (theta < theta_min) {
+        theta = theta_min;
+        ++count.clamped;
+      }
+      theta = std::min(theta, 1.0);
+      count.smallest = std::min(count.smallest, theta);
+      term += 1.0 / theta - 1.0;  // times the face weight, 1
+    }
+    return term;
+  }
+  // Whether some liquid cell of the grid has a non-zero term. Such a cell has a neighbour of
+  // the other sign (or the open top above it), so one of the level set's parts changes sign
+  // between the two: the search visits the top layer and the cells near each part's surface
+  // (the pool's plane, the drop's bounding box, the column's two sides), not the whole grid.
+  bool any_term() const {
+    if (theta_min >= 1.0) return false;  // every theta is clamped to 1
+    const std::array<int, 3> top{grid.nx - 1, grid.ny - 1, grid.nz - 1};
+    const double inf = std::numeric_limits<double>::infinity();
+    std::vector<IndexBox> boxes;
+    boxes.push_back(index_box({0, 0, double(grid.nz)}, {inf, inf, double(grid.nz)}, 1, top));
+    if (ls.pool) boxes.push_back(index_box({0, 0, ls.depth}, {inf, inf, ls.depth}, 2, top));
+    if (ls.column) {
+      boxes.push_back(index_box({ls.column_width, 0, 0}, {ls.column_width, inf, ls.column_height}, 2, top));
+      boxes.push_back(index_box({0, 0, ls.column_height}, {ls.column_width, inf, ls.column_height}, 2, top));
+    }
+    if (ls.drop) {
+      const auto& s = ls.sphere;
+      boxes.push_back(index_box({s[0] - s[3], s[1] - s[3], s[2] - s[3]}, {s[0] + s[3], s[1] + s[3], s[2] + s[3]}, 2, top));
+    }
+    Count unused;
+    return any_index(boxes, [&](int i, int j, int k) { return liquid(i, j, k) && term(i, j, k, unused) > 0.0; });
+  }
+};
+
+Domain liquid_scene(const Region& region, const Params& p, const CellBox& part, nlohmann::json& info) {
+  const Dims d = region.grid;
   const LiquidLevelSet ls = liquid_level_set_of(d, p);
   const double theta_min = p["theta_min"];
   if (!(theta_min > 0 && theta_min <= 1))
     throw InputError(fmt::format("--param theta_min={:g}: must lie in (0, 1] for scene liquid", theta_min));
   const double scale = scale_from_dx(p);
 
-  Domain dom(d, CellType::Air);
-  dom.set_face(Face::ZMax, FaceBoundary::Open);
-  const int nx = d.nx, ny = d.ny, nz = d.nz;
-#pragma omp parallel for schedule(static)
-  for (int k = 0; k < nz; ++k)
-    for (int j = 0; j < ny; ++j)
-      for (int i = 0; i < nx; ++i)
-        if (ls(i + 0.5, j + 0.5, k + 0.5) < 0) dom.cells(i, j, k) = CellType::Fluid;
-
-  // Ghost fluid (Gibou et al. 2002, Enright et al. 2003): p = 0 on the surface phi = 0, which
-  // crosses the segment between the liquid cell's centre and the air cell's centre at the
-  // fraction theta = phi_c / (phi_c - phi_n) from the liquid side; the face then couples with
-  // weight w / theta = w + w (1/theta - 1), the second part on the diagonal. Face weights are
-  // 1 here. Beyond the open top the level set is evaluated at the ghost cell's centre; where
-  // it is liquid there (phi_n < 0), the boundary value sits at that centre (theta = 1).
+  Domain dom = region_domain(region, CellType::Air, true);
+  const GhostFluid ghost{ls, d, dom.faces, theta_min};
+  const Dims s = region.size();
+  const auto [x0, y0, z0] = region.box.lo;
   Coefficients c;
   c.scale = scale;
-  c.diagonal.assign(static_cast<std::size_t>(d.size()), 0.0);
-  static constexpr int di[6] = {-1, 1, 0, 0, 0, 0}, dj[6] = {0, 0, -1, 1, 0, 0}, dk[6] = {0, 0, 0, 0, -1, 1};
+  c.diagonal.assign(static_cast<std::size_t>(s.size()), 0.0);
   std::int64_t surface_faces = 0, clamped = 0;
   double smallest = 1.0;
 #pragma omp parallel for schedule(static) reduction(+ : surface_faces, clamped) reduction(min : smallest)
-  for (int k = 0; k < nz; ++k)
-    for (int j = 0; j < ny; ++j)
-      for (int i = 0; i < nx; ++i) {
-        if (dom.cells(i, j, k) != CellType::Fluid) continue;
-        const double phi_c = ls(i + 0.5, j + 0.5, k + 0.5);
-        double term = 0.0;
-        for (int f = 0; f < 6; ++f) {
-          const int a = i + di[f], b = j + dj[f], e = k + dk[f];
-          const bool inside = d.contains(a, b, e);
-          const bool air = inside ? dom.cells(a, b, e) == CellType::Air : dom.faces[f] == FaceBoundary::Open;
-          if (!air) continue;
-          const double phi_n = ls(a + 0.5, b + 0.5, e + 0.5);
-          double theta = phi_n >= 0 ? phi_c / (phi_c - phi_n) : 1.0;
-          ++surface_faces;
-          if (theta < theta_min) {
-            theta = theta_min;
-            ++clamped;
-          }
-          theta = std::min(theta, 1.0);
-          smallest = std::min(smallest, theta);
-          term += 1.0 / theta - 1.0;  // times the face weight, 1
-        }
-        c.diagonal[static_cast<std::size_t>(d.index(i, j, k))] = term;
+  for (int k = 0; k < s.nz; ++k)
+    for (int j = 0; j < s.ny; ++j)
+      for (int i = 0; i < s.nx; ++i) {
+        const int gi = x0 + i, gj = y0 + j, gk = z0 + k;
+        if (!ghost.liquid(gi, gj, gk)) continue;
+        const std::int64_t n = s.index(i, j, k);
+        dom.cells[n] = CellType::Fluid;
+        GhostFluid::Count count;
+        c.diagonal[static_cast<std::size_t>(n)] = ghost.term(gi, gj, gk, count);
+        if (!in_box(part, gi, gj, gk)) continue;  // counted by the part it belongs to
+        surface_faces += count.surface_faces;
+        clamped += count.clamped;
+        smallest = std::min(smallest, count.smallest);
       }
-  dom.set_coefficients(std::move(c));
+  attach_coefficients(dom, region, std::move(c), [&] { return ghost.any_term(); });
   info["ghost_fluid"] = {{"surface_faces", surface_faces},
                          {"clamped_faces", clamped},
                          {"theta_min", theta_min},
@@ -497,8 +680,81 @@ struct CutCellSolid {
   }
 };
 
-Domain cutcell_scene(const SceneSpec& spec, const Params& p, nlohmann::json& info) {
-  const Dims d = spec.dims;
+// The face weights of the cutcell scene: open area fractions of the faces, from the solid's
+// signed distance at the face's corners (`node(i, j, k)`, the solid at grid node (i, j, k))
+// or from point samples.
+struct CutCellFaces {
+  const CutCellSolid& solid;
+  int samples;
+  double min_fraction;
+
+  // Weight of the face at (i, j, k) along `axis` (global indices): the unit square spanned
+  // from that node by the two other axes.
+  template <class Node>
+  double weight(int axis, int i, int j, int k, const Node& node) const {
+    double f = open_fraction(axis, i, j, k, node);
+    if (f < min_fraction) f = 0.0;
+    return f;
+  }
+  template <class Node>
+  double open_fraction(int axis, int i, int j, int k, const Node& node) const {
+    const int u = (axis + 1) % 3, v = (axis + 2) % 3;
+    const int ns = samples;
+    if (ns == 0) {
+      int a[3] = {i, j, k}, b[3] = {i, j, k}, c[3] = {i, j, k};
+      a[u] += 1;
+      b[u] += 1;
+      b[v] += 1;
+      c[v] += 1;
+      return 1.0 - square_fraction_negative(node(i, j, k), node(a[0], a[1], a[2]), node(b[0], b[1], b[2]),
+                                            node(c[0], c[1], c[2]));
+    }
+    double centre[3] = {double(i), double(j), double(k)};
+    centre[u] += 0.5;
+    centre[v] += 0.5;
+    const double s = solid(centre[0], centre[1], centre[2]);
+    if (std::abs(s) > 0.7072) return s > 0 ? 1.0 : 0.0;  // the face lies within sqrt(1/2) of its centre
+    int open = 0;
+    for (int b = 0; b < ns; ++b)
+      for (int a = 0; a < ns; ++a) {
+        double x[3] = {double(i), double(j), double(k)};
+        x[u] += (a + 0.5) / ns;
+        x[v] += (b + 0.5) / ns;
+        open += solid(x[0], x[1], x[2]) >= 0;
+      }
+    return double(open) / (double(ns) * ns);
+  }
+  // Whether some face of the grid has a weight other than 1. Such a face has a point inside
+  // one of the solid's shapes, so the search visits the faces near each shape (its centre
+  // first, where a shape of any size has closed faces), not the whole grid.
+  bool any_cut(const Dims& d) const {
+    const std::array<int, 3> top{d.nx, d.ny, d.nz};  // node indices
+    const double inf = std::numeric_limits<double>::infinity();
+    std::vector<IndexBox> boxes;
+    if (solid.floor_on) boxes.push_back(index_box({0, 0, 0}, {inf, inf, solid.floor}, 2, top));
+    if (solid.sphere_on) {
+      const auto& s = solid.sphere;
+      boxes.push_back(index_box({s[0], s[1], s[2]}, {s[0], s[1], s[2]}, 1, top));
+      boxes.push_back(index_box({s[0] - s[3], s[1] - s[3], s[2] - s[3]}, {s[0] + s[3], s[1] + s[3], s[2] + s[3]}, 2, top));
+    }
+    if (solid.cylinder_on) {
+      boxes.push_back(index_box({solid.cyl_x, 0, solid.cyl_z}, {solid.cyl_x, 0, solid.cyl_z}, 1, top));
+      boxes.push_back(index_box({solid.cyl_x - solid.cyl_r, 0, solid.cyl_z - solid.cyl_r},
+                                {solid.cyl_x + solid.cyl_r, inf, solid.cyl_z + solid.cyl_r}, 2, top));
+    }
+    const auto node = [&](int i, int j, int k) { return solid(i, j, k); };
+    return any_index(boxes, [&](int i, int j, int k) {
+      for (int axis = 0; axis < 3; ++axis) {
+        const auto e = face_extents(d, axis);
+        if (i < e[0] && j < e[1] && k < e[2] && weight(axis, i, j, k, node) != 1.0) return true;
+      }
+      return false;
+    });
+  }
+};
+
+Domain cutcell_scene(const Region& region, const Params& p, const CellBox& part, nlohmann::json& info) {
+  const Dims d = region.grid;
   const double L = std::min({d.nx, d.ny, d.nz});
   CutCellSolid solid;
   solid.sphere = {p.fraction("cx", 0, 1) * d.nx, p.fraction("cy", 0, 1) * d.ny, p.fraction("cz", 0, 1) * d.nz,
@@ -518,66 +774,43 @@ Domain cutcell_scene(const SceneSpec& spec, const Params& p, nlohmann::json& inf
   if (!(min_fraction >= 0 && min_fraction < 1))
     throw InputError(fmt::format("--param min_fraction={:g}: must lie in [0, 1) for scene cutcell", min_fraction));
   const double scale = scale_from_dx(p);
-  const int nx = d.nx, ny = d.ny, nz = d.nz;
+  const CutCellFaces faces{solid, ns, min_fraction};
+  const Dims s = region.size();
+  const auto [x0, y0, z0] = region.box.lo;
 
-  // The solid's signed distance at the grid nodes (the corners of the faces).
-  const std::int64_t sx = nx + 1, sy = std::int64_t(ny + 1) * sx;
-  std::vector<double> node;
+  // The solid's signed distance at the region's grid nodes (the corners of its faces).
+  const std::int64_t sx = s.nx + 1, sy = std::int64_t(s.ny + 1) * sx;
+  std::vector<double> nodes;
   if (ns == 0) {
-    node.resize(static_cast<std::size_t>(sy * (nz + 1)));
+    nodes.resize(static_cast<std::size_t>(sy * (s.nz + 1)));
 #pragma omp parallel for schedule(static)
-    for (int k = 0; k <= nz; ++k)
-      for (int j = 0; j <= ny; ++j)
-        for (int i = 0; i <= nx; ++i) node[static_cast<std::size_t>(i + sx * j + sy * k)] = solid(i, j, k);
+    for (int k = 0; k <= s.nz; ++k)
+      for (int j = 0; j <= s.ny; ++j)
+        for (int i = 0; i <= s.nx; ++i)
+          nodes[static_cast<std::size_t>(i + sx * j + sy * k)] = solid(x0 + i, y0 + j, z0 + k);
   }
-  auto at = [&](int i, int j, int k) { return node[static_cast<std::size_t>(i + sx * j + sy * k)]; };
-  // Open fraction of the face at (i, j, k) along `axis`: the unit square spanned from that
-  // node by the two other axes.
-  auto open_fraction = [&](int axis, int i, int j, int k) {
-    const int u = (axis + 1) % 3, v = (axis + 2) % 3;
-    int o[3] = {i, j, k};
-    if (ns == 0) {
-      int a[3] = {i, j, k}, b[3] = {i, j, k}, c[3] = {i, j, k};
-      a[u] += 1;
-      b[u] += 1;
-      b[v] += 1;
-      c[v] += 1;
-      return 1.0 - square_fraction_negative(at(o[0], o[1], o[2]), at(a[0], a[1], a[2]), at(b[0], b[1], b[2]),
-                                            at(c[0], c[1], c[2]));
-    }
-    double centre[3] = {double(i), double(j), double(k)};
-    centre[u] += 0.5;
-    centre[v] += 0.5;
-    const double s = solid(centre[0], centre[1], centre[2]);
-    if (std::abs(s) > 0.7072) return s > 0 ? 1.0 : 0.0;  // the face lies within sqrt(1/2) of its centre
-    int open = 0;
-    for (int b = 0; b < ns; ++b)
-      for (int a = 0; a < ns; ++a) {
-        double x[3] = {double(i), double(j), double(k)};
-        x[u] += (a + 0.5) / ns;
-        x[v] += (b + 0.5) / ns;
-        open += solid(x[0], x[1], x[2]) >= 0;
-      }
-    return double(open) / (double(ns) * ns);
+  const auto node = [&](int i, int j, int k) {
+    return nodes[static_cast<std::size_t>((i - x0) + sx * (j - y0) + sy * (k - z0))];
   };
 
   Coefficients co;
   co.scale = scale;
   std::vector<double>* arrays[3] = {&co.face_x, &co.face_y, &co.face_z};
-  const auto sizes = Coefficients::face_sizes(d);
+  const auto sizes = Coefficients::face_sizes(s);
   std::int64_t cut = 0, closed = 0;
   double smallest = 1.0;
   for (int axis = 0; axis < 3; ++axis) {
     std::vector<double>& w = *arrays[axis];
     w.resize(static_cast<std::size_t>(sizes[axis]));
-    const auto e = face_extents(d, axis);
+    const auto e = face_extents(s, axis);
 #pragma omp parallel for schedule(static) reduction(+ : cut, closed) reduction(min : smallest)
     for (int k = 0; k < e[2]; ++k)
       for (int j = 0; j < e[1]; ++j)
         for (int i = 0; i < e[0]; ++i) {
-          double f = open_fraction(axis, i, j, k);
-          if (f < min_fraction) f = 0.0;
+          const int gi = x0 + i, gj = y0 + j, gk = z0 + k;
+          const double f = faces.weight(axis, gi, gj, gk, node);
           w[static_cast<std::size_t>(i + std::int64_t(e[0]) * (j + std::int64_t(e[1]) * k))] = f;
+          if (!box_has_face(part, axis, gi, gj, gk)) continue;  // counted by the part it belongs to
           if (f == 0.0) ++closed;
           else if (f < 1.0) {
             ++cut;
@@ -589,32 +822,34 @@ Domain cutcell_scene(const SceneSpec& spec, const Params& p, nlohmann::json& inf
   // faces; a wall carries none) has an open part. A fluid cell then has a face of positive
   // weight to a neighbour that is fluid too (the face is shared) or across an open face, so no
   // row is empty.
-  Domain dom = walled_box(d, p.flag("open_top"));
+  Domain dom = region_domain(region, CellType::Fluid, p.flag("open_top"));
+  const int nx = d.nx, ny = d.ny, nz = d.nz;
   std::int64_t solid_cells = 0;
 #pragma omp parallel for schedule(static) reduction(+ : solid_cells)
-  for (int k = 0; k < nz; ++k)
-    for (int j = 0; j < ny; ++j)
-      for (int i = 0; i < nx; ++i) {
+  for (int k = 0; k < s.nz; ++k)
+    for (int j = 0; j < s.ny; ++j)
+      for (int i = 0; i < s.nx; ++i) {
+        const int gi = x0 + i, gj = y0 + j, gk = z0 + k;
         bool open = false;
         for (int f = 0; f < 6 && !open; ++f) {
           const int axis = f / 2, up = f % 2;
-          const int a = i + (axis == 0) * up, b = j + (axis == 1) * up, c = k + (axis == 2) * up;
+          const int a = gi + (axis == 0) * up, b = gj + (axis == 1) * up, c = gk + (axis == 2) * up;
           const bool outer = (axis == 0 && (a == 0 || a == nx)) || (axis == 1 && (b == 0 || b == ny)) ||
                              (axis == 2 && (c == 0 || c == nz));
           if (outer && dom.faces[f] == FaceBoundary::Wall) continue;
-          const auto e = face_extents(d, axis);
-          open = (*arrays[axis])[static_cast<std::size_t>(a + std::int64_t(e[0]) * (b + std::int64_t(e[1]) * c))] > 0;
+          const auto e = face_extents(s, axis);
+          open = (*arrays[axis])[static_cast<std::size_t>((a - x0) + std::int64_t(e[0]) * ((b - y0) + std::int64_t(e[1]) * (c - z0)))] > 0;
         }
         if (!open) {
-          dom.cells(i, j, k) = CellType::Solid;
-          ++solid_cells;
+          dom.cells[s.index(i, j, k)] = CellType::Solid;
+          solid_cells += in_box(part, gi, gj, gk);
         }
       }
   // weights=0: the same cells with every face weight 1, the voxelised geometry that the cut
   // cells refine (for comparisons).
   const bool weighted = p.flag("weights");
   if (!weighted) co.face_x.clear(), co.face_y.clear(), co.face_z.clear();
-  dom.set_coefficients(std::move(co));
+  attach_coefficients(dom, region, std::move(co), [&] { return weighted && faces.any_cut(d); });
   info["cut_cells"] = {{"method", ns == 0 ? "corners" : fmt::format("{}x{} samples", ns, ns)},
                        {"weights", weighted},
                        {"min_fraction", min_fraction},
@@ -626,8 +861,8 @@ Domain cutcell_scene(const SceneSpec& spec, const Params& p, nlohmann::json& inf
   return dom;
 }
 
-Domain density_scene(const SceneSpec& spec, const Params& p, Random& rng, nlohmann::json& info) {
-  const Dims d = spec.dims;
+Domain density_scene(const Region& region, const Params& p, Random& rng, const CellBox& part, nlohmann::json& info) {
+  const Dims d = region.grid;
   const double L = std::min({d.nx, d.ny, d.nz});
   const double ratio = p["ratio"];
   if (!(ratio >= 1e-6 && ratio <= 1e6))
@@ -645,20 +880,26 @@ Domain density_scene(const SceneSpec& spec, const Params& p, Random& rng, nlohma
     blobs.push_back({cx, cy, cz, r});
     shapes.push_back({{"centre", {cx, cy, cz}}, {"radius", r}});
   }
-  const int nx = d.nx, ny = d.ny, nz = d.nz;
-  // 1 where the cell's centre is inside a blob (density `ratio`), 0 in the ambient fluid.
-  std::vector<std::uint8_t> heavy(static_cast<std::size_t>(d.size()), 0);
+  const auto in_blob = [&](int i, int j, int k) {
+    for (const auto& s : blobs)
+      if (sphere_sdf(i + 0.5, j + 0.5, k + 0.5, s) < 0) return true;
+    return false;
+  };
+  // 1 where the cell's centre is inside a blob (density `ratio`), 0 in the ambient fluid: on
+  // the region and one cell around it (the far cells of its faces), clipped to the grid.
+  const CellBox halo = grown(region.box, 1, d);
+  const Dims h = halo.size;
+  std::vector<std::uint8_t> heavy(static_cast<std::size_t>(h.size()), 0);
   std::int64_t heavy_cells = 0;
 #pragma omp parallel for schedule(static) reduction(+ : heavy_cells)
-  for (int k = 0; k < nz; ++k)
-    for (int j = 0; j < ny; ++j)
-      for (int i = 0; i < nx; ++i)
-        for (const auto& s : blobs)
-          if (sphere_sdf(i + 0.5, j + 0.5, k + 0.5, s) < 0) {
-            heavy[static_cast<std::size_t>(d.index(i, j, k))] = 1;
-            ++heavy_cells;
-            break;
-          }
+  for (int k = 0; k < h.nz; ++k)
+    for (int j = 0; j < h.ny; ++j)
+      for (int i = 0; i < h.nx; ++i) {
+        const int gi = halo.lo[0] + i, gj = halo.lo[1] + j, gk = halo.lo[2] + k;
+        if (!in_blob(gi, gj, gk)) continue;
+        heavy[static_cast<std::size_t>(h.index(i, j, k))] = 1;
+        heavy_cells += in_box(part, gi, gj, gk);
+      }
   // Face weight 1/rho_face with rho_face = (rho_a + rho_b) / 2, the arithmetic mean of the two
   // cells' densities, as most variable-density and two-phase codes do (Bridson's book; the
   // density is a conserved, volume-averaged quantity, and the face's control volume is half in
@@ -667,30 +908,52 @@ Domain density_scene(const SceneSpec& spec, const Params& p, Random& rng, nlohma
   // to a heavy cell stays heavy: weight 2/(1 + ratio), not ~1/2 as the harmonic mean of rho
   // (the arithmetic mean of beta) would make it, which would let the light fluid leak
   // through the heavy blob's skin. Beyond the open top is ambient fluid (density 1).
-  auto rho = [&](int i, int j, int k) {
+  const auto rho = [&](int i, int j, int k) {
     if (!d.contains(i, j, k)) return 1.0;
-    return heavy[static_cast<std::size_t>(d.index(i, j, k))] ? ratio : 1.0;
+    return heavy[static_cast<std::size_t>(h.index(i - halo.lo[0], j - halo.lo[1], k - halo.lo[2]))] ? ratio : 1.0;
   };
   Coefficients co;
   co.scale = scale;
   std::vector<double>* arrays[3] = {&co.face_x, &co.face_y, &co.face_z};
-  const auto sizes = Coefficients::face_sizes(d);
+  const Dims s = region.size();
+  const auto [x0, y0, z0] = region.box.lo;
+  const auto sizes = Coefficients::face_sizes(s);
   std::int64_t interface_faces = 0;
   for (int axis = 0; axis < 3; ++axis) {
     std::vector<double>& w = *arrays[axis];
     w.resize(static_cast<std::size_t>(sizes[axis]));
-    const auto e = face_extents(d, axis);
+    const auto e = face_extents(s, axis);
 #pragma omp parallel for schedule(static) reduction(+ : interface_faces)
     for (int k = 0; k < e[2]; ++k)
       for (int j = 0; j < e[1]; ++j)
         for (int i = 0; i < e[0]; ++i) {
-          const double ra = rho(i - (axis == 0), j - (axis == 1), k - (axis == 2)), rb = rho(i, j, k);
+          const int gi = x0 + i, gj = y0 + j, gk = z0 + k;
+          const double ra = rho(gi - (axis == 0), gj - (axis == 1), gk - (axis == 2)), rb = rho(gi, gj, gk);
           w[static_cast<std::size_t>(i + std::int64_t(e[0]) * (j + std::int64_t(e[1]) * k))] = 2.0 / (ra + rb);
-          interface_faces += ra != rb;
+          interface_faces += ra != rb && box_has_face(part, axis, gi, gj, gk);
         }
   }
-  Domain dom = walled_box(d, p.flag("open_top"));
-  dom.set_coefficients(std::move(co));
+  // Whether some face of the grid weighs other than 1: only a face next to a heavy cell can,
+  // so the search visits the blobs' bounding boxes (each blob's centre first).
+  const auto any_heavy_face = [&] {
+    const std::array<int, 3> top{d.nx, d.ny, d.nz};  // face indices reach n along their axis
+    std::vector<IndexBox> boxes;
+    for (const auto& b : blobs) boxes.push_back(index_box({b[0], b[1], b[2]}, {b[0], b[1], b[2]}, 1, top));
+    for (const auto& b : blobs)
+      boxes.push_back(index_box({b[0] - b[3], b[1] - b[3], b[2] - b[3]}, {b[0] + b[3], b[1] + b[3], b[2] + b[3]}, 2, top));
+    const auto rho_at = [&](int i, int j, int k) { return d.contains(i, j, k) && in_blob(i, j, k) ? ratio : 1.0; };
+    return any_index(boxes, [&](int i, int j, int k) {
+      for (int axis = 0; axis < 3; ++axis) {
+        const auto e = face_extents(d, axis);
+        if (i < e[0] && j < e[1] && k < e[2] &&
+            2.0 / (rho_at(i - (axis == 0), j - (axis == 1), k - (axis == 2)) + rho_at(i, j, k)) != 1.0)
+          return true;
+      }
+      return false;
+    });
+  };
+  Domain dom = region_domain(region, CellType::Fluid, p.flag("open_top"));
+  attach_coefficients(dom, region, std::move(co), any_heavy_face);
   info["density"] = {{"ratio", ratio},
                      {"blobs", shapes},
                      {"heavy_cells", heavy_cells},
@@ -722,13 +985,23 @@ Field<float> liquid_level_set(const SceneSpec& spec) {
   return phi;
 }
 
-Domain make_scene(const SceneSpec& spec, nlohmann::json* info_out) {
-  const Params p = resolve_parameters(spec);
-  const Dims d = spec.dims;
-  check_min_dims(d);
+namespace {
+
+// The checks that make_scene and make_scene_part share, before any scene is built.
+Params checked_parameters(const SceneSpec& spec) {
+  Params p = resolve_parameters(spec);
+  check_min_dims(spec.dims);
   if (spec.mesh && spec.name != "mesh" && spec.name != "bunny")
     throw InputError(fmt::format("--mesh is only used by the scenes mesh and bunny, not by {}", spec.name));
-  nlohmann::json info;
+  return p;
+}
+
+// The scene on the cells of `region` (every value as the whole grid's build has it there; the
+// cells of the region's edge on the sides the grid cuts not yet final); counts in `info`
+// are those of `part`'s cells and faces.
+Domain build_scene(const SceneSpec& spec, const Params& p, const Region& region, const CellBox& part,
+                   nlohmann::json& info) {
+  const Dims d = spec.dims;
   info["name"] = spec.name;
   info["seed"] = spec.seed;
   info["parameters"] = p.values;
@@ -737,64 +1010,93 @@ Domain make_scene(const SceneSpec& spec, nlohmann::json* info_out) {
   const double L = std::min({d.nx, d.ny, d.nz});
   Domain dom;
   if (spec.name == "box" || spec.name == "plume") {
-    dom = walled_box(d, p.flag("open_top"));
+    dom = region_domain(region, CellType::Fluid, p.flag("open_top"));
   } else if (spec.name == "sphere") {
-    dom = walled_box(d, p.flag("open_top"));
-    solid_sphere(dom, p.fraction("cx", 0, 1) * d.nx, p.fraction("cy", 0, 1) * d.ny, p.fraction("cz", 0, 1) * d.nz,
-                 p.fraction("radius", 0, 1) * L);
+    dom = region_domain(region, CellType::Fluid, p.flag("open_top"));
+    solid_sphere(dom, region, p.fraction("cx", 0, 1) * d.nx, p.fraction("cy", 0, 1) * d.ny,
+                 p.fraction("cz", 0, 1) * d.nz, p.fraction("radius", 0, 1) * L);
   } else if (spec.name == "obstacles") {
-    dom = walled_box(d, p.flag("open_top"));
-    const double count = p["count"];
-    if (!(count >= 0 && count <= 1000 && count == std::floor(count)))
-      throw InputError(fmt::format("--param count={:g}: must be a whole number in [0, 1000]", count));
-    const double smin = p.fraction("min_size", 0.0, 0.5) * L, smax = p.fraction("max_size", 0.0, 0.5) * L;
-    if (smin > smax) throw InputError("--param min_size must not exceed max_size");
-    nlohmann::json shapes = nlohmann::json::array();
-    for (int o = 0; o < static_cast<int>(count); ++o) {
-      const double s = rng.uniform(smin, smax);
-      // Keep the top fifth free so that the open face stays reachable from most of the fluid.
-      const double cx = rng.uniform(0.1, 0.9) * d.nx, cy = rng.uniform(0.1, 0.9) * d.ny;
-      const double cz = rng.uniform(0.1, 0.75) * d.nz;
-      if (rng.uniform(0, 1) < 0.5) {
-        solid_sphere(dom, cx, cy, cz, s);
-        shapes.push_back({{"shape", "sphere"}, {"centre", {cx, cy, cz}}, {"radius", s}});
-      } else {
-        const double hx = s * rng.uniform(0.5, 1.2), hy = s * rng.uniform(0.5, 1.2), hz = s * rng.uniform(0.5, 1.2);
-        solid_box(dom, {cx - hx, cy - hy, cz - hz}, {cx + hx, cy + hy, cz + hz});
-        shapes.push_back({{"shape", "box"}, {"min", {cx - hx, cy - hy, cz - hz}}, {"max", {cx + hx, cy + hy, cz + hz}}});
-      }
-    }
-    info["obstacles"] = shapes;
+    dom = obstacles_scene(region, p, rng, info);
   } else if (spec.name == "bunny") {
     if (spec.mesh) {
       info["mesh_file"] = spec.mesh->string();
-      dom = mesh_scene(spec, p, load_mesh(*spec.mesh), info);
+      dom = mesh_scene(region, p, load_mesh(*spec.mesh), info);
     } else {
       info["mesh_file"] = "data/meshes/bunny.obj (compiled in)";
-      dom = mesh_scene(spec, p, bunny_mesh(), info);
+      dom = mesh_scene(region, p, bunny_mesh(), info);
     }
   } else if (spec.name == "pool") {
-    dom = pool_scene(spec, p, rng);
+    dom = pool_scene(region, p, rng);
   } else if (spec.name == "liquid") {
-    dom = liquid_scene(spec, p, info);
+    dom = liquid_scene(region, p, part, info);
   } else if (spec.name == "cutcell") {
-    dom = cutcell_scene(spec, p, info);
+    dom = cutcell_scene(region, p, part, info);
   } else if (spec.name == "density") {
-    dom = density_scene(spec, p, rng, info);
+    dom = density_scene(region, p, rng, part, info);
   } else if (spec.name == "mesh") {
     if (!spec.mesh) throw InputError("--scene mesh needs --mesh FILE (an OBJ, PLY or STL file)");
     info["mesh_file"] = spec.mesh->string();
-    dom = mesh_scene(spec, p, load_mesh(*spec.mesh), info);
+    dom = mesh_scene(region, p, load_mesh(*spec.mesh), info);
   }
+  return dom;
+}
+
+// Cells of type t in box b of the domain.
+std::int64_t count_cells(const Domain& dom, const CellBox& b, CellType t) {
+  std::int64_t n = 0;
+  for (int k = 0; k < b.size.nz; ++k)
+    for (int j = 0; j < b.size.ny; ++j) {
+      const CellType* row = &dom.cells(b.lo[0], b.lo[1] + j, b.lo[2] + k);
+      n += std::count(row, row + b.size.nx, t);
+    }
+  return n;
+}
+
+nlohmann::json cell_counts(const Domain& dom) {
+  return {{"fluid", dom.count(CellType::Fluid)}, {"air", dom.count(CellType::Air)}, {"solid", dom.count(CellType::Solid)}};
+}
+
+}  // namespace
+
+Domain make_scene(const SceneSpec& spec, nlohmann::json* info_out) {
+  const Params p = checked_parameters(spec);
+  const Dims d = spec.dims;
+  const CellBox all{{0, 0, 0}, d};
+  nlohmann::json info;
+  Domain dom = build_scene(spec, p, Region{d, all}, all, info);
   const std::int64_t sealed = remove_sealed_fluid_cells(dom);
   info["sealed_fluid_cells_removed"] = sealed;
   const std::int64_t fluid = dom.count(CellType::Fluid);
   if (fluid == 0)
     throw InputError(fmt::format("scene {} at {} has no fluid cells (check --param values and --dims)", spec.name,
                                  d.str()));
-  info["cells"] = {{"fluid", fluid}, {"air", dom.count(CellType::Air)}, {"solid", dom.count(CellType::Solid)}};
+  info["cells"] = cell_counts(dom);
   if (info_out) *info_out = std::move(info);
   return dom;
 }
 
+Domain make_scene_part(const SceneSpec& spec, const CellBox& box, nlohmann::json* info_out) {
+  const Params p = checked_parameters(spec);
+  const Dims d = spec.dims;
+  if (!box.inside(d))
+    throw InputError(fmt::format("scene part: box {} at ({}, {}, {}) is not inside the {} grid", box.size.str(),
+                                 box.lo[0], box.lo[1], box.lo[2], d.str()));
+  // Removing sealed fluid cells and checking rows look at the six neighbours: the part's edge
+  // cells see theirs in a margin of one cell.
+  const Region region{d, grown(box, 1, d)};
+  nlohmann::json info;
+  Domain dom = build_scene(spec, p, region, box, info);
+  const CellBox inner{{box.lo[0] - region.box.lo[0], box.lo[1] - region.box.lo[1], box.lo[2] - region.box.lo[2]},
+                      box.size};
+  const std::int64_t fluid_before = count_cells(dom, inner, CellType::Fluid);
+  remove_sealed_fluid_cells(dom);
+  Domain part = region.box.size == box.size ? std::move(dom) : crop(dom, inner);
+  info["sealed_fluid_cells_removed"] = fluid_before - part.count(CellType::Fluid);
+  info["cells"] = cell_counts(part);
+  info["part"] = {{"lo", box.lo}, {"dims", {box.size.nx, box.size.ny, box.size.nz}}};
+  if (info_out) *info_out = std::move(info);
+  return part;
+}
+
 }  // namespace dcdm
+
