@@ -11,9 +11,12 @@
 #include <numeric>
 #include <random>
 
+#include <omp.h>
+
 #include "dcdm/error.hpp"
 #include "dcdm/io.hpp"
 #include "dcdm/poisson.hpp"
+#include "dcdm/scenes.hpp"
 #include "dcdm/system.hpp"
 #include "temp_dir.hpp"
 
@@ -313,4 +316,45 @@ TEST(PoissonSystemCli, BadInputExitsWithStatus2) {
   EXPECT_EQ(run_cli(fmt::format("export --scene box --n 5000 --out {}", (dir / "a").string()), &out), 2);
   EXPECT_NE(out.find("GiB"), std::string::npos) << out;
   fs::remove_all(dir);
+}
+
+// The random right-hand side is drawn cell by cell (random_rhs_value): the scene system's b is
+// those values on fluid cells and 0 elsewhere, on any number of threads; the values are
+// standard normal and another seed gives other values.
+TEST(RandomRhs, CellByCellOnAnyThreadsAndStandardNormal) {
+  SceneSpec spec;
+  spec.name = "obstacles";
+  spec.dims = {37, 21, 18};  // an odd cell count: the last pair has one cell
+  spec.seed = 2;
+  std::vector<std::vector<double>> runs;
+  for (const int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    runs.push_back(make_scene_system(spec, RhsKind::Random, 7, {}, SystemMatrix::Skip).rhs);
+  }
+  omp_set_num_threads(omp_get_num_procs());
+  const PoissonSystem sys = make_scene_system(spec, RhsKind::Random, 7, {}, SystemMatrix::Skip);
+  ASSERT_FALSE(sys.projector->singular());  // b is not projected: the raw values
+  for (std::size_t c = 0; c < runs[0].size(); ++c) {
+    const bool fluid = sys.domain.cells[static_cast<std::int64_t>(c)] == CellType::Fluid;
+    ASSERT_EQ(runs[0][c], fluid ? random_rhs_value(7, static_cast<std::int64_t>(c)) : 0.0) << c;
+    ASSERT_EQ(runs[1][c], runs[0][c]) << c;
+    ASSERT_EQ(runs[2][c], runs[0][c]) << c;
+  }
+  const int n = 200000;
+  double sum = 0, squares = 0, cross = 0, within_one = 0;
+  for (int c = 0; c < n; ++c) {
+    const double v = random_rhs_value(11, c), w = random_rhs_value(12, c);
+    sum += v;
+    squares += v * v;
+    cross += v * w;
+    within_one += std::abs(v) < 1.0;
+  }
+  EXPECT_NEAR(sum / n, 0.0, 0.01);
+  EXPECT_NEAR(squares / n, 1.0, 0.015);
+  EXPECT_NEAR(cross / n, 0.0, 0.01);               // seeds 11 and 12 uncorrelated
+  EXPECT_NEAR(within_one / n, 0.6827, 0.005);      // the normal's mass within one sigma
+  // Neighbouring cells (the two halves of a pair) are uncorrelated too.
+  double pair_cross = 0;
+  for (int m = 0; m < n / 2; ++m) pair_cross += random_rhs_value(11, 2 * m) * random_rhs_value(11, 2 * m + 1);
+  EXPECT_NEAR(pair_cross / (n / 2), 0.0, 0.015);
 }

@@ -79,7 +79,7 @@ nlohmann::json measure(const BenchSystem& s, const std::string& method, const Be
   const PoissonSystem sys = build_system(s);
   const Domain& domain = sys.domain;
   const PoissonStencil op(domain);
-  const RangeProjector projector(domain);
+  const RangeProjector projector = sys.projector ? *sys.projector : RangeProjector(domain);
   LinearSystemView view;
   view.op = &op;  // matrix-free: the methods that factor a matrix assemble it in their set-up
   view.domain = &domain;

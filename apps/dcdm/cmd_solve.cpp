@@ -64,6 +64,7 @@ struct LoadedSystem {
   std::optional<Domain> domain;
   CsrMatrix matrix;
   std::vector<double> rhs;
+  std::shared_ptr<const RangeProjector> projector;  // the scene's components, when labelled
   std::vector<std::string> notes;
 };
 
@@ -89,6 +90,7 @@ LoadedSystem load(const SolveArgs& a) {
     s.domain = std::move(sys.domain);
     s.matrix = std::move(sys.matrix);
     s.rhs = std::move(sys.rhs);
+    s.projector = std::move(sys.projector);
     return s;
   }
   if (!a.system_dir.empty()) {
@@ -233,7 +235,9 @@ int run_solve(const SolveArgs& a) {
     s.domain.reset();
     domain = &stencil->domain();
     op = std::move(stencil);
-    projector.emplace(*domain);
+    // The scene's components (labelled once, to project b) or, for a folder, labelled here.
+    if (s.projector) projector.emplace(*s.projector);
+    else projector.emplace(*domain);
     if (projector->singular()) view.project_range = projector->as_function();
     view.domain = domain;
     const Dims d = domain->dims();

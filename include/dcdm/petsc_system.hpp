@@ -63,17 +63,16 @@ constexpr double kSystemBytesPerCell = 80.0;
 // face weights + the diagonal term, float64: 32) and the operator's weighted diagonal and
 // face couplings (32).
 constexpr double kWeightedSystemBytesPerCell = 64.0;
-// A weighted scene that every rank builds whole (make_scene): its cells, its coefficient
+// A weighted scene's part while a rank builds it (make_scene_part): its cells, its coefficient
 // arrays (32) and its work arrays (a level set or distances); an estimate that errs high.
 constexpr double kWeightedSceneBytesPerCell = 56.0;
 
 class PressureSystem {
  public:
-  // A built-in scene: every rank runs make_scene for the whole grid (1 byte a cell, plus the
-  // scene's temporaries; a weighted scene's coefficients too), keeps its ghosted box (crop)
-  // and frees the rest; b as `dcdm solve`'s random right-hand side of that seed (each rank
-  // draws the whole sequence and keeps its own cells: no full-grid vector), projected for
-  // closed regions.
+  // A built-in scene: each rank builds only its ghosted box of it (make_scene_part: the same
+  // cells and coefficients as that box of make_scene's whole grid, memory proportional to the
+  // box); b as `dcdm solve`'s random right-hand side of that seed (random_rhs_value, drawn for
+  // the rank's own fluid cells), projected for closed regions.
   static PressureSystem from_scene(MPI_Comm comm, const SceneSpec& spec, std::uint64_t rhs_seed);
   // A system folder (include/dcdm/system.hpp): each rank reads only its ghosted box of
   // flags.npy (and of the coefficient files system.json names: face_*.npy, diagonal.npy) and

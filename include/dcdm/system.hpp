@@ -22,6 +22,7 @@
 //                ...} naming the files written (absent for the unit operator)
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -54,9 +55,18 @@ struct PoissonSystem {
   bool has_matrix() const { return matrix.rows > 0; }
   std::vector<double> rhs;
   nlohmann::json meta;
+  // The fluid components of `domain`, where the builder labelled them (make_scene_system does,
+  // to project b): a solve reuses them instead of labelling the grid again. Null otherwise.
+  std::shared_ptr<const RangeProjector> projector;
 };
 
 enum class RhsKind { Random, Smooth, File };
+
+// The random right-hand side's value of cell `cell` (its index, x fastest) for `seed`: a
+// standard normal value from a counter-based generator (SplitMix64 of the seed and the cell's
+// pair; cells 2m and 2m+1 share one Box-Muller pair), so that any part of the grid is drawn
+// by itself: on all threads, or by an MPI rank for its own cells, with the same values.
+double random_rhs_value(std::uint64_t seed, std::int64_t cell);
 const char* to_string(RhsKind k);
 // "random" | "smooth" | anything else = a file path (kind File).
 RhsKind parse_rhs_kind(const std::string& text);

@@ -34,23 +34,6 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// `dcdm solve --scene`'s random right-hand side (src/poisson/system.cpp make_rhs): one normal
-// value per fluid cell in cell order from this generator. Kept in step with it by the test
-// that compares both (test_petsc_system.cpp, SceneRhsMatchesSerial).
-class SerialRandom {
- public:
-  explicit SerialRandom(std::uint64_t seed) : rng_(seed * 0x9E3779B97F4A7C15ull + 0x5851F42D4C957F2Dull) {}
-  double uniform() { return (double(rng_() >> 11) + 0.5) * 0x1.0p-53; }
-  double normal() {
-    const double u1 = uniform(), u2 = uniform();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
-  }
-  void skip_normal() { rng_.discard(2); }
-
- private:
-  std::mt19937_64 rng_;
-};
-
 struct Neighbour {
   int di, dj, dk;
 };
@@ -503,11 +486,13 @@ PressureSystem PressureSystem::from_domain(MPI_Comm comm, const Domain& domain, 
 
 PressureSystem PressureSystem::from_scene(MPI_Comm comm, const SceneSpec& spec, std::uint64_t rhs_seed) {
   check_min_dims(spec.dims);
-  // Every rank of this machine holds the whole grid's cell types while the scene is built:
-  // refuse a grid whose scenes (about 3 bytes a cell with make_scene's temporaries) plus the
-  // ranks' shares of the system (about 80 bytes a cell at its peak, measured at 256^3 on two
-  // ranks: the DMDA's maps, flags, b, the operator's ghosted copy, the labelling's work) do not
-  // fit; what a solver needs on top is its own (dcdm-mpi checks its methods').
+  check_grid_dims(spec.dims, "--n/--dims");
+  // Each rank builds only its ghosted box of the scene (make_scene_part): refuse a grid whose
+  // parts (about 3 bytes a cell with the scene's temporaries; a weighted scene's coefficients
+  // and work arrays more) plus the system (about 80 bytes a cell at its peak, measured at
+  // 256^3 on two ranks: the DMDA's maps, flags, b, the operator's ghosted copy, the labelling's
+  // work) do not fit on the ranks of this machine; what a solver needs on top is its own
+  // (dcdm-mpi checks its methods').
   MPI_Comm node = MPI_COMM_NULL;
   MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
   int node_ranks = 1, ranks = 1;
@@ -515,43 +500,41 @@ PressureSystem PressureSystem::from_scene(MPI_Comm comm, const SceneSpec& spec, 
   MPI_Comm_size(comm, &ranks);
   MPI_Comm_free(&node);
   const double cells = static_cast<double>(spec.dims.size());
-  // The weighted scenes (liquid, cutcell, density) also hold their coefficient arrays, whole on
-  // every rank while they are built and the ranks' parts of them in the system.
   const bool weighted = spec.name == "liquid" || spec.name == "cutcell" || spec.name == "density";
   const double scene_bytes = weighted ? kWeightedSceneBytesPerCell : 3.0;
   const double system_bytes = kSystemBytesPerCell + (weighted ? kWeightedSystemBytesPerCell : 0.0);
-  const double need = node_ranks * (scene_bytes * cells + system_bytes * cells / ranks);
+  const double need = node_ranks * (scene_bytes + system_bytes) * cells / ranks;
   const double have = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
   agree(comm, have <= 0 || need <= have,
         fmt::format("--n/--dims: a {} scene on {} rank(s) of this machine needs about {:.1f} GiB, more than its "
-                    "{:.1f} GiB (each rank builds the whole scene; a system folder avoids that)",
+                    "{:.1f} GiB",
                     spec.dims.str(), node_ranks, need / 1073741824.0, have / 1073741824.0));
-  // Deterministic: every rank builds the same (or throws the same); from_domain keeps the
-  // rank's ghosted box of it (crop).
-  Domain domain = make_scene(spec);
-  PressureSystem s = from_domain(comm, domain, {});
-  // The right-hand side: the serial random sequence, each rank keeping its own cells.
+  PressureSystem s;
+  s.create_dm(comm, spec.dims);
+  // The rank's ghosted box of the scene, equal to that box of make_scene's whole grid; a bad
+  // scene or parameter fails the same way on every rank (agreed before anything collective).
+  Domain part;
+  std::string error;
+  try {
+    part = make_scene_part(spec, s.ghost_box());
+  } catch (const InputError& e) {
+    error = e.what();
+  }
+  agree(comm, error.empty(), error);
+  s.faces_ = part.faces;
+  s.take_part(std::move(part));
+  // The right-hand side: `dcdm solve`'s random values of that seed, drawn for the owned fluid
+  // cells only (random_rhs_value is per cell); finish() projects it for closed regions.
   const Box& x = s.box_;
   std::vector<double> owned(static_cast<std::size_t>(x.owned()), 0.0);
-  SerialRandom rng(rhs_seed);
-  const Dims d = domain.dims();
-  for (int k = 0; k < d.nz; ++k)
-    for (int j = 0; j < d.ny; ++j) {
-      const bool row_owned = k >= x.zs && k < x.zs + x.zm && j >= x.ys && j < x.ys + x.ym;
-      for (int i = 0; i < d.nx; ++i) {
-        if (domain.cells(i, j, k) != CellType::Fluid) continue;
-        if (row_owned && i >= x.xs && i < x.xs + x.xm)
-          owned[static_cast<std::size_t>((i - x.xs) + x.xm * ((j - x.ys) + std::int64_t(x.ym) * (k - x.zs)))] = rng.normal();
-        else
-          rng.skip_normal();
-      }
-    }
-  domain = Domain();  // the whole grid is no longer needed
-  PetscScalar* v = nullptr;
-  DCDM_PETSC_CALL(VecGetArray(s.b_, &v));
-  std::copy(owned.begin(), owned.end(), v);
-  DCDM_PETSC_CALL(VecRestoreArray(s.b_, &v));
-  if (s.nullspace_) DCDM_PETSC_CALL(MatNullSpaceRemove(s.nullspace_, s.b_));
+  std::size_t n = 0;
+  for (PetscInt k = x.zs; k < x.zs + x.zm; ++k)
+    for (PetscInt j = x.ys; j < x.ys + x.ym; ++j)
+      for (PetscInt i = x.xs; i < x.xs + x.xm; ++i, ++n)
+        if (s.cell(i, j, k) == CellType::Fluid)
+          owned[n] = random_rhs_value(rhs_seed, spec.dims.index(static_cast<int>(i), static_cast<int>(j),
+                                                                static_cast<int>(k)));
+  s.finish(owned);
   return s;
 }
 

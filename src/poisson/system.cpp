@@ -111,6 +111,25 @@ class Random {
   std::mt19937_64 rng_;
 };
 
+// SplitMix64's output function: a bijective mix of 64 bits.
+std::uint64_t mix64(std::uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// The Box-Muller pair of cells 2m and 2m+1: two uniforms in (0, 1] and [0, 1) from the seed's
+// stream at positions 2m and 2m+1.
+struct NormalPair {
+  double radius, angle;
+};
+NormalPair normal_pair(std::uint64_t seed, std::int64_t m) {
+  const std::uint64_t base = mix64(seed ^ 0x5851F42D4C957F2Dull) + 2 * static_cast<std::uint64_t>(m) * 0x9E3779B97F4A7C15ull;
+  const double u1 = double((mix64(base) >> 11) + 1) * 0x1.0p-53;                       // (0, 1]
+  const double u2 = double(mix64(base + 0x9E3779B97F4A7C15ull) >> 11) * 0x1.0p-53;      // [0, 1)
+  return {std::sqrt(-2.0 * std::log(u1)), 2.0 * std::numbers::pi * u2};
+}
+
 std::vector<double> make_rhs(const Domain& dom, RhsKind kind, std::uint64_t seed, const fs::path& file,
                              nlohmann::json& meta) {
   const Dims d = dom.dims();
@@ -120,8 +139,17 @@ std::vector<double> make_rhs(const Domain& dom, RhsKind kind, std::uint64_t seed
   meta["kind"] = to_string(kind);
   if (kind == RhsKind::Random) {
     meta["seed"] = seed;
-    for (std::size_t c = 0; c < n; ++c)
-      if (dom.cells[c] == CellType::Fluid) b[c] = rng.normal();
+    const std::int64_t pairs = (d.size() + 1) / 2;
+    const CellType* cells = dom.cells.data();
+#pragma omp parallel for schedule(static)
+    for (std::int64_t m = 0; m < pairs; ++m) {
+      const std::int64_t c = 2 * m;
+      const bool first = cells[c] == CellType::Fluid, second = c + 1 < d.size() && cells[c + 1] == CellType::Fluid;
+      if (!first && !second) continue;
+      const NormalPair p = normal_pair(seed, m);
+      if (first) b[static_cast<std::size_t>(c)] = p.radius * std::cos(p.angle);
+      if (second) b[static_cast<std::size_t>(c + 1)] = p.radius * std::sin(p.angle);
+    }
   } else if (kind == RhsKind::Smooth) {
     meta["seed"] = seed;
     struct Mode {
@@ -181,6 +209,11 @@ void project_rhs(const RangeProjector& proj, std::vector<double>& b, nlohmann::j
 
 }  // namespace
 
+double random_rhs_value(std::uint64_t seed, std::int64_t cell) {
+  const NormalPair p = normal_pair(seed, cell / 2);
+  return cell % 2 == 0 ? p.radius * std::cos(p.angle) : p.radius * std::sin(p.angle);
+}
+
 PoissonSystem make_scene_system(const SceneSpec& scene, RhsKind rhs, std::uint64_t seed, const fs::path& rhs_file,
                                 SystemMatrix matrix) {
   check_system_fits_memory(scene.dims, "--n/--dims", false, matrix);
@@ -194,10 +227,11 @@ PoissonSystem make_scene_system(const SceneSpec& scene, RhsKind rhs, std::uint64
   nlohmann::json rhs_meta;
   sys.rhs = make_rhs(sys.domain, rhs, seed, rhs_file, rhs_meta);
   // The components once (a flood fill over the grid), for the projection and the description.
-  const RangeProjector projector(sys.domain);
-  project_rhs(projector, sys.rhs, rhs_meta);
+  auto projector = std::make_shared<const RangeProjector>(sys.domain);
+  project_rhs(*projector, sys.rhs, rhs_meta);
   rhs_meta["norm2"] = norm2(sys.rhs);
-  sys.meta = describe_domain(sys.domain, &projector.components());
+  sys.meta = describe_domain(sys.domain, &projector->components());
+  sys.projector = std::move(projector);
   sys.meta["format"] = "dcdm-system";
   sys.meta["version"] = 1;
   sys.meta["scene"] = scene_info;
