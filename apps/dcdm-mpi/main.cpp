@@ -273,6 +273,7 @@ int run(const Args& a, MPI_Comm comm, int rank, int size) {
     PC pc = nullptr;
     DCDM_PETSC_CALL(KSPGetPC(ksp, &pc));
     if (use_cell_interpolation(pc, sys)) system_info["pcmg_interpolation"] = "cell-centred (ceil(n/2) per level)";
+    default_to_galerkin(pc);
   }
 
   Vec x = nullptr;

@@ -29,4 +29,9 @@ enum class CellInterpolation { WhereNeeded, Always };
 bool use_cell_interpolation(PC pc, const PressureSystem& system,
                             CellInterpolation when = CellInterpolation::WhereNeeded);
 
+// The pressure system's operators never come from its DM: a PCMG `pc` without
+// -pc_mg_galerkin gets Galerkin coarse operators (PC_MG_GALERKIN_BOTH) instead of PETSc's
+// error about a DM that cannot compute them. Other PC types are left alone.
+void default_to_galerkin(PC pc);
+
 }  // namespace dcdm::petsc

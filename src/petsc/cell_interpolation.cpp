@@ -133,13 +133,18 @@ bool use_cell_interpolation(PC pc, const PressureSystem& system, CellInterpolati
     DCDM_PETSC_CALL(MatDestroy(&coarse[n].interpolation));
     DCDM_PETSC_CALL(DMDestroy(&coarse[n].da));
   }
-  // The coarse operators cannot come from the DM here: Galerkin products unless told otherwise.
-  PetscBool galerkin_given = PETSC_FALSE;
+  default_to_galerkin(pc);
+  return true;
+}
+
+void default_to_galerkin(PC pc) {
+  PetscBool is_mg = PETSC_FALSE, given = PETSC_FALSE;
+  DCDM_PETSC_CALL(PetscObjectTypeCompare(reinterpret_cast<PetscObject>(pc), PCMG, &is_mg));
+  if (!is_mg) return;
   const char* prefix = nullptr;
   DCDM_PETSC_CALL(PCGetOptionsPrefix(pc, &prefix));
-  DCDM_PETSC_CALL(PetscOptionsHasName(nullptr, prefix, "-pc_mg_galerkin", &galerkin_given));
-  if (!galerkin_given) DCDM_PETSC_CALL(PCMGSetGalerkin(pc, PC_MG_GALERKIN_BOTH));
-  return true;
+  DCDM_PETSC_CALL(PetscOptionsHasName(nullptr, prefix, "-pc_mg_galerkin", &given));
+  if (!given) DCDM_PETSC_CALL(PCMGSetGalerkin(pc, PC_MG_GALERKIN_BOTH));
 }
 
 }  // namespace dcdm::petsc

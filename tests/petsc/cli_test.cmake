@@ -99,6 +99,18 @@ if(NOT converged)
   message(FATAL_ERROR "KSPDCDM + PCMG on the system folder did not converge")
 endif()
 
+# 2c. PCMG on a grid the DMDA cannot coarsen (odd and even sizes, 3 ranks), without
+#     -pc_mg_galerkin: dcdm's cell-centred levels with Galerkin operators converge; more levels
+#     than the ranks' partition allows is bad input naming the option.
+run_mpi(3 0 out err solve --scene bunny --dims 41,30,27 --json ${WORK_DIR}/pcmg.json
+        -ksp_type cg -pc_type mg -pc_mg_levels 4)
+json_get(${WORK_DIR}/pcmg.json converged converged)
+json_get(${WORK_DIR}/pcmg.json system.pcmg_interpolation interpolation)
+if(NOT converged OR NOT interpolation MATCHES "cell-centred")
+  message(FATAL_ERROR "PCMG on 41x30x27: converged ${converged}, interpolation '${interpolation}'")
+endif()
+expect_bad_input(3 "-pc_mg_levels 8" solve --scene bunny --dims 41,30,27 -ksp_type cg -pc_type mg -pc_mg_levels 8)
+
 # 2b. Weighted systems. Jacobi-PCG on 3 ranks against the serial tool on the density scene
 #     (face weights 1/rho): the same cells, b and iterations. Then a cutcell folder (face_*.npy)
 #     and a liquid folder (diagonal.npy) on 2 ranks against their scenes on 1 rank.
