@@ -531,7 +531,7 @@ LiquidLevelSet liquid_level_set_of(const Dims& d, const Params& p) {
 struct GhostFluid {
   const LiquidLevelSet& ls;
   const Dims& grid;
-  const std::array<FaceBoundary, 6>& faces;
+  std::array<FaceBoundary, 6> faces;
   double theta_min;
 
   struct Count {
