@@ -65,6 +65,7 @@ struct LoadedSystem {
   CsrMatrix matrix;
   std::vector<double> rhs;
   std::shared_ptr<const RangeProjector> projector;  // the scene's components, when labelled
+  nlohmann::json build_seconds;                      // a scene's: scene, rhs, components
   std::vector<std::string> notes;
 };
 
@@ -91,6 +92,9 @@ LoadedSystem load(const SolveArgs& a) {
     s.matrix = std::move(sys.matrix);
     s.rhs = std::move(sys.rhs);
     s.projector = std::move(sys.projector);
+    s.build_seconds = {{"scene", sys.build_seconds.scene},
+                       {"rhs", sys.build_seconds.rhs},
+                       {"components", sys.build_seconds.components}};
     return s;
   }
   if (!a.system_dir.empty()) {
@@ -229,6 +233,7 @@ int run_solve(const SolveArgs& a) {
   LinearSystemView view;
   json system_info = {{"source", s.source}, {"rows", n}};
   if (s.matrix.rows > 0) system_info["nnz"] = s.matrix.nnz();
+  if (!s.build_seconds.is_null()) system_info["build_seconds"] = s.build_seconds;
   const Domain* domain = nullptr;  // the stencil's (moved in: one copy of the cells, not two)
   if (s.domain) {
     auto stencil = std::make_unique<PoissonStencil>(std::move(*s.domain));

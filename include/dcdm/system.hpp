@@ -58,13 +58,18 @@ struct PoissonSystem {
   // The fluid components of `domain`, where the builder labelled them (make_scene_system does,
   // to project b): a solve reuses them instead of labelling the grid again. Null otherwise.
   std::shared_ptr<const RangeProjector> projector;
+  // Where building it went, in wall seconds (make_scene_system; zeros otherwise): the scene's
+  // cells (a mesh's voxelisation included), b, the fluid components.
+  struct BuildSeconds {
+    double scene = 0, rhs = 0, components = 0;
+  } build_seconds;
 };
 
 enum class RhsKind { Random, Smooth, File };
 
 // The random right-hand side's value of cell `cell` (its index, x fastest) for `seed`: a
 // standard normal value from a counter-based generator (SplitMix64 of the seed and the cell's
-// pair; cells 2m and 2m+1 share one Box-Muller pair), so that any part of the grid is drawn
+// pair; cells 2m and 2m+1 share one pair of the polar method), so that any part of the grid is drawn
 // by itself: on all threads, or by an MPI rank for its own cells, with the same values.
 double random_rhs_value(std::uint64_t seed, std::int64_t cell);
 const char* to_string(RhsKind k);

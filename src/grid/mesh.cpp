@@ -291,25 +291,50 @@ void cast_rays(const TriangleMesh& m, const CellBox& box, int axis, std::vector<
         hits[static_cast<std::size_t>(iv - lv) * nu + (iu - lu)].push_back(depth);
       }
   }
+  // Each cell's vote from its ray. The rays of one row (consecutive x where the rays run along
+  // y or z) are walked together, depth by depth, so that every write goes to a run of
+  // consecutive cells; rays along x write their own contiguous row. (Writing ray after ray
+  // along y or z strides through the whole box for every ray.)
   const std::int64_t stride[3] = {1, s.nx, std::int64_t(s.nx) * s.ny};
+  std::uint8_t* const votes = inside_votes.data();
+  std::uint8_t* const counted = voters.data();
   std::int64_t odd = 0;
-#pragma omp parallel for schedule(dynamic, 16) reduction(+ : odd)
-  for (std::int64_t r = 0; r < std::int64_t(nu) * nv; ++r) {
-    auto& h = hits[r];
-    if (h.size() % 2 == 1) {
-      ++odd;  // went through a hole: this ray abstains
-      continue;
-    }
-    std::sort(h.begin(), h.end());
-    const int iu = static_cast<int>(r % nu), iv = static_cast<int>(r / nu);
-    const std::int64_t base = iu * stride[au] + iv * stride[av];
-    std::size_t next = 0;
-    for (int t = 0; t < nt; ++t) {
-      const double centre = lt + t + 0.5;
-      while (next < h.size() && h[next] < centre) ++next;
-      const std::int64_t cell = base + t * stride[axis];
-      voters[cell] += 1;
-      inside_votes[cell] += static_cast<std::uint8_t>(next % 2);
+  // Rays (iu, iv) as (w, o): w runs along x when the rays do not (width nw), o over the rest.
+  const bool x_in_u = au == 0;
+  const int nw = axis == 0 ? 1 : s.nx, no = axis == 0 ? nu * nv : (x_in_u ? nv : nu);
+#pragma omp parallel reduction(+ : odd)
+  {
+    std::vector<std::size_t> next(static_cast<std::size_t>(nw));
+    std::vector<const std::vector<double>*> ray(static_cast<std::size_t>(nw));
+#pragma omp for schedule(dynamic, 4)
+    for (int o = 0; o < no; ++o) {
+      std::int64_t base = 0;  // the row's first cell at depth 0
+      for (int w = 0; w < nw; ++w) {
+        // Ray index r = iv * nu + iu of the w-th ray of row o.
+        const int iu = axis == 0 ? o % nu : (x_in_u ? w : o), iv = axis == 0 ? o / nu : (x_in_u ? o : w);
+        auto& h = hits[static_cast<std::size_t>(iv) * nu + iu];
+        if (w == 0) base = iu * stride[au] + iv * stride[av];
+        if (h.size() % 2 == 1) {
+          ++odd;  // went through a hole: this ray abstains
+          ray[static_cast<std::size_t>(w)] = nullptr;
+          continue;
+        }
+        std::sort(h.begin(), h.end());
+        ray[static_cast<std::size_t>(w)] = &h;
+        next[static_cast<std::size_t>(w)] = 0;
+      }
+      for (int t = 0; t < nt; ++t) {
+        const double centre = lt + t + 0.5;
+        const std::int64_t row = base + t * stride[axis];
+        for (int w = 0; w < nw; ++w) {
+          const std::vector<double>* h = ray[static_cast<std::size_t>(w)];
+          if (!h) continue;
+          std::size_t& k = next[static_cast<std::size_t>(w)];
+          while (k < h->size() && (*h)[k] < centre) ++k;
+          counted[row + w] += 1;
+          votes[row + w] += static_cast<std::uint8_t>(k % 2);
+        }
+      }
     }
   }
   abstaining += odd;

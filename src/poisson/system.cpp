@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <deque>
@@ -118,16 +119,24 @@ std::uint64_t mix64(std::uint64_t z) {
   return z ^ (z >> 31);
 }
 
-// The Box-Muller pair of cells 2m and 2m+1: two uniforms in (0, 1] and [0, 1) from the seed's
-// stream at positions 2m and 2m+1.
+// The normal pair of cells 2m and 2m+1 (Marsaglia's polar method: no sine or cosine): points
+// (u, v) uniform in the square from the seed's stream at pair m, attempt a, until one falls
+// inside the unit disc (pi/4 of them do).
 struct NormalPair {
-  double radius, angle;
+  double first, second;
 };
 NormalPair normal_pair(std::uint64_t seed, std::int64_t m) {
-  const std::uint64_t base = mix64(seed ^ 0x5851F42D4C957F2Dull) + 2 * static_cast<std::uint64_t>(m) * 0x9E3779B97F4A7C15ull;
-  const double u1 = double((mix64(base) >> 11) + 1) * 0x1.0p-53;                       // (0, 1]
-  const double u2 = double(mix64(base + 0x9E3779B97F4A7C15ull) >> 11) * 0x1.0p-53;      // [0, 1)
-  return {std::sqrt(-2.0 * std::log(u1)), 2.0 * std::numbers::pi * u2};
+  // The pair's own stream: a hash of the seed and m, so that no two pairs share draws.
+  const std::uint64_t pair = mix64(mix64(seed ^ 0x5851F42D4C957F2Dull) + static_cast<std::uint64_t>(m) * 0x9E3779B97F4A7C15ull);
+  for (std::uint64_t a = 0;; a += 2) {
+    // Uniform in (-1, 1): 53 random bits, centred.
+    const double u = (double(mix64(pair + a * 0xD1B54A32D192ED03ull) >> 11) + 0.5) * 0x1.0p-52 - 1.0;
+    const double v = (double(mix64(pair + (a + 1) * 0xD1B54A32D192ED03ull) >> 11) + 0.5) * 0x1.0p-52 - 1.0;
+    const double r2 = u * u + v * v;
+    if (r2 >= 1.0) continue;  // outside the disc (r2 > 0: u and v are never 0)
+    const double f = std::sqrt(-2.0 * std::log(r2) / r2);
+    return {u * f, v * f};
+  }
 }
 
 std::vector<double> make_rhs(const Domain& dom, RhsKind kind, std::uint64_t seed, const fs::path& file,
@@ -147,8 +156,8 @@ std::vector<double> make_rhs(const Domain& dom, RhsKind kind, std::uint64_t seed
       const bool first = cells[c] == CellType::Fluid, second = c + 1 < d.size() && cells[c + 1] == CellType::Fluid;
       if (!first && !second) continue;
       const NormalPair p = normal_pair(seed, m);
-      if (first) b[static_cast<std::size_t>(c)] = p.radius * std::cos(p.angle);
-      if (second) b[static_cast<std::size_t>(c + 1)] = p.radius * std::sin(p.angle);
+      if (first) b[static_cast<std::size_t>(c)] = p.first;
+      if (second) b[static_cast<std::size_t>(c + 1)] = p.second;
     }
   } else if (kind == RhsKind::Smooth) {
     meta["seed"] = seed;
@@ -211,23 +220,31 @@ void project_rhs(const RangeProjector& proj, std::vector<double>& b, nlohmann::j
 
 double random_rhs_value(std::uint64_t seed, std::int64_t cell) {
   const NormalPair p = normal_pair(seed, cell / 2);
-  return cell % 2 == 0 ? p.radius * std::cos(p.angle) : p.radius * std::sin(p.angle);
+  return cell % 2 == 0 ? p.first : p.second;
 }
 
 PoissonSystem make_scene_system(const SceneSpec& scene, RhsKind rhs, std::uint64_t seed, const fs::path& rhs_file,
                                 SystemMatrix matrix) {
   check_system_fits_memory(scene.dims, "--n/--dims", false, matrix);
   check_min_dims(scene.dims);
+  using Clock = std::chrono::steady_clock;
+  const auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
   PoissonSystem sys;
   nlohmann::json scene_info;
+  auto t = Clock::now();
   sys.domain = make_scene(scene, &scene_info);
+  const double scene_seconds = since(t);
   // A weighted scene needs more (its coefficients, the weighted operator): checked again.
   if (sys.domain.weighted()) check_system_fits_memory(scene.dims, "--n/--dims", true, matrix);
   if (matrix == SystemMatrix::Assemble) sys.matrix = assemble_full_grid(sys.domain);
   nlohmann::json rhs_meta;
+  t = Clock::now();
   sys.rhs = make_rhs(sys.domain, rhs, seed, rhs_file, rhs_meta);
+  const double rhs_seconds = since(t);
   // The components once (a flood fill over the grid), for the projection and the description.
+  t = Clock::now();
   auto projector = std::make_shared<const RangeProjector>(sys.domain);
+  const double components_seconds = since(t);
   project_rhs(*projector, sys.rhs, rhs_meta);
   rhs_meta["norm2"] = norm2(sys.rhs);
   sys.meta = describe_domain(sys.domain, &projector->components());
@@ -238,6 +255,7 @@ PoissonSystem make_scene_system(const SceneSpec& scene, RhsKind rhs, std::uint64
   sys.meta["rhs"] = rhs_meta;
   sys.meta["matrix"] = {{"rows", sys.domain.dims().size()}, {"layout", "full-grid"}};
   if (sys.has_matrix()) sys.meta["matrix"]["nnz"] = sys.matrix.nnz();
+  sys.build_seconds = {scene_seconds, rhs_seconds, components_seconds};
   return sys;
 }
 
