@@ -445,24 +445,28 @@ FluidComponents fluid_components(const Domain& domain) {
   std::vector<std::uint8_t> mask, dirichlet;
   compute_masks(domain, mask, dirichlet);
   const bool weighted = domain.weighted();
+  // Unit weights: a fluid cell has a Dirichlet part when it has more non-solid neighbours
+  // (dirichlet[c], the diagonal count) than fluid ones (the mask): a non-solid neighbour that is
+  // not fluid is air, inside or beyond an Open face; read where the sizes are summed below.
+  // Weighted: zero-weight faces do not couple, and the rule is the weighted one, set here.
+  if (weighted) {
 #pragma omp parallel for schedule(static)
-  for (int k = 0; k < d.nz; ++k)
-    for (int j = 0; j < d.ny; ++j)
-      for (int i = 0; i < d.nx; ++i) {
-        const std::int64_t c = d.index(i, j, k);
-        std::uint8_t m = mask[c];
-        if (!(m & kFluidBit)) continue;
-        if (weighted) {
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j)
+        for (int i = 0; i < d.nx; ++i) {
+          const std::int64_t c = d.index(i, j, k);
+          std::uint8_t m = mask[c];
+          if (!(m & kFluidBit)) continue;
           for (int f = 0; f < 6; ++f)
             if ((m & (1u << f)) && domain.coefficients->weight(d, i, j, k, static_cast<Face>(f)) == 0.0)
               m = std::uint8_t(m & ~(1u << f));
           mask[c] = m;
           dirichlet[c] = weighted_dirichlet(domain, i, j, k);
-        } else {
-          // A non-solid neighbour that is not fluid is air (inside or beyond an Open face).
-          dirichlet[c] = dirichlet[c] > std::popcount(unsigned(m & kNeighbourBits));
         }
-      }
+  }
+  const auto touches_air = [&](std::int64_t c) -> std::uint8_t {
+    return weighted ? dirichlet[c] : dirichlet[c] > std::popcount(unsigned(mask[c] & kNeighbourBits));
+  };
 
   // Union-find over the label array, every root the lowest cell of its component (a link
   // always goes from the larger root to the smaller), so that the numbering below (roots in
@@ -496,11 +500,18 @@ FluidComponents fluid_components(const Domain& domain) {
     const int k0 = slab_start[static_cast<std::size_t>(t)], k1 = slab_start[static_cast<std::size_t>(t) + 1];
     for (std::int64_t c = k0 * sz; c < k1 * sz; ++c)
       if (mask[c] & kFluidBit) parent[c] = static_cast<std::int32_t>(c);
+    // A link that the scan has already made through a square of coupled cells is skipped:
+    // with c - 1 linked to c, c - 1 coupled below (y or z) and the cell below c coupled to its
+    // own x- neighbour, c and the cell below are connected already (those links were made
+    // earlier in the scan: same slab, lower index). In a fluid region that leaves one link a
+    // cell instead of three.
     for (std::int64_t c = k0 * sz; c < k1 * sz; ++c) {
       const std::uint8_t m = mask[c];
-      if (m & neighbour_bit(Face::XMin)) unite(c, c - 1);
-      if (m & neighbour_bit(Face::YMin)) unite(c, c - sy);
-      if ((m & neighbour_bit(Face::ZMin)) && c - sz >= k0 * sz) unite(c, c - sz);
+      const bool left = m & kXMin;
+      if (left) unite(c, c - 1);
+      if ((m & kYMin) && !(left && (mask[c - 1] & kYMin) && (mask[c - sy] & kXMin))) unite(c, c - sy);
+      if ((m & kZMin) && c - sz >= k0 * sz && !(left && (mask[c - 1] & kZMin) && (mask[c - sz] & kXMin)))
+        unite(c, c - sz);
     }
   }
   for (std::size_t t = 1; t + 1 < slab_start.size(); ++t)
@@ -546,12 +557,21 @@ FluidComponents fluid_components(const Domain& domain) {
         ++id;
       }
   }
+  // One pass for both: a root's entry is decoded by its own thread while others may read it,
+  // so a reader takes either form (a code below -1 or the id itself, never ambiguous).
 #pragma omp parallel for schedule(static)
-  for (std::int64_t c = 0; c < n; ++c)
-    if (parent[c] >= 0) parent[c] = -parent[parent[c]] - 2;  // a root's entry is not written here
-#pragma omp parallel for schedule(static)
-  for (std::int64_t c = 0; c < n; ++c)
-    if (parent[c] < -1) parent[c] = -parent[c] - 2;
+  for (std::int64_t c = 0; c < n; ++c) {
+    const std::int32_t v = parent[c];  // only this iteration writes parent[c]
+    if (v == -1) continue;
+    std::int32_t id = v;
+    if (v >= 0) {
+      id = std::atomic_ref<std::int32_t>(parent[v]).load(std::memory_order_relaxed);
+      if (id < -1) id = -id - 2;
+    } else {
+      id = -v - 2;
+    }
+    std::atomic_ref<std::int32_t>(parent[c]).store(id, std::memory_order_relaxed);
+  }
 
   // Sizes and Dirichlet contact per component, per thread then summed.
   fc.size.assign(static_cast<std::size_t>(count), 0);
@@ -565,7 +585,7 @@ FluidComponents fluid_components(const Domain& domain) {
       const std::int32_t l = parent[c];
       if (l < 0) continue;
       ++size[static_cast<std::size_t>(l)];
-      dir[static_cast<std::size_t>(l)] |= dirichlet[c];
+      dir[static_cast<std::size_t>(l)] |= touches_air(c);
     }
 #pragma omp critical
     for (std::int64_t l = 0; l < count; ++l) {
