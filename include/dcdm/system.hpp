@@ -20,6 +20,7 @@
 //                the right-hand side's kind / seed / projection, the scene and mesh report;
 //                for a weighted domain "coefficients": {"scale": s, "face_x": "face_x.npy",
 //                ...} naming the files written (absent for the unit operator)
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -137,6 +138,19 @@ PoissonSystem load_system(const std::filesystem::path& dir, SystemMatrix matrix 
 // re-assembly of the inferred domain (equal to the input within the tolerance below).
 PoissonSystem import_system(const std::filesystem::path& matrix, const std::filesystem::path& rhs = {},
                             std::optional<Dims> dims = std::nullopt);
+
+// The coefficient files a folder's system.json names under "coefficients" ({"scale": s,
+// "face_x": "face_x.npy", ...}): the scale and, per array (0..2 the MAC face arrays face_x,
+// face_y, face_z; 3 the diagonal term), its path, empty where none is named. InputError naming
+// system.json and the key for a malformed entry; MissingFileError for a named file that is not
+// there. load_system reads the files whole, the PETSc layer each rank's part.
+struct CoefficientFiles {
+  double scale = 1.0;
+  std::array<std::filesystem::path, 4> paths;
+  std::string names;  // "face_x.npy, diagonal.npy" (empty: scale only)
+};
+CoefficientFiles coefficient_files(const std::filesystem::path& dir, const std::filesystem::path& json_path,
+                                   const nlohmann::json& coefficients);
 
 // Infers the domain (cells, outer faces and, when needed, coefficients) of a full-grid
 // 7-point matrix. Every matrix is first checked to be one: square with one row per cell,

@@ -295,47 +295,6 @@ std::string shape_text(const std::vector<std::int64_t>& shape) {
   return t + (shape.size() == 1 ? ",)" : ")");
 }
 
-// The coefficient files system.json names (the serial load_system's checks and messages):
-// the scale, and per array (0..2 the MAC face arrays, 3 the diagonal term) its file or none.
-struct CoefficientFiles {
-  double scale = 1.0;
-  std::array<std::filesystem::path, 4> paths;
-  std::string names;  // "face_x.npy, diagonal.npy" (or empty: scale only)
-};
-
-CoefficientFiles coefficient_files(const std::filesystem::path& dir, const std::filesystem::path& json_path,
-                                   const nlohmann::json& cj) {
-  if (!cj.is_object())
-    throw InputError(fmt::format("{}: \"coefficients\" is {}, expected an object such as {{\"scale\": 1, "
-                                 "\"face_x\": \"face_x.npy\"}}",
-                                 json_path.string(), cj.dump()));
-  CoefficientFiles out;
-  for (const auto& [key, value] : cj.items()) {
-    if (key == "scale") {
-      if (!value.is_number())
-        throw InputError(fmt::format("{}: coefficients.scale is {}, expected a number", json_path.string(), value.dump()));
-      out.scale = value.get<double>();
-      if (!(std::isfinite(out.scale) && out.scale > 0.0))
-        throw InputError(fmt::format("{}: coefficients.scale {} must be a positive finite number", json_path.string(),
-                                     out.scale));
-      continue;
-    }
-    int a = 0;
-    while (a < 4 && key != kCoefficientNames[a]) ++a;
-    if (a == 4)
-      throw InputError(fmt::format("{}: coefficients.{} is not a coefficient (scale, face_x, face_y, face_z, diagonal)",
-                                   json_path.string(), key));
-    if (!value.is_string() || value.get<std::string>().empty())
-      throw InputError(fmt::format("{}: coefficients.{} is {}, expected a file name", json_path.string(), key, value.dump()));
-    const std::filesystem::path path = dir / value.get<std::string>();
-    if (!std::filesystem::is_regular_file(path))
-      throw InputError(fmt::format("{}: no such file (system.json's coefficients.{} names it)", path.string(), key));
-    out.paths[static_cast<std::size_t>(a)] = path;
-    out.names += fmt::format("{}{}", out.names.empty() ? "" : ", ", path.filename().string());
-  }
-  return out;
-}
-
 // This rank's part of coefficient array `a` of a grid d: the faces (a < 3) or cells (the
 // diagonal) of the ghosted box, in the box's own layout (as crop(domain, box) lays them out),
 // read with offset reads. float64 or float32; dtype, shape and values checked as the serial

@@ -343,39 +343,19 @@ bool exact_in_float32(const CsrMatrix& a) {
 // files).
 void load_coefficients(const fs::path& dir, const fs::path& json_path, const nlohmann::json& cj, Domain& dom) {
   const Dims d = dom.dims();
-  if (!cj.is_object())
-    throw InputError(fmt::format("{}: \"coefficients\" is {}, expected an object such as {{\"scale\": 1, "
-                                 "\"face_x\": \"face_x.npy\"}}",
-                                 json_path.string(), cj.dump()));
+  const CoefficientFiles named = coefficient_files(dir, json_path, cj);
   Coefficients co;
-  std::string files;
-  for (const auto& [key, value] : cj.items()) {
-    if (key == "scale") {
-      if (!value.is_number())
-        throw InputError(fmt::format("{}: coefficients.scale is {}, expected a number", json_path.string(), value.dump()));
-      co.scale = value.get<double>();
-      if (!(std::isfinite(co.scale) && co.scale > 0.0))
-        throw InputError(fmt::format("{}: coefficients.scale {} must be a positive finite number", json_path.string(),
-                                     co.scale));
-      continue;
-    }
-    int a = 0;
-    while (a < 4 && key != kCoefficientNames[a]) ++a;
-    if (a == 4)
-      throw InputError(fmt::format("{}: coefficients.{} is not a coefficient (scale, face_x, face_y, face_z, diagonal)",
-                                   json_path.string(), key));
-    if (!value.is_string() || value.get<std::string>().empty())
-      throw InputError(fmt::format("{}: coefficients.{} is {}, expected a file name", json_path.string(), key, value.dump()));
-    const fs::path path = dir / value.get<std::string>();
-    if (!fs::is_regular_file(path))
-      throw MissingFileError(fmt::format("{}: no such file (system.json's coefficients.{} names it)", path.string(), key));
+  co.scale = named.scale;
+  for (int a = 0; a < 4; ++a) {
+    const fs::path& path = named.paths[static_cast<std::size_t>(a)];
+    if (path.empty()) continue;
     const io::NpyArray arr = io::read_npy(path);  // non-finite values: InputError naming the file
     const auto shape = coefficient_shape(d, a);
     if (arr.dtype != io::DType::Float32 && arr.dtype != io::DType::Float64)
       throw InputError(fmt::format("{}: dtype {}, expected float64 or float32", path.string(), io::to_string(arr.dtype)));
     if (arr.shape != shape)
       throw InputError(fmt::format("{}: shape {}, expected {} for {} on a {} grid", path.string(), shape_text(arr.shape),
-                                   shape_text(shape), key, d.str()));
+                                   shape_text(shape), kCoefficientNames[a], d.str()));
     Coefficients one;  // this array alone, so that a bad value is blamed on its file
     coefficient_array(one, a) = arr.to_double();
     try {
@@ -384,13 +364,12 @@ void load_coefficients(const fs::path& dir, const fs::path& json_path, const nlo
       throw InputError(fmt::format("{}: {}", path.string(), e.what()));
     }
     coefficient_array(co, a) = std::move(coefficient_array(one, a));
-    files += fmt::format("{}{}", files.empty() ? "" : ", ", path.filename().string());
   }
   try {
     dom.set_coefficients(std::move(co));
   } catch (const InputError& e) {
-    throw InputError(fmt::format("{} (coefficients {}): {}", json_path.string(), files.empty() ? "scale only" : files,
-                                 e.what()));
+    throw InputError(fmt::format("{} (coefficients {}): {}", json_path.string(),
+                                 named.names.empty() ? "scale only" : named.names, e.what()));
   }
 }
 
@@ -424,6 +403,38 @@ void check_matrix_header(const fs::path& a_path, const Dims& d) {
 }
 
 }  // namespace
+
+CoefficientFiles coefficient_files(const fs::path& dir, const fs::path& json_path, const nlohmann::json& cj) {
+  if (!cj.is_object())
+    throw InputError(fmt::format("{}: \"coefficients\" is {}, expected an object such as {{\"scale\": 1, "
+                                 "\"face_x\": \"face_x.npy\"}}",
+                                 json_path.string(), cj.dump()));
+  CoefficientFiles out;
+  for (const auto& [key, value] : cj.items()) {
+    if (key == "scale") {
+      if (!value.is_number())
+        throw InputError(fmt::format("{}: coefficients.scale is {}, expected a number", json_path.string(), value.dump()));
+      out.scale = value.get<double>();
+      if (!(std::isfinite(out.scale) && out.scale > 0.0))
+        throw InputError(fmt::format("{}: coefficients.scale {} must be a positive finite number", json_path.string(),
+                                     out.scale));
+      continue;
+    }
+    int a = 0;
+    while (a < 4 && key != kCoefficientNames[a]) ++a;
+    if (a == 4)
+      throw InputError(fmt::format("{}: coefficients.{} is not a coefficient (scale, face_x, face_y, face_z, diagonal)",
+                                   json_path.string(), key));
+    if (!value.is_string() || value.get<std::string>().empty())
+      throw InputError(fmt::format("{}: coefficients.{} is {}, expected a file name", json_path.string(), key, value.dump()));
+    const fs::path path = dir / value.get<std::string>();
+    if (!fs::is_regular_file(path))
+      throw MissingFileError(fmt::format("{}: no such file (system.json's coefficients.{} names it)", path.string(), key));
+    out.paths[static_cast<std::size_t>(a)] = path;
+    out.names += fmt::format("{}{}", out.names.empty() ? "" : ", ", path.filename().string());
+  }
+  return out;
+}
 
 namespace {
 
