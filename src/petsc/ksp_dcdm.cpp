@@ -78,14 +78,19 @@ PetscErrorCode KSPSetUp_DCDM(KSP ksp) {
   PetscCall(VecDestroy(&s->inverse_diagonal));
   if (s->allocated != s->k || !s->r) {
     PetscCall(destroy_vectors(s));
-    Vec* base = nullptr;
+    // The vectors take the operator's layout from a vector of its own (MatCreateVecs), made
+    // and destroyed here: KSPCreateVecs would take it from the DM's pool of global vectors,
+    // where it stays for as long as the DM (a full-size vector that no solve uses).
+    Mat amat = nullptr;
+    PetscCall(PCGetOperators(ksp->pc, &amat, nullptr));
+    Vec layout = nullptr;
+    PetscCall(MatCreateVecs(amat, &layout, nullptr));
+    PetscCall(VecDuplicate(layout, &s->r));
+    PetscCall(VecDestroy(&layout));
     // The Jacobi candidate's pair (dj, Adj) only with -ksp_dcdm_fallback best, made on first
     // use: 16 bytes a cell that the other modes never touch.
-    PetscCall(KSPCreateVecs(ksp, 3, &base, 0, nullptr));
-    s->r = base[0];
-    s->d = base[1];
-    s->ad = base[2];
-    PetscCall(PetscFree(base));  // the handles now belong to s
+    PetscCall(VecDuplicate(s->r, &s->d));
+    PetscCall(VecDuplicate(s->r, &s->ad));
     if (s->k > 0) {
       PetscCall(VecDuplicateVecs(s->r, s->k, &s->p));
       PetscCall(VecDuplicateVecs(s->r, s->k, &s->ap));
