@@ -14,6 +14,12 @@
 // taken whenever it reduces the A-norm error more; with off the solve stops with a
 // KSPConvergedReason naming the failure.
 //
+// Memory: as the serial solver's orthogonalise_first, d is A-orthogonalised against the kept
+// directions before its mat-vec, and A d goes into the image buffer of the pair it replaces:
+// r, d and the k kept pairs, 2k + 2 vectors (4 for k = 1) besides x and b. The best mode
+// compares two candidates against the kept images and holds a separate A d and the Jacobi
+// pair on top (2k + 5).
+//
 // This file needs PETSc only (not the dcdm core), so that libdcdm_petsc.so loads into an
 // unmodified PETSc program with -dll_append.
 #include "dcdm/petsc.hpp"
@@ -43,6 +49,9 @@ struct KspDcdm {
   KSPDCDMFallback fallback = KSPDCDM_FALLBACK_FAILURES;
   PetscReal vanish_tolerance = 1e-12;
   // Vectors, all owned here (their handles are swapped between roles as directions are kept).
+  // With k > 0 and the fallback modes failures/off, the solve holds r, d and the k kept pairs
+  // only (2k + 2 vectors): A d goes into the image buffer of the slot the new pair takes (see
+  // make_lean_candidate). ad is made only where a separate A d buffer is needed (k = 0, best).
   PetscInt allocated = -1;  // k the vectors were made for (-1: none)
   Vec r = nullptr, d = nullptr, ad = nullptr, dj = nullptr, adj = nullptr;
   Vec* p = nullptr;   // kept directions (ring of k)
@@ -87,10 +96,9 @@ PetscErrorCode KSPSetUp_DCDM(KSP ksp) {
     PetscCall(MatCreateVecs(amat, &layout, nullptr));
     PetscCall(VecDuplicate(layout, &s->r));
     PetscCall(VecDestroy(&layout));
-    // The Jacobi candidate's pair (dj, Adj) only with -ksp_dcdm_fallback best, made on first
-    // use: 16 bytes a cell that the other modes never touch.
     PetscCall(VecDuplicate(s->r, &s->d));
-    PetscCall(VecDuplicate(s->r, &s->ad));
+    // ad (the separate A d buffer) and the Jacobi candidate's pair (dj, Adj) are made on
+    // first use: with k > 0 and -ksp_dcdm_fallback failures or off the solve never needs them.
     if (s->k > 0) {
       PetscCall(VecDuplicateVecs(s->r, s->k, &s->p));
       PetscCall(VecDuplicateVecs(s->r, s->k, &s->ap));
@@ -168,6 +176,60 @@ PetscErrorCode make_candidate(KSP ksp, Mat amat, MatNullSpace nullspace, Vec d, 
   PetscFunctionReturn(0);
 }
 
+// The lean form of make_candidate, the serial solver's orthogonalise_first: the direction in
+// s->d is A-orthogonalised against the m kept directions before its mat-vec, so that A d can
+// go into `ad`, the image buffer of the slot the new pair takes, even when that is the oldest
+// kept pair's (whose A p the orthogonalisation has used by then). Two reductions: {d.Ap_j,
+// d.d} before the mat-vec (skipped when m = 0), {d.Ad, d.r, d.d} after it. *consumed tells
+// whether the mat-vec wrote into ad. The un-orthogonalised d.Ad the checks compare with is
+// d.Ad + sum_j (d.Ap_j)^2 / p_j.Ap_j (the kept directions are mutually A-orthogonal).
+PetscErrorCode make_lean_candidate(KSP ksp, Mat amat, MatNullSpace nullspace, Vec ad, PetscInt m, PetscReal rnorm,
+                                   Candidate* out, bool* consumed) {
+  KspDcdm* s = data_of(ksp);
+  Vec d = s->d;
+  PetscFunctionBegin;
+  *consumed = false;
+  PetscCall(PetscLogEventBegin(g_event_orthogonalise, ksp, 0, 0, 0));
+  if (nullspace) PetscCall(MatNullSpaceRemove(nullspace, d));
+  PetscReal removed = 0;  // the A-norm^2 taken out of d
+  if (m > 0) {
+    Vec with[kMaxKept + 1];
+    PetscScalar first[kMaxKept + 1];
+    for (PetscInt j = 0; j < m; ++j) with[j] = s->ap[j];
+    with[m] = d;
+    PetscCall(VecMDot(d, m + 1, with, first));
+    bool finite = true;
+    for (PetscInt j = 0; j <= m; ++j) finite = finite && std::isfinite(PetscRealPart(first[j]));
+    const PetscReal dd0 = PetscRealPart(first[m]);
+    if (!finite || dd0 == 0) {  // a NaN or Inf of d shows in d.d; d = 0 has nothing to give
+      *out = {finite ? Failure::Vanished : Failure::NonFinite};
+      PetscCall(PetscLogEventEnd(g_event_orthogonalise, ksp, 0, 0, 0));
+      PetscFunctionReturn(0);
+    }
+    PetscScalar minus_beta[kMaxKept];
+    for (PetscInt j = 0; j < m; ++j) {
+      minus_beta[j] = -first[j] / s->pap[j];
+      removed += PetscRealPart(first[j] * first[j]) / s->pap[j];
+    }
+    PetscCall(VecMAXPY(d, m, minus_beta, s->p));
+  }
+  PetscCall(KSP_MatMult(ksp, amat, d, ad));
+  *consumed = true;
+  Vec with3[3] = {ad, s->r, d};
+  PetscScalar sums[3];
+  PetscCall(VecMDot(d, 3, with3, sums));
+  const PetscReal dad = PetscRealPart(sums[0]), dr = PetscRealPart(sums[1]), dd = PetscRealPart(sums[2]);
+  const PetscReal dad0 = dad + removed;
+  const PetscReal vtol = s->vanish_tolerance;
+  if (!std::isfinite(dad) || !std::isfinite(dr) || !std::isfinite(dd)) *out = {Failure::NonFinite};
+  else if (dad0 <= 0) *out = {dd == 0 ? Failure::Vanished : Failure::Curvature};
+  else if (dad <= vtol * dad0) *out = {m == 0 ? Failure::Curvature : Failure::Vanished};
+  else if (std::abs(dr) <= vtol * std::sqrt(dd) * rnorm) *out = {Failure::OrthogonalToResidual};
+  else *out = {Failure::None, dad, dr};
+  PetscCall(PetscLogEventEnd(g_event_orthogonalise, ksp, 0, 0, 0));
+  PetscFunctionReturn(0);
+}
+
 // The reason a solve stops with when a direction fails and nothing replaces it.
 KSPConvergedReason reason_of(Failure f) {
   switch (f) {
@@ -229,12 +291,21 @@ PetscErrorCode KSPSolve_DCDM(KSP ksp) {
   PetscCall(report_iteration(ksp, 0, rnorm));
   if (ksp->reason) PetscFunctionReturn(0);
 
+  // The lean path (make_lean_candidate) unless the best mode compares two candidates against
+  // the kept directions' images, or no direction is kept (then A d has no slot to go to).
+  const bool lean = s->k > 0 && s->fallback != KSPDCDM_FALLBACK_BEST;
+  if (!lean && !s->ad) PetscCall(VecDuplicate(s->r, &s->ad));
   PetscInt kept = 0, oldest = 0;  // ring of kept directions: slots [0, kept), oldest next to go
   for (PetscInt it = 1; it <= ksp->max_it; ++it) {
     // The generator's direction: the PC applied to the residual.
     PetscCall(KSP_PCApply(ksp, s->r, s->d));
+    // The slot the new pair takes: the next free one, else the oldest pair's.
+    const PetscInt slot = kept < s->k ? kept : oldest;
+    Vec ad = lean ? s->ap[slot] : s->ad;  // where A d goes
+    bool consumed = false;                // the lean mat-vec overwrote the oldest pair's A p
     Candidate chosen;
-    PetscCall(make_candidate(ksp, amat, nullspace, s->d, s->ad, kept, rnorm, &chosen));
+    if (lean) PetscCall(make_lean_candidate(ksp, amat, nullspace, ad, kept, rnorm, &chosen, &consumed));
+    else PetscCall(make_candidate(ksp, amat, nullspace, s->d, s->ad, kept, rnorm, &chosen));
     if (chosen.failure == Failure::None) {
       bool take_jacobi = false;
       if (s->fallback == KSPDCDM_FALLBACK_BEST) {
@@ -268,8 +339,13 @@ PetscErrorCode KSPSolve_DCDM(KSP ksp) {
       else ++s->stats.fallback_vanished;
       ++s->stats.fallback_directions;
       PetscCall(PetscLogEventBegin(g_event_fallback, ksp, 0, 0, 0));
+      // The Jacobi direction is A-orthogonalised against all kept directions, as the PC's was:
+      // where the failed direction's A d took the oldest pair's image buffer, that pair's A p
+      // is made again (one more mat-vec, on this rare path only).
+      if (consumed && kept == s->k) PetscCall(KSP_MatMult(ksp, amat, s->p[slot], s->ap[slot]));
       PetscCall(fill_jacobi(ksp, amat, s->d));
-      PetscCall(make_candidate(ksp, amat, nullspace, s->d, s->ad, kept, rnorm, &chosen));
+      if (lean) PetscCall(make_lean_candidate(ksp, amat, nullspace, ad, kept, rnorm, &chosen, &consumed));
+      else PetscCall(make_candidate(ksp, amat, nullspace, s->d, s->ad, kept, rnorm, &chosen));
       PetscCall(PetscLogEventEnd(g_event_fallback, ksp, 0, 0, 0));
       if (chosen.failure != Failure::None) {
         ksp->reason = reason_of(chosen.failure);
@@ -282,28 +358,24 @@ PetscErrorCode KSPSolve_DCDM(KSP ksp) {
       ksp->reason = KSP_DIVERGED_NANORINF;
       break;
     }
+    if (!lean) ad = s->ad;  // the best mode may have swapped the Jacobi pair in
     PetscCall(VecAXPY(x, alpha, s->d));
-    PetscCall(VecAXPY(s->r, -alpha, s->ad));
+    PetscCall(VecAXPY(s->r, -alpha, ad));
     PetscReal new_norm = 0;
     PetscCall(VecNorm(s->r, NORM_2, &new_norm));
     if (!std::isfinite(new_norm)) {  // overflow: undo the step, keep the last finite iterate
       PetscCall(VecAXPY(x, -alpha, s->d));
-      PetscCall(VecAXPY(s->r, alpha, s->ad));
+      PetscCall(VecAXPY(s->r, alpha, ad));
       ksp->reason = KSP_DIVERGED_NANORINF;
       break;
     }
     rnorm = new_norm;
 
     if (s->k > 0) {  // keep (d, Ad): swap the handles into the ring, the oldest become work
-      PetscInt slot = kept;
-      if (kept < s->k) {
-        ++kept;
-      } else {
-        slot = oldest;
-        oldest = (oldest + 1) % s->k;
-      }
+      if (kept < s->k) ++kept;
+      else oldest = (oldest + 1) % s->k;
       std::swap(s->p[slot], s->d);
-      std::swap(s->ap[slot], s->ad);
+      if (!lean) std::swap(s->ap[slot], s->ad);  // the lean path's A d is in ap[slot] already
       s->pap[slot] = chosen.dad;
     }
     PetscCall(report_iteration(ksp, it, rnorm));

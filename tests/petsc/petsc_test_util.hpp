@@ -144,6 +144,7 @@ struct KspRun {
   KSPConvergedReason reason = KSP_CONVERGED_ITERATING;
   PetscInt iterations = 0;
   KSPDCDMStats stats{};
+  std::vector<PetscReal> history;  // ||r|| per iteration, the initial one first
 };
 
 // Solves A x = b (x zeroed first) with a KSP configured by `configure` then the options
@@ -159,7 +160,12 @@ KspRun run_ksp(PressureSystem& sys, Mat a, Vec x, Configure&& configure) {
   configure(ksp);
   KSPSetFromOptions(ksp);
   VecSet(x, 0.0);
+  KSPSetResidualHistory(ksp, nullptr, PETSC_DECIDE, PETSC_TRUE);
   KSPSolve(ksp, sys.rhs(), x);
+  const PetscReal* h = nullptr;
+  PetscInt nh = 0;
+  KSPGetResidualHistory(ksp, &h, &nh);
+  out.history.assign(h, h + nh);
   KSPGetConvergedReason(ksp, &out.reason);
   KSPGetIterationNumber(ksp, &out.iterations);
   PetscBool is_dcdm = PETSC_FALSE;

@@ -58,6 +58,11 @@ TEST(PetscKsp, K1MatchesCGIterations) {
         << c.pc << ": KSPDCDM k=1 " << dcdm.iterations << " vs KSPCG " << cg.iterations;
     EXPECT_EQ(dcdm.stats.fallback_directions, 0) << c.pc;
     EXPECT_EQ(dcdm.stats.generator_directions, dcdm.iterations) << c.pc;
+    // The same iterates to rounding: the residual norms of the first iterations agree.
+    ASSERT_GE(dcdm.history.size(), 6u);
+    ASSERT_GE(cg.history.size(), 6u);
+    for (std::size_t i = 0; i < 6; ++i)
+      EXPECT_NEAR(dcdm.history[i], cg.history[i], 1e-6 * cg.history[i]) << c.pc << " iteration " << i;
     VecDestroy(&x);
   }
 }
@@ -113,6 +118,69 @@ TEST(PetscKsp, FallbackReplacesFailedDirections) {
   EXPECT_GT(best.reason, 0);
   EXPECT_GT(best.stats.fallback_weak, 0);
   EXPECT_EQ(best.stats.fallback_weak + best.stats.generator_directions, best.iterations);
+  VecDestroy(&x);
+}
+
+// A PC that gives the Jacobi direction on odd applications and repeats its last one on even
+// applications: with k = 1 the repeat is the kept direction itself, which vanishes after
+// A-orthogonalisation, and only once its mat-vec has overwritten the kept pair's image buffer.
+struct ReplayPc {
+  Vec inverse_diagonal = nullptr, last = nullptr;
+  int applications = 0;
+};
+PetscErrorCode replay_pc(PC pc, Vec r, Vec y) {
+  PetscFunctionBeginUser;
+  void* raw = nullptr;
+  PetscCall(PCShellGetContext(pc, &raw));
+  auto* c = static_cast<ReplayPc*>(raw);
+  if (c->applications++ % 2 == 0) PetscCall(VecPointwiseMult(c->last, c->inverse_diagonal, r));
+  PetscCall(VecCopy(c->last, y));
+  PetscFunctionReturn(0);
+}
+
+// The Jacobi fallback after such a direction is A-orthogonalised against the kept direction
+// with its true image (made again by one more mat-vec): every iteration takes a Jacobi-PCG
+// direction, so the solve is the PCJACOBI one, residual for residual.
+TEST(PetscKsp, FallbackAfterConsumedImageIsJacobiPcg) {
+  PressureSystem sys = obstacles_system({24, 19, 13});
+  Mat a = sys.assembled();
+  Vec x = nullptr;
+  VecDuplicate(sys.rhs(), &x);
+  ReplayPc ctx;
+  VecDuplicate(sys.rhs(), &ctx.inverse_diagonal);
+  VecDuplicate(sys.rhs(), &ctx.last);
+  MatGetDiagonal(a, ctx.inverse_diagonal);
+  VecReciprocal(ctx.inverse_diagonal);
+  const auto common = [&](KSP ksp) {
+    KSPSetType(ksp, KSPDCDM);
+    KSPDCDMSetK(ksp, 1);
+    KSPDCDMSetFallback(ksp, KSPDCDM_FALLBACK_FAILURES);
+    KSPSetTolerances(ksp, 1e-8, PETSC_DEFAULT, PETSC_DEFAULT, 2000);
+  };
+  const KspRun jacobi = run_ksp(sys, a, x, [&](KSP ksp) {
+    common(ksp);
+    set_pc(ksp, PCJACOBI);
+  });
+  const KspRun replay = run_ksp(sys, a, x, [&](KSP ksp) {
+    common(ksp);
+    PC pc = nullptr;
+    KSPGetPC(ksp, &pc);
+    PCSetType(pc, PCSHELL);
+    PCShellSetContext(pc, &ctx);
+    PCShellSetApply(pc, replay_pc);
+  });
+  ASSERT_GT(jacobi.reason, 0);
+  EXPECT_GT(replay.reason, 0);
+  EXPECT_GE(jacobi.iterations, 10);
+  EXPECT_EQ(replay.iterations, jacobi.iterations);
+  // Every even application vanished and was replaced (the stats count the other failures too).
+  EXPECT_EQ(replay.stats.fallback_vanished, replay.iterations / 2);
+  EXPECT_EQ(replay.stats.fallback_directions, replay.iterations / 2);
+  ASSERT_EQ(replay.history.size(), jacobi.history.size());
+  for (std::size_t i = 0; i < jacobi.history.size(); ++i)
+    EXPECT_NEAR(replay.history[i], jacobi.history[i], 1e-6 * jacobi.history[i]) << "iteration " << i;
+  VecDestroy(&ctx.inverse_diagonal);
+  VecDestroy(&ctx.last);
   VecDestroy(&x);
 }
 
