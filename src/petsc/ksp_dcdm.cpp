@@ -80,31 +80,41 @@ PetscErrorCode destroy_vectors(KspDcdm* s) {
   PetscFunctionReturn(0);
 }
 
+// The work vectors, made by the first solve after a set-up that changed k, not by KSPSetUp:
+// KSPSetUp sets the PC up after this KSP's set-up, and a PC's set-up temporaries (the
+// dcdm_mg cycle's model evaluation) then peak without the work vectors beside them.
+PetscErrorCode make_vectors(KSP ksp) {
+  KspDcdm* s = data_of(ksp);
+  PetscFunctionBegin;
+  if (s->allocated == s->k && s->r) PetscFunctionReturn(0);
+  PetscCall(destroy_vectors(s));
+  // The vectors take the operator's layout from a vector of its own (MatCreateVecs), made
+  // and destroyed here: KSPCreateVecs would take it from the DM's pool of global vectors,
+  // where it stays for as long as the DM (a full-size vector that no solve uses).
+  Mat amat = nullptr;
+  PetscCall(PCGetOperators(ksp->pc, &amat, nullptr));
+  Vec layout = nullptr;
+  PetscCall(MatCreateVecs(amat, &layout, nullptr));
+  PetscCall(VecDuplicate(layout, &s->r));
+  PetscCall(VecDestroy(&layout));
+  PetscCall(VecDuplicate(s->r, &s->d));
+  // ad (the separate A d buffer) and the Jacobi candidate's pair (dj, Adj) are made on
+  // first use: with k > 0 and -ksp_dcdm_fallback failures or off the solve never needs them.
+  if (s->k > 0) {
+    PetscCall(VecDuplicateVecs(s->r, s->k, &s->p));
+    PetscCall(VecDuplicateVecs(s->r, s->k, &s->ap));
+  }
+  s->allocated = s->k;
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode KSPSetUp_DCDM(KSP ksp) {
   KspDcdm* s = data_of(ksp);
   PetscFunctionBegin;
   // The operator may have changed: the Jacobi fallback is rebuilt on first use.
   PetscCall(VecDestroy(&s->inverse_diagonal));
-  if (s->allocated != s->k || !s->r) {
-    PetscCall(destroy_vectors(s));
-    // The vectors take the operator's layout from a vector of its own (MatCreateVecs), made
-    // and destroyed here: KSPCreateVecs would take it from the DM's pool of global vectors,
-    // where it stays for as long as the DM (a full-size vector that no solve uses).
-    Mat amat = nullptr;
-    PetscCall(PCGetOperators(ksp->pc, &amat, nullptr));
-    Vec layout = nullptr;
-    PetscCall(MatCreateVecs(amat, &layout, nullptr));
-    PetscCall(VecDuplicate(layout, &s->r));
-    PetscCall(VecDestroy(&layout));
-    PetscCall(VecDuplicate(s->r, &s->d));
-    // ad (the separate A d buffer) and the Jacobi candidate's pair (dj, Adj) are made on
-    // first use: with k > 0 and -ksp_dcdm_fallback failures or off the solve never needs them.
-    if (s->k > 0) {
-      PetscCall(VecDuplicateVecs(s->r, s->k, &s->p));
-      PetscCall(VecDuplicateVecs(s->r, s->k, &s->ap));
-    }
-    s->allocated = s->k;
-  }
+  // Vectors of another k (or another operator's size after KSPReset) go now.
+  if (s->allocated != s->k) PetscCall(destroy_vectors(s));
   PetscFunctionReturn(0);
 }
 
@@ -271,6 +281,7 @@ PetscErrorCode KSPSolve_DCDM(KSP ksp) {
   MatNullSpace nullspace = nullptr;
   PetscCall(MatGetNullSpace(amat, &nullspace));
   s->stats = KSPDCDMStats{};
+  PetscCall(make_vectors(ksp));
 
   // r = b - A x, projected onto the range of A for a singular operator (the serial solver
   // works with the compatible part of b the same way).
@@ -399,7 +410,7 @@ PetscErrorCode KSPDCDMSetK_DCDM(KSP ksp, PetscInt k) {
   if (k != s->k) {
     PetscCall(destroy_vectors(s));
     s->k = k;
-    ksp->setupstage = KSP_SETUP_NEW;  // the kept-direction vectors are remade at set-up
+    ksp->setupstage = KSP_SETUP_NEW;  // the kept-direction vectors are remade by the next solve
   }
   PetscFunctionReturn(0);
 }
