@@ -64,6 +64,98 @@ void agree(MPI_Comm comm, bool ok, const std::string& message) {
   throw InputError(text);
 }
 
+// ---------------------------------------------------------------- ghost faces
+
+// The ghost values a star stencil of width 1 reads: the layer of each neighbour rank's box
+// next to a face of this rank's owned box, one buffer per face (face order x-, x+, y-, y+, z-,
+// z+; a face's values x fastest over its two axes: (j, k) for x faces, (i, k) for y, (i, j)
+// for z). The shell operator and the component labelling exchange these instead of a
+// ghosted copy of the whole vector through the DMDA's scatter, whose set-up (index arrays of
+// 12 bytes a ghosted cell, made on its first use) and local vector (8 bytes) cost more than
+// the vector itself.
+class FaceHalo {
+ public:
+  FaceHalo(DM da, const Box& box) : box_(box) {
+    MPI_Comm comm = PetscObjectComm((PetscObject)da);
+    // A communicator of its own: these messages never meet PETSc's or the other halos'.
+    MPI_Comm_dup(comm, &comm_);
+    int rank = 0;
+    MPI_Comm_rank(comm_, &rank);
+    PetscInt procs[3] = {1, 1, 1};
+    DCDM_PETSC_CALL(DMDAGetInfo(da, nullptr, nullptr, nullptr, nullptr, &procs[0], &procs[1], &procs[2], nullptr,
+                                nullptr, nullptr, nullptr, nullptr, nullptr));
+    const PetscInt* ranges[3] = {nullptr, nullptr, nullptr};
+    DCDM_PETSC_CALL(DMDAGetOwnershipRanges(da, &ranges[0], &ranges[1], &ranges[2]));
+    const PetscInt lo[3] = {box.xs, box.ys, box.zs};
+    int coord[3] = {0, 0, 0};
+    for (int a = 0; a < 3; ++a) {
+      PetscInt start = 0;
+      while (coord[a] < procs[a] && start < lo[a]) start += ranges[a][coord[a]++];
+    }
+    // DMDA numbers its ranks x fastest (as the dcdm_mg halo also relies on).
+    const auto rank_at = [&](int cx, int cy, int cz) { return cx + static_cast<int>(procs[0]) * (cy + static_cast<int>(procs[1]) * cz); };
+    if (rank_at(coord[0], coord[1], coord[2]) != rank) throw Error("PressureSystem: the DMDA's rank layout is not x-fastest");
+    for (int f = 0; f < 6; ++f) {
+      int c[3] = {coord[0], coord[1], coord[2]};
+      c[f / 2] += f % 2 ? 1 : -1;
+      if (c[f / 2] < 0 || c[f / 2] >= procs[f / 2]) continue;
+      neighbour_[f] = rank_at(c[0], c[1], c[2]);
+      send_[f].resize(face_size(f));
+      recv_[f].resize(face_size(f));
+    }
+  }
+  ~FaceHalo() {
+    if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+  }
+  FaceHalo(const FaceHalo&) = delete;
+  FaceHalo& operator=(const FaceHalo&) = delete;
+
+  std::size_t face_size(int f) const {
+    const std::size_t xm = static_cast<std::size_t>(box_.xm), ym = static_cast<std::size_t>(box_.ym),
+                      zm = static_cast<std::size_t>(box_.zm);
+    return f < 2 ? ym * zm : f < 4 ? xm * zm : xm * ym;
+  }
+  // The values beyond face f (null where no rank lies beyond it: the grid's outer faces).
+  const double* face(int f) const { return neighbour_[f] >= 0 ? recv_[f].data() : nullptr; }
+
+  // Sends the owned layers (owned: the owned box, x fastest) and receives the neighbours'.
+  // Collective on the DMDA's communicator.
+  void exchange(const double* owned) {
+    const std::int64_t xm = box_.xm, ym = box_.ym, zm = box_.zm;
+    MPI_Request requests[12];
+    int count = 0;
+    for (int f = 0; f < 6; ++f)
+      if (neighbour_[f] >= 0)
+        MPI_Irecv(recv_[f].data(), static_cast<int>(recv_[f].size()), MPI_DOUBLE, neighbour_[f], f ^ 1, comm_,
+                  &requests[count++]);
+    for (int f = 0; f < 6; ++f) {
+      if (neighbour_[f] < 0) continue;
+      double* out = send_[f].data();
+      if (f < 2) {
+        const std::int64_t li = f == 0 ? 0 : xm - 1;
+        for (std::int64_t lk = 0; lk < zm; ++lk)
+          for (std::int64_t lj = 0; lj < ym; ++lj) out[lj + ym * lk] = owned[li + xm * (lj + ym * lk)];
+      } else if (f < 4) {
+        const std::int64_t lj = f == 2 ? 0 : ym - 1;
+        for (std::int64_t lk = 0; lk < zm; ++lk)
+          std::copy_n(owned + xm * (lj + ym * lk), xm, out + xm * lk);
+      } else {
+        const std::int64_t lk = f == 4 ? 0 : zm - 1;
+        std::copy_n(owned + xm * ym * lk, xm * ym, out);
+      }
+      // Tagged with the sender's face: the receiver takes it on the opposite one (f ^ 1).
+      MPI_Isend(out, static_cast<int>(send_[f].size()), MPI_DOUBLE, neighbour_[f], f, comm_, &requests[count++]);
+    }
+    MPI_Waitall(count, requests, MPI_STATUSES_IGNORE);
+  }
+
+ private:
+  Box box_;
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int neighbour_[6] = {-1, -1, -1, -1, -1, -1};
+  std::vector<double> send_[6], recv_[6];
+};
+
 // ---------------------------------------------------------------- shell operator
 
 struct PressureSystem::ShellContext {
@@ -77,7 +169,7 @@ struct PressureSystem::ShellContext {
   // and, one stride on, its high face), 0 where the two cells are not both fluid.
   std::vector<double> weighted_diag;
   std::vector<double> coupling[3];
-  Vec local = nullptr;  // ghosted copy of x
+  std::unique_ptr<FaceHalo> halo;  // the neighbours' layers of x next to the owned box
 };
 
 namespace {
@@ -91,39 +183,58 @@ std::array<std::int64_t, 6> face_slots(const Box& b, PetscInt i, PetscInt j, Pet
   return {x_face, x_face + 1, y_face, y_face + xm, z_face, z_face + xm * ym};
 }
 
+// The x values a row (j, k) of the owned box reads (local indices lj, lk): its own row and
+// the rows beyond it in y and z, each contiguous in i (owned, or a ghost face's row; null
+// beyond the grid, where no mask bit points), and the values beyond its two x ends.
+struct StencilRows {
+  const PetscScalar *centre, *ylo, *yhi, *zlo, *zhi;
+  PetscScalar xlo, xhi;
+  StencilRows(const PetscScalar* x, const Box& b, const FaceHalo& halo, std::int64_t lj, std::int64_t lk) {
+    const std::int64_t xm = b.xm, ym = b.ym, zm = b.zm;
+    centre = x + xm * (lj + ym * lk);
+    const auto face_row = [&](int f, std::int64_t offset) { return halo.face(f) ? halo.face(f) + offset : nullptr; };
+    ylo = lj > 0 ? centre - xm : face_row(2, xm * lk);
+    yhi = lj < ym - 1 ? centre + xm : face_row(3, xm * lk);
+    zlo = lk > 0 ? centre - xm * ym : face_row(4, xm * lj);
+    zhi = lk < zm - 1 ? centre + xm * ym : face_row(5, xm * lj);
+    xlo = halo.face(0) ? halo.face(0)[lj + ym * lk] : 0.0;
+    xhi = halo.face(1) ? halo.face(1)[lj + ym * lk] : 0.0;
+  }
+  PetscScalar left(std::int64_t li) const { return li > 0 ? centre[li - 1] : xlo; }
+  PetscScalar right(std::int64_t li, std::int64_t xm) const { return li < xm - 1 ? centre[li + 1] : xhi; }
+};
+
 // The weighted rows (serial weighted_row, src/poisson/poisson.cpp): the same column order, the
 // couplings read from the contiguous face arrays. Every (j, k) row of the box finds its data
 // from its own indices, so the rows are independent (a parallel loop over k needs nothing else).
-void weighted_apply(const PressureSystem::ShellContext& c, const PetscScalar* const* const* xa, PetscScalar*** ya) {
+void weighted_apply(const PressureSystem::ShellContext& c, const PetscScalar* x, PetscScalar* y) {
   const Box& b = c.box;
-  const std::int64_t xm = b.xm, ym = b.ym;
-  for (PetscInt k = b.zs; k < b.zs + b.zm; ++k)
-    for (PetscInt j = b.ys; j < b.ys + b.ym; ++j) {
-      const std::int64_t lj = j - b.ys, lk = k - b.zs;
+  const std::int64_t xm = b.xm, ym = b.ym, zm = b.zm;
+  for (std::int64_t lk = 0; lk < zm; ++lk)
+    for (std::int64_t lj = 0; lj < ym; ++lj) {
       const std::int64_t row = xm * (lj + ym * lk);
       const std::uint8_t* mask = c.mask.data() + row;
       const double* diag = c.weighted_diag.data() + row;
       const double* cx = c.coupling[0].data() + (xm + 1) * (lj + ym * lk);   // low x face; high at +1
       const double* cy = c.coupling[1].data() + xm * (lj + (ym + 1) * lk);   // low y face; high at +xm
       const double* cz = c.coupling[2].data() + row;                          // low z face; high at +xm*ym
-      const PetscScalar* xr = xa[k][j];
-      PetscScalar* yr = ya[k][j];
+      const StencilRows r(x, b, *c.halo, lj, lk);
+      PetscScalar* yr = y + row;
       for (std::int64_t li = 0; li < xm; ++li) {
-        const PetscInt i = b.xs + static_cast<PetscInt>(li);
         const std::uint8_t m = mask[li];
         if (!(m & kFluidBit)) {
-          yr[i] = xr[i];  // identity row
+          yr[li] = r.centre[li];  // identity row
           continue;
         }
         PetscScalar v = 0;
-        if (m & (1u << 4)) v -= cz[li] * xa[k - 1][j][i];
-        if (m & (1u << 2)) v -= cy[li] * xa[k][j - 1][i];
-        if (m & (1u << 0)) v -= cx[li] * xr[i - 1];
-        v += diag[li] * xr[i];
-        if (m & (1u << 1)) v -= cx[li + 1] * xr[i + 1];
-        if (m & (1u << 3)) v -= cy[li + xm] * xa[k][j + 1][i];
-        if (m & (1u << 5)) v -= cz[li + xm * ym] * xa[k + 1][j][i];
-        yr[i] = v;
+        if (m & (1u << 4)) v -= cz[li] * r.zlo[li];
+        if (m & (1u << 2)) v -= cy[li] * r.ylo[li];
+        if (m & (1u << 0)) v -= cx[li] * r.left(li);
+        v += diag[li] * r.centre[li];
+        if (m & (1u << 1)) v -= cx[li + 1] * r.right(li, xm);
+        if (m & (1u << 3)) v -= cy[li + xm] * r.yhi[li];
+        if (m & (1u << 5)) v -= cz[li + xm * ym] * r.zhi[li];
+        yr[li] = v;
       }
     }
 }
@@ -133,39 +244,44 @@ PetscErrorCode shell_mult(Mat a, Vec x, Vec y) {
   PetscFunctionBegin;
   PetscCall(MatShellGetContext(a, &raw));
   auto* c = static_cast<PressureSystem::ShellContext*>(raw);
-  PetscCall(DMGlobalToLocalBegin(c->da, x, INSERT_VALUES, c->local));
-  PetscCall(DMGlobalToLocalEnd(c->da, x, INSERT_VALUES, c->local));
-  const PetscScalar*** xa = nullptr;
-  PetscScalar*** ya = nullptr;
-  PetscCall(DMDAVecGetArrayRead(c->da, c->local, &xa));
-  PetscCall(DMDAVecGetArray(c->da, y, &ya));
+  const PetscScalar* xv = nullptr;
+  PetscScalar* yv = nullptr;
+  PetscCall(VecGetArrayRead(x, &xv));
+  PetscCall(VecGetArray(y, &yv));
+  c->halo->exchange(xv);
   const Box& b = c->box;
   if (!c->weighted_diag.empty()) {
-    weighted_apply(*c, xa, ya);
+    weighted_apply(*c, xv, yv);
   } else {
-    std::int64_t n = 0;
-    for (PetscInt k = b.zs; k < b.zs + b.zm; ++k)
-      for (PetscInt j = b.ys; j < b.ys + b.ym; ++j)
-        for (PetscInt i = b.xs; i < b.xs + b.xm; ++i, ++n) {
-          const std::uint8_t m = c->mask[static_cast<std::size_t>(n)];
+    const std::int64_t xm = b.xm, ym = b.ym, zm = b.zm;
+    for (std::int64_t lk = 0; lk < zm; ++lk)
+      for (std::int64_t lj = 0; lj < ym; ++lj) {
+        const std::int64_t row = xm * (lj + ym * lk);
+        const std::uint8_t* mask = c->mask.data() + row;
+        const std::uint8_t* diag = c->diag.data() + row;
+        const StencilRows r(xv, b, *c->halo, lj, lk);
+        PetscScalar* yr = yv + row;
+        for (std::int64_t li = 0; li < xm; ++li) {
+          const std::uint8_t m = mask[li];
           if (!(m & kFluidBit)) {
-            ya[k][j][i] = xa[k][j][i];  // identity row
+            yr[li] = r.centre[li];  // identity row
             continue;
           }
           // Summed in the serial stencil's order: z-1, y-1, x-1, centre, x+1, y+1, z+1.
           PetscScalar v = 0;
-          if (m & (1u << 4)) v -= xa[k - 1][j][i];
-          if (m & (1u << 2)) v -= xa[k][j - 1][i];
-          if (m & (1u << 0)) v -= xa[k][j][i - 1];
-          v += c->diag[static_cast<std::size_t>(n)] * xa[k][j][i];
-          if (m & (1u << 1)) v -= xa[k][j][i + 1];
-          if (m & (1u << 3)) v -= xa[k][j + 1][i];
-          if (m & (1u << 5)) v -= xa[k + 1][j][i];
-          ya[k][j][i] = v;
+          if (m & (1u << 4)) v -= r.zlo[li];
+          if (m & (1u << 2)) v -= r.ylo[li];
+          if (m & (1u << 0)) v -= r.left(li);
+          v += diag[li] * r.centre[li];
+          if (m & (1u << 1)) v -= r.right(li, xm);
+          if (m & (1u << 3)) v -= r.yhi[li];
+          if (m & (1u << 5)) v -= r.zhi[li];
+          yr[li] = v;
         }
+      }
   }
-  PetscCall(DMDAVecRestoreArrayRead(c->da, c->local, &xa));
-  PetscCall(DMDAVecRestoreArray(c->da, y, &ya));
+  PetscCall(VecRestoreArrayRead(x, &xv));
+  PetscCall(VecRestoreArray(y, &yv));
   PetscFunctionReturn(0);
 }
 
@@ -603,9 +719,7 @@ PressureSystem PressureSystem::from_folder(MPI_Comm comm, const std::filesystem:
 void PressureSystem::label_components() {
   const Box& x = box_;
   const std::size_t ng = ghost_cells_.size();
-  Vec global = nullptr, local = nullptr;
-  DCDM_PETSC_CALL(DMCreateGlobalVector(da_, &global));
-  DCDM_PETSC_CALL(DMCreateLocalVector(da_, &local));
+  FaceHalo halo(da_, x);
   labels_.assign(static_cast<std::size_t>(x.owned()), -1);
   std::size_t n = 0;
   for (PetscInt k = x.zs; k < x.zs + x.zm; ++k)
@@ -641,25 +755,33 @@ void PressureSystem::label_components() {
         }
       }
   std::vector<std::int64_t> set_min(ng);
+  std::vector<double> owned_labels(labels_.size());
   for (int round = 0;; ++round) {
-    PetscScalar* gv = nullptr;
-    DCDM_PETSC_CALL(VecGetArray(global, &gv));
-    for (std::size_t m = 0; m < labels_.size(); ++m) gv[m] = static_cast<PetscScalar>(labels_[m]);
-    DCDM_PETSC_CALL(VecRestoreArray(global, &gv));
-    DCDM_PETSC_CALL(DMGlobalToLocalBegin(da_, global, INSERT_VALUES, local));
-    DCDM_PETSC_CALL(DMGlobalToLocalEnd(da_, global, INSERT_VALUES, local));
-    const PetscScalar* lv = nullptr;
-    DCDM_PETSC_CALL(VecGetArrayRead(local, &lv));
+    // The labels as doubles (exact: cell indices < 2^53), the neighbours' face layers beside.
+    for (std::size_t m = 0; m < labels_.size(); ++m) owned_labels[m] = static_cast<double>(labels_[m]);
+    halo.exchange(owned_labels.data());
+    const auto label_at = [&](PetscInt i, PetscInt j, PetscInt k) -> std::int64_t {
+      const std::int64_t li = i - x.xs, lj = j - x.ys, lk = k - x.zs;
+      const bool in_x = li >= 0 && li < x.xm, in_y = lj >= 0 && lj < x.ym, in_z = lk >= 0 && lk < x.zm;
+      double v = -1.0;  // edges and corners of the ghosted box: never in a set
+      if (in_x && in_y && in_z) v = owned_labels[static_cast<std::size_t>(li + x.xm * (lj + x.ym * lk))];
+      else if (!in_x && in_y && in_z) v = halo.face(li < 0 ? 0 : 1)[lj + x.ym * lk];
+      else if (in_x && !in_y && in_z) v = halo.face(lj < 0 ? 2 : 3)[li + x.xm * lk];
+      else if (in_x && in_y && !in_z) v = halo.face(lk < 0 ? 4 : 5)[li + x.xm * lj];
+      return static_cast<std::int64_t>(v);
+    };
     std::fill(set_min.begin(), set_min.end(), std::numeric_limits<std::int64_t>::max());
     // Members of the sets: owned fluid cells and the fluid face-neighbours united with them
-    // (corner cells of the ghosted box never join a set, so their stale values are unused).
-    for (std::size_t g = 0; g < ng; ++g) {
-      if (ghost_cells_[g] != static_cast<std::uint8_t>(CellType::Fluid)) continue;
-      const std::int64_t root = find(static_cast<std::int64_t>(g));
-      const auto label = static_cast<std::int64_t>(lv[g]);
-      if (label >= 0) set_min[static_cast<std::size_t>(root)] = std::min(set_min[static_cast<std::size_t>(root)], label);
-    }
-    DCDM_PETSC_CALL(VecRestoreArrayRead(local, &lv));
+    // (edge and corner cells of the ghosted box never join a set).
+    std::size_t g = 0;
+    for (PetscInt k = x.gzs; k < x.gzs + x.gzm; ++k)
+      for (PetscInt j = x.gys; j < x.gys + x.gym; ++j)
+        for (PetscInt i = x.gxs; i < x.gxs + x.gxm; ++i, ++g) {
+          if (ghost_cells_[g] != static_cast<std::uint8_t>(CellType::Fluid)) continue;
+          const std::int64_t root = find(static_cast<std::int64_t>(g));
+          const std::int64_t label = label_at(i, j, k);
+          if (label >= 0) set_min[static_cast<std::size_t>(root)] = std::min(set_min[static_cast<std::size_t>(root)], label);
+        }
     int changed = 0;
     n = 0;
     for (PetscInt k = x.zs; k < x.zs + x.zm; ++k)
@@ -676,8 +798,6 @@ void PressureSystem::label_components() {
     MPI_Allreduce(&changed, &any, 1, MPI_INT, MPI_LOR, comm_);
     if (!any) break;
   }
-  DCDM_PETSC_CALL(VecDestroy(&global));
-  DCDM_PETSC_CALL(VecDestroy(&local));
 }
 
 void PressureSystem::finish(const std::vector<double>& owned_b) {
@@ -755,7 +875,7 @@ void PressureSystem::finish(const std::vector<double>& owned_b) {
         shell_context_->diag[n] = d;
       }
   if (weighted_) make_weighted_rows();
-  DCDM_PETSC_CALL(DMCreateLocalVector(da_, &shell_context_->local));
+  shell_context_->halo = std::make_unique<FaceHalo>(da_, x);
 
   // b (zero off fluid: those rows are identities with x = 0).
   DCDM_PETSC_CALL(DMCreateGlobalVector(da_, &b_));
@@ -920,7 +1040,6 @@ void PressureSystem::destroy() {
   MatNullSpaceDestroy(&nullspace_);
   VecDestroy(&b_);
   if (shell_context_) {
-    VecDestroy(&shell_context_->local);
     delete shell_context_;
     shell_context_ = nullptr;
   }

@@ -97,6 +97,46 @@ TEST(PetscSystem, OperatorsMatchSerialStencil) {
   }
 }
 
+// The shell operator and the labelling exchange the face layers of the ranks' boxes
+// themselves (no ghosted vector): with the ranks laid out along each axis in turn, every
+// kind of face is exchanged, and A x and the components are still the serial ones.
+TEST(PetscSystem, FaceExchangeAlongEveryAxis) {
+  int size = 1;
+  MPI_Comm_size(PETSC_COMM_WORLD, &size);
+  const char* names[3] = {"-da_processors_x", "-da_processors_y", "-da_processors_z"};
+  std::array<FaceBoundary, 6> walls{};
+  for (int axis = 0; axis < 3; ++axis) {
+    ScopedOption px(names[0], axis == 0 ? std::to_string(size) : "1");
+    ScopedOption py(names[1], axis == 1 ? std::to_string(size) : "1");
+    ScopedOption pz(names[2], axis == 2 ? std::to_string(size) : "1");
+    Domain dom = obstacles({24, 19, 13});
+    PressureSystem sys = PressureSystem::from_domain(PETSC_COMM_WORLD, dom, {});
+    const Box& b = sys.box();
+    const PetscInt extent[3] = {b.xm, b.ym, b.zm};
+    const int dims[3] = {24, 19, 13};
+    if (size > 1) EXPECT_LT(extent[axis], dims[axis]) << "axis " << axis;  // split along it
+    std::vector<double> x(static_cast<std::size_t>(dom.dims().size()));
+    for (std::size_t c = 0; c < x.size(); ++c) x[c] = std::cos(0.21 * double(c)) + 0.05 * double(c % 11);
+    std::vector<double> ax(x.size());
+    PoissonStencil(dom).apply(x, ax);
+    for (std::size_t c = 0; c < x.size(); ++c)
+      if (dom.cells[static_cast<std::int64_t>(c)] != CellType::Fluid) ax[c] = x[c];
+    Vec xv = nullptr, yv = nullptr;
+    VecDuplicate(sys.rhs(), &xv);
+    VecDuplicate(sys.rhs(), &yv);
+    fill_owned(sys, x, xv);
+    MatMult(sys.shell(), xv, yv);
+    EXPECT_LE(max_difference(sys, yv, ax), 1e-13) << "axis " << axis;
+    VecDestroy(&xv);
+    VecDestroy(&yv);
+    const Domain sp = speckled({24, 19, 13}, 0.65, walls, 1);
+    const PressureSystem labelled = PressureSystem::from_domain(PETSC_COMM_WORLD, sp, {});
+    const FluidComponents fc = fluid_components(sp);
+    EXPECT_EQ(labelled.components, fc.count()) << "axis " << axis;
+    EXPECT_EQ(labelled.singular_components, fc.singular_count()) << "axis " << axis;
+  }
+}
+
 // The distributed labelling against fluid_components: the same components, the same
 // singular ones, each cell labelled with its component's lowest cell index; the null space
 // annihilated by A. Cases: many small closed components (function null space, > 32), one
