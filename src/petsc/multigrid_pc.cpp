@@ -115,6 +115,10 @@ struct Level {
   std::vector<Real> band_wide_omega[2];
   std::vector<Real> omega;            // per-cell interior factors (a per-cell model), else empty
   std::int64_t fluid_cells = 0;       // on this rank
+  // The finest level's residual lives in the PC's output vector while a cycle runs (see
+  // Cycle::apply): r is then empty and this points there.
+  Real* r_borrowed = nullptr;
+  Real* residual() { return r_borrowed ? r_borrowed : r.data(); }
 
   std::int64_t size() const { return std::int64_t(ext[0]) * ext[1] * ext[2]; }
   std::int64_t at(int i, int j, int k) const {
@@ -269,6 +273,7 @@ class Cycle final : public CycleBase {
   std::vector<Real> gather_send_, gather_all_;
   std::vector<double> serial_r_, serial_z_;
   int gathered_levels_ = 0;  // the serial cycle's levels (the gathered level is its first)
+  bool borrow_top_residual_ = false;  // the finest level's r is the output vector's storage
   std::vector<Dims> gathered_level_dims_;
 
   void init_level(Level<Real>& l, const Split& split, double s);
@@ -558,6 +563,17 @@ Cycle<Real>::Cycle(const GridGeometry& grid, const DistributedMultigridOptions& 
   agree(comm_, failure.empty(), failure);
   for (int li = 0; li < gathered; ++li) widen_band(li);
   set_up_gather(faces_, gathered);
+  // The finest level's residual is needed only between its computation and the restriction,
+  // while the PC's output z (a double per owned cell) is not yet written: where the level's
+  // array with its frame fits in z (the float cycle on boxes of more than about 15^3 cells), it
+  // lives there instead of in an array of its own (4 bytes a cell of the float cycle).
+  if (levels_.size() > 1) {
+    Level<Real>& t = levels_.front();
+    if (static_cast<std::size_t>(t.size()) * sizeof(Real) <= static_cast<std::size_t>(t.split.owned()) * sizeof(PetscScalar)) {
+      std::vector<Real>().swap(t.r);
+      borrow_top_residual_ = true;
+    }
+  }
 }
 
 // Rank 0 gets the gathered level's types and sets up the serial cycle on them; every rank
@@ -778,7 +794,7 @@ void Cycle<Real>::residual_to_coarse(int li) {
     const Real* b = f.b.data();
     const Real* id = f.inv_diag.data();
     const Real* iw = f.inv_w.data();
-    Real* r = f.r.data();
+    Real* r = f.residual();
     const Real s = static_cast<Real>(f.s);
     const std::int64_t sy = f.sy, sz = f.sz;
     const int x0 = f.split.lo[0], x1 = f.split.hi[0];
@@ -795,9 +811,9 @@ void Cycle<Real>::residual_to_coarse(int li) {
         }
       }
   }
-  halos_[static_cast<std::size_t>(li)].exchange(f.r.data(), kFrame);
+  halos_[static_cast<std::size_t>(li)].exchange(f.residual(), kFrame);
   const LogScope scope(g_event_transfer);
-  const Real* r = f.r.data();
+  const Real* r = f.residual();
   Real* bc = c.b.data();
   const std::int64_t fsy = f.sy, fsz = f.sz;
 #pragma omp parallel for schedule(static) if (c.parallel())
@@ -904,7 +920,14 @@ void Cycle<Real>::apply(const PetscScalar* r, PetscScalar* z) {
   if (levels_.size() == 1) {
     gathered_solve();
   } else {
+    if (borrow_top_residual_) {
+      // Zero, as the level's own array would hold where neither the residual nor the halo
+      // writes (the frame beyond the grid); the storage is z's, overwritten below.
+      top.r_borrowed = reinterpret_cast<Real*>(z);
+      std::fill_n(top.r_borrowed, top.size(), Real(0));
+    }
     vcycle(0);
+    top.r_borrowed = nullptr;
   }
   n = 0;
   top.for_owned([&](int, int, int, std::int64_t p) { z[n++] = static_cast<PetscScalar>(top.x[static_cast<std::size_t>(p)]); });
