@@ -203,10 +203,10 @@ int run(const Args& a, MPI_Comm comm, int rank, int size) {
     agree(comm, parent.empty() || fs::is_directory(parent),
           fmt::format("--json: folder {} does not exist", parent.string()));
   }
-  // --method's solve on top of the system: about 140 bytes a cell over all ranks with the
-  // matrix-free operator (measured 133 for dcdm-relax, 142 for mgpcg at 256^3 on two ranks),
-  // 90 more with the assembled one. Refused before anything is built when this machine's
-  // ranks would not fit.
+  // --method's solve, the system included: bytes a cell over all ranks with the matrix-free
+  // operator, 100 for dcdm-relax and 135 for mgpcg (measured 94 and 131 at 256^3 on two
+  // ranks, 87 for dcdm-relax at 512^3), 90 more with the assembled one. Refused before
+  // anything is built when this machine's ranks would not fit.
   if (a.method != "petsc" && a.scene.size()) {
     const dcdm::Dims d = scene_dims(a);
     MPI_Comm node = MPI_COMM_NULL;
@@ -214,7 +214,8 @@ int run(const Args& a, MPI_Comm comm, int rank, int size) {
     int node_ranks = 1;
     MPI_Comm_size(node, &node_ranks);
     MPI_Comm_free(&node);
-    const double per_cell = a.op == "shell" ? 140.0 : 230.0;
+    const double shell_per_cell = a.method.rfind("dcdm-relax", 0) == 0 ? 100.0 : 135.0;
+    const double per_cell = a.op == "shell" ? shell_per_cell : shell_per_cell + 90.0;
     const double need = static_cast<double>(d.size()) * per_cell * node_ranks / size;
     const double have = static_cast<double>(dcdm::physical_memory_bytes());
     agree(comm, have <= 0 || need <= have,

@@ -564,10 +564,10 @@ PressureSystem PressureSystem::from_scene(MPI_Comm comm, const SceneSpec& spec, 
   check_grid_dims(spec.dims, "--n/--dims");
   // Each rank builds only its ghosted box of the scene (make_scene_part): refuse a grid whose
   // parts (about 3 bytes a cell with the scene's temporaries; a weighted scene's coefficients
-  // and work arrays more) plus the system (about 80 bytes a cell at its peak, measured at
-  // 256^3 on two ranks: the DMDA's maps, flags, b, the operator's ghosted copy, the labelling's
-  // work) do not fit on the ranks of this machine; what a solver needs on top is its own
-  // (dcdm-mpi checks its methods').
+  // and work arrays more) plus the system (about 60 bytes a cell at its peak, measured at
+  // 256^3 on two ranks: the DMDA's maps, flags, b, the labelling's work) do not fit on the
+  // ranks of this machine; what a solver needs on top is its own (dcdm-mpi checks its
+  // methods').
   MPI_Comm node = MPI_COMM_NULL;
   MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
   int node_ranks = 1, ranks = 1;

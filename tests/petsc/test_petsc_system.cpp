@@ -114,7 +114,9 @@ TEST(PetscSystem, FaceExchangeAlongEveryAxis) {
     const Box& b = sys.box();
     const PetscInt extent[3] = {b.xm, b.ym, b.zm};
     const int dims[3] = {24, 19, 13};
-    if (size > 1) EXPECT_LT(extent[axis], dims[axis]) << "axis " << axis;  // split along it
+    if (size > 1) {  // split along it
+      EXPECT_LT(extent[axis], dims[axis]) << "axis " << axis;
+    }
     std::vector<double> x(static_cast<std::size_t>(dom.dims().size()));
     for (std::size_t c = 0; c < x.size(); ++c) x[c] = std::cos(0.21 * double(c)) + 0.05 * double(c % 11);
     std::vector<double> ax(x.size());
