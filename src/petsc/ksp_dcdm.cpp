@@ -88,15 +88,20 @@ PetscErrorCode make_vectors(KSP ksp) {
   PetscFunctionBegin;
   if (s->allocated == s->k && s->r) PetscFunctionReturn(0);
   PetscCall(destroy_vectors(s));
-  // The vectors take the operator's layout from a vector of its own (MatCreateVecs), made
-  // and destroyed here: KSPCreateVecs would take it from the DM's pool of global vectors,
-  // where it stays for as long as the DM (a full-size vector that no solve uses).
-  Mat amat = nullptr;
-  PetscCall(PCGetOperators(ksp->pc, &amat, nullptr));
-  Vec layout = nullptr;
-  PetscCall(MatCreateVecs(amat, &layout, nullptr));
-  PetscCall(VecDuplicate(layout, &s->r));
-  PetscCall(VecDestroy(&layout));
+  // The vectors are the solution's kind (its type and layout), else the operator's through a
+  // vector of its own made and destroyed here: KSPCreateVecs would take the layout from the
+  // DM's pool of global vectors, where that vector stays for as long as the DM (a full-size
+  // vector that no solve uses).
+  if (ksp->vec_sol) {
+    PetscCall(VecDuplicate(ksp->vec_sol, &s->r));
+  } else {
+    Mat amat = nullptr;
+    PetscCall(PCGetOperators(ksp->pc, &amat, nullptr));
+    Vec layout = nullptr;
+    PetscCall(MatCreateVecs(amat, &layout, nullptr));
+    PetscCall(VecDuplicate(layout, &s->r));
+    PetscCall(VecDestroy(&layout));
+  }
   PetscCall(VecDuplicate(s->r, &s->d));
   // ad (the separate A d buffer) and the Jacobi candidate's pair (dj, Adj) are made on
   // first use: with k > 0 and -ksp_dcdm_fallback failures or off the solve never needs them.
