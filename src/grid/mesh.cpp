@@ -291,10 +291,11 @@ void cast_rays(const TriangleMesh& m, const CellBox& box, int axis, std::vector<
         hits[static_cast<std::size_t>(iv - lv) * nu + (iu - lu)].push_back(depth);
       }
   }
-  // Each cell's vote from its ray. The rays of one row (consecutive x where the rays run along
-  // y or z) are walked together, depth by depth, so that every write goes to a run of
-  // consecutive cells; rays along x write their own contiguous row. (Writing ray after ray
-  // along y or z strides through the whole box for every ray.)
+  // Each cell's vote from its ray: every cell of a ray that does not abstain is counted, and
+  // the cells between a pair of crossings (sorted depths d0 <= d1: d0 < centre and not
+  // d1 < centre, the same comparisons as counting the crossings below each centre) vote
+  // inside. The counts go row by row over runs of consecutive cells (the rays of a row are
+  // consecutive in x where they run along y or z), the inside votes only over inside cells.
   const std::int64_t stride[3] = {1, s.nx, std::int64_t(s.nx) * s.ny};
   std::uint8_t* const votes = inside_votes.data();
   std::uint8_t* const counted = voters.data();
@@ -302,10 +303,19 @@ void cast_rays(const TriangleMesh& m, const CellBox& box, int axis, std::vector<
   // Rays (iu, iv) as (w, o): w runs along x when the rays do not (width nw), o over the rest.
   const bool x_in_u = au == 0;
   const int nw = axis == 0 ? 1 : s.nx, no = axis == 0 ? nu * nv : (x_in_u ? nv : nu);
+  // The first depth index t whose centre lt + t + 0.5 the predicate holds for, in [0, nt].
+  const auto first_t = [&](auto holds) {
+    int lo = 0, hi = nt;  // holds is monotone in t: false ... false true ... true
+    while (lo < hi) {
+      const int mid = (lo + hi) / 2;
+      if (holds(lt + mid + 0.5)) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  };
 #pragma omp parallel reduction(+ : odd)
   {
-    std::vector<std::size_t> next(static_cast<std::size_t>(nw));
-    std::vector<const std::vector<double>*> ray(static_cast<std::size_t>(nw));
+    std::vector<std::uint8_t> active(static_cast<std::size_t>(nw));
 #pragma omp for schedule(dynamic, 4)
     for (int o = 0; o < no; ++o) {
       std::int64_t base = 0;  // the row's first cell at depth 0
@@ -314,26 +324,22 @@ void cast_rays(const TriangleMesh& m, const CellBox& box, int axis, std::vector<
         const int iu = axis == 0 ? o % nu : (x_in_u ? w : o), iv = axis == 0 ? o / nu : (x_in_u ? o : w);
         auto& h = hits[static_cast<std::size_t>(iv) * nu + iu];
         if (w == 0) base = iu * stride[au] + iv * stride[av];
+        active[static_cast<std::size_t>(w)] = h.size() % 2 == 0;
         if (h.size() % 2 == 1) {
           ++odd;  // went through a hole: this ray abstains
-          ray[static_cast<std::size_t>(w)] = nullptr;
           continue;
         }
         std::sort(h.begin(), h.end());
-        ray[static_cast<std::size_t>(w)] = &h;
-        next[static_cast<std::size_t>(w)] = 0;
+        for (std::size_t c = 0; c + 1 < h.size(); c += 2) {
+          const double d0 = h[c], d1 = h[c + 1];
+          const int t0 = first_t([d0](double centre) { return d0 < centre; });
+          const int t1 = first_t([d1](double centre) { return d1 < centre; });
+          for (int t = t0; t < t1; ++t) votes[base + std::int64_t(t) * stride[axis] + w] += 1;
+        }
       }
       for (int t = 0; t < nt; ++t) {
-        const double centre = lt + t + 0.5;
-        const std::int64_t row = base + t * stride[axis];
-        for (int w = 0; w < nw; ++w) {
-          const std::vector<double>* h = ray[static_cast<std::size_t>(w)];
-          if (!h) continue;
-          std::size_t& k = next[static_cast<std::size_t>(w)];
-          while (k < h->size() && (*h)[k] < centre) ++k;
-          counted[row + w] += 1;
-          votes[row + w] += static_cast<std::uint8_t>(k % 2);
-        }
+        std::uint8_t* const row = counted + base + std::int64_t(t) * stride[axis];
+        for (int w = 0; w < nw; ++w) row[w] += active[static_cast<std::size_t>(w)];
       }
     }
   }
@@ -358,10 +364,13 @@ Field<std::uint8_t> voxelise_mesh_part(const TriangleMesh& mesh, const Dims& dim
   for (int axis = 0; axis < 3; ++axis) cast_rays(placed, box, axis, inside_votes, voters, abstaining);
   Field<std::uint8_t> inside(box.size, 0);
   std::int64_t count = 0, disagree = 0;
-  for (std::size_t c = 0; c < n; ++c) {
-    inside[c] = 2 * inside_votes[c] > voters[c] ? 1 : 0;
+  const std::int64_t cells = box.cells();
+#pragma omp parallel for schedule(static) reduction(+ : count, disagree)
+  for (std::int64_t c = 0; c < cells; ++c) {
+    const std::uint8_t votes = inside_votes[static_cast<std::size_t>(c)], of = voters[static_cast<std::size_t>(c)];
+    inside[c] = 2 * votes > of ? 1 : 0;
     count += inside[c];
-    disagree += inside_votes[c] > 0 && inside_votes[c] < voters[c];
+    disagree += votes > 0 && votes < of;
   }
   if (report) {
     report->topology = analyse_topology(mesh);

@@ -406,7 +406,9 @@ Domain mesh_scene(const Region& region, const Params& p, const TriangleMesh& mes
   VoxelisationReport report;
   Field<std::uint8_t> inside = voxelise_mesh_part(mesh, d, region.box, pl, &report);
   Domain dom = region_domain(region, CellType::Fluid, p.flag("open_top"));
-  for (std::int64_t c = 0; c < region.size().size(); ++c)
+  const std::int64_t cells = region.size().size();
+#pragma omp parallel for schedule(static)
+  for (std::int64_t c = 0; c < cells; ++c)
     if (inside[c]) dom.cells[c] = CellType::Solid;
   const auto& t = report.topology;
   info["mesh"] = {{"vertices", t.vertices},
