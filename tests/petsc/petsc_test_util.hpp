@@ -80,6 +80,23 @@ inline SerialRun serial_run(const Domain& dom, const std::vector<double>& b, con
   return out;
 }
 
+// Standard normal values on the fluid cells, projected onto the range of A (zero mean on each
+// closed component): a right-hand side every solver can solve.
+inline std::vector<double> serial_random_rhs(const Domain& dom, std::uint64_t seed) {
+  std::vector<double> b = random_on_fluid(dom, seed);
+  RangeProjector{dom}(b);
+  return b;
+}
+
+// The serial reference solution: CG to rtol 1e-13 on the same domain and (projected) b.
+inline std::vector<double> serial_solve(const Domain& dom, const std::vector<double>& b) {
+  SolveOptions opt;
+  opt.rtol = 1e-13;
+  opt.max_iterations = 20000;
+  opt.stagnation_window = 0;
+  return serial_run(dom, b, "cg", opt).x;
+}
+
 // The whole grid's values of a distributed vector, on every rank (collective).
 inline std::vector<double> gather_full(const PressureSystem& sys, Vec v) {
   std::vector<double> mine(static_cast<std::size_t>(sys.dims().size()), 0.0), all(mine.size(), 0.0);

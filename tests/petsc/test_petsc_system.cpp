@@ -25,21 +25,6 @@ Domain obstacles(Dims d, std::uint64_t seed = 3) {
   return make_scene(spec);
 }
 
-std::vector<double> serial_random_rhs(const Domain& dom, std::uint64_t seed) {
-  std::vector<double> b = random_on_fluid(dom, seed);
-  RangeProjector{dom}(b);
-  return b;
-}
-
-// The serial reference: CG (rtol 1e-13) on the same domain and (projected) b.
-std::vector<double> serial_solve(const Domain& dom, const std::vector<double>& b) {
-  SolveOptions opt;
-  opt.rtol = 1e-13;
-  opt.max_iterations = 20000;
-  opt.stagnation_window = 0;
-  return serial_run(dom, b, "cg", opt).x;
-}
-
 // Each rank builds its part of the scene and draws b for its own cells: the cells (every
 // ghosted cell of every rank) and b are the serial scene system's.
 TEST(PetscSystem, SceneRhsMatchesSerial) {
