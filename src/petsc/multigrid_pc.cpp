@@ -654,15 +654,31 @@ void Cycle<Real>::sweep_colour(Level<Real>& l, int colour, int depth, Update upd
   const int x0 = std::max(l.split.lo[0] - depth, 0), x1 = std::min(l.split.hi[0] + depth, d.nx);
   const int y0 = std::max(l.split.lo[1] - depth, 0), y1 = std::min(l.split.hi[1] + depth, d.ny);
   const int z0 = std::max(l.split.lo[2] - depth, 0), z1 = std::min(l.split.hi[2] + depth, d.nz);
+  // Vectorised over chunks of a row as the serial sweep_rows: every cell's value into a buffer
+  // (a loop that only reads x), then the colour's cells take theirs. A cell of the colour reads
+  // only cells of the other one, which this step does not change: the values of the
+  // cell-by-cell loop.
+  constexpr int kChunk = 256;
 #pragma omp parallel for schedule(static) if (l.parallel())
-  for (int k = z0; k < z1; ++k)
+  for (int k = z0; k < z1; ++k) {
+    alignas(64) Real next[kChunk];
     for (int j = y0; j < y1; ++j) {
       const std::int64_t row = l.at(0, j, k);
-      for (int i = x0 + ((colour + j + k + x0) & 1); i < x1; i += 2) {
-        const std::int64_t p = row + i;
-        x[p] = update(p, x[p], id[p] * (b[p] + s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz])));
+      for (int c0 = x0; c0 < x1; c0 += kChunk) {
+        const int m = std::min(kChunk, x1 - c0);
+        const std::int64_t start = row + c0;
+#pragma omp simd
+        for (int e = 0; e < m; ++e) {
+          const std::int64_t p = start + e;
+          next[e] = update(p, x[p], id[p] * (b[p] + s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz])));
+        }
+        Real* xs = x + start;
+        const int keep = (colour + j + k + c0) & 1;  // global x = c0 + e has the colour's parity
+#pragma omp simd
+        for (int e = 0; e < m; ++e) xs[e] = (e & 1) == keep ? next[e] : xs[e];
       }
     }
+  }
 }
 
 template <class Real>
