@@ -67,4 +67,23 @@ inline T restriction_sum(std::int64_t base, std::int64_t sy, std::int64_t sz, Va
   return sum;
 }
 
+// restriction_sum for m coarse cells of one row at once, vectorised over them, with the same
+// sums in the same order: line(e, b) points at the fine cell (2 i0 - 1, 2 j - 1 + b,
+// 2 k - 1 + e) of the row's first coarse cell i0; sum[i] receives cell i0 + i's sum.
+template <class T, class Line>
+inline void restriction_sums(int m, T* sum, Line&& line) {
+  constexpr T w[4] = {T(0.25), T(0.75), T(0.75), T(0.25)};
+  for (int i = 0; i < m; ++i) sum[i] = T(0);
+  for (int e = 0; e < 4; ++e)
+    for (int b = 0; b < 4; ++b) {
+      const T* l = line(e, b);
+      const T web = w[e] * w[b];
+#pragma omp simd
+      for (int i = 0; i < m; ++i) {
+        const T* at = l + 2 * i;
+        sum[i] += web * (w[0] * at[0] + w[1] * at[1] + w[2] * at[2] + w[3] * at[3]);
+      }
+    }
+}
+
 }  // namespace dcdm::transfer

@@ -831,20 +831,22 @@ void Cycle<Real>::residual_to_coarse(int li) {
   const LogScope scope(g_event_transfer);
   const Real* r = f.residual();
   Real* bc = c.b.data();
-  const std::int64_t fsy = f.sy, fsz = f.sz;
+  const std::uint8_t* ct = c.type.data();
+  // The serial restriction's sums, vectorised over chunks of a coarse row (restriction_sums).
+  constexpr int kChunk = 128;
+  const int i_lo = c.split.lo[0], i_hi = c.split.hi[0];
 #pragma omp parallel for schedule(static) if (c.parallel())
-  for (int k = c.split.lo[2]; k < c.split.hi[2]; ++k)
+  for (int k = c.split.lo[2]; k < c.split.hi[2]; ++k) {
+    alignas(64) Real sum[kChunk];
     for (int j = c.split.lo[1]; j < c.split.hi[1]; ++j)
-      for (int i = c.split.lo[0]; i < c.split.hi[0]; ++i) {
-        const std::int64_t pc = c.at(i, j, k);
-        if (c.type[static_cast<std::size_t>(pc)] != kFluid) {
-          bc[pc] = Real(0);
-          continue;
-        }
-        const Real sum = transfer::restriction_sum<Real>(f.at(2 * i - 1, 2 * j - 1, 2 * k - 1), fsy, fsz,
-                                                         [r](std::int64_t at) { return r[at]; });
-        bc[pc] = Real(0.125) * sum;
+      for (int i0 = i_lo; i0 < i_hi; i0 += kChunk) {
+        const int m = std::min(kChunk, i_hi - i0);
+        transfer::restriction_sums<Real>(m, sum, [&](int e, int b) { return r + f.at(2 * i0 - 1, 2 * j - 1 + b, 2 * k - 1 + e); });
+        const std::int64_t row = c.at(i0, j, k);
+#pragma omp simd
+        for (int i = 0; i < m; ++i) bc[row + i] = ct[row + i] == kFluid ? Real(0.125) * sum[i] : Real(0);
       }
+  }
 }
 
 // x_f += W^{-1} * trilinear(x_c) on the owned fine cells (x_c's ghosts are current).

@@ -1088,7 +1088,6 @@ inline void residual_rows(Level<Real>& f, int k, int j0, int j1) {
 template <class Real>
 inline void restrict_rows(const Level<Real>& f, Level<Real>& c, int k, int j0, int j1) {
   constexpr int kChunk = 128;
-  constexpr Real w[4] = {Real(0.25), Real(0.75), Real(0.75), Real(0.25)};
   alignas(64) Real sum[kChunk];
   const Dims cd = c.dims;
   const Real* r = f.r.data();
@@ -1099,18 +1098,8 @@ inline void restrict_rows(const Level<Real>& f, Level<Real>& c, int k, int j0, i
   for (int j = j0; j < j1; ++j)
     for (int i0 = 0; i0 < cd.nx; i0 += kChunk) {
       const int m = std::min(kChunk, cd.nx - i0);
-      for (int i = 0; i < m; ++i) sum[i] = Real(0);
-      for (int e = 0; e < 4; ++e)
-        for (int bb = 0; bb < 4; ++bb) {
-          // Fine cells 2i-1 .. 2i+2 per axis (ghosts included, zero there).
-          const Real* line = r + f.at(2 * i0 - 1, 2 * j - 1 + bb, 2 * k - 1 + e);
-          const Real web = w[e] * w[bb];
-#pragma omp simd
-          for (int i = 0; i < m; ++i) {
-            const Real* at = line + 2 * i;
-            sum[i] += web * (w[0] * at[0] + w[1] * at[1] + w[2] * at[2] + w[3] * at[3]);
-          }
-        }
+      // Fine cells 2i-1 .. 2i+2 per axis (ghosts included, zero there).
+      transfer::restriction_sums<Real>(m, sum, [&](int e, int b) { return r + f.at(2 * i0 - 1, 2 * j - 1 + b, 2 * k - 1 + e); });
       const std::int64_t row = c.at(i0, j, k);
 #pragma omp simd
       for (int i = 0; i < m; ++i) {
