@@ -67,6 +67,23 @@ inline T restriction_sum(std::int64_t base, std::int64_t sy, std::int64_t sz, Va
   return sum;
 }
 
+// prolongate_at for the fine cells 2m and 2m + 1 of the coarse cells m = m0 .. m0 + n - 1 of a
+// row at once (the same sums in the same order, vectorised: no gathers): even[t] is fine cell
+// 2 (m0 + t)'s value (coarse parents m, m - 1 along x), odd[t] fine cell 2 (m0 + t) + 1's (m, m + 1).
+template <class T>
+inline void prolongation_pairs(const T* xc, const ProlongationRows& rows, int m0, int n, T* even, T* odd) {
+  const T *r00 = xc + rows.r00 + m0, *r01 = xc + rows.r01 + m0, *r10 = xc + rows.r10 + m0, *r11 = xc + rows.r11 + m0;
+  const auto interpolate = [&](int near, int far) {
+    auto line = [&](const T* r) { return T(0.75) * r[near] + T(0.25) * r[far]; };
+    return T(0.75) * (T(0.75) * line(r00) + T(0.25) * line(r01)) + T(0.25) * (T(0.75) * line(r10) + T(0.25) * line(r11));
+  };
+#pragma omp simd
+  for (int t = 0; t < n; ++t) {
+    even[t] = interpolate(t, t - 1);
+    odd[t] = interpolate(t, t + 1);
+  }
+}
+
 // restriction_sum for m coarse cells of one row at once, vectorised over them, with the same
 // sums in the same order: line(e, b) points at the fine cell (2 i0 - 1, 2 j - 1 + b,
 // 2 k - 1 + e) of the row's first coarse cell i0; sum[i] receives cell i0 + i's sum.

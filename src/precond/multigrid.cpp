@@ -1121,23 +1121,13 @@ inline void prolongate_rows(const Real* xc, const Level<Real>& c, Level<Real>& f
   const Dims d = f.dims;
   Real* xf = f.x.data();
   const Real* iw = f.inv_w.data();
-  const auto interpolate = [](const Real* r00, const Real* r01, const Real* r10, const Real* r11, int near, int far) {
-    auto line = [&](const Real* r) { return Real(0.75) * r[near] + Real(0.25) * r[far]; };
-    return Real(0.75) * (Real(0.75) * line(r00) + Real(0.25) * line(r01)) +
-           Real(0.25) * (Real(0.75) * line(r10) + Real(0.25) * line(r11));
-  };
   for (int j = j0; j < j1; ++j) {
     const transfer::ProlongationRows rows = transfer::prolongation_rows(c, j, k);
     const std::int64_t row = f.at(0, j, k);
     for (int m0 = 0; 2 * m0 < d.nx; m0 += kChunk) {
       const int cells = std::min(2 * kChunk, d.nx - 2 * m0);  // fine cells of the chunk
       const int m = (cells + 1) / 2;
-      const Real *r00 = xc + rows.r00 + m0, *r01 = xc + rows.r01 + m0, *r10 = xc + rows.r10 + m0,
-                 *r11 = xc + rows.r11 + m0;
-      for (int i = 0; i < m; ++i) {
-        even[i] = interpolate(r00, r01, r10, r11, i, i - 1);
-        odd[i] = interpolate(r00, r01, r10, r11, i, i + 1);
-      }
+      transfer::prolongation_pairs(xc, rows, m0, m, even, odd);
       Real* xs = xf + row + 2 * m0;
       const Real* ws = iw + row + 2 * m0;
       for (int i = 0; i < cells; ++i) {
