@@ -157,6 +157,30 @@ inline double max_abs(const std::vector<double>& v) {
   return m;
 }
 
+// The serial operator applied to a full-grid x with the PETSc layer's identity rows off the
+// fluid: what both distributed operators must give.
+inline std::vector<double> serial_apply(const Domain& dom, const std::vector<double>& x) {
+  std::vector<double> ax(x.size());
+  PoissonStencil(dom).apply(x, ax);
+  for (std::size_t c = 0; c < x.size(); ++c)
+    if (dom.cells[static_cast<std::int64_t>(c)] != CellType::Fluid) ax[c] = x[c];
+  return ax;
+}
+
+// A KSP on the system's DM (for PCMG's hierarchy; the operators are ours, not the DM's) with
+// operator a and PC type pc.
+inline KSP system_ksp(PressureSystem& sys, Mat a, const char* pc_type) {
+  KSP ksp = nullptr;
+  KSPCreate(PETSC_COMM_WORLD, &ksp);
+  KSPSetDM(ksp, sys.dm());
+  KSPSetDMActive(ksp, PETSC_FALSE);
+  KSPSetOperators(ksp, a, a);
+  PC pc = nullptr;
+  KSPGetPC(ksp, &pc);
+  PCSetType(pc, pc_type);
+  return ksp;
+}
+
 struct KspRun {
   KSPConvergedReason reason = KSP_CONVERGED_ITERATING;
   PetscInt iterations = 0;

@@ -194,14 +194,7 @@ TEST(PetscMultigrid, BadSettingsAndModelsAreErrors) {
   };
   for (const auto& [option, value] : bad) {
     ScopedOption o(option, value);
-    KSP ksp = nullptr;
-    KSPCreate(PETSC_COMM_WORLD, &ksp);
-    KSPSetDM(ksp, sys.dm());
-    KSPSetDMActive(ksp, PETSC_FALSE);
-    KSPSetOperators(ksp, sys.assembled(), sys.assembled());
-    PC pc = nullptr;
-    KSPGetPC(ksp, &pc);
-    PCSetType(pc, PCDCDMMG);
+    KSP ksp = system_ksp(sys, sys.assembled(), PCDCDMMG);
     KSPSetFromOptions(ksp);
     PetscPushErrorHandler(PetscReturnErrorHandler, nullptr);
     const PetscErrorCode code = KSPSetUp(ksp);

@@ -37,19 +37,13 @@ MgRun run_mg(PressureSystem& sys, Vec x, int levels, CellInterpolation when, con
   ScopedOption coarse("-mg_coarse_pc_type", "svd");
   ScopedOption coarse_redundant("-mg_coarse_redundant_pc_type", "svd");
   MgRun out;
-  KSP ksp = nullptr;
-  KSPCreate(PETSC_COMM_WORLD, &ksp);
-  KSPSetDM(ksp, sys.dm());
-  KSPSetDMActive(ksp, PETSC_FALSE);
-  Mat a = sys.assembled();
-  KSPSetOperators(ksp, a, a);
+  KSP ksp = system_ksp(sys, sys.assembled(), PCMG);
   KSPSetType(ksp, ksp_type);
   KSPSetNormType(ksp, KSP_NORM_UNPRECONDITIONED);
   KSPSetTolerances(ksp, 1e-10, PETSC_DEFAULT, PETSC_DEFAULT, 500);
+  KSPSetFromOptions(ksp);
   PC pc = nullptr;
   KSPGetPC(ksp, &pc);
-  PCSetType(pc, PCMG);
-  KSPSetFromOptions(ksp);
   out.ours = use_cell_interpolation(pc, sys, when);
   out.history.resize(600);
   KSPSetResidualHistory(ksp, out.history.data(), static_cast<PetscInt>(out.history.size()), PETSC_TRUE);
@@ -139,15 +133,10 @@ TEST(PetscPcmg, TooManyLevelsForThePartitionIsAnInputError) {
   const Domain dom = obstacle_scene({21, 19, 17}, 1);
   PressureSystem sys = PressureSystem::from_domain(PETSC_COMM_WORLD, dom, random_on_fluid(dom, 1));
   ScopedOption l("-pc_mg_levels", "7");
-  KSP ksp = nullptr;
-  KSPCreate(PETSC_COMM_WORLD, &ksp);
-  KSPSetDM(ksp, sys.dm());
-  KSPSetDMActive(ksp, PETSC_FALSE);
-  KSPSetOperators(ksp, sys.assembled(), sys.assembled());
+  KSP ksp = system_ksp(sys, sys.assembled(), PCMG);
+  KSPSetFromOptions(ksp);
   PC pc = nullptr;
   KSPGetPC(ksp, &pc);
-  PCSetType(pc, PCMG);
-  KSPSetFromOptions(ksp);
   if (size == 1) {
     // One rank: 21x19x17 -> ... -> 1x1x1 fits.
     EXPECT_TRUE(use_cell_interpolation(pc, sys));

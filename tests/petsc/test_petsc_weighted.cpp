@@ -152,10 +152,7 @@ TEST(PetscWeighted, ShellAndAssembledApplyTheSerialOperator) {
     PressureSystem sys = PressureSystem::from_domain(PETSC_COMM_WORLD, dom, {});
     std::vector<double> x(static_cast<std::size_t>(dom.dims().size()));
     for (std::size_t n = 0; n < x.size(); ++n) x[n] = std::sin(0.37 * double(n)) + 0.1 * double(n % 7);
-    std::vector<double> ax(x.size());
-    PoissonStencil(dom).apply(x, ax);
-    for (std::size_t n = 0; n < x.size(); ++n)
-      if (dom.cells[static_cast<std::int64_t>(n)] != CellType::Fluid) ax[n] = x[n];
+    const std::vector<double> ax = serial_apply(dom, x);
     Vec xv = nullptr, ya = nullptr, ys = nullptr;
     VecDuplicate(sys.rhs(), &xv);
     VecDuplicate(sys.rhs(), &ya);
@@ -422,14 +419,7 @@ TEST(PetscWeighted, DcdmMgRefusesWeighted) {
   EXPECT_NE(message.find("weighted"), std::string::npos) << message;
   EXPECT_NE(message.find("gamg"), std::string::npos) << message;
   attach_geometry(sys);
-  KSP ksp = nullptr;
-  KSPCreate(PETSC_COMM_WORLD, &ksp);
-  KSPSetDM(ksp, sys.dm());
-  KSPSetDMActive(ksp, PETSC_FALSE);
-  KSPSetOperators(ksp, sys.shell(), sys.shell());
-  PC pc = nullptr;
-  KSPGetPC(ksp, &pc);
-  PCSetType(pc, PCDCDMMG);
+  KSP ksp = system_ksp(sys, sys.shell(), PCDCDMMG);
   PetscPushErrorHandler(PetscReturnErrorHandler, nullptr);
   const PetscErrorCode code = KSPSetUp(ksp);
   PetscPopErrorHandler();
