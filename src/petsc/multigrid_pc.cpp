@@ -23,6 +23,8 @@
 #include <cmath>
 #include <type_traits>
 
+#include <omp.h>
+
 #include <fmt/format.h>
 
 #include "dcdm/error.hpp"
@@ -113,6 +115,9 @@ struct Level {
   // sweep updates both, see Cycle::sweep).
   std::vector<std::int64_t> band_wide[2];
   std::vector<Real> band_wide_omega[2];
+  // Where each local plane's cells start in band[c] and band_wide[c] (ext[2] + 1 entries; the
+  // lists are in local-index order): the fused sweeps run them plane by plane.
+  std::vector<std::int64_t> band_planes[2], band_wide_planes[2];
   std::vector<Real> omega;            // per-cell interior factors (a per-cell model), else empty
   std::int64_t fluid_cells = 0;       // on this rank
   // The finest level's residual lives in the PC's output vector while a cycle runs (see
@@ -274,6 +279,7 @@ class Cycle final : public CycleBase {
   std::vector<double> serial_r_, serial_z_;
   int gathered_levels_ = 0;  // the serial cycle's levels (the gathered level is its first)
   bool borrow_top_residual_ = false;  // the finest level's r is the output vector's storage
+  bool fused_sweeps_ = true;          // DistributedMultigridOptions::fused_sweeps
   std::vector<Dims> gathered_level_dims_;
 
   void init_level(Level<Real>& l, const Split& split, double s);
@@ -283,12 +289,10 @@ class Cycle final : public CycleBase {
   void relaxation_factors(int li, int count);
   void set_up_gather(const std::array<FaceBoundary, 6>& faces, int gathered_index);
 
-  template <class Update>
-  void sweep_colour(Level<Real>& l, int colour, int depth, Update update);
-  template <class Update>
-  void sweep_band(Level<Real>& l, int colour, bool wide, Update update);
   void step_colour(Level<Real>& l, int colour, int depth);
   void step_band(Level<Real>& l, int colour, int depth);
+  template <class First, class Second>
+  void fused_pair(const Level<Real>& l, bool parallel, First&& first, Second&& second);
   void sweep(int li, bool band, int first, bool exchange);
   void pre_smooth(int li);
   void post_smooth(int li);
@@ -484,7 +488,7 @@ void Cycle<Real>::relaxation_factors(int li, int count) {
 
 template <class Real>
 Cycle<Real>::Cycle(const GridGeometry& grid, const DistributedMultigridOptions& options)
-    : comm_(grid.comm), faces_(grid.faces), opt_(options.cycle) {
+    : comm_(grid.comm), faces_(grid.faces), opt_(options.cycle), fused_sweeps_(options.fused_sweeps) {
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
   for (int a = 0; a < 3; ++a) {
@@ -638,63 +642,61 @@ void Cycle<Real>::set_up_gather(const std::array<FaceBoundary, 6>& faces, int ga
   MPI_Bcast(gathered_level_dims_.data(), 3 * gathered_levels_, MPI_INT, 0, comm_);
 }
 
-// One single-colour step over the owned cells: x[p] = update(p, x[p], GS value), the serial
-// sweep's expression. The caller refreshes the ghosts after it.
+// The owned box widened by `depth` ghost layers, within the grid, along axis a: [lo, hi).
 template <class Real>
-template <class Update>
-void Cycle<Real>::sweep_colour(Level<Real>& l, int colour, int depth, Update update) {
-  const LogScope scope(g_event_smooth);
+std::pair<int, int> widened(const Level<Real>& l, int a, int depth) {
+  const int size[3] = {l.split.dims.nx, l.split.dims.ny, l.split.dims.nz};
+  return {std::max(l.split.lo[a] - depth, 0), std::min(l.split.hi[a] + depth, size[a])};
+}
+
+// One colour of plane k over the owned rows and columns widened by `depth`: x[p] = update(p,
+// x[p], GS value), the serial sweep's expression. Vectorised over chunks of a row as the serial
+// sweep_rows: every cell's value into a buffer (a loop that only reads x), then the colour's
+// cells take theirs. A cell of the colour reads only cells of the other one, which this step
+// does not change: the values of the cell-by-cell loop.
+template <class Real, class Update>
+void colour_plane(Level<Real>& l, int colour, int depth, int k, Update update) {
+  constexpr int kChunk = 256;
+  alignas(64) Real next[kChunk];
   Real* x = l.x.data();
   const Real* b = l.b.data();
   const Real* id = l.inv_diag.data();
   const Real s = static_cast<Real>(l.s);
   const std::int64_t sy = l.sy, sz = l.sz;
-  // The owned box widened by `depth` ghost layers, within the grid.
-  const Dims d = l.split.dims;
-  const int x0 = std::max(l.split.lo[0] - depth, 0), x1 = std::min(l.split.hi[0] + depth, d.nx);
-  const int y0 = std::max(l.split.lo[1] - depth, 0), y1 = std::min(l.split.hi[1] + depth, d.ny);
-  const int z0 = std::max(l.split.lo[2] - depth, 0), z1 = std::min(l.split.hi[2] + depth, d.nz);
-  // Vectorised over chunks of a row as the serial sweep_rows: every cell's value into a buffer
-  // (a loop that only reads x), then the colour's cells take theirs. A cell of the colour reads
-  // only cells of the other one, which this step does not change: the values of the
-  // cell-by-cell loop.
-  constexpr int kChunk = 256;
-#pragma omp parallel for schedule(static) if (l.parallel())
-  for (int k = z0; k < z1; ++k) {
-    alignas(64) Real next[kChunk];
-    for (int j = y0; j < y1; ++j) {
-      const std::int64_t row = l.at(0, j, k);
-      for (int c0 = x0; c0 < x1; c0 += kChunk) {
-        const int m = std::min(kChunk, x1 - c0);
-        const std::int64_t start = row + c0;
+  const auto [x0, x1] = widened(l, 0, depth);
+  const auto [y0, y1] = widened(l, 1, depth);
+  for (int j = y0; j < y1; ++j) {
+    const std::int64_t row = l.at(0, j, k);
+    for (int c0 = x0; c0 < x1; c0 += kChunk) {
+      const int m = std::min(kChunk, x1 - c0);
+      const std::int64_t start = row + c0;
 #pragma omp simd
-        for (int e = 0; e < m; ++e) {
-          const std::int64_t p = start + e;
-          next[e] = update(p, x[p], id[p] * (b[p] + s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz])));
-        }
-        Real* xs = x + start;
-        const int keep = (colour + j + k + c0) & 1;  // global x = c0 + e has the colour's parity
-#pragma omp simd
-        for (int e = 0; e < m; ++e) xs[e] = (e & 1) == keep ? next[e] : xs[e];
+      for (int e = 0; e < m; ++e) {
+        const std::int64_t p = start + e;
+        next[e] = update(p, x[p], id[p] * (b[p] + s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz])));
       }
+      Real* xs = x + start;
+      const int keep = (colour + j + k + c0) & 1;  // global x = c0 + e has the colour's parity
+#pragma omp simd
+      for (int e = 0; e < m; ++e) xs[e] = (e & 1) == keep ? next[e] : xs[e];
     }
   }
 }
 
-template <class Real>
-template <class Update>
-void Cycle<Real>::sweep_band(Level<Real>& l, int colour, bool wide, Update update) {
-  const LogScope scope(g_event_smooth);
+// One colour of the band cells of plane k: the owned ones, or (wide) those of the first
+// ghost layer too. update(q, x, GS value) gets the cell's position q in its list.
+template <class Real, class Update>
+void band_plane(Level<Real>& l, int colour, bool wide, int k, Update update) {
   const std::vector<std::int64_t>& cells = wide ? l.band_wide[colour] : l.band[colour];
-  const std::int64_t m = static_cast<std::int64_t>(cells.size());
+  const std::vector<std::int64_t>& planes = wide ? l.band_wide_planes[colour] : l.band_planes[colour];
+  const int local = k - l.split.lo[2] + kFrame;
   Real* x = l.x.data();
   const Real* b = l.b.data();
   const Real* id = l.inv_diag.data();
   const Real s = static_cast<Real>(l.s);
   const std::int64_t sy = l.sy, sz = l.sz;
   const std::int64_t* c = cells.data();
-#pragma omp parallel for schedule(static) if (m >= kParallelCells / 4)
-  for (std::int64_t q = 0; q < m; ++q) {
+  for (std::int64_t q = planes[local], q1 = planes[local + 1]; q < q1; ++q) {
     const std::int64_t p = c[q];
     x[p] = update(q, x[p], id[p] * (b[p] + s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz])));
   }
@@ -716,18 +718,61 @@ void with_update(Relax mode, Real omega, const Real* per_entry, Sweep&& sweep) {
 
 // One single-colour step on the owned cells and `depth` (0 or 1) ghost layers, the serial
 // kernel's update per cell (a ghost cell gets exactly the value its owner computes: the same
-// inputs, exchanged, and the same expression).
+// inputs, exchanged, and the same expression). A pass over the level (the stage-by-stage
+// order, DistributedMultigridOptions::fused_sweeps false).
 template <class Real>
 void Cycle<Real>::step_colour(Level<Real>& l, int colour, int depth) {
-  with_update(interior_, interior_omega_, l.omega.data(),
-              [&](auto update) { sweep_colour(l, colour, depth, update); });
+  const LogScope scope(g_event_smooth);
+  const auto [z0, z1] = widened(l, 2, depth);
+  with_update(interior_, interior_omega_, l.omega.data(), [&](auto update) {
+#pragma omp parallel for schedule(static) if (l.parallel())
+    for (int k = z0; k < z1; ++k) colour_plane(l, colour, depth, k, update);
+  });
 }
 
 template <class Real>
 void Cycle<Real>::step_band(Level<Real>& l, int colour, int depth) {
+  const LogScope scope(g_event_smooth);
   const bool wide = depth > 0;
-  with_update(band_, band_omega_, (wide ? l.band_wide_omega[colour] : l.band_omega[colour]).data(),
-              [&](auto update) { sweep_band(l, colour, wide, update); });
+  const auto [z0, z1] = widened(l, 2, depth);
+  const bool parallel =
+      static_cast<std::int64_t>((wide ? l.band_wide[colour] : l.band[colour]).size()) >= kParallelCells / 4;
+  with_update(band_, band_omega_, (wide ? l.band_wide_omega[colour] : l.band_omega[colour]).data(), [&](auto update) {
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int k = z0; k < z1; ++k) band_plane(l, colour, wide, k, update);
+  });
+}
+
+// Both steps of a red-black sweep in one pass over the z-planes: first(k) on the planes of the
+// owned box widened by one layer, second(k) on the owned planes once first has done planes
+// k - 1 .. k + 1. second(k) reads only first's cells of those planes, and the cells it writes
+// are read only by first on them, which is over by then: the values of the step-by-step order.
+// Threads take slabs of planes; second on a slab's two edge planes waits for a barrier (the
+// neighbour slab's first step reads or writes next to them).
+template <class Real>
+template <class First, class Second>
+void Cycle<Real>::fused_pair(const Level<Real>& l, bool parallel, First&& first, Second&& second) {
+  const LogScope scope(g_event_smooth);
+  const auto [k0, k1] = widened(l, 2, 1);
+  const int lo = l.split.lo[2], hi = l.split.hi[2];
+  const int planes = k1 - k0;
+  const int wanted = parallel ? std::max(1, std::min(omp_get_max_threads(), planes / 4)) : 1;
+  const auto owned = [&](int k) { return k >= lo && k < hi; };
+#pragma omp parallel num_threads(wanted) if (wanted > 1)
+  {
+    const int threads = omp_get_num_threads(), id = omp_get_thread_num();
+    const int a = k0 + static_cast<int>(std::int64_t(planes) * id / threads);
+    const int b = k0 + static_cast<int>(std::int64_t(planes) * (id + 1) / threads);
+    for (int k = a; k < b; ++k) {
+      first(k);
+      if (k - 1 > a && owned(k - 1)) second(k - 1);
+    }
+    if (threads > 1) {
+#pragma omp barrier
+    }
+    if (b > a && owned(a)) second(a);
+    if (b - 1 > a && owned(b - 1)) second(b - 1);
+  }
 }
 
 // One red-black sweep (colour `first`, then the other) with one ghost exchange: after the
@@ -739,12 +784,30 @@ template <class Real>
 void Cycle<Real>::sweep(int li, bool band, int first, bool exchange) {
   Level<Real>& l = levels_[static_cast<std::size_t>(li)];
   if (exchange) halos_[static_cast<std::size_t>(li)].exchange(l.x.data(), kFrame);
+  const int second = 1 - first;
+  if (!fused_sweeps_) {
+    if (band) {
+      step_band(l, first, 1);
+      step_band(l, second, 0);
+    } else {
+      step_colour(l, first, 1);
+      step_colour(l, second, 0);
+    }
+    return;
+  }
   if (band) {
-    step_band(l, first, 1);
-    step_band(l, 1 - first, 0);
+    const bool parallel = static_cast<std::int64_t>(l.band_wide[first].size()) >= kParallelCells / 4;
+    with_update(band_, band_omega_, l.band_wide_omega[first].data(), [&](auto update_first) {
+      with_update(band_, band_omega_, l.band_omega[second].data(), [&](auto update_second) {
+        fused_pair(l, parallel, [&](int k) { band_plane(l, first, true, k, update_first); },
+                   [&](int k) { band_plane(l, second, false, k, update_second); });
+      });
+    });
   } else {
-    step_colour(l, first, 1);
-    step_colour(l, 1 - first, 0);
+    with_update(interior_, interior_omega_, l.omega.data(), [&](auto update) {
+      fused_pair(l, l.parallel(), [&](int k) { colour_plane(l, first, 1, k, update); },
+                 [&](int k) { colour_plane(l, second, 0, k, update); });
+    });
   }
 }
 
@@ -796,6 +859,16 @@ void Cycle<Real>::widen_band(int li) {
         l.band_wide[c].push_back(p);
         l.band_wide_omega[c].push_back(factor[static_cast<std::size_t>(p)]);
       }
+  // Each list's start per local plane (the lists are in local-index order).
+  const auto plane_starts = [&](const std::vector<std::int64_t>& cells, std::vector<std::int64_t>& starts) {
+    starts.assign(static_cast<std::size_t>(l.ext[2]) + 1, 0);
+    for (int k = 0; k <= l.ext[2]; ++k)
+      starts[static_cast<std::size_t>(k)] = std::lower_bound(cells.begin(), cells.end(), l.sz * k) - cells.begin();
+  };
+  for (int c = 0; c < 2; ++c) {
+    plane_starts(l.band[c], l.band_planes[c]);
+    plane_starts(l.band_wide[c], l.band_wide_planes[c]);
+  }
 }
 
 // r = (b - A x) / W on the owned fluid cells (x's ghosts are current), its ghosts two deep,

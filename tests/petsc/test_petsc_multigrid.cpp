@@ -5,7 +5,10 @@
 // solutions. Run under mpiexec with 1..4 ranks (ctest petsc_tests_np*).
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <random>
+
+#include <omp.h>
 
 #include "dcdm/krylov.hpp"
 #include "dcdm/methods.hpp"
@@ -109,6 +112,54 @@ TEST(PetscMultigrid, CycleMatchesSerialCellForCell) {
     }
     VecDestroy(&rv);
     VecDestroy(&zv);
+  }
+}
+
+// The fused sweeps (both colours of a red-black sweep in one pass over the planes) against
+// a pass per single-colour step: bit for bit the same z, with the ranks laid out by PETSc and
+// along each axis, odd sizes, on one thread and on the default threads (slabs of planes).
+TEST(PetscMultigrid, FusedSweepsEqualStepByStep) {
+  int size = 1;
+  MPI_Comm_size(PETSC_COMM_WORLD, &size);
+  const char* names[3] = {"-da_processors_x", "-da_processors_y", "-da_processors_z"};
+  const int default_threads = omp_get_max_threads();
+  for (int layout = -1; layout < 3; ++layout) {  // -1: PETSc's choice
+    std::vector<std::unique_ptr<ScopedOption>> options;
+    if (layout >= 0)
+      for (int a = 0; a < 3; ++a) options.push_back(std::make_unique<ScopedOption>(names[a], a == layout ? std::to_string(size) : "1"));
+    for (const Case& c : {Case{"obstacles 37x29x33", scene("obstacles", {37, 29, 33})},
+                          Case{"bunny 23x41x35", scene("bunny", {23, 41, 35})}}) {
+      PressureSystem sys = PressureSystem::from_domain(PETSC_COMM_WORLD, c.domain, {});
+      const GridGeometry grid = GridGeometry::of(sys);
+      Vec rv = nullptr, fused = nullptr, steps = nullptr;
+      VecDuplicate(sys.rhs(), &rv);
+      VecDuplicate(sys.rhs(), &fused);
+      VecDuplicate(sys.rhs(), &steps);
+      fill_owned(sys, random_on_fluid(c.domain, 5), rv);
+      for (const CycleCase& cc : cycles())
+        for (const int threads : {1, default_threads}) {
+          omp_set_num_threads(threads);
+          DistributedMultigridOptions o;
+          o.cycle = cc.options;
+          o.gather_cells = 0;  // every level that can be split is
+          DistributedMultigrid with_fused(grid, o);
+          o.fused_sweeps = false;
+          DistributedMultigrid step_by_step(grid, o);
+          with_fused.apply(rv, fused);
+          step_by_step.apply(rv, steps);
+          PetscReal zmax = 0, diff = 0;
+          VecNorm(steps, NORM_INFINITY, &zmax);
+          VecAXPY(fused, -1.0, steps);
+          VecNorm(fused, NORM_INFINITY, &diff);
+          EXPECT_GT(zmax, 0.0) << c.name << ", " << cc.name;
+          EXPECT_EQ(diff, 0.0) << c.name << ", " << cc.name << ", layout " << layout << ", " << threads
+                               << " threads, " << size << " ranks, " << with_fused.distributed_levels() << " levels split";
+        }
+      omp_set_num_threads(default_threads);
+      VecDestroy(&rv);
+      VecDestroy(&fused);
+      VecDestroy(&steps);
+    }
   }
 }
 
