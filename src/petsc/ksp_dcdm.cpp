@@ -20,6 +20,10 @@
 // compares two candidates against the kept images and holds a separate A d and the Jacobi
 // pair on top (2k + 5).
 //
+// Passes over memory as the serial solver's: the mat-vec computes d.Ad, d.r and d.d in its own
+// pass where the operator offers that (DCDMMatMultDots_C, below), and x, r and ||r|| are
+// updated in one pass; each stage sums its dot products in one reduction.
+//
 // This file needs PETSc only (not the dcdm core), so that libdcdm_petsc.so loads into an
 // unmodified PETSc program with -dll_append.
 #include "dcdm/petsc.hpp"
@@ -36,6 +40,76 @@ constexpr PetscInt kMaxKept = 64;
 
 PetscLogEvent g_event_orthogonalise = 0;
 PetscLogEvent g_event_fallback = 0;
+PetscLogEvent g_event_step = 0;
+
+// A mat-vec that also returns this rank's parts of dot products of its input, which an operator
+// may offer as the composed function "DCDMMatMultDots_C" (the pressure system's shell does):
+// y = A x, local[0] = x.y, local[1 + j] = x.with[j] (sums over the owned entries, not reduced).
+using MatMultDots = PetscErrorCode (*)(Mat, Vec, Vec, PetscInt, const Vec[], PetscScalar[]);
+
+// Sums n values over the ranks of obj's communicator.
+PetscErrorCode sum_over_ranks(PetscObject obj, PetscScalar* local, PetscScalar* global, PetscInt n) {
+  PetscFunctionBegin;
+  PetscCall(MPIU_Allreduce(local, global, static_cast<PetscMPIInt>(n), MPIU_SCALAR, MPIU_SUM, PetscObjectComm(obj)));
+  PetscFunctionReturn(0);
+}
+
+// ad = A d with sums = {d.Ad, d.r, d.d}: in the operator's own pass over d where the operator
+// offers the fused mat-vec, else MatMult and one VecMDot. One reduction either way.
+PetscErrorCode mat_mult_dots(KSP ksp, Mat amat, Vec d, Vec ad, Vec r, PetscScalar sums[3]) {
+  PetscFunctionBegin;
+  MatMultDots fused = nullptr;
+  if (!ksp->transpose_solve) PetscCall(PetscObjectQueryFunction((PetscObject)amat, "DCDMMatMultDots_C", &fused));
+  if (fused) {
+    const Vec with[2] = {r, d};
+    PetscScalar local[3];
+    PetscCall(fused(amat, d, ad, 2, with, local));
+    PetscCall(sum_over_ranks((PetscObject)ksp, local, sums, 3));
+  } else {
+    PetscCall(KSP_MatMult(ksp, amat, d, ad));
+    Vec with3[3] = {ad, r, d};
+    PetscCall(VecMDot(d, 3, with3, sums));
+  }
+  PetscFunctionReturn(0);
+}
+
+// x += alpha d, r -= alpha ad and ||r|| in one pass over the four vectors and one reduction
+// (three passes and a reduction as VecAXPY, VecAXPY, VecNorm).
+PetscErrorCode step(KSP ksp, Vec x, Vec r, Vec d, Vec ad, PetscScalar alpha, PetscReal* rnorm) {
+  PetscFunctionBegin;
+  PetscCall(PetscLogEventBegin(g_event_step, ksp, 0, 0, 0));
+  PetscInt n = 0;
+  PetscCall(VecGetLocalSize(x, &n));
+  PetscScalar *xv = nullptr, *rv = nullptr;
+  const PetscScalar *dv = nullptr, *adv = nullptr;
+  PetscCall(VecGetArray(x, &xv));
+  PetscCall(VecGetArray(r, &rv));
+  PetscCall(VecGetArrayRead(d, &dv));
+  PetscCall(VecGetArrayRead(ad, &adv));
+  // Four partial sums: independent additions to overlap (the loop streams memory).
+  PetscReal part[4] = {0, 0, 0, 0};
+  PetscInt i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int u = 0; u < 4; ++u) {
+      xv[i + u] += alpha * dv[i + u];
+      rv[i + u] -= alpha * adv[i + u];
+      part[u] += PetscRealPart(PetscConj(rv[i + u]) * rv[i + u]);
+    }
+  for (; i < n; ++i) {
+    xv[i] += alpha * dv[i];
+    rv[i] -= alpha * adv[i];
+    part[0] += PetscRealPart(PetscConj(rv[i]) * rv[i]);
+  }
+  PetscCall(VecRestoreArrayRead(ad, &adv));
+  PetscCall(VecRestoreArrayRead(d, &dv));
+  PetscCall(VecRestoreArray(r, &rv));
+  PetscCall(VecRestoreArray(x, &xv));
+  PetscReal local = (part[0] + part[1]) + (part[2] + part[3]), rr = 0;
+  PetscCall(MPIU_Allreduce(&local, &rr, 1, MPIU_REAL, MPIU_SUM, PetscObjectComm((PetscObject)ksp)));
+  *rnorm = std::sqrt(rr);
+  PetscCall(PetscLogEventEnd(g_event_step, ksp, 0, 0, 0));
+  PetscFunctionReturn(0);
+}
 
 enum class Failure { None, NonFinite, Curvature, Vanished, OrthogonalToResidual };
 
@@ -228,11 +302,9 @@ PetscErrorCode make_lean_candidate(KSP ksp, Mat amat, MatNullSpace nullspace, Ve
     }
     PetscCall(VecMAXPY(d, m, minus_beta, s->p));
   }
-  PetscCall(KSP_MatMult(ksp, amat, d, ad));
-  *consumed = true;
-  Vec with3[3] = {ad, s->r, d};
   PetscScalar sums[3];
-  PetscCall(VecMDot(d, 3, with3, sums));
+  PetscCall(mat_mult_dots(ksp, amat, d, ad, s->r, sums));
+  *consumed = true;
   const PetscReal dad = PetscRealPart(sums[0]), dr = PetscRealPart(sums[1]), dd = PetscRealPart(sums[2]);
   const PetscReal dad0 = dad + removed;
   const PetscReal vtol = s->vanish_tolerance;
@@ -375,10 +447,8 @@ PetscErrorCode KSPSolve_DCDM(KSP ksp) {
       break;
     }
     if (!lean) ad = s->ad;  // the best mode may have swapped the Jacobi pair in
-    PetscCall(VecAXPY(x, alpha, s->d));
-    PetscCall(VecAXPY(s->r, -alpha, ad));
     PetscReal new_norm = 0;
-    PetscCall(VecNorm(s->r, NORM_2, &new_norm));
+    PetscCall(step(ksp, x, s->r, s->d, ad, alpha, &new_norm));
     if (!std::isfinite(new_norm)) {  // overflow: undo the step, keep the last finite iterate
       PetscCall(VecAXPY(x, -alpha, s->d));
       PetscCall(VecAXPY(s->r, alpha, ad));
@@ -553,6 +623,7 @@ extern "C" PetscErrorCode DCDMKSPRegister(void) {
   PetscCall(KSPRegister(KSPDCDM, KSPCreate_DCDM));
   PetscCall(PetscLogEventRegister("KSPDCDMOrthog", KSP_CLASSID, &g_event_orthogonalise));
   PetscCall(PetscLogEventRegister("KSPDCDMFallback", KSP_CLASSID, &g_event_fallback));
+  PetscCall(PetscLogEventRegister("KSPDCDMStep", KSP_CLASSID, &g_event_step));
   PetscFunctionReturn(0);
 }
 

@@ -1,6 +1,8 @@
 // The pressure system on a DMDA (include/dcdm/petsc_system.hpp).
 #include "dcdm/petsc_system.hpp"
 
+#include <petsc/private/matimpl.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -170,6 +172,7 @@ struct PressureSystem::ShellContext {
   std::vector<double> weighted_diag;
   std::vector<double> coupling[3];
   std::unique_ptr<FaceHalo> halo;  // the neighbours' layers of x next to the owned box
+  std::vector<double> zeros;       // a row of zeros, read where a row beyond the grid would be
 };
 
 namespace {
@@ -239,6 +242,84 @@ void weighted_apply(const PressureSystem::ShellContext& c, const PetscScalar* x,
     }
 }
 
+// sum_i a[i] b[i] over a row (vectorised: the partial sums in the simd lanes' order).
+inline PetscScalar row_dot(const PetscScalar* a, const PetscScalar* b, std::int64_t n) {
+  PetscScalar s = 0;
+#pragma omp simd reduction(+ : s)
+  for (std::int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// The unit rows (serial stencil) of row (lj, lk) of the owned box into yr. Summed in the serial
+// stencil's order: z-1, y-1, x-1, centre, x+1, y+1, z+1; a neighbour that is not fluid adds
+// nothing (subtracting 0 leaves v as skipping it would, bit for bit), so the cells between the
+// row's two ends take a branch-free loop the compiler vectorises. Rows beyond the grid (null in
+// StencilRows, never read through a mask bit) read `zeros` there instead.
+void unit_row(const PressureSystem::ShellContext& c, const StencilRows& r, std::int64_t row, const PetscScalar* zeros,
+              PetscScalar* yr) {
+  const std::int64_t xm = c.box.xm;
+  const std::uint8_t* mask = c.mask.data() + row;
+  const std::uint8_t* diag = c.diag.data() + row;
+  const auto one = [&](std::int64_t li) {
+    const std::uint8_t m = mask[li];
+    if (!(m & kFluidBit)) {
+      yr[li] = r.centre[li];  // identity row
+      return;
+    }
+    PetscScalar v = 0;
+    if (m & (1u << 4)) v -= r.zlo[li];
+    if (m & (1u << 2)) v -= r.ylo[li];
+    if (m & (1u << 0)) v -= r.left(li);
+    v += diag[li] * r.centre[li];
+    if (m & (1u << 1)) v -= r.right(li, xm);
+    if (m & (1u << 3)) v -= r.yhi[li];
+    if (m & (1u << 5)) v -= r.zhi[li];
+    yr[li] = v;
+  };
+  one(0);
+  if (xm > 2) {
+    const PetscScalar* ce = r.centre;
+    const PetscScalar* zl = r.zlo ? r.zlo : zeros;
+    const PetscScalar* yl = r.ylo ? r.ylo : zeros;
+    const PetscScalar* yh = r.yhi ? r.yhi : zeros;
+    const PetscScalar* zh = r.zhi ? r.zhi : zeros;
+    for (std::int64_t li = 1; li < xm - 1; ++li) {
+      const std::uint8_t m = mask[li];
+      const PetscScalar a0 = zl[li], a1 = yl[li], a2 = ce[li - 1], a3 = ce[li], a4 = ce[li + 1], a5 = yh[li], a6 = zh[li];
+      PetscScalar v = PetscScalar(0) - ((m & (1u << 4)) ? a0 : PetscScalar(0));
+      v -= (m & (1u << 2)) ? a1 : PetscScalar(0);
+      v -= (m & (1u << 0)) ? a2 : PetscScalar(0);
+      v += static_cast<PetscScalar>(diag[li]) * a3;
+      v -= (m & (1u << 1)) ? a4 : PetscScalar(0);
+      v -= (m & (1u << 3)) ? a5 : PetscScalar(0);
+      v -= (m & (1u << 5)) ? a6 : PetscScalar(0);
+      yr[li] = (m & kFluidBit) ? v : a3;
+    }
+  }
+  if (xm > 1) one(xm - 1);
+}
+
+// y = A x on the owned box (the halo exchanged), calling row_done(row offset, length) after
+// each row of y is written.
+template <class RowDone>
+void apply_rows(PressureSystem::ShellContext& c, const PetscScalar* xv, PetscScalar* yv, RowDone&& row_done) {
+  c.halo->exchange(xv);
+  const Box& b = c.box;
+  const std::int64_t xm = b.xm, ym = b.ym, zm = b.zm;
+  if (!c.weighted_diag.empty()) {
+    weighted_apply(c, xv, yv);
+    for (std::int64_t row = 0; row < xm * ym * zm; row += xm) row_done(row, xm);
+    return;
+  }
+  c.zeros.resize(static_cast<std::size_t>(xm), 0.0);
+  for (std::int64_t lk = 0; lk < zm; ++lk)
+    for (std::int64_t lj = 0; lj < ym; ++lj) {
+      const std::int64_t row = xm * (lj + ym * lk);
+      unit_row(c, StencilRows(xv, b, *c.halo, lj, lk), row, c.zeros.data(), yv + row);
+      row_done(row, xm);
+    }
+}
+
 PetscErrorCode shell_mult(Mat a, Vec x, Vec y) {
   void* raw = nullptr;
   PetscFunctionBegin;
@@ -248,40 +329,40 @@ PetscErrorCode shell_mult(Mat a, Vec x, Vec y) {
   PetscScalar* yv = nullptr;
   PetscCall(VecGetArrayRead(x, &xv));
   PetscCall(VecGetArray(y, &yv));
-  c->halo->exchange(xv);
-  const Box& b = c->box;
-  if (!c->weighted_diag.empty()) {
-    weighted_apply(*c, xv, yv);
-  } else {
-    const std::int64_t xm = b.xm, ym = b.ym, zm = b.zm;
-    for (std::int64_t lk = 0; lk < zm; ++lk)
-      for (std::int64_t lj = 0; lj < ym; ++lj) {
-        const std::int64_t row = xm * (lj + ym * lk);
-        const std::uint8_t* mask = c->mask.data() + row;
-        const std::uint8_t* diag = c->diag.data() + row;
-        const StencilRows r(xv, b, *c->halo, lj, lk);
-        PetscScalar* yr = yv + row;
-        for (std::int64_t li = 0; li < xm; ++li) {
-          const std::uint8_t m = mask[li];
-          if (!(m & kFluidBit)) {
-            yr[li] = r.centre[li];  // identity row
-            continue;
-          }
-          // Summed in the serial stencil's order: z-1, y-1, x-1, centre, x+1, y+1, z+1.
-          PetscScalar v = 0;
-          if (m & (1u << 4)) v -= r.zlo[li];
-          if (m & (1u << 2)) v -= r.ylo[li];
-          if (m & (1u << 0)) v -= r.left(li);
-          v += diag[li] * r.centre[li];
-          if (m & (1u << 1)) v -= r.right(li, xm);
-          if (m & (1u << 3)) v -= r.yhi[li];
-          if (m & (1u << 5)) v -= r.zhi[li];
-          yr[li] = v;
-        }
-      }
-  }
+  apply_rows(*c, xv, yv, [](std::int64_t, std::int64_t) {});
   PetscCall(VecRestoreArrayRead(x, &xv));
   PetscCall(VecRestoreArray(y, &yv));
+  PetscFunctionReturn(0);
+}
+
+// KSPDCDM's fused mat-vec (the composed function "DCDMMatMultDots_C", src/petsc/ksp_dcdm.cpp):
+// y = A x and, while each row is in cache, this rank's parts of x.y and x.with[j] (local[0]
+// and local[1 + j]; the caller sums them over the ranks with its other reductions).
+PetscErrorCode shell_mult_dots(Mat a, Vec x, Vec y, PetscInt nwith, const Vec with[], PetscScalar local[]) {
+  void* raw = nullptr;
+  PetscFunctionBegin;
+  PetscCheck(nwith >= 0 && nwith <= 4, PetscObjectComm((PetscObject)a), PETSC_ERR_ARG_OUTOFRANGE,
+             "DCDMMatMultDots: at most 4 vectors to dot with (got %" PetscInt_FMT ")", nwith);
+  PetscCall(MatShellGetContext(a, &raw));
+  auto* c = static_cast<PressureSystem::ShellContext*>(raw);
+  PetscCall(PetscLogEventBegin(MAT_Mult, a, x, y, 0));
+  const PetscScalar* xv = nullptr;
+  PetscScalar* yv = nullptr;
+  const PetscScalar* wv[4] = {nullptr, nullptr, nullptr, nullptr};
+  PetscCall(VecGetArrayRead(x, &xv));
+  PetscCall(VecGetArray(y, &yv));
+  for (PetscInt j = 0; j < nwith; ++j) PetscCall(VecGetArrayRead(with[j], &wv[j]));
+  PetscScalar sums[5] = {0, 0, 0, 0, 0};
+  apply_rows(*c, xv, yv, [&](std::int64_t row, std::int64_t len) {
+    const PetscScalar* xr = xv + row;
+    sums[0] += row_dot(xr, yv + row, len);
+    for (PetscInt j = 0; j < nwith; ++j) sums[1 + j] += row_dot(xr, wv[j] + row, len);
+  });
+  for (PetscInt j = 0; j <= nwith; ++j) local[j] = sums[j];
+  for (PetscInt j = 0; j < nwith; ++j) PetscCall(VecRestoreArrayRead(with[j], &wv[j]));
+  PetscCall(VecRestoreArrayRead(x, &xv));
+  PetscCall(VecRestoreArray(y, &yv));
+  PetscCall(PetscLogEventEnd(MAT_Mult, a, x, y, 0));
   PetscFunctionReturn(0);
 }
 
@@ -1025,6 +1106,7 @@ Mat PressureSystem::shell() {
   DCDM_PETSC_CALL(MatShellSetOperation(shell_, MATOP_MULT, (void (*)(void))shell_mult));
   DCDM_PETSC_CALL(MatShellSetOperation(shell_, MATOP_MULT_TRANSPOSE, (void (*)(void))shell_mult));
   DCDM_PETSC_CALL(MatShellSetOperation(shell_, MATOP_GET_DIAGONAL, (void (*)(void))shell_diagonal));
+  DCDM_PETSC_CALL(PetscObjectComposeFunction((PetscObject)shell_, "DCDMMatMultDots_C", shell_mult_dots));
   DCDM_PETSC_CALL(MatSetDM(shell_, da_));
   DCDM_PETSC_CALL(MatSetOption(shell_, MAT_SYMMETRIC, PETSC_TRUE));
   if (nullspace_) {

@@ -4,6 +4,9 @@
 // options are errors.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <memory>
+
 #include "dcdm/petsc.hpp"
 #include "dcdm/scenes.hpp"
 #include "petsc_test_util.hpp"
@@ -64,6 +67,74 @@ TEST(PetscKsp, K1MatchesCGIterations) {
     for (std::size_t i = 0; i < 6; ++i)
       EXPECT_NEAR(dcdm.history[i], cg.history[i], 1e-6 * cg.history[i]) << c.pc << " iteration " << i;
     VecDestroy(&x);
+  }
+}
+
+// The pressure system's shell offers KSPDCDM a mat-vec that returns its dot products
+// (DCDMMatMultDots_C): y bit for bit MatMult's, the dots those of VecDot to rounding, with the
+// ranks laid out by PETSc and along each axis. KSPDCDM with the shell (the fused mat-vec and
+// step) and with the assembled operator (MatMult, VecMDot) takes the same iterations.
+TEST(PetscKsp, FusedMatMultDotsAndStepsMatchSeparateCalls) {
+  using MatMultDots = PetscErrorCode (*)(Mat, Vec, Vec, PetscInt, const Vec[], PetscScalar[]);
+  int size = 1;
+  MPI_Comm_size(PETSC_COMM_WORLD, &size);
+  const char* names[3] = {"-da_processors_x", "-da_processors_y", "-da_processors_z"};
+  for (int layout = -1; layout < 3; ++layout) {  // -1: PETSc's choice
+    std::vector<std::unique_ptr<ScopedOption>> options;
+    if (layout >= 0)
+      for (int a = 0; a < 3; ++a) options.push_back(std::make_unique<ScopedOption>(names[a], a == layout ? std::to_string(size) : "1"));
+    PressureSystem sys = obstacles_system({23, 19, 14});
+    Mat shell = sys.shell();
+    MatMultDots fused = nullptr;
+    PetscObjectQueryFunction((PetscObject)shell, "DCDMMatMultDots_C", &fused);
+    ASSERT_NE(fused, nullptr);
+    Vec x = nullptr, y = nullptr, y_fused = nullptr, w = nullptr;
+    VecDuplicate(sys.rhs(), &x);
+    VecDuplicate(sys.rhs(), &y);
+    VecDuplicate(sys.rhs(), &y_fused);
+    VecDuplicate(sys.rhs(), &w);
+    PetscInt lo = 0, hi = 0;
+    VecGetOwnershipRange(x, &lo, &hi);
+    for (PetscInt i = lo; i < hi; ++i) {
+      VecSetValue(x, i, std::cos(0.37 * double(i)) + 0.1, INSERT_VALUES);
+      VecSetValue(w, i, std::sin(0.11 * double(i)), INSERT_VALUES);
+    }
+    VecAssemblyBegin(x);
+    VecAssemblyEnd(x);
+    VecAssemblyBegin(w);
+    VecAssemblyEnd(w);
+    MatMult(shell, x, y);
+    const Vec with[2] = {w, x};
+    PetscScalar local[3], dots[3];
+    fused(shell, x, y_fused, 2, with, local);
+    MPI_Allreduce(local, dots, 3, MPI_DOUBLE, MPI_SUM, PETSC_COMM_WORLD);
+    PetscBool same = PETSC_FALSE;
+    VecEqual(y, y_fused, &same);
+    EXPECT_TRUE(same) << "layout " << layout;
+    PetscScalar xy = 0, xw = 0, xx = 0;
+    VecDot(y, x, &xy);
+    VecDot(w, x, &xw);
+    VecDot(x, x, &xx);
+    EXPECT_NEAR(dots[0], xy, 1e-12 * std::abs(xx)) << "layout " << layout;
+    EXPECT_NEAR(dots[1], xw, 1e-12 * std::abs(xx)) << "layout " << layout;
+    EXPECT_NEAR(dots[2], xx, 1e-12 * std::abs(xx)) << "layout " << layout;
+
+    VecSet(x, 0.0);
+    const auto dcdm = [&](Mat a) {
+      return run_ksp(sys, a, x, [&](KSP ksp) {
+        KSPSetType(ksp, KSPDCDM);
+        KSPDCDMSetK(ksp, 2);
+        KSPSetTolerances(ksp, 1e-10, PETSC_DEFAULT, PETSC_DEFAULT, 2000);
+        set_pc(ksp, PCJACOBI);
+      });
+    };
+    const KspRun with_shell = dcdm(shell), with_matrix = dcdm(sys.assembled());
+    EXPECT_GT(with_shell.reason, 0) << "layout " << layout;
+    EXPECT_GE(with_matrix.iterations, 20) << "layout " << layout;
+    EXPECT_LE(std::abs(with_shell.iterations - with_matrix.iterations), 1) << "layout " << layout;
+    for (std::size_t i = 0; i < 10 && i < with_shell.history.size() && i < with_matrix.history.size(); ++i)
+      EXPECT_NEAR(with_shell.history[i], with_matrix.history[i], 1e-9 * with_matrix.history[0]) << "iteration " << i;
+    for (Vec* v : {&x, &y, &y_fused, &w}) VecDestroy(v);
   }
 }
 
