@@ -7,6 +7,8 @@
 #include <limits>
 #include <random>
 
+#include <fmt/format.h>
+
 #include "dcdm/dcdm.hpp"
 #include "dcdm/error.hpp"
 #include "dcdm/krylov.hpp"
@@ -360,6 +362,80 @@ TEST(Dcdm, FusedStepMatchesTheSeparatePasses) {
   }
 }
 
+// Float direction vectors on the orthogonalise-first path, against the same solver with double
+// ones: the same iterations (+-1) and residuals to float rounding while they are far above it,
+// for k = 1, 2, 3 with a symmetric and a non-symmetric generator (k >= 2 keeps several float
+// pairs). Below the float drift (rtol 1e-11) the updated residual's early "convergence" is
+// caught on b - A x and the solve goes on to the target. Auto picks float by the tolerance.
+TEST(Dcdm, FloatVectorsFollowTheDoubleIterates) {
+  Problem p(box_laplacian(24, 22, 20, {false, false, false, true, false, false}));
+  ASSERT_GT(p.a.rows, 8192);  // several row blocks
+  const Eigen::SimplicialLDLT<Eigen::SparseMatrix<double>> ldlt(to_eigen(p.a));
+  Vector exact(p.b.size());
+  Eigen::Map<Eigen::VectorXd>(exact.data(), p.a.rows) = ldlt.solve(Eigen::Map<const Eigen::VectorXd>(p.b.data(), p.a.rows));
+  const double initial_error = a_norm_error(p.a, exact, Vector(exact.size(), 0.0));
+  using Precision = DcdmOptions::VectorPrecision;
+  const auto run = [&](std::shared_ptr<const LinearOperator> gen, DcdmOptions o, double rtol, DcdmStats* stats,
+                       Vector* x_out = nullptr) {
+    DcdmSolver solver(std::move(gen), o, "dcdm");
+    solver.setup(p.view());
+    Vector x(p.b.size());
+    SolveOptions opt;
+    opt.rtol = rtol;
+    opt.max_iterations = 3000;
+    const SolveReport rep = solver.solve(p.b, x, opt);
+    *stats = solver.last_stats();
+    if (x_out) *x_out = std::move(x);
+    return rep;
+  };
+  for (const bool skewed : {false, true}) {
+    std::shared_ptr<const LinearOperator> gen;
+    if (skewed) gen = std::make_shared<SkewedJacobiOperator>(p.a);
+    else gen = std::make_shared<JacobiOperator>(p.a);
+    for (const int k : {1, 2, 3}) {
+      DcdmOptions o;
+      o.k = k;
+      o.weak_fallback = false;
+      DcdmOptions f = o;
+      f.vector_precision = Precision::Float;
+      DcdmStats sd, sf;
+      Vector xf;
+      const SolveReport rd = run(gen, o, 1e-6, &sd), rf = run(gen, f, 1e-6, &sf, &xf);
+      const std::string what = fmt::format("skewed {} k {}", skewed, k);
+      ASSERT_TRUE(rd.converged() && rf.converged()) << what << format_reason_line(rf);
+      EXPECT_FALSE(sd.single_precision_vectors);
+      EXPECT_TRUE(sf.single_precision_vectors);
+      EXPECT_NEAR(rf.iterations, rd.iterations, 1) << what;
+      for (std::size_t i = 0; i < std::min<std::size_t>(20, rd.residual_history.size()); ++i)
+        EXPECT_NEAR(rf.residual_history[i] / rd.residual_history[i], 1.0, 1e-4) << what << ", iteration " << i;
+      EXPECT_LE(rf.final_residual, 1e-6 * rf.rhs_norm) << what;  // b - A x, not the updated residual
+      EXPECT_LT(a_norm_error(p.a, exact, xf), 1e-4 * initial_error) << what;
+      // Far below the float drift: the true residual decides, and reaches the target.
+      DcdmStats tight;
+      const SolveReport rt = run(gen, f, 1e-11, &tight, &xf);
+      ASSERT_TRUE(rt.converged()) << what << format_reason_line(rt);
+      EXPECT_LE(rt.final_residual, 1e-11 * rt.rhs_norm) << what;
+      EXPECT_GE(tight.residual_replacements, 1) << what;
+      EXPECT_LT(a_norm_error(p.a, exact, xf), 1e-8 * initial_error) << what;
+      EXPECT_EQ(sd.residual_replacements, 0);
+    }
+  }
+  // Auto: float at 1e-6, double below kSingleVectorsMinRtol; the weak-direction guard keeps double.
+  const auto jacobi = std::make_shared<JacobiOperator>(p.a);
+  DcdmOptions a;
+  a.weak_fallback = false;
+  a.vector_precision = Precision::Auto;
+  DcdmStats st;
+  run(jacobi, a, 1e-6, &st);
+  EXPECT_TRUE(st.single_precision_vectors);
+  run(jacobi, a, 1e-8, &st);
+  EXPECT_FALSE(st.single_precision_vectors);
+  a.weak_fallback = true;
+  a.vector_precision = Precision::Float;
+  run(jacobi, a, 1e-6, &st);
+  EXPECT_FALSE(st.single_precision_vectors);
+}
+
 TEST(Dcdm, BrokenGeneratorsFallBackAndReportIt) {
   Problem p(box_laplacian(6, 6, 6, {true, false, false, false, false, false}));
   using Mode = BrokenOperator::Mode;
@@ -367,12 +443,14 @@ TEST(Dcdm, BrokenGeneratorsFallBackAndReportIt) {
   // before its mat-vec, or, with orthogonalise_first off, the fused step path runs; the
   // failures hit them from the second iteration on: every second call fails, also when the
   // retiring pair's buffer has taken the failed direction's image).
-  for (const int path : {0, 1, 2})
+  // Path 3: orthogonalise-first with float vectors (a huge direction overflows float there).
+  for (const int path : {0, 1, 2, 3})
   for (Mode mode : {Mode::Zero, Mode::NaN, Mode::Huge}) {
     const bool guard = path == 0;
     DcdmOptions o;
     o.weak_fallback = guard;
-    o.orthogonalise_first = path == 1;
+    o.orthogonalise_first = path == 1 || path == 3;
+    if (path == 3) o.vector_precision = DcdmOptions::VectorPrecision::Float;
     DcdmSolver solver(std::make_shared<BrokenOperator>(p.a.rows, mode, guard ? 3 : 2), o);
     solver.setup(p.view());
     Vector x(p.b.size());
@@ -380,8 +458,10 @@ TEST(Dcdm, BrokenGeneratorsFallBackAndReportIt) {
     opt.rtol = 1e-8;
     const auto rep = solver.solve(p.b, x, opt);
     EXPECT_EQ(rep.reason, SolveReason::ConvergedRtol) << format_reason_line(rep);
+    EXPECT_EQ(solver.last_stats().single_precision_vectors, path == 3);
+    EXPECT_LE(rep.final_residual, opt.rtol * rep.rhs_norm);
     EXPECT_EQ(count_non_finite(x), 0);
-    if (mode != Mode::Huge) {  // a constant vector is a valid (if poor) direction
+    if (mode != Mode::Huge || path == 3) {  // a constant vector is a valid (if poor) direction
       EXPECT_GT(solver.last_stats().fallback_directions, 0);
       EXPECT_NE(rep.detail.find("Jacobi fallback"), std::string::npos) << rep.detail;
     }

@@ -2,6 +2,8 @@
 // triplet assembly from the definition, the unit case left on the unit code, components with
 // zero-weight faces, bad coefficients, and the matrix-based preconditioners on it.
 #include <gtest/gtest.h>
+#include <omp.h>
+#include <fmt/format.h>
 
 #include <Eigen/Dense>
 #include <cmath>
@@ -123,6 +125,63 @@ TEST(WeightedOperator, StencilAndAssemblyMatchTheDefinition) {
       for (std::int64_t c = 0; c < d.size(); ++c) ASSERT_NEAR(y2[c], yr[c], 1e-10 * (1 + std::abs(yr[c])));
     }
   }
+}
+
+// apply_dot_single (float Krylov vectors): A x computed in double from a float x and rounded once
+// equals the rounded double product bit for bit on unit and weighted domains of odd shapes
+// (end planes, row-block edges); its dots equal the double sums of the same values; the default
+// LinearOperator version (through apply) agrees; any thread count gives the same bits.
+TEST(StencilSinglePrecision, IsTheRoundedDoubleProductWithItsDots) {
+  struct Plain final : LinearOperator {
+    const PoissonStencil& s;
+    explicit Plain(const PoissonStencil& st) : s(st) {}
+    std::int64_t size() const override { return s.size(); }
+    void apply(dcdm::span<const double> x, dcdm::span<double> y) const override { s.apply(x, y); }
+  };
+  std::uint64_t seed = 900;
+  const Dims shapes[] = {{1, 1, 1}, {7, 5, 1}, {9, 8, 2}, {33, 17, 12}, {130, 70, 3}, {64, 65, 9}};
+  for (const bool weighted : {false, true})
+    for (const Dims d : shapes) {
+      const Domain dom = weighted ? weighted_domain(d, seed++) : random_domain(d, seed++);
+      const PoissonStencil st(dom);
+      const Plain plain(st);
+      const std::int64_t n = d.size();
+      const auto x_wide = random_vector(n, seed++);
+      const std::vector<float> x(x_wide.begin(), x_wide.end());
+      const std::vector<double> xd(x.begin(), x.end());  // x exactly, in double
+      const auto r = random_vector(n, seed++);
+      std::vector<double> ax(static_cast<std::size_t>(n));
+      st.apply(xd, ax);
+      std::vector<float> y(static_cast<std::size_t>(n), -7.0f), y_plain(static_cast<std::size_t>(n));
+      std::vector<double> dots(3), dots_plain(3);
+      st.apply_dot_single(x, y, r, dots);
+      plain.apply_dot_single(x, y_plain, r, dots_plain);
+      std::int64_t differ = 0;
+      for (std::int64_t c = 0; c < n; ++c) differ += y[c] != static_cast<float>(ax[c]);
+      const std::string what = fmt::format("{} {}", weighted ? "weighted" : "unit", d.str());
+      EXPECT_EQ(differ, 0) << what;
+      EXPECT_EQ(y_plain, y) << what;
+      const double xax = dot(xd, ax), xr = dot(xd, r), xx = dot(xd, xd);
+      EXPECT_NEAR(dots[0], xax, 1e-12 * (1 + std::abs(xax))) << what;
+      EXPECT_NEAR(dots[1], xr, 1e-12 * (1 + std::abs(xr))) << what;
+      EXPECT_NEAR(dots[2], xx, 1e-12 * xx) << what;
+      for (int j = 0; j < 3; ++j) EXPECT_NEAR(dots_plain[j], dots[j], 1e-12 * (1 + std::abs(dots[j]))) << what;
+      const int saved = omp_get_max_threads();
+      omp_set_num_threads(3);
+      std::vector<float> y3(static_cast<std::size_t>(n));
+      std::vector<double> dots3(3);
+      st.apply_dot_single(x, y3, r, dots3);
+      omp_set_num_threads(saved);
+      EXPECT_EQ(y3, y) << what;
+      EXPECT_EQ(dots3, dots) << what;
+    }
+  const PoissonStencil st(Domain(Dims{4, 4, 4}));
+  std::vector<float> x(64), y(64);
+  std::vector<double> r(64), two(2);
+  EXPECT_THROW(st.apply_dot_single(x, y, r, two), Error);
+  std::vector<float> short_y(63);
+  std::vector<double> three(3);
+  EXPECT_THROW(st.apply_dot_single(x, short_y, r, three), Error);
 }
 
 TEST(WeightedOperator, UnitCoefficientsStayOnTheUnitOperator) {

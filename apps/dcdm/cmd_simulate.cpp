@@ -209,8 +209,8 @@ std::string join_csv(const std::vector<std::string>& rows) {
 // Whether a resume-tag key matters for this solver's pressure solutions: the network and DCDM
 // settings only for the dcdm methods, the deflation count for dpcg, the MIC safety for mic0.
 bool solver_uses(const std::string& solver, const std::string& key) {
-  if (key == "model" || key == "dcdm_k" || key == "dcdm_fallback" || key == "network_input_scale" ||
-      key == "network_precision")
+  if (key == "model" || key == "dcdm_k" || key == "dcdm_fallback" || key == "dcdm_vectors" ||
+      key == "network_input_scale" || key == "network_precision")
     return solver.rfind("dcdm", 0) == 0;
   if (key == "dpcg_k") return solver == "dpcg";
   if (key == "mic_safety") return solver == "mic0";
@@ -220,7 +220,7 @@ bool solver_uses(const std::string& solver, const std::string& key) {
 // Keys added to the tag after checkpoints existed, with the value that older runs had.
 const nlohmann::json& later_key_defaults() {
   static const nlohmann::json d = {
-      {"dcdm_fallback", "best"}, {"network_input_scale", 0.0}, {"network_precision", "float32"},
+      {"dcdm_fallback", "best"}, {"dcdm_vectors", "double"}, {"network_input_scale", 0.0}, {"network_precision", "float32"},
       {"param", nlohmann::json::array()}};
   return d;
 }
@@ -242,6 +242,7 @@ nlohmann::json resume_tag(const SimulateArgs& a, const Dims& dims, const sim::Si
                       {"model", a.params.model},
                       {"dcdm_k", a.params.dcdm_k},
                       {"dcdm_fallback", a.params.dcdm_fallback},
+                      {"dcdm_vectors", a.params.dcdm_vectors},
                       {"network_input_scale", a.params.network_input_scale},
                       {"network_precision", a.params.network_precision},
                       {"dpcg_k", a.params.deflation_vectors},

@@ -12,6 +12,11 @@ void add_solver_params(CLI::App* cmd, SolverParams& params) {
                   "DCDM: when to use the Jacobi direction instead of the generator's: best (also when "
                   "it gains more), failures (NaN, curvature, vanishing only), off (stop on a failure)")
       ->check(CLI::IsMember({"best", "failures", "off"}))->capture_default_str();
+  cmd->add_option("--dcdm-vectors", params.dcdm_vectors,
+                  "DCDM: precision of the direction vectors (x, r and the sums stay double): double, float, or "
+                  "auto (dcdm-relax, whose float cycle rounds every direction to float anyway: float where the "
+                  "tolerance is at least 1e-7 of ||b||; double for the other DCDM methods)")
+      ->check(CLI::IsMember({"auto", "double", "float"}))->capture_default_str();
   cmd->add_option("--network-input-scale", params.network_input_scale,
                   "DCDM network: factor on the unit-norm residual (0 = auto: sqrt(cells / training-grid cells))")
       ->check(CLI::Range(0.0, 1e6))->capture_default_str();

@@ -52,6 +52,17 @@ struct DcdmOptions {
   // before the orthogonalisation), at one more pass over q. q.Aq is computed exactly; the
   // iterates agree with the other paths to rounding. false = fused_step's paths.
   bool orthogonalise_first = true;
+  // On the orthogonalise-first path: the current direction, its image and the kept pairs in
+  // float (x, r, the generator's output and every sum stay double); a step then moves about a
+  // quarter fewer bytes. A q rounded to float lets the updated residual drift from b - A x (by
+  // about 1e-8 of ||b|| with the learned cycle, measured), so convergence is confirmed on the true
+  // residual b - A x, and the iteration goes on from it where the drift had hidden a residual
+  // above the target. Auto: float where the target max(rtol ||b||, atol) is at least
+  // kSingleVectorsMinRtol ||b||, double for tighter ones (where float cost the learned cycle an
+  // iteration at 1e-8 and two or three at 1e-10). Ignored with weak_fallback (double paths only).
+  enum class VectorPrecision { Double, Float, Auto };
+  VectorPrecision vector_precision = VectorPrecision::Double;
+  static constexpr double kSingleVectorsMinRtol = 1e-7;
 };
 
 // Builds the generator at setup() from what the solver sees (e.g. a network generator needs
@@ -69,6 +80,10 @@ struct DcdmStats {
   int fallback_vanished = 0;     // ... because it vanished after A-orthogonalisation
   int fallback_weak = 0;         // ... because the Jacobi direction gained more (weak_fallback)
   int true_residual_updates = 0;
+  // float vectors: times the updated residual met the target and b - A x did not
+  // (the iteration then went on from b - A x)
+  int residual_replacements = 0;
+  bool single_precision_vectors = false;  // whether the last solve kept its directions in float
   int fused_steps = 0;             // iterations whose step was fused with the A-orthogonalisation
   int fused_corrections = 0;       // ... of which the step length needed the correcting pass
   double generator_seconds = 0.0;  // time spent inside the generator

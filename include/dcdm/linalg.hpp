@@ -39,6 +39,13 @@ class LinearOperator {
   // x and y block by block (the Poisson stencil) saves reading them back from memory.
   virtual void apply_dot(dcdm::span<const double> x, dcdm::span<double> y, dcdm::span<const double* const> with,
                          dcdm::span<double> dots) const;
+  // The same for single-precision Krylov vectors: y = Op(x) computed in double from a float x and
+  // rounded to float once, with dots[0] = x . Op(x) (before the rounding), dots[1] = x . r and
+  // dots[2] = x . x, all summed in double in fixed row blocks. The default converts x to double,
+  // applies and rounds (an extra vector for the call); the Poisson stencil streams x and y in
+  // float, which is what halves the traffic of a Krylov step.
+  virtual void apply_dot_single(dcdm::span<const float> x, dcdm::span<float> y, dcdm::span<const double> r,
+                                dcdm::span<double> dots) const;
   // False for maps that only share this interface without being linear (a network direction
   // generator): DCDM hands those the unit-norm residual they were trained on, and a linear
   // map the residual itself (the line search makes the scale irrelevant; no extra vector).

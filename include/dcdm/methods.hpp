@@ -25,6 +25,10 @@ struct MethodParams {
   /// vectors each), 2 for the other DCDM methods.
   int dcdm_k = -1;
   std::string dcdm_fallback = "best";         ///< --dcdm-fallback: best | failures | off
+  /// --dcdm-vectors: precision of DCDM's direction vectors (DcdmOptions::vector_precision):
+  /// double | float | auto (for dcdm-relax, whose float V-cycle already rounds every direction to
+  /// float: float where rtol >= 1e-7, else double; double for the other DCDM methods)
+  std::string dcdm_vectors = "auto";
   double network_input_scale = 0.0;           ///< --network-input-scale (0 = auto)
   std::string network_precision = "float32";  ///< --network-precision: float32 | bf16 | auto
   int deflation_vectors = 16;                 ///< --dpcg-k

@@ -40,6 +40,8 @@ class PoissonStencil final : public LinearOperator {
   void apply(dcdm::span<const double> x, dcdm::span<double> y) const override;
   void apply_dot(dcdm::span<const double> x, dcdm::span<double> y, dcdm::span<const double* const> with,
                  dcdm::span<double> dots) const override;
+  void apply_dot_single(dcdm::span<const float> x, dcdm::span<float> y, dcdm::span<const double> r,
+                        dcdm::span<double> dots) const override;
   const Domain& domain() const { return domain_; }
   const Dims& dims() const { return domain_.dims(); }
   // Per-cell diagonal (0 outside fluid). Computed for the unit operator (whose hot loop reads
@@ -62,7 +64,9 @@ class PoissonStencil final : public LinearOperator {
   std::vector<double> lower_[3];              // weighted: coupling with the cell below per axis
   std::vector<double> zero_row_;              // stands in for rows beyond the grid
 
-  void apply_cells(const double* x, double* y, std::int64_t lo, std::int64_t hi) const;
+  // Rows [lo, hi) of A x into y[row - y_first] (y_first = lo: a block-sized buffer).
+  template <class X>
+  void apply_cells(const X* x, double* y, std::int64_t lo, std::int64_t hi, std::int64_t y_first = 0) const;
 };
 
 // The operator's diagonal on the full grid (0 outside fluid), weighted or not, without

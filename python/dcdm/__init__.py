@@ -103,7 +103,7 @@ class Solver:
     """
 
     def __init__(self, method="mgpcg", domain=None, matrix=None, model=None, dcdm_k=None, dcdm_fallback="best",
-                 mic_safety=0.97, deflation_vectors=16, network_precision="float32", network_input_scale=0.0,
+                 dcdm_vectors="auto", mic_safety=0.97, deflation_vectors=16, network_precision="float32", network_input_scale=0.0,
                  threads=None):
         if (domain is None) == (matrix is None):
             raise ValueError("Solver: give exactly one of domain= or matrix=")
@@ -115,6 +115,7 @@ class Solver:
         if dcdm_k is not None:
             params.dcdm_k = int(dcdm_k)
         params.dcdm_fallback = str(dcdm_fallback)
+        params.dcdm_vectors = str(dcdm_vectors)
         params.mic_safety = float(mic_safety)
         params.deflation_vectors = int(deflation_vectors)
         params.network_precision = str(network_precision)

@@ -595,6 +595,7 @@ PYBIND11_MODULE(_dcdm, m) {
       .def_readwrite("model", &MethodParams::model)
       .def_readwrite("dcdm_k", &MethodParams::dcdm_k)
       .def_readwrite("dcdm_fallback", &MethodParams::dcdm_fallback)
+      .def_readwrite("dcdm_vectors", &MethodParams::dcdm_vectors)
       .def_readwrite("network_precision", &MethodParams::network_precision)
       .def_readwrite("network_input_scale", &MethodParams::network_input_scale)
       .def_readwrite("deflation_vectors", &MethodParams::deflation_vectors)

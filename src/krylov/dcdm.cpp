@@ -23,6 +23,7 @@ double seconds_since(Clock::time_point t0) {
 // One kept search direction p and its image A p (with p.Ap cached).
 struct Direction {
   Vector p, ap;
+  std::vector<float> pf, apf;  // p and A p instead, with float vectors (DcdmOptions::vector_precision)
   double pap = 0.0;
 };
 
@@ -105,25 +106,41 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     b = b_projected;
   }
   rep.rhs_norm = norm2(b);
+  const double target = std::max(opt.rtol * rep.rhs_norm, opt.atol);
 
   const bool linear_generator = generator_->is_linear();
   // The lean path (orthogonalise_first) allocates A q's buffer only while no kept pair retires.
   const bool lean = options_.orthogonalise_first && !options_.weak_fallback;
+  // Single: q takes the generator's output in double, qf the A-orthogonalised direction in float.
+  using Precision = DcdmOptions::VectorPrecision;
+  const bool single = lean && (options_.vector_precision == Precision::Float ||
+                               (options_.vector_precision == Precision::Auto &&
+                                target >= DcdmOptions::kSingleVectorsMinRtol * rep.rhs_norm));
+  stats_.single_precision_vectors = single;
   Vector r(n), q(n), aq(lean ? 0 : n), input(linear_generator ? 0 : n);
+  std::vector<float> qf(single ? static_cast<std::size_t>(n) : 0), aqf;
   Vector q_jacobi, aq_jacobi;  // the weak-direction guard's candidate
   if (options_.weak_fallback) {
     q_jacobi.resize(static_cast<std::size_t>(n));
     aq_jacobi.resize(static_cast<std::size_t>(n));
   }
+  bool residual_is_true = false;  // r is b - A x as computed, not updated
   const auto true_residual = [&] {
     a.apply(x, r);
     xpay(b, -1.0, r);  // r = b - A x
     project(r);
+    residual_is_true = true;
+  };
+  // x += alpha qf
+  const auto add_single = [&](double alpha, const std::vector<float>& v, dcdm::span<double> out) {
+    const float* pv = v.data();
+    double* po = out.data();
+#pragma omp parallel for simd schedule(static) if (n >= 4 * detail::kRowBlock)
+    for (std::int64_t i = 0; i < n; ++i) po[i] += alpha * static_cast<double>(pv[i]);
   };
   true_residual();
   double rnorm = norm2(r);
   rep.initial_residual = rnorm;
-  const double target = std::max(opt.rtol * rep.rhs_norm, opt.atol);
 
   const auto record = [&](int it) {
     rep.residual_history.push_back(rnorm);
@@ -136,13 +153,18 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
   const double vtol = options_.vanish_tolerance;
   std::vector<double> sums, beta, dots;
   std::vector<const double*> kept_p, kept_ap, with_vectors;
+  std::vector<const float*> kept_pf, kept_apf;
   // The kept directions' p and A p as pointers, in the kept order.
   const auto gather_kept = [&] {
     kept_p.clear();
     kept_ap.clear();
+    kept_pf.clear();
+    kept_apf.clear();
     for (const Direction& k : kept) {
       kept_p.push_back(k.p.data());
       kept_ap.push_back(k.ap.data());
+      kept_pf.push_back(k.pf.data());
+      kept_apf.push_back(k.apf.data());
     }
   };
   // On rows [lo, lo + len): d -= sum_j beta_j p_j and ad -= sum_j beta_j Ap_j over the m kept
@@ -307,25 +329,112 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     if (pr.dad0 <= 0.0) return {Failure::Curvature};
     return judge(pr, dad, dr, dd);
   };
+  // The lean path with single-precision vectors: the same steps, the generator's output q in
+  // double, the A-orthogonalised direction qf and A qf (into aqf_now) in float.
+  std::vector<float>* aqf_now = &aqf;
+  const auto lean_direction_single = [&](auto&& fill_q) -> Candidate {
+    fill_q(q);
+    project(q);
+    const int m = static_cast<int>(kept.size());
+    double removed = 0.0;
+    const double* zv = q.data();
+    if (m > 0) {
+      gather_kept();
+      sums.assign(static_cast<std::size_t>(m) + 1, 0.0);
+      detail::blocked_reduce(n, m + 1, sums.data(), [&](std::int64_t lo, std::int64_t hi, double* out) {
+        const std::int64_t len = hi - lo;
+        for (int j = 0; j < m; ++j)
+          out[j] += detail::block_dot(zv + lo, kept_apf[static_cast<std::size_t>(j)] + lo, len);
+        out[m] += detail::block_dot(zv + lo, zv + lo, len);  // a NaN or Inf in q shows here
+      });
+      for (const double v : sums)
+        if (!std::isfinite(v)) return {Failure::NonFinite};
+      beta.resize(static_cast<std::size_t>(m));
+      std::size_t j = 0;
+      for (const Direction& k : kept) {
+        beta[j] = sums[j] / k.pap;
+        removed += beta[j] * sums[j];
+        ++j;
+      }
+    }
+    // qf = q - sum_j beta_j p_j, the terms subtracted in order j in double, rounded once.
+    float* qw = qf.data();
+    const std::int64_t nblocks = (n + detail::kRowBlock - 1) / detail::kRowBlock;
+#pragma omp parallel for schedule(static) if (nblocks >= 4)
+    for (std::int64_t blk = 0; blk < nblocks; ++blk) {
+      const std::int64_t lo = blk * detail::kRowBlock, len = std::min(n, lo + detail::kRowBlock) - lo;
+      const double* zb = zv + lo;
+      float* qb = qw + lo;
+      if (m == 0) {
+#pragma omp simd
+        for (std::int64_t i = 0; i < len; ++i) qb[i] = static_cast<float>(zb[i]);
+      } else if (m == 1) {
+        const double b0 = beta[0];
+        const float* pb = kept_pf[0] + lo;
+#pragma omp simd
+        for (std::int64_t i = 0; i < len; ++i) qb[i] = static_cast<float>(zb[i] - b0 * static_cast<double>(pb[i]));
+      } else {
+        alignas(64) double acc[detail::kRowBlock];
+        std::copy(zb, zb + len, acc);
+        for (int jj = 0; jj < m; ++jj) {
+          const double bj = beta[static_cast<std::size_t>(jj)];
+          const float* pb = kept_pf[static_cast<std::size_t>(jj)] + lo;
+#pragma omp simd
+          for (std::int64_t i = 0; i < len; ++i) acc[i] -= bj * static_cast<double>(pb[i]);
+        }
+#pragma omp simd
+        for (std::int64_t i = 0; i < len; ++i) qb[i] = static_cast<float>(acc[i]);
+      }
+    }
+    if (m > 0 && m == options_.k) {
+      aqf_now = &kept.front().apf;
+      oldest_consumed = true;
+    } else {
+      if (aqf.empty()) aqf.resize(static_cast<std::size_t>(n));
+      aqf_now = &aqf;
+    }
+    dots.resize(3);
+    a.apply_dot_single(qf, *aqf_now, r, dots);
+    const double dad = dots[0], dr = dots[1], dd = dots[2];
+    Prepared pr{Failure::None, m, dad + removed, dr, dd};
+    if (!std::isfinite(dad) || !std::isfinite(dr)) return {Failure::NonFinite};
+    if (pr.dad0 <= 0.0) return {Failure::Curvature};
+    return judge(pr, dad, dr, dd);
+  };
   // Before a fallback direction on the lean path: a retiring pair whose image buffer took the
   // failed direction's A q leaves the kept set (its buffer becomes aq).
   const auto release_consumed = [&] {
     if (!oldest_consumed) return;
-    std::swap(aq, kept.front().ap);
+    if (single) std::swap(aqf, kept.front().apf);
+    else std::swap(aq, kept.front().ap);
     kept.pop_front();
     oldest_consumed = false;
     aq_now = &aq;
+    aqf_now = &aqf;
   };
   // A-norm error reduction of the exact line search along an A-orthogonalised direction.
   const auto gain = [](const Candidate& c) { return c.dr * c.dr / c.dad; };
 
   std::string stop_detail;
   int it = 0;
+  int history_start = 0;  // the first residual_history entry the stagnation test compares
   for (;;) {
     if (!std::isfinite(rnorm)) {  // cannot happen with the guards below; kept as a backstop
       rep.reason = SolveReason::NaN;
       stop_detail = fmt::format("residual norm is not finite at iteration {}", it);
       break;
+    }
+    if (single && rnorm <= target && !residual_is_true) {
+      // The updated residual carries A q's rounding to float: confirm on b - A x.
+      true_residual();
+      rnorm = norm2(r);
+      if (rnorm > target) {
+        // The history keeps the true value, and the stagnation test looks only at the values
+        // from here on (the updated ones before it may have drifted below the true residual).
+        ++stats_.residual_replacements;
+        rep.residual_history.back() = rnorm;
+        history_start = it;
+      }
     }
     if (rnorm <= target) {
       rep.reason = (opt.rtol * rep.rhs_norm >= opt.atol) ? SolveReason::ConvergedRtol
@@ -336,9 +445,9 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
       rep.reason = SolveReason::MaxIterations;
       break;
     }
-    if (opt.stagnation_window > 0 && it >= opt.stagnation_window) {
+    if (opt.stagnation_window > 0 && it >= history_start + opt.stagnation_window) {
       const auto& h = rep.residual_history;
-      const double before = *std::min_element(h.begin(), h.end() - opt.stagnation_window);
+      const double before = *std::min_element(h.begin() + history_start, h.end() - opt.stagnation_window);
       const double recent = *std::min_element(h.end() - opt.stagnation_window, h.end());
       if (recent > (1.0 - 1e-3) * before) {
         rep.reason = SolveReason::Stagnation;
@@ -348,6 +457,7 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
       }
     }
     ++it;
+    residual_is_true = false;  // this iteration updates r (unless it recomputes it)
 
     // Generator direction from the residual (normalised for a network).
     if (!linear_generator) scaled_copy(1.0 / rnorm, r, input);
@@ -358,8 +468,12 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     bool stepped = false;  // the fused pass has taken the step
     double alpha = 0.0, new_norm = 0.0;
     aq_now = &aq;
+    aqf_now = &aqf;
     oldest_consumed = false;
-    if (lean) {
+    if (single) {
+      chosen = lean_direction_single(fill_generator);
+      stats_.generator_seconds += seconds_since(tg);
+    } else if (lean) {
       chosen = lean_direction(fill_generator);
       stats_.generator_seconds += seconds_since(tg);
     } else if (options_.fused_step && !options_.weak_fallback && !recompute && !kept.empty()) {
@@ -460,7 +574,10 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
       if (failure == Failure::Curvature) ++stats_.fallback_curvature;
       if (failure == Failure::Vanished) ++stats_.fallback_vanished;
       ++stats_.fallback_directions;
-      if (lean) {
+      if (single) {
+        release_consumed();
+        chosen = lean_direction_single(fill_jacobi);
+      } else if (lean) {
         release_consumed();
         chosen = lean_direction(fill_jacobi);
       } else {
@@ -485,10 +602,31 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
         break;
       }
       if (recompute) {
-        axpy(alpha, q, x);
+        if (single) add_single(alpha, qf, x);
+        else axpy(alpha, q, x);
         true_residual();
         ++stats_.true_residual_updates;
         new_norm = norm2(r);
+      } else if (single) {  // the same pass with qf and A qf in float
+        double rr = 0.0;
+        double* xv = x.data();
+        double* rv = r.data();
+        const float* qv = qf.data();
+        const float* aqv = aqf_now->data();
+        detail::blocked_reduce(n, 1, &rr, [&](std::int64_t lo, std::int64_t hi, double* out) {
+          const std::int64_t len = hi - lo;
+          double* xb = xv + lo;
+          double* rb = rv + lo;
+          const float* qb = qv + lo;
+          const float* aqb = aqv + lo;
+#pragma omp simd
+          for (std::int64_t i = 0; i < len; ++i) {
+            xb[i] += alpha * static_cast<double>(qb[i]);
+            rb[i] -= alpha * static_cast<double>(aqb[i]);
+          }
+          out[0] += detail::block_dot(rb, rb, len);
+        });
+        new_norm = std::sqrt(rr);
       } else {  // x += alpha q, r -= alpha Aq and ||r||^2 in one pass
         double rr = 0.0;
         double* xv = x.data();
@@ -512,7 +650,8 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
       }
     }
     if (!std::isfinite(new_norm)) {  // overflow: undo the step, keep the last finite iterate
-      axpy(-alpha, q, x);
+      if (single) add_single(-alpha, qf, x);
+      else axpy(-alpha, q, x);
       true_residual();
       rnorm = norm2(r);
       rep.reason = SolveReason::NaN;
@@ -523,7 +662,23 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     rnorm = new_norm;
     record(it);
 
-    if (lean && options_.k > 0) {
+    if (single && options_.k > 0) {
+      // As below, with the float buffers.
+      Direction d;
+      std::vector<float> next_q;
+      if (oldest_consumed) {
+        d.apf = std::move(kept.front().apf);
+        next_q = std::move(kept.front().pf);
+        kept.pop_front();
+      } else {
+        d.apf = std::move(aqf);
+        aqf = std::vector<float>();
+      }
+      d.pf = std::move(qf);
+      d.pap = qaq;
+      kept.push_back(std::move(d));
+      qf = next_q.empty() ? std::vector<float>(static_cast<std::size_t>(n)) : std::move(next_q);
+    } else if (lean && options_.k > 0) {
       // Keep (q, A q). A q already lies in the retiring pair's image buffer when the set was
       // full; the retiring p becomes the next q. Otherwise aq is handed over and re-made only
       // when needed.
@@ -557,7 +712,7 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
   }
 
   rep.iterations = it;
-  true_residual();
+  if (!residual_is_true) true_residual();
   rep.final_residual = norm2(r);
   std::string detail = stop_detail;
   if (stats_.fallback_directions > 0) {

@@ -36,6 +36,16 @@ inline double block_dot(const double* x, const double* y, std::int64_t m) {
   return s;
 }
 
+// The same for mixed or single-precision operands (a float Krylov vector against a double
+// residual), summed in double.
+template <class X, class Y>
+inline double block_dot(const X* x, const Y* y, std::int64_t m) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (std::int64_t i = 0; i < m; ++i) s += static_cast<double>(x[i]) * static_cast<double>(y[i]);
+  return s;
+}
+
 template <class T>
 void basis_transpose_times(const T* v, std::int64_t n, int k, const double* w, double* c) {
   const std::int64_t nblocks = (n + kRowBlock - 1) / kRowBlock;

@@ -138,4 +138,25 @@ void LinearOperator::apply_dot(dcdm::span<const double> x, dcdm::span<double> y,
   });
 }
 
+void LinearOperator::apply_dot_single(dcdm::span<const float> x, dcdm::span<float> y, dcdm::span<const double> r,
+                                      dcdm::span<double> dots) const {
+  const std::int64_t n = size();
+  if (static_cast<std::int64_t>(x.size()) != n || static_cast<std::int64_t>(y.size()) != n ||
+      static_cast<std::int64_t>(r.size()) != n || dots.size() != 3)
+    throw Error(fmt::format("apply_dot_single: vectors of sizes {}, {}, {} and {} sums for an operator of size {} "
+                            "(need 3 sums)", x.size(), y.size(), r.size(), dots.size(), n));
+  Vector xd(x.begin(), x.end()), yd(static_cast<std::size_t>(n));
+  apply(xd, yd);
+  const double* px = xd.data();
+  const double* py = yd.data();
+  const double* pr = r.data();
+  float* out_y = y.data();
+  detail::blocked_reduce(n, 3, dots.data(), [&](std::int64_t lo, std::int64_t hi, double* out) {
+    out[0] += detail::block_dot(px + lo, py + lo, hi - lo);
+    out[1] += detail::block_dot(px + lo, pr + lo, hi - lo);
+    out[2] += detail::block_dot(px + lo, px + lo, hi - lo);
+    for (std::int64_t i = lo; i < hi; ++i) out_y[i] = static_cast<float>(py[i]);
+  });
+}
+
 }  // namespace dcdm

@@ -121,6 +121,8 @@ std::unique_ptr<IterativeSolver> make_relaxnet_solver(const std::string& model, 
   // For the same reason one kept direction is CG's: more change no iterate (measured: the same
   // iterations and residuals on every scene at 128^3) and cost 16 bytes a cell each.
   if (params.dcdm_k < 0) options.k = 1;
+  // Its float cycle rounds every direction to float anyway.
+  if (params.dcdm_vectors == "auto") options.vector_precision = DcdmOptions::VectorPrecision::Auto;
   return std::make_unique<DcdmSolver>(std::move(factory), options, "dcdm-relax");
 }
 
@@ -318,7 +320,11 @@ std::int64_t estimate_solve_bytes(const std::string& spec, const Dims& dims, con
   } else if (name == "dcdm-relax") {
     // r, the new direction and the kept pairs: A q goes into the retiring pair's buffer
     // (DcdmOptions::orthogonalise_first; the first iteration holds r, q and A q).
-    method = hierarchy(true) + std::max(3, 1 + 2 * kept(1) + 1) * kVector * cells;
+    // With float vectors (--dcdm-vectors float or auto, which is float at the usual tolerances):
+    // r and the generator's output in double; the direction, its image and the kept pairs in float.
+    const int k = kept(1);
+    method = hierarchy(true) + (params.dcdm_vectors == "double" ? std::max(3, 1 + 2 * k + 1) * kVector
+                                                                  : 2 * kVector + std::max(2, 1 + 2 * k) * 4.0) * cells;
   } else if (name == "dcdm-jacobi" || name == "dcdm-identity") {
     method = (3 + 2 * kept(2) + 2 + 1 + 1) * kVector * cells;
   } else if (name == "dcdm-flag") {
@@ -382,6 +388,10 @@ DcdmOptions dcdm_options(const MethodParams& params) {
   if (params.dcdm_k >= 0) o.k = params.dcdm_k;
   o.fallback = params.dcdm_fallback != "off";
   o.weak_fallback = params.dcdm_fallback == "best";
+  if (params.dcdm_vectors != "auto" && params.dcdm_vectors != "double" && params.dcdm_vectors != "float")
+    throw InputError(fmt::format("--dcdm-vectors: auto, double or float (got '{}')", params.dcdm_vectors));
+  o.vector_precision = params.dcdm_vectors == "float" ? DcdmOptions::VectorPrecision::Float
+                                                      : DcdmOptions::VectorPrecision::Double;
   return o;
 }
 

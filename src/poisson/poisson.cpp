@@ -2,11 +2,12 @@
 // compressed), fluid components, range projection and pinning.
 #include "dcdm/poisson.hpp"
 
+#include <type_traits>
+
 #include <omp.h>
 
 #include <algorithm>
 #include <atomic>
-#include <bit>
 #include <limits>
 #include <memory>
 
@@ -139,6 +140,15 @@ inline double stencil_row(std::uint8_t m, std::uint8_t d, double xb, double xs, 
   return s;
 }
 
+// stencil_row over a run of cells whose neighbours' values lie in separate runs (below in z and
+// y, the centre run with one value before and after, above in y and z).
+void stencil_run(const std::uint8_t* __restrict m, const std::uint8_t* __restrict d, const double* __restrict xb,
+                 const double* __restrict xs, const double* __restrict xc, const double* __restrict xn,
+                 const double* __restrict xt, double* __restrict y, std::int64_t len) {
+#pragma omp simd simdlen(8)
+  for (std::int64_t i = 0; i < len; ++i) y[i] = stencil_row(m[i], d[i], xb[i], xs[i], xc[i], xc[i + 1], xc[i + 2], xn[i], xt[i]);
+}
+
 // One row of the weighted operator, in the same column order and with the same selects as
 // stencil_row (the couplings w* are the matrix's off-diagonal magnitudes).
 inline double weighted_row(std::uint8_t m, double diag, double wb, double ws, double ww, double we, double wn,
@@ -238,7 +248,8 @@ void PoissonStencil::apply(dcdm::span<const double> x, dcdm::span<double> y) con
 // (0 < k < nz - 1) in one branch-free run, as apply's plane path; those of the two end planes
 // one by one with their out-of-grid neighbours read as 0, which their clear mask bits select
 // away as the row path's zero row does, so every value equals apply's bit for bit.
-void PoissonStencil::apply_cells(const double* x, double* y, std::int64_t lo, std::int64_t hi) const {
+template <class X>
+void PoissonStencil::apply_cells(const X* x, double* y, std::int64_t lo, std::int64_t hi, std::int64_t y_first) const {
   const int nx = dims().nx, ny = dims().ny, nz = dims().nz;
   const std::int64_t sy = nx, sz = std::int64_t(nx) * ny;
   const std::uint8_t* pm = neighbour_mask_.data();
@@ -251,17 +262,17 @@ void PoissonStencil::apply_cells(const double* x, double* y, std::int64_t lo, st
     const double* lz = lower_[2].data();
     const auto edge = [&](std::int64_t c) {
       const std::int64_t k = c / sz, j = (c / sy) % ny, i = c % sy;
-      y[c] = weighted_row(pm[c], dg[c], lz[c], ly[c], lx[c], lx[c + 1], ly[c + sy], lz[c + sz], k > 0 ? x[c - sz] : 0.0,
+      y[c - y_first] = weighted_row(pm[c], dg[c], lz[c], ly[c], lx[c], lx[c + 1], ly[c + sy], lz[c + sz], k > 0 ? x[c - sz] : 0.0,
                           j > 0 ? x[c - sy] : 0.0, i > 0 ? x[c - 1] : 0.0, x[c], i < nx - 1 ? x[c + 1] : 0.0,
                           j < ny - 1 ? x[c + sy] : 0.0, k < nz - 1 ? x[c + sz] : 0.0);
     };
     for (std::int64_t c = lo; c < inner_lo; ++c) edge(c);
     {
-      const double* __restrict xr = x;
+      const X* __restrict xr = x;
       double* __restrict yr = y;
 #pragma omp simd
       for (std::int64_t c = inner_lo; c < inner_hi; ++c)
-        yr[c] = weighted_row(pm[c], dg[c], lz[c], ly[c], lx[c], lx[c + 1], ly[c + sy], lz[c + sz], xr[c - sz],
+        yr[c - y_first] = weighted_row(pm[c], dg[c], lz[c], ly[c], lx[c], lx[c + 1], ly[c + sy], lz[c + sz], xr[c - sz],
                              xr[c - sy], xr[c - 1], xr[c], xr[c + 1], xr[c + sy], xr[c + sz]);
     }
     for (std::int64_t c = inner_hi; c < hi; ++c) edge(c);
@@ -269,16 +280,38 @@ void PoissonStencil::apply_cells(const double* x, double* y, std::int64_t lo, st
   }
   const auto edge_cell = [&](std::int64_t c) {
     const std::int64_t k = c / sz, j = (c / sy) % ny, i = c % sy;
-    y[c] = stencil_row(pm[c], pd[c], k > 0 ? x[c - sz] : 0.0, j > 0 ? x[c - sy] : 0.0, i > 0 ? x[c - 1] : 0.0, x[c],
+    y[c - y_first] = stencil_row(pm[c], pd[c], k > 0 ? x[c - sz] : 0.0, j > 0 ? x[c - sy] : 0.0, i > 0 ? x[c - 1] : 0.0, x[c],
                        i < nx - 1 ? x[c + 1] : 0.0, j < ny - 1 ? x[c + sy] : 0.0, k < nz - 1 ? x[c + sz] : 0.0);
   };
   for (std::int64_t c = lo; c < inner_lo; ++c) edge_cell(c);
   {
-    const double* __restrict xr = x;
+    const X* __restrict xr = x;
     double* __restrict yr = y;
+    if constexpr (std::is_same_v<X, double>) {
 #pragma omp simd simdlen(8)
-    for (std::int64_t c = inner_lo; c < inner_hi; ++c)
-      yr[c] = stencil_row(pm[c], pd[c], xr[c - sz], xr[c - sy], xr[c - 1], xr[c], xr[c + 1], xr[c + sy], xr[c + sz]);
+      for (std::int64_t c = inner_lo; c < inner_hi; ++c)
+        yr[c - y_first] = stencil_row(pm[c], pd[c], xr[c - sz], xr[c - sy], xr[c - 1], xr[c], xr[c + 1], xr[c + sy], xr[c + sz]);
+    } else {
+      // Float x: widened chunk by chunk into five short double runs (below, centre with its
+      // two neighbours in x, above; L1-resident), then the double loop on them. GCC 12 leaves
+      // the stencil's selects of widened float loads scalar.
+      constexpr std::int64_t kChunk = 512;
+      alignas(64) double zb[kChunk], ys[kChunk], xc[kChunk + 2], yn[kChunk], zt[kChunk];
+      for (std::int64_t c0 = inner_lo; c0 < inner_hi; c0 += kChunk) {
+        const std::int64_t len = std::min(kChunk, inner_hi - c0);
+        const auto widen = [&](double* out, std::int64_t first, std::int64_t count) {
+          const X* in = xr + first;
+#pragma omp simd
+          for (std::int64_t i = 0; i < count; ++i) out[i] = static_cast<double>(in[i]);
+        };
+        widen(zb, c0 - sz, len);
+        widen(ys, c0 - sy, len);
+        widen(xc, c0 - 1, len + 2);
+        widen(yn, c0 + sy, len);
+        widen(zt, c0 + sz, len);
+        stencil_run(pm + c0, pd + c0, zb, ys, xc, yn, zt, yr + (c0 - y_first), len);
+      }
+    }
   }
   for (std::int64_t c = inner_hi; c < hi; ++c) edge_cell(c);
 }
@@ -300,6 +333,40 @@ void PoissonStencil::apply_dot(dcdm::span<const double> x, dcdm::span<double> y,
     apply_cells(px, py, lo, hi);
     out[0] += detail::block_dot(px + lo, py + lo, hi - lo);
     for (int j = 0; j < m; ++j) out[1 + j] += detail::block_dot(px + lo, with[j] + lo, hi - lo);
+  });
+}
+
+void PoissonStencil::apply_dot_single(dcdm::span<const float> x, dcdm::span<float> y, dcdm::span<const double> r,
+                                      dcdm::span<double> dots) const {
+  const std::int64_t n = size();
+  if (static_cast<std::int64_t>(x.size()) != n || static_cast<std::int64_t>(y.size()) != n ||
+      static_cast<std::int64_t>(r.size()) != n || dots.size() != 3)
+    throw Error(fmt::format("PoissonStencil::apply_dot_single: vectors of sizes {}, {} and {} and {} sums on a {} grid "
+                            "({} cells; need 3 sums)", x.size(), y.size(), r.size(), dots.size(), dims().str(), n));
+  const float* px = x.data();
+  float* py = y.data();
+  const double* pr = r.data();
+  // Each block's A x in double into a block-sized buffer (L2-resident), dotted there, then
+  // rounded to float: x and y cross memory in float, and x . A x is that of the exact product.
+  detail::blocked_reduce(n, 3, dots.data(), [&](std::int64_t lo, std::int64_t hi, double* out) {
+    alignas(64) double ax[detail::kRowBlock];
+    apply_cells(px, ax, lo, hi, lo);
+    const std::int64_t len = hi - lo;
+    const float* xb = px + lo;
+    const double* rb = pr + lo;
+    float* yb = py + lo;
+    double s_xax = 0.0, s_xr = 0.0, s_xx = 0.0;
+#pragma omp simd reduction(+ : s_xax, s_xr, s_xx)
+    for (std::int64_t i = 0; i < len; ++i) {
+      const double xi = xb[i];
+      s_xax += xi * ax[i];
+      s_xr += xi * rb[i];
+      s_xx += xi * xi;
+      yb[i] = static_cast<float>(ax[i]);
+    }
+    out[0] += s_xax;
+    out[1] += s_xr;
+    out[2] += s_xx;
   });
 }
 
