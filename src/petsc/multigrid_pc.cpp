@@ -314,22 +314,30 @@ void Cycle<Real>::init_level(Level<Real>& l, const Split& split, double s) {
   l.type.assign(static_cast<std::size_t>(n), kSolid);
   const int size[3] = {split.dims.nx, split.dims.ny, split.dims.nz};
   // Ghosts beyond the grid: the outer face's type (init_level's rule in the serial cycle).
-  for (int k = split.lo[2] - kFrame; k < split.hi[2] + kFrame; ++k)
-    for (int j = split.lo[1] - kFrame; j < split.hi[1] + kFrame; ++j)
-      for (int i = split.lo[0] - kFrame; i < split.hi[0] + kFrame; ++i) {
-        const int c[3] = {i, j, k};
-        bool outside = false, open = true;
-        for (int a = 0; a < 3; ++a) {
-          if (c[a] < 0) {
-            outside = true;
-            open = open && faces_[2 * a] == FaceBoundary::Open;
-          } else if (c[a] >= size[a]) {
-            outside = true;
-            open = open && faces_[2 * a + 1] == FaceBoundary::Open;
-          }
-        }
-        if (outside) l.type[static_cast<std::size_t>(l.at(i, j, k))] = open ? kAir : kSolid;
+  const auto ghost = [&](int i, int j, int k) {
+    const int c[3] = {i, j, k};
+    bool outside = false, open = true;
+    for (int a = 0; a < 3; ++a) {
+      if (c[a] < 0) {
+        outside = true;
+        open = open && faces_[2 * a] == FaceBoundary::Open;
+      } else if (c[a] >= size[a]) {
+        outside = true;
+        open = open && faces_[2 * a + 1] == FaceBoundary::Open;
       }
+    }
+    if (outside) l.type[static_cast<std::size_t>(l.at(i, j, k))] = open ? kAir : kSolid;
+  };
+  const int x0 = split.lo[0] - kFrame, x1 = split.hi[0] + kFrame;
+  for (int k = split.lo[2] - kFrame; k < split.hi[2] + kFrame; ++k)
+    for (int j = split.lo[1] - kFrame; j < split.hi[1] + kFrame; ++j) {
+      if (j >= 0 && j < size[1] && k >= 0 && k < size[2]) {  // only the columns beyond the grid
+        for (int i = x0; i < std::min(0, x1); ++i) ghost(i, j, k);
+        for (int i = std::max(size[0], x0); i < x1; ++i) ghost(i, j, k);
+      } else {
+        for (int i = x0; i < x1; ++i) ghost(i, j, k);
+      }
+    }
   l.x.assign(static_cast<std::size_t>(n), Real(0));
   l.b.assign(static_cast<std::size_t>(n), Real(0));
   l.r.assign(static_cast<std::size_t>(n), Real(0));
@@ -385,21 +393,50 @@ void Cycle<Real>::finish_level(int li) {
                                  opt_.band_width, kFrame));
   std::vector<std::uint8_t> near(l.type.size()), tmp(l.type.size());
   for (std::size_t p = 0; p < near.size(); ++p) near[p] = l.type[p] != kFluid;
+  // Dilated by w along each axis in turn (beyond the local array counts as near), a row at a
+  // time: along x cell by cell at the row's ends and over whole rows between; along y and z
+  // whole rows OR-ed together (vectorised).
   const std::int64_t strides[3] = {1, l.sy, l.sz};
+  const int nx = l.ext[0];
   for (int axis = 0; axis < 3; ++axis) {
     const std::int64_t st = strides[axis];
     for (int k = 0; k < l.ext[2]; ++k)
-      for (int j = 0; j < l.ext[1]; ++j)
-        for (int i = 0; i < l.ext[0]; ++i) {
-          const int c[3] = {i, j, k};
-          const std::int64_t p = i + l.sy * j + l.sz * k;
-          std::uint8_t v = near[static_cast<std::size_t>(p)];
-          for (int d = 1; d <= w; ++d) {
-            v |= c[axis] - d >= 0 ? near[static_cast<std::size_t>(p - d * st)] : std::uint8_t(1);
-            v |= c[axis] + d < l.ext[axis] ? near[static_cast<std::size_t>(p + d * st)] : std::uint8_t(1);
+      for (int j = 0; j < l.ext[1]; ++j) {
+        const std::int64_t row = l.sy * j + l.sz * k;
+        const std::uint8_t* in = near.data() + row;
+        std::uint8_t* out = tmp.data() + row;
+        if (axis == 0) {
+          const auto at_end = [&](int i) {
+            std::uint8_t v = in[i];
+            for (int d = 1; d <= w; ++d) {
+              v |= i - d >= 0 ? in[i - d] : std::uint8_t(1);
+              v |= i + d < nx ? in[i + d] : std::uint8_t(1);
+            }
+            out[i] = v;
+          };
+          const int inner0 = std::min(w, nx), inner1 = std::max(inner0, nx - w);
+          for (int i = 0; i < inner0; ++i) at_end(i);
+          for (int i = inner0; i < inner1; ++i) {
+            std::uint8_t v = in[i];
+            for (int d = 1; d <= w; ++d) v |= in[i - d] | in[i + d];
+            out[i] = v;
           }
-          tmp[static_cast<std::size_t>(p)] = v;
+          for (int i = inner1; i < nx; ++i) at_end(i);
+        } else {
+          const int c = axis == 1 ? j : k;
+          std::copy_n(in, nx, out);
+          for (int d = 1; d <= w; ++d)
+            for (const int side : {-1, 1}) {
+              const int to = c + side * d;
+              if (to < 0 || to >= l.ext[axis]) {
+                std::fill_n(out, nx, std::uint8_t(1));
+                continue;
+              }
+              const std::uint8_t* o = in + side * d * st;
+              for (int i = 0; i < nx; ++i) out[i] |= o[i];
+            }
         }
+      }
     near.swap(tmp);
   }
   l.band[0].clear();
@@ -433,18 +470,28 @@ void Cycle<Real>::coarsen_types(const Level<Real>& f, Level<Real>& c) {
 // cells (the serial normaliser; multiples of 1/64, exact in any order).
 template <class Real>
 void Cycle<Real>::prolongation_weights(Level<Real>& f, const Level<Real>& c) {
-  std::vector<double> carries(c.type.size());
+  // The weights are sums of products of 0, 1, 3/4 and 1/4 (multiples of 1/64), exact in
+  // Real: interpolated as the prolongation interpolates, by runs of coarse parents.
+  std::vector<Real> carries(c.type.size());
   for (std::size_t p = 0; p < carries.size(); ++p)
-    carries[p] = !opt_.neumann_interpolation || c.type[p] != kSolid ? 1.0 : 0.0;
+    carries[p] = !opt_.neumann_interpolation || c.type[p] != kSolid ? Real(1) : Real(0);
   f.inv_w.assign(static_cast<std::size_t>(f.size()), Real(0));
+  constexpr int kChunk = 128;  // coarse cells
+  alignas(64) Real even[kChunk], odd[kChunk];
+  const int lo = f.split.lo[0], hi = f.split.hi[0];
   for (int k = f.split.lo[2]; k < f.split.hi[2]; ++k)
     for (int j = f.split.lo[1]; j < f.split.hi[1]; ++j) {
       const transfer::ProlongationRows rows = transfer::prolongation_rows(c, j, k);
-      for (int i = f.split.lo[0]; i < f.split.hi[0]; ++i) {
-        const std::int64_t p = f.at(i, j, k);
-        if (f.type[static_cast<std::size_t>(p)] != kFluid) continue;
-        const double w = transfer::prolongate_at(carries.data(), rows, i);
-        f.inv_w[static_cast<std::size_t>(p)] = w > 0.0 ? static_cast<Real>(1.0 / w) : Real(0);
+      const std::int64_t row = f.at(0, j, k);
+      for (int m0 = lo >> 1; 2 * m0 < hi; m0 += kChunk) {
+        const int n = std::min(kChunk, ((hi + 1) >> 1) - m0);
+        transfer::prolongation_pairs(carries.data(), rows, m0, n, even, odd);
+        for (int i = std::max(lo, 2 * m0); i < std::min(hi, 2 * (m0 + n)); ++i) {
+          const std::int64_t p = row + i;
+          if (f.type[static_cast<std::size_t>(p)] != kFluid) continue;
+          const double w = (i & 1) ? odd[(i >> 1) - m0] : even[(i >> 1) - m0];
+          f.inv_w[static_cast<std::size_t>(p)] = w > 0.0 ? static_cast<Real>(1.0 / w) : Real(0);
+        }
       }
     }
 }
@@ -1014,10 +1061,24 @@ void Cycle<Real>::vcycle(int li) {
 template <class Real>
 void Cycle<Real>::apply(const PetscScalar* r, PetscScalar* z) {
   Level<Real>& top = levels_.front();
-  std::size_t n = 0;
-  top.for_owned([&](int, int, int, std::int64_t p) {
-    top.b[static_cast<std::size_t>(p)] = top.inv_diag[static_cast<std::size_t>(p)] != Real(0) ? static_cast<Real>(r[n]) : Real(0);
-    ++n;
+  // b = r on the fluid cells, z = x afterwards, a row at a time (converted, then selected:
+  // a conversion under the condition keeps the loop from vectorising).
+  const int row_cells = top.split.extent(0);
+  const auto for_rows = [&](auto&& visit) {
+    std::size_t n = 0;
+    for (int k = top.split.lo[2]; k < top.split.hi[2]; ++k)
+      for (int j = top.split.lo[1]; j < top.split.hi[1]; ++j, n += static_cast<std::size_t>(row_cells))
+        visit(top.at(top.split.lo[0], j, k), n);
+  };
+  for_rows([&](std::int64_t row, std::size_t n) {
+    Real* b = top.b.data() + row;
+    const Real* id = top.inv_diag.data() + row;
+    const PetscScalar* in = r + n;
+#pragma omp simd
+    for (int i = 0; i < row_cells; ++i) {
+      const Real v = static_cast<Real>(in[i]);
+      b[i] = id[i] != Real(0) ? v : Real(0);
+    }
   });
   if (levels_.size() == 1) {
     gathered_solve();
@@ -1031,8 +1092,12 @@ void Cycle<Real>::apply(const PetscScalar* r, PetscScalar* z) {
     vcycle(0);
     top.r_borrowed = nullptr;
   }
-  n = 0;
-  top.for_owned([&](int, int, int, std::int64_t p) { z[n++] = static_cast<PetscScalar>(top.x[static_cast<std::size_t>(p)]); });
+  for_rows([&](std::int64_t row, std::size_t n) {
+    const Real* x = top.x.data() + row;
+    PetscScalar* out = z + n;
+#pragma omp simd
+    for (int i = 0; i < row_cells; ++i) out[i] = static_cast<PetscScalar>(x[i]);
+  });
 }
 
 }  // namespace
