@@ -138,7 +138,12 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
 #pragma omp parallel for simd schedule(static) if (n >= 4 * detail::kRowBlock)
     for (std::int64_t i = 0; i < n; ++i) po[i] += alpha * static_cast<double>(pv[i]);
   };
-  true_residual();
+  if (opt.use_initial_guess) {
+    true_residual();
+  } else {  // from x = 0 the residual is b itself (A 0 = 0 exactly): no mat-vec
+    copy(b, r);
+    residual_is_true = true;
+  }
   double rnorm = norm2(r);
   rep.initial_residual = rnorm;
 

@@ -119,7 +119,9 @@ SolveReport pcg_solve(const LinearOperator& a, const LinearOperator* m,
     if (deflation) deflation->subtract_a_projection(z, p);
   };
 
-  true_residual(r);
+  // From x = 0 the residual is b itself (A 0 = 0 exactly): no mat-vec.
+  if (options.use_initial_guess) true_residual(r);
+  else copy(b, r);
   double rnorm = norm2(r);
   if (deflation && std::isfinite(rnorm) && rnorm > tol) {
     // x += W E^{-1} W^T r: the new residual is orthogonal to W.
