@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dcdm/peers.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 
@@ -52,6 +53,7 @@ bool is_png(const fs::path& p) {
 fs::path fresh_dir(const std::string& name) {
   const fs::path d = fs::temp_directory_path() / ("dcdm_test_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(d);
+  dcdm::test::remove_at_exit(d);
   return d;
 }
 

@@ -19,6 +19,7 @@
 #include "dcdm/error.hpp"
 #include "dcdm/mesh.hpp"
 #include "dcdm/scenes.hpp"
+#include "temp_dir.hpp"
 
 using namespace dcdm;
 namespace fs = std::filesystem;
@@ -33,6 +34,7 @@ struct Case {
 fs::path temp_dir() {
   const fs::path p = fs::temp_directory_path() / fmt::format("dcdm_test_scene_parts_{}", ::getpid());
   fs::create_directories(p);
+  dcdm::test::remove_at_exit(p);
   return p;
 }
 
