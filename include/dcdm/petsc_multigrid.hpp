@@ -54,10 +54,12 @@ struct DistributedMultigridOptions {
   MultigridOptions cycle;
   std::int64_t gather_cells = 32768;
   // Each red-black sweep as one pass over the z-planes of a level (the first colour on plane
-  // k + 1, then the second on plane k) instead of a pass per colour: the same values cell for
-  // cell, half the memory traffic. false: a pass per single-colour step (the reference the
-  // tests compare the fused passes with).
-  bool fused_sweeps = true;
+  // k + 1, then the second on plane k) instead of a pass per colour, and, on levels whose rank
+  // boundaries all lie at even cells, the residual (computed on the first ghost layer too, no
+  // exchange of it) and the restriction in one pass: the same values cell for cell, less
+  // memory traffic. false: a pass per single-colour step, the residual's ghosts exchanged (the
+  // reference the tests compare the fused passes with).
+  bool fused_passes = true;
 };
 
 class DistributedMultigrid {

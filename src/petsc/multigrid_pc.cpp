@@ -120,6 +120,9 @@ struct Level {
   std::vector<std::int64_t> band_planes[2], band_wide_planes[2];
   std::vector<Real> omega;            // per-cell interior factors (a per-cell model), else empty
   std::int64_t fluid_cells = 0;       // on this rank
+  // Every rank boundary of the level (along every axis) lies at an even cell: the restriction
+  // then reads the fine level no further than one ghost layer (see Cycle::residual_to_coarse).
+  bool split_evenly = false;
   // The finest level's residual lives in the PC's output vector while a cycle runs (see
   // Cycle::apply): r is then empty and this points there.
   Real* r_borrowed = nullptr;
@@ -137,6 +140,13 @@ struct Level {
         for (int i = split.lo[0]; i < split.hi[0]; ++i) visit(i, j, k, at(i, j, k));
   }
 };
+
+// The owned box widened by `depth` ghost layers, within the grid, along axis a: [lo, hi).
+template <class Real>
+std::pair<int, int> widened(const Level<Real>& l, int a, int depth) {
+  const int size[3] = {l.split.dims.nx, l.split.dims.ny, l.split.dims.nz};
+  return {std::max(l.split.lo[a] - depth, 0), std::min(l.split.hi[a] + depth, size[a])};
+}
 
 // Ghost exchange of a level's arrays with the six face neighbours, in three phases (x, then y
 // including the x ghosts, then z including both), so edges and corners arrive too.
@@ -170,7 +180,8 @@ class Halo {
   mutable std::vector<unsigned char> buffers_[4];
 
   // Local index ranges [from, to) per axis of a slab: along `axis` layers [l0, l1) (local),
-  // along earlier axes the box and its ghosts, along later axes the box.
+  // along earlier axes the box and its ghosts, along later axes the box; visit(first local
+  // index, length) for each run of the slab along x.
   template <class Visit>
   void for_slab(int axis, int width, int l0, int l1, Visit&& visit) const {
     int from[3], to[3];
@@ -188,10 +199,7 @@ class Halo {
     }
     const std::int64_t sy = ext_[0], sz = std::int64_t(ext_[0]) * ext_[1];
     for (int k = from[2]; k < to[2]; ++k)
-      for (int j = from[1]; j < to[1]; ++j) {
-        const std::int64_t row = sy * j + sz * k;
-        for (int i = from[0]; i < to[0]; ++i) visit(row + i);
-      }
+      for (int j = from[1]; j < to[1]; ++j) visit(sy * j + sz * k + from[0], to[0] - from[0]);
   }
 
   template <class T>
@@ -201,7 +209,7 @@ class Halo {
     const int send_lo[2] = {kFrame, kFrame + box - width};
     const int recv_lo[2] = {kFrame - width, kFrame + box};
     std::size_t count = 0;
-    for_slab(axis, width, 0, width, [&](std::int64_t) { ++count; });
+    for_slab(axis, width, 0, width, [&](std::int64_t, int len) { count += static_cast<std::size_t>(len); });
     for (auto& b : buffers_) b.resize(count * sizeof(T));
     MPI_Request requests[4];
     int nreq = 0;
@@ -214,7 +222,10 @@ class Halo {
       if (neighbour_[axis][side] == MPI_PROC_NULL) continue;
       T* out = reinterpret_cast<T*>(buffers_[side].data());
       std::size_t n = 0;
-      for_slab(axis, width, send_lo[side], send_lo[side] + width, [&](std::int64_t p) { out[n++] = data[p]; });
+      for_slab(axis, width, send_lo[side], send_lo[side] + width, [&](std::int64_t p, int len) {
+        std::copy_n(data + p, len, out + n);
+        n += static_cast<std::size_t>(len);
+      });
       MPI_Isend(out, static_cast<int>(count), mpi_type<T>(), neighbour_[axis][side], 100 + 2 * axis + side, comm_,
                 &requests[nreq++]);
     }
@@ -223,7 +234,10 @@ class Halo {
       if (neighbour_[axis][side] == MPI_PROC_NULL) continue;
       const T* in = reinterpret_cast<const T*>(buffers_[2 + side].data());
       std::size_t n = 0;
-      for_slab(axis, width, recv_lo[side], recv_lo[side] + width, [&](std::int64_t p) { data[p] = in[n++]; });
+      for_slab(axis, width, recv_lo[side], recv_lo[side] + width, [&](std::int64_t p, int len) {
+        std::copy_n(in + n, len, data + p);
+        n += static_cast<std::size_t>(len);
+      });
     }
   }
 };
@@ -279,7 +293,7 @@ class Cycle final : public CycleBase {
   std::vector<double> serial_r_, serial_z_;
   int gathered_levels_ = 0;  // the serial cycle's levels (the gathered level is its first)
   bool borrow_top_residual_ = false;  // the finest level's r is the output vector's storage
-  bool fused_sweeps_ = true;          // DistributedMultigridOptions::fused_sweeps
+  bool fused_passes_ = true;          // DistributedMultigridOptions::fused_passes
   std::vector<Dims> gathered_level_dims_;
 
   void init_level(Level<Real>& l, const Split& split, double s);
@@ -341,6 +355,9 @@ void Cycle<Real>::init_level(Level<Real>& l, const Split& split, double s) {
   l.x.assign(static_cast<std::size_t>(n), Real(0));
   l.b.assign(static_cast<std::size_t>(n), Real(0));
   l.r.assign(static_cast<std::size_t>(n), Real(0));
+  l.split_evenly = true;
+  for (int a = 0; a < 3; ++a)
+    for (std::size_t q = 1; q + 1 < split.starts[a].size(); ++q) l.split_evenly = l.split_evenly && split.starts[a][q] % 2 == 0;
 }
 
 // The serial finish_level on the owned box (owned types set, ghosts not yet): the thin-gap
@@ -466,8 +483,8 @@ void Cycle<Real>::coarsen_types(const Level<Real>& f, Level<Real>& c) {
   });
 }
 
-// 1 / (the trilinear weight of the coarse parents that carry a value) on the owned fine fluid
-// cells (the serial normaliser; multiples of 1/64, exact in any order).
+// 1 / (the trilinear weight of the coarse parents that carry a value) on the fine fluid cells
+// (the serial normaliser; multiples of 1/64, exact in any order).
 template <class Real>
 void Cycle<Real>::prolongation_weights(Level<Real>& f, const Level<Real>& c) {
   // The weights are sums of products of 0, 1, 3/4 and 1/4 (multiples of 1/64), exact in
@@ -478,9 +495,13 @@ void Cycle<Real>::prolongation_weights(Level<Real>& f, const Level<Real>& c) {
   f.inv_w.assign(static_cast<std::size_t>(f.size()), Real(0));
   constexpr int kChunk = 128;  // coarse cells
   alignas(64) Real even[kChunk], odd[kChunk];
-  const int lo = f.split.lo[0], hi = f.split.hi[0];
-  for (int k = f.split.lo[2]; k < f.split.hi[2]; ++k)
-    for (int j = f.split.lo[1]; j < f.split.hi[1]; ++j) {
+  // The owned cells and the first ghost layer (the residual on that layer, see
+  // residual_to_coarse): the coarse types are current two layers deep.
+  const auto [lo, hi] = widened(f, 0, 1);
+  const auto [y0, y1] = widened(f, 1, 1);
+  const auto [z0, z1] = widened(f, 2, 1);
+  for (int k = z0; k < z1; ++k)
+    for (int j = y0; j < y1; ++j) {
       const transfer::ProlongationRows rows = transfer::prolongation_rows(c, j, k);
       const std::int64_t row = f.at(0, j, k);
       for (int m0 = lo >> 1; 2 * m0 < hi; m0 += kChunk) {
@@ -535,7 +556,7 @@ void Cycle<Real>::relaxation_factors(int li, int count) {
 
 template <class Real>
 Cycle<Real>::Cycle(const GridGeometry& grid, const DistributedMultigridOptions& options)
-    : comm_(grid.comm), faces_(grid.faces), opt_(options.cycle), fused_sweeps_(options.fused_sweeps) {
+    : comm_(grid.comm), faces_(grid.faces), opt_(options.cycle), fused_passes_(options.fused_passes) {
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
   for (int a = 0; a < 3; ++a) {
@@ -689,13 +710,6 @@ void Cycle<Real>::set_up_gather(const std::array<FaceBoundary, 6>& faces, int ga
   MPI_Bcast(gathered_level_dims_.data(), 3 * gathered_levels_, MPI_INT, 0, comm_);
 }
 
-// The owned box widened by `depth` ghost layers, within the grid, along axis a: [lo, hi).
-template <class Real>
-std::pair<int, int> widened(const Level<Real>& l, int a, int depth) {
-  const int size[3] = {l.split.dims.nx, l.split.dims.ny, l.split.dims.nz};
-  return {std::max(l.split.lo[a] - depth, 0), std::min(l.split.hi[a] + depth, size[a])};
-}
-
 // One colour of plane k over the owned rows and columns widened by `depth`: x[p] = update(p,
 // x[p], GS value), the serial sweep's expression. Vectorised over chunks of a row as the serial
 // sweep_rows: every cell's value into a buffer (a loop that only reads x), then the colour's
@@ -766,7 +780,7 @@ void with_update(Relax mode, Real omega, const Real* per_entry, Sweep&& sweep) {
 // One single-colour step on the owned cells and `depth` (0 or 1) ghost layers, the serial
 // kernel's update per cell (a ghost cell gets exactly the value its owner computes: the same
 // inputs, exchanged, and the same expression). A pass over the level (the stage-by-stage
-// order, DistributedMultigridOptions::fused_sweeps false).
+// order, DistributedMultigridOptions::fused_passes false).
 template <class Real>
 void Cycle<Real>::step_colour(Level<Real>& l, int colour, int depth) {
   const LogScope scope(g_event_smooth);
@@ -832,7 +846,7 @@ void Cycle<Real>::sweep(int li, bool band, int first, bool exchange) {
   Level<Real>& l = levels_[static_cast<std::size_t>(li)];
   if (exchange) halos_[static_cast<std::size_t>(li)].exchange(l.x.data(), kFrame);
   const int second = 1 - first;
-  if (!fused_sweeps_) {
+  if (!fused_passes_) {
     if (band) {
       step_band(l, first, 1);
       step_band(l, second, 0);
@@ -918,55 +932,84 @@ void Cycle<Real>::widen_band(int li) {
   }
 }
 
-// r = (b - A x) / W on the owned fluid cells (x's ghosts are current), its ghosts two deep,
-// then b_c = (1/8) * the restriction sum on the owned coarse fluid cells.
+// r = (b - A x) / W on fine plane k, over the owned rows and columns widened by `depth`
+// (x's ghosts `depth + 1` deep current).
+template <class Real>
+void residual_plane(Level<Real>& f, int depth, int k) {
+  const Real* x = f.x.data();
+  const Real* b = f.b.data();
+  const Real* id = f.inv_diag.data();
+  const Real* iw = f.inv_w.data();
+  Real* r = f.residual();
+  const Real s = static_cast<Real>(f.s);
+  const std::int64_t sy = f.sy, sz = f.sz;
+  const auto [x0, x1] = widened(f, 0, depth);
+  const auto [y0, y1] = widened(f, 1, depth);
+  for (int j = y0; j < y1; ++j) {
+    const std::int64_t row = f.at(0, j, k);
+    for (int i = x0; i < x1; ++i) {
+      const std::int64_t p = row + i;
+      const Real inv = id[p];
+      const Real diag = inv != Real(0) ? Real(1) / inv : Real(0);
+      const Real ax = diag * x[p] - s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz]);
+      r[p] = iw[p] * (b[p] - ax);
+    }
+  }
+}
+
+// b_c = (1/8) * the restriction sum on the owned coarse fluid cells of coarse plane k: the
+// serial restriction's sums, vectorised over chunks of a coarse row (restriction_sums).
+template <class Real>
+void restriction_plane(const Level<Real>& f, Level<Real>& c, int k) {
+  constexpr int kChunk = 128;
+  alignas(64) Real sum[kChunk];
+  const Real* r = f.r_borrowed ? f.r_borrowed : f.r.data();
+  Real* bc = c.b.data();
+  const std::uint8_t* ct = c.type.data();
+  const int i_lo = c.split.lo[0], i_hi = c.split.hi[0];
+  for (int j = c.split.lo[1]; j < c.split.hi[1]; ++j)
+    for (int i0 = i_lo; i0 < i_hi; i0 += kChunk) {
+      const int m = std::min(kChunk, i_hi - i0);
+      transfer::restriction_sums<Real>(m, sum, [&](int e, int b) { return r + f.at(2 * i0 - 1, 2 * j - 1 + b, 2 * k - 1 + e); });
+      const std::int64_t row = c.at(i0, j, k);
+#pragma omp simd
+      for (int i = 0; i < m; ++i) bc[row + i] = ct[row + i] == kFluid ? Real(0.125) * sum[i] : Real(0);
+    }
+}
+
+// r = (b - A x) / W, then b_c = (1/8) * the restriction sum on the owned coarse fluid cells,
+// which reads r on the fine cells 2I-1 .. 2I+2 of each coarse cell I. Where every rank
+// boundary of the level lies at an even cell (split_evenly), those are the owned fine cells
+// and one ghost layer: x's ghosts are current two deep, each rank computes r on that layer
+// itself (the same expression from the same values as its owner), and one pass over the
+// planes restricts each coarse plane as soon as its fine planes are done, with no exchange
+// of r. Otherwise r is computed on the owned cells and its ghosts exchanged two deep (coarse
+// cells at an odd boundary read the second layer). x's ghosts: exchanged here.
 template <class Real>
 void Cycle<Real>::residual_to_coarse(int li) {
   Level<Real>& f = levels_[static_cast<std::size_t>(li)];
   Level<Real>& c = levels_[static_cast<std::size_t>(li) + 1];
-  {
-    const LogScope scope(g_event_transfer);
-    const Real* x = f.x.data();
-    const Real* b = f.b.data();
-    const Real* id = f.inv_diag.data();
-    const Real* iw = f.inv_w.data();
-    Real* r = f.residual();
-    const Real s = static_cast<Real>(f.s);
-    const std::int64_t sy = f.sy, sz = f.sz;
-    const int x0 = f.split.lo[0], x1 = f.split.hi[0];
-#pragma omp parallel for schedule(static) if (f.parallel())
-    for (int k = f.split.lo[2]; k < f.split.hi[2]; ++k)
-      for (int j = f.split.lo[1]; j < f.split.hi[1]; ++j) {
-        const std::int64_t row = f.at(0, j, k);
-        for (int i = x0; i < x1; ++i) {
-          const std::int64_t p = row + i;
-          const Real inv = id[p];
-          const Real diag = inv != Real(0) ? Real(1) / inv : Real(0);
-          const Real ax = diag * x[p] - s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz]);
-          r[p] = iw[p] * (b[p] - ax);
-        }
-      }
-  }
-  halos_[static_cast<std::size_t>(li)].exchange(f.residual(), kFrame);
+  const Halo& halo = halos_[static_cast<std::size_t>(li)];
+  const bool fused = fused_passes_ && f.split_evenly;
+  const int depth = fused ? 1 : 0;
+  halo.exchange(f.x.data(), depth + 1);
   const LogScope scope(g_event_transfer);
-  const Real* r = f.residual();
-  Real* bc = c.b.data();
-  const std::uint8_t* ct = c.type.data();
-  // The serial restriction's sums, vectorised over chunks of a coarse row (restriction_sums).
-  constexpr int kChunk = 128;
-  const int i_lo = c.split.lo[0], i_hi = c.split.hi[0];
-#pragma omp parallel for schedule(static) if (c.parallel())
-  for (int k = c.split.lo[2]; k < c.split.hi[2]; ++k) {
-    alignas(64) Real sum[kChunk];
-    for (int j = c.split.lo[1]; j < c.split.hi[1]; ++j)
-      for (int i0 = i_lo; i0 < i_hi; i0 += kChunk) {
-        const int m = std::min(kChunk, i_hi - i0);
-        transfer::restriction_sums<Real>(m, sum, [&](int e, int b) { return r + f.at(2 * i0 - 1, 2 * j - 1 + b, 2 * k - 1 + e); });
-        const std::int64_t row = c.at(i0, j, k);
-#pragma omp simd
-        for (int i = 0; i < m; ++i) bc[row + i] = ct[row + i] == kFluid ? Real(0.125) * sum[i] : Real(0);
-      }
+  const auto [k0, k1] = widened(f, 2, depth);
+  if (fused && !(f.parallel() && omp_get_max_threads() > 1)) {
+    int next = c.split.lo[2];  // the next coarse plane to restrict
+    for (int k = k0; k < k1; ++k) {
+      residual_plane(f, depth, k);
+      // Coarse plane kc reads fine planes up to 2 kc + 2 (r is 0 beyond the grid, and no
+      // further than the first ghost layer where the level is split evenly).
+      while (next < c.split.hi[2] && std::min(2 * next + 2, k1 - 1) <= k) restriction_plane(f, c, next++);
+    }
+    return;
   }
+#pragma omp parallel for schedule(static) if (f.parallel())
+  for (int k = k0; k < k1; ++k) residual_plane(f, depth, k);
+  if (!fused) halo.exchange(f.residual(), kFrame);
+#pragma omp parallel for schedule(static) if (c.parallel())
+  for (int k = c.split.lo[2]; k < c.split.hi[2]; ++k) restriction_plane(f, c, k);
 }
 
 // x_f += W^{-1} * trilinear(x_c) on the owned fine cells (x_c's ghosts are current).
@@ -1050,7 +1093,6 @@ void Cycle<Real>::vcycle(int li) {
   std::fill(l.x.begin(), l.x.end(), Real(0));
   halo.exchange(l.b.data(), 1);  // the sweeps' first steps update the first ghost layer
   pre_smooth(li);
-  halo.exchange(l.x.data(), 1);  // the residual reads one ghost layer
   residual_to_coarse(li);
   vcycle(li + 1);
   prolongate(li);
