@@ -88,6 +88,7 @@
 #include <array>
 #include <atomic>
 #include <cmath>
+#include <exception>
 #include <limits>
 #include <memory>
 #include <thread>
@@ -110,6 +111,45 @@ namespace {
 
 constexpr std::int64_t kParallelCells = 32768;  // below this, loops stay on one thread
 
+// An allocator that leaves new elements uninitialised (default-initialised), for the grid-sized
+// arrays of a level: each is then first written by a parallel loop (fill_parallel or the loop
+// that computes it), so the page faults and the kernel's page zeroing are shared among the
+// threads instead of falling on one thread's serial value-initialisation (at 128^3 about 45 MB
+// a hierarchy).
+template <class T>
+struct UninitialisedAllocator {
+  using value_type = T;
+  UninitialisedAllocator() = default;
+  template <class U>
+  UninitialisedAllocator(const UninitialisedAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return std::allocator<T>().allocate(n); }
+  void deallocate(T* p, std::size_t n) noexcept { std::allocator<T>().deallocate(p, n); }
+  template <class U>
+  void construct(U* p) noexcept(std::is_nothrow_default_constructible_v<U>) {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+  template <class U>
+  bool operator==(const UninitialisedAllocator<U>&) const noexcept { return true; }
+  template <class U>
+  bool operator!=(const UninitialisedAllocator<U>&) const noexcept { return false; }
+};
+template <class T>
+using GridArray = std::vector<T, UninitialisedAllocator<T>>;
+
+// v = n copies of value, written by the threads in contiguous halves (first touch; see
+// UninitialisedAllocator).
+template <class T>
+void fill_parallel(GridArray<T>& v, std::int64_t n, T value, bool parallel) {
+  v.resize(static_cast<std::size_t>(n));
+  T* data = v.data();
+#pragma omp parallel for simd schedule(static) if (parallel)
+  for (std::int64_t p = 0; p < n; ++p) data[p] = value;
+}
+
 template <class Real>
 struct Level {
   Dims dims;
@@ -117,14 +157,14 @@ struct Level {
   std::int64_t sy = 0, sz = 0;
   double s = 1.0;  // off-diagonal magnitude (1/4^level)
   std::array<FaceBoundary, 6> faces{};
-  std::vector<std::uint8_t> type;      // padded CellType; ghosts carry the face's type
-  std::vector<Real> inv_diag;          // padded, 0 outside fluid
+  GridArray<std::uint8_t> type;        // padded CellType; ghosts carry the face's type
+  GridArray<Real> inv_diag;            // padded, 0 outside fluid
   // Padded, 0 outside fluid; weighted levels only. A unit level's diagonal is s times a
   // neighbour count (s a power of 2, the count 1..6), which 1 / inv_diag gives back exactly in
   // float and double (unit_diagonal): not storing it saves 4-8 bytes a cell.
-  std::vector<Real> diag;
-  std::vector<Real> x, b, r;           // padded work vectors
-  std::vector<Real> inv_w;             // padded, prolongation normaliser to this level from the next
+  GridArray<Real> diag;
+  GridArray<Real> x, b, r;             // padded work vectors
+  GridArray<Real> inv_w;               // padded, prolongation normaliser to this level from the next
   std::vector<std::int64_t> band[2];   // padded indices of band cells by colour
   // Relaxation factors from a RelaxationModel (per_cell false = the scalar options): the
   // interior sweeps use one common factor (the value at most cells, those deep in the fluid)
@@ -142,11 +182,11 @@ struct Level {
   // scale times that face's weight; 0 unless both cells are fluid), padded like the rest. The
   // unit path (weighted false) reads the scalar s instead and leaves these empty.
   bool weighted = false;
-  std::vector<Real> wx, wy, wz;
+  GridArray<Real> wx, wy, wz;
   // Weighted, with MultigridOptions::weighted_interpolation: the conductivity of each cell as a
   // parent in the prolongation to the level above (the mean weight of its faces to non-solid
   // neighbours on fluid cells, 1 elsewhere); empty otherwise.
-  std::vector<Real> kappa;
+  GridArray<Real> kappa;
 
   std::int64_t padded_size() const { return std::int64_t(px) * py * pz; }
   std::int64_t at(int i, int j, int k) const { return (i + 1) + sy * (j + 1) + sz * (k + 1); }
@@ -178,7 +218,7 @@ void init_level(Level<Real>& l, Dims d, const std::array<FaceBoundary, 6>& faces
   const std::int64_t n = l.padded_size();
   // Ghosts: the type beyond the face; corners/edges take the first matching face (they are
   // never read by the 7-point stencil; the prolongation weights treat them as below).
-  l.type.assign(n, static_cast<std::uint8_t>(CellType::Solid));
+  fill_parallel(l.type, n, static_cast<std::uint8_t>(CellType::Solid), l.parallel());
   // Only ghosts are visited: a row inside the grid in y and z has them at i = -1, nx, nx + 1.
   for (int k = -1; k <= d.nz + 1; ++k)
     for (int j = -1; j <= d.ny + 1; ++j) {
@@ -353,8 +393,8 @@ void finish_weighted_level(Level<Real>& l, const LevelWeights& w, bool with_kapp
   const auto fluid = static_cast<std::uint8_t>(CellType::Fluid), solid = static_cast<std::uint8_t>(CellType::Solid);
   const std::int64_t sy = l.sy, sz = l.sz;
   l.weighted = true;
-  l.diag.assign(n, Real(0));
-  l.inv_diag.assign(n, Real(0));
+  fill_parallel(l.diag, n, Real(0), l.parallel());
+  fill_parallel(l.inv_diag, n, Real(0), l.parallel());
   std::vector<double> diag(n, 0.0);
   const double* fx = w.face[0].data();
   const double* fy = w.face[1].data();
@@ -393,7 +433,7 @@ void finish_weighted_level(Level<Real>& l, const LevelWeights& w, bool with_kapp
       }
   l.fluid_cells = fluid_cells;
   if (with_kappa) {
-    l.kappa.assign(n, Real(1));
+    fill_parallel(l.kappa, n, Real(1), l.parallel());
 #pragma omp parallel for schedule(static) if (l.parallel())
     for (int k = 0; k < d.nz; ++k)
       for (int j = 0; j < d.ny; ++j)
@@ -412,11 +452,11 @@ void finish_weighted_level(Level<Real>& l, const LevelWeights& w, bool with_kapp
           if (sum > 0.0) l.kappa[p] = static_cast<Real>(sum / count);
         }
   }
-  std::vector<Real>* coupling[3] = {&l.wx, &l.wy, &l.wz};
+  GridArray<Real>* coupling[3] = {&l.wx, &l.wy, &l.wz};
   const std::int64_t stride[3] = {1, sy, sz};
   for (int a = 0; a < 3; ++a) {
-    std::vector<Real>& c = *coupling[a];
-    c.assign(n, Real(0));
+    GridArray<Real>& c = *coupling[a];
+    fill_parallel(c, n, Real(0), l.parallel());
     const double* f = w.face[a].data();
     const std::int64_t st = stride[a];
 #pragma omp parallel for schedule(static) if (l.parallel())
@@ -429,6 +469,47 @@ void finish_weighted_level(Level<Real>& l, const LevelWeights& w, bool with_kapp
   }
 }
 
+// The band lists of a level (fluid cells where near is set, by colour, in row order; nullptr:
+// no band). Each thread counts the cells of its planes, then writes them at the offsets of the
+// running sums: the lists of a serial scan.
+template <class Real>
+void build_band(Level<Real>& l, const std::uint8_t* near) {
+  const Dims d = l.dims;
+  const auto fluid = static_cast<std::uint8_t>(CellType::Fluid);
+  const std::uint8_t* t = l.type.data();
+  // Per plane the cells of each colour, then their running sums (plane k's offsets).
+  std::vector<std::array<std::int64_t, 2>> offset(static_cast<std::size_t>(d.nz) + 1, {0, 0});
+  if (near) {
+#pragma omp parallel for schedule(static) if (l.parallel())
+    for (int k = 0; k < d.nz; ++k) {
+      std::array<std::int64_t, 2> c{0, 0};
+      for (int j = 0; j < d.ny; ++j) {
+        const std::int64_t row = l.at(0, j, k);
+        for (int i = 0; i < d.nx; ++i) c[(i + j + k) & 1] += t[row + i] == fluid && near[row + i];
+      }
+      offset[static_cast<std::size_t>(k) + 1] = c;
+    }
+  }
+  for (std::size_t k = 0; k < static_cast<std::size_t>(d.nz); ++k)
+    for (int c = 0; c < 2; ++c) offset[k + 1][c] += offset[k][c];
+  l.band[0].resize(static_cast<std::size_t>(offset.back()[0]));
+  l.band[1].resize(static_cast<std::size_t>(offset.back()[1]));
+  if (!near) return;
+  std::int64_t* lists[2] = {l.band[0].data(), l.band[1].data()};
+#pragma omp parallel for schedule(static) if (l.parallel())
+  for (int k = 0; k < d.nz; ++k) {
+    std::int64_t q[2] = {offset[static_cast<std::size_t>(k)][0], offset[static_cast<std::size_t>(k)][1]};
+    for (int j = 0; j < d.ny; ++j) {
+      const std::int64_t row = l.at(0, j, k);
+      for (int i = 0; i < d.nx; ++i)
+        if (t[row + i] == fluid && near[row + i]) {
+          const int colour = (i + j + k) & 1;
+          lists[colour][q[colour]++] = row + i;
+        }
+    }
+  }
+}
+
 // Diagonal, 1/diagonal and the smoothing band of a level whose interior types are set.
 // Fluid cells with no non-solid neighbour become Solid first (a weighted level: see
 // finish_weighted_level, which has set them already).
@@ -438,13 +519,13 @@ void finish_level(Level<Real>& l, int band_width, double interface_ratio = 0.0) 
   const std::int64_t n = l.padded_size();
   const auto fluid = static_cast<std::uint8_t>(CellType::Fluid), solid = static_cast<std::uint8_t>(CellType::Solid);
   const std::int64_t off[6] = {-1, 1, -l.sy, l.sy, -l.sz, l.sz};
-  l.x.assign(n, Real(0));
-  l.b.assign(n, Real(0));
-  l.r.assign(n, Real(0));
+  fill_parallel(l.x, n, Real(0), l.parallel());
+  fill_parallel(l.b, n, Real(0), l.parallel());
+  fill_parallel(l.r, n, Real(0), l.parallel());
   if (!l.weighted) {
     l.diag.clear();
     l.diag.shrink_to_fit();
-    l.inv_diag.assign(n, Real(0));
+    fill_parallel(l.inv_diag, n, Real(0), l.parallel());
     // Isolated fluid cells (every neighbour solid) become solid. One pass suffices and the
     // cells can be visited in any order: an isolated cell's neighbours are all solid, so turning
     // it solid changes no other fluid cell's neighbour count.
@@ -472,8 +553,13 @@ void finish_level(Level<Real>& l, int band_width, double interface_ratio = 0.0) 
   // flat padded array. Ghosts are non-fluid (Solid/Air), so walls count as boundaries. A shift
   // that leaves a cell's row (slice) lands on ghosts or beyond them only for a cell that a
   // nearer ghost already marks, so the flat shifts need no per-axis bounds.
-  std::vector<std::uint8_t> near(n), tmp(n);
-  for (std::int64_t p = 0; p < n; ++p) near[p] = l.type[p] != fluid;
+  GridArray<std::uint8_t> near(static_cast<std::size_t>(n)), tmp(static_cast<std::size_t>(n));
+  {
+    const std::uint8_t* t = l.type.data();
+    std::uint8_t* out = near.data();
+#pragma omp parallel for simd schedule(static) if (l.parallel())
+    for (std::int64_t p = 0; p < n; ++p) out[p] = t[p] != fluid;
+  }
   // Weighted levels (interface_ratio > 0): a coefficient jump counts as a boundary too, i.e. a
   // fluid cell whose largest and smallest positive couplings with fluid neighbours differ by
   // more than interface_ratio.
@@ -517,26 +603,22 @@ void finish_level(Level<Real>& l, int band_width, double interface_ratio = 0.0) 
     for (std::int64_t p = 0; p < reach; ++p) dilate_checked(p);
     for (std::int64_t p = std::max(reach, n - reach); p < n; ++p) dilate_checked(p);
     const std::int64_t end = n - reach;
-    if (reach < end) std::copy(in + reach, in + end, out + reach);
     for (int w = 1; w <= band_width; ++w) {
       const std::int64_t o = w * st;
       // Private copies of the pointers: byte stores may alias shared ones, which keeps the
-      // loop from vectorising.
+      // loop from vectorising. The first distance also copies in (no separate serial copy).
+      if (w == 1) {
 #pragma omp parallel for simd schedule(static) firstprivate(in, out, o) if (l.parallel())
-      for (std::int64_t p = reach; p < end; ++p) out[p] |= in[p - o] | in[p + o];
+        for (std::int64_t p = reach; p < end; ++p) out[p] = in[p] | in[p - o] | in[p + o];
+      } else {
+#pragma omp parallel for simd schedule(static) firstprivate(in, out, o) if (l.parallel())
+        for (std::int64_t p = reach; p < end; ++p) out[p] |= in[p - o] | in[p + o];
+      }
     }
+    if (band_width == 0 && reach < end) std::copy(in + reach, in + end, out + reach);
     near.swap(tmp);
   }
-  l.band[0].clear();
-  l.band[1].clear();
-  if (band_width > 0)
-    for (int k = 0; k < d.nz; ++k)
-      for (int j = 0; j < d.ny; ++j)
-        for (int i = 0; i < d.nx; ++i) {
-          const std::int64_t p = l.at(i, j, k);
-          if (l.type[p] == static_cast<std::uint8_t>(CellType::Fluid) && near[p])
-            l.band[(i + j + k) & 1].push_back(p);
-        }
+  build_band(l, band_width > 0 ? near.data() : nullptr);
 }
 
 // The V-cycle in one precision (levels, sweeps and transfers in Real; the coarsest solve is a
@@ -577,7 +659,7 @@ class Cycle final : public CycleBase {
       d.sz = l.sz;
       d.padded = l.padded_size();
       d.s = l.s;
-      d.type = l.type;
+      d.type.assign(l.type.begin(), l.type.end());
       d.diag.resize(static_cast<std::size_t>(l.padded_size()));
       for (std::int64_t p = 0; p < l.padded_size(); ++p) d.diag[static_cast<std::size_t>(p)] = level_diagonal(l, p);
       d.inv_w.assign(l.inv_w.begin(), l.inv_w.end());
@@ -610,6 +692,7 @@ class Cycle final : public CycleBase {
 
   void build(const Domain& domain);
   void build_coarsest(const LevelWeights* weights);
+  void build_normalisers();
   void build_relaxation();
   void smooth_colour(Level<Real>& l, int colour);
   void smooth_band(Level<Real>& l, int colour);
@@ -660,6 +743,7 @@ void Cycle<Real>::build(const Domain& domain) {
     Level<Real>& l = levels.back();
     init_level(l, domain.dims(), domain.faces, weighted ? domain.coefficients->scale : 1.0);
     const Dims d = domain.dims();
+#pragma omp parallel for schedule(static) if (l.parallel())
     for (int k = 0; k < d.nz; ++k)
       for (int j = 0; j < d.ny; ++j)
         for (int i = 0; i < d.nx; ++i)
@@ -713,20 +797,61 @@ void Cycle<Real>::build(const Domain& domain) {
     levels.push_back(std::move(c));
     if (weighted) weights = std::move(coarse_weights);
   }
+  // The coarsest level's factorisation (serial, and at 128^3 a third of the set-up) needs only
+  // that level, final now; the normalisers and the relaxation factors need nothing of it. So on
+  // two threads or more one thread factorises while another computes those: their loops then
+  // run on that one thread (a nested region gets one thread while nesting is off, the default;
+  // with nesting on, the steps run in turn, so that inner teams don't oversubscribe the cores).
+  const LevelWeights* coarsest_weights = weighted ? &weights : nullptr;
+  const bool overlap = levels_.size() > 1 && levels_.front().parallel() && omp_get_max_threads() > 1 &&
+                       !omp_in_parallel() && omp_get_max_active_levels() <= 1;
+  if (overlap) {
+    std::exception_ptr failure[2];
+#pragma omp parallel num_threads(2)
+    {
+      const int id = omp_get_thread_num(), team = omp_get_num_threads();
+      try {
+        if (id == 0) {
+          build_normalisers();
+          build_relaxation();
+        }
+        if (id == 1 || team == 1) build_coarsest(coarsest_weights);
+      } catch (...) {
+        failure[id] = std::current_exception();
+      }
+    }
+    for (const std::exception_ptr& f : failure)
+      if (f) std::rethrow_exception(f);
+  } else {
+    build_normalisers();
+    build_relaxation();
+    build_coarsest(coarsest_weights);
+  }
+  build_stages();
+}
+
+template <class Real>
+void Cycle<Real>::build_normalisers() {
   // Prolongation normalisers on every level but the coarsest: 1 / the trilinear weight of the
   // parents that carry a value (with Neumann interpolation, the non-solid ones), i.e. the
   // prolongation of their indicator. The weights are multiples of 1/64, so the sum is exact in
   // any order.
-  std::vector<double> carries;
-  for (std::size_t li = 0; li + 1 < levels.size(); ++li) {
-    Level<Real>& f = levels[li];
-    const Level<Real>& c = levels[li + 1];
-    carries.resize(static_cast<std::size_t>(c.padded_size()));
-    for (std::size_t p = 0; p < carries.size(); ++p)
-      carries[p] = !opt.neumann_interpolation || c.type[p] != static_cast<std::uint8_t>(CellType::Solid) ? 1.0 : 0.0;
-    if (!c.kappa.empty())
-      for (std::size_t p = 0; p < carries.size(); ++p) carries[p] *= static_cast<double>(c.kappa[p]);
-    f.inv_w.assign(f.padded_size(), Real(0));
+  GridArray<double> carries;
+  for (std::size_t li = 0; li + 1 < levels_.size(); ++li) {
+    Level<Real>& f = levels_[li];
+    const Level<Real>& c = levels_[li + 1];
+    const std::int64_t cn = c.padded_size();
+    carries.resize(static_cast<std::size_t>(cn));
+    double* carry = carries.data();
+    const std::uint8_t* ct = c.type.data();
+    const Real* kappa = c.kappa.empty() ? nullptr : c.kappa.data();
+    const bool neumann = opt.neumann_interpolation;
+#pragma omp parallel for schedule(static) if (c.parallel())
+    for (std::int64_t p = 0; p < cn; ++p) {
+      const double v = !neumann || ct[p] != static_cast<std::uint8_t>(CellType::Solid) ? 1.0 : 0.0;
+      carry[p] = kappa ? v * static_cast<double>(kappa[p]) : v;
+    }
+    fill_parallel(f.inv_w, f.padded_size(), Real(0), f.parallel());
     const Dims d = f.dims;
     const double* m = carries.data();
 #pragma omp parallel for schedule(static) if (f.parallel())
@@ -741,9 +866,6 @@ void Cycle<Real>::build(const Domain& domain) {
         }
       }
   }
-  build_relaxation();
-  build_coarsest(weighted ? &weights : nullptr);
-  build_stages();
 }
 
 // Per-cell factors from the relaxation model on every smoothing level (all but the coarsest).
@@ -860,8 +982,8 @@ void Cycle<Real>::build_relaxation() {
     }
     l.special_value.assign(std::max(l.special[0].size(), l.special[1].size()), Real(0));
     if constexpr (lend_work_vectors) {
-      std::fill(l.x.begin(), l.x.end(), Real(0));
-      std::fill(l.r.begin(), l.r.end(), Real(0));
+      fill_parallel(l.x, n, Real(0), l.parallel());
+      fill_parallel(l.r, n, Real(0), l.parallel());
     }
   }
 }
