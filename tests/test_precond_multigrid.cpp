@@ -4,11 +4,16 @@
 
 #include <omp.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "dcdm/error.hpp"
 #include "dcdm/krylov.hpp"
@@ -382,6 +387,226 @@ TEST(MultigridFusedPasses, SolverIteratesAreUnchanged) {
     EXPECT_EQ(rep.iterations, rep_ref.iterations) << "variant " << variant;
     EXPECT_EQ(rep.residual_history, rep_ref.residual_history) << "variant " << variant;
     EXPECT_EQ(std::memcmp(x.data(), x_ref.data(), x.size() * sizeof(double)), 0) << "variant " << variant;
+  }
+  omp_set_num_threads(threads);
+}
+
+namespace {
+
+// The unit hierarchy's rules (precond.hpp, src/precond/multigrid.cpp) written out cell by cell,
+// one level from the one before, as an independent reference for setup's parallel build.
+struct ReferenceLevel {
+  Dims dims;
+  std::int64_t sy = 0, sz = 0;
+  double s = 1.0;
+  std::vector<std::uint8_t> type;  // padded like LevelData
+  std::int64_t at(int i, int j, int k) const { return (i + 1) + sy * (j + 1) + sz * (k + 1); }
+};
+
+constexpr auto kFluid = static_cast<std::uint8_t>(CellType::Fluid);
+constexpr auto kSolid = static_cast<std::uint8_t>(CellType::Solid);
+constexpr auto kAir = static_cast<std::uint8_t>(CellType::Air);
+
+// A level from its interior types (before isolated cells turn solid): ghosts air only beyond
+// open faces (all of them, at edges and corners), then fluid cells without a non-solid
+// neighbour solid.
+ReferenceLevel reference_level(Dims d, double s, const std::array<FaceBoundary, 6>& faces,
+                               const std::function<std::uint8_t(int, int, int)>& interior) {
+  ReferenceLevel l;
+  l.dims = d;
+  l.s = s;
+  l.sy = d.nx + 3;
+  l.sz = l.sy * (d.ny + 3);
+  l.type.assign(static_cast<std::size_t>(l.sz * (d.nz + 3)), kSolid);
+  for (int k = -1; k <= d.nz + 1; ++k)
+    for (int j = -1; j <= d.ny + 1; ++j)
+      for (int i = -1; i <= d.nx + 1; ++i) {
+        const bool beyond[6] = {i < 0, i >= d.nx, j < 0, j >= d.ny, k < 0, k >= d.nz};
+        bool ghost = false, open = true;
+        for (int f = 0; f < 6; ++f)
+          if (beyond[f]) {
+            ghost = true;
+            open = open && faces[f] == FaceBoundary::Open;
+          }
+        l.type[l.at(i, j, k)] = ghost ? (open ? kAir : kSolid) : interior(i, j, k);
+      }
+  std::vector<std::uint8_t> before = l.type;
+  const std::int64_t off[6] = {-1, 1, -l.sy, l.sy, -l.sz, l.sz};
+  for (int k = 0; k < d.nz; ++k)
+    for (int j = 0; j < d.ny; ++j)
+      for (int i = 0; i < d.nx; ++i) {
+        const std::int64_t p = l.at(i, j, k);
+        if (before[p] != kFluid) continue;
+        int open = 0;
+        for (const auto o : off) open += before[p + o] != kSolid;
+        if (open == 0) l.type[p] = kSolid;
+      }
+  return l;
+}
+
+// What hierarchy() reports for the levels of a unit-coefficient domain, computed the slow way
+// (Real: the cycle's precision, which rounds the diagonal's inverse and the normalisers).
+template <class Real>
+void expect_reference_hierarchy(const Domain& domain, const MultigridOptions& o,
+                                const std::vector<MultigridPreconditioner::LevelData>& got, const std::string& what) {
+  std::vector<ReferenceLevel> ref;
+  ref.push_back(reference_level(domain.dims(), 1.0, domain.faces,
+                                [&](int i, int j, int k) { return static_cast<std::uint8_t>(domain.cells(i, j, k)); }));
+  while (static_cast<int>(ref.size()) < o.max_levels) {
+    const ReferenceLevel& f = ref.back();
+    const Dims fd = f.dims;
+    if (fd.size() <= o.coarsest_cells || std::min({fd.nx, fd.ny, fd.nz}) < 4) break;
+    const Dims cd{(fd.nx + 1) / 2, (fd.ny + 1) / 2, (fd.nz + 1) / 2};
+    ReferenceLevel c = reference_level(cd, f.s / 4, domain.faces, [&](int i, int j, int k) {
+      bool air = false, fluid = false;
+      for (int dk = 0; dk < 2; ++dk)
+        for (int dj = 0; dj < 2; ++dj)
+          for (int di = 0; di < 2; ++di) {
+            const int fi = 2 * i + di, fj = 2 * j + dj, fk = 2 * k + dk;
+            if (fi >= fd.nx || fj >= fd.ny || fk >= fd.nz) continue;
+            air |= f.type[f.at(fi, fj, fk)] == kAir;
+            fluid |= f.type[f.at(fi, fj, fk)] == kFluid;
+          }
+      return air ? kAir : fluid ? kFluid : kSolid;
+    });
+    if (std::count(c.type.begin(), c.type.end(), kFluid) == 0) break;
+    ref.push_back(std::move(c));
+  }
+  ASSERT_EQ(got.size(), ref.size()) << what;
+  for (std::size_t li = 0; li < ref.size(); ++li) {
+    const ReferenceLevel& l = ref[li];
+    const MultigridPreconditioner::LevelData& g = got[li];
+    const std::string at = what + " level " + std::to_string(li);
+    ASSERT_EQ(g.dims, l.dims) << at;
+    ASSERT_EQ(g.sy, l.sy) << at;
+    ASSERT_EQ(g.sz, l.sz) << at;
+    EXPECT_EQ(g.s, l.s) << at;
+    ASSERT_EQ(g.type, l.type) << at;
+    const Dims d = l.dims;
+    std::vector<double> diag(l.type.size(), 0.0);
+    std::vector<std::int64_t> band[2];
+    const std::int64_t off[6] = {-1, 1, -l.sy, l.sy, -l.sz, l.sz};
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j)
+        for (int i = 0; i < d.nx; ++i) {
+          const std::int64_t p = l.at(i, j, k);
+          if (l.type[p] != kFluid) continue;
+          int open = 0;
+          for (const auto o6 : off) open += l.type[p + o6] != kSolid;
+          diag[p] = l.s * open;
+          // Band: a non-fluid cell (ghosts included; beyond the padding counts as non-fluid)
+          // within Chebyshev distance band_width.
+          bool near = false;
+          const int w = o.band_width;
+          for (int dk = -w; dk <= w && !near; ++dk)
+            for (int dj = -w; dj <= w && !near; ++dj)
+              for (int di = -w; di <= w && !near; ++di) {
+                const int a = i + di, b = j + dj, c = k + dk;
+                if (a < -1 || b < -1 || c < -1 || a > d.nx + 1 || b > d.ny + 1 || c > d.nz + 1) near = true;
+                else near = l.type[l.at(a, b, c)] != kFluid;
+              }
+          if (near && w > 0) band[(i + j + k) & 1].push_back(p);
+        }
+    EXPECT_EQ(g.diag, diag) << at;
+    EXPECT_EQ(g.band[0], band[0]) << at;
+    EXPECT_EQ(g.band[1], band[1]) << at;
+    if (li + 1 == ref.size()) {
+      EXPECT_TRUE(g.inv_w.empty()) << at;
+      continue;
+    }
+    // Normalisers: 1 / the trilinear weight (3/4 the nearer coarse cell, 1/4 the other, per
+    // axis) of the non-solid coarse parents.
+    const ReferenceLevel& c = ref[li + 1];
+    std::vector<double> inv_w(l.type.size(), 0.0);
+    const auto parents = [](int i, int out[2], double weight[2]) {
+      const int m = i / 2;
+      out[0] = m;
+      out[1] = i % 2 == 0 ? m - 1 : m + 1;
+      weight[0] = 0.75;
+      weight[1] = 0.25;
+    };
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j)
+        for (int i = 0; i < d.nx; ++i) {
+          const std::int64_t p = l.at(i, j, k);
+          if (l.type[p] != kFluid) continue;
+          int pi[2], pj[2], pk[2];
+          double wi[2], wj[2], wk[2];
+          parents(i, pi, wi);
+          parents(j, pj, wj);
+          parents(k, pk, wk);
+          double sum = 0.0;
+          for (int e = 0; e < 2; ++e)
+            for (int b = 0; b < 2; ++b)
+              for (int a = 0; a < 2; ++a)
+                if (c.type[c.at(pi[a], pj[b], pk[e])] != kSolid) sum += wi[a] * wj[b] * wk[e];
+          inv_w[p] = sum > 0.0 ? static_cast<double>(static_cast<Real>(1.0 / sum)) : 0.0;
+        }
+    EXPECT_EQ(g.inv_w, inv_w) << at;
+  }
+}
+
+// The domains of the set-up comparison: those of the fused passes plus two above the parallel
+// threshold on their first coarse level too (every face open; every face a wall: singular).
+Domain setup_domain(int which) {
+  if (which < 7) return fused_domain(which);
+  Domain d = random_domain({67, 71, 69}, 3 + static_cast<unsigned>(which), 0.15, which == 7 ? 0.05 : 0.0);
+  for (int f = 0; f < 6; ++f) d.faces[f] = which == 7 ? FaceBoundary::Open : FaceBoundary::Wall;
+  return d;
+}
+
+}  // namespace
+
+// Setup builds the hierarchy with parallel loops (first touch, band lists from per-plane
+// counts) and factorises the coarsest level beside the normalisers and relaxation factors. The
+// hierarchy is the same on 1, 2 and 3 threads and equals the rules evaluated cell by cell; with
+// per-cell or uniform-interior factors (and on weighted domains, whose hierarchy() refuses) the
+// cycle's output is the same bit for bit on 1, 2 and 3 threads.
+TEST(MultigridSetup, HierarchyIsThreadIndependentAndFollowsTheRules) {
+  const int threads = omp_get_max_threads();
+  for (int which = 0; which < 9; ++which) {
+    auto sys = make_system(setup_domain(which));
+    const bool weighted = sys->domain.weighted();
+    for (int variant = 0; variant < 4; ++variant) {
+      MultigridOptions o;
+      if (which < 7) o.coarsest_cells = 64;
+      o.single_precision = variant % 2 == 1;
+      if (variant == 1) o.relaxation = std::make_shared<UniformInteriorRelaxation>();
+      if (variant == 2) o.relaxation = std::make_shared<RandomRelaxation>(6);
+      if (variant == 3) o.band_width = 1;
+      const std::string what = "domain " + std::to_string(which) + " variant " + std::to_string(variant);
+      std::vector<MultigridPreconditioner::LevelData> first;
+      Vector z_first;
+      const Vector r = random_fluid_vector(sys->domain, 4);
+      for (const int t : {1, 2, 3}) {
+        omp_set_num_threads(t);
+        MultigridPreconditioner mg(o);
+        mg.setup(sys->view());
+        Vector z(r.size(), 3.0);
+        mg.apply(r, z);
+        if (t == 1) {
+          z_first = z;
+        } else {
+          ASSERT_EQ(std::memcmp(z.data(), z_first.data(), z.size() * sizeof(double)), 0) << what << " threads " << t;
+        }
+        if (weighted) continue;
+        const std::vector<MultigridPreconditioner::LevelData> h = mg.hierarchy();
+        if (t == 1) {
+          first = h;
+          if (o.single_precision) expect_reference_hierarchy<float>(sys->domain, o, h, what);
+          else expect_reference_hierarchy<double>(sys->domain, o, h, what);
+          continue;
+        }
+        ASSERT_EQ(h.size(), first.size()) << what;
+        for (std::size_t li = 0; li < h.size(); ++li) {
+          EXPECT_EQ(h[li].type, first[li].type) << what << " threads " << t << " level " << li;
+          EXPECT_EQ(h[li].diag, first[li].diag) << what << " threads " << t << " level " << li;
+          EXPECT_EQ(h[li].inv_w, first[li].inv_w) << what << " threads " << t << " level " << li;
+          EXPECT_EQ(h[li].band[0], first[li].band[0]) << what << " threads " << t << " level " << li;
+          EXPECT_EQ(h[li].band[1], first[li].band[1]) << what << " threads " << t << " level " << li;
+        }
+      }
+    }
   }
   omp_set_num_threads(threads);
 }
