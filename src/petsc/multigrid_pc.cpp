@@ -1126,10 +1126,25 @@ void Cycle<Real>::apply(const PetscScalar* r, PetscScalar* z) {
     gathered_solve();
   } else {
     if (borrow_top_residual_) {
-      // Zero, as the level's own array would hold where neither the residual nor the halo
-      // writes (the frame beyond the grid); the storage is z's, overwritten below.
+      // The frame zeroed, as the level's own array would hold where neither the residual nor
+      // the halo writes (beyond the grid); the residual writes every owned cell. The storage
+      // is z's, overwritten below.
       top.r_borrowed = reinterpret_cast<Real*>(z);
-      std::fill_n(top.r_borrowed, top.size(), Real(0));
+      Real* rb = top.r_borrowed;
+      const int ex = top.ext[0], ey = top.ext[1], ez = top.ext[2];
+      for (int k = 0; k < ez; ++k) {
+        Real* plane = rb + top.sz * k;
+        if (k < kFrame || k >= ez - kFrame) {
+          std::fill_n(plane, top.sz, Real(0));
+          continue;
+        }
+        std::fill_n(plane, top.sy * kFrame, Real(0));
+        std::fill_n(plane + top.sy * (ey - kFrame), top.sy * kFrame, Real(0));
+        for (int j = kFrame; j < ey - kFrame; ++j) {
+          std::fill_n(plane + top.sy * j, kFrame, Real(0));
+          std::fill_n(plane + top.sy * j + ex - kFrame, kFrame, Real(0));
+        }
+      }
     }
     vcycle(0);
     top.r_borrowed = nullptr;
