@@ -692,7 +692,7 @@ class Cycle final : public CycleBase {
 
   void build(const Domain& domain);
   void build_coarsest(const LevelWeights* weights);
-  void build_normalisers();
+  void build_normalisers(bool tasks);
   void build_relaxation();
   void smooth_colour(Level<Real>& l, int colour);
   void smooth_band(Level<Real>& l, int colour);
@@ -799,9 +799,11 @@ void Cycle<Real>::build(const Domain& domain) {
   }
   // The coarsest level's factorisation (serial, and at 128^3 a third of the set-up) needs only
   // that level, final now; the normalisers and the relaxation factors need nothing of it. So on
-  // two threads or more one thread factorises while another computes those: their loops then
-  // run on that one thread (a nested region gets one thread while nesting is off, the default;
-  // with nesting on, the steps run in turn, so that inner teams don't oversubscribe the cores).
+  // two threads or more it is a task of a team of two while the calling thread computes the
+  // relaxation factors (their loops on that thread alone: a nested region gets one thread while
+  // nesting is off, the default) and then the normalisers as tasks, which the other thread
+  // joins once it has factorised. With nesting on, the steps run in turn (inner teams would
+  // oversubscribe the cores).
   const LevelWeights* coarsest_weights = weighted ? &weights : nullptr;
   const bool overlap = levels_.size() > 1 && levels_.front().parallel() && omp_get_max_threads() > 1 &&
                        !omp_in_parallel() && omp_get_max_active_levels() <= 1;
@@ -809,21 +811,28 @@ void Cycle<Real>::build(const Domain& domain) {
     std::exception_ptr failure[2];
 #pragma omp parallel num_threads(2)
     {
-      const int id = omp_get_thread_num(), team = omp_get_num_threads();
-      try {
-        if (id == 0) {
-          build_normalisers();
-          build_relaxation();
+#pragma omp master
+      {
+#pragma omp task shared(failure)
+        {
+          try {
+            build_coarsest(coarsest_weights);
+          } catch (...) {
+            failure[1] = std::current_exception();
+          }
         }
-        if (id == 1 || team == 1) build_coarsest(coarsest_weights);
-      } catch (...) {
-        failure[id] = std::current_exception();
+        try {
+          build_relaxation();
+          build_normalisers(true);
+        } catch (...) {
+          failure[0] = std::current_exception();
+        }
       }
-    }
+    }  // the region's end waits for the tasks
     for (const std::exception_ptr& f : failure)
       if (f) std::rethrow_exception(f);
   } else {
-    build_normalisers();
+    build_normalisers(false);
     build_relaxation();
     build_coarsest(coarsest_weights);
   }
@@ -831,40 +840,54 @@ void Cycle<Real>::build(const Domain& domain) {
 }
 
 template <class Real>
-void Cycle<Real>::build_normalisers() {
+void Cycle<Real>::build_normalisers(bool tasks) {
   // Prolongation normalisers on every level but the coarsest: 1 / the trilinear weight of the
   // parents that carry a value (with Neumann interpolation, the non-solid ones), i.e. the
   // prolongation of their indicator. The weights are multiples of 1/64, so the sum is exact in
-  // any order.
+  // any order. The loops go over padded planes (each written whole: the first touch of
+  // inv_w), as a parallel loop or, inside build's overlap, as tasks that either thread takes.
+  const auto for_planes = [tasks](int planes, bool parallel, const auto& body) {
+    if (tasks) {
+#pragma omp taskloop grainsize(4)
+      for (int k = 0; k < planes; ++k) body(k);
+    } else {
+#pragma omp parallel for schedule(static) if (parallel)
+      for (int k = 0; k < planes; ++k) body(k);
+    }
+  };
   GridArray<double> carries;
   for (std::size_t li = 0; li + 1 < levels_.size(); ++li) {
     Level<Real>& f = levels_[li];
     const Level<Real>& c = levels_[li + 1];
-    const std::int64_t cn = c.padded_size();
-    carries.resize(static_cast<std::size_t>(cn));
+    carries.resize(static_cast<std::size_t>(c.padded_size()));
     double* carry = carries.data();
     const std::uint8_t* ct = c.type.data();
     const Real* kappa = c.kappa.empty() ? nullptr : c.kappa.data();
     const bool neumann = opt.neumann_interpolation;
-#pragma omp parallel for schedule(static) if (c.parallel())
-    for (std::int64_t p = 0; p < cn; ++p) {
-      const double v = !neumann || ct[p] != static_cast<std::uint8_t>(CellType::Solid) ? 1.0 : 0.0;
-      carry[p] = kappa ? v * static_cast<double>(kappa[p]) : v;
-    }
-    fill_parallel(f.inv_w, f.padded_size(), Real(0), f.parallel());
+    for_planes(c.pz, c.parallel(), [&](int kp) {
+      for (std::int64_t p = kp * c.sz; p < (kp + 1) * c.sz; ++p) {
+        const double v = !neumann || ct[p] != static_cast<std::uint8_t>(CellType::Solid) ? 1.0 : 0.0;
+        carry[p] = kappa ? v * static_cast<double>(kappa[p]) : v;
+      }
+    });
+    f.inv_w.resize(static_cast<std::size_t>(f.padded_size()));
     const Dims d = f.dims;
     const double* m = carries.data();
-#pragma omp parallel for schedule(static) if (f.parallel())
-    for (int k = 0; k < d.nz; ++k)
+    Real* inv_w = f.inv_w.data();
+    for_planes(f.pz, f.parallel(), [&](int kp) {
+      std::fill_n(inv_w + kp * f.sz, f.sz, Real(0));
+      const int k = kp - 1;
+      if (k < 0 || k >= d.nz) return;
       for (int j = 0; j < d.ny; ++j) {
         const transfer::ProlongationRows rows = transfer::prolongation_rows(c, j, k);
         const std::int64_t row = f.at(0, j, k);
         for (int i = 0; i < d.nx; ++i) {
           if (f.type[row + i] != static_cast<std::uint8_t>(CellType::Fluid)) continue;
           const double w = transfer::prolongate_at(m, rows, i);
-          f.inv_w[row + i] = w > 0.0 ? static_cast<Real>(1.0 / w) : Real(0);
+          inv_w[row + i] = w > 0.0 ? static_cast<Real>(1.0 / w) : Real(0);
         }
       }
+    });
   }
 }
 
