@@ -610,3 +610,21 @@ TEST(MultigridSetup, HierarchyIsThreadIndependentAndFollowsTheRules) {
   }
   omp_set_num_threads(threads);
 }
+
+// A refused relaxation factor is reported from the overlapped set-up too (a grid above the
+// parallel threshold, 2 threads: the factors are computed beside the coarsest factorisation),
+// and the preconditioner can be set up again afterwards.
+TEST(MultigridSetup, ErrorsInTheOverlappedStepsReachTheCaller) {
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(2);
+  auto sys = make_system(obstacle_domain({40, 36, 34}));
+  MultigridOptions o;
+  o.relaxation = std::make_shared<OutOfRangeRelaxation>();
+  MultigridPreconditioner mg(o);
+  EXPECT_THROW(mg.setup(sys->view()), Error);
+  o.relaxation = std::make_shared<UniformInteriorRelaxation>();
+  MultigridPreconditioner good(o);
+  EXPECT_NO_THROW(good.setup(sys->view()));
+  EXPECT_GE(good.levels(), 2);
+  omp_set_num_threads(threads);
+}
