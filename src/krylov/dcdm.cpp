@@ -78,8 +78,12 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
   if (static_cast<std::int64_t>(b_in.size()) != n || static_cast<std::int64_t>(x.size()) != n)
     throw InputError(fmt::format("{}: right-hand side / solution sizes {} / {} differ from the "
                                  "system size {}", name_, b_in.size(), x.size(), n));
-  if (const auto bad = count_non_finite(b_in); bad > 0)
-    throw InputError(fmt::format("right-hand side: {} non-finite value(s)", bad));
+  // A finite norm means finite entries: the count (one more pass) only where it is not, or
+  // before a projection would spread a NaN.
+  const double norm_in = system_.project_range ? 0.0 : norm2(b_in);
+  if (!std::isfinite(norm_in) || system_.project_range)
+    if (const auto bad = count_non_finite(b_in); bad > 0)
+      throw InputError(fmt::format("right-hand side: {} non-finite value(s)", bad));
   if (opt.use_initial_guess) {
     if (const auto bad = count_non_finite(x); bad > 0)
       throw InputError(fmt::format("initial guess: {} non-finite value(s)", bad));
@@ -105,7 +109,7 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     project(b_projected);
     b = b_projected;
   }
-  rep.rhs_norm = norm2(b);
+  rep.rhs_norm = system_.project_range ? norm2(b) : norm_in;
   const double target = std::max(opt.rtol * rep.rhs_norm, opt.atol);
 
   const bool linear_generator = generator_->is_linear();
@@ -144,7 +148,7 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     copy(b, r);
     residual_is_true = true;
   }
-  double rnorm = norm2(r);
+  double rnorm = opt.use_initial_guess ? norm2(r) : rep.rhs_norm;
   rep.initial_residual = rnorm;
 
   const auto record = [&](int it) {

@@ -78,10 +78,14 @@ SolveReport pcg_solve(const LinearOperator& a, const LinearOperator* m,
 
   // b: checked, and projected onto range(A) in a copy only where the system is singular (a
   // copy is 8 bytes a cell that a regular system does not need).
-  if (const auto bad = count_non_finite(b_in); bad > 0) {
-    fill(x, 0.0);
-    return finish(SolveReason::NaN, fmt::format("right-hand side has {} non-finite entries", bad));
-  }
+  // A finite norm means finite entries: the count (one more pass) only where it is not, or
+  // before a projection would spread a NaN.
+  const double norm_in = project ? 0.0 : norm2(b_in);
+  if (!std::isfinite(norm_in) || project)
+    if (const auto bad = count_non_finite(b_in); bad > 0) {
+      fill(x, 0.0);
+      return finish(SolveReason::NaN, fmt::format("right-hand side has {} non-finite entries", bad));
+    }
   Vector b_projected;
   dcdm::span<const double> b = b_in;
   if (project) {
@@ -95,7 +99,7 @@ SolveReport pcg_solve(const LinearOperator& a, const LinearOperator* m,
     fill(x, 0.0);
     return finish(SolveReason::NaN, fmt::format("initial guess has {} non-finite entries", bad));
   }
-  rep.rhs_norm = norm2(b);
+  rep.rhs_norm = project ? norm2(b) : norm_in;
   const double tol = std::max(options.rtol * rep.rhs_norm, options.atol);
 
   Vector r(n), z(n), p(n), ap(n), coeff;
@@ -122,7 +126,7 @@ SolveReport pcg_solve(const LinearOperator& a, const LinearOperator* m,
   // From x = 0 the residual is b itself (A 0 = 0 exactly): no mat-vec.
   if (options.use_initial_guess) true_residual(r);
   else copy(b, r);
-  double rnorm = norm2(r);
+  double rnorm = options.use_initial_guess ? norm2(r) : rep.rhs_norm;
   if (deflation && std::isfinite(rnorm) && rnorm > tol) {
     // x += W E^{-1} W^T r: the new residual is orthogonal to W.
     Vector corr(n);
