@@ -52,7 +52,11 @@ std::string format_reason_line(const SolveReport& report) {
 
 SolveReport IterativeSolver::solve(dcdm::span<const double> b, dcdm::span<double> x, const SolveOptions& options) {
   double largest = 0.0;
-  for (const double v : b) largest = std::max(largest, std::abs(v));  // NaN: not scaled (the method reports it)
+  const double* pb = b.data();
+  const std::int64_t n = static_cast<std::int64_t>(b.size());
+  // NaN: not scaled (the method reports it); a NaN never wins the comparison.
+#pragma omp parallel for simd reduction(max : largest) schedule(static) if (n >= 65536)
+  for (std::int64_t i = 0; i < n; ++i) largest = std::abs(pb[i]) > largest ? std::abs(pb[i]) : largest;
   int e = 0;
   if (largest > 0.0 && std::isfinite(largest)) std::frexp(largest, &e);  // largest = m 2^e, m in [0.5, 1)
   if (e >= -400 && e <= 400) return solve_scaled(b, x, options);
