@@ -8,13 +8,16 @@
 // (indexed by global coordinates through Level::at). Ghosts beyond the grid carry the outer
 // face's type (Air for an Open face, Solid for a Wall; a ghost beyond two faces is Air only if
 // both are Open, as the serial init_level) and hold 0 in every vector; ghosts inside the grid
-// are copies of the neighbours' cells, refreshed by Halo::exchange.
+// are copies of the neighbours' cells, refreshed by Halo::exchange, or (a sweep's first colour,
+// the residual on levels split at even cells) computed here from the same values as their
+// owner computes them.
 //
-// What needs which ghosts: the 7-point sweeps and the residual one layer (after every
-// single-colour step); the band (Chebyshev distance 2) and the learned factors (3x3x3) the
-// types two layers deep; the restriction of coarse cell I reads fine cells 2I-1 .. 2I+2 (one
-// layer below the owned box, two above); the prolongation of fine cell i reads coarse cells
-// i/2 - 1 .. i/2 + 1 (two layers below, one above).
+// What needs which ghosts: a 7-point single-colour step and the residual one layer (a sweep's
+// first colour, run on the first ghost layer too, two); the band (Chebyshev distance 2) and
+// the learned factors (3x3x3) the types two layers deep; the restriction of coarse cell I
+// reads fine cells 2I-1 .. 2I+2 (one layer below the owned box, two above, one where the box
+// ends at an even cell); the prolongation of fine cell i reads coarse cells i/2 - 1 .. i/2 + 1
+// (two layers below, one above).
 #include "dcdm/petsc_multigrid.hpp"
 
 #include <petsc/private/pcimpl.h>
