@@ -178,6 +178,38 @@ TEST(Multigrid, SinglePrecisionCycleMatchesDouble) {
   EXPECT_LE(std::abs(its_double - its_float), 1);
 }
 
+// apply_to_single writes the cycle's result in float: exactly apply's values for the float
+// cycle, apply's rounded once for the double one, with fused passes and without, on 1 and 3
+// threads; sizes are checked.
+TEST(Multigrid, SingleOutputIsTheCyclesResultInFloat) {
+  auto sys = make_system(everything_domain({21, 17, 19}));
+  const Vector b = random_fluid_vector(sys->domain, 7);
+  for (const bool single : {true, false})
+    for (const bool fused : {true, false}) {
+      MultigridOptions opts;
+      opts.coarsest_cells = 64;
+      opts.single_precision = single;
+      opts.fused_passes = fused;
+      MultigridPreconditioner mg(opts);
+      mg.setup(sys->view());
+      EXPECT_TRUE(mg.native_single_output());
+      Vector z(b.size());
+      mg.apply(b, z);
+      for (const int threads : {1, 3}) {
+        const int saved = omp_get_max_threads();
+        omp_set_num_threads(threads);
+        std::vector<float> zf(b.size(), -1.0f);
+        mg.apply_to_single(b, zf);
+        omp_set_num_threads(saved);
+        std::size_t differ = 0;
+        for (std::size_t i = 0; i < z.size(); ++i) differ += zf[i] != static_cast<float>(z[i]);
+        EXPECT_EQ(differ, 0u) << "single " << single << " fused " << fused << " threads " << threads;
+      }
+      std::vector<float> short_z(b.size() - 1);
+      EXPECT_THROW(mg.apply_to_single(b, short_z), Error);
+    }
+}
+
 TEST(Multigrid, LevelsCoarsenOddNonCubicGrids) {
   auto sys = make_system(obstacle_domain({13, 9, 11}));
   MultigridOptions opts;

@@ -46,6 +46,12 @@ class LinearOperator {
   // float, which is what halves the traffic of a Krylov step.
   virtual void apply_dot_single(dcdm::span<const float> x, dcdm::span<float> y, dcdm::span<const double> r,
                                 dcdm::span<double> dots) const;
+  // y = Op(x) rounded to float. The default applies into a double temporary and rounds (an
+  // extra vector for the call); an operator whose result is single precision anyway (the float
+  // V-cycle) overrides it, writes y directly and says so in native_single_output(), and a caller
+  // with float vectors then reads half the bytes back.
+  virtual void apply_to_single(dcdm::span<const double> x, dcdm::span<float> y) const;
+  virtual bool native_single_output() const { return false; }
   // False for maps that only share this interface without being linear (a network direction
   // generator): DCDM hands those the unit-norm residual they were trained on, and a linear
   // map the residual itself (the line search makes the scale irrelevant; no extra vector).

@@ -170,6 +170,9 @@ class MultigridPreconditioner final : public Preconditioner {
   void setup(const LinearSystemView& system) override;  // needs system.domain
   std::int64_t size() const override;
   void apply(dcdm::span<const double> r, dcdm::span<double> z) const override;
+  // The cycle's result written straight to float (exactly apply's values for the float cycle).
+  void apply_to_single(dcdm::span<const double> r, dcdm::span<float> z) const override;
+  bool native_single_output() const override { return true; }
   int levels() const;
   Dims level_dims(int level) const;
   const MultigridOptions& options() const { return options_; }

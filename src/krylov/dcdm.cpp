@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <type_traits>
 
 #include <fmt/format.h>
 
@@ -121,7 +122,11 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
                                (options_.vector_precision == Precision::Auto &&
                                 target >= DcdmOptions::kSingleVectorsMinRtol * rep.rhs_norm));
   stats_.single_precision_vectors = single;
-  Vector r(n), q(n), aq(lean ? 0 : n), input(linear_generator ? 0 : n);
+  // The generator writes its float output straight into the direction's buffer (no double copy
+  // of it) where it has one and nothing needs projecting.
+  const bool float_generator = single && generator_->native_single_output() && !system_.project_range;
+  // q: the generator's double output (with a float generator output only a fallback's, made then).
+  Vector r(n), q(float_generator ? 0 : n), aq(lean ? 0 : n), input(linear_generator ? 0 : n);
   std::vector<float> qf(single ? static_cast<std::size_t>(n) : 0), aqf;
   Vector q_jacobi, aq_jacobi;  // the weak-direction guard's candidate
   if (options_.weak_fallback) {
@@ -341,12 +346,23 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
   // The lean path with single-precision vectors: the same steps, the generator's output q in
   // double, the A-orthogonalised direction qf and A qf (into aqf_now) in float.
   std::vector<float>* aqf_now = &aqf;
+  // fill_q writes the generator's output: into q (double; projected here on a singular
+  // system) or, for a generator whose output is float anyway, straight into qf, which is then
+  // A-orthogonalised in place.
   const auto lean_direction_single = [&](auto&& fill_q) -> Candidate {
-    fill_q(q);
-    project(q);
+    constexpr bool float_input = std::is_invocable_v<decltype(fill_q)&, std::vector<float>&>;
+    if constexpr (float_input) {
+      fill_q(qf);
+    } else {
+      fill_q(q);
+      project(q);
+    }
+    const auto* zv = [&] {
+      if constexpr (float_input) return static_cast<const float*>(qf.data());
+      else return static_cast<const double*>(q.data());
+    }();
     const int m = static_cast<int>(kept.size());
     double removed = 0.0;
-    const double* zv = q.data();
     if (m > 0) {
       gather_kept();
       sums.assign(static_cast<std::size_t>(m) + 1, 0.0);
@@ -369,30 +385,33 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     // qf = q - sum_j beta_j p_j, the terms subtracted in order j in double, rounded once.
     float* qw = qf.data();
     const std::int64_t nblocks = (n + detail::kRowBlock - 1) / detail::kRowBlock;
+    if (!(float_input && m == 0)) {
 #pragma omp parallel for schedule(static) if (nblocks >= 4)
-    for (std::int64_t blk = 0; blk < nblocks; ++blk) {
-      const std::int64_t lo = blk * detail::kRowBlock, len = std::min(n, lo + detail::kRowBlock) - lo;
-      const double* zb = zv + lo;
-      float* qb = qw + lo;
-      if (m == 0) {
+      for (std::int64_t blk = 0; blk < nblocks; ++blk) {
+        const std::int64_t lo = blk * detail::kRowBlock, len = std::min(n, lo + detail::kRowBlock) - lo;
+        const auto* zb = zv + lo;
+        float* qb = qw + lo;
+        if (m == 0) {
 #pragma omp simd
-        for (std::int64_t i = 0; i < len; ++i) qb[i] = static_cast<float>(zb[i]);
-      } else if (m == 1) {
-        const double b0 = beta[0];
-        const float* pb = kept_pf[0] + lo;
+          for (std::int64_t i = 0; i < len; ++i) qb[i] = static_cast<float>(zb[i]);
+        } else if (m == 1) {
+          const double b0 = beta[0];
+          const float* pb = kept_pf[0] + lo;
 #pragma omp simd
-        for (std::int64_t i = 0; i < len; ++i) qb[i] = static_cast<float>(zb[i] - b0 * static_cast<double>(pb[i]));
-      } else {
-        alignas(64) double acc[detail::kRowBlock];
-        std::copy(zb, zb + len, acc);
-        for (int jj = 0; jj < m; ++jj) {
-          const double bj = beta[static_cast<std::size_t>(jj)];
-          const float* pb = kept_pf[static_cast<std::size_t>(jj)] + lo;
+          for (std::int64_t i = 0; i < len; ++i)
+            qb[i] = static_cast<float>(static_cast<double>(zb[i]) - b0 * static_cast<double>(pb[i]));
+        } else {
+          alignas(64) double acc[detail::kRowBlock];
+          for (std::int64_t i = 0; i < len; ++i) acc[i] = static_cast<double>(zb[i]);
+          for (int jj = 0; jj < m; ++jj) {
+            const double bj = beta[static_cast<std::size_t>(jj)];
+            const float* pb = kept_pf[static_cast<std::size_t>(jj)] + lo;
 #pragma omp simd
-          for (std::int64_t i = 0; i < len; ++i) acc[i] -= bj * static_cast<double>(pb[i]);
+            for (std::int64_t i = 0; i < len; ++i) acc[i] -= bj * static_cast<double>(pb[i]);
+          }
+#pragma omp simd
+          for (std::int64_t i = 0; i < len; ++i) qb[i] = static_cast<float>(acc[i]);
         }
-#pragma omp simd
-        for (std::int64_t i = 0; i < len; ++i) qb[i] = static_cast<float>(acc[i]);
       }
     }
     if (m > 0 && m == options_.k) {
@@ -479,7 +498,11 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     aq_now = &aq;
     aqf_now = &aqf;
     oldest_consumed = false;
-    if (single) {
+    if (single && float_generator) {
+      chosen = lean_direction_single(
+          [&](std::vector<float>& out) { generator_->apply_to_single(linear_generator ? r : input, out); });
+      stats_.generator_seconds += seconds_since(tg);
+    } else if (single) {
       chosen = lean_direction_single(fill_generator);
       stats_.generator_seconds += seconds_since(tg);
     } else if (lean) {
@@ -585,6 +608,7 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
       ++stats_.fallback_directions;
       if (single) {
         release_consumed();
+        if (q.empty()) q.resize(static_cast<std::size_t>(n));
         chosen = lean_direction_single(fill_jacobi);
       } else if (lean) {
         release_consumed();

@@ -159,4 +159,17 @@ void LinearOperator::apply_dot_single(dcdm::span<const float> x, dcdm::span<floa
   });
 }
 
+void LinearOperator::apply_to_single(dcdm::span<const double> x, dcdm::span<float> y) const {
+  const std::int64_t n = size();
+  if (static_cast<std::int64_t>(x.size()) != n || static_cast<std::int64_t>(y.size()) != n)
+    throw Error(fmt::format("apply_to_single: vectors of sizes {} and {} for an operator of size {}", x.size(),
+                            y.size(), n));
+  Vector yd(static_cast<std::size_t>(n));
+  apply(x, yd);
+  const double* py = yd.data();
+  float* out = y.data();
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+  for (std::int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(py[i]);
+}
+
 }  // namespace dcdm

@@ -321,10 +321,12 @@ std::int64_t estimate_solve_bytes(const std::string& spec, const Dims& dims, con
     // r, the new direction and the kept pairs: A q goes into the retiring pair's buffer
     // (DcdmOptions::orthogonalise_first; the first iteration holds r, q and A q).
     // With float vectors (--dcdm-vectors float or auto, which is float at the usual tolerances):
-    // r and the generator's output in double; the direction, its image and the kept pairs in float.
+    // r in double, the direction (the cycle writes it in float), its image and the kept pairs in
+    // float; a singular system also keeps the cycle's output in double, to project it.
     const int k = kept(1);
     method = hierarchy(true) + (params.dcdm_vectors == "double" ? std::max(3, 1 + 2 * k + 1) * kVector
-                                                                  : 2 * kVector + std::max(2, 1 + 2 * k) * 4.0) * cells;
+                                                                  : (singular ? 2 : 1) * kVector + std::max(2, 1 + 2 * k) * 4.0) *
+                                   cells;
   } else if (name == "dcdm-jacobi" || name == "dcdm-identity") {
     method = (3 + 2 * kept(2) + 2 + 1 + 1) * kVector * cells;
   } else if (name == "dcdm-flag") {

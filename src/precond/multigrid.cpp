@@ -627,6 +627,7 @@ class CycleBase {
  public:
   virtual ~CycleBase() = default;
   virtual void apply(dcdm::span<const double> r, dcdm::span<double> z) = 0;
+  virtual void apply_single(dcdm::span<const double> r, dcdm::span<float> z) = 0;
   virtual int levels() const = 0;
   virtual Dims level_dims(int level) const = 0;
   virtual std::vector<MultigridPreconditioner::LevelData> hierarchy() const = 0;
@@ -645,6 +646,7 @@ class Cycle final : public CycleBase {
  public:
   Cycle(const Domain& domain, const MultigridOptions& options);
   void apply(dcdm::span<const double> r, dcdm::span<double> z) override;
+  void apply_single(dcdm::span<const double> r, dcdm::span<float> z) override;
   int levels() const override { return static_cast<int>(levels_.size()); }
   Dims level_dims(int level) const override { return levels_.at(level).dims; }
   std::vector<MultigridPreconditioner::LevelData> hierarchy() const override {
@@ -707,6 +709,7 @@ class Cycle final : public CycleBase {
   std::vector<Stage> pre_stages_, post_stages_;
   const double* load_ = nullptr;  // apply's r and z, read and written by the finest level's passes
   double* store_ = nullptr;
+  float* store_single_ = nullptr;  // apply_single's z instead of store_
   const Real* prolong_from_ = nullptr;  // the coarse values of the next Prolong stage
   struct alignas(64) Progress {
     std::atomic<std::int64_t> step{0};
@@ -715,6 +718,8 @@ class Cycle final : public CycleBase {
   int progress_size_ = 0;
   std::int64_t pass_serial_ = 0;
   void build_stages();
+  template <class Out>
+  void apply_to(dcdm::span<const double> r, Out* z);  // apply / apply_single: z in double or float
   template <bool Weighted>
   void smooth_colour_rows(Level<Real>& l, int colour, int k, int j0, int j1);
   template <bool Weighted>
@@ -1515,9 +1520,15 @@ void Cycle<Real>::run_stage(Level<Real>& l, Level<Real>* c, const Stage& st, int
     case StageKind::Store:
       for (int j = j0; j < j1; ++j) {
         const Real* x = l.x.data() + l.at(0, j, k);
-        double* dst = store_ + d.index(0, j, k);
+        if (store_single_) {
+          float* dst = store_single_ + d.index(0, j, k);
 #pragma omp simd
-        for (int i = 0; i < d.nx; ++i) dst[i] = static_cast<double>(x[i]);
+          for (int i = 0; i < d.nx; ++i) dst[i] = static_cast<float>(x[i]);
+        } else {
+          double* dst = store_ + d.index(0, j, k);
+#pragma omp simd
+          for (int i = 0; i < d.nx; ++i) dst[i] = static_cast<double>(x[i]);
+        }
       }
       break;
   }
@@ -1681,11 +1692,28 @@ void Cycle<Real>::vcycle(int li) {
 
 template <class Real>
 void Cycle<Real>::apply(dcdm::span<const double> r, dcdm::span<double> z) {
+  apply_to(r, z.data());
+}
+
+template <class Real>
+void Cycle<Real>::apply_single(dcdm::span<const double> r, dcdm::span<float> z) {
+  apply_to(r, z.data());
+}
+
+template <class Real>
+template <class Out>
+void Cycle<Real>::apply_to(dcdm::span<const double> r, Out* z) {
   Level<Real>& top = levels_.front();
   const Dims d = top.dims;
   if (opt.fused_passes && levels() > 1) {
     load_ = r.data();
-    store_ = z.data();
+    if constexpr (std::is_same_v<Out, float>) {
+      store_ = nullptr;
+      store_single_ = z;
+    } else {
+      store_ = z;
+      store_single_ = nullptr;
+    }
     vcycle(0);
     return;
   }
@@ -1705,13 +1733,12 @@ void Cycle<Real>::apply(dcdm::span<const double> r, dcdm::span<double> z) {
   vcycle(0);
   {
     const Real* x = top.x.data();
-    double* pz = z.data();
 #pragma omp parallel for schedule(static) if (top.parallel())
     for (int k = 0; k < d.nz; ++k)
       for (int j = 0; j < d.ny; ++j) {
         const std::int64_t row = top.at(0, j, k);
         const std::int64_t dst = d.index(0, j, k);
-        for (int i = 0; i < d.nx; ++i) pz[dst + i] = static_cast<double>(x[row + i]);
+        for (int i = 0; i < d.nx; ++i) z[dst + i] = static_cast<Out>(x[row + i]);
       }
   }
 }
@@ -1768,6 +1795,13 @@ void MultigridPreconditioner::solve_coarsest(dcdm::span<const double> b, dcdm::s
 void MultigridPreconditioner::apply(dcdm::span<const double> r, dcdm::span<double> z) const {
   if (!impl_->cycle) throw Error("multigrid: apply before setup");
   impl_->cycle->apply(r, z);
+}
+
+void MultigridPreconditioner::apply_to_single(dcdm::span<const double> r, dcdm::span<float> z) const {
+  if (!impl_->cycle) throw Error("multigrid: apply before setup");
+  if (static_cast<std::int64_t>(r.size()) != impl_->n || static_cast<std::int64_t>(z.size()) != impl_->n)
+    throw Error(fmt::format("multigrid: vectors of sizes {} and {} for a grid of {} cells", r.size(), z.size(), impl_->n));
+  impl_->cycle->apply_single(r, z);
 }
 
 }  // namespace dcdm
