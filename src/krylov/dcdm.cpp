@@ -12,6 +12,7 @@
 #include "dcdm/linalg.hpp"
 #include "dcdm/precond.hpp"
 #include "../linalg/block_ops.hpp"
+#include "../linalg/uninitialised.hpp"
 
 namespace dcdm {
 namespace {
@@ -21,10 +22,14 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
+// Float Krylov vectors: each is first written by a parallel loop (the generator, the
+// orthogonalisation, the mat-vec), so they are left uninitialised where they are made.
+using FloatVector = detail::UninitialisedVector<float>;
+
 // One kept search direction p and its image A p (with p.Ap cached).
 struct Direction {
   Vector p, ap;
-  std::vector<float> pf, apf;  // p and A p instead, with float vectors (DcdmOptions::vector_precision)
+  FloatVector pf, apf;  // p and A p instead, with float vectors (DcdmOptions::vector_precision)
   double pap = 0.0;
 };
 
@@ -126,8 +131,10 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
   // of it) where it has one and nothing needs projecting.
   const bool float_generator = single && generator_->native_single_output() && !system_.project_range;
   // q: the generator's double output (with a float generator output only a fallback's, made then).
-  Vector r(n), q(float_generator ? 0 : n), aq(lean ? 0 : n), input(linear_generator ? 0 : n);
-  std::vector<float> qf(single ? static_cast<std::size_t>(n) : 0), aqf;
+  // r is first written by b's copy or the true residual's mat-vec, on all threads.
+  detail::UninitialisedVector<double> r(static_cast<std::size_t>(n));
+  Vector q(float_generator ? 0 : n), aq(lean ? 0 : n), input(linear_generator ? 0 : n);
+  FloatVector qf(single ? static_cast<std::size_t>(n) : 0), aqf;
   Vector q_jacobi, aq_jacobi;  // the weak-direction guard's candidate
   if (options_.weak_fallback) {
     q_jacobi.resize(static_cast<std::size_t>(n));
@@ -141,7 +148,7 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     residual_is_true = true;
   };
   // x += alpha qf
-  const auto add_single = [&](double alpha, const std::vector<float>& v, dcdm::span<double> out) {
+  const auto add_single = [&](double alpha, const FloatVector& v, dcdm::span<double> out) {
     const float* pv = v.data();
     double* po = out.data();
 #pragma omp parallel for simd schedule(static) if (n >= 4 * detail::kRowBlock)
@@ -345,12 +352,12 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
   };
   // The lean path with single-precision vectors: the same steps, the generator's output q in
   // double, the A-orthogonalised direction qf and A qf (into aqf_now) in float.
-  std::vector<float>* aqf_now = &aqf;
+  FloatVector* aqf_now = &aqf;
   // fill_q writes the generator's output: into q (double; projected here on a singular
   // system) or, for a generator whose output is float anyway, straight into qf, which is then
   // A-orthogonalised in place.
   const auto lean_direction_single = [&](auto&& fill_q) -> Candidate {
-    constexpr bool float_input = std::is_invocable_v<decltype(fill_q)&, std::vector<float>&>;
+    constexpr bool float_input = std::is_invocable_v<decltype(fill_q)&, FloatVector&>;
     if constexpr (float_input) {
       fill_q(qf);
     } else {
@@ -489,7 +496,9 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
 
     // Generator direction from the residual (normalised for a network).
     if (!linear_generator) scaled_copy(1.0 / rnorm, r, input);
-    const auto fill_generator = [&](Vector& out) { generator_->apply(linear_generator ? r : input, out); };
+    const dcdm::span<const double> generator_input =
+        linear_generator ? dcdm::span<const double>(r) : dcdm::span<const double>(input);
+    const auto fill_generator = [&](Vector& out) { generator_->apply(generator_input, out); };
     const bool recompute = opt.true_residual_every > 0 && it % opt.true_residual_every == 0;
     const auto tg = Clock::now();
     Candidate chosen;
@@ -500,7 +509,7 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     oldest_consumed = false;
     if (single && float_generator) {
       chosen = lean_direction_single(
-          [&](std::vector<float>& out) { generator_->apply_to_single(linear_generator ? r : input, out); });
+          [&](FloatVector& out) { generator_->apply_to_single(generator_input, out); });
       stats_.generator_seconds += seconds_since(tg);
     } else if (single) {
       chosen = lean_direction_single(fill_generator);
@@ -698,19 +707,19 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     if (single && options_.k > 0) {
       // As below, with the float buffers.
       Direction d;
-      std::vector<float> next_q;
+      FloatVector next_q;
       if (oldest_consumed) {
         d.apf = std::move(kept.front().apf);
         next_q = std::move(kept.front().pf);
         kept.pop_front();
       } else {
         d.apf = std::move(aqf);
-        aqf = std::vector<float>();
+        aqf = FloatVector();
       }
       d.pf = std::move(qf);
       d.pap = qaq;
       kept.push_back(std::move(d));
-      qf = next_q.empty() ? std::vector<float>(static_cast<std::size_t>(n)) : std::move(next_q);
+      qf = next_q.empty() ? FloatVector(static_cast<std::size_t>(n)) : std::move(next_q);
     } else if (lean && options_.k > 0) {
       // Keep (q, A q). A q already lies in the retiring pair's image buffer when the set was
       // full; the retiring p becomes the next q. Otherwise aq is handed over and re-made only

@@ -11,6 +11,7 @@
 #include "dcdm/krylov.hpp"
 #include "dcdm/precond.hpp"
 #include "../linalg/block_ops.hpp"
+#include "../linalg/uninitialised.hpp"
 
 namespace dcdm {
 namespace {
@@ -102,7 +103,12 @@ SolveReport pcg_solve(const LinearOperator& a, const LinearOperator* m,
   rep.rhs_norm = project ? norm2(b) : norm_in;
   const double tol = std::max(options.rtol * rep.rhs_norm, options.atol);
 
-  Vector r(n), z(n), p(n), ap(n), coeff;
+  // Each is first written whole by a parallel loop (b's copy or the true residual, the
+  // preconditioner, z's copy, the mat-vec), so none is zeroed first.
+  using Work = detail::UninitialisedVector<double>;
+  Work r(static_cast<std::size_t>(n)), z(static_cast<std::size_t>(n)), p(static_cast<std::size_t>(n)),
+      ap(static_cast<std::size_t>(n));
+  Vector coeff;
   auto true_residual = [&](dcdm::span<double> out) {
     a.apply(x, out);
     xpay(b, -1.0, out);  // out = b - A x

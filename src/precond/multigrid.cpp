@@ -104,6 +104,7 @@
 #include "dcdm/error.hpp"
 #include "dcdm/grid_transfer.hpp"
 #include "dcdm/precond.hpp"
+#include "../linalg/uninitialised.hpp"
 
 namespace dcdm {
 
@@ -111,32 +112,10 @@ namespace {
 
 constexpr std::int64_t kParallelCells = 32768;  // below this, loops stay on one thread
 
-// An allocator that leaves new elements uninitialised (default-initialised), for the grid-sized
-// arrays of a level: each is then first written by a parallel loop (fill_parallel or the loop
-// that computes it), so the page faults and the kernel's page zeroing are shared among the
-// threads instead of falling on one thread's serial value-initialisation (at 128^3 about 45 MB
-// a hierarchy).
-template <class T>
-struct UninitialisedAllocator {
-  using value_type = T;
-  UninitialisedAllocator() = default;
-  template <class U>
-  UninitialisedAllocator(const UninitialisedAllocator<U>&) noexcept {}
-  T* allocate(std::size_t n) { return std::allocator<T>().allocate(n); }
-  void deallocate(T* p, std::size_t n) noexcept { std::allocator<T>().deallocate(p, n); }
-  template <class U>
-  void construct(U* p) noexcept(std::is_nothrow_default_constructible_v<U>) {
-    ::new (static_cast<void*>(p)) U;
-  }
-  template <class U, class... Args>
-  void construct(U* p, Args&&... args) {
-    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
-  }
-  template <class U>
-  bool operator==(const UninitialisedAllocator<U>&) const noexcept { return true; }
-  template <class U>
-  bool operator!=(const UninitialisedAllocator<U>&) const noexcept { return false; }
-};
+// The grid-sized arrays of a level are first written by a parallel loop (fill_parallel or the
+// loop that computes them), so their page faults are shared by the threads (at 128^3 about 45
+// MB a hierarchy; see uninitialised.hpp).
+using detail::UninitialisedAllocator;
 template <class T>
 using GridArray = std::vector<T, UninitialisedAllocator<T>>;
 
