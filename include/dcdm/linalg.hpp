@@ -51,6 +51,9 @@ class LinearOperator {
   // V-cycle) overrides it, writes y directly and says so in native_single_output(), and a caller
   // with float vectors then reads half the bytes back.
   virtual void apply_to_single(dcdm::span<const double> x, dcdm::span<float> y) const;
+  // r = b - Op(x), returning r . r (summed in fixed row blocks). The default applies, subtracts
+  // and dots in three passes; the Poisson stencil does it in one (a solver's true residual).
+  virtual double residual_dot(dcdm::span<const double> x, dcdm::span<const double> b, dcdm::span<double> r) const;
   virtual bool native_single_output() const { return false; }
   // False for maps that only share this interface without being linear (a network direction
   // generator): DCDM hands those the unit-norm residual they were trained on, and a linear

@@ -42,6 +42,7 @@ class PoissonStencil final : public LinearOperator {
                  dcdm::span<double> dots) const override;
   void apply_dot_single(dcdm::span<const float> x, dcdm::span<float> y, dcdm::span<const double> r,
                         dcdm::span<double> dots) const override;
+  double residual_dot(dcdm::span<const double> x, dcdm::span<const double> b, dcdm::span<double> r) const override;
   const Domain& domain() const { return domain_; }
   const Dims& dims() const { return domain_.dims(); }
   // Per-cell diagonal (0 outside fluid). Computed for the unit operator (whose hot loop reads

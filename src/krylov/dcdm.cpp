@@ -141,11 +141,14 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     aq_jacobi.resize(static_cast<std::size_t>(n));
   }
   bool residual_is_true = false;  // r is b - A x as computed, not updated
-  const auto true_residual = [&] {
-    a.apply(x, r);
-    xpay(b, -1.0, r);  // r = b - A x
-    project(r);
+  // r = b - A x and its norm (one pass where the operator fuses them and nothing is projected).
+  const auto true_residual = [&]() -> double {
     residual_is_true = true;
+    if (!system_.project_range) return std::sqrt(a.residual_dot(x, b, r));
+    a.apply(x, r);
+    xpay(b, -1.0, r);
+    project(r);
+    return norm2(r);
   };
   // x += alpha qf
   const auto add_single = [&](double alpha, const FloatVector& v, dcdm::span<double> out) {
@@ -154,13 +157,13 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
 #pragma omp parallel for simd schedule(static) if (n >= 4 * detail::kRowBlock)
     for (std::int64_t i = 0; i < n; ++i) po[i] += alpha * static_cast<double>(pv[i]);
   };
+  double rnorm = rep.rhs_norm;
   if (opt.use_initial_guess) {
-    true_residual();
+    rnorm = true_residual();
   } else {  // from x = 0 the residual is b itself (A 0 = 0 exactly): no mat-vec
     copy(b, r);
     residual_is_true = true;
   }
-  double rnorm = opt.use_initial_guess ? norm2(r) : rep.rhs_norm;
   rep.initial_residual = rnorm;
 
   const auto record = [&](int it) {
@@ -461,8 +464,7 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     }
     if (single && rnorm <= target && !residual_is_true) {
       // The updated residual carries A q's rounding to float: confirm on b - A x.
-      true_residual();
-      rnorm = norm2(r);
+      rnorm = true_residual();
       if (rnorm > target) {
         // The history keeps the true value, and the stagnation test looks only at the values
         // from here on (the updated ones before it may have drifted below the true residual).
@@ -646,9 +648,8 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
       if (recompute) {
         if (single) add_single(alpha, qf, x);
         else axpy(alpha, q, x);
-        true_residual();
+        new_norm = true_residual();
         ++stats_.true_residual_updates;
-        new_norm = norm2(r);
       } else if (single) {  // the same pass with qf and A qf in float
         double rr = 0.0;
         double* xv = x.data();
@@ -694,8 +695,7 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     if (!std::isfinite(new_norm)) {  // overflow: undo the step, keep the last finite iterate
       if (single) add_single(-alpha, qf, x);
       else axpy(-alpha, q, x);
-      true_residual();
-      rnorm = norm2(r);
+      rnorm = true_residual();
       rep.reason = SolveReason::NaN;
       stop_detail = fmt::format("residual overflowed at iteration {}", it);
       --it;
@@ -754,8 +754,7 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
   }
 
   rep.iterations = it;
-  if (!residual_is_true) true_residual();
-  rep.final_residual = norm2(r);
+  rep.final_residual = residual_is_true ? norm2(r) : true_residual();
   std::string detail = stop_detail;
   if (stats_.fallback_directions > 0) {
     if (!detail.empty()) detail += "; ";

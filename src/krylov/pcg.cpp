@@ -109,10 +109,8 @@ SolveReport pcg_solve(const LinearOperator& a, const LinearOperator* m,
   Work r(static_cast<std::size_t>(n)), z(static_cast<std::size_t>(n)), p(static_cast<std::size_t>(n)),
       ap(static_cast<std::size_t>(n));
   Vector coeff;
-  auto true_residual = [&](dcdm::span<double> out) {
-    a.apply(x, out);
-    xpay(b, -1.0, out);  // out = b - A x
-  };
+  // r = b - A x, returning its norm (one pass where the operator fuses them).
+  auto true_residual = [&]() { return std::sqrt(a.residual_dot(x, b, r)); };
   auto converged_reason = [&](double rnorm) {
     return rnorm <= options.rtol * rep.rhs_norm ? SolveReason::ConvergedRtol
                                                 : SolveReason::ConvergedAtol;
@@ -130,16 +128,15 @@ SolveReport pcg_solve(const LinearOperator& a, const LinearOperator* m,
   };
 
   // From x = 0 the residual is b itself (A 0 = 0 exactly): no mat-vec.
-  if (options.use_initial_guess) true_residual(r);
+  double rnorm = rep.rhs_norm;
+  if (options.use_initial_guess) rnorm = true_residual();
   else copy(b, r);
-  double rnorm = options.use_initial_guess ? norm2(r) : rep.rhs_norm;
   if (deflation && std::isfinite(rnorm) && rnorm > tol) {
     // x += W E^{-1} W^T r: the new residual is orthogonal to W.
     Vector corr(n);
     deflation->correction(r, corr);
     axpy(1.0, corr, x);
-    true_residual(r);
-    rnorm = norm2(r);
+    rnorm = true_residual();
   }
   rep.initial_residual = rnorm;
   rep.residual_history.push_back(rnorm);
@@ -148,10 +145,7 @@ SolveReport pcg_solve(const LinearOperator& a, const LinearOperator* m,
       options.monitor(IterationInfo{it, res, rep.rhs_norm > 0 ? res / rep.rhs_norm : res});
   };
   monitor(0, rnorm);
-  auto final_true = [&]() {
-    true_residual(r);
-    rep.final_residual = norm2(r);
-  };
+  auto final_true = [&]() { rep.final_residual = true_residual(); };
   if (!std::isfinite(rnorm)) {
     fill(x, 0.0);
     final_true();
@@ -203,8 +197,7 @@ SolveReport pcg_solve(const LinearOperator& a, const LinearOperator* m,
     const double alpha = rz / pap;
     if (options.true_residual_every > 0 && it % options.true_residual_every == 0) {
       axpy(alpha, p, x);
-      true_residual(r);
-      rnorm = norm2(r);
+      rnorm = true_residual();
     } else {
       rnorm = std::sqrt(step_and_norm(alpha, p, ap, x, r));
     }
@@ -220,8 +213,7 @@ SolveReport pcg_solve(const LinearOperator& a, const LinearOperator* m,
 
     if (rnorm <= tol) {
       // Confirm with the true residual; restart from it if the recursion drifted.
-      true_residual(r);
-      const double true_norm = norm2(r);
+      const double true_norm = true_residual();
       if (true_norm <= tol || replacements >= kMaxResidualReplacements) {
         rep.final_residual = true_norm;
         rep.residual_history.back() = true_norm;

@@ -172,4 +172,11 @@ void LinearOperator::apply_to_single(dcdm::span<const double> x, dcdm::span<floa
   for (std::int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(py[i]);
 }
 
+double LinearOperator::residual_dot(dcdm::span<const double> x, dcdm::span<const double> b,
+                                    dcdm::span<double> r) const {
+  apply(x, r);
+  xpay(b, -1.0, r);  // r = b - A x
+  return dot(r, r);
+}
+
 }  // namespace dcdm

@@ -370,6 +370,33 @@ void PoissonStencil::apply_dot_single(dcdm::span<const float> x, dcdm::span<floa
   });
 }
 
+double PoissonStencil::residual_dot(dcdm::span<const double> x, dcdm::span<const double> b,
+                                    dcdm::span<double> r) const {
+  const std::int64_t n = size();
+  if (static_cast<std::int64_t>(x.size()) != n || static_cast<std::int64_t>(b.size()) != n ||
+      static_cast<std::int64_t>(r.size()) != n)
+    throw Error(fmt::format("PoissonStencil::residual_dot: vectors of sizes {}, {} and {} on a {} grid ({} cells)",
+                            x.size(), b.size(), r.size(), dims().str(), n));
+  const double* px = x.data();
+  const double* pb = b.data();
+  double* pr = r.data();
+  double rr = 0.0;
+  // Each block's A x into r, then r = b - A x and its square sum while the block is in cache.
+  detail::blocked_reduce(n, 1, &rr, [&](std::int64_t lo, std::int64_t hi, double* out) {
+    apply_cells(px, pr, lo, hi);
+    double* rb = pr + lo;
+    const double* bb = pb + lo;
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (std::int64_t i = 0; i < hi - lo; ++i) {
+      rb[i] = bb[i] - rb[i];
+      s += rb[i] * rb[i];
+    }
+    out[0] += s;
+  });
+  return rr;
+}
+
 // ---------------------------------------------------------------- assembly
 
 namespace {
