@@ -298,29 +298,43 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
   // points there and oldest_consumed is set), else into aq.
   Vector* aq_now = &aq;
   bool oldest_consumed = false;
+  // The lean paths' coefficients beta_j = q.Ap_j / p_j.Ap_j from one pass over q (zv, double
+  // or float) and the kept images (double or float), with q.q, whose NaN or Inf shows a
+  // non-finite q: false then. removed = the A-norm^2 taken out of q, sum_j (q.Ap_j)^2 / p_j.Ap_j.
+  const auto kept_coefficients = [&](const auto* zv, const auto& images, int m, double& removed) -> bool {
+    sums.assign(static_cast<std::size_t>(m) + 1, 0.0);
+    detail::blocked_reduce(n, m + 1, sums.data(), [&](std::int64_t lo, std::int64_t hi, double* out) {
+      const std::int64_t len = hi - lo;
+      for (int j = 0; j < m; ++j) out[j] += detail::block_dot(zv + lo, images[static_cast<std::size_t>(j)] + lo, len);
+      out[m] += detail::block_dot(zv + lo, zv + lo, len);
+    });
+    for (const double v : sums)
+      if (!std::isfinite(v)) return false;
+    beta.resize(static_cast<std::size_t>(m));
+    std::size_t j = 0;
+    for (const Direction& k : kept) {
+      beta[j] = sums[j] / k.pap;
+      removed += beta[j] * sums[j];
+      ++j;
+    }
+    return true;
+  };
+  // The lean paths' candidate from A q's dots (q.Aq, q.r, q.q after the orthogonalisation).
+  const auto lean_candidate = [&](int m, double removed) -> Candidate {
+    const double dad = dots[0], dr = dots[1], dd = dots[2];
+    Prepared pr{Failure::None, m, dad + removed, dr, dd};
+    if (!std::isfinite(dad) || !std::isfinite(dr)) return {Failure::NonFinite};
+    if (pr.dad0 <= 0.0) return {Failure::Curvature};
+    return judge(pr, dad, dr, dd);
+  };
   const auto lean_direction = [&](auto&& fill_q) -> Candidate {
     fill_q(q);
     project(q);
     const int m = static_cast<int>(kept.size());
-    double removed = 0.0;  // the A-norm^2 taken out of q: sum_j (q.Ap_j)^2 / p_j.Ap_j
+    double removed = 0.0;
     if (m > 0) {
       gather_kept();
-      sums.assign(static_cast<std::size_t>(m) + 1, 0.0);
-      const double* qv = q.data();
-      detail::blocked_reduce(n, m + 1, sums.data(), [&](std::int64_t lo, std::int64_t hi, double* out) {
-        const std::int64_t len = hi - lo;
-        for (int j = 0; j < m; ++j) out[j] += detail::block_dot(qv + lo, kept_ap[static_cast<std::size_t>(j)] + lo, len);
-        out[m] += detail::block_dot(qv + lo, qv + lo, len);  // a NaN or Inf in q shows here
-      });
-      for (const double v : sums)
-        if (!std::isfinite(v)) return {Failure::NonFinite};
-      beta.resize(static_cast<std::size_t>(m));
-      std::size_t j = 0;
-      for (const Direction& k : kept) {
-        beta[j] = sums[j] / k.pap;
-        removed += beta[j] * sums[j];
-        ++j;
-      }
+      if (!kept_coefficients(static_cast<const double*>(q.data()), kept_ap, m, removed)) return {Failure::NonFinite};
       // q -= sum_j beta_j p_j, the terms subtracted in order j (as one loop over j per entry),
       // in row blocks with a vectorised loop per kept direction.
       double* qw = q.data();
@@ -347,11 +361,7 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     with_vectors.assign({r.data(), q.data()});
     dots.resize(3);
     a.apply_dot(q, *aq_now, with_vectors, dots);
-    const double dad = dots[0], dr = dots[1], dd = dots[2];
-    Prepared pr{Failure::None, m, dad + removed, dr, dd};
-    if (!std::isfinite(dad) || !std::isfinite(dr)) return {Failure::NonFinite};
-    if (pr.dad0 <= 0.0) return {Failure::Curvature};
-    return judge(pr, dad, dr, dd);
+    return lean_candidate(m, removed);
   };
   // The lean path with single-precision vectors: the same steps, the generator's output q in
   // double, the A-orthogonalised direction qf and A qf (into aqf_now) in float.
@@ -375,22 +385,7 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     double removed = 0.0;
     if (m > 0) {
       gather_kept();
-      sums.assign(static_cast<std::size_t>(m) + 1, 0.0);
-      detail::blocked_reduce(n, m + 1, sums.data(), [&](std::int64_t lo, std::int64_t hi, double* out) {
-        const std::int64_t len = hi - lo;
-        for (int j = 0; j < m; ++j)
-          out[j] += detail::block_dot(zv + lo, kept_apf[static_cast<std::size_t>(j)] + lo, len);
-        out[m] += detail::block_dot(zv + lo, zv + lo, len);  // a NaN or Inf in q shows here
-      });
-      for (const double v : sums)
-        if (!std::isfinite(v)) return {Failure::NonFinite};
-      beta.resize(static_cast<std::size_t>(m));
-      std::size_t j = 0;
-      for (const Direction& k : kept) {
-        beta[j] = sums[j] / k.pap;
-        removed += beta[j] * sums[j];
-        ++j;
-      }
+      if (!kept_coefficients(zv, kept_apf, m, removed)) return {Failure::NonFinite};
     }
     // qf = q - sum_j beta_j p_j, the terms subtracted in order j in double, rounded once.
     float* qw = qf.data();
@@ -433,11 +428,7 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     }
     dots.resize(3);
     a.apply_dot_single(qf, *aqf_now, r, dots);
-    const double dad = dots[0], dr = dots[1], dd = dots[2];
-    Prepared pr{Failure::None, m, dad + removed, dr, dd};
-    if (!std::isfinite(dad) || !std::isfinite(dr)) return {Failure::NonFinite};
-    if (pr.dad0 <= 0.0) return {Failure::Curvature};
-    return judge(pr, dad, dr, dd);
+    return lean_candidate(m, removed);
   };
   // Before a fallback direction on the lean path: a retiring pair whose image buffer took the
   // failed direction's A q leaves the kept set (its buffer becomes aq).
@@ -650,46 +641,10 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
         else axpy(alpha, q, x);
         new_norm = true_residual();
         ++stats_.true_residual_updates;
-      } else if (single) {  // the same pass with qf and A qf in float
-        double rr = 0.0;
-        double* xv = x.data();
-        double* rv = r.data();
-        const float* qv = qf.data();
-        const float* aqv = aqf_now->data();
-        detail::blocked_reduce(n, 1, &rr, [&](std::int64_t lo, std::int64_t hi, double* out) {
-          const std::int64_t len = hi - lo;
-          double* xb = xv + lo;
-          double* rb = rv + lo;
-          const float* qb = qv + lo;
-          const float* aqb = aqv + lo;
-#pragma omp simd
-          for (std::int64_t i = 0; i < len; ++i) {
-            xb[i] += alpha * static_cast<double>(qb[i]);
-            rb[i] -= alpha * static_cast<double>(aqb[i]);
-          }
-          out[0] += detail::block_dot(rb, rb, len);
-        });
-        new_norm = std::sqrt(rr);
-      } else {  // x += alpha q, r -= alpha Aq and ||r||^2 in one pass
-        double rr = 0.0;
-        double* xv = x.data();
-        double* rv = r.data();
-        const double* qv = q.data();
-        const double* aqv = aq_now->data();
-        detail::blocked_reduce(n, 1, &rr, [&](std::int64_t lo, std::int64_t hi, double* out) {
-          const std::int64_t len = hi - lo;
-          double* xb = xv + lo;
-          double* rb = rv + lo;
-          const double* qb = qv + lo;
-          const double* aqb = aqv + lo;
-#pragma omp simd
-          for (std::int64_t i = 0; i < len; ++i) {
-            xb[i] += alpha * qb[i];
-            rb[i] -= alpha * aqb[i];
-          }
-          out[0] += detail::block_dot(rb, rb, len);
-        });
-        new_norm = std::sqrt(rr);
+      } else if (single) {  // x += alpha q, r -= alpha Aq and ||r||^2 in one pass
+        new_norm = std::sqrt(detail::step_and_norm(alpha, qf.data(), aqf_now->data(), x.data(), r.data(), n));
+      } else {
+        new_norm = std::sqrt(detail::step_and_norm(alpha, q.data(), aq_now->data(), x.data(), r.data(), n));
       }
     }
     if (!std::isfinite(new_norm)) {  // overflow: undo the step, keep the last finite iterate
@@ -704,40 +659,30 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     rnorm = new_norm;
     record(it);
 
+    // The lean paths keep (q, A q): A q already lies in the retiring pair's image buffer when
+    // the set was full, and the retiring p becomes the next q; otherwise A q's buffer is handed
+    // over and re-made only when needed. The pair's double or float members.
+    const auto keep_lean = [&](auto p_member, auto ap_member, auto& qv, auto& aqv) {
+      using V = std::decay_t<decltype(qv)>;
+      Direction d;
+      V next_q;
+      if (oldest_consumed) {
+        d.*ap_member = std::move(kept.front().*ap_member);
+        next_q = std::move(kept.front().*p_member);
+        kept.pop_front();
+      } else {
+        d.*ap_member = std::move(aqv);
+        aqv = V();
+      }
+      d.*p_member = std::move(qv);
+      d.pap = qaq;
+      kept.push_back(std::move(d));
+      qv = next_q.empty() ? V(static_cast<std::size_t>(n)) : std::move(next_q);
+    };
     if (single && options_.k > 0) {
-      // As below, with the float buffers.
-      Direction d;
-      FloatVector next_q;
-      if (oldest_consumed) {
-        d.apf = std::move(kept.front().apf);
-        next_q = std::move(kept.front().pf);
-        kept.pop_front();
-      } else {
-        d.apf = std::move(aqf);
-        aqf = FloatVector();
-      }
-      d.pf = std::move(qf);
-      d.pap = qaq;
-      kept.push_back(std::move(d));
-      qf = next_q.empty() ? FloatVector(static_cast<std::size_t>(n)) : std::move(next_q);
+      keep_lean(&Direction::pf, &Direction::apf, qf, aqf);
     } else if (lean && options_.k > 0) {
-      // Keep (q, A q). A q already lies in the retiring pair's image buffer when the set was
-      // full; the retiring p becomes the next q. Otherwise aq is handed over and re-made only
-      // when needed.
-      Direction d;
-      Vector next_q;
-      if (oldest_consumed) {
-        d.ap = std::move(kept.front().ap);
-        next_q = std::move(kept.front().p);
-        kept.pop_front();
-      } else {
-        d.ap = std::move(aq);
-        aq = Vector();
-      }
-      d.p = std::move(q);
-      d.pap = qaq;
-      kept.push_back(std::move(d));
-      q = next_q.empty() ? Vector(static_cast<std::size_t>(n)) : std::move(next_q);
+      keep_lean(&Direction::p, &Direction::ap, q, aq);
     } else if (options_.k > 0) {  // keep (q, Aq) by moving the buffers; q and Aq get the oldest ones
       Direction d;
       if (static_cast<int>(kept.size()) == options_.k) {

@@ -26,31 +26,6 @@ double seconds_since(Clock::time_point t0) {
 // but the true one does not (the recursive residual drifts by rounding).
 constexpr int kMaxResidualReplacements = 3;
 
-// x += alpha p, r -= alpha A p and the new r . r in one pass (five vectors' traffic instead of
-// seven); block sums added in order, so the same for any thread count.
-double step_and_norm(double alpha, dcdm::span<const double> p, dcdm::span<const double> ap, dcdm::span<double> x,
-                     dcdm::span<double> r) {
-  double rr = 0.0;
-  const double* pv = p.data();
-  const double* apv = ap.data();
-  double* xv = x.data();
-  double* rv = r.data();
-  detail::blocked_reduce(static_cast<std::int64_t>(x.size()), 1, &rr, [&](std::int64_t lo, std::int64_t hi, double* out) {
-    const std::int64_t len = hi - lo;
-    double* xb = xv + lo;
-    double* rb = rv + lo;
-    const double* pb = pv + lo;
-    const double* apb = apv + lo;
-#pragma omp simd
-    for (std::int64_t i = 0; i < len; ++i) {
-      xb[i] += alpha * pb[i];
-      rb[i] -= alpha * apb[i];
-    }
-    out[0] += detail::block_dot(rb, rb, len);
-  });
-  return rr;
-}
-
 }  // namespace
 
 SolveReport pcg_solve(const LinearOperator& a, const LinearOperator* m,
@@ -199,7 +174,7 @@ SolveReport pcg_solve(const LinearOperator& a, const LinearOperator* m,
       axpy(alpha, p, x);
       rnorm = true_residual();
     } else {
-      rnorm = std::sqrt(step_and_norm(alpha, p, ap, x, r));
+      rnorm = std::sqrt(detail::step_and_norm(alpha, p.data(), ap.data(), x.data(), r.data(), n));
     }
     rep.iterations = it;
     if (!std::isfinite(rnorm)) {
