@@ -5,8 +5,18 @@
 #include <random>
 
 #include "dcdm/grid.hpp"
+#include "dcdm/linalg.hpp"
 
 namespace dcdm::testing {
+
+// Another operator's apply and nothing else: the LinearOperator defaults (apply_dot,
+// apply_dot_single, residual_dot, ...) over it, to compare with the operator's own versions.
+struct ApplyOnly final : LinearOperator {
+  const LinearOperator& inner;
+  explicit ApplyOnly(const LinearOperator& op) : inner(op) {}
+  std::int64_t size() const override { return inner.size(); }
+  void apply(dcdm::span<const double> x, dcdm::span<double> y) const override { inner.apply(x, y); }
+};
 
 // Each cell is solid with probability `solid`, air with probability `air`, fluid otherwise;
 // each domain face is a wall or open with equal probability.

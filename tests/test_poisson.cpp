@@ -183,18 +183,12 @@ TEST(PoissonStencil, SameResultForAnyThreadCount) {
 // apply() and the base class's apply-then-reduce: the same A x and the same sums, bit for
 // bit, on shapes whose blocks straddle planes, with only end planes, and of several blocks.
 TEST(PoissonStencil, ApplyDotEqualsApplyThenDots) {
-  struct Plain final : LinearOperator {  // the default apply_dot over the stencil's apply
-    const PoissonStencil& s;
-    explicit Plain(const PoissonStencil& st) : s(st) {}
-    std::int64_t size() const override { return s.size(); }
-    void apply(dcdm::span<const double> x, dcdm::span<double> y) const override { s.apply(x, y); }
-  };
   std::uint64_t seed = 300;
   const Dims shapes[] = {{1, 1, 1}, {7, 5, 1}, {9, 8, 2}, {33, 17, 12}, {130, 70, 3}, {64, 65, 9}};
   for (Dims d : shapes) {
     const Domain dom = random_domain(d, seed++, 0.15, 0.1);
     const PoissonStencil st(dom);
-    const Plain plain(st);
+    const dcdm::testing::ApplyOnly plain(st);  // the default versions over the stencil's apply
     const auto x = random_field(dom, seed++, false, false);
     const auto w1 = random_field(dom, seed++, false, false);
     const auto w2 = random_field(dom, seed++, false, false);

@@ -132,19 +132,13 @@ TEST(WeightedOperator, StencilAndAssemblyMatchTheDefinition) {
 // (end planes, row-block edges); its dots equal the double sums of the same values; the default
 // LinearOperator version (through apply) agrees; any thread count gives the same bits.
 TEST(StencilSinglePrecision, IsTheRoundedDoubleProductWithItsDots) {
-  struct Plain final : LinearOperator {
-    const PoissonStencil& s;
-    explicit Plain(const PoissonStencil& st) : s(st) {}
-    std::int64_t size() const override { return s.size(); }
-    void apply(dcdm::span<const double> x, dcdm::span<double> y) const override { s.apply(x, y); }
-  };
   std::uint64_t seed = 900;
   const Dims shapes[] = {{1, 1, 1}, {7, 5, 1}, {9, 8, 2}, {33, 17, 12}, {130, 70, 3}, {64, 65, 9}};
   for (const bool weighted : {false, true})
     for (const Dims d : shapes) {
       const Domain dom = weighted ? weighted_domain(d, seed++) : random_domain(d, seed++);
       const PoissonStencil st(dom);
-      const Plain plain(st);
+      const dcdm::testing::ApplyOnly plain(st);  // the default versions over the stencil's apply
       const std::int64_t n = d.size();
       const auto x_wide = random_vector(n, seed++);
       const std::vector<float> x(x_wide.begin(), x_wide.end());
@@ -188,18 +182,12 @@ TEST(StencilSinglePrecision, IsTheRoundedDoubleProductWithItsDots) {
 // for bit on unit and weighted domains of odd shapes, r . r equals the dot of that r, and the
 // default LinearOperator version agrees; wrong sizes are an Error.
 TEST(StencilResidual, OnePassEqualsApplyThenSubtract) {
-  struct Plain final : LinearOperator {
-    const PoissonStencil& s;
-    explicit Plain(const PoissonStencil& st) : s(st) {}
-    std::int64_t size() const override { return s.size(); }
-    void apply(dcdm::span<const double> x, dcdm::span<double> y) const override { s.apply(x, y); }
-  };
   std::uint64_t seed = 950;
   for (const bool weighted : {false, true})
     for (const Dims d : {Dims{1, 1, 1}, Dims{7, 5, 2}, Dims{33, 17, 12}, Dims{130, 70, 3}, Dims{64, 65, 9}}) {
       const Domain dom = weighted ? weighted_domain(d, seed++) : random_domain(d, seed++);
       const PoissonStencil st(dom);
-      const Plain plain(st);
+      const dcdm::testing::ApplyOnly plain(st);  // the default versions over the stencil's apply
       const std::int64_t n = d.size();
       const auto x = random_vector(n, seed++), b = random_vector(n, seed++);
       std::vector<double> expected(static_cast<std::size_t>(n)), r(static_cast<std::size_t>(n), -3.0),
