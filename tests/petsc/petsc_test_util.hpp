@@ -14,6 +14,7 @@
 #include "dcdm/petsc_system.hpp"
 #include "dcdm/methods.hpp"
 #include "dcdm/poisson.hpp"
+#include "dcdm/scenes.hpp"
 #include "dcdm/solve.hpp"
 
 namespace dcdm::petsc::test {
@@ -97,17 +98,33 @@ inline std::vector<double> serial_solve(const Domain& dom, const std::vector<dou
   return serial_run(dom, b, "cg", opt).x;
 }
 
-// The whole grid's values of a distributed vector, on every rank (collective).
-inline std::vector<double> gather_full(const PressureSystem& sys, Vec v) {
-  std::vector<double> mine(static_cast<std::size_t>(sys.dims().size()), 0.0), all(mine.size(), 0.0);
-  const PetscScalar* a = nullptr;
-  VecGetArrayRead(v, &a);
+// A catalogue scene on the whole grid.
+inline Domain scene(const std::string& name, Dims d, std::uint64_t seed = 3) {
+  SceneSpec spec;
+  spec.name = name;
+  spec.dims = d;
+  spec.seed = seed;
+  return make_scene(spec);
+}
+
+// f(position in the rank's owned array, full-grid index) for every owned cell, in the
+// owned array's order.
+template <class F>
+void for_each_owned(const PressureSystem& sys, F f) {
   const Box& b = sys.box();
   std::size_t n = 0;
   for (PetscInt k = b.zs; k < b.zs + b.zm; ++k)
     for (PetscInt j = b.ys; j < b.ys + b.ym; ++j)
       for (PetscInt i = b.xs; i < b.xs + b.xm; ++i)
-        mine[static_cast<std::size_t>(sys.dims().index(int(i), int(j), int(k)))] = a[n++];
+        f(n++, static_cast<std::size_t>(sys.dims().index(int(i), int(j), int(k))));
+}
+
+// The whole grid's values of a distributed vector, on every rank (collective).
+inline std::vector<double> gather_full(const PressureSystem& sys, Vec v) {
+  std::vector<double> mine(static_cast<std::size_t>(sys.dims().size()), 0.0), all(mine.size(), 0.0);
+  const PetscScalar* a = nullptr;
+  VecGetArrayRead(v, &a);
+  for_each_owned(sys, [&](std::size_t n, std::size_t cell) { mine[cell] = a[n]; });
   VecRestoreArrayRead(v, &a);
   MPI_Allreduce(mine.data(), all.data(), static_cast<int>(mine.size()), MPI_DOUBLE, MPI_SUM, PETSC_COMM_WORLD);
   return all;
@@ -117,12 +134,7 @@ inline std::vector<double> gather_full(const PressureSystem& sys, Vec v) {
 inline void fill_owned(const PressureSystem& sys, const std::vector<double>& full, Vec v) {
   PetscScalar* a = nullptr;
   VecGetArray(v, &a);
-  const Box& b = sys.box();
-  std::size_t n = 0;
-  for (PetscInt k = b.zs; k < b.zs + b.zm; ++k)
-    for (PetscInt j = b.ys; j < b.ys + b.ym; ++j)
-      for (PetscInt i = b.xs; i < b.xs + b.xm; ++i)
-        a[n++] = full[static_cast<std::size_t>(sys.dims().index(int(i), int(j), int(k)))];
+  for_each_owned(sys, [&](std::size_t n, std::size_t cell) { a[n] = full[cell]; });
   VecRestoreArray(v, &a);
 }
 

@@ -23,14 +23,6 @@
 namespace dcdm::petsc::test {
 namespace {
 
-Domain scene(const std::string& name, Dims d, std::uint64_t seed = 3) {
-  SceneSpec spec;
-  spec.name = name;
-  spec.dims = d;
-  spec.seed = seed;
-  return make_scene(spec);
-}
-
 MultigridOptions relaxnet_cycle() { return learn::RelaxNet::load(learn::find_model("relaxnet")).cycle_options(); }
 
 struct Case {

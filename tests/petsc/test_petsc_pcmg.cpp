@@ -14,14 +14,6 @@
 namespace dcdm::petsc::test {
 namespace {
 
-Domain obstacle_scene(Dims d, std::uint64_t seed) {
-  SceneSpec spec;
-  spec.name = "obstacles";
-  spec.dims = d;
-  spec.seed = seed;
-  return make_scene(spec);
-}
-
 struct MgRun {
   KSPConvergedReason reason = KSP_CONVERGED_ITERATING;
   PetscInt iterations = 0;
@@ -71,7 +63,7 @@ TEST(PetscPcmg, TheDmdaCoarsensOnlyHalvingOrVertexSizes) {
 // Where the DMDA coarsens (halving), our hierarchy is the same one: the same iterations and
 // residual history (to rounding) as PETSc's own.
 TEST(PetscPcmg, SameHierarchyAsTheDmdaWhereItCoarsens) {
-  const Domain dom = obstacle_scene({32, 16, 24}, 4);
+  const Domain dom = scene("obstacles", {32, 16, 24}, 4);
   const std::vector<double> b = random_on_fluid(dom, 3);
   PressureSystem sys = PressureSystem::from_domain(PETSC_COMM_WORLD, dom, b);
   Vec x = nullptr;
@@ -99,8 +91,8 @@ TEST(PetscPcmg, AnyGridSizeConvergesToTheSerialSolution) {
     int levels;
   };
   std::vector<Case> cases;
-  cases.push_back({"obstacles 40x29x33", obstacle_scene({40, 29, 33}, 2), 4});
-  cases.push_back({"obstacles 37x29x33", obstacle_scene({37, 29, 33}, 5), 4});
+  cases.push_back({"obstacles 40x29x33", scene("obstacles", {40, 29, 33}, 2), 4});
+  cases.push_back({"obstacles 37x29x33", scene("obstacles", {37, 29, 33}, 5), 4});
   std::array<FaceBoundary, 6> walls{};
   Domain closed(Dims{26, 19, 15}, CellType::Fluid);
   for (int k = 0; k < 15; ++k)
@@ -130,7 +122,7 @@ TEST(PetscPcmg, AnyGridSizeConvergesToTheSerialSolution) {
 TEST(PetscPcmg, TooManyLevelsForThePartitionIsAnInputError) {
   int size = 1;
   MPI_Comm_size(PETSC_COMM_WORLD, &size);
-  const Domain dom = obstacle_scene({21, 19, 17}, 1);
+  const Domain dom = scene("obstacles", {21, 19, 17}, 1);
   PressureSystem sys = PressureSystem::from_domain(PETSC_COMM_WORLD, dom, random_on_fluid(dom, 1));
   ScopedOption l("-pc_mg_levels", "7");
   KSP ksp = system_ksp(sys, sys.assembled(), PCMG);

@@ -17,14 +17,6 @@
 namespace dcdm::petsc::test {
 namespace {
 
-Domain obstacles(Dims d, std::uint64_t seed = 3) {
-  SceneSpec spec;
-  spec.name = "obstacles";
-  spec.dims = d;
-  spec.seed = seed;
-  return make_scene(spec);
-}
-
 // Each rank builds its part of the scene and draws b for its own cells: the cells (every
 // ghosted cell of every rank) and b are the serial scene system's.
 TEST(PetscSystem, SceneRhsMatchesSerial) {
@@ -53,7 +45,7 @@ TEST(PetscSystem, SceneRhsMatchesSerial) {
 // all faces open and all walls.
 TEST(PetscSystem, OperatorsMatchSerialStencil) {
   for (const bool open : {false, true}) {
-    Domain dom = obstacles({24, 19, 13});
+    Domain dom = scene("obstacles", {24, 19, 13});
     for (auto& f : dom.faces) f = open ? FaceBoundary::Open : FaceBoundary::Wall;
     PressureSystem sys = PressureSystem::from_domain(PETSC_COMM_WORLD, dom, {});
     std::vector<double> x(static_cast<std::size_t>(dom.dims().size()));
@@ -91,7 +83,7 @@ TEST(PetscSystem, FaceExchangeAlongEveryAxis) {
     ScopedOption px(names[0], axis == 0 ? std::to_string(size) : "1");
     ScopedOption py(names[1], axis == 1 ? std::to_string(size) : "1");
     ScopedOption pz(names[2], axis == 2 ? std::to_string(size) : "1");
-    Domain dom = obstacles({24, 19, 13});
+    Domain dom = scene("obstacles", {24, 19, 13});
     PressureSystem sys = PressureSystem::from_domain(PETSC_COMM_WORLD, dom, {});
     const Box& b = sys.box();
     const PetscInt extent[3] = {b.xm, b.ym, b.zm};
@@ -217,12 +209,12 @@ TEST(PetscSystem, SolutionMatchesSerial) {
   for (int k = 0; k < 13; ++k)
     for (int j = 0; j < 19; ++j) closed_split.cells(11, j, k) = CellType::Solid;
   closed_split.cells(20, 3, 4) = CellType::Air;
-  Domain obst_open = obstacles({24, 19, 13}, 7);
+  Domain obst_open = scene("obstacles", {24, 19, 13}, 7);
   obst_open.faces = open_sides;
   std::vector<AgreementCase> cases;
-  cases.push_back({"obstacles 24x19x13 jacobi", obstacles({24, 19, 13}), "jacobi", "assembled"});
+  cases.push_back({"obstacles 24x19x13 jacobi", scene("obstacles", {24, 19, 13}), "jacobi", "assembled"});
   cases.push_back({"obstacles 24x19x13 open sides, shell", obst_open, "jacobi", "shell"});
-  cases.push_back({"obstacles 17^3 mg", obstacles({17, 17, 17}), "mg", "assembled"});
+  cases.push_back({"obstacles 17^3 mg", scene("obstacles", {17, 17, 17}), "mg", "assembled"});
   cases.push_back({"closed box split by a wall", closed_split, "jacobi", "assembled"});
   // PCMG on a DMDA coarsens odd sizes (2^k m + 1, trilinear) or even ones (halving): not both.
   Domain closed_odd(Dims{17, 13, 9}, CellType::Fluid);

@@ -33,14 +33,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-Domain scene(const std::string& name, Dims d, std::uint64_t seed = 3) {
-  SceneSpec spec;
-  spec.name = name;
-  spec.dims = d;
-  spec.seed = seed;
-  return make_scene(spec);
-}
-
 // Closed on every side, no air: a solid plane at x = 9 splits it into two halves. The left
 // half has no diagonal term and a plane of zero-weight faces at y = 8 (fluid on both sides):
 // two singular components that touch (they must not be joined). The right half has a
