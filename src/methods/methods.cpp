@@ -294,9 +294,12 @@ std::int64_t estimate_solve_bytes(const std::string& spec, const Dims& dims, con
   const double cells = static_cast<double>(dims.size());
   // Multigrid levels are padded by 3 cells a side and the coarser ones add 1/7.
   const double padded = double(dims.nx + 3) * (dims.ny + 3) * (dims.nz + 3) * 8.0 / 7.0;
-  // A level: the cell type (1 byte) and five arrays (the inverse diagonal, x, b, r, the
-  // prolongation normaliser) in the hierarchy's precision, and a margin for the band lists.
-  const auto hierarchy = [&](bool single) { return padded * (1.0 + 5.0 * (single ? 4.0 : 8.0) + 2.0); };
+  // A level: the cell type (1 byte) and four arrays (the inverse diagonal, x, b, the
+  // prolongation normaliser) in the hierarchy's precision, a fifth (the residual) for the
+  // stage-by-stage cycle (fused=false), and a margin for the band lists.
+  const auto hierarchy = [&](const MultigridOptions& o) {
+    return padded * (1.0 + (o.fused_passes ? 4.0 : 5.0) * (o.single_precision ? 4.0 : 8.0) + 2.0);
+  };
   const auto kept = [&](int default_k) { return params.dcdm_k >= 0 ? params.dcdm_k : default_k; };
   constexpr double kVector = 8.0;
   // PCG: r, z, p, A p, and the Jacobi inverse diagonal of dcdm's fallback where it is built.
@@ -314,7 +317,7 @@ std::int64_t estimate_solve_bytes(const std::string& spec, const Dims& dims, con
     method = (5 + 2 * k + 1.5 * steps) * kVector * cells;
   } else if (name == "mgpcg" || name == "dcdm-mg") {
     const MultigridOptions o = parse_multigrid_settings(arg, name + ":" + arg);
-    method = hierarchy(o.single_precision);
+    method = hierarchy(o);
     // dcdm-mg: DCDM's r, q, Aq, k kept pairs, the weak-direction guard's pair and its Jacobi.
     method += name == "mgpcg" ? 4.5 * kVector * cells : (3 + 2 * kept(2) + 2 + 1) * kVector * cells;
   } else if (name == "dcdm-relax") {
@@ -324,7 +327,7 @@ std::int64_t estimate_solve_bytes(const std::string& spec, const Dims& dims, con
     // r in double, the direction (the cycle writes it in float), its image and the kept pairs in
     // float; a singular system also keeps the cycle's output in double, to project it.
     const int k = kept(1);
-    method = hierarchy(true) + (params.dcdm_vectors == "double" ? std::max(3, 1 + 2 * k + 1) * kVector
+    method = hierarchy(learn::RelaxNetSpec::cycle_options()) + (params.dcdm_vectors == "double" ? std::max(3, 1 + 2 * k + 1) * kVector
                                                                   : (singular ? 2 : 1) * kVector + std::max(2, 1 + 2 * k) * 4.0) *
                                    cells;
   } else if (name == "dcdm-jacobi" || name == "dcdm-identity") {

@@ -142,7 +142,18 @@ struct Level {
   // neighbour count (s a power of 2, the count 1..6), which 1 / inv_diag gives back exactly in
   // float and double (unit_diagonal): not storing it saves 4-8 bytes a cell.
   GridArray<Real> diag;
-  GridArray<Real> x, b, r;             // padded work vectors
+  GridArray<Real> x, b;                // padded work vectors
+  // The residual (b - A x) / W, padded: kept whole only for the stage-by-stage cycle and for
+  // a weighted-interpolation level, whose r also holds K x_c (coarse_values). The fused passes
+  // need each residual plane only until its coarse planes are restricted, a few planes later,
+  // so there it lives in ResidualPlanes' few buffers per thread (cache-resident: at 128^3 the
+  // full array would be 8.8 MB more to page in, and 17.6 MB more a cycle to write back).
+  GridArray<Real> r;
+  // Where the residual's padded plane k (-1 .. nz + 1) starts: r_plane[k + 1], into r or into
+  // the plane buffers (the ghost planes: a zero plane); set by finish_level or the fused pass.
+  std::vector<Real*> r_plane;
+  GridArray<Real> r_buffers;  // the fused passes' plane buffers, zero outside the fluid rows
+  int r_buffer_threads = 0;   // the thread count r_buffers are laid out for (0: none yet)
   GridArray<Real> inv_w;               // padded, prolongation normaliser to this level from the next
   std::vector<std::int64_t> band[2];   // padded indices of band cells by colour
   // Relaxation factors from a RelaxationModel (per_cell false = the scalar options): the
@@ -171,6 +182,37 @@ struct Level {
   std::int64_t at(int i, int j, int k) const { return (i + 1) + sy * (j + 1) + sz * (k + 1); }
   bool parallel() const { return dims.size() >= kParallelCells; }
 };
+
+// The fused passes' slabs: thread i of `threads` takes planes [slab_start(i), slab_start(i + 1)).
+inline int slab_start(int nz, int i, int threads) { return static_cast<int>(std::int64_t(nz) * i / threads); }
+
+// The residual planes of a level's fused pre-smoothing pass (run_pass), for `threads` slabs.
+// The residual stage writes each plane once, in the slab's order, and the restriction reads
+// fine planes 2k - 1 .. 2k + 2 for coarse plane k as soon as they are written, so inside a
+// slab at most kRing consecutive planes are live at once (the three newest and the one being
+// written); planes that feed a coarse plane across two slabs (the kEdge planes at each end of
+// a slab) are restricted after the pass and keep buffers of their own. Every buffer is zero
+// but for the interior cells of the fluid rows, which the residual stage writes whole each
+// time (ghost rows and columns are never written), so the restriction reads exactly the
+// values of the full array.
+template <class Real>
+void layout_residual_planes(Level<Real>& l, int threads) {
+  if (l.r_buffer_threads == threads) return;
+  constexpr int kEdge = 3, kRing = 4, kPerSlab = 2 * kEdge + kRing;
+  const int nz = l.dims.nz;
+  l.r_buffers.assign(static_cast<std::size_t>((1 + std::int64_t(threads) * kPerSlab) * l.sz), Real(0));
+  Real* zero_plane = l.r_buffers.data();
+  l.r_plane.assign(static_cast<std::size_t>(l.pz), zero_plane);
+  for (int i = 0; i < threads; ++i) {
+    const int lo = slab_start(nz, i, threads), hi = slab_start(nz, i + 1, threads);
+    Real* slab = l.r_buffers.data() + (1 + std::int64_t(i) * kPerSlab) * l.sz;
+    for (int k = lo; k < hi; ++k) {
+      const int slot = k < lo + kEdge ? k - lo : k >= hi - kEdge ? kEdge + k - (hi - kEdge) : 2 * kEdge + k % kRing;
+      l.r_plane[static_cast<std::size_t>(k) + 1] = slab + slot * l.sz;
+    }
+  }
+  l.r_buffer_threads = threads;
+}
 
 // The diagonal of a unit level's cell from its inverse (0 outside the fluid); exact, see
 // Level::diag.
@@ -492,15 +534,25 @@ void build_band(Level<Real>& l, const std::uint8_t* near) {
 // Diagonal, 1/diagonal and the smoothing band of a level whose interior types are set.
 // Fluid cells with no non-solid neighbour become Solid first (a weighted level: see
 // finish_weighted_level, which has set them already).
+// A full residual array (residual_array) for the stage-by-stage cycle or a level whose r
+// holds K x_c; the fused passes lay out their plane buffers at their first run.
 template <class Real>
-void finish_level(Level<Real>& l, int band_width, double interface_ratio = 0.0) {
+void finish_level(Level<Real>& l, int band_width, double interface_ratio, bool residual_array) {
   const Dims d = l.dims;
   const std::int64_t n = l.padded_size();
   const auto fluid = static_cast<std::uint8_t>(CellType::Fluid), solid = static_cast<std::uint8_t>(CellType::Solid);
   const std::int64_t off[6] = {-1, 1, -l.sy, l.sy, -l.sz, l.sz};
   fill_parallel(l.x, n, Real(0), l.parallel());
   fill_parallel(l.b, n, Real(0), l.parallel());
-  fill_parallel(l.r, n, Real(0), l.parallel());
+  l.r_plane.clear();
+  l.r_buffers.clear();
+  l.r_buffer_threads = 0;
+  if (residual_array) {
+    fill_parallel(l.r, n, Real(0), l.parallel());
+    for (std::int64_t k = 0; k < l.pz; ++k) l.r_plane.push_back(l.r.data() + k * l.sz);
+  } else {
+    l.r.clear();
+  }
   if (!l.weighted) {
     l.diag.clear();
     l.diag.shrink_to_fit();
@@ -739,7 +791,7 @@ void Cycle<Real>::build(const Domain& domain) {
       weights = domain_weights(l, domain);
       finish_weighted_level(l, weights, false);
     }
-    finish_level(l, opt.band_width, opt.interface_band_ratio);
+    finish_level(l, opt.band_width, opt.interface_band_ratio, !opt.fused_passes);
   }
   while (static_cast<int>(levels.size()) < opt.max_levels) {
     const Level<Real>& f = levels.back();
@@ -776,7 +828,7 @@ void Cycle<Real>::build(const Domain& domain) {
       coarse_weights = coarsen_weights(f, weights, c, opt.weight_coarsening);
       finish_weighted_level(c, coarse_weights, opt.weighted_interpolation);
     }
-    finish_level(c, opt.band_width, opt.interface_band_ratio);
+    finish_level(c, opt.band_width, opt.interface_band_ratio, !opt.fused_passes || !c.kappa.empty());
     if (c.fluid_cells == 0) break;
     levels.push_back(std::move(c));
     if (weighted) weights = std::move(coarse_weights);
@@ -922,7 +974,7 @@ void Cycle<Real>::build_relaxation() {
     return;
   }
   // The model writes the fluid cells of two padded float buffers, the only entries read. A
-  // float cycle lends each level's work vectors x and r (already paged in; zeroed again after),
+  // float cycle lends each level's work vectors x and b (already paged in; zeroed again after),
   // a double one gets one uninitialised pair for every level (the finest is the largest).
   constexpr bool lend_work_vectors = std::is_same_v<Real, float>;
   std::unique_ptr<float[]> interior_buffer, band_buffer;
@@ -938,7 +990,7 @@ void Cycle<Real>::build_relaxation() {
     float* band_data = band_buffer.get();
     if constexpr (lend_work_vectors) {
       interior_data = l.x.data();
-      band_data = l.r.data();
+      band_data = l.b.data();
     }
     const dcdm::span<float> interior(interior_data, static_cast<std::size_t>(n));
     const dcdm::span<float> band(band_data, static_cast<std::size_t>(n));
@@ -990,7 +1042,7 @@ void Cycle<Real>::build_relaxation() {
     l.special_value.assign(std::max(l.special[0].size(), l.special[1].size()), Real(0));
     if constexpr (lend_work_vectors) {
       fill_parallel(l.x, n, Real(0), l.parallel());
-      fill_parallel(l.r, n, Real(0), l.parallel());
+      fill_parallel(l.b, n, Real(0), l.parallel());
     }
   }
 }
@@ -1183,10 +1235,10 @@ inline void residual_rows(Level<Real>& f, int k, int j0, int j1) {
   const Real* x = f.x.data();
   const Real* b = f.b.data();
   const Real* iw = f.inv_w.data();
-  Real* r = f.r.data();
   const std::int64_t sy = f.sy, sz = f.sz;
   for (int j = j0; j < j1; ++j) {
     const std::int64_t row = f.at(0, j, k);
+    Real* r = f.r_plane[static_cast<std::size_t>(k) + 1] + (row - (k + 1) * sz);  // the row in plane k's buffer
     if constexpr (Weighted) {
       const Real* dg = f.diag.data();
       const Real* wx = f.wx.data();
@@ -1196,7 +1248,7 @@ inline void residual_rows(Level<Real>& f, int k, int j0, int j1) {
       for (int i = 0; i < d.nx; ++i) {
         const std::int64_t p = row + i;
         const Real ax = dg[p] * x[p] - add_couplings(Real(0), wx, wy, wz, x, p, sy, sz);
-        r[p] = iw[p] * (b[p] - ax);
+        r[i] = iw[p] * (b[p] - ax);
       }
     } else {
       const Real* id = f.inv_diag.data();  // a unit level's diagonal comes from its inverse
@@ -1206,7 +1258,7 @@ inline void residual_rows(Level<Real>& f, int k, int j0, int j1) {
         const std::int64_t p = row + i;
         const Real ax =
             unit_diagonal(id[p]) * x[p] - s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz]);
-        r[p] = iw[p] * (b[p] - ax);
+        r[i] = iw[p] * (b[p] - ax);
       }
     }
   }
@@ -1219,7 +1271,6 @@ inline void restrict_rows(const Level<Real>& f, Level<Real>& c, int k, int j0, i
   constexpr int kChunk = 128;
   alignas(64) Real sum[kChunk];
   const Dims cd = c.dims;
-  const Real* r = f.r.data();
   Real* bc = c.b.data();
   const std::uint8_t* ct = c.type.data();
   const Real* kappa = c.kappa.empty() ? nullptr : c.kappa.data();
@@ -1228,7 +1279,10 @@ inline void restrict_rows(const Level<Real>& f, Level<Real>& c, int k, int j0, i
     for (int i0 = 0; i0 < cd.nx; i0 += kChunk) {
       const int m = std::min(kChunk, cd.nx - i0);
       // Fine cells 2i-1 .. 2i+2 per axis (ghosts included, zero there).
-      transfer::restriction_sums<Real>(m, sum, [&](int e, int b) { return r + f.at(2 * i0 - 1, 2 * j - 1 + b, 2 * k - 1 + e); });
+      transfer::restriction_sums<Real>(m, sum, [&](int e, int b) {
+        const int fk = 2 * k - 1 + e;  // the residual's plane fk, from its buffer
+        return f.r_plane[static_cast<std::size_t>(fk) + 1] + (f.at(2 * i0 - 1, 2 * j - 1 + b, fk) - (fk + 1) * f.sz);
+      });
       const std::int64_t row = c.at(i0, j, k);
 #pragma omp simd
       for (int i = 0; i < m; ++i) {
@@ -1528,11 +1582,17 @@ void Cycle<Real>::run_pass(Level<Real>& l, Level<Real>* restrict_to, Level<Real>
   // are smaller, so nothing needs resetting).
   const std::int64_t serial = ++pass_serial_ << 24;
   Progress* progress = progress_.get();
+  if (restrict_to) layout_residual_planes(l, wanted);
 #pragma omp parallel num_threads(wanted) if (wanted > 1)
   {
     const int threads = omp_get_num_threads(), id = omp_get_thread_num();
-    const auto slab_start = [&](int i) { return static_cast<int>(std::int64_t(nz) * i / threads); };
-    const int lo = slab_start(id), hi = slab_start(id + 1), len = hi - lo;
+    const int lo = slab_start(nz, id, threads), hi = slab_start(nz, id + 1, threads), len = hi - lo;
+    if (restrict_to && l.r_buffer_threads != threads) {  // a team smaller than asked for
+#pragma omp barrier
+#pragma omp master
+      layout_residual_planes(l, threads);
+#pragma omp barrier
+    }
     const bool up = id % 2 == 0;
     const int steps = (nz + threads - 1) / threads + 2 * (count - 1);  // the longest slab's
     // Restriction: the coarse planes whose fine planes 2k-1..2k+2 (within the grid) lie in this
@@ -1584,7 +1644,8 @@ void Cycle<Real>::run_pass(Level<Real>& l, Level<Real>* restrict_to, Level<Real>
 #pragma omp barrier
       for (int kc = static_cast<int>(std::int64_t(cnz) * id / threads); kc < std::int64_t(cnz) * (id + 1) / threads; ++kc) {
         bool inside = false;
-        for (int i = 0; i < threads && !inside; ++i) inside = fine_lo(kc) >= slab_start(i) && fine_hi(kc) < slab_start(i + 1);
+        for (int i = 0; i < threads && !inside; ++i)
+          inside = fine_lo(kc) >= slab_start(nz, i, threads) && fine_hi(kc) < slab_start(nz, i + 1, threads);
         if (!inside) restrict_rows(l, *restrict_to, kc, 0, restrict_to->dims.ny);
       }
     }
