@@ -910,17 +910,28 @@ void Cycle<Real>::build_normalisers(bool tasks) {
     const Dims d = f.dims;
     const double* m = carries.data();
     Real* inv_w = f.inv_w.data();
+    const std::uint8_t* ft = f.type.data();
     for_planes(f.pz, f.parallel(), [&](int kp) {
       std::fill_n(inv_w + kp * f.sz, f.sz, Real(0));
       const int k = kp - 1;
       if (k < 0 || k >= d.nz) return;
+      // The prolongation's vectorised sums (prolongation_pairs: prolongate_at's, in its order).
+      constexpr int kChunk = 128;  // coarse cells
+      alignas(64) double even[kChunk], odd[kChunk], w[2 * kChunk];
       for (int j = 0; j < d.ny; ++j) {
         const transfer::ProlongationRows rows = transfer::prolongation_rows(c, j, k);
         const std::int64_t row = f.at(0, j, k);
-        for (int i = 0; i < d.nx; ++i) {
-          if (f.type[row + i] != static_cast<std::uint8_t>(CellType::Fluid)) continue;
-          const double w = transfer::prolongate_at(m, rows, i);
-          inv_w[row + i] = w > 0.0 ? static_cast<Real>(1.0 / w) : Real(0);
+        for (int m0 = 0; 2 * m0 < d.nx; m0 += kChunk) {
+          const int cells = std::min(2 * kChunk, d.nx - 2 * m0);  // fine cells of the chunk
+          transfer::prolongation_pairs(m, rows, m0, (cells + 1) / 2, even, odd);
+          for (int i = 0; i < cells; ++i) w[i] = (i & 1) ? odd[i >> 1] : even[i >> 1];
+          const std::uint8_t* ts = ft + row + 2 * m0;
+          Real* out = inv_w + row + 2 * m0;
+#pragma omp simd
+          for (int i = 0; i < cells; ++i) {
+            const double inverse = 1.0 / (w[i] > 0.0 ? w[i] : 1.0);
+            out[i] = ts[i] == static_cast<std::uint8_t>(CellType::Fluid) && w[i] > 0.0 ? static_cast<Real>(inverse) : Real(0);
+          }
         }
       }
     });
