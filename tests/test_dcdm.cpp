@@ -597,4 +597,38 @@ TEST(Dcdm, ZeroRightHandSideAndBadInput) {
   EXPECT_THROW(solver.solve(b, x, SolveOptions{}), InputError);
   DcdmSolver wrong(std::make_shared<IdentityOperator>(p.a.rows + 1));
   EXPECT_THROW(wrong.setup(p.view()), InputError);
+  // The float lean path reads b in place of r until its first step: a stop before any step
+  // still returns x = 0 and the true residual ||b||, and a one-step solve x = alpha q.
+  DcdmOptions o;
+  o.weak_fallback = false;
+  o.vector_precision = DcdmOptions::VectorPrecision::Float;
+  DcdmSolver lean(std::make_shared<IdentityOperator>(p.a.rows), o);
+  lean.setup(p.view());
+  b.assign(b.size(), 0.0);
+  x.assign(x.size(), 5.0);
+  rep = lean.solve(b, x, SolveOptions{});
+  EXPECT_TRUE(rep.converged());
+  EXPECT_EQ(rep.iterations, 0);
+  EXPECT_EQ(rep.final_residual, 0.0);
+  for (double v : x) EXPECT_EQ(v, 0.0);
+  SolveOptions capped;
+  capped.max_iterations = 0;
+  x.assign(x.size(), 5.0);
+  rep = lean.solve(p.b, x, capped);
+  EXPECT_EQ(rep.iterations, 0);
+  EXPECT_DOUBLE_EQ(rep.final_residual, norm2(p.b));
+  for (double v : x) EXPECT_EQ(v, 0.0);
+  capped.max_iterations = 1;
+  x.assign(x.size(), 5.0);
+  rep = lean.solve(p.b, x, capped);
+  EXPECT_EQ(rep.iterations, 1);
+  // The identity generator's direction is b rounded to float: x = alpha q, alpha = q.b / q.Aq.
+  Vector q(p.b.size()), aq(p.b.size()), ax(p.b.size()), res(p.b.size());
+  for (std::size_t i = 0; i < q.size(); ++i) q[i] = static_cast<double>(static_cast<float>(p.b[i]));
+  p.a.multiply(q, aq);
+  const double alpha = dot(q, p.b) / dot(q, aq);
+  for (std::size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(x[i], alpha * q[i], 1e-12 * std::abs(alpha * q[i])) << i;
+  p.a.multiply(x, ax);
+  for (std::size_t i = 0; i < res.size(); ++i) res[i] = p.b[i] - ax[i];
+  EXPECT_NEAR(rep.final_residual, norm2(res), 1e-10 * norm2(p.b));
 }

@@ -93,8 +93,6 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
   if (opt.use_initial_guess) {
     if (const auto bad = count_non_finite(x); bad > 0)
       throw InputError(fmt::format("initial guess: {} non-finite value(s)", bad));
-  } else {
-    fill(x, 0.0);
   }
 
   stats_ = DcdmStats{};
@@ -158,12 +156,24 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     for (std::int64_t i = 0; i < n; ++i) po[i] += alpha * static_cast<double>(pv[i]);
   };
   double rnorm = rep.rhs_norm;
-  if (opt.use_initial_guess) {
-    rnorm = true_residual();
-  } else {  // from x = 0 the residual is b itself (A 0 = 0 exactly): no mat-vec
+  // From x = 0 the residual is b itself (A 0 = 0 exactly): no mat-vec. The float lean path
+  // reads b in place of r until its first step writes x = alpha q and r = b - alpha A q in one
+  // pass (the copy of b and the zeroing of x are two passes over 16 bytes a cell fewer); every
+  // other path, and every exit before that step, makes x = 0 and r = b first (start_from_zero).
+  bool from_zero = !opt.use_initial_guess;
+  const auto start_from_zero = [&] {
+    if (!from_zero) return;
+    fill(x, 0.0);
     copy(b, r);
-    residual_is_true = true;
-  }
+    from_zero = false;
+  };
+  // The residual as it stands: b until the lazy first step, r after it.
+  const auto residual = [&]() -> dcdm::span<const double> {
+    return from_zero ? b : dcdm::span<const double>(r);
+  };
+  if (opt.use_initial_guess) rnorm = true_residual();
+  else residual_is_true = true;
+  if (!single) start_from_zero();
   rep.initial_residual = rnorm;
 
   const auto record = [&](int it) {
@@ -427,7 +437,7 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
       aqf_now = &aqf;
     }
     dots.resize(3);
-    a.apply_dot_single(qf, *aqf_now, r, dots);
+    a.apply_dot_single(qf, *aqf_now, residual(), dots);
     return lean_candidate(m, removed);
   };
   // Before a fallback direction on the lean path: a retiring pair whose image buffer took the
@@ -487,12 +497,12 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     ++it;
     residual_is_true = false;  // this iteration updates r (unless it recomputes it)
 
-    // Generator direction from the residual (normalised for a network).
-    if (!linear_generator) scaled_copy(1.0 / rnorm, r, input);
-    const dcdm::span<const double> generator_input =
-        linear_generator ? dcdm::span<const double>(r) : dcdm::span<const double>(input);
-    const auto fill_generator = [&](Vector& out) { generator_->apply(generator_input, out); };
     const bool recompute = opt.true_residual_every > 0 && it % opt.true_residual_every == 0;
+    if (recompute) start_from_zero();
+    // Generator direction from the residual (normalised for a network).
+    if (!linear_generator) scaled_copy(1.0 / rnorm, residual(), input);
+    const dcdm::span<const double> generator_input = linear_generator ? residual() : dcdm::span<const double>(input);
+    const auto fill_generator = [&](Vector& out) { generator_->apply(generator_input, out); };
     const auto tg = Clock::now();
     Candidate chosen;
     bool stepped = false;  // the fused pass has taken the step
@@ -608,6 +618,7 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
       if (failure == Failure::Curvature) ++stats_.fallback_curvature;
       if (failure == Failure::Vanished) ++stats_.fallback_vanished;
       ++stats_.fallback_directions;
+      start_from_zero();  // the Jacobi direction reads r
       if (single) {
         release_consumed();
         if (q.empty()) q.resize(static_cast<std::size_t>(n));
@@ -641,6 +652,9 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
         else axpy(alpha, q, x);
         new_norm = true_residual();
         ++stats_.true_residual_updates;
+      } else if (single && from_zero) {  // x = alpha q, r = b - alpha Aq and ||r||^2 in one pass
+        new_norm = std::sqrt(detail::first_step_and_norm(alpha, qf.data(), aqf_now->data(), b.data(), x.data(), r.data(), n));
+        from_zero = false;
       } else if (single) {  // x += alpha q, r -= alpha Aq and ||r||^2 in one pass
         new_norm = std::sqrt(detail::step_and_norm(alpha, qf.data(), aqf_now->data(), x.data(), r.data(), n));
       } else {
@@ -698,6 +712,7 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
     }
   }
 
+  start_from_zero();  // a stop before the first step
   rep.iterations = it;
   rep.final_residual = residual_is_true ? norm2(r) : true_residual();
   std::string detail = stop_detail;

@@ -68,6 +68,29 @@ double step_and_norm(double alpha, const D* d, const D* ad, double* x, double* r
   return rr;
 }
 
+// The first step from x = 0, r = b: x = 0 + alpha d, r = b - alpha A d and r . r, the same
+// values as step_and_norm from x = 0 and r = b, without reading x or a copy of b.
+template <class D>
+double first_step_and_norm(double alpha, const D* d, const D* ad, const double* b, double* x, double* r,
+                           std::int64_t n) {
+  double rr = 0.0;
+  blocked_reduce(n, 1, &rr, [&](std::int64_t lo, std::int64_t hi, double* out) {
+    const std::int64_t len = hi - lo;
+    double* xb = x + lo;
+    double* rb = r + lo;
+    const double* bb = b + lo;
+    const D* db = d + lo;
+    const D* adb = ad + lo;
+#pragma omp simd
+    for (std::int64_t i = 0; i < len; ++i) {
+      xb[i] = 0.0 + alpha * static_cast<double>(db[i]);  // 0 + (-0) is +0, as in x += from 0
+      rb[i] = bb[i] - alpha * static_cast<double>(adb[i]);
+    }
+    out[0] += block_dot(rb, rb, len);
+  });
+  return rr;
+}
+
 template <class T>
 void basis_transpose_times(const T* v, std::int64_t n, int k, const double* w, double* c) {
   const std::int64_t nblocks = (n + kRowBlock - 1) / kRowBlock;
