@@ -150,7 +150,7 @@ struct Level {
   // full array would be 8.8 MB more to page in, and 17.6 MB more a cycle to write back).
   GridArray<Real> r;
   // Where the residual's padded plane k (-1 .. nz + 1) starts: r_plane[k + 1], into r or into
-  // the plane buffers (the ghost planes: a zero plane); set by finish_level or the fused pass.
+  // the plane buffers (the ghost planes: a zero plane); set by finish_band or the fused pass.
   std::vector<Real*> r_plane;
   GridArray<Real> r_buffers;  // the fused passes' plane buffers, zero outside the fluid rows
   int r_buffer_threads = 0;   // the thread count r_buffers are laid out for (0: none yet)
@@ -308,7 +308,7 @@ LevelWeights domain_weights(const Level<Real>& l, const Domain& domain) {
   return w;
 }
 
-// The coarse level's weights from the fine level's (coarse types set, before finish_level).
+// The coarse level's weights from the fine level's (coarse types set, before finish_types).
 // A coarse face is made of the (up to) four fine faces between the two cells' children; a fine
 // face is open when neither side is solid and not both are air (the faces the fine operator
 // uses). Coarse weight (relative to the coarse scale s/4):
@@ -404,7 +404,7 @@ LevelWeights coarsen_weights(const Level<Real>& f, const LevelWeights& wf, const
 }
 
 // Diagonal, 1/diagonal and couplings of a weighted level whose interior types are set (then
-// finish_level's band). A fluid cell whose weighted diagonal is 0 (every face to a non-solid
+// finish_band). A fluid cell whose weighted diagonal is 0 (every face to a non-solid
 // neighbour of weight 0 and no diagonal term: an all-zero row) becomes Solid; its neighbours'
 // rows do not change (the faces between them weigh 0).
 template <class Real>
@@ -531,28 +531,15 @@ void build_band(Level<Real>& l, const std::uint8_t* near) {
   }
 }
 
-// Diagonal, 1/diagonal and the smoothing band of a level whose interior types are set.
-// Fluid cells with no non-solid neighbour become Solid first (a weighted level: see
-// finish_weighted_level, which has set them already).
-// A full residual array (residual_array) for the stage-by-stage cycle or a level whose r
-// holds K x_c; the fused passes lay out their plane buffers at their first run.
+// The final types, the diagonal and 1/diagonal of a unit level whose interior types are set:
+// fluid cells with no non-solid neighbour become Solid (a weighted level: finish_weighted_level
+// has done this). The next level's types follow from these alone.
 template <class Real>
-void finish_level(Level<Real>& l, int band_width, double interface_ratio, bool residual_array) {
+void finish_types(Level<Real>& l) {
   const Dims d = l.dims;
   const std::int64_t n = l.padded_size();
   const auto fluid = static_cast<std::uint8_t>(CellType::Fluid), solid = static_cast<std::uint8_t>(CellType::Solid);
   const std::int64_t off[6] = {-1, 1, -l.sy, l.sy, -l.sz, l.sz};
-  fill_parallel(l.x, n, Real(0), l.parallel());
-  fill_parallel(l.b, n, Real(0), l.parallel());
-  l.r_plane.clear();
-  l.r_buffers.clear();
-  l.r_buffer_threads = 0;
-  if (residual_array) {
-    fill_parallel(l.r, n, Real(0), l.parallel());
-    for (std::int64_t k = 0; k < l.pz; ++k) l.r_plane.push_back(l.r.data() + k * l.sz);
-  } else {
-    l.r.clear();
-  }
   if (!l.weighted) {
     l.diag.clear();
     l.diag.shrink_to_fit();
@@ -578,6 +565,27 @@ void finish_level(Level<Real>& l, int band_width, double interface_ratio, bool r
           ++fluid_cells;
         }
     l.fluid_cells = fluid_cells;
+  }
+}
+
+// The work vectors and the smoothing band of a level whose types are final (finish_types).
+// A full residual array (residual_array) for the stage-by-stage cycle or a level whose r
+// holds K x_c; the fused passes lay out their plane buffers at their first run.
+template <class Real>
+void finish_band(Level<Real>& l, int band_width, double interface_ratio, bool residual_array) {
+  const Dims d = l.dims;
+  const std::int64_t n = l.padded_size();
+  const auto fluid = static_cast<std::uint8_t>(CellType::Fluid);
+  fill_parallel(l.x, n, Real(0), l.parallel());
+  fill_parallel(l.b, n, Real(0), l.parallel());
+  l.r_plane.clear();
+  l.r_buffers.clear();
+  l.r_buffer_threads = 0;
+  if (residual_array) {
+    fill_parallel(l.r, n, Real(0), l.parallel());
+    for (std::int64_t k = 0; k < l.pz; ++k) l.r_plane.push_back(l.r.data() + k * l.sz);
+  } else {
+    l.r.clear();
   }
   // Band: fluid cells within Chebyshev distance band_width of a non-fluid cell or of the
   // grid's boundary; a separable max filter (dilation) of the non-fluid indicator over the
@@ -784,14 +792,14 @@ void Cycle<Real>::build(const Domain& domain) {
       for (int j = 0; j < d.ny; ++j)
         for (int i = 0; i < d.nx; ++i)
           l.type[l.at(i, j, k)] = static_cast<std::uint8_t>(domain.cells(i, j, k));
-    // A sealed fluid cell (all neighbours solid) has an all-zero row in A; finish_level makes
+    // A sealed fluid cell (all neighbours solid) has an all-zero row in A; finish_types makes
     // it solid here, so z = 0 there. Every other fluid row is exactly A's. (Weighted: a fluid
     // cell with an all-zero row, i.e. a zero weighted diagonal.)
     if (weighted) {
       weights = domain_weights(l, domain);
       finish_weighted_level(l, weights, false);
     }
-    finish_level(l, opt.band_width, opt.interface_band_ratio, !opt.fused_passes);
+    finish_types(l);
   }
   while (static_cast<int>(levels.size()) < opt.max_levels) {
     const Level<Real>& f = levels.back();
@@ -828,18 +836,24 @@ void Cycle<Real>::build(const Domain& domain) {
       coarse_weights = coarsen_weights(f, weights, c, opt.weight_coarsening);
       finish_weighted_level(c, coarse_weights, opt.weighted_interpolation);
     }
-    finish_level(c, opt.band_width, opt.interface_band_ratio, !opt.fused_passes || !c.kappa.empty());
+    finish_types(c);
     if (c.fluid_cells == 0) break;
     levels.push_back(std::move(c));
     if (weighted) weights = std::move(coarse_weights);
   }
-  // The coarsest level's factorisation (serial, and at 128^3 a third of the set-up) needs only
-  // that level, final now; the normalisers and the relaxation factors need nothing of it. So on
-  // two threads or more it is a task of a team of two while the calling thread computes the
-  // relaxation factors (their loops on that thread alone: a nested region gets one thread while
-  // nesting is off, the default) and then the normalisers as tasks, which the other thread
-  // joins once it has factorised. With nesting on, the steps run in turn (inner teams would
-  // oversubscribe the cores).
+  // The levels' work vectors and smoothing bands (the rest of each level once its types are
+  // final; the relaxation factors need the bands).
+  const auto finish_bands = [&] {
+    for (Level<Real>& l : levels_)
+      finish_band(l, opt.band_width, opt.interface_band_ratio, !opt.fused_passes || !l.kappa.empty());
+  };
+  // The coarsest level's factorisation (serial, and at 128^3 half of the set-up) needs only
+  // that level's types, final now; the bands, the normalisers and the relaxation factors need
+  // nothing of it. So on two threads or more it is a task of a team of two while the calling
+  // thread finishes the levels and computes the relaxation factors (their loops on that thread
+  // alone: a nested region gets one thread while nesting is off, the default) and then the
+  // normalisers as tasks, which the other thread joins once it has factorised. With nesting
+  // on, the steps run in turn (inner teams would oversubscribe the cores).
   const LevelWeights* coarsest_weights = weighted ? &weights : nullptr;
   const bool overlap = levels_.size() > 1 && levels_.front().parallel() && omp_get_max_threads() > 1 &&
                        !omp_in_parallel() && omp_get_max_active_levels() <= 1;
@@ -858,6 +872,7 @@ void Cycle<Real>::build(const Domain& domain) {
           }
         }
         try {
+          finish_bands();
           build_relaxation();
           build_normalisers(true);
         } catch (...) {
@@ -868,6 +883,7 @@ void Cycle<Real>::build(const Domain& domain) {
     for (const std::exception_ptr& f : failure)
       if (f) std::rethrow_exception(f);
   } else {
+    finish_bands();
     build_normalisers(false);
     build_relaxation();
     build_coarsest(coarsest_weights);
