@@ -37,18 +37,30 @@ std::array<std::int64_t, Spec::kTaps> tap_offsets(const MultigridLevelView& leve
   return offset;
 }
 
-// Output c's factor at padded cell p: the base logit and bias, then the fluid / air taps in
-// order (the order all_fluid_factors_of sums in, so an all-fluid neighbourhood gives its value).
-float cell_factor(const RelaxNetParameters& p, int c, const std::uint8_t* type, std::int64_t cell,
-                  const std::array<std::int64_t, Spec::kTaps>& offset) {
-  const auto fluid = static_cast<std::uint8_t>(CellType::Fluid), air = static_cast<std::uint8_t>(CellType::Air);
+// Output c's taps as a table by neighbour type (Solid 0, Fluid 1, Air 2; 0 for a solid
+// neighbour, which adds nothing), so that a cell's sum takes no branches.
+struct TapWeights {
+  double start = 0.0;  // the base logit and the bias
+  std::array<std::array<double, 4>, Spec::kTaps> by_type{};
+};
+
+TapWeights tap_weights(const RelaxNetParameters& p, int c) {
+  static_assert(static_cast<int>(CellType::Solid) == 0 && static_cast<int>(CellType::Fluid) == 1 &&
+                static_cast<int>(CellType::Air) == 2);
+  TapWeights tw;
   const float* w = p.weight.data() + c * Spec::kFlagChannels * Spec::kTaps;
-  double z = Spec::base_score(c) + p.bias[c];
-  for (int t = 0; t < Spec::kTaps; ++t) {
-    const std::uint8_t neighbour = type[cell + offset[t]];
-    if (neighbour == fluid) z += w[t];
-    else if (neighbour == air) z += w[Spec::kTaps + t];
-  }
+  tw.start = Spec::base_score(c) + p.bias[c];
+  for (int t = 0; t < Spec::kTaps; ++t) tw.by_type[t] = {0.0, static_cast<double>(w[t]), static_cast<double>(w[Spec::kTaps + t]), 0.0};
+  return tw;
+}
+
+// An output's factor at padded cell p: the base logit and bias, then the fluid / air taps in
+// order (the order all_fluid_factors_of sums in, so an all-fluid neighbourhood gives its value;
+// a solid neighbour's + 0 leaves the sum as it was).
+float cell_factor(const TapWeights& tw, const std::uint8_t* type, std::int64_t cell,
+                  const std::array<std::int64_t, Spec::kTaps>& offset) {
+  double z = tw.start;
+  for (int t = 0; t < Spec::kTaps; ++t) z += tw.by_type[t][type[cell + offset[t]] & 3];
   return static_cast<float>(factor_of(z));
 }
 
@@ -70,6 +82,7 @@ MultigridOptions RelaxNetSpec::cycle_options() {
 void RelaxNetFactors::factors(const MultigridLevelView& level, dcdm::span<float> interior,
                               dcdm::span<float> band) const {
   const auto offset = tap_offsets(level);
+  const TapWeights taps[2] = {tap_weights(parameters_, 0), tap_weights(parameters_, 1)};
   const auto fluid = static_cast<std::uint8_t>(CellType::Fluid);
   // Cells whose whole neighbourhood is fluid (most of a large grid) share one pair of factors.
   const auto all_fluid = all_fluid_factors_of(parameters_);
@@ -105,8 +118,8 @@ void RelaxNetFactors::factors(const MultigridLevelView& level, dcdm::span<float>
             band[p] = static_cast<float>(all_fluid[1]);
             continue;
           }
-          interior[p] = per_cell_interior ? cell_factor(parameters_, 0, type, p, offset) : interior_all_fluid;
-          band[p] = cell_factor(parameters_, 1, type, p, offset);
+          interior[p] = per_cell_interior ? cell_factor(taps[0], type, p, offset) : interior_all_fluid;
+          band[p] = cell_factor(taps[1], type, p, offset);
         }
       }
   }
@@ -121,10 +134,11 @@ std::optional<float> RelaxNetFactors::uniform_interior() const {
 void RelaxNetFactors::band_factors(const MultigridLevelView& level, dcdm::span<const std::int64_t> cells,
                                    dcdm::span<float> out) const {
   const auto offset = tap_offsets(level);
+  const TapWeights taps = tap_weights(parameters_, 1);
   const auto n = static_cast<std::int64_t>(cells.size());
 #pragma omp parallel for schedule(static) if (n >= 32768)
   for (std::int64_t q = 0; q < n; ++q)
-    out[static_cast<std::size_t>(q)] = cell_factor(parameters_, 1, level.type, cells[static_cast<std::size_t>(q)], offset);
+    out[static_cast<std::size_t>(q)] = cell_factor(taps, level.type, cells[static_cast<std::size_t>(q)], offset);
 }
 
 RelaxNet RelaxNet::initial() {
