@@ -653,7 +653,7 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
         new_norm = true_residual();
         ++stats_.true_residual_updates;
       } else if (single && from_zero) {  // x = alpha q, r = b - alpha Aq and ||r||^2 in one pass
-        new_norm = std::sqrt(detail::first_step_and_norm(alpha, qf.data(), aqf_now->data(), b.data(), x.data(), r.data(), n));
+        new_norm = std::sqrt(detail::step_and_norm(alpha, qf.data(), aqf_now->data(), x.data(), r.data(), n, b.data()));
         from_zero = false;
       } else if (single) {  // x += alpha q, r -= alpha Aq and ||r||^2 in one pass
         new_norm = std::sqrt(detail::step_and_norm(alpha, qf.data(), aqf_now->data(), x.data(), r.data(), n));

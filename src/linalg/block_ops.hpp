@@ -5,6 +5,7 @@
 // are bit-identical for any thread count (as dcdm::dot).
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace dcdm::detail {
@@ -48,46 +49,31 @@ inline double block_dot(const X* x, const Y* y, std::int64_t m) {
 
 // The Krylov step x += alpha d, r -= alpha A d and the new r . r in one pass (five vectors'
 // traffic instead of seven), d and A d in double or float; block sums added in order, so the
-// same for any thread count.
+// same for any thread count. With b: the first step from x = 0 and r = b, x = 0 + alpha d and
+// r = b - alpha A d, the same values without reading x or a copy of b.
 template <class D>
-double step_and_norm(double alpha, const D* d, const D* ad, double* x, double* r, std::int64_t n) {
+double step_and_norm(double alpha, const D* d, const D* ad, double* x, double* r, std::int64_t n,
+                     const double* b = nullptr) {
   double rr = 0.0;
-  blocked_reduce(n, 1, &rr, [&](std::int64_t lo, std::int64_t hi, double* out) {
-    const std::int64_t len = hi - lo;
-    double* xb = x + lo;
-    double* rb = r + lo;
-    const D* db = d + lo;
-    const D* adb = ad + lo;
+  const auto pass = [&](auto from_zero) {
+    blocked_reduce(n, 1, &rr, [&](std::int64_t lo, std::int64_t hi, double* out) {
+      const std::int64_t len = hi - lo;
+      double* xb = x + lo;
+      double* rb = r + lo;
+      const double* r_in = from_zero ? b + lo : rb;
+      const D* db = d + lo;
+      const D* adb = ad + lo;
 #pragma omp simd
-    for (std::int64_t i = 0; i < len; ++i) {
-      xb[i] += alpha * static_cast<double>(db[i]);
-      rb[i] -= alpha * static_cast<double>(adb[i]);
-    }
-    out[0] += block_dot(rb, rb, len);
-  });
-  return rr;
-}
-
-// The first step from x = 0, r = b: x = 0 + alpha d, r = b - alpha A d and r . r, the same
-// values as step_and_norm from x = 0 and r = b, without reading x or a copy of b.
-template <class D>
-double first_step_and_norm(double alpha, const D* d, const D* ad, const double* b, double* x, double* r,
-                           std::int64_t n) {
-  double rr = 0.0;
-  blocked_reduce(n, 1, &rr, [&](std::int64_t lo, std::int64_t hi, double* out) {
-    const std::int64_t len = hi - lo;
-    double* xb = x + lo;
-    double* rb = r + lo;
-    const double* bb = b + lo;
-    const D* db = d + lo;
-    const D* adb = ad + lo;
-#pragma omp simd
-    for (std::int64_t i = 0; i < len; ++i) {
-      xb[i] = 0.0 + alpha * static_cast<double>(db[i]);  // 0 + (-0) is +0, as in x += from 0
-      rb[i] = bb[i] - alpha * static_cast<double>(adb[i]);
-    }
-    out[0] += block_dot(rb, rb, len);
-  });
+      for (std::int64_t i = 0; i < len; ++i) {
+        if constexpr (decltype(from_zero)::value) xb[i] = 0.0 + alpha * static_cast<double>(db[i]);  // 0 + (-0) is +0
+        else xb[i] += alpha * static_cast<double>(db[i]);
+        rb[i] = r_in[i] - alpha * static_cast<double>(adb[i]);
+      }
+      out[0] += block_dot(rb, rb, len);
+    });
+  };
+  if (b) pass(std::true_type{});
+  else pass(std::false_type{});
   return rr;
 }
 
