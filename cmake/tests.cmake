@@ -18,6 +18,12 @@ if(OpenVDB_FOUND AND TARGET dcdm_vdb)
 endif()
 include(GoogleTest)
 gtest_discover_tests(dcdm_tests DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)
+# A team of threads smaller than the cycle asks for (a thread limit of 2 under 3 requested
+# threads): the fused passes lay their residual planes out again for the team they get.
+add_test(NAME MultigridFusedPasses.TeamsSmallerThanAskedForUnderAThreadLimit
+         COMMAND dcdm_tests --gtest_filter=MultigridFusedPasses.TeamsSmallerThanAskedForGiveTheSameResult)
+set_tests_properties(MultigridFusedPasses.TeamsSmallerThanAskedForUnderAThreadLimit
+                     PROPERTIES ENVIRONMENT OMP_THREAD_LIMIT=2 TIMEOUT 600)
 
 # Package tests (tests/package/): install into a temporary prefix and build a consumer with
 # find_package(dcdm) and pkg-config; build a consumer that add_subdirectory()s the source tree

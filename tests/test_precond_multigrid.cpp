@@ -423,6 +423,53 @@ TEST(MultigridFusedPasses, SolverIteratesAreUnchanged) {
   omp_set_num_threads(threads);
 }
 
+// The fused passes keep the residual in plane buffers laid out for their team of threads; a
+// cycle applied inside a parallel region gets a team of one where it asks for more (nesting
+// off), and under a thread limit of 2 (ctest's ...UnderAThreadLimit runs this so) a team of
+// two where it asks for three; it lays the buffers out again for the team it gets, and for the
+// full team at the next call: z stays the straightforward passes' bit for bit throughout. The
+// grid is above the parallel threshold, the slabs of 2 and 3 threads have edges inside the
+// coarse planes.
+TEST(MultigridFusedPasses, TeamsSmallerThanAskedForGiveTheSameResult) {
+  const int threads = omp_get_max_threads();
+  auto sys = make_system(fused_domain(3));
+  for (const bool single : {false, true}) {
+    MultigridOptions o;
+    o.coarsest_cells = 64;
+    o.single_precision = single;
+    MultigridOptions straight = o;
+    straight.fused_passes = false;
+    for (const int t : {2, 3}) {
+      omp_set_num_threads(t);
+      MultigridPreconditioner fused(o), reference(straight);
+      fused.setup(sys->view());
+      reference.setup(sys->view());
+      const Vector r = random_fluid_vector(sys->domain, 4);
+      Vector z_ref(r.size());
+      reference.apply(r, z_ref);
+      for (int round = 0; round < 2; ++round) {
+        Vector z_outside(r.size(), 7.0), z_inside(r.size(), -7.0);
+        fused.apply(r, z_outside);
+        int team = 0;
+#pragma omp parallel num_threads(2)
+        {
+#pragma omp single
+          {
+            team = omp_get_num_threads();
+            fused.apply(r, z_inside);
+          }
+        }
+        ASSERT_EQ(team, 2);
+        EXPECT_EQ(std::memcmp(z_outside.data(), z_ref.data(), r.size() * sizeof(double)), 0)
+            << "single " << single << " threads " << t << " round " << round;
+        EXPECT_EQ(std::memcmp(z_inside.data(), z_ref.data(), r.size() * sizeof(double)), 0)
+            << "single " << single << " threads " << t << " round " << round;
+      }
+    }
+  }
+  omp_set_num_threads(threads);
+}
+
 namespace {
 
 // The unit hierarchy's rules (precond.hpp, src/precond/multigrid.cpp) written out cell by cell,
