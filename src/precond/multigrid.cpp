@@ -737,8 +737,7 @@ class Cycle final : public CycleBase {
   void build_relaxation();
   void smooth_colour(Level<Real>& l, int colour);
   void smooth_band(Level<Real>& l, int colour);
-  void pre_smooth(Level<Real>& l);
-  void post_smooth(Level<Real>& l);
+  void smooth(Level<Real>& l, int first);
   void residual_to_coarse(Level<Real>& f, Level<Real>& c);
   const Real* coarse_values(Level<Real>& c);
   void prolongate(Level<Real>& c, Level<Real>& f);
@@ -1455,37 +1454,23 @@ void Cycle<Real>::smooth_band_rows(Level<Real>& l, int colour, int k, int j0, in
   }
 }
 
+// The smoother's single-colour steps (band, interior, band sweeps), each pair colour `first`
+// then the other: the pre-smoother starts with colour 0, and the post-smoother, its adjoint
+// (the same steps in reverse order), with colour 1.
 template <class Real>
-void Cycle<Real>::pre_smooth(Level<Real>& l) {
-  for (int s = 0; s < opt.boundary_sweeps; ++s) {
-    smooth_band(l, 0);
-    smooth_band(l, 1);
-  }
+void Cycle<Real>::smooth(Level<Real>& l, int first) {
+  const auto band_sweeps = [&] {
+    for (int s = 0; s < opt.boundary_sweeps; ++s) {
+      smooth_band(l, first);
+      smooth_band(l, 1 - first);
+    }
+  };
+  band_sweeps();
   for (int s = 0; s < opt.pre_sweeps; ++s) {
-    smooth_colour(l, 0);
-    smooth_colour(l, 1);
+    smooth_colour(l, first);
+    smooth_colour(l, 1 - first);
   }
-  for (int s = 0; s < opt.boundary_sweeps; ++s) {
-    smooth_band(l, 0);
-    smooth_band(l, 1);
-  }
-}
-
-// The adjoint of pre_smooth: the same single-colour steps in reverse order.
-template <class Real>
-void Cycle<Real>::post_smooth(Level<Real>& l) {
-  for (int s = 0; s < opt.boundary_sweeps; ++s) {
-    smooth_band(l, 1);
-    smooth_band(l, 0);
-  }
-  for (int s = 0; s < opt.pre_sweeps; ++s) {
-    smooth_colour(l, 1);
-    smooth_colour(l, 0);
-  }
-  for (int s = 0; s < opt.boundary_sweeps; ++s) {
-    smooth_band(l, 1);
-    smooth_band(l, 0);
-  }
+  band_sweeps();
 }
 
 // r = (b - A x) / W on fluid cells, then b_c = mask_c * (1/8) sum of trilinear weights * r.
@@ -1680,7 +1665,7 @@ void Cycle<Real>::run_pass(Level<Real>& l, Level<Real>* restrict_to, Level<Real>
 }
 
 // The stages of the pre-smoother (then the residual) and of the prolongation and post-smoother,
-// in the order of pre_smooth / post_smooth.
+// in the order of smooth(l, 0) / smooth(l, 1).
 template <class Real>
 void Cycle<Real>::build_stages() {
   pre_stages_.clear();
@@ -1750,11 +1735,11 @@ void Cycle<Real>::vcycle(int li) {
     return;
   }
   std::fill(l.x.begin(), l.x.end(), Real(0));
-  pre_smooth(l);
+  smooth(l, 0);
   residual_to_coarse(l, c);
   vcycle(li + 1);
   prolongate(c, l);
-  post_smooth(l);
+  smooth(l, 1);
 }
 
 template <class Real>
