@@ -34,6 +34,7 @@ using nlohmann::json;
 constexpr const char* kUsage =
     "usage: dcdm-mpi solve (--scene NAME [--n N | --dims NX,NY,NZ] [--seed S] [--param NAME=VALUE]... | --system DIR)\n"
     "                      [--method M] [--rtol R] [--max-iterations N] [--operator assembled|shell]\n"
+    "                      [--dcdm-vectors auto|double|float]\n"
     "                      [--json FILE] [PETSc options]\n"
     "  --scene NAME      built-in scene (box, sphere, obstacles, bunny, pool, plume, ...; the\n"
     "                    weighted liquid, cutcell and density need a PETSc PC: jacobi, gamg,\n"
@@ -54,6 +55,9 @@ constexpr const char* kUsage =
     "                    petsc (default): the KSP and PC the PETSc options choose\n"
     "  --rtol R          relative tolerance on ||b - Ax|| (default 1e-6; as -ksp_rtol)\n"
     "  --max-iterations N  iteration limit (as -ksp_max_it)\n"
+    "  --dcdm-vectors V  KSPDCDM's direction and kept pairs in float or double (as dcdm solve\n"
+    "                    --dcdm-vectors; -ksp_dcdm_vectors): auto (default) is float for targets\n"
+    "                    of at least 1e-7 of ||b||\n"
     "  --json FILE       write the report (dcdm solve --json's fields)\n"
     "PETSc options given on the command line override what --method sets. Defaults given to\n"
     "PETSc before its options are read: -ksp_type dcdm -ksp_rtol 1e-6, and for CG the\n"
@@ -69,6 +73,7 @@ struct Args {
   std::string op;  // assembled | shell; default: shell for --method, assembled otherwise
   std::string json_out;
   std::string method = "petsc";
+  std::string dcdm_vectors;  // empty: KSPDCDM's default (auto)
   double rtol = 1e-6;
   long long max_iterations = -1;
   bool help = false;
@@ -120,6 +125,11 @@ Args parse(int argc, char** argv) {
     else if (arg == "--system") a.system = value();
     else if (arg == "--json") a.json_out = value();
     else if (arg == "--method") a.method = value();
+    else if (arg == "--dcdm-vectors") {
+      a.dcdm_vectors = value();
+      if (a.dcdm_vectors != "auto" && a.dcdm_vectors != "double" && a.dcdm_vectors != "float")
+        throw InputError(fmt::format("--dcdm-vectors: auto, double or float (got '{}')", a.dcdm_vectors));
+    }
     else if (arg == "--rtol") {
       const std::string v = value();
       try {
@@ -172,6 +182,7 @@ void method_options(const Args& a) {
     default_option("-pc_type", PCDCDMMG);
     default_option("-pc_dcdm_mg_model", arg.empty() ? "relaxnet" : arg);
   }
+  if (!a.dcdm_vectors.empty()) default_option("-ksp_dcdm_vectors", a.dcdm_vectors);
 }
 
 dcdm::Dims scene_dims(const Args& a) {
@@ -204,8 +215,9 @@ int run(const Args& a, MPI_Comm comm, int rank, int size) {
           fmt::format("--json: folder {} does not exist", parent.string()));
   }
   // --method's solve, the system included: bytes a cell over all ranks with the matrix-free
-  // operator, 100 for dcdm-relax and 135 for mgpcg (measured 94 and 131 at 256^3 on two
-  // ranks, 87 for dcdm-relax at 512^3), 90 more with the assembled one. Refused before
+  // operator, 100 for dcdm-relax and 135 for mgpcg (measured at 256^3 on two ranks: 82 for
+  // dcdm-relax with float vectors, 94 with --dcdm-vectors double, 131 for mgpcg; 87 for
+  // dcdm-relax with double vectors at 512^3), 90 more with the assembled one. Refused before
   // anything is built when this machine's ranks would not fit.
   if (a.method != "petsc" && a.scene.size()) {
     const dcdm::Dims d = scene_dims(a);
@@ -345,7 +357,9 @@ int run(const Args& a, MPI_Comm comm, int rank, int size) {
                      {"fallback_nan", st.fallback_nan},
                      {"fallback_curvature", st.fallback_curvature},
                      {"fallback_vanished", st.fallback_vanished},
-                     {"fallback_weak", st.fallback_weak}};
+                     {"fallback_weak", st.fallback_weak},
+                     {"single_precision_vectors", st.single_precision_vectors == PETSC_TRUE},
+                     {"residual_replacements", st.residual_replacements}};
     }
     write_atomically(a.json_out, out.dump(2) + "\n");
   }
