@@ -70,6 +70,11 @@ class DistributedMultigrid {
   DistributedMultigrid& operator=(const DistributedMultigrid&) = delete;
   // z = cycle(r) on the grid's DMDA layout (the owned box, x fastest). Collective.
   void apply(Vec r, Vec z) const;
+  // The same z rounded to float (the float cycle's own values), into z's this rank's owned
+  // cells. With capacity >= single_workspace() floats at z the finest level's residual lives
+  // there while the cycle runs; with less the cycle makes an array of its own for it (once).
+  void apply_single(Vec r, float* z, std::size_t capacity) const;
+  std::size_t single_workspace() const;
   int levels() const;               // all levels, the gathered ones included
   int distributed_levels() const;   // levels split across the ranks (the rest are on rank 0)
   Dims level_dims(int level) const;

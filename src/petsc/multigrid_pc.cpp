@@ -255,6 +255,8 @@ class CycleBase {
  public:
   virtual ~CycleBase() = default;
   virtual void apply(const PetscScalar* r, PetscScalar* z) = 0;
+  virtual void apply_single(const PetscScalar* r, float* z, std::size_t capacity) = 0;
+  virtual std::size_t single_workspace() const = 0;
   virtual int levels() const = 0;
   virtual int distributed_levels() const = 0;
   virtual Dims level_dims(int level) const = 0;
@@ -264,7 +266,19 @@ template <class Real>
 class Cycle final : public CycleBase {
  public:
   Cycle(const GridGeometry& grid, const DistributedMultigridOptions& options);
-  void apply(const PetscScalar* r, PetscScalar* z) override;
+  void apply(const PetscScalar* r, PetscScalar* z) override {
+    apply_to(r, z, static_cast<std::size_t>(levels_.front().split.owned()) * sizeof(PetscScalar));
+  }
+  void apply_single(const PetscScalar* r, float* z, std::size_t capacity) override {
+    apply_to(r, z, capacity * sizeof(float));
+  }
+  // The floats a float output needs to lend the finest level's residual its storage: the
+  // float cycle's framed top level (a few per cent more than the owned cells); 0 where the
+  // cycle keeps no such residual, or is double (its residual would take twice the floats).
+  std::size_t single_workspace() const override {
+    if (!borrow_top_residual_ || sizeof(Real) != sizeof(float)) return 0;
+    return static_cast<std::size_t>(levels_.front().size());
+  }
   int levels() const override { return distributed_levels() + gathered_levels_; }
   int distributed_levels() const override { return static_cast<int>(levels_.size()) - 1; }
   Dims level_dims(int level) const override {
@@ -318,6 +332,11 @@ class Cycle final : public CycleBase {
   void prolongate(int li);
   void gathered_solve();
   void vcycle(int li);
+  // z = cycle(r) written as Out (double, or float: the double output rounded, which for the
+  // float cycle is its own value); z_bytes of storage at z, which the finest level's residual
+  // borrows while the cycle runs where they hold it.
+  template <class Out>
+  void apply_to(const PetscScalar* r, Out* z, std::size_t z_bytes);
 };
 
 template <class Real>
@@ -1104,7 +1123,8 @@ void Cycle<Real>::vcycle(int li) {
 }
 
 template <class Real>
-void Cycle<Real>::apply(const PetscScalar* r, PetscScalar* z) {
+template <class Out>
+void Cycle<Real>::apply_to(const PetscScalar* r, Out* z, std::size_t z_bytes) {
   Level<Real>& top = levels_.front();
   // b = r on the fluid cells, z = x afterwards, a row at a time (converted, then selected:
   // a conversion under the condition keeps the loop from vectorising).
@@ -1128,7 +1148,12 @@ void Cycle<Real>::apply(const PetscScalar* r, PetscScalar* z) {
   if (levels_.size() == 1) {
     gathered_solve();
   } else {
-    if (borrow_top_residual_) {
+    const bool borrow = borrow_top_residual_ && top.r.empty() &&
+                        static_cast<std::size_t>(top.size()) * sizeof(Real) <= z_bytes;
+    // An output too small to lend its storage (a float output without the workspace): the
+    // level's own array, made once and kept (zeroed as at set-up).
+    if (borrow_top_residual_ && !borrow && top.r.empty()) top.r.assign(static_cast<std::size_t>(top.size()), Real(0));
+    if (borrow) {
       // The frame zeroed, as the level's own array would hold where neither the residual nor
       // the halo writes (beyond the grid); the residual writes every owned cell. The storage
       // is z's, overwritten below.
@@ -1154,9 +1179,9 @@ void Cycle<Real>::apply(const PetscScalar* r, PetscScalar* z) {
   }
   for_rows([&](std::int64_t row, std::size_t n) {
     const Real* x = top.x.data() + row;
-    PetscScalar* out = z + n;
+    Out* out = z + n;
 #pragma omp simd
-    for (int i = 0; i < row_cells; ++i) out[i] = static_cast<PetscScalar>(x[i]);
+    for (int i = 0; i < row_cells; ++i) out[i] = static_cast<Out>(x[i]);
   });
 }
 
@@ -1233,6 +1258,15 @@ void DistributedMultigrid::apply(Vec r, Vec z) const {
   DCDM_PETSC_CALL(VecRestoreArrayRead(r, &in));
 }
 
+void DistributedMultigrid::apply_single(Vec r, float* z, std::size_t capacity) const {
+  const PetscScalar* in = nullptr;
+  DCDM_PETSC_CALL(VecGetArrayRead(r, &in));
+  impl_->cycle->apply_single(in, z, capacity);
+  DCDM_PETSC_CALL(VecRestoreArrayRead(r, &in));
+}
+
+std::size_t DistributedMultigrid::single_workspace() const { return impl_->cycle->single_workspace(); }
+
 int DistributedMultigrid::levels() const { return impl_->cycle->levels(); }
 int DistributedMultigrid::distributed_levels() const { return impl_->cycle->distributed_levels(); }
 Dims DistributedMultigrid::level_dims(int level) const { return impl_->cycle->level_dims(level); }
@@ -1307,10 +1341,32 @@ PetscErrorCode pc_apply(PC pc, Vec r, Vec z) {
   PetscFunctionReturn(0);
 }
 
+// KSPDCDM's float direction (the composed functions "DCDMPCApplySingle_C" and
+// "DCDMPCSingleWorkspace_C", include/dcdm/petsc.hpp): the cycle writes its output in float
+// directly, and with `capacity` floats at z its finest residual lives there meanwhile.
+PetscErrorCode pc_apply_single(PC pc, Vec r, PetscInt capacity, float z[]) {
+  PetscFunctionBegin;
+  PetscCall(PetscLogEventBegin(PC_Apply, pc, r, 0, 0));
+  PetscCall(guarded(pc, [&] {
+    if (!pc_data(pc)->cycle) throw Error("dcdm_mg: the PC is applied before its set-up");
+    pc_data(pc)->cycle->apply_single(r, z, static_cast<std::size_t>(capacity));
+  }));
+  PetscCall(PetscLogEventEnd(PC_Apply, pc, r, 0, 0));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode pc_single_workspace(PC pc, PetscInt* floats) {
+  PetscFunctionBegin;
+  *floats = pc_data(pc)->cycle ? static_cast<PetscInt>(pc_data(pc)->cycle->single_workspace()) : 0;
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode pc_destroy(PC pc) {
   PetscFunctionBegin;
   delete pc_data(pc);
   pc->data = nullptr;
+  PetscCall(PetscObjectComposeFunction((PetscObject)pc, "DCDMPCApplySingle_C", nullptr));
+  PetscCall(PetscObjectComposeFunction((PetscObject)pc, "DCDMPCSingleWorkspace_C", nullptr));
   PetscFunctionReturn(0);
 }
 
@@ -1358,6 +1414,8 @@ PetscErrorCode pc_create(PC pc) {
   pc->ops->destroy = pc_destroy;
   pc->ops->setfromoptions = pc_set_from_options;
   pc->ops->view = pc_view;
+  PetscCall(PetscObjectComposeFunction((PetscObject)pc, "DCDMPCApplySingle_C", pc_apply_single));
+  PetscCall(PetscObjectComposeFunction((PetscObject)pc, "DCDMPCSingleWorkspace_C", pc_single_workspace));
   PetscFunctionReturn(0);
 }
 

@@ -12,6 +12,7 @@
 #include <numbers>
 #include <optional>
 #include <random>
+#include <type_traits>
 
 #include <unistd.h>
 
@@ -102,8 +103,6 @@ class FaceHalo {
       c[f / 2] += f % 2 ? 1 : -1;
       if (c[f / 2] < 0 || c[f / 2] >= procs[f / 2]) continue;
       neighbour_[f] = rank_at(c[0], c[1], c[2]);
-      send_[f].resize(face_size(f));
-      recv_[f].resize(face_size(f));
     }
   }
   ~FaceHalo() {
@@ -117,22 +116,34 @@ class FaceHalo {
                       zm = static_cast<std::size_t>(box_.zm);
     return f < 2 ? ym * zm : f < 4 ? xm * zm : xm * ym;
   }
-  // The values beyond face f (null where no rank lies beyond it: the grid's outer faces).
-  const double* face(int f) const { return neighbour_[f] >= 0 ? recv_[f].data() : nullptr; }
+  // The values beyond face f of the last exchange of T values (null where no rank lies beyond
+  // it: the grid's outer faces).
+  template <class T>
+  const T* face(int f) const {
+    return neighbour_[f] >= 0 ? buffers<T>().recv[f].data() : nullptr;
+  }
 
   // Sends the owned layers (owned: the owned box, x fastest) and receives the neighbours'.
-  // Collective on the DMDA's communicator.
-  void exchange(const double* owned) {
+  // T: double, or float for KSPDCDM's float direction (its faces travel as floats: the
+  // neighbours' values are floats). Collective on the DMDA's communicator.
+  template <class T>
+  void exchange(const T* owned) {
+    static_assert(std::is_same_v<T, double> || std::is_same_v<T, float>);
+    const MPI_Datatype type = std::is_same_v<T, double> ? MPI_DOUBLE : MPI_FLOAT;
+    Buffers<T>& buf = buffers<T>();
     const std::int64_t xm = box_.xm, ym = box_.ym, zm = box_.zm;
     MPI_Request requests[12];
     int count = 0;
     for (int f = 0; f < 6; ++f)
-      if (neighbour_[f] >= 0)
-        MPI_Irecv(recv_[f].data(), static_cast<int>(recv_[f].size()), MPI_DOUBLE, neighbour_[f], f ^ 1, comm_,
+      if (neighbour_[f] >= 0) {
+        buf.send[f].resize(face_size(f));
+        buf.recv[f].resize(face_size(f));
+        MPI_Irecv(buf.recv[f].data(), static_cast<int>(buf.recv[f].size()), type, neighbour_[f], f ^ 1, comm_,
                   &requests[count++]);
+      }
     for (int f = 0; f < 6; ++f) {
       if (neighbour_[f] < 0) continue;
-      double* out = send_[f].data();
+      T* out = buf.send[f].data();
       if (f < 2) {
         const std::int64_t li = f == 0 ? 0 : xm - 1;
         for (std::int64_t lk = 0; lk < zm; ++lk)
@@ -146,16 +157,32 @@ class FaceHalo {
         std::copy_n(owned + xm * ym * lk, xm * ym, out);
       }
       // Tagged with the sender's face: the receiver takes it on the opposite one (f ^ 1).
-      MPI_Isend(out, static_cast<int>(send_[f].size()), MPI_DOUBLE, neighbour_[f], f, comm_, &requests[count++]);
+      MPI_Isend(out, static_cast<int>(buf.send[f].size()), type, neighbour_[f], f, comm_, &requests[count++]);
     }
     MPI_Waitall(count, requests, MPI_STATUSES_IGNORE);
   }
 
  private:
+  // One face layer each way per precision (made on the first exchange of that precision).
+  template <class T>
+  struct Buffers {
+    std::vector<T> send[6], recv[6];
+  };
+  template <class T>
+  Buffers<T>& buffers() {
+    if constexpr (std::is_same_v<T, double>) return double_;
+    else return single_;
+  }
+  template <class T>
+  const Buffers<T>& buffers() const {
+    if constexpr (std::is_same_v<T, double>) return double_;
+    else return single_;
+  }
   Box box_;
   MPI_Comm comm_ = MPI_COMM_NULL;
   int neighbour_[6] = {-1, -1, -1, -1, -1, -1};
-  std::vector<double> send_[6], recv_[6];
+  Buffers<double> double_;
+  Buffers<float> single_;
 };
 
 // ---------------------------------------------------------------- shell operator
@@ -173,6 +200,8 @@ struct PressureSystem::ShellContext {
   std::vector<double> coupling[3];
   std::unique_ptr<FaceHalo> halo;  // the neighbours' layers of x next to the owned box
   std::vector<double> zeros;       // a row of zeros, read where a row beyond the grid would be
+  std::vector<float> zeros_single; // the same for a float x
+  std::vector<double> row;         // a row of A x in double before its rounding (the float mat-vec)
 };
 
 namespace {
@@ -189,57 +218,59 @@ std::array<std::int64_t, 6> face_slots(const Box& b, PetscInt i, PetscInt j, Pet
 // The x values a row (j, k) of the owned box reads (local indices lj, lk): its own row and
 // the rows beyond it in y and z, each contiguous in i (owned, or a ghost face's row; null
 // beyond the grid, where no mask bit points), and the values beyond its two x ends.
+// T: x's type (double, or float for the float mat-vec: every value read is widened exactly).
+template <class T>
 struct StencilRows {
-  const PetscScalar *centre, *ylo, *yhi, *zlo, *zhi;
-  PetscScalar xlo, xhi;
-  StencilRows(const PetscScalar* x, const Box& b, const FaceHalo& halo, std::int64_t lj, std::int64_t lk) {
+  const T *centre, *ylo, *yhi, *zlo, *zhi;
+  T xlo, xhi;
+  StencilRows(const T* x, const Box& b, const FaceHalo& halo, std::int64_t lj, std::int64_t lk) {
     const std::int64_t xm = b.xm, ym = b.ym, zm = b.zm;
     centre = x + xm * (lj + ym * lk);
-    const auto face_row = [&](int f, std::int64_t offset) { return halo.face(f) ? halo.face(f) + offset : nullptr; };
+    const auto face_row = [&](int f, std::int64_t offset) -> const T* {
+      return halo.face<T>(f) ? halo.face<T>(f) + offset : nullptr;
+    };
     ylo = lj > 0 ? centre - xm : face_row(2, xm * lk);
     yhi = lj < ym - 1 ? centre + xm : face_row(3, xm * lk);
     zlo = lk > 0 ? centre - xm * ym : face_row(4, xm * lj);
     zhi = lk < zm - 1 ? centre + xm * ym : face_row(5, xm * lj);
-    xlo = halo.face(0) ? halo.face(0)[lj + ym * lk] : 0.0;
-    xhi = halo.face(1) ? halo.face(1)[lj + ym * lk] : 0.0;
+    xlo = halo.face<T>(0) ? halo.face<T>(0)[lj + ym * lk] : T(0);
+    xhi = halo.face<T>(1) ? halo.face<T>(1)[lj + ym * lk] : T(0);
   }
   PetscScalar left(std::int64_t li) const { return li > 0 ? centre[li - 1] : xlo; }
   PetscScalar right(std::int64_t li, std::int64_t xm) const { return li < xm - 1 ? centre[li + 1] : xhi; }
 };
 
-// The weighted rows (serial weighted_row, src/poisson/poisson.cpp): the same column order, the
-// couplings read from the contiguous face arrays. Every (j, k) row of the box finds its data
-// from its own indices, so the rows are independent (a parallel loop over k needs nothing else).
-void weighted_apply(const PressureSystem::ShellContext& c, const PetscScalar* x, PetscScalar* y) {
+// The weighted rows (serial weighted_row, src/poisson/poisson.cpp) of row (lj, lk) of the owned
+// box into yr: the same column order, the couplings read from the contiguous face arrays.
+// Every (j, k) row of the box finds its data from its own indices, so the rows are
+// independent (a parallel loop over k needs nothing else).
+template <class T>
+void weighted_row(const PressureSystem::ShellContext& c, const StencilRows<T>& r, std::int64_t lj, std::int64_t lk,
+                  PetscScalar* yr) {
   const Box& b = c.box;
-  const std::int64_t xm = b.xm, ym = b.ym, zm = b.zm;
-  for (std::int64_t lk = 0; lk < zm; ++lk)
-    for (std::int64_t lj = 0; lj < ym; ++lj) {
-      const std::int64_t row = xm * (lj + ym * lk);
-      const std::uint8_t* mask = c.mask.data() + row;
-      const double* diag = c.weighted_diag.data() + row;
-      const double* cx = c.coupling[0].data() + (xm + 1) * (lj + ym * lk);   // low x face; high at +1
-      const double* cy = c.coupling[1].data() + xm * (lj + (ym + 1) * lk);   // low y face; high at +xm
-      const double* cz = c.coupling[2].data() + row;                          // low z face; high at +xm*ym
-      const StencilRows r(x, b, *c.halo, lj, lk);
-      PetscScalar* yr = y + row;
-      for (std::int64_t li = 0; li < xm; ++li) {
-        const std::uint8_t m = mask[li];
-        if (!(m & kFluidBit)) {
-          yr[li] = r.centre[li];  // identity row
-          continue;
-        }
-        PetscScalar v = 0;
-        if (m & (1u << 4)) v -= cz[li] * r.zlo[li];
-        if (m & (1u << 2)) v -= cy[li] * r.ylo[li];
-        if (m & (1u << 0)) v -= cx[li] * r.left(li);
-        v += diag[li] * r.centre[li];
-        if (m & (1u << 1)) v -= cx[li + 1] * r.right(li, xm);
-        if (m & (1u << 3)) v -= cy[li + xm] * r.yhi[li];
-        if (m & (1u << 5)) v -= cz[li + xm * ym] * r.zhi[li];
-        yr[li] = v;
-      }
+  const std::int64_t xm = b.xm, ym = b.ym;
+  const std::int64_t row = xm * (lj + ym * lk);
+  const std::uint8_t* mask = c.mask.data() + row;
+  const double* diag = c.weighted_diag.data() + row;
+  const double* cx = c.coupling[0].data() + (xm + 1) * (lj + ym * lk);   // low x face; high at +1
+  const double* cy = c.coupling[1].data() + xm * (lj + (ym + 1) * lk);   // low y face; high at +xm
+  const double* cz = c.coupling[2].data() + row;                          // low z face; high at +xm*ym
+  for (std::int64_t li = 0; li < xm; ++li) {
+    const std::uint8_t m = mask[li];
+    if (!(m & kFluidBit)) {
+      yr[li] = r.centre[li];  // identity row
+      continue;
     }
+    PetscScalar v = 0;
+    if (m & (1u << 4)) v -= cz[li] * r.zlo[li];
+    if (m & (1u << 2)) v -= cy[li] * r.ylo[li];
+    if (m & (1u << 0)) v -= cx[li] * r.left(li);
+    v += static_cast<PetscScalar>(diag[li]) * r.centre[li];
+    if (m & (1u << 1)) v -= cx[li + 1] * r.right(li, xm);
+    if (m & (1u << 3)) v -= cy[li + xm] * r.yhi[li];
+    if (m & (1u << 5)) v -= cz[li + xm * ym] * r.zhi[li];
+    yr[li] = v;
+  }
 }
 
 // sum_i a[i] b[i] over a row (vectorised: the partial sums in the simd lanes' order).
@@ -255,7 +286,8 @@ inline PetscScalar row_dot(const PetscScalar* a, const PetscScalar* b, std::int6
 // nothing (subtracting 0 leaves v as skipping it would, bit for bit), so the cells between the
 // row's two ends take a branch-free loop the compiler vectorises. Rows beyond the grid (null in
 // StencilRows, never read through a mask bit) read `zeros` there instead.
-void unit_row(const PressureSystem::ShellContext& c, const StencilRows& r, std::int64_t row, const PetscScalar* zeros,
+template <class T>
+void unit_row(const PressureSystem::ShellContext& c, const StencilRows<T>& r, std::int64_t row, const T* zeros,
               PetscScalar* yr) {
   const std::int64_t xm = c.box.xm;
   const std::uint8_t* mask = c.mask.data() + row;
@@ -270,7 +302,7 @@ void unit_row(const PressureSystem::ShellContext& c, const StencilRows& r, std::
     if (m & (1u << 4)) v -= r.zlo[li];
     if (m & (1u << 2)) v -= r.ylo[li];
     if (m & (1u << 0)) v -= r.left(li);
-    v += diag[li] * r.centre[li];
+    v += static_cast<PetscScalar>(diag[li]) * r.centre[li];
     if (m & (1u << 1)) v -= r.right(li, xm);
     if (m & (1u << 3)) v -= r.yhi[li];
     if (m & (1u << 5)) v -= r.zhi[li];
@@ -278,11 +310,11 @@ void unit_row(const PressureSystem::ShellContext& c, const StencilRows& r, std::
   };
   one(0);
   if (xm > 2) {
-    const PetscScalar* ce = r.centre;
-    const PetscScalar* zl = r.zlo ? r.zlo : zeros;
-    const PetscScalar* yl = r.ylo ? r.ylo : zeros;
-    const PetscScalar* yh = r.yhi ? r.yhi : zeros;
-    const PetscScalar* zh = r.zhi ? r.zhi : zeros;
+    const T* ce = r.centre;
+    const T* zl = r.zlo ? r.zlo : zeros;
+    const T* yl = r.ylo ? r.ylo : zeros;
+    const T* yh = r.yhi ? r.yhi : zeros;
+    const T* zh = r.zhi ? r.zhi : zeros;
     for (std::int64_t li = 1; li < xm - 1; ++li) {
       const std::uint8_t m = mask[li];
       const PetscScalar a0 = zl[li], a1 = yl[li], a2 = ce[li - 1], a3 = ce[li], a4 = ce[li + 1], a5 = yh[li], a6 = zh[li];
@@ -299,23 +331,25 @@ void unit_row(const PressureSystem::ShellContext& c, const StencilRows& r, std::
   if (xm > 1) one(xm - 1);
 }
 
-// y = A x on the owned box (the halo exchanged), calling row_done(row offset, length) after
-// each row of y is written.
-template <class RowDone>
-void apply_rows(PressureSystem::ShellContext& c, const PetscScalar* xv, PetscScalar* yv, RowDone&& row_done) {
+// A x on the owned box (the halo exchanged), a row at a time: row_out(row offset) is where
+// the row goes (in double), and row_done(row offset, length) is called once it is written.
+// T: x's type (double; float for the float mat-vec, each value widened exactly).
+template <class T, class RowOut, class RowDone>
+void apply_rows(PressureSystem::ShellContext& c, const T* xv, RowOut&& row_out, RowDone&& row_done) {
   c.halo->exchange(xv);
   const Box& b = c.box;
   const std::int64_t xm = b.xm, ym = b.ym, zm = b.zm;
-  if (!c.weighted_diag.empty()) {
-    weighted_apply(c, xv, yv);
-    for (std::int64_t row = 0; row < xm * ym * zm; row += xm) row_done(row, xm);
-    return;
-  }
-  c.zeros.resize(static_cast<std::size_t>(xm), 0.0);
+  std::vector<T>& zeros = [&]() -> std::vector<T>& {
+    if constexpr (std::is_same_v<T, double>) return c.zeros;
+    else return c.zeros_single;
+  }();
+  zeros.resize(static_cast<std::size_t>(xm), T(0));
   for (std::int64_t lk = 0; lk < zm; ++lk)
     for (std::int64_t lj = 0; lj < ym; ++lj) {
       const std::int64_t row = xm * (lj + ym * lk);
-      unit_row(c, StencilRows(xv, b, *c.halo, lj, lk), row, c.zeros.data(), yv + row);
+      const StencilRows<T> rows(xv, b, *c.halo, lj, lk);
+      if (c.weighted_diag.empty()) unit_row(c, rows, row, zeros.data(), row_out(row));
+      else weighted_row(c, rows, lj, lk, row_out(row));
       row_done(row, xm);
     }
 }
@@ -329,7 +363,7 @@ PetscErrorCode shell_mult(Mat a, Vec x, Vec y) {
   PetscScalar* yv = nullptr;
   PetscCall(VecGetArrayRead(x, &xv));
   PetscCall(VecGetArray(y, &yv));
-  apply_rows(*c, xv, yv, [](std::int64_t, std::int64_t) {});
+  apply_rows(*c, xv, [&](std::int64_t row) { return yv + row; }, [](std::int64_t, std::int64_t) {});
   PetscCall(VecRestoreArrayRead(x, &xv));
   PetscCall(VecRestoreArray(y, &yv));
   PetscFunctionReturn(0);
@@ -353,7 +387,7 @@ PetscErrorCode shell_mult_dots(Mat a, Vec x, Vec y, PetscInt nwith, const Vec wi
   PetscCall(VecGetArray(y, &yv));
   for (PetscInt j = 0; j < nwith; ++j) PetscCall(VecGetArrayRead(with[j], &wv[j]));
   PetscScalar sums[5] = {0, 0, 0, 0, 0};
-  apply_rows(*c, xv, yv, [&](std::int64_t row, std::int64_t len) {
+  apply_rows(*c, xv, [&](std::int64_t row) { return yv + row; }, [&](std::int64_t row, std::int64_t len) {
     const PetscScalar* xr = xv + row;
     sums[0] += row_dot(xr, yv + row, len);
     for (PetscInt j = 0; j < nwith; ++j) sums[1 + j] += row_dot(xr, wv[j] + row, len);
@@ -363,6 +397,46 @@ PetscErrorCode shell_mult_dots(Mat a, Vec x, Vec y, PetscInt nwith, const Vec wi
   PetscCall(VecRestoreArrayRead(x, &xv));
   PetscCall(VecRestoreArray(y, &yv));
   PetscCall(PetscLogEventEnd(MAT_Mult, a, x, y, 0));
+  PetscFunctionReturn(0);
+}
+
+// KSPDCDM's float mat-vec (the composed function "DCDMMatMultDotsSingle_C", include/dcdm/
+// petsc.hpp): each row of A x in double from the float x (the double mat-vec's expression on
+// the widened values), dotted there, then rounded to float: x and y cross memory as floats,
+// and x.Ax is that of the exact product.
+PetscErrorCode shell_mult_dots_single(Mat a, const float x[], float y[], Vec r, PetscScalar local[3]) {
+  void* raw = nullptr;
+  PetscFunctionBegin;
+  PetscCall(MatShellGetContext(a, &raw));
+  auto* c = static_cast<PressureSystem::ShellContext*>(raw);
+  PetscCall(PetscLogEventBegin(MAT_Mult, a, r, 0, 0));
+  const PetscScalar* rv = nullptr;
+  PetscCall(VecGetArrayRead(r, &rv));
+  c->row.resize(static_cast<std::size_t>(c->box.xm));
+  double* ax = c->row.data();
+  PetscScalar s_xax = 0, s_xr = 0, s_xx = 0;
+  apply_rows(*c, x, [&](std::int64_t) { return ax; }, [&](std::int64_t row, std::int64_t len) {
+    const float* xr = x + row;
+    const PetscScalar* rr = rv + row;
+    float* yr = y + row;
+    PetscScalar a_xax = 0, a_xr = 0, a_xx = 0;
+#pragma omp simd reduction(+ : a_xax, a_xr, a_xx)
+    for (std::int64_t i = 0; i < len; ++i) {
+      const PetscScalar xi = xr[i];
+      a_xax += xi * ax[i];
+      a_xr += xi * rr[i];
+      a_xx += xi * xi;
+      yr[i] = static_cast<float>(ax[i]);
+    }
+    s_xax += a_xax;
+    s_xr += a_xr;
+    s_xx += a_xx;
+  });
+  local[0] = s_xax;
+  local[1] = s_xr;
+  local[2] = s_xx;
+  PetscCall(VecRestoreArrayRead(r, &rv));
+  PetscCall(PetscLogEventEnd(MAT_Mult, a, r, 0, 0));
   PetscFunctionReturn(0);
 }
 
@@ -846,9 +920,9 @@ void PressureSystem::label_components() {
       const bool in_x = li >= 0 && li < x.xm, in_y = lj >= 0 && lj < x.ym, in_z = lk >= 0 && lk < x.zm;
       double v = -1.0;  // edges and corners of the ghosted box: never in a set
       if (in_x && in_y && in_z) v = owned_labels[static_cast<std::size_t>(li + x.xm * (lj + x.ym * lk))];
-      else if (!in_x && in_y && in_z) v = halo.face(li < 0 ? 0 : 1)[lj + x.ym * lk];
-      else if (in_x && !in_y && in_z) v = halo.face(lj < 0 ? 2 : 3)[li + x.xm * lk];
-      else if (in_x && in_y && !in_z) v = halo.face(lk < 0 ? 4 : 5)[li + x.xm * lj];
+      else if (!in_x && in_y && in_z) v = halo.face<double>(li < 0 ? 0 : 1)[lj + x.ym * lk];
+      else if (in_x && !in_y && in_z) v = halo.face<double>(lj < 0 ? 2 : 3)[li + x.xm * lk];
+      else if (in_x && in_y && !in_z) v = halo.face<double>(lk < 0 ? 4 : 5)[li + x.xm * lj];
       return static_cast<std::int64_t>(v);
     };
     std::fill(set_min.begin(), set_min.end(), std::numeric_limits<std::int64_t>::max());
@@ -1107,6 +1181,7 @@ Mat PressureSystem::shell() {
   DCDM_PETSC_CALL(MatShellSetOperation(shell_, MATOP_MULT_TRANSPOSE, (void (*)(void))shell_mult));
   DCDM_PETSC_CALL(MatShellSetOperation(shell_, MATOP_GET_DIAGONAL, (void (*)(void))shell_diagonal));
   DCDM_PETSC_CALL(PetscObjectComposeFunction((PetscObject)shell_, "DCDMMatMultDots_C", shell_mult_dots));
+  DCDM_PETSC_CALL(PetscObjectComposeFunction((PetscObject)shell_, "DCDMMatMultDotsSingle_C", shell_mult_dots_single));
   DCDM_PETSC_CALL(MatSetDM(shell_, da_));
   DCDM_PETSC_CALL(MatSetOption(shell_, MAT_SYMMETRIC, PETSC_TRUE));
   if (nullspace_) {

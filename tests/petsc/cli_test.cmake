@@ -230,3 +230,22 @@ if(NOT rc EQUAL 2 OR NOT err MATCHES "--monitor")
 endif()
 
 message(STATUS "dcdm-mpi CLI: Jacobi-PCG ${mpi_its} iterations (serial ${serial_its}), relative residual ${relres}")
+# --dcdm-vectors: KSPDCDM's float or double directions, reported in the JSON; bad values of it
+# and of -ksp_dcdm_vectors exit 2 on every rank.
+foreach(vectors float double)
+  run_mpi(2 0 out err solve --scene obstacles --n 20 --seed 5 --method dcdm-relax --dcdm-vectors ${vectors}
+          --json ${WORK_DIR}/vectors-${vectors}.json)
+  json_get(${WORK_DIR}/vectors-${vectors}.json dcdm.single_precision_vectors single)
+  json_get(${WORK_DIR}/vectors-${vectors}.json iterations its_${vectors})
+  if(vectors STREQUAL "float" AND NOT single)
+    message(FATAL_ERROR "--dcdm-vectors float: single_precision_vectors is ${single}")
+  elseif(vectors STREQUAL "double" AND single)
+    message(FATAL_ERROR "--dcdm-vectors double: single_precision_vectors is ${single}")
+  endif()
+endforeach()
+math(EXPR its_gap "${its_float} - ${its_double}")
+if(its_gap GREATER 1 OR its_gap LESS -1)
+  message(FATAL_ERROR "--dcdm-vectors: ${its_float} iterations with float, ${its_double} with double")
+endif()
+expect_bad_input(2 "--dcdm-vectors" solve --scene box --n 8 --method dcdm-relax --dcdm-vectors half)
+expect_bad_input(3 "-ksp_dcdm_vectors" solve --scene box --n 8 --method dcdm-relax -ksp_dcdm_vectors half)

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <memory>
 
+#include <fmt/format.h>
+
 #include "dcdm/petsc.hpp"
 #include "dcdm/scenes.hpp"
 #include "petsc_test_util.hpp"
@@ -136,6 +138,117 @@ TEST(PetscKsp, FusedMatMultDotsAndStepsMatchSeparateCalls) {
       EXPECT_NEAR(with_shell.history[i], with_matrix.history[i], 1e-9 * with_matrix.history[0]) << "iteration " << i;
     for (Vec* v : {&x, &y, &y_fused, &w}) VecDestroy(v);
   }
+}
+
+// The operator's float mat-vec (KSPDCDM's float vectors): A x from a float x is the double
+// product of the widened x rounded to float, bit for bit, and its dots equal the double ones
+// to rounding, on the unit and the weighted operator, with the ranks laid out along each axis.
+TEST(PetscKsp, FloatMatVecIsTheDoubleProductRounded) {
+  int size = 1;
+  MPI_Comm_size(PETSC_COMM_WORLD, &size);
+  const char* names[3] = {"-da_processors_x", "-da_processors_y", "-da_processors_z"};
+  for (int layout = -1; layout < 3; ++layout) {  // -1: PETSc's choice
+    std::vector<std::unique_ptr<ScopedOption>> options;
+    if (layout >= 0)
+      for (int a = 0; a < 3; ++a) options.push_back(std::make_unique<ScopedOption>(names[a], a == layout ? std::to_string(size) : "1"));
+    for (const char* scene_name : {"obstacles", "liquid"}) {
+      SceneSpec spec;
+      spec.name = scene_name;
+      spec.dims = {23, 19, 14};
+      spec.seed = 4;
+      PressureSystem sys = PressureSystem::from_scene(PETSC_COMM_WORLD, spec, 4);
+      const std::string what = fmt::format("{}, layout {}", scene_name, layout);
+      Mat shell = sys.shell();
+      DCDMMatMultDotsSingle mult = nullptr;
+      PetscObjectQueryFunction((PetscObject)shell, "DCDMMatMultDotsSingle_C", &mult);
+      ASSERT_NE(mult, nullptr);
+      Vec xd = nullptr, yd = nullptr, r = nullptr;
+      VecDuplicate(sys.rhs(), &xd);
+      VecDuplicate(sys.rhs(), &yd);
+      VecDuplicate(sys.rhs(), &r);
+      PetscInt lo = 0, hi = 0;
+      VecGetOwnershipRange(xd, &lo, &hi);
+      const PetscInt n = hi - lo;
+      std::vector<float> x(static_cast<std::size_t>(n)), y(static_cast<std::size_t>(n));
+      for (PetscInt i = lo; i < hi; ++i) {
+        x[static_cast<std::size_t>(i - lo)] = static_cast<float>(std::cos(0.37 * double(i)) + 0.1);
+        VecSetValue(xd, i, x[static_cast<std::size_t>(i - lo)], INSERT_VALUES);  // widened exactly
+        VecSetValue(r, i, std::sin(0.11 * double(i)), INSERT_VALUES);
+      }
+      for (Vec v : {xd, r}) {
+        VecAssemblyBegin(v);
+        VecAssemblyEnd(v);
+      }
+      MatMult(shell, xd, yd);
+      PetscScalar local[3], dots[3];
+      ASSERT_EQ(mult(shell, x.data(), y.data(), r, local), 0);
+      MPI_Allreduce(local, dots, 3, MPI_DOUBLE, MPI_SUM, PETSC_COMM_WORLD);
+      const PetscScalar* yv = nullptr;
+      VecGetArrayRead(yd, &yv);
+      std::int64_t differ = 0;
+      for (PetscInt i = 0; i < n; ++i) differ += y[static_cast<std::size_t>(i)] != static_cast<float>(yv[i]);
+      VecRestoreArrayRead(yd, &yv);
+      std::int64_t all_differ = 0;
+      MPI_Allreduce(&differ, &all_differ, 1, MPI_INT64_T, MPI_SUM, PETSC_COMM_WORLD);
+      EXPECT_EQ(all_differ, 0) << what;
+      PetscScalar xax = 0, xr = 0, xx = 0;
+      VecDot(yd, xd, &xax);
+      VecDot(r, xd, &xr);
+      VecDot(xd, xd, &xx);
+      EXPECT_GT(xax, 0.0) << what;
+      EXPECT_NEAR(dots[0], xax, 1e-12 * xx) << what;
+      EXPECT_NEAR(dots[1], xr, 1e-12 * xx) << what;
+      EXPECT_NEAR(dots[2], xx, 1e-12 * xx) << what;
+      for (Vec* v : {&xd, &yd, &r}) VecDestroy(v);
+    }
+  }
+}
+
+// -ksp_dcdm_vectors auto: float at rtol 1e-6, double at 1e-8 (the serial rule); float only on
+// the lean path and with an operator offering the float mat-vec (double vectors otherwise, the
+// same solve). Float with a PC that writes double (Jacobi) converges on b - A x even at a
+// target below the float drift, going on from b - A x where the updated residual misled.
+TEST(PetscKsp, FloatVectorsWhereChosenAndPossible) {
+  PressureSystem sys = obstacles_system({21, 18, 15});
+  Vec x = nullptr, r = nullptr;
+  VecDuplicate(sys.rhs(), &x);
+  VecDuplicate(sys.rhs(), &r);
+  PetscReal bnorm = 0;
+  VecNorm(sys.rhs(), NORM_2, &bnorm);
+  const auto run = [&](Mat a, const char* vectors, double rtol, PetscInt k, KSPDCDMFallback fallback) {
+    ScopedOption v("-ksp_dcdm_vectors", vectors);
+    const KspRun out = run_ksp(sys, a, x, [&](KSP ksp) {
+      KSPSetType(ksp, KSPDCDM);
+      KSPDCDMSetK(ksp, k);
+      KSPDCDMSetFallback(ksp, fallback);
+      KSPSetTolerances(ksp, rtol, 0.0, PETSC_DEFAULT, 3000);
+      set_pc(ksp, PCJACOBI);
+    });
+    EXPECT_GT(out.reason, 0) << vectors << " rtol " << rtol << ": " << KSPConvergedReasons[out.reason];
+    MatMult(sys.assembled(), x, r);
+    VecAYPX(r, -1.0, sys.rhs());
+    PetscReal rnorm = 0;
+    VecNorm(r, NORM_2, &rnorm);
+    EXPECT_LE(rnorm, rtol * bnorm) << vectors << " rtol " << rtol;
+    return out;
+  };
+  Mat shell = sys.shell();
+  EXPECT_TRUE(run(shell, "auto", 1e-6, 1, KSPDCDM_FALLBACK_FAILURES).stats.single_precision_vectors);
+  EXPECT_FALSE(run(shell, "auto", 1e-8, 1, KSPDCDM_FALLBACK_FAILURES).stats.single_precision_vectors);
+  const KspRun dbl = run(shell, "double", 1e-6, 2, KSPDCDM_FALLBACK_FAILURES);
+  const KspRun flt = run(shell, "float", 1e-6, 2, KSPDCDM_FALLBACK_FAILURES);
+  EXPECT_TRUE(flt.stats.single_precision_vectors);
+  EXPECT_LE(std::abs(int(flt.iterations) - int(dbl.iterations)), 1) << flt.iterations << " vs " << dbl.iterations;
+  // Not offered: an assembled matrix, the best mode (not lean), k = 0 (no kept pair).
+  EXPECT_FALSE(run(sys.assembled(), "float", 1e-6, 1, KSPDCDM_FALLBACK_FAILURES).stats.single_precision_vectors);
+  EXPECT_FALSE(run(shell, "float", 1e-6, 1, KSPDCDM_FALLBACK_BEST).stats.single_precision_vectors);
+  EXPECT_FALSE(run(shell, "float", 1e-3, 0, KSPDCDM_FALLBACK_FAILURES).stats.single_precision_vectors);
+  const KspRun tight = run(shell, "float", 1e-11, 2, KSPDCDM_FALLBACK_FAILURES);
+  EXPECT_TRUE(tight.stats.single_precision_vectors);
+  EXPECT_GE(tight.stats.residual_replacements, 1);
+  EXPECT_EQ(dbl.stats.residual_replacements, 0);
+  VecDestroy(&x);
+  VecDestroy(&r);
 }
 
 // A PC whose every direction is NaN, or zero.
@@ -290,7 +403,8 @@ TEST(PetscKsp, IndefiniteMatrixIsNamed) {
 TEST(PetscKsp, BadOptionsAreErrors) {
   PetscPushErrorHandler(PetscReturnErrorHandler, nullptr);
   for (const auto& [name, value] : std::vector<std::pair<std::string, std::string>>{
-           {"-ksp_dcdm_k", "65"}, {"-ksp_dcdm_k", "-1"}, {"-ksp_dcdm_fallback", "sometimes"}}) {
+           {"-ksp_dcdm_k", "65"}, {"-ksp_dcdm_k", "-1"}, {"-ksp_dcdm_fallback", "sometimes"},
+           {"-ksp_dcdm_vectors", "half"}}) {
     ScopedOption opt(name, value);
     KSP ksp = nullptr;
     KSPCreate(PETSC_COMM_WORLD, &ksp);
@@ -303,6 +417,7 @@ TEST(PetscKsp, BadOptionsAreErrors) {
   // Good values are taken (KSPView shows them).
   ScopedOption opt("-ksp_dcdm_k", "5");
   ScopedOption fb("-ksp_dcdm_fallback", "off");
+  ScopedOption vectors("-ksp_dcdm_vectors", "float");
   KSP ksp = nullptr;
   KSPCreate(PETSC_COMM_WORLD, &ksp);
   KSPSetType(ksp, KSPDCDM);
@@ -314,7 +429,7 @@ TEST(PetscKsp, BadOptionsAreErrors) {
   KSPView(ksp, viewer);
   PetscViewerDestroy(&viewer);
   const std::string shown = text;
-  EXPECT_NE(shown.find("k=5 fallback off"), std::string::npos) << shown;
+  EXPECT_NE(shown.find("k=5 fallback off vectors float"), std::string::npos) << shown;
   KSPDestroy(&ksp);
 }
 
