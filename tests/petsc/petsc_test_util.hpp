@@ -3,6 +3,7 @@
 // all ranks, so that every rank reaches the same verdict.
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -31,6 +32,22 @@ class ScopedOption {
 
  private:
   std::string name_;
+};
+
+// The ranks laid out along one axis (-da_processors_x/y/z: all of them on axis `axis`, one on
+// the others), or as PETSc chooses (axis -1), for the length of a test's scope.
+class RankLayout {
+ public:
+  explicit RankLayout(int axis) {
+    if (axis < 0) return;
+    int size = 1;
+    MPI_Comm_size(PETSC_COMM_WORLD, &size);
+    const char* names[3] = {"-da_processors_x", "-da_processors_y", "-da_processors_z"};
+    for (int a = 0; a < 3; ++a) options_.push_back(std::make_unique<ScopedOption>(names[a], a == axis ? std::to_string(size) : "1"));
+  }
+
+ private:
+  std::vector<std::unique_ptr<ScopedOption>> options_;
 };
 
 // Random solid cells (a fraction `solid` of them) in a box with the given faces: many small

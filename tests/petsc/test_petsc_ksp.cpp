@@ -78,13 +78,8 @@ TEST(PetscKsp, K1MatchesCGIterations) {
 // step) and with the assembled operator (MatMult, VecMDot) takes the same iterations.
 TEST(PetscKsp, FusedMatMultDotsAndStepsMatchSeparateCalls) {
   using MatMultDots = PetscErrorCode (*)(Mat, Vec, Vec, PetscInt, const Vec[], PetscScalar[]);
-  int size = 1;
-  MPI_Comm_size(PETSC_COMM_WORLD, &size);
-  const char* names[3] = {"-da_processors_x", "-da_processors_y", "-da_processors_z"};
   for (int layout = -1; layout < 3; ++layout) {  // -1: PETSc's choice
-    std::vector<std::unique_ptr<ScopedOption>> options;
-    if (layout >= 0)
-      for (int a = 0; a < 3; ++a) options.push_back(std::make_unique<ScopedOption>(names[a], a == layout ? std::to_string(size) : "1"));
+    const RankLayout ranks_along(layout);
     PressureSystem sys = obstacles_system({23, 19, 14});
     Mat shell = sys.shell();
     MatMultDots fused = nullptr;
@@ -144,13 +139,8 @@ TEST(PetscKsp, FusedMatMultDotsAndStepsMatchSeparateCalls) {
 // product of the widened x rounded to float, bit for bit, and its dots equal the double ones
 // to rounding, on the unit and the weighted operator, with the ranks laid out along each axis.
 TEST(PetscKsp, FloatMatVecIsTheDoubleProductRounded) {
-  int size = 1;
-  MPI_Comm_size(PETSC_COMM_WORLD, &size);
-  const char* names[3] = {"-da_processors_x", "-da_processors_y", "-da_processors_z"};
   for (int layout = -1; layout < 3; ++layout) {  // -1: PETSc's choice
-    std::vector<std::unique_ptr<ScopedOption>> options;
-    if (layout >= 0)
-      for (int a = 0; a < 3; ++a) options.push_back(std::make_unique<ScopedOption>(names[a], a == layout ? std::to_string(size) : "1"));
+    const RankLayout ranks_along(layout);
     for (const char* scene_name : {"obstacles", "liquid"}) {
       SceneSpec spec;
       spec.name = scene_name;

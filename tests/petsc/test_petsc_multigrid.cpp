@@ -113,12 +113,9 @@ TEST(PetscMultigrid, CycleMatchesSerialCellForCell) {
 TEST(PetscMultigrid, FusedPassesEqualStepByStep) {
   int size = 1;
   MPI_Comm_size(PETSC_COMM_WORLD, &size);
-  const char* names[3] = {"-da_processors_x", "-da_processors_y", "-da_processors_z"};
   const int default_threads = omp_get_max_threads();
   for (int layout = -1; layout < 3; ++layout) {  // -1: PETSc's choice
-    std::vector<std::unique_ptr<ScopedOption>> options;
-    if (layout >= 0)
-      for (int a = 0; a < 3; ++a) options.push_back(std::make_unique<ScopedOption>(names[a], a == layout ? std::to_string(size) : "1"));
+    const RankLayout ranks_along(layout);
     // Odd sizes (rank boundaries at odd cells: the residual's ghosts exchanged) and even ones
     // (at even cells on 2 and 4 ranks: the residual on the first ghost layer, fused with the
     // restriction).
