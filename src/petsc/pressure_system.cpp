@@ -200,8 +200,8 @@ struct PressureSystem::ShellContext {
   std::vector<double> coupling[3];
   std::unique_ptr<FaceHalo> halo;  // the neighbours' layers of x next to the owned box
   std::vector<double> zeros;       // a row of zeros, read where a row beyond the grid would be
-  std::vector<float> zeros_single; // the same for a float x
   std::vector<double> row;         // a row of A x in double before its rounding (the float mat-vec)
+  std::vector<double> widened;     // the five rows a float row reads, widened (the float mat-vec)
 };
 
 namespace {
@@ -223,6 +223,7 @@ template <class T>
 struct StencilRows {
   const T *centre, *ylo, *yhi, *zlo, *zhi;
   T xlo, xhi;
+  StencilRows() = default;  // every member set by the maker (widened)
   StencilRows(const T* x, const Box& b, const FaceHalo& halo, std::int64_t lj, std::int64_t lk) {
     const std::int64_t xm = b.xm, ym = b.ym, zm = b.zm;
     centre = x + xm * (lj + ym * lk);
@@ -244,9 +245,8 @@ struct StencilRows {
 // box into yr: the same column order, the couplings read from the contiguous face arrays.
 // Every (j, k) row of the box finds its data from its own indices, so the rows are
 // independent (a parallel loop over k needs nothing else).
-template <class T>
-void weighted_row(const PressureSystem::ShellContext& c, const StencilRows<T>& r, std::int64_t lj, std::int64_t lk,
-                  PetscScalar* yr) {
+void weighted_row(const PressureSystem::ShellContext& c, const StencilRows<PetscScalar>& r, std::int64_t lj,
+                  std::int64_t lk, PetscScalar* yr) {
   const Box& b = c.box;
   const std::int64_t xm = b.xm, ym = b.ym;
   const std::int64_t row = xm * (lj + ym * lk);
@@ -273,8 +273,10 @@ void weighted_row(const PressureSystem::ShellContext& c, const StencilRows<T>& r
   }
 }
 
-// sum_i a[i] b[i] over a row (vectorised: the partial sums in the simd lanes' order).
-inline PetscScalar row_dot(const PetscScalar* a, const PetscScalar* b, std::int64_t n) {
+// sum_i a[i] b[i] over a row (vectorised: the partial sums in the simd lanes' order). Not
+// inlined: inlined into the mat-vec's per-row callback, the loop was left scalar (1.7x the
+// fused mat-vec's time).
+[[gnu::noinline]] PetscScalar row_dot(const PetscScalar* a, const PetscScalar* b, std::int64_t n) {
   PetscScalar s = 0;
 #pragma omp simd reduction(+ : s)
   for (std::int64_t i = 0; i < n; ++i) s += a[i] * b[i];
@@ -286,9 +288,8 @@ inline PetscScalar row_dot(const PetscScalar* a, const PetscScalar* b, std::int6
 // nothing (subtracting 0 leaves v as skipping it would, bit for bit), so the cells between the
 // row's two ends take a branch-free loop the compiler vectorises. Rows beyond the grid (null in
 // StencilRows, never read through a mask bit) read `zeros` there instead.
-template <class T>
-void unit_row(const PressureSystem::ShellContext& c, const StencilRows<T>& r, std::int64_t row, const T* zeros,
-              PetscScalar* yr) {
+void unit_row(const PressureSystem::ShellContext& c, const StencilRows<PetscScalar>& r, std::int64_t row,
+              const PetscScalar* zeros, PetscScalar* yr) {
   const std::int64_t xm = c.box.xm;
   const std::uint8_t* mask = c.mask.data() + row;
   const std::uint8_t* diag = c.diag.data() + row;
@@ -310,11 +311,11 @@ void unit_row(const PressureSystem::ShellContext& c, const StencilRows<T>& r, st
   };
   one(0);
   if (xm > 2) {
-    const T* ce = r.centre;
-    const T* zl = r.zlo ? r.zlo : zeros;
-    const T* yl = r.ylo ? r.ylo : zeros;
-    const T* yh = r.yhi ? r.yhi : zeros;
-    const T* zh = r.zhi ? r.zhi : zeros;
+    const PetscScalar* ce = r.centre;
+    const PetscScalar* zl = r.zlo ? r.zlo : zeros;
+    const PetscScalar* yl = r.ylo ? r.ylo : zeros;
+    const PetscScalar* yh = r.yhi ? r.yhi : zeros;
+    const PetscScalar* zh = r.zhi ? r.zhi : zeros;
     for (std::int64_t li = 1; li < xm - 1; ++li) {
       const std::uint8_t m = mask[li];
       const PetscScalar a0 = zl[li], a1 = yl[li], a2 = ce[li - 1], a3 = ce[li], a4 = ce[li + 1], a5 = yh[li], a6 = zh[li];
@@ -331,6 +332,29 @@ void unit_row(const PressureSystem::ShellContext& c, const StencilRows<T>& r, st
   if (xm > 1) one(xm - 1);
 }
 
+// The rows a float row of x reads, widened (exactly) into `scratch` (five rows of xm): the
+// double kernels then run on them, the same expression on the same values, vectorised (the
+// unit row's loop mixing float loads with double arithmetic was not).
+StencilRows<PetscScalar> widened(const StencilRows<float>& r, std::int64_t xm, std::vector<PetscScalar>& scratch) {
+  scratch.resize(static_cast<std::size_t>(5 * xm));
+  int slot = 0;
+  const auto widen = [&](const float* row) -> const PetscScalar* {
+    if (!row) return nullptr;
+    PetscScalar* out = scratch.data() + xm * slot++;
+    for (std::int64_t i = 0; i < xm; ++i) out[i] = row[i];
+    return out;
+  };
+  StencilRows<PetscScalar> w;
+  w.centre = widen(r.centre);
+  w.ylo = widen(r.ylo);
+  w.yhi = widen(r.yhi);
+  w.zlo = widen(r.zlo);
+  w.zhi = widen(r.zhi);
+  w.xlo = r.xlo;
+  w.xhi = r.xhi;
+  return w;
+}
+
 // A x on the owned box (the halo exchanged), a row at a time: row_out(row offset) is where
 // the row goes (in double), and row_done(row offset, length) is called once it is written.
 // T: x's type (double; float for the float mat-vec, each value widened exactly).
@@ -339,17 +363,16 @@ void apply_rows(PressureSystem::ShellContext& c, const T* xv, RowOut&& row_out, 
   c.halo->exchange(xv);
   const Box& b = c.box;
   const std::int64_t xm = b.xm, ym = b.ym, zm = b.zm;
-  std::vector<T>& zeros = [&]() -> std::vector<T>& {
-    if constexpr (std::is_same_v<T, double>) return c.zeros;
-    else return c.zeros_single;
-  }();
-  zeros.resize(static_cast<std::size_t>(xm), T(0));
+  c.zeros.resize(static_cast<std::size_t>(xm), 0.0);
   for (std::int64_t lk = 0; lk < zm; ++lk)
     for (std::int64_t lj = 0; lj < ym; ++lj) {
       const std::int64_t row = xm * (lj + ym * lk);
-      const StencilRows<T> rows(xv, b, *c.halo, lj, lk);
-      if (c.weighted_diag.empty()) unit_row(c, rows, row, zeros.data(), row_out(row));
-      else weighted_row(c, rows, lj, lk, row_out(row));
+      const auto emit = [&](const StencilRows<PetscScalar>& rows) {
+        if (c.weighted_diag.empty()) unit_row(c, rows, row, c.zeros.data(), row_out(row));
+        else weighted_row(c, rows, lj, lk, row_out(row));
+      };
+      if constexpr (std::is_same_v<T, PetscScalar>) emit(StencilRows<PetscScalar>(xv, b, *c.halo, lj, lk));
+      else emit(widened(StencilRows<T>(xv, b, *c.halo, lj, lk), xm, c.widened));
       row_done(row, xm);
     }
 }
@@ -400,6 +423,24 @@ PetscErrorCode shell_mult_dots(Mat a, Vec x, Vec y, PetscInt nwith, const Vec wi
   PetscFunctionReturn(0);
 }
 
+// One row of the float mat-vec: y = ax rounded to float, and x.ax, x.r, x.x added to the sums
+// (vectorised; not inlined, as row_dot).
+[[gnu::noinline]] void row_dots_single(const float* x, const PetscScalar* ax, const PetscScalar* r, float* y,
+                                       std::int64_t n, PetscScalar& xax, PetscScalar& xr, PetscScalar& xx) {
+  PetscScalar a_xax = 0, a_xr = 0, a_xx = 0;
+#pragma omp simd reduction(+ : a_xax, a_xr, a_xx)
+  for (std::int64_t i = 0; i < n; ++i) {
+    const PetscScalar xi = x[i];
+    a_xax += xi * ax[i];
+    a_xr += xi * r[i];
+    a_xx += xi * xi;
+    y[i] = static_cast<float>(ax[i]);
+  }
+  xax += a_xax;
+  xr += a_xr;
+  xx += a_xx;
+}
+
 // KSPDCDM's float mat-vec (the composed function "DCDMMatMultDotsSingle_C", include/dcdm/
 // petsc.hpp): each row of A x in double from the float x (the double mat-vec's expression on
 // the widened values), dotted there, then rounded to float: x and y cross memory as floats,
@@ -416,21 +457,7 @@ PetscErrorCode shell_mult_dots_single(Mat a, const float x[], float y[], Vec r, 
   double* ax = c->row.data();
   PetscScalar s_xax = 0, s_xr = 0, s_xx = 0;
   apply_rows(*c, x, [&](std::int64_t) { return ax; }, [&](std::int64_t row, std::int64_t len) {
-    const float* xr = x + row;
-    const PetscScalar* rr = rv + row;
-    float* yr = y + row;
-    PetscScalar a_xax = 0, a_xr = 0, a_xx = 0;
-#pragma omp simd reduction(+ : a_xax, a_xr, a_xx)
-    for (std::int64_t i = 0; i < len; ++i) {
-      const PetscScalar xi = xr[i];
-      a_xax += xi * ax[i];
-      a_xr += xi * rr[i];
-      a_xx += xi * xi;
-      yr[i] = static_cast<float>(ax[i]);
-    }
-    s_xax += a_xax;
-    s_xr += a_xr;
-    s_xx += a_xx;
+    row_dots_single(x + row, ax, rv + row, y + row, len, s_xax, s_xr, s_xx);
   });
   local[0] = s_xax;
   local[1] = s_xr;
