@@ -100,6 +100,11 @@ class PressureSystem {
   // null space (null when A is not singular).
   Mat assembled();
   Mat shell();
+  // Frees the DMDA's global-to-local scatter (the index graph DMSetUp makes, 8 bytes a cell):
+  // the shell operator, the component labelling and the dcdm_mg PC exchange their faces
+  // themselves and never use it. DMGlobalToLocal on dm() fails afterwards (a PETSc error), so
+  // only a program that knows nothing will call it does this (dcdm-mpi, with dcdm_mg).
+  void release_ghost_scatter();
   MatNullSpace nullspace() const { return nullspace_; }
   Vec rhs() const { return b_; }  // projected onto the range of A
   // Cell type of a cell of the ghosted box (global indices), or beyond the grid by face.

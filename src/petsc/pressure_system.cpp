@@ -1,6 +1,7 @@
 // The pressure system on a DMDA (include/dcdm/petsc_system.hpp).
 #include "dcdm/petsc_system.hpp"
 
+#include <petsc/private/dmdaimpl.h>
 #include <petsc/private/matimpl.h>
 
 #include <algorithm>
@@ -678,6 +679,11 @@ CellBox PressureSystem::ghost_box() const {
   const Box& x = box_;
   return CellBox{{static_cast<int>(x.gxs), static_cast<int>(x.gys), static_cast<int>(x.gzs)},
                  Dims{static_cast<int>(x.gxm), static_cast<int>(x.gym), static_cast<int>(x.gzm)}};
+}
+
+void PressureSystem::release_ghost_scatter() {
+  auto* da = static_cast<DM_DA*>(da_->data);
+  DCDM_PETSC_CALL(VecScatterDestroy(&da->gtol));
 }
 
 void PressureSystem::take_part(Domain&& part) {
