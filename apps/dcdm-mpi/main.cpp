@@ -215,10 +215,10 @@ int run(const Args& a, MPI_Comm comm, int rank, int size) {
           fmt::format("--json: folder {} does not exist", parent.string()));
   }
   // --method's solve, the system included: bytes a cell over all ranks with the matrix-free
-  // operator, 100 for dcdm-relax and 135 for mgpcg (measured at 256^3 on two ranks: 82 for
-  // dcdm-relax with float vectors, 94 with --dcdm-vectors double, 131 for mgpcg; 87 for
-  // dcdm-relax with double vectors at 512^3), 90 more with the assembled one. Refused before
-  // anything is built when this machine's ranks would not fit.
+  // operator, 100 for dcdm-relax and 135 for mgpcg (measured at 256^3 on two ranks: 74 for
+  // dcdm-relax with float vectors, 86 with --dcdm-vectors double, 123 for mgpcg; 67 for
+  // dcdm-relax at 512^3), 90 more with the assembled one. Refused before anything is built
+  // when this machine's ranks would not fit.
   if (a.method != "petsc" && a.scene.size()) {
     const dcdm::Dims d = scene_dims(a);
     MPI_Comm node = MPI_COMM_NULL;
