@@ -12,8 +12,10 @@ Counted per smoothed level l of local edge m (cubic boxes, an interior rank, 6 n
   ghost exchanges of two layers: one per red-black sweep (2 band, 2 interior, 2 band sweeps
   before the coarse correction, the first needing none as x starts at 0; 6 after) and one of
   the residual: 12; of one layer: b before the sweeps, x before the residual, x after the
-  post-smoother for the finer level's prolongation: 3. Each exchange is 6 messages of
-  (layers * m^2) values of 4 bytes (float cycle). The gathered level: a gather and a scatter of its cells
+  post-smoother for the finer level's prolongation: 3. Where the rank boundaries lie at even
+  cells (m even), each rank computes the residual on its first ghost layer itself: x before
+  the residual is exchanged two layers deep and the residual's exchange goes, 12 of two layers
+  and 2 of one. Each exchange is 6 messages of (layers * m^2) values of 4 bytes (float cycle). The gathered level: a gather and a scatter of its cells
   onto rank 0, and the serial cycle there (priced per cell like the fine levels).
 Per Krylov iteration (KSPDCDM, k = 1): the operator's ghost exchange (6 messages of m^2
 doubles) and 4 global reductions (d.Ap and p.Ap, d.Ad and d.r, ||r||: measured 13 VecMDot and
@@ -52,7 +54,8 @@ def iteration_seconds(n, ranks, a):
     volume = 0
     if ranks > 1:
         for m in smoothed:
-            exchanges = [(1, 3), (2, 12)]  # (layers, count)
+            # (layers, count); an even edge: the residual on the first ghost layer (split_evenly)
+            exchanges = [(1, 2), (2, 12)] if m % 2 == 0 else [(1, 3), (2, 12)]
             for layers, count in exchanges:
                 halo += count * 6 * (alpha + layers * m * m * 4 * beta)
                 messages += count * 6
