@@ -660,6 +660,13 @@ SolveReport DcdmSolver::solve_scaled(dcdm::span<const double> b_in, dcdm::span<d
       } else {
         new_norm = std::sqrt(detail::step_and_norm(alpha, q.data(), aq_now->data(), x.data(), r.data(), n));
       }
+      if (single && system_.project_range && std::isfinite(new_norm)) {
+        // A q rounded to float is not exactly in A's range: its part along the null space
+        // (about 1e-8 of it a step) would build up in r, where no direction removes it, and
+        // stall the iteration there at tight tolerances. Projected away each step.
+        project(r);
+        new_norm = norm2(r);
+      }
     }
     if (!std::isfinite(new_norm)) {  // overflow: undo the step, keep the last finite iterate
       if (single) add_single(-alpha, qf, x);
