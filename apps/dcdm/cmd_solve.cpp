@@ -347,13 +347,13 @@ int run_solve(const SolveArgs& a) {
 // Only the options dcdm-mpi shares are accepted; any other is an error naming it.
 [[noreturn]] void exec_petsc_backend(const SolveArgs& a, const CLI::App& cmd) {
   static const char* const kShared[] = {"--scene", "--n", "--dims", "--seed", "--param", "--system", "--method",
-                                        "--rtol", "--max-iterations", "--json", "--backend"};
+                                        "--rtol", "--max-iterations", "--json", "--backend", "--dcdm-vectors"};
   for (const CLI::Option* o : cmd.get_options()) {
     if (o->count() == 0 || o->get_name() == "--help") continue;
     const std::string name = o->get_name();
     if (std::find(std::begin(kShared), std::end(kShared), name) == std::end(kShared))
       throw InputError(fmt::format("--backend petsc: {} is not available there (it takes --scene, --n, --dims, --seed, "
-                                   "--param, --system, --method, --rtol, --max-iterations, --json)",
+                                   "--param, --system, --method, --rtol, --max-iterations, --json, --dcdm-vectors)",
                                    name));
   }
   const std::string family = a.method.substr(0, a.method.find(':'));
@@ -375,6 +375,7 @@ int run_solve(const SolveArgs& a) {
     for (const std::string& kv : a.params_kv) args.insert(args.end(), {"--param", kv});
   }
   if (!a.json_out.empty()) args.insert(args.end(), {"--json", a.json_out});
+  if (cmd.get_option("--dcdm-vectors")->count() > 0) args.insert(args.end(), {"--dcdm-vectors", a.params.dcdm_vectors});
   std::vector<char*> argv;
   for (std::string& s : args) argv.push_back(s.data());
   argv.push_back(nullptr);

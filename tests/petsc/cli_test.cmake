@@ -248,4 +248,17 @@ if(its_gap GREATER 1 OR its_gap LESS -1)
   message(FATAL_ERROR "--dcdm-vectors: ${its_float} iterations with float, ${its_double} with double")
 endif()
 expect_bad_input(2 "--dcdm-vectors" solve --scene box --n 8 --method dcdm-relax --dcdm-vectors half)
+# `dcdm solve --backend petsc` passes --dcdm-vectors on to dcdm-mpi.
+execute_process(COMMAND ${MPIEXEC} --oversubscribe -n 2 ${DCDM} solve --backend petsc --scene obstacles --n 20 --seed 5
+                        --method dcdm-relax --dcdm-vectors double --json ${WORK_DIR}/backend-double.json
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 120)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "dcdm solve --backend petsc --dcdm-vectors double: exit ${rc}\n${out}\n${err}")
+endif()
+json_get(${WORK_DIR}/backend-double.json dcdm.single_precision_vectors single)
+json_get(${WORK_DIR}/backend-double.json iterations its_backend)
+if(single OR NOT its_backend EQUAL its_double)
+  message(FATAL_ERROR "dcdm solve --backend petsc --dcdm-vectors double: single_precision_vectors ${single}, "
+                      "${its_backend} iterations (dcdm-mpi ${its_double})")
+endif()
 expect_bad_input(3 "-ksp_dcdm_vectors" solve --scene box --n 8 --method dcdm-relax -ksp_dcdm_vectors half)
