@@ -35,6 +35,7 @@
 #include "dcdm/methods.hpp"
 #include "dcdm/models.hpp"
 #include "dcdm/relaxnet.hpp"
+#include "../linalg/uninitialised.hpp"
 
 namespace dcdm::petsc {
 
@@ -110,8 +111,10 @@ struct Level {
   int ext[3] = {0, 0, 0};  // local array extents (box + frames)
   std::int64_t sy = 0, sz = 0;
   double s = 1.0;
-  std::vector<std::uint8_t> type;
-  std::vector<Real> inv_diag, x, b, r, inv_w;
+  // Level-sized arrays: huge pages where the kernel offers them (detail::advise_huge_pages);
+  // every one is written whole (assign) before it is read.
+  detail::UninitialisedVector<std::uint8_t> type;
+  detail::UninitialisedVector<Real> inv_diag, x, b, r, inv_w;
   std::vector<std::int64_t> band[2];  // local indices of owned band cells by colour
   std::vector<Real> band_omega[2];
   // The same for the owned band cells and those of the first ghost layer (the first step of a
@@ -121,7 +124,7 @@ struct Level {
   // Where each local plane's cells start in band[c] and band_wide[c] (ext[2] + 1 entries; the
   // lists are in local-index order): the fused sweeps run them plane by plane.
   std::vector<std::int64_t> band_planes[2], band_wide_planes[2];
-  std::vector<Real> omega;            // per-cell interior factors (a per-cell model), else empty
+  detail::UninitialisedVector<Real> omega;  // per-cell interior factors (a per-cell model), else empty
   std::int64_t fluid_cells = 0;       // on this rank
   // Every rank boundary of the level (along every axis) lies at an even cell: the restriction
   // then reads the fine level no further than one ghost layer (see Cycle::residual_to_coarse).
@@ -374,9 +377,10 @@ void Cycle<Real>::init_level(Level<Real>& l, const Split& split, double s) {
         for (int i = x0; i < x1; ++i) ghost(i, j, k);
       }
     }
+  // r comes at the end of the set-up, where the finest level's may live in the PC's output
+  // instead; x and b lend their (zero) storage to the set-up's scratch arrays meanwhile.
   l.x.assign(static_cast<std::size_t>(n), Real(0));
   l.b.assign(static_cast<std::size_t>(n), Real(0));
-  l.r.assign(static_cast<std::size_t>(n), Real(0));
   l.split_evenly = true;
   for (int a = 0; a < 3; ++a)
     for (std::size_t q = 1; q + 1 < split.starts[a].size(); ++q) l.split_evenly = l.split_evenly && split.starts[a][q] % 2 == 0;
@@ -430,8 +434,14 @@ void Cycle<Real>::finish_level(int li) {
   if (opt_.band_width > kFrame)
     throw InputError(fmt::format("dcdm_mg: band width {} is more than the {} ghost layers the distributed cycle keeps",
                                  opt_.band_width, kFrame));
-  std::vector<std::uint8_t> near(l.type.size()), tmp(l.type.size());
-  for (std::size_t p = 0; p < near.size(); ++p) near[p] = l.type[p] != kFluid;
+  // Two byte arrays over the level, in b's storage (b is zero until the first cycle and at
+  // least 4 bytes a cell; zeroed again below): fresh pages cost a fault each, which on some
+  // virtual machines is most of the set-up.
+  static_assert(sizeof(Real) >= 2, "the band's scratch bytes live in b");
+  const std::size_t cells = l.type.size();
+  std::uint8_t* near = reinterpret_cast<std::uint8_t*>(l.b.data());
+  std::uint8_t* tmp = near + cells;
+  for (std::size_t p = 0; p < cells; ++p) near[p] = l.type[p] != kFluid;
   // Dilated by w along each axis in turn (beyond the local array counts as near), a row at a
   // time: along x cell by cell at the row's ends and over whole rows between; along y and z
   // whole rows OR-ed together (vectorised).
@@ -442,8 +452,8 @@ void Cycle<Real>::finish_level(int li) {
     for (int k = 0; k < l.ext[2]; ++k)
       for (int j = 0; j < l.ext[1]; ++j) {
         const std::int64_t row = l.sy * j + l.sz * k;
-        const std::uint8_t* in = near.data() + row;
-        std::uint8_t* out = tmp.data() + row;
+        const std::uint8_t* in = near + row;
+        std::uint8_t* out = tmp + row;
         if (axis == 0) {
           const auto at_end = [&](int i) {
             std::uint8_t v = in[i];
@@ -476,7 +486,7 @@ void Cycle<Real>::finish_level(int li) {
             }
         }
       }
-    near.swap(tmp);
+    std::swap(near, tmp);
   }
   l.band[0].clear();
   l.band[1].clear();
@@ -484,6 +494,7 @@ void Cycle<Real>::finish_level(int li) {
     l.for_owned([&](int i, int j, int k, std::int64_t p) {
       if (l.type[p] == kFluid && near[static_cast<std::size_t>(p)]) l.band[(i + j + k) & 1].push_back(p);
     });
+  std::fill(l.b.begin(), l.b.end(), Real(0));
 }
 
 // Coarse types of the owned coarse box from the fine types (children beyond the grid are
@@ -662,12 +673,12 @@ Cycle<Real>::Cycle(const GridGeometry& grid, const DistributedMultigridOptions& 
   // array with its frame fits in z (the float cycle on boxes of more than about 15^3 cells), it
   // lives there instead of in an array of its own (4 bytes a cell of the float cycle).
   if (levels_.size() > 1) {
-    Level<Real>& t = levels_.front();
-    if (static_cast<std::size_t>(t.size()) * sizeof(Real) <= static_cast<std::size_t>(t.split.owned()) * sizeof(PetscScalar)) {
-      std::vector<Real>().swap(t.r);
-      borrow_top_residual_ = true;
-    }
+    const Level<Real>& t = levels_.front();
+    borrow_top_residual_ =
+        static_cast<std::size_t>(t.size()) * sizeof(Real) <= static_cast<std::size_t>(t.split.owned()) * sizeof(PetscScalar);
   }
+  for (std::size_t li = borrow_top_residual_ ? 1 : 0; li < levels_.size(); ++li)
+    levels_[li].r.assign(static_cast<std::size_t>(levels_[li].size()), Real(0));
 }
 
 // Rank 0 gets the gathered level's types and sets up the serial cycle on them; every rank
@@ -918,15 +929,13 @@ template <class Real>
 void Cycle<Real>::widen_band(int li) {
   Level<Real>& l = levels_[static_cast<std::size_t>(li)];
   const Halo& halo = halos_[static_cast<std::size_t>(li)];
-  std::vector<std::uint8_t> in_band(static_cast<std::size_t>(l.size()), 0);
-  std::vector<Real> factor(static_cast<std::size_t>(l.size()), Real(0));
+  // The band cells marked by their factor (in (0, 2)), or by 1 where the band has none, in x's
+  // storage (zero until the first cycle; zeroed again below): one exchange, no fresh pages.
+  Real* mark = l.x.data();
   for (int c = 0; c < 2; ++c)
-    for (std::size_t q = 0; q < l.band[c].size(); ++q) {
-      in_band[static_cast<std::size_t>(l.band[c][q])] = 1;
-      if (band_ == Relax::PerCell) factor[static_cast<std::size_t>(l.band[c][q])] = l.band_omega[c][q];
-    }
-  halo.exchange(in_band.data(), 1);
-  if (band_ == Relax::PerCell) halo.exchange(factor.data(), 1);
+    for (std::size_t q = 0; q < l.band[c].size(); ++q)
+      mark[l.band[c][q]] = band_ == Relax::PerCell ? l.band_omega[c][q] : Real(1);
+  halo.exchange(mark, 1);
   if (interior_ == Relax::PerCell) halo.exchange(l.omega.data(), 1);
   const Dims d = l.split.dims;
   for (int c = 0; c < 2; ++c) {
@@ -937,11 +946,12 @@ void Cycle<Real>::widen_band(int li) {
     for (int j = std::max(l.split.lo[1] - 1, 0); j < std::min(l.split.hi[1] + 1, d.ny); ++j)
       for (int i = std::max(l.split.lo[0] - 1, 0); i < std::min(l.split.hi[0] + 1, d.nx); ++i) {
         const std::int64_t p = l.at(i, j, k);
-        if (!in_band[static_cast<std::size_t>(p)]) continue;
+        if (mark[p] == Real(0)) continue;
         const int c = (i + j + k) & 1;
         l.band_wide[c].push_back(p);
-        l.band_wide_omega[c].push_back(factor[static_cast<std::size_t>(p)]);
+        l.band_wide_omega[c].push_back(band_ == Relax::PerCell ? mark[p] : Real(0));
       }
+  std::fill(l.x.begin(), l.x.end(), Real(0));
   // Each list's start per local plane (the lists are in local-index order).
   const auto plane_starts = [&](const std::vector<std::int64_t>& cells, std::vector<std::int64_t>& starts) {
     starts.assign(static_cast<std::size_t>(l.ext[2]) + 1, 0);
