@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdint>
+#include <cstdio>
 #include <iterator>
 
 #include <fstream>
@@ -22,6 +24,7 @@
 #include "dcdm/peers.hpp"
 #include "dcdm/poisson.hpp"
 #include "dcdm/system.hpp"
+#include "../src/linalg/uninitialised.hpp"
 
 namespace {
 
@@ -242,6 +245,51 @@ TEST(Allocator, FreedLargeBlocksLeaveTheResidentSet) {
     EXPECT_GT(dcdm::resident_bytes(), before + (200 << 20));
   }
   EXPECT_LT(dcdm::resident_bytes(), before + (32 << 20));
+}
+
+namespace {
+
+// The VmFlags of the mapping of this process that holds address a ("" if none holds it).
+std::string vm_flags_at(std::uintptr_t a) {
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  while (std::getline(smaps, line)) {
+    unsigned long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 && line.find(':') > line.find(' ')) {
+      inside = a >= lo && a < hi;
+      continue;
+    }
+    if (inside && line.rfind("VmFlags:", 0) == 0) return line.substr(8) + " ";
+  }
+  return "";
+}
+
+}  // namespace
+
+// A large grid array asks for transparent huge pages on the 2 MiB pages wholly inside it (the
+// mapping's "hg" flag), so that first touch takes a fault per 2 MiB; a small one does not, and
+// nothing outside the block is advised.
+TEST(Allocator, LargeGridArraysAskForHugePages) {
+  std::ifstream mode("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string modes;
+  if (!std::getline(mode, modes) || modes.find("[never]") != std::string::npos)
+    GTEST_SKIP() << "transparent huge pages are off here";
+  constexpr std::uintptr_t kHuge = std::uintptr_t(2) << 20;
+  dcdm::detail::UninitialisedVector<float> big(std::size_t(24) << 20);  // 96 MiB
+  const auto begin = reinterpret_cast<std::uintptr_t>(big.data());
+  const auto end = begin + big.size() * sizeof(float);
+  const std::uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1), last = (end & ~(kHuge - 1)) - 1;
+  EXPECT_NE(vm_flags_at(first).find(" hg "), std::string::npos) << vm_flags_at(first);
+  EXPECT_NE(vm_flags_at(last).find(" hg "), std::string::npos) << vm_flags_at(last);
+  if (first > begin) {
+    EXPECT_EQ(vm_flags_at(first - 1).find(" hg "), std::string::npos);
+  }
+  if (end > last + 1) {
+    EXPECT_EQ(vm_flags_at(end - 1).find(" hg "), std::string::npos);
+  }
+  dcdm::detail::UninitialisedVector<float> small(std::size_t(1) << 18);  // 1 MiB
+  EXPECT_EQ(vm_flags_at(reinterpret_cast<std::uintptr_t>(small.data())).find(" hg "), std::string::npos);
 }
 
 // Inside a DeferredSync the atomic writers rename without syncing each file (sync_filesystem
