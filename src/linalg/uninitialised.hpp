@@ -6,8 +6,10 @@
 #include <sys/mman.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <new>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -18,9 +20,15 @@ namespace dcdm::detail {
 // pages (where it offers them only on request, "madvise" mode): one page fault per 2 MiB
 // instead of per 4 KiB, which on virtual machines, where a fault is expensive, is most of a
 // large set-up. Only pages wholly inside the block, so nothing beyond it becomes resident.
+// DCDM_HUGE_PAGES=0 in the environment turns it off (a machine where clearing 2 MiB pages or
+// compacting memory for them costs more than the faults saved).
 inline void advise_huge_pages(void* p, std::size_t bytes) {
   constexpr std::uintptr_t kHuge = std::uintptr_t(2) << 20;
-  if (bytes < 2 * kHuge) return;
+  static const bool enabled = [] {
+    const char* v = std::getenv("DCDM_HUGE_PAGES");
+    return !(v && std::string_view(v) == "0");
+  }();
+  if (!enabled || bytes < 2 * kHuge) return;
   const std::uintptr_t begin = (reinterpret_cast<std::uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
   const std::uintptr_t end = (reinterpret_cast<std::uintptr_t>(p) + bytes) & ~(kHuge - 1);
   if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
