@@ -25,6 +25,7 @@
 #include "dcdm/poisson.hpp"
 #include "dcdm/system.hpp"
 #include "../src/linalg/uninitialised.hpp"
+#include "vm_flags.hpp"
 
 namespace {
 
@@ -247,34 +248,13 @@ TEST(Allocator, FreedLargeBlocksLeaveTheResidentSet) {
   EXPECT_LT(dcdm::resident_bytes(), before + (32 << 20));
 }
 
-namespace {
-
-// The VmFlags of the mapping of this process that holds address a ("" if none holds it).
-std::string vm_flags_at(std::uintptr_t a) {
-  std::ifstream smaps("/proc/self/smaps");
-  std::string line;
-  bool inside = false;
-  while (std::getline(smaps, line)) {
-    unsigned long lo = 0, hi = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 && line.find(':') > line.find(' ')) {
-      inside = a >= lo && a < hi;
-      continue;
-    }
-    if (inside && line.rfind("VmFlags:", 0) == 0) return line.substr(8) + " ";
-  }
-  return "";
-}
-
-}  // namespace
-
 // A large grid array asks for transparent huge pages on the 2 MiB pages wholly inside it (the
 // mapping's "hg" flag), so that first touch takes a fault per 2 MiB; a small one does not, and
 // nothing outside the block is advised.
 TEST(Allocator, LargeGridArraysAskForHugePages) {
-  std::ifstream mode("/sys/kernel/mm/transparent_hugepage/enabled");
-  std::string modes;
-  if (!std::getline(mode, modes) || modes.find("[never]") != std::string::npos)
-    GTEST_SKIP() << "transparent huge pages are off here";
+  using dcdm::test::vm_flags_at;
+  if (!dcdm::test::huge_pages_offered()) GTEST_SKIP() << "transparent huge pages are off here";
+  if (const char* v = std::getenv("DCDM_HUGE_PAGES"); v && std::string(v) == "0") GTEST_SKIP() << "DCDM_HUGE_PAGES=0";
   constexpr std::uintptr_t kHuge = std::uintptr_t(2) << 20;
   dcdm::detail::UninitialisedVector<float> big(std::size_t(24) << 20);  // 96 MiB
   const auto begin = reinterpret_cast<std::uintptr_t>(big.data());

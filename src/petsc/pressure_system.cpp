@@ -15,6 +15,7 @@
 #include <random>
 #include <type_traits>
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -23,6 +24,7 @@
 #include "dcdm/error.hpp"
 #include "dcdm/io.hpp"
 #include "dcdm/system.hpp"
+#include "../linalg/uninitialised.hpp"
 
 namespace dcdm::petsc {
 namespace {
@@ -1324,6 +1326,53 @@ SolveSummary solve(KSP ksp, Mat a, Vec b, Vec x) {
   DCDM_PETSC_CALL(VecNorm(r, NORM_2, &s.final_residual));
   DCDM_PETSC_CALL(VecDestroy(&r));
   return s;
+}
+
+// ---------------------------------------------------------------- PETSc's allocator
+
+namespace {
+
+// PETSc's own alignment (PetscMallocAlign's) or a cache line, whichever is larger.
+constexpr std::size_t kPetscAlign = PETSC_MEMALIGN > 64 ? PETSC_MEMALIGN : 64;
+
+PetscErrorCode huge_page_malloc(std::size_t bytes, PetscBool clear, int, const char[], const char[], void** result) {
+  *result = nullptr;
+  if (bytes == 0) return 0;  // PETSc's convention: no block, a null pointer
+  void* p = nullptr;
+  if (posix_memalign(&p, kPetscAlign, bytes) != 0) return PETSC_ERR_MEM;
+  detail::advise_huge_pages(p, bytes);  // before the first touch
+  if (clear) std::memset(p, 0, bytes);
+  *result = p;
+  return 0;
+}
+
+PetscErrorCode huge_page_free(void* p, int, const char[], const char[]) {
+  std::free(p);
+  return 0;
+}
+
+// realloc keeps no alignment: a fresh aligned block, the old contents copied.
+PetscErrorCode huge_page_realloc(std::size_t bytes, int line, const char function[], const char file[], void** result) {
+  void* old = *result;
+  if (bytes == 0) {
+    std::free(old);
+    *result = nullptr;
+    return 0;
+  }
+  void* p = nullptr;
+  if (const PetscErrorCode e = huge_page_malloc(bytes, PETSC_FALSE, line, function, file, &p)) return e;
+  if (old) {
+    std::memcpy(p, old, std::min(bytes, malloc_usable_size(old)));
+    std::free(old);
+  }
+  *result = p;
+  return 0;
+}
+
+}  // namespace
+
+void use_huge_page_allocator() {
+  check(PetscMallocSet(huge_page_malloc, huge_page_free, huge_page_realloc), "PetscMallocSet");
 }
 
 }  // namespace dcdm::petsc

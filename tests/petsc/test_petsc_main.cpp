@@ -5,9 +5,11 @@
 #include <petscsys.h>
 
 #include "dcdm/petsc.hpp"
+#include "dcdm/petsc_system.hpp"
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
+  dcdm::petsc::use_huge_page_allocator();  // as dcdm-mpi: every test runs PETSc on it
   if (PetscInitialize(&argc, &argv, nullptr, nullptr) != 0) return 1;
   if (DCDMKSPRegister() != 0) return 1;
   int rank = 0;

@@ -4,7 +4,10 @@
 // that obstacles and closed regions cross rank boundaries.
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <cstdlib>
 #include <random>
+#include <string>
 
 #include "dcdm/linalg.hpp"
 #include "dcdm/methods.hpp"
@@ -13,6 +16,7 @@
 #include "dcdm/scenes.hpp"
 #include "dcdm/system.hpp"
 #include "petsc_test_util.hpp"
+#include "../vm_flags.hpp"
 
 namespace dcdm::petsc::test {
 namespace {
@@ -247,6 +251,46 @@ TEST(PetscSystem, SolutionMatchesSerial) {
     EXPECT_LE(max_difference(sys, x, expected), 1e-8 * max_abs(expected)) << c.name;
     VecDestroy(&x);
   }
+}
+
+}  // namespace
+}  // namespace dcdm::petsc::test
+
+namespace dcdm::petsc::test {
+namespace {
+
+// PETSc's allocations go through use_huge_page_allocator (test_petsc_main.cpp): a large
+// vector's array asks for huge pages on the 2 MiB pages inside it, on every rank, and
+// PetscRealloc keeps the contents and PETSc's alignment.
+TEST(PetscSystem, PetscAllocationsAskForHugePagesAndReallocKeepsContents) {
+  const char* off = std::getenv("DCDM_HUGE_PAGES");
+  const bool advised = dcdm::test::huge_pages_offered() && !(off && std::string(off) == "0");
+  Vec v = nullptr;
+  constexpr PetscInt kLocal = PetscInt(3) << 20;  // 24 MiB of doubles a rank
+  ASSERT_EQ(VecCreateMPI(PETSC_COMM_WORLD, kLocal, PETSC_DETERMINE, &v), 0);
+  ASSERT_EQ(VecSet(v, 1.0), 0);
+  const PetscScalar* a = nullptr;
+  ASSERT_EQ(VecGetArrayRead(v, &a), 0);
+  constexpr std::uintptr_t kHuge = std::uintptr_t(2) << 20;
+  const auto first = (reinterpret_cast<std::uintptr_t>(a) + kHuge - 1) & ~(kHuge - 1);
+  const bool hg = dcdm::test::vm_flags_at(first).find(" hg ") != std::string::npos;
+  ASSERT_EQ(VecRestoreArrayRead(v, &a), 0);
+  ASSERT_EQ(VecDestroy(&v), 0);
+  // Every rank's verdict, reduced (1 where this rank's differs from the expected one).
+  EXPECT_EQ(allreduce_max(hg == advised ? 0.0 : 1.0), 0.0) << "huge-page advice " << hg << ", expected " << advised;
+
+  PetscInt* p = nullptr;
+  ASSERT_EQ(PetscMalloc1(1000, &p), 0);
+  for (PetscInt i = 0; i < 1000; ++i) p[i] = 3 * i + 1;
+  ASSERT_EQ(PetscRealloc(sizeof(PetscInt) * 5000000, &p), 0);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % PETSC_MEMALIGN, 0u);
+  double wrong = 0;
+  for (PetscInt i = 0; i < 1000; ++i) wrong += p[i] != 3 * i + 1;
+  p[4999999] = 7;
+  ASSERT_EQ(PetscRealloc(sizeof(PetscInt) * 10, &p), 0);
+  for (PetscInt i = 0; i < 10; ++i) wrong += p[i] != 3 * i + 1;
+  ASSERT_EQ(PetscFree(p), 0);
+  EXPECT_EQ(allreduce_max(wrong), 0.0);
 }
 
 }  // namespace
