@@ -47,6 +47,24 @@ inline double block_dot(const X* x, const Y* y, std::int64_t m) {
   return s;
 }
 
+// The float mat-vec's pass over a block of A x computed in double: y = A x rounded to float,
+// and the block's x . A x (that of the exact product), x . r and x . x added to out[0..3).
+inline void round_with_dots(const float* x, const double* ax, const double* r, float* y, std::int64_t n,
+                            double* out) {
+  double s_xax = 0.0, s_xr = 0.0, s_xx = 0.0;
+#pragma omp simd reduction(+ : s_xax, s_xr, s_xx)
+  for (std::int64_t i = 0; i < n; ++i) {
+    const double xi = x[i];
+    s_xax += xi * ax[i];
+    s_xr += xi * r[i];
+    s_xx += xi * xi;
+    y[i] = static_cast<float>(ax[i]);
+  }
+  out[0] += s_xax;
+  out[1] += s_xr;
+  out[2] += s_xx;
+}
+
 // The Krylov step x += alpha d, r -= alpha A d and the new r . r in one pass (five vectors'
 // traffic instead of seven), d and A d in double or float; block sums added in order, so the
 // same for any thread count. With b: the first step from x = 0 and r = b, x = 0 + alpha d and

@@ -24,6 +24,7 @@
 #include "dcdm/error.hpp"
 #include "dcdm/io.hpp"
 #include "dcdm/system.hpp"
+#include "../linalg/block_ops.hpp"
 #include "../linalg/uninitialised.hpp"
 
 namespace dcdm::petsc {
@@ -280,10 +281,7 @@ void weighted_row(const PressureSystem::ShellContext& c, const StencilRows<Petsc
 // inlined: inlined into the mat-vec's per-row callback, the loop was left scalar (1.7x the
 // fused mat-vec's time).
 [[gnu::noinline]] PetscScalar row_dot(const PetscScalar* a, const PetscScalar* b, std::int64_t n) {
-  PetscScalar s = 0;
-#pragma omp simd reduction(+ : s)
-  for (std::int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
+  return detail::block_dot(a, b, n);
 }
 
 // The unit rows (serial stencil) of row (lj, lk) of the owned box into yr. Summed in the serial
@@ -429,22 +427,11 @@ PetscErrorCode shell_mult_dots(Mat a, Vec x, Vec y, PetscInt nwith, const Vec wi
   PetscFunctionReturn(0);
 }
 
-// One row of the float mat-vec: y = ax rounded to float, and x.ax, x.r, x.x added to the sums
+// One row of the float mat-vec: y = ax rounded to float, and x.ax, x.r, x.x added to sums[0..3)
 // (vectorised; not inlined, as row_dot).
 [[gnu::noinline]] void row_dots_single(const float* x, const PetscScalar* ax, const PetscScalar* r, float* y,
-                                       std::int64_t n, PetscScalar& xax, PetscScalar& xr, PetscScalar& xx) {
-  PetscScalar a_xax = 0, a_xr = 0, a_xx = 0;
-#pragma omp simd reduction(+ : a_xax, a_xr, a_xx)
-  for (std::int64_t i = 0; i < n; ++i) {
-    const PetscScalar xi = x[i];
-    a_xax += xi * ax[i];
-    a_xr += xi * r[i];
-    a_xx += xi * xi;
-    y[i] = static_cast<float>(ax[i]);
-  }
-  xax += a_xax;
-  xr += a_xr;
-  xx += a_xx;
+                                       std::int64_t n, PetscScalar sums[3]) {
+  detail::round_with_dots(x, ax, r, y, n, sums);
 }
 
 // KSPDCDM's float mat-vec (the composed function "DCDMMatMultDotsSingle_C", include/dcdm/
@@ -461,13 +448,10 @@ PetscErrorCode shell_mult_dots_single(Mat a, const float x[], float y[], Vec r, 
   PetscCall(VecGetArrayRead(r, &rv));
   c->row.resize(static_cast<std::size_t>(c->box.xm));
   double* ax = c->row.data();
-  PetscScalar s_xax = 0, s_xr = 0, s_xx = 0;
+  std::fill_n(local, 3, PetscScalar(0));
   apply_rows(*c, x, [&](std::int64_t) { return ax; }, [&](std::int64_t row, std::int64_t len) {
-    row_dots_single(x + row, ax, rv + row, y + row, len, s_xax, s_xr, s_xx);
+    row_dots_single(x + row, ax, rv + row, y + row, len, local);
   });
-  local[0] = s_xax;
-  local[1] = s_xr;
-  local[2] = s_xx;
   PetscCall(VecRestoreArrayRead(r, &rv));
   PetscCall(PetscLogEventEnd(MAT_Mult, a, r, 0, 0));
   PetscFunctionReturn(0);

@@ -351,22 +351,7 @@ void PoissonStencil::apply_dot_single(dcdm::span<const float> x, dcdm::span<floa
   detail::blocked_reduce(n, 3, dots.data(), [&](std::int64_t lo, std::int64_t hi, double* out) {
     alignas(64) double ax[detail::kRowBlock];
     apply_cells(px, ax, lo, hi, lo);
-    const std::int64_t len = hi - lo;
-    const float* xb = px + lo;
-    const double* rb = pr + lo;
-    float* yb = py + lo;
-    double s_xax = 0.0, s_xr = 0.0, s_xx = 0.0;
-#pragma omp simd reduction(+ : s_xax, s_xr, s_xx)
-    for (std::int64_t i = 0; i < len; ++i) {
-      const double xi = xb[i];
-      s_xax += xi * ax[i];
-      s_xr += xi * rb[i];
-      s_xx += xi * xi;
-      yb[i] = static_cast<float>(ax[i]);
-    }
-    out[0] += s_xax;
-    out[1] += s_xr;
-    out[2] += s_xx;
+    detail::round_with_dots(px + lo, ax, pr + lo, py + lo, hi - lo, out);
   });
 }
 
