@@ -115,12 +115,13 @@ struct Level {
   // every one is written whole (assign) before it is read.
   detail::UninitialisedVector<std::uint8_t> type;
   detail::UninitialisedVector<Real> inv_diag, x, b, r, inv_w;
-  std::vector<std::int64_t> band[2];  // local indices of owned band cells by colour
-  std::vector<Real> band_omega[2];
+  // The lists below too: grown at set-up, where a fresh 4 KiB page costs a fault each.
+  detail::UninitialisedVector<std::int64_t> band[2];  // local indices of owned band cells by colour
+  detail::UninitialisedVector<Real> band_omega[2];
   // The same for the owned band cells and those of the first ghost layer (the first step of a
   // sweep updates both, see Cycle::sweep).
-  std::vector<std::int64_t> band_wide[2];
-  std::vector<Real> band_wide_omega[2];
+  detail::UninitialisedVector<std::int64_t> band_wide[2];
+  detail::UninitialisedVector<Real> band_wide_omega[2];
   // Where each local plane's cells start in band[c] and band_wide[c] (ext[2] + 1 entries; the
   // lists are in local-index order): the fused sweeps run them plane by plane.
   std::vector<std::int64_t> band_planes[2], band_wide_planes[2];
@@ -488,12 +489,21 @@ void Cycle<Real>::finish_level(int li) {
       }
     std::swap(near, tmp);
   }
-  l.band[0].clear();
-  l.band[1].clear();
-  if (opt_.band_width > 0)
-    l.for_owned([&](int i, int j, int k, std::int64_t p) {
-      if (l.type[p] == kFluid && near[static_cast<std::size_t>(p)]) l.band[(i + j + k) & 1].push_back(p);
-    });
+  // Counted first, so that each list is one block of its final size (growing through ever larger
+  // blocks takes a fresh page for each 4 KiB of the smaller ones).
+  const auto each_band_cell = [&](auto&& visit) {
+    if (opt_.band_width > 0)
+      l.for_owned([&](int i, int j, int k, std::int64_t p) {
+        if (l.type[p] == kFluid && near[static_cast<std::size_t>(p)]) visit((i + j + k) & 1, p);
+      });
+  };
+  std::size_t counts[2] = {0, 0};
+  each_band_cell([&](int c, std::int64_t) { ++counts[c]; });
+  for (int c = 0; c < 2; ++c) {
+    l.band[c].clear();
+    l.band[c].reserve(counts[c]);
+  }
+  each_band_cell([&](int c, std::int64_t p) { l.band[c].push_back(p); });
   std::fill(l.b.begin(), l.b.end(), Real(0));
 }
 
@@ -522,7 +532,7 @@ template <class Real>
 void Cycle<Real>::prolongation_weights(Level<Real>& f, const Level<Real>& c) {
   // The weights are sums of products of 0, 1, 3/4 and 1/4 (multiples of 1/64), exact in
   // Real: interpolated as the prolongation interpolates, by runs of coarse parents.
-  std::vector<Real> carries(c.type.size());
+  detail::UninitialisedVector<Real> carries(c.type.size());
   for (std::size_t p = 0; p < carries.size(); ++p)
     carries[p] = !opt_.neumann_interpolation || c.type[p] != kSolid ? Real(1) : Real(0);
   f.inv_w.assign(static_cast<std::size_t>(f.size()), Real(0));
@@ -565,9 +575,9 @@ void Cycle<Real>::relaxation_factors(int li, int count) {
   };
   const std::size_t n = static_cast<std::size_t>(l.size() - base);
   for (int c = 0; c < 2; ++c) {
-    std::vector<std::int64_t> cells(l.band[c].size());
+    detail::UninitialisedVector<std::int64_t> cells(l.band[c].size());
     for (std::size_t q = 0; q < cells.size(); ++q) cells[q] = l.band[c][q] - base;
-    std::vector<float> out(cells.size());
+    detail::UninitialisedVector<float> out(cells.size(), 0.0f);
     if (!cells.empty()) model.band_factors(view, cells, out);
     l.band_omega[c].resize(out.size());
     for (std::size_t q = 0; q < out.size(); ++q) {
@@ -576,7 +586,7 @@ void Cycle<Real>::relaxation_factors(int li, int count) {
     }
   }
   if (interior_ == Relax::PerCell) {
-    std::vector<float> interior(n), band(n);
+    detail::UninitialisedVector<float> interior(n, 0.0f), band(n, 0.0f);
     model.factors(view, interior, band);
     l.omega.assign(static_cast<std::size_t>(l.size()), Real(0));
     l.for_owned([&](int, int, int, std::int64_t p) {
@@ -781,7 +791,7 @@ void colour_plane(Level<Real>& l, int colour, int depth, int k, Update update) {
 // ghost layer too. update(q, x, GS value) gets the cell's position q in its list.
 template <class Real, class Update>
 void band_plane(Level<Real>& l, int colour, bool wide, int k, Update update) {
-  const std::vector<std::int64_t>& cells = wide ? l.band_wide[colour] : l.band[colour];
+  const auto& cells = wide ? l.band_wide[colour] : l.band[colour];
   const std::vector<std::int64_t>& planes = wide ? l.band_wide_planes[colour] : l.band_planes[colour];
   const int local = k - l.split.lo[2] + kFrame;
   Real* x = l.x.data();
@@ -938,22 +948,29 @@ void Cycle<Real>::widen_band(int li) {
   halo.exchange(mark, 1);
   if (interior_ == Relax::PerCell) halo.exchange(l.omega.data(), 1);
   const Dims d = l.split.dims;
+  const auto each_marked_cell = [&](auto&& visit) {
+    for (int k = std::max(l.split.lo[2] - 1, 0); k < std::min(l.split.hi[2] + 1, d.nz); ++k)
+      for (int j = std::max(l.split.lo[1] - 1, 0); j < std::min(l.split.hi[1] + 1, d.ny); ++j)
+        for (int i = std::max(l.split.lo[0] - 1, 0); i < std::min(l.split.hi[0] + 1, d.nx); ++i) {
+          const std::int64_t p = l.at(i, j, k);
+          if (mark[p] != Real(0)) visit((i + j + k) & 1, p);
+        }
+  };
+  std::size_t counts[2] = {0, 0};  // counted first, as the band in finish_level
+  each_marked_cell([&](int c, std::int64_t) { ++counts[c]; });
   for (int c = 0; c < 2; ++c) {
     l.band_wide[c].clear();
     l.band_wide_omega[c].clear();
+    l.band_wide[c].reserve(counts[c]);
+    l.band_wide_omega[c].reserve(counts[c]);
   }
-  for (int k = std::max(l.split.lo[2] - 1, 0); k < std::min(l.split.hi[2] + 1, d.nz); ++k)
-    for (int j = std::max(l.split.lo[1] - 1, 0); j < std::min(l.split.hi[1] + 1, d.ny); ++j)
-      for (int i = std::max(l.split.lo[0] - 1, 0); i < std::min(l.split.hi[0] + 1, d.nx); ++i) {
-        const std::int64_t p = l.at(i, j, k);
-        if (mark[p] == Real(0)) continue;
-        const int c = (i + j + k) & 1;
-        l.band_wide[c].push_back(p);
-        l.band_wide_omega[c].push_back(band_ == Relax::PerCell ? mark[p] : Real(0));
-      }
+  each_marked_cell([&](int c, std::int64_t p) {
+    l.band_wide[c].push_back(p);
+    l.band_wide_omega[c].push_back(band_ == Relax::PerCell ? mark[p] : Real(0));
+  });
   std::fill(l.x.begin(), l.x.end(), Real(0));
   // Each list's start per local plane (the lists are in local-index order).
-  const auto plane_starts = [&](const std::vector<std::int64_t>& cells, std::vector<std::int64_t>& starts) {
+  const auto plane_starts = [&](const auto& cells, std::vector<std::int64_t>& starts) {
     starts.assign(static_cast<std::size_t>(l.ext[2]) + 1, 0);
     for (int k = 0; k <= l.ext[2]; ++k)
       starts[static_cast<std::size_t>(k)] = std::lower_bound(cells.begin(), cells.end(), l.sz * k) - cells.begin();

@@ -1322,9 +1322,8 @@ constexpr std::size_t kPetscAlign = PETSC_MEMALIGN > 64 ? PETSC_MEMALIGN : 64;
 PetscErrorCode huge_page_malloc(std::size_t bytes, PetscBool clear, int, const char[], const char[], void** result) {
   *result = nullptr;
   if (bytes == 0) return 0;  // PETSc's convention: no block, a null pointer
-  void* p = nullptr;
-  if (posix_memalign(&p, kPetscAlign, bytes) != 0) return PETSC_ERR_MEM;
-  detail::advise_huge_pages(p, bytes);  // before the first touch
+  void* p = detail::allocate_large_aligned(bytes, kPetscAlign);  // huge pages asked for before the first touch
+  if (!p) return PETSC_ERR_MEM;
   if (clear) std::memset(p, 0, bytes);
   *result = p;
   return 0;
