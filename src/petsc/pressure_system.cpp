@@ -905,7 +905,9 @@ void PressureSystem::label_components() {
         if (cell(i, j, k) == CellType::Fluid)
           labels_[n] = dims_.index(static_cast<int>(i), static_cast<int>(j), static_cast<int>(k));
 
-  std::vector<std::int64_t> parent(ng);
+  // The scratch arrays (8 bytes a ghosted cell each) in huge pages: with a fresh 4 KiB page a
+  // fault, they were most of building a system on some virtual machines.
+  detail::UninitialisedVector<std::int64_t> parent(ng);
   const auto find = [&](std::int64_t a) {
     while (parent[static_cast<std::size_t>(a)] != a) {
       parent[static_cast<std::size_t>(a)] = parent[static_cast<std::size_t>(parent[static_cast<std::size_t>(a)])];
@@ -931,8 +933,8 @@ void PressureSystem::label_components() {
           if (coupled(i, j, k, f)) unite(x.ghost_index(i, j, k), x.ghost_index(a, b, c));
         }
       }
-  std::vector<std::int64_t> set_min(ng);
-  std::vector<double> owned_labels(labels_.size());
+  detail::UninitialisedVector<std::int64_t> set_min(ng);
+  detail::UninitialisedVector<double> owned_labels(labels_.size());
   for (int round = 0;; ++round) {
     // The labels as doubles (exact: cell indices < 2^53), the neighbours' face layers beside.
     for (std::size_t m = 0; m < labels_.size(); ++m) owned_labels[m] = static_cast<double>(labels_[m]);
