@@ -32,6 +32,7 @@
 
 #include "dcdm/grid.hpp"
 #include "dcdm/scenes.hpp"
+#include "dcdm/span.hpp"
 
 namespace dcdm::petsc {
 
@@ -134,8 +135,8 @@ class PressureSystem {
   bool coupled(PetscInt i, PetscInt j, PetscInt k, int f) const;
   bool dirichlet(PetscInt i, PetscInt j, PetscInt k) const;
   void make_weighted_rows();
-  void finish(const std::vector<double>& owned_b);  // masks, components, null space, b
-  void label_components();
+  void finish(dcdm::span<const double> owned_b);  // masks, components, null space, b
+  void label_components(dcdm::span<std::int64_t> labels) const;
   void make_nullspace(const std::map<std::int64_t, int>& singular_slot, const std::vector<double>& inverse_size);
   void destroy();
 

@@ -724,7 +724,7 @@ PressureSystem PressureSystem::from_domain(MPI_Comm comm, const Domain& domain, 
   const Box& x = s.box_;
   // The rank's ghosted box of the grid (a weighted domain's coefficients in the box's layout).
   s.take_part(crop(domain, s.ghost_box()));
-  std::vector<double> owned(static_cast<std::size_t>(x.owned()), 0.0);
+  detail::UninitialisedVector<double> owned(static_cast<std::size_t>(x.owned()), 0.0);  // huge pages
   if (!b.empty()) {
     std::size_t n = 0;
     for (PetscInt k = x.zs; k < x.zs + x.zm; ++k)
@@ -778,7 +778,7 @@ PressureSystem PressureSystem::from_scene(MPI_Comm comm, const SceneSpec& spec, 
   // The right-hand side: `dcdm solve`'s random values of that seed, drawn for the owned fluid
   // cells only (random_rhs_value is per cell); finish() projects it for closed regions.
   const Box& x = s.box_;
-  std::vector<double> owned(static_cast<std::size_t>(x.owned()), 0.0);
+  detail::UninitialisedVector<double> owned(static_cast<std::size_t>(x.owned()), 0.0);  // huge pages
   std::size_t n = 0;
   for (PetscInt k = x.zs; k < x.zs + x.zm; ++k)
     for (PetscInt j = x.ys; j < x.ys + x.ym; ++j)
@@ -893,17 +893,17 @@ PressureSystem PressureSystem::from_folder(MPI_Comm comm, const std::filesystem:
 // neighbours' current labels), takes the smallest label of each local set, and the ranks
 // exchange ghost layers until no label changes anywhere (as many rounds as a component
 // crosses rank boundaries, plus one).
-void PressureSystem::label_components() {
+void PressureSystem::label_components(dcdm::span<std::int64_t> labels) const {
   const Box& x = box_;
   const std::size_t ng = ghost_cells_.size();
   FaceHalo halo(da_, x);
-  labels_.assign(static_cast<std::size_t>(x.owned()), -1);
+  std::fill(labels.begin(), labels.end(), -1);
   std::size_t n = 0;
   for (PetscInt k = x.zs; k < x.zs + x.zm; ++k)
     for (PetscInt j = x.ys; j < x.ys + x.ym; ++j)
       for (PetscInt i = x.xs; i < x.xs + x.xm; ++i, ++n)
         if (cell(i, j, k) == CellType::Fluid)
-          labels_[n] = dims_.index(static_cast<int>(i), static_cast<int>(j), static_cast<int>(k));
+          labels[n] = dims_.index(static_cast<int>(i), static_cast<int>(j), static_cast<int>(k));
 
   // The scratch arrays (8 bytes a ghosted cell each) in huge pages: with a fresh 4 KiB page a
   // fault, they were most of building a system on some virtual machines.
@@ -934,10 +934,10 @@ void PressureSystem::label_components() {
         }
       }
   detail::UninitialisedVector<std::int64_t> set_min(ng);
-  detail::UninitialisedVector<double> owned_labels(labels_.size());
+  detail::UninitialisedVector<double> owned_labels(labels.size());
   for (int round = 0;; ++round) {
     // The labels as doubles (exact: cell indices < 2^53), the neighbours' face layers beside.
-    for (std::size_t m = 0; m < labels_.size(); ++m) owned_labels[m] = static_cast<double>(labels_[m]);
+    for (std::size_t m = 0; m < labels.size(); ++m) owned_labels[m] = static_cast<double>(labels[m]);
     halo.exchange(owned_labels.data());
     const auto label_at = [&](PetscInt i, PetscInt j, PetscInt k) -> std::int64_t {
       const std::int64_t li = i - x.xs, lj = j - x.ys, lk = k - x.zs;
@@ -966,10 +966,10 @@ void PressureSystem::label_components() {
     for (PetscInt k = x.zs; k < x.zs + x.zm; ++k)
       for (PetscInt j = x.ys; j < x.ys + x.ym; ++j)
         for (PetscInt i = x.xs; i < x.xs + x.xm; ++i, ++n) {
-          if (labels_[n] < 0) continue;
+          if (labels[n] < 0) continue;
           const std::int64_t m = set_min[static_cast<std::size_t>(find(x.ghost_index(i, j, k)))];
-          if (m < labels_[n]) {
-            labels_[n] = m;
+          if (m < labels[n]) {
+            labels[n] = m;
             changed = 1;
           }
         }
@@ -979,7 +979,7 @@ void PressureSystem::label_components() {
   }
 }
 
-void PressureSystem::finish(const std::vector<double>& owned_b) {
+void PressureSystem::finish(dcdm::span<const double> owned_b) {
   const Box& x = box_;
   // Counts.
   std::int64_t local[3] = {0, 0, 0}, total[3] = {0, 0, 0};
@@ -993,7 +993,10 @@ void PressureSystem::finish(const std::vector<double>& owned_b) {
   // A grid with no fluid cell has no equation to solve (make_scene refuses it too).
   agree(comm_, fluid > 0, "the system has no fluid cell");
 
-  label_components();
+  // The labels in huge pages while the system is built (8 bytes a cell); labels_ keeps a copy
+  // only where A is singular (the null space needs it).
+  detail::UninitialisedVector<std::int64_t> labels(static_cast<std::size_t>(x.owned()));
+  label_components(labels);
   // Per component: does it touch air or an open face (Dirichlet), and its size. Every rank
   // contributes (label, touches, count) for the components it holds; all ranks merge them.
   std::map<std::int64_t, std::pair<int, std::int64_t>> mine;
@@ -1001,8 +1004,8 @@ void PressureSystem::finish(const std::vector<double>& owned_b) {
   for (PetscInt k = x.zs; k < x.zs + x.zm; ++k)
     for (PetscInt j = x.ys; j < x.ys + x.ym; ++j)
       for (PetscInt i = x.xs; i < x.xs + x.xm; ++i, ++n) {
-        if (labels_[n] < 0) continue;
-        auto& e = mine[labels_[n]];
+        if (labels[n] < 0) continue;
+        auto& e = mine[labels[n]];
         ++e.second;
         if (dirichlet(i, j, k)) e.first = 1;
       }
@@ -1060,15 +1063,13 @@ void PressureSystem::finish(const std::vector<double>& owned_b) {
   DCDM_PETSC_CALL(DMCreateGlobalVector(da_, &b_));
   PetscScalar* bv = nullptr;
   DCDM_PETSC_CALL(VecGetArray(b_, &bv));
-  for (std::size_t m = 0; m < labels_.size(); ++m) bv[m] = (labels_[m] >= 0 && !owned_b.empty()) ? owned_b[m] : 0.0;
+  for (std::size_t m = 0; m < labels.size(); ++m) bv[m] = (labels[m] >= 0 && !owned_b.empty()) ? owned_b[m] : 0.0;
   DCDM_PETSC_CALL(VecRestoreArray(b_, &bv));
+  labels_.clear();
+  if (singular_components > 0) labels_.assign(labels.begin(), labels.end());
+  labels = {};
   make_nullspace(singular_slot, inverse_size);
   if (nullspace_) DCDM_PETSC_CALL(MatNullSpaceRemove(nullspace_, b_));
-  // The null space keeps its own copy; without one the labels (8 bytes a cell) are not needed.
-  if (singular_components == 0) {
-    labels_.clear();
-    labels_.shrink_to_fit();
-  }
   // The operators read the shell context's weighted rows from here on.
   part_coefficients_.reset();
 }
