@@ -176,9 +176,9 @@ const char* reason_name(KSPConvergedReason reason);
 // work vectors (the check then adds no memory; the KSP keeps its types and options).
 SolveSummary solve(KSP ksp, Mat a, Vec b, Vec x);
 
-// Makes PETSc's allocations (vectors, matrices, the DMDA's arrays) ask the kernel for
-// transparent huge pages on the 2 MiB pages inside each large block, as dcdm's own grid arrays
-// do (one page fault per 2 MiB at first touch; DCDM_HUGE_PAGES=0 turns both off). Call it
+// Makes PETSc's allocations (vectors, matrices, the DMDA's arrays) start each block of 2 MiB or
+// more on a 2 MiB boundary and ask the kernel for transparent huge pages on it, as dcdm's own
+// grid arrays do (one page fault per 2 MiB at first touch; DCDM_HUGE_PAGES=0 turns both off). Call it
 // before PetscInitialize (dcdm-mpi does); `-malloc_debug` and the like replace it.
 void use_huge_page_allocator();
 
