@@ -284,6 +284,39 @@ TEST(Allocator, LargeGridArraysAskForHugePages) {
   EXPECT_EQ(reinterpret_cast<std::uintptr_t>(grown.data()) % kHuge, 0u);  // 8 MiB capacity by now
 }
 
+// An arena lays its arrays end to end (aligned) in one reservation advised for huge pages, keeps
+// their values, and gives a request beyond the reservation a block of its own, which it frees.
+TEST(Allocator, ArenaKeepsArraysEndToEndAndFallsBackBeyondIt) {
+  using dcdm::detail::Arena;
+  using dcdm::detail::ArenaAllocator;
+  using dcdm::detail::ArenaVector;
+  Arena arena(std::size_t(8) << 20);
+  ArenaVector<float> a{ArenaAllocator<float>(&arena)};
+  a.assign(1000, 1.5f);
+  ArenaVector<std::int64_t> b{ArenaAllocator<std::int64_t>(&arena)};
+  b.assign(300000, 7);  // 2.4 MB
+  ASSERT_TRUE(arena.owns(a.data()));
+  ASSERT_TRUE(arena.owns(b.data()));
+  const auto pa = reinterpret_cast<std::uintptr_t>(a.data()), pb = reinterpret_cast<std::uintptr_t>(b.data());
+  EXPECT_EQ(pb % 64, 0u);
+  EXPECT_GE(pb, pa + 1000 * sizeof(float));
+  EXPECT_LT(pb, pa + 1000 * sizeof(float) + 64);
+  EXPECT_EQ(arena.used(), pb - pa + 300000 * sizeof(std::int64_t));
+  {
+    ArenaVector<double> c{ArenaAllocator<double>(&arena)};
+    c.assign(std::size_t(1) << 21, 2.0);  // 16 MiB: more than is left
+    EXPECT_FALSE(arena.owns(c.data()));
+    EXPECT_EQ(c[123456], 2.0);
+  }
+  for (std::size_t q = 0; q < a.size(); q += 97) ASSERT_EQ(a[q], 1.5f);
+  for (std::size_t q = 0; q < b.size(); q += 977) ASSERT_EQ(b[q], 7);
+  const char* off = std::getenv("DCDM_HUGE_PAGES");
+  if (dcdm::test::huge_pages_offered() && !(off && std::string(off) == "0")) {
+    EXPECT_EQ(pa % (std::uintptr_t(2) << 20), 0u);  // the first array starts the reservation
+    EXPECT_NE(dcdm::test::vm_flags_at(pa).find(" hg "), std::string::npos) << dcdm::test::vm_flags_at(pa);
+  }
+}
+
 // Inside a DeferredSync the atomic writers rename without syncing each file (sync_filesystem
 // later makes them durable): the files are whole and read back; the scope nests and ends.
 TEST(Allocator, DeferredSyncWritesWholeFiles) {

@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <type_traits>
 
 #include <omp.h>
@@ -111,21 +112,20 @@ struct Level {
   int ext[3] = {0, 0, 0};  // local array extents (box + frames)
   std::int64_t sy = 0, sz = 0;
   double s = 1.0;
-  // Level-sized arrays: huge pages where the kernel offers them (detail::advise_huge_pages);
+  // The level's arrays, all in the cycle's arena (end to end in huge pages, see detail::Arena);
   // every one is written whole (assign) before it is read.
-  detail::UninitialisedVector<std::uint8_t> type;
-  detail::UninitialisedVector<Real> inv_diag, x, b, r, inv_w;
-  // The lists below too: grown at set-up, where a fresh 4 KiB page costs a fault each.
-  detail::UninitialisedVector<std::int64_t> band[2];  // local indices of owned band cells by colour
-  detail::UninitialisedVector<Real> band_omega[2];
+  detail::ArenaVector<std::uint8_t> type;
+  detail::ArenaVector<Real> inv_diag, x, b, r, inv_w;
+  detail::ArenaVector<std::int64_t> band[2];  // local indices of owned band cells by colour
+  detail::ArenaVector<Real> band_omega[2];
   // The same for the owned band cells and those of the first ghost layer (the first step of a
   // sweep updates both, see Cycle::sweep).
-  detail::UninitialisedVector<std::int64_t> band_wide[2];
-  detail::UninitialisedVector<Real> band_wide_omega[2];
+  detail::ArenaVector<std::int64_t> band_wide[2];
+  detail::ArenaVector<Real> band_wide_omega[2];
   // Where each local plane's cells start in band[c] and band_wide[c] (ext[2] + 1 entries; the
   // lists are in local-index order): the fused sweeps run them plane by plane.
   std::vector<std::int64_t> band_planes[2], band_wide_planes[2];
-  detail::UninitialisedVector<Real> omega;  // per-cell interior factors (a per-cell model), else empty
+  detail::ArenaVector<Real> omega;  // per-cell interior factors (a per-cell model), else empty
   std::int64_t fluid_cells = 0;       // on this rank
   // Every rank boundary of the level (along every axis) lies at an even cell: the restriction
   // then reads the fine level no further than one ghost layer (see Cycle::residual_to_coarse).
@@ -134,6 +134,18 @@ struct Level {
   // Cycle::apply): r is then empty and this points there.
   Real* r_borrowed = nullptr;
   Real* residual() { return r_borrowed ? r_borrowed : r.data(); }
+
+  explicit Level(detail::Arena* arena) {
+    const auto in_arena = [arena](auto& v) { v = std::decay_t<decltype(v)>(typename std::decay_t<decltype(v)>::allocator_type(arena)); };
+    in_arena(type);
+    for (auto* v : {&inv_diag, &x, &b, &r, &inv_w, &omega}) in_arena(*v);
+    for (int c = 0; c < 2; ++c) {
+      in_arena(band[c]);
+      in_arena(band_omega[c]);
+      in_arena(band_wide[c]);
+      in_arena(band_wide_omega[c]);
+    }
+  }
 
   std::int64_t size() const { return std::int64_t(ext[0]) * ext[1] * ext[2]; }
   std::int64_t at(int i, int j, int k) const {
@@ -255,6 +267,22 @@ std::int64_t sum_over(MPI_Comm comm, std::int64_t v) {
   return out;
 }
 
+// Address space for a rank's levels: at most 8 arrays of Real and 1 byte a cell of the top
+// level with its frame, and the band lists (at most a cell each, index and factor), twice over
+// for the coarser levels and their relatively wider frames, plus 64 MiB. Reserved, not
+// resident; what does not fit gets blocks of its own.
+template <class Real>
+std::size_t arena_bytes(const GridGeometry& grid) {
+  std::size_t cells = 1;
+  for (int a = 0; a < 3; ++a) {
+    const std::int64_t lo = grid.starts[a][static_cast<std::size_t>(grid.coord[a])];
+    const std::int64_t hi = grid.starts[a][static_cast<std::size_t>(grid.coord[a]) + 1];
+    cells *= static_cast<std::size_t>(hi - lo + 2 * kFrame);
+  }
+  const std::size_t per_cell = 1 + 8 * sizeof(Real) + 2 * (sizeof(std::int64_t) + sizeof(Real));
+  return 2 * cells * per_cell + (std::size_t(64) << 20);
+}
+
 class CycleBase {
  public:
   virtual ~CycleBase() = default;
@@ -299,6 +327,32 @@ class Cycle final : public CycleBase {
   MultigridOptions opt_;
   // levels_[0 .. L-1] are smoothed here; levels_[L] (the last) is the gathered level, of which
   // this rank keeps its box (b and x) and rank 0 runs the serial cycle.
+  // Holds every level's arrays (declared before the levels: it outlives them).
+  detail::Arena arena_;
+  // Set-up scratch (the transfers' weights, the learned factors' cell lists): one block that
+  // every level reuses, freed when the set-up ends (a fresh block for each would take fresh
+  // pages each time).
+  detail::UninitialisedVector<std::byte> scratch_;
+  template <class T>
+  T* scratch(std::size_t count) {
+    if (scratch_.size() < count * sizeof(T)) {
+      scratch_ = {};
+      scratch_.resize(count * sizeof(T));
+    }
+    return reinterpret_cast<T*>(scratch_.data());
+  }
+  // The most scratch the set-up takes (made once, at least 2 MiB so that it is in huge pages).
+  std::size_t scratch_bytes() const {
+    std::size_t bytes = detail::kHugePageBytes;
+    for (std::size_t li = 0; li < levels_.size(); ++li) {
+      const Level<Real>& l = levels_[li];
+      if (li > 0) bytes = std::max(bytes, static_cast<std::size_t>(l.size()) * sizeof(Real));  // a finer level's weights
+      for (int c = 0; c < 2; ++c)
+        bytes = std::max(bytes, (l.band[c].size() + l.band[c].size() / 2 + 1) * sizeof(std::int64_t));
+      if (interior_ == Relax::PerCell) bytes = std::max(bytes, 2 * static_cast<std::size_t>(l.size()) * sizeof(float));
+    }
+    return bytes;
+  }
   std::vector<Level<Real>> levels_;
   std::vector<Halo> halos_;
   Relax interior_ = Relax::Plain, band_ = Relax::Plain;
@@ -532,8 +586,8 @@ template <class Real>
 void Cycle<Real>::prolongation_weights(Level<Real>& f, const Level<Real>& c) {
   // The weights are sums of products of 0, 1, 3/4 and 1/4 (multiples of 1/64), exact in
   // Real: interpolated as the prolongation interpolates, by runs of coarse parents.
-  detail::UninitialisedVector<Real> carries(c.type.size());
-  for (std::size_t p = 0; p < carries.size(); ++p)
+  Real* carries = scratch<Real>(c.type.size());
+  for (std::size_t p = 0; p < c.type.size(); ++p)
     carries[p] = !opt_.neumann_interpolation || c.type[p] != kSolid ? Real(1) : Real(0);
   f.inv_w.assign(static_cast<std::size_t>(f.size()), Real(0));
   constexpr int kChunk = 128;  // coarse cells
@@ -549,7 +603,7 @@ void Cycle<Real>::prolongation_weights(Level<Real>& f, const Level<Real>& c) {
       const std::int64_t row = f.at(0, j, k);
       for (int m0 = lo >> 1; 2 * m0 < hi; m0 += kChunk) {
         const int n = std::min(kChunk, ((hi + 1) >> 1) - m0);
-        transfer::prolongation_pairs(carries.data(), rows, m0, n, even, odd);
+        transfer::prolongation_pairs(carries, rows, m0, n, even, odd);
         for (int i = std::max(lo, 2 * m0); i < std::min(hi, 2 * (m0 + n)); ++i) {
           const std::int64_t p = row + i;
           if (f.type[static_cast<std::size_t>(p)] != kFluid) continue;
@@ -575,18 +629,23 @@ void Cycle<Real>::relaxation_factors(int li, int count) {
   };
   const std::size_t n = static_cast<std::size_t>(l.size() - base);
   for (int c = 0; c < 2; ++c) {
-    detail::UninitialisedVector<std::int64_t> cells(l.band[c].size());
-    for (std::size_t q = 0; q < cells.size(); ++q) cells[q] = l.band[c][q] - base;
-    detail::UninitialisedVector<float> out(cells.size(), 0.0f);
-    if (!cells.empty()) model.band_factors(view, cells, out);
-    l.band_omega[c].resize(out.size());
-    for (std::size_t q = 0; q < out.size(); ++q) {
+    const std::size_t m = l.band[c].size();
+    // The cells relative to the view, then the factors, in the set-up's scratch.
+    std::int64_t* cells = scratch<std::int64_t>(m + m / 2 + 1);
+    float* out = reinterpret_cast<float*>(cells + m);
+    for (std::size_t q = 0; q < m; ++q) cells[q] = l.band[c][q] - base;
+    std::fill_n(out, m, 0.0f);
+    if (m > 0) model.band_factors(view, dcdm::span<const std::int64_t>(cells, m), dcdm::span<float>(out, m));
+    l.band_omega[c].resize(m);
+    for (std::size_t q = 0; q < m; ++q) {
       check(out[q], l.band[c][q]);
       l.band_omega[c][q] = static_cast<Real>(out[q]);
     }
   }
   if (interior_ == Relax::PerCell) {
-    detail::UninitialisedVector<float> interior(n, 0.0f), band(n, 0.0f);
+    float* factors = scratch<float>(2 * n);
+    const dcdm::span<float> interior(factors, n), band(factors + n, n);
+    std::fill_n(factors, 2 * n, 0.0f);
     model.factors(view, interior, band);
     l.omega.assign(static_cast<std::size_t>(l.size()), Real(0));
     l.for_owned([&](int, int, int, std::int64_t p) {
@@ -599,7 +658,11 @@ void Cycle<Real>::relaxation_factors(int li, int count) {
 
 template <class Real>
 Cycle<Real>::Cycle(const GridGeometry& grid, const DistributedMultigridOptions& options)
-    : comm_(grid.comm), faces_(grid.faces), opt_(options.cycle), fused_passes_(options.fused_passes) {
+    : comm_(grid.comm),
+      faces_(grid.faces),
+      opt_(options.cycle),
+      arena_(arena_bytes<Real>(grid)),
+      fused_passes_(options.fused_passes) {
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
   for (int a = 0; a < 3; ++a) {
@@ -630,7 +693,7 @@ Cycle<Real>::Cycle(const GridGeometry& grid, const DistributedMultigridOptions& 
     top.lo[a] = static_cast<int>(top.starts[a][coord_[a]]);
     top.hi[a] = static_cast<int>(top.starts[a][coord_[a] + 1]);
   }
-  levels_.emplace_back();
+  levels_.emplace_back(&arena_);
   init_level(levels_.back(), top, 1.0);
   {
     Level<Real>& l = levels_.back();
@@ -651,7 +714,7 @@ Cycle<Real>::Cycle(const GridGeometry& grid, const DistributedMultigridOptions& 
     if (fd.size() <= options.gather_cells) break;                                  // small: gather
     const Split cs = coarser(f.split, coord_);
     if (cs.thinnest() < kFrame) break;                                             // too thin to split
-    Level<Real> c;
+    Level<Real> c(&arena_);
     init_level(c, cs, f.s * 0.25);
     coarsen_types(f, c);
     levels_.push_back(std::move(c));
@@ -663,6 +726,7 @@ Cycle<Real>::Cycle(const GridGeometry& grid, const DistributedMultigridOptions& 
       break;
     }
   }
+  scratch<std::byte>(scratch_bytes());
   for (std::size_t li = 0; li + 1 < levels_.size(); ++li) prolongation_weights(levels_[li], levels_[li + 1]);
   const int gathered = static_cast<int>(levels_.size()) - 1;
   // A factor outside (0, 2) is found by the rank that owns the cell: the ranks agree on the
@@ -687,6 +751,7 @@ Cycle<Real>::Cycle(const GridGeometry& grid, const DistributedMultigridOptions& 
     borrow_top_residual_ =
         static_cast<std::size_t>(t.size()) * sizeof(Real) <= static_cast<std::size_t>(t.split.owned()) * sizeof(PetscScalar);
   }
+  scratch_ = {};
   for (std::size_t li = borrow_top_residual_ ? 1 : 0; li < levels_.size(); ++li)
     levels_[li].r.assign(static_cast<std::size_t>(levels_[li].size()), Real(0));
 }
