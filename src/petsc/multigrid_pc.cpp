@@ -694,6 +694,10 @@ Cycle<Real>::Cycle(const GridGeometry& grid, const DistributedMultigridOptions& 
     top.hi[a] = static_cast<int>(top.starts[a][coord_[a] + 1]);
   }
   levels_.emplace_back(&arena_);
+  // The finest level's types are needed only while the levels are built (the cycle reads the
+  // coarser levels' types, and the finest level's diagonal): a block of their own, freed at the
+  // end of the set-up (1 byte a cell).
+  levels_.back().type = detail::ArenaVector<std::uint8_t>();
   init_level(levels_.back(), top, 1.0);
   {
     Level<Real>& l = levels_.back();
@@ -752,6 +756,7 @@ Cycle<Real>::Cycle(const GridGeometry& grid, const DistributedMultigridOptions& 
         static_cast<std::size_t>(t.size()) * sizeof(Real) <= static_cast<std::size_t>(t.split.owned()) * sizeof(PetscScalar);
   }
   scratch_ = {};
+  levels_.front().type = detail::ArenaVector<std::uint8_t>();
   for (std::size_t li = borrow_top_residual_ ? 1 : 0; li < levels_.size(); ++li)
     levels_[li].r.assign(static_cast<std::size_t>(levels_[li].size()), Real(0));
 }
