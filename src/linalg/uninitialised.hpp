@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
-#include <memory>
 #include <new>
 #include <string_view>
 #include <type_traits>
@@ -57,19 +56,9 @@ inline void* allocate_large_aligned(std::size_t bytes, std::size_t align) {
   return p;
 }
 
-template <class T>
-struct UninitialisedAllocator {
-  using value_type = T;
-  UninitialisedAllocator() = default;
-  template <class U>
-  UninitialisedAllocator(const UninitialisedAllocator<U>&) noexcept {}
-  T* allocate(std::size_t n) {
-    if (n > std::size_t(-1) / sizeof(T)) throw std::bad_array_new_length();
-    void* p = allocate_large_aligned(n * sizeof(T), std::max<std::size_t>(alignof(T), 64));
-    if (!p) throw std::bad_alloc();
-    return static_cast<T*>(p);
-  }
-  void deallocate(T* p, std::size_t) noexcept { std::free(p); }
+// What the allocators below share: elements default-initialised (no value-initialising pass
+// before the loop that writes them), and an array's size in bytes, checked.
+struct DefaultInitialising {
   template <class U>
   void construct(U* p) noexcept(std::is_nothrow_default_constructible_v<U>) {
     ::new (static_cast<void*>(p)) U;
@@ -78,6 +67,31 @@ struct UninitialisedAllocator {
   void construct(U* p, Args&&... args) {
     ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
   }
+};
+
+template <class T>
+std::size_t array_bytes(std::size_t n) {
+  if (n > std::size_t(-1) / sizeof(T)) throw std::bad_array_new_length();
+  return n * sizeof(T);
+}
+
+template <class T>
+constexpr std::size_t kArrayAlign = alignof(T) > 64 ? alignof(T) : 64;  // a cache line at least
+
+template <class T>
+T* allocated_or_throw(void* p) {
+  if (!p) throw std::bad_alloc();
+  return static_cast<T*>(p);
+}
+
+template <class T>
+struct UninitialisedAllocator : DefaultInitialising {
+  using value_type = T;
+  UninitialisedAllocator() = default;
+  template <class U>
+  UninitialisedAllocator(const UninitialisedAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return allocated_or_throw<T>(allocate_large_aligned(array_bytes<T>(n), kArrayAlign<T>)); }
+  void deallocate(T* p, std::size_t) noexcept { std::free(p); }
   template <class U>
   bool operator==(const UninitialisedAllocator<U>&) const noexcept { return true; }
   template <class U>
@@ -140,7 +154,7 @@ class Arena {
 // An allocator over an Arena (elements default-initialised, as UninitialisedAllocator's);
 // without one (default-constructed) it allocates as UninitialisedAllocator does.
 template <class T>
-struct ArenaAllocator {
+struct ArenaAllocator : DefaultInitialising {
   using value_type = T;
   using propagate_on_container_move_assignment = std::true_type;
   using propagate_on_container_copy_assignment = std::true_type;
@@ -152,25 +166,14 @@ struct ArenaAllocator {
   template <class U>
   ArenaAllocator(const ArenaAllocator<U>& o) noexcept : arena(o.arena) {}
   T* allocate(std::size_t n) {
-    if (n > std::size_t(-1) / sizeof(T)) throw std::bad_array_new_length();
-    const std::size_t align = std::max<std::size_t>(alignof(T), 64);
-    void* p = arena ? arena->allocate(n * sizeof(T), align) : allocate_large_aligned(n * sizeof(T), align);
-    if (!p) throw std::bad_alloc();
-    return static_cast<T*>(p);
+    const std::size_t bytes = array_bytes<T>(n);
+    return allocated_or_throw<T>(arena ? arena->allocate(bytes, kArrayAlign<T>) : allocate_large_aligned(bytes, kArrayAlign<T>));
   }
   void deallocate(T* p, std::size_t) noexcept {
     if (arena)
       arena->deallocate(p);
     else
       std::free(p);
-  }
-  template <class U>
-  void construct(U* p) noexcept(std::is_nothrow_default_constructible_v<U>) {
-    ::new (static_cast<void*>(p)) U;
-  }
-  template <class U, class... Args>
-  void construct(U* p, Args&&... args) {
-    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
   }
   template <class U>
   bool operator==(const ArenaAllocator<U>& o) const noexcept { return arena == o.arena; }
