@@ -136,7 +136,10 @@ struct Level {
   Real* residual() { return r_borrowed ? r_borrowed : r.data(); }
 
   explicit Level(detail::Arena* arena) {
-    const auto in_arena = [arena](auto& v) { v = std::decay_t<decltype(v)>(typename std::decay_t<decltype(v)>::allocator_type(arena)); };
+    const auto in_arena = [arena](auto& v) {
+      using Vector = std::decay_t<decltype(v)>;
+      v = Vector(typename Vector::allocator_type(arena));
+    };
     in_arena(type);
     for (auto* v : {&inv_diag, &x, &b, &r, &inv_w, &omega}) in_arena(*v);
     for (int c = 0; c < 2; ++c) {
@@ -325,8 +328,6 @@ class Cycle final : public CycleBase {
   int procs_[3], coord_[3];
   std::array<FaceBoundary, 6> faces_;
   MultigridOptions opt_;
-  // levels_[0 .. L-1] are smoothed here; levels_[L] (the last) is the gathered level, of which
-  // this rank keeps its box (b and x) and rank 0 runs the serial cycle.
   // Holds every level's arrays (declared before the levels: it outlives them).
   detail::Arena arena_;
   // Set-up scratch (the transfers' weights, the learned factors' cell lists): one block that
@@ -353,6 +354,8 @@ class Cycle final : public CycleBase {
     }
     return bytes;
   }
+  // levels_[0 .. L-1] are smoothed here; levels_[L] (the last) is the gathered level, of which
+  // this rank keeps its box (b and x) and rank 0 runs the serial cycle.
   std::vector<Level<Real>> levels_;
   std::vector<Halo> halos_;
   Relax interior_ = Relax::Plain, band_ = Relax::Plain;
@@ -543,8 +546,8 @@ void Cycle<Real>::finish_level(int li) {
       }
     std::swap(near, tmp);
   }
-  // Counted first, so that each list is one block of its final size (growing through ever larger
-  // blocks takes a fresh page for each 4 KiB of the smaller ones).
+  // Counted first, so that each list is one block of its final size (a list growing in the arena
+  // would leave each smaller block behind, unused).
   const auto each_band_cell = [&](auto&& visit) {
     if (opt_.band_width > 0)
       l.for_owned([&](int i, int j, int k, std::int64_t p) {
