@@ -115,9 +115,12 @@ constexpr std::int64_t kParallelCells = 32768;  // below this, loops stay on one
 // The grid-sized arrays of a level are first written by a parallel loop (fill_parallel or the
 // loop that computes them), so their page faults are shared by the threads (at 128^3 about 45
 // MB a hierarchy; see uninitialised.hpp).
-using detail::UninitialisedAllocator;
+// A level's lasting arrays are in its cycle's arena (end to end in huge pages, so that small
+// levels and the arrays' ends share huge pages instead of taking 4 KiB faults each; see
+// Level(Arena*)); arrays made with a default allocator (temporaries, the plane buffers that a
+// new thread count lays out again) are blocks of their own, as UninitialisedAllocator's.
 template <class T>
-using GridArray = std::vector<T, UninitialisedAllocator<T>>;
+using GridArray = std::vector<T, detail::ArenaAllocator<T>>;
 
 // v = n copies of value, written by the threads in contiguous halves (first touch; see
 // UninitialisedAllocator).
@@ -155,7 +158,7 @@ struct Level {
   GridArray<Real> r_buffers;  // the fused passes' plane buffers, zero outside the fluid rows
   int r_buffer_threads = 0;   // the thread count r_buffers are laid out for (0: none yet)
   GridArray<Real> inv_w;               // padded, prolongation normaliser to this level from the next
-  std::vector<std::int64_t> band[2];   // padded indices of band cells by colour
+  GridArray<std::int64_t> band[2];     // padded indices of band cells by colour
   // Relaxation factors from a RelaxationModel (per_cell false = the scalar options): the
   // interior sweeps use one common factor (the value at most cells, those deep in the fluid)
   // and, per colour, a list of the cells whose factor differs; the band sweeps read band_omega
@@ -165,7 +168,7 @@ struct Level {
   std::vector<std::int64_t> special[2];
   std::vector<Real> special_omega[2];
   std::vector<Real> special_value;
-  std::vector<Real> band_omega[2];
+  GridArray<Real> band_omega[2];
   std::int64_t fluid_cells = 0;
   // Weighted hierarchies (Domain::coefficients): diag / inv_diag hold the weighted diagonal and
   // wx, wy, wz the coupling of each cell with its neighbour below along x, y, z (the level's
@@ -181,7 +184,32 @@ struct Level {
   std::int64_t padded_size() const { return std::int64_t(px) * py * pz; }
   std::int64_t at(int i, int j, int k) const { return (i + 1) + sy * (j + 1) + sz * (k + 1); }
   bool parallel() const { return dims.size() >= kParallelCells; }
+
+  Level() = default;
+  // The arrays made once per hierarchy in the arena; r and r_buffers (made again when the
+  // thread count changes) are not.
+  explicit Level(detail::Arena* arena) {
+    const auto in_arena = [arena](auto& v) {
+      using Vector = std::decay_t<decltype(v)>;
+      v = Vector(typename Vector::allocator_type(arena));
+    };
+    in_arena(type);
+    for (auto* v : {&inv_diag, &diag, &x, &b, &inv_w, &wx, &wy, &wz, &kappa}) in_arena(*v);
+    for (int c = 0; c < 2; ++c) {
+      in_arena(band[c]);
+      in_arena(band_omega[c]);
+    }
+  }
 };
+
+// Address space for a hierarchy's arena: the padded finest level's type byte and up to 10
+// arrays of Real a cell, twice over for the coarser levels, plus 64 MiB (reserved, not
+// resident; what does not fit gets blocks of its own).
+template <class Real>
+std::size_t arena_bytes(const Dims& d) {
+  const std::size_t cells = static_cast<std::size_t>(d.nx + 8) * static_cast<std::size_t>(d.ny + 8) * static_cast<std::size_t>(d.nz + 8);
+  return 2 * cells * (1 + 10 * sizeof(Real)) + (std::size_t(64) << 20);
+}
 
 // The fused passes' slabs: thread i of `threads` takes planes [slab_start(i), slab_start(i + 1)).
 inline int slab_start(int nz, int i, int threads) { return static_cast<int>(std::int64_t(nz) * i / threads); }
@@ -592,10 +620,14 @@ void finish_band(Level<Real>& l, int band_width, double interface_ratio, bool re
   // flat padded array. Ghosts are non-fluid (Solid/Air), so walls count as boundaries. A shift
   // that leaves a cell's row (slice) lands on ghosts or beyond them only for a cell that a
   // nearer ghost already marks, so the flat shifts need no per-axis bounds.
-  GridArray<std::uint8_t> near(static_cast<std::size_t>(n)), tmp(static_cast<std::size_t>(n));
+  // The dilation's two byte arrays live in b's storage (zero until the first cycle, at least 2
+  // bytes a cell; zeroed again below): arrays of their own would take fresh pages each.
+  static_assert(sizeof(Real) >= 2, "the band's scratch bytes live in b");
+  std::uint8_t* near = reinterpret_cast<std::uint8_t*>(l.b.data());
+  std::uint8_t* tmp = near + n;
   {
     const std::uint8_t* t = l.type.data();
-    std::uint8_t* out = near.data();
+    std::uint8_t* out = near;
 #pragma omp parallel for simd schedule(static) if (l.parallel())
     for (std::int64_t p = 0; p < n; ++p) out[p] = t[p] != fluid;
   }
@@ -626,8 +658,8 @@ void finish_band(Level<Real>& l, int band_width, double interface_ratio, bool re
   const std::int64_t strides[3] = {1, l.sy, l.sz};
   for (int axis = 0; axis < 3; ++axis) {
     const std::int64_t st = strides[axis];
-    const std::uint8_t* in = near.data();
-    std::uint8_t* out = tmp.data();
+    const std::uint8_t* in = near;
+    std::uint8_t* out = tmp;
     // Beyond the array counts as non-fluid: the first and last reach entries test bounds, the
     // rest (all but a few ghost layers) take one branch-free, vectorised pass per distance.
     const std::int64_t reach = std::min<std::int64_t>(band_width * st, n);
@@ -655,9 +687,10 @@ void finish_band(Level<Real>& l, int band_width, double interface_ratio, bool re
       }
     }
     if (band_width == 0 && reach < end) std::copy(in + reach, in + end, out + reach);
-    near.swap(tmp);
+    std::swap(near, tmp);
   }
-  build_band(l, band_width > 0 ? near.data() : nullptr);
+  build_band(l, band_width > 0 ? near : nullptr);
+  fill_parallel(l.b, n, Real(0), l.parallel());
 }
 
 // The V-cycle in one precision (levels, sweeps and transfers in Real; the coarsest solve is a
@@ -704,8 +737,8 @@ class Cycle final : public CycleBase {
       d.diag.resize(static_cast<std::size_t>(l.padded_size()));
       for (std::int64_t p = 0; p < l.padded_size(); ++p) d.diag[static_cast<std::size_t>(p)] = level_diagonal(l, p);
       d.inv_w.assign(l.inv_w.begin(), l.inv_w.end());
-      d.band[0] = l.band[0];
-      d.band[1] = l.band[1];
+      d.band[0].assign(l.band[0].begin(), l.band[0].end());
+      d.band[1].assign(l.band[1].begin(), l.band[1].end());
       out.push_back(std::move(d));
     }
     return out;
@@ -720,6 +753,7 @@ class Cycle final : public CycleBase {
   }
 
  private:
+  detail::Arena arena_;  // the levels' arrays (declared before them: it outlives them)
   std::vector<Level<Real>> levels_;
   MultigridOptions opt;
   // Coarsest solve
@@ -769,7 +803,8 @@ class Cycle final : public CycleBase {
 };
 
 template <class Real>
-Cycle<Real>::Cycle(const Domain& domain, const MultigridOptions& options) : opt(options) {
+Cycle<Real>::Cycle(const Domain& domain, const MultigridOptions& options)
+    : arena_(arena_bytes<Real>(domain.dims())), opt(options) {
   build(domain);
 }
 
@@ -778,7 +813,7 @@ void Cycle<Real>::build(const Domain& domain) {
   auto& levels = levels_;
   levels.clear();
   // Level 0 from the domain.
-  levels.emplace_back();
+  levels.emplace_back(&arena_);
   // Weighted: the coefficients of the last level built (in double, only while building).
   const bool weighted = domain.weighted();
   LevelWeights weights;
@@ -805,7 +840,7 @@ void Cycle<Real>::build(const Domain& domain) {
     const Dims fd = f.dims;
     if (fd.size() <= opt.coarsest_cells || std::min({fd.nx, fd.ny, fd.nz}) < 4) break;
     const Dims cd{(fd.nx + 1) / 2, (fd.ny + 1) / 2, (fd.nz + 1) / 2};
-    Level<Real> c;
+    Level<Real> c(&arena_);
     init_level(c, cd, f.faces, f.s * 0.25);
     const auto air_type = static_cast<std::uint8_t>(CellType::Air);
     const auto fluid_type = static_cast<std::uint8_t>(CellType::Fluid);
@@ -1363,9 +1398,8 @@ inline void load_row(Real* b, const Real* inv_diag, const double* r, int n) {
 }
 
 // The entries [q0, q1) of a sorted list of padded indices that lie in rows [j0, j1) of plane k.
-template <class Real>
-inline std::pair<std::int64_t, std::int64_t> listed_rows(const Level<Real>& l, const std::vector<std::int64_t>& cells,
-                                                         int k, int j0, int j1) {
+template <class Real, class List>
+inline std::pair<std::int64_t, std::int64_t> listed_rows(const Level<Real>& l, const List& cells, int k, int j0, int j1) {
   const auto lo = std::lower_bound(cells.begin(), cells.end(), l.at(-1, j0, k));
   const auto hi = std::lower_bound(lo, cells.end(), l.at(-1, j1, k));
   return {lo - cells.begin(), hi - cells.begin()};
