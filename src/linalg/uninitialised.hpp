@@ -184,4 +184,10 @@ struct ArenaAllocator : DefaultInitialising {
 template <class T>
 using ArenaVector = std::vector<T, ArenaAllocator<T>>;
 
+// Makes the (empty) vectors allocate from `arena` from now on.
+template <class... Vectors>
+void use_arena(Arena* arena, Vectors&... vectors) {
+  ((vectors = Vectors(typename Vectors::allocator_type(arena))), ...);
+}
+
 }  // namespace dcdm::detail

@@ -136,18 +136,8 @@ struct Level {
   Real* residual() { return r_borrowed ? r_borrowed : r.data(); }
 
   explicit Level(detail::Arena* arena) {
-    const auto in_arena = [arena](auto& v) {
-      using Vector = std::decay_t<decltype(v)>;
-      v = Vector(typename Vector::allocator_type(arena));
-    };
-    in_arena(type);
-    for (auto* v : {&inv_diag, &x, &b, &r, &inv_w, &omega}) in_arena(*v);
-    for (int c = 0; c < 2; ++c) {
-      in_arena(band[c]);
-      in_arena(band_omega[c]);
-      in_arena(band_wide[c]);
-      in_arena(band_wide_omega[c]);
-    }
+    detail::use_arena(arena, type, inv_diag, x, b, r, inv_w, omega);
+    for (int c = 0; c < 2; ++c) detail::use_arena(arena, band[c], band_omega[c], band_wide[c], band_wide_omega[c]);
   }
 
   std::int64_t size() const { return std::int64_t(ext[0]) * ext[1] * ext[2]; }

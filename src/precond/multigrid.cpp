@@ -189,16 +189,8 @@ struct Level {
   // The arrays made once per hierarchy in the arena; r and r_buffers (made again when the
   // thread count changes) are not.
   explicit Level(detail::Arena* arena) {
-    const auto in_arena = [arena](auto& v) {
-      using Vector = std::decay_t<decltype(v)>;
-      v = Vector(typename Vector::allocator_type(arena));
-    };
-    in_arena(type);
-    for (auto* v : {&inv_diag, &diag, &x, &b, &inv_w, &wx, &wy, &wz, &kappa}) in_arena(*v);
-    for (int c = 0; c < 2; ++c) {
-      in_arena(band[c]);
-      in_arena(band_omega[c]);
-    }
+    detail::use_arena(arena, type, inv_diag, diag, x, b, inv_w, wx, wy, wz, kappa);
+    for (int c = 0; c < 2; ++c) detail::use_arena(arena, band[c], band_omega[c]);
   }
 };
 
