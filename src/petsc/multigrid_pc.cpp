@@ -426,9 +426,10 @@ void Cycle<Real>::init_level(Level<Real>& l, const Split& split, double s) {
       }
     }
   // r comes at the end of the set-up, where the finest level's may live in the PC's output
-  // instead; x and b lend their (zero) storage to the set-up's scratch arrays meanwhile.
+  // instead; x (zero) and b lend their storage to the set-up's scratch arrays meanwhile (b is
+  // only sized here: finish_level writes its scratch there, then zeroes it).
   l.x.assign(static_cast<std::size_t>(n), Real(0));
-  l.b.assign(static_cast<std::size_t>(n), Real(0));
+  l.b.resize(static_cast<std::size_t>(n));
   l.split_evenly = true;
   for (int a = 0; a < 3; ++a)
     for (std::size_t q = 1; q + 1 < split.starts[a].size(); ++q) l.split_evenly = l.split_evenly && split.starts[a][q] % 2 == 0;
@@ -482,9 +483,9 @@ void Cycle<Real>::finish_level(int li) {
   if (opt_.band_width > kFrame)
     throw InputError(fmt::format("dcdm_mg: band width {} is more than the {} ghost layers the distributed cycle keeps",
                                  opt_.band_width, kFrame));
-  // Two byte arrays over the level, in b's storage (b is zero until the first cycle and at
-  // least 4 bytes a cell; zeroed again below): fresh pages cost a fault each, which on some
-  // virtual machines is most of the set-up.
+  // Two byte arrays over the level, in b's storage (unused until the first cycle, at least 2
+  // bytes a cell; zeroed below): fresh pages cost a fault each, which on some virtual machines
+  // is most of the set-up.
   static_assert(sizeof(Real) >= 2, "the band's scratch bytes live in b");
   const std::size_t cells = l.type.size();
   std::uint8_t* near = reinterpret_cast<std::uint8_t*>(l.b.data());

@@ -597,7 +597,7 @@ void finish_band(Level<Real>& l, int band_width, double interface_ratio, bool re
   const std::int64_t n = l.padded_size();
   const auto fluid = static_cast<std::uint8_t>(CellType::Fluid);
   fill_parallel(l.x, n, Real(0), l.parallel());
-  fill_parallel(l.b, n, Real(0), l.parallel());
+  l.b.resize(static_cast<std::size_t>(n));  // sized only: the band's scratch below, then zeroed
   l.r_plane.clear();
   l.r_buffers.clear();
   l.r_buffer_threads = 0;
@@ -612,8 +612,8 @@ void finish_band(Level<Real>& l, int band_width, double interface_ratio, bool re
   // flat padded array. Ghosts are non-fluid (Solid/Air), so walls count as boundaries. A shift
   // that leaves a cell's row (slice) lands on ghosts or beyond them only for a cell that a
   // nearer ghost already marks, so the flat shifts need no per-axis bounds.
-  // The dilation's two byte arrays live in b's storage (zero until the first cycle, at least 2
-  // bytes a cell; zeroed again below): arrays of their own would take fresh pages each.
+  // The dilation's two byte arrays live in b's storage (unused until the first cycle, at least
+  // 2 bytes a cell; zeroed below): arrays of their own would take fresh pages each.
   static_assert(sizeof(Real) >= 2, "the band's scratch bytes live in b");
   std::uint8_t* near = reinterpret_cast<std::uint8_t*>(l.b.data());
   std::uint8_t* tmp = near + n;
