@@ -362,6 +362,9 @@ class Cycle final : public CycleBase {
   int gathered_levels_ = 0;  // the serial cycle's levels (the gathered level is its first)
   bool borrow_top_residual_ = false;  // the finest level's r is the output vector's storage
   bool fused_passes_ = true;          // DistributedMultigridOptions::fused_passes
+  // A smoother's sweeps in order, band (1) or interior (0): pre_smooth's, which post_smooth
+  // runs with the other first colour.
+  std::vector<std::uint8_t> smoother_;
   std::vector<Dims> gathered_level_dims_;
 
   void init_level(Level<Real>& l, const Split& split, double s);
@@ -378,6 +381,8 @@ class Cycle final : public CycleBase {
   void sweep(int li, bool band, int first, bool exchange);
   void pre_smooth(int li);
   void post_smooth(int li);
+  bool wavefront(const Level<Real>& l) const;
+  void smooth_wavefront(int li, int first, bool exchange_first);
   void widen_band(int li);
   void residual_to_coarse(int li);
   void prolongate(int li);
@@ -659,6 +664,9 @@ Cycle<Real>::Cycle(const GridGeometry& grid, const DistributedMultigridOptions& 
       fused_passes_(options.fused_passes) {
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
+  smoother_.assign(static_cast<std::size_t>(opt_.boundary_sweeps), 1);
+  smoother_.insert(smoother_.end(), static_cast<std::size_t>(opt_.pre_sweeps), 0);
+  smoother_.insert(smoother_.end(), static_cast<std::size_t>(opt_.boundary_sweeps), 1);
   for (int a = 0; a < 3; ++a) {
     procs_[a] = grid.procs[a];
     coord_[a] = grid.coord[a];
@@ -983,6 +991,7 @@ void Cycle<Real>::sweep(int li, bool band, int first, bool exchange) {
 // current.
 template <class Real>
 void Cycle<Real>::pre_smooth(int li) {
+  if (wavefront(levels_[static_cast<std::size_t>(li)])) return smooth_wavefront(li, 0, false);
   bool exchange = false;
   for (int s = 0; s < opt_.boundary_sweeps; ++s, exchange = true) sweep(li, true, 0, exchange);
   for (int s = 0; s < opt_.pre_sweeps; ++s, exchange = true) sweep(li, false, 0, exchange);
@@ -992,9 +1001,105 @@ void Cycle<Real>::pre_smooth(int li) {
 // The adjoint of pre_smooth: the same single-colour steps in reverse order.
 template <class Real>
 void Cycle<Real>::post_smooth(int li) {
+  if (wavefront(levels_[static_cast<std::size_t>(li)])) return smooth_wavefront(li, 1, true);
   for (int s = 0; s < opt_.boundary_sweeps; ++s) sweep(li, true, 1, true);
   for (int s = 0; s < opt_.pre_sweeps; ++s) sweep(li, false, 1, true);
   for (int s = 0; s < opt_.boundary_sweeps; ++s) sweep(li, true, 1, true);
+}
+
+// The band sweeps' update rules for a smoother whose first colour is `first`: the first step
+// of each sweep runs the wide list of that colour, the second the owned list of the other
+// (with_update's rules; one rule for both where there are no per-entry factors).
+template <class Real, class Visit>
+void with_band_updates(Relax mode, Real omega, const Real* first, const Real* second, Visit&& visit) {
+  with_update(mode, omega, first, [&](auto update_first) {
+    if (mode == Relax::PerCell)
+      visit(update_first, [second](std::int64_t e, Real x, Real gs) { return x + second[e] * (gs - x); });
+    else
+      visit(update_first, update_first);
+  });
+}
+
+// The wavefront smoother applies where the ranks split the level along z only (so every step
+// covers whole rows and planes), on one thread (threads share a sweep's planes instead), with
+// fused passes on.
+template <class Real>
+bool Cycle<Real>::wavefront(const Level<Real>& l) const {
+  return fused_passes_ && procs_[0] == 1 && procs_[1] == 1 && !(l.parallel() && omp_get_max_threads() > 1);
+}
+
+// A whole smoother (the sweeps of pre_smooth, or of post_smooth: first = 1) in one pass over
+// the planes, then the planes near the rank boundaries, with the step-by-step values.
+//
+// Step t (sweep t / 2, colour first for even t, the other for odd) covers, as in `sweep`, the
+// planes F_t: the owned box widened by one layer for a first colour, the owned box for a
+// second; each sweep but the first starts with a ghost exchange. Without those exchanges,
+// step t's inputs (step t - 1's values one plane either side) are current only on the planes
+// M_t, which shrink by one plane a step at each side that has a neighbour (M_0 = F_0,
+// M_1 = F_1, M_t = [lo - 1 + t, hi + 1 - t) there). The pass runs step t on plane m - t of
+// M_t for m = first plane .. last + steps: when step t reaches plane k, step t - 1 has done
+// k + 1, and has not yet passed k + 2 (whose reads of step t's colour on k + 1 it needs
+// before step t writes there). Then, sweep by sweep, one ghost exchange and both its steps
+// on the planes of F_t outside M_t: they read step t - 1's values there, which the pass
+// left (M_{t+1} keeps a plane away from them), and the neighbours' through the exchange,
+// as the exchange before each sweep delivers them (the owned planes sent hold the values of
+// the sweep before: the pass's later steps wrote only colours the receiver does not read
+// there). The same updates from the same values as sweep by sweep, one pass over the level
+// instead of one per sweep; the same exchanges.
+template <class Real>
+void Cycle<Real>::smooth_wavefront(int li, int first, bool exchange_first) {
+  Level<Real>& l = levels_[static_cast<std::size_t>(li)];
+  const Halo& halo = halos_[static_cast<std::size_t>(li)];
+  const int sweeps = static_cast<int>(smoother_.size());
+  if (sweeps == 0) return;
+  if (exchange_first) halo.exchange(l.x.data(), kFrame);
+  const int second = 1 - first, steps = 2 * sweeps;
+  const int lo = l.split.lo[2], hi = l.split.hi[2];
+  const bool below = lo > 0, above = hi < l.split.dims.nz;
+  const auto full = [&](int t) { return widened(l, 2, (t & 1) ? 0 : 1); };
+  const auto current = [&](int t) {
+    const auto [f0, f1] = full(t);
+    return std::pair<int, int>{below ? lo - 1 + t : f0, above ? hi + 1 - t : f1};
+  };
+  with_update(interior_, interior_omega_, l.omega.data(), [&](auto interior) {
+    with_band_updates(band_, band_omega_, l.band_wide_omega[first].data(), l.band_omega[second].data(),
+                      [&](auto band_first, auto band_second) {
+      const auto step = [&](int t, int k) {
+        const bool band = smoother_[static_cast<std::size_t>(t >> 1)] != 0;
+        if ((t & 1) == 0) {
+          if (band) band_plane(l, first, true, k, band_first);
+          else colour_plane(l, first, 1, k, interior);
+        } else {
+          if (band) band_plane(l, second, false, k, band_second);
+          else colour_plane(l, second, 0, k, interior);
+        }
+      };
+      {
+        const LogScope scope(g_event_smooth);
+        const auto [m0, m1] = full(0);
+        for (int m = m0; m < m1 + steps - 1; ++m)
+          for (int t = 0; t < steps; ++t) {
+            const int k = m - t;
+            const auto [a, b] = current(t);
+            if (k >= a && k < b) step(t, k);
+          }
+      }
+      for (int s = 1; s < sweeps; ++s) {
+        halo.exchange(l.x.data(), kFrame);
+        const LogScope scope(g_event_smooth);
+        for (int t = 2 * s; t < 2 * s + 2; ++t) {
+          const auto [f0, f1] = full(t);
+          const auto [a, b] = current(t);
+          if (a >= b) {
+            for (int k = f0; k < f1; ++k) step(t, k);
+          } else {
+            for (int k = f0; k < a; ++k) step(t, k);
+            for (int k = b; k < f1; ++k) step(t, k);
+          }
+        }
+      }
+    });
+  });
 }
 
 // The band cells of the first ghost layer and their factors, from their owners (set-up), and

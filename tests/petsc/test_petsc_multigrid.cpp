@@ -107,9 +107,10 @@ TEST(PetscMultigrid, CycleMatchesSerialCellForCell) {
   }
 }
 
-// The fused passes (both colours of a red-black sweep in one pass over the planes; the
-// residual and the restriction in one) against a pass per step: bit for bit the same z, with the ranks laid out by PETSc and
-// along each axis, odd sizes, on one thread and on the default threads (slabs of planes).
+// The fused passes (both colours of a red-black sweep in one pass over the planes, or a whole
+// smoother where the ranks split z only; the residual and the restriction in one) against a
+// pass per step: bit for bit the same z, with the ranks laid out by PETSc and along each axis,
+// odd sizes, on one thread and on the default threads (slabs of planes).
 TEST(PetscMultigrid, FusedPassesEqualStepByStep) {
   int size = 1;
   MPI_Comm_size(PETSC_COMM_WORLD, &size);
@@ -121,7 +122,10 @@ TEST(PetscMultigrid, FusedPassesEqualStepByStep) {
     // restriction).
     for (const Case& c : {Case{"obstacles 37x29x33", scene("obstacles", {37, 29, 33})},
                           Case{"bunny 23x41x35", scene("bunny", {23, 41, 35})},
-                          Case{"obstacles 24x40x36", scene("obstacles", {24, 40, 36}, 9)}}) {
+                          Case{"obstacles 24x40x36", scene("obstacles", {24, 40, 36}, 9)},
+                          // Slabs of 22-45 planes along z on 2-4 ranks: the whole-smoother
+                          // pass (z splits, one thread) runs every step on inner planes.
+                          Case{"obstacles 21x18x90", scene("obstacles", {21, 18, 90}, 3)}}) {
       PressureSystem sys = PressureSystem::from_domain(PETSC_COMM_WORLD, c.domain, {});
       const GridGeometry grid = GridGeometry::of(sys);
       Vec rv = nullptr, fused = nullptr, steps = nullptr;
