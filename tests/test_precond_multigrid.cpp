@@ -17,6 +17,7 @@
 
 #include "dcdm/error.hpp"
 #include "dcdm/krylov.hpp"
+#include "dcdm/methods.hpp"
 #include "dcdm/precond.hpp"
 #include "test_domains.hpp"
 #include "test_krylov_systems.hpp"
@@ -281,6 +282,102 @@ TEST(Multigrid, EveryOptionVariantIsAValidPreconditioner) {
     sys->project(x);
     EXPECT_LT(relative_error(x, ref), 1e-8) << "variant " << variant;
   }
+}
+
+// The iterated coarse solve (coarse_cycles): the coarsest level of at most coarsest_cells cells
+// solved by that many cycles over coarser levels down to direct_cells. As the cycles grow, the
+// preconditioner tends to the one that factorises the coarsest level (error shrinking each
+// cycle); with few it is still symmetric and positive, also on singular levels (a closed
+// region, closed boxes with many components) and where the coarsest level is the grid itself.
+TEST(Multigrid, IteratedCoarseSolveTendsToTheExactOneAndStaysSymmetric) {
+  for (const Domain& dom : {everything_domain({29, 25, 27}), closed_box({20, 20, 20}),
+                            random_domain({26, 22, 24}, 5, 0.25, 0.0), obstacle_domain({14, 12, 13})}) {
+    for (const bool single : {false, true}) {
+      auto sys = make_system(dom);
+      MultigridOptions exact;
+      exact.coarsest_cells = 1500;
+      exact.single_precision = single;
+      if (single) exact.omega = 1.3;
+      MultigridPreconditioner reference(exact);
+      reference.setup(sys->view());
+      const Vector u = random_fluid_vector(sys->domain, 21), v = random_fluid_vector(sys->domain, 22);
+      Vector zu_exact(u.size());
+      reference.apply(u, zu_exact);
+      double previous = 0;
+      for (const int cycles : {1, 2, 4, 8, 16}) {
+        MultigridOptions o = exact;
+        o.coarse_cycles = cycles;
+        o.direct_cells = 100;
+        MultigridPreconditioner mg(o);
+        mg.setup(sys->view());
+        EXPECT_GT(mg.levels(), reference.levels()) << dom.dims().str();
+        EXPECT_LE(mg.level_dims(mg.levels() - 1).size(), 100) << dom.dims().str();
+        Vector zu(u.size()), zv(v.size());
+        mg.apply(u, zu);
+        mg.apply(v, zv);
+        const double tol = single ? 1e-5 : 1e-12;
+        EXPECT_NEAR(dot(u, zv), dot(v, zu), tol * norm2(u) * norm2(zv)) << dom.dims().str() << ", " << cycles;
+        EXPECT_GT(dot(u, zu), 0.0);
+        for (std::int64_t c = 0; c < sys->domain.dims().size(); ++c)
+          if (sys->domain.cells[c] != CellType::Fluid) ASSERT_EQ(zu[c], 0.0);
+        Vector diff = zu;
+        axpy(-1.0, zu_exact, diff);
+        const double error = norm2(diff) / norm2(zu_exact);
+        std::printf("  %s %s, %2d coarse cycles: %.2e from the exact coarse solve\n", dom.dims().str().c_str(),
+                    single ? "float" : "double", cycles, error);
+        // Each cycle divides the difference by about 10 (measured 7-140), down to the float
+        // cycle's rounding (about 2e-7 of z) after 8.
+        if (cycles > 1 && (!single || cycles <= 4)) {
+          EXPECT_LT(error, 0.3 * previous) << dom.dims().str() << ", " << cycles;
+        }
+        if (cycles == 16) {
+          EXPECT_LT(error, single ? 1e-6 : 1e-12) << dom.dims().str();
+        }
+        previous = error;
+      }
+    }
+  }
+}
+
+// Where the grid itself is the iterated coarsest level, the fused passes load r and store z
+// around the cycles: the same z as the straightforward passes, in double and in float output.
+TEST(Multigrid, IteratedCoarseSolveOnTheFinestLevelMatchesTheStraightforwardPasses) {
+  auto sys = make_system(everything_domain({15, 13, 14}));
+  const Vector u = random_fluid_vector(sys->domain, 4);
+  for (const bool single : {false, true}) {
+    Vector z[2];
+    std::vector<float> zf[2];
+    for (const bool fused : {false, true}) {
+      MultigridOptions o;
+      o.coarse_cycles = 3;
+      o.single_precision = single;
+      o.fused_passes = fused;
+      MultigridPreconditioner mg(o);
+      mg.setup(sys->view());
+      ASSERT_GE(mg.levels(), 2);
+      ASSERT_LE(mg.level_dims(0).size(), o.coarsest_cells);
+      z[fused].assign(u.size(), 0.0);
+      mg.apply(u, z[fused]);
+      zf[fused].assign(u.size(), 0.0f);
+      mg.apply_to_single(u, zf[fused]);
+    }
+    EXPECT_EQ(z[0], z[1]) << (single ? "float" : "double");
+    EXPECT_EQ(zf[0], zf[1]) << (single ? "float" : "double");
+    EXPECT_GT(norm2(z[1]), 0.0);
+  }
+}
+
+// coarse_cycles leaves a weighted hierarchy's exact solve as it is, and bad values are errors.
+TEST(Multigrid, IteratedCoarseSolveSettings) {
+  const MultigridOptions o = parse_multigrid_settings("coarse-cycles=3:direct=200:coarsest=2000", "mgpcg");
+  EXPECT_EQ(o.coarse_cycles, 3);
+  EXPECT_EQ(o.direct_cells, 200);
+  EXPECT_EQ(o.coarsest_cells, 2000);
+  EXPECT_THROW(parse_multigrid_settings("coarse-cycles=-1", "mgpcg"), InputError);
+  EXPECT_THROW(parse_multigrid_settings("direct=0", "mgpcg"), InputError);
+  MultigridOptions bad;
+  bad.coarse_cycles = -2;
+  EXPECT_THROW(MultigridPreconditioner{bad}, InputError);
 }
 
 }  // namespace

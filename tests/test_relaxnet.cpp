@@ -73,14 +73,21 @@ double dot(const std::vector<double>& a, const std::vector<double>& b) {
 
 fs::path temp_dir(const std::string& name) { return dcdm::test::fresh_temp_dir("relaxnet_" + name); }
 
+// make_generator's argument for the trained cycle (the exact coarsest solve of the LibTorch
+// cycle), which the agreement tests compare with the training path.
+const std::int64_t kTrained = RelaxNetSpec::cycle_options().coarsest_cells;
+
 // DCDM with a model's cycle as generator, as the CLI's dcdm-relax builds it (the cycle is SPD for
-// any weights, so without the weak-direction guard), set up on `view`.
-std::unique_ptr<DcdmSolver> relaxnet_dcdm(const RelaxNet& net, const LinearSystemView& view) {
+// any weights, so without the weak-direction guard), set up on `view`: the trained cycle, or
+// the deployed one.
+std::unique_ptr<DcdmSolver> relaxnet_dcdm(const RelaxNet& net, const LinearSystemView& view, bool deployed = false) {
   DcdmOptions o;
   o.weak_fallback = false;
   auto solver = std::make_unique<DcdmSolver>(
-      [&net](const LinearSystemView& v) -> std::unique_ptr<LinearOperator> { return net.make_generator(v); }, o,
-      "dcdm-relax");
+      [&net, deployed](const LinearSystemView& v) -> std::unique_ptr<LinearOperator> {
+        return net.make_generator(v, deployed ? 0 : kTrained);
+      },
+      o, "dcdm-relax");
   solver->setup(view);
   return solver;
 }
@@ -98,7 +105,7 @@ TEST(RelaxNetKernels, LibTorchForwardAgreesWithTheOpenMpCycle) {
     const Problem p = make_problem(dom);
     RelaxNet net = RelaxNet::random(7, 0.8);
     net.parameters().per_cell_interior = per_cell_interior;
-    const auto gen = net.make_generator(p.view());
+    const auto gen = net.make_generator(p.view(), kTrained);
     EXPECT_GE(gen->levels(), 2);
     const int batch = 2;
     const auto n = static_cast<std::size_t>(dom.dims().size());
@@ -200,7 +207,7 @@ TEST(RelaxNetKernels, ExactInverseOnOneLevelAndTheInitialModelIsMgpcgsFloatCycle
   for (const char* name : {"pool", "sphere"}) {
     const Problem p = make_problem(scene(name, {16, 12, 14}, 2));
     const RelaxNet net = RelaxNet::random(5, 0.7);
-    const auto gen = net.make_generator(p.view());
+    const auto gen = net.make_generator(p.view(), kTrained);
     ASSERT_EQ(gen->levels(), 1) << name;
     std::vector<double> x_true = random_fluid(p.domain, 3);
     if (p.projector->singular()) (*p.projector)(x_true);
@@ -225,7 +232,7 @@ TEST(RelaxNetKernels, ExactInverseOnOneLevelAndTheInitialModelIsMgpcgsFloatCycle
     float_cycle.single_precision = true;
     MultigridPreconditioner mgpcg_float(float_cycle);
     mgpcg_float.setup(p.view());
-    const auto initial = RelaxNet::initial().make_generator(p.view());
+    const auto initial = RelaxNet::initial().make_generator(p.view(), kTrained);
     ASSERT_GT(initial->levels(), 1) << name;
     ASSERT_EQ(initial->levels(), mgpcg_float.levels()) << name;
     const std::vector<double> u = random_fluid(p.domain, 8);
@@ -265,7 +272,7 @@ TEST(RelaxNetDcdm, AnyWeightsGiveASymmetricGeneratorThatConverges) {
     ASSERT_TRUE(cg->solve(b, xref, opt).converged());
     for (const double scale : {0.0, 0.7}) {
       const RelaxNet net = scale == 0 ? RelaxNet::initial() : RelaxNet::random(3, scale);
-      const auto gen = net.make_generator(p.view());
+      const auto gen = net.make_generator(p.view(), kTrained);
       const auto u = random_fluid(p.domain, 21), v = random_fluid(p.domain, 22);
       std::vector<double> gu(u.size()), gv(v.size());
       gen->apply(u, gu);
@@ -404,6 +411,41 @@ TEST(RelaxNetDcdm, FloatVectorsReachTightTolerancesOnSingularSystems) {
     double rr = 0;
     for (std::size_t c = 0; c < b.size(); ++c) rr += (b[c] - ax[c]) * (b[c] - ax[c]);
     EXPECT_LE(std::sqrt(rr), 1e-11 * std::sqrt(dot(b, b))) << "solid " << solid;
+  }
+}
+
+// The deployed cycle (the coarsest level solved by three cycles over coarser levels, not
+// factorised) against the trained one (exact) with the shipped model: a symmetric positive
+// generator close to the trained cycle, with which DCDM takes the trained cycle's iterations,
+// on grids whose coarsest level is open, has air, or is closed and in many components
+// (singular).
+TEST(RelaxNetDcdm, DeployedCycleTakesTheTrainedCyclesIterations) {
+  const RelaxNet net = RelaxNet::load(find_model("relaxnet"));
+  for (const Domain& dom : {scene("obstacles", {56, 48, 52}, 6), scene("bunny", {48, 48, 48}, 2),
+                            dcdm::testing::random_domain({40, 36, 38}, 3, 0.2, 0.0)}) {
+    const Problem p = make_problem(dom);
+    const auto trained = net.make_generator(p.view(), kTrained);
+    const auto deployed = net.make_generator(p.view());
+    EXPECT_GT(deployed->levels(), trained->levels()) << dom.dims().str();
+    const auto u = random_fluid(dom, 31), v = random_fluid(dom, 32);
+    std::vector<double> zu(u.size()), zv(v.size()), zt(u.size());
+    deployed->apply(u, zu);
+    deployed->apply(v, zv);
+    trained->apply(u, zt);
+    EXPECT_NEAR(dot(u, zv), dot(v, zu), 1e-5 * std::sqrt(dot(u, u) * dot(zv, zv))) << dom.dims().str();
+    EXPECT_GT(dot(u, zu), 0.0) << dom.dims().str();
+    double diff = 0;
+    for (std::size_t c = 0; c < u.size(); ++c) diff += (zu[c] - zt[c]) * (zu[c] - zt[c]);
+    EXPECT_LT(std::sqrt(diff / dot(zt, zt)), 1e-2) << dom.dims().str();
+    std::vector<double> b = random_fluid(dom, 5);
+    if (p.projector->singular()) (*p.projector)(b);
+    SolveOptions so;
+    so.rtol = 1e-6;
+    std::vector<double> x(b.size()), xt(b.size());
+    const auto rep = relaxnet_dcdm(net, p.view(), true)->solve(b, x, so);
+    const auto rep_trained = relaxnet_dcdm(net, p.view())->solve(b, xt, so);
+    ASSERT_TRUE(rep.converged()) << rep.detail;
+    EXPECT_EQ(rep.iterations, rep_trained.iterations) << dom.dims().str();
   }
 }
 

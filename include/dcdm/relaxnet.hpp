@@ -98,10 +98,15 @@ class RelaxNet {
   std::array<double, 2> all_fluid_factors() const;
   std::array<double, 4> factor_range() const;
 
-  // The cycle's options with this model's factors.
+  // The cycle's options with this model's factors, as deployed: the coarsest level solved by
+  // three V-cycles over two more levels (MultigridOptions::coarse_cycles), which takes the
+  // exact solve's iterations without its factorisation.
   MultigridOptions cycle_options() const;
-  // A direction generator (the set-up V-cycle) for one domain; coarsest_cells > 0 overrides
-  // the cycle's coarsest level (training on deep hierarchies).
+  // The same cycle as trained: the coarsest level solved exactly (the LibTorch cycle's).
+  MultigridOptions trained_cycle_options() const;
+  // A direction generator (the set-up V-cycle) for one domain: the deployed cycle, or with
+  // coarsest_cells > 0 the trained one with that coarsest level (training on deep
+  // hierarchies; RelaxNetSpec::cycle_options().coarsest_cells gives the trained cycle itself).
   std::unique_ptr<MultigridPreconditioner> make_generator(const LinearSystemView& system,
                                                           std::int64_t coarsest_cells = 0) const;
 

@@ -199,15 +199,23 @@ std::array<double, 4> RelaxNet::factor_range() const {
   return out;
 }
 
-MultigridOptions RelaxNet::cycle_options() const {
+MultigridOptions RelaxNet::trained_cycle_options() const {
   MultigridOptions o = RelaxNetSpec::cycle_options();
   o.relaxation = std::make_shared<RelaxNetFactors>(parameters_);
   return o;
 }
 
+MultigridOptions RelaxNet::cycle_options() const {
+  MultigridOptions o = trained_cycle_options();
+  // Three cycles over two more levels instead of the factorisation of the coarsest level: the
+  // same iterations, a shorter set-up (docs/perf-bandwidth.md, "Coarsest solve").
+  o.coarse_cycles = 3;
+  return o;
+}
+
 std::unique_ptr<MultigridPreconditioner> RelaxNet::make_generator(const LinearSystemView& system,
                                                                   std::int64_t coarsest_cells) const {
-  MultigridOptions o = cycle_options();
+  MultigridOptions o = coarsest_cells > 0 ? trained_cycle_options() : cycle_options();
   if (coarsest_cells > 0) o.coarsest_cells = coarsest_cells;
   auto mg = std::make_unique<MultigridPreconditioner>(o);
   mg->setup(system);

@@ -403,7 +403,7 @@ DcdmOptions dcdm_options(const MethodParams& params) {
 MultigridOptions parse_multigrid_settings(const std::string& text, const std::string& who) {
   MultigridOptions o;
   std::string precision = "double", coarsening = "open-mean";
-  double coarsest = static_cast<double>(o.coarsest_cells);
+  double coarsest = static_cast<double>(o.coarsest_cells), direct = static_cast<double>(o.direct_cells);
   int weighted_interpolation = o.weighted_interpolation ? 1 : 0;
   // omega just below 2 is still a contraction; the bound keeps the cycle positive definite.
   const PeerSetting keys[] = {{"omega", &o.omega, 0.01, 1.99},
@@ -412,6 +412,8 @@ MultigridOptions parse_multigrid_settings(const std::string& text, const std::st
                               {"band-sweeps", &o.boundary_sweeps, 0, 16},
                               {"band-width", &o.band_width, 0, 8},
                               {"coarsest", &coarsest, 1, 1e7},
+                              {"coarse-cycles", &o.coarse_cycles, 0, 16},
+                              {"direct", &direct, 1, 1e7},
                               {"precision", &precision, 0, 0, "double|float"},
                               // Weighted domains only (see MultigridOptions).
                               {"coarsening", &coarsening, 0, 0, "open-mean|average|path-harmonic"},
@@ -424,6 +426,7 @@ MultigridOptions parse_multigrid_settings(const std::string& text, const std::st
                                                         : WeightCoarsening::OpenMean;
   o.weighted_interpolation = weighted_interpolation != 0;
   o.coarsest_cells = static_cast<std::int64_t>(coarsest);
+  o.direct_cells = static_cast<std::int64_t>(direct);
   return o;
 }
 

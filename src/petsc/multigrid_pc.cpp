@@ -1433,8 +1433,9 @@ DistributedMultigrid::DistributedMultigrid(const GridGeometry& grid, Distributed
     throw InputError("dcdm_mg (--method mgpcg|dcdm-relax) takes unit-coefficient systems only, not weighted ones "
                      "(liquid, cutcell, density, folders with coefficients): use -pc_type gamg or hypre");
   const MultigridOptions& o = options_.cycle;
-  if (o.pre_sweeps < 0 || o.boundary_sweeps < 0 || o.band_width < 0 || o.coarsest_cells < 1 || o.max_levels < 1)
-    throw InputError("dcdm_mg: sweeps, band width and level limits must be non-negative");
+  if (o.pre_sweeps < 0 || o.boundary_sweeps < 0 || o.band_width < 0 || o.coarsest_cells < 1 || o.max_levels < 1 ||
+      o.coarse_cycles < 0 || o.direct_cells < 1)
+    throw InputError("dcdm_mg: sweeps, band width, coarse cycles and level limits must be non-negative");
   if (options_.gather_cells < 0) throw InputError("dcdm_mg: gather_cells must be non-negative");
   if (options_.cycle.single_precision)
     impl_->cycle = std::make_unique<Cycle<float>>(grid, options_);

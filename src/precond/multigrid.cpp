@@ -756,8 +756,20 @@ class Cycle final : public CycleBase {
   Eigen::SimplicialLDLT<Eigen::SparseMatrix<double>> ldlt;
   Eigen::VectorXd coarse_rhs, coarse_sol;
   std::vector<double> mean;
+  // The iterated coarse solve (MultigridOptions::coarse_cycles): the level it solves (-1:
+  // none), its fluid cells (padded indices) with their singular components, the projected
+  // right-hand side and the sum of the cycles' corrections on those cells.
+  int inner_level_ = -1;
+  bool inner_running_ = false;  // inside the iteration: vcycle(inner_level_) runs one cycle
+  std::vector<std::int64_t> inner_cells_;
+  std::vector<int> inner_component_;
+  std::vector<std::int64_t> inner_singular_sizes_;
+  std::vector<Real> inner_rhs_, inner_sum_;
+  std::vector<double> inner_mean_;
 
   void build(const Domain& domain);
+  void build_inner_solve();
+  void inner_solve(int li);
   void build_coarsest(const LevelWeights* weights);
   void build_normalisers(bool tasks);
   void build_relaxation();
@@ -794,6 +806,12 @@ class Cycle final : public CycleBase {
   void run_pass(Level<Real>& l, Level<Real>* restrict_to, Level<Real>* prolong_from, const Stage* stages, int count);
 };
 
+// Whether the coarsest level is solved by MultigridOptions::coarse_cycles V-cycles (unit
+// hierarchies with coarse_cycles > 0 whose direct level is smaller than the coarsest).
+bool iterated_coarse_solve(const MultigridOptions& o, bool weighted) {
+  return o.coarse_cycles > 0 && !weighted && o.direct_cells < o.coarsest_cells;
+}
+
 template <class Real>
 Cycle<Real>::Cycle(const Domain& domain, const MultigridOptions& options)
     : arena_(arena_bytes<Real>(domain.dims())), opt(options) {
@@ -827,10 +845,12 @@ void Cycle<Real>::build(const Domain& domain) {
     }
     finish_types(l);
   }
+  // With an iterated coarse solve the levels go on down to direct_cells (see build_inner_solve).
+  const std::int64_t last_cells = iterated_coarse_solve(opt, weighted) ? opt.direct_cells : opt.coarsest_cells;
   while (static_cast<int>(levels.size()) < opt.max_levels) {
     const Level<Real>& f = levels.back();
     const Dims fd = f.dims;
-    if (fd.size() <= opt.coarsest_cells || std::min({fd.nx, fd.ny, fd.nz}) < 4) break;
+    if (fd.size() <= last_cells || std::min({fd.nx, fd.ny, fd.nz}) < 4) break;
     const Dims cd{(fd.nx + 1) / 2, (fd.ny + 1) / 2, (fd.nz + 1) / 2};
     Level<Real> c(&arena_);
     init_level(c, cd, f.faces, f.s * 0.25);
@@ -915,6 +935,7 @@ void Cycle<Real>::build(const Domain& domain) {
     build_coarsest(coarsest_weights);
   }
   build_stages();
+  build_inner_solve();
 }
 
 template <class Real>
@@ -1100,6 +1121,70 @@ void Cycle<Real>::build_relaxation() {
   }
 }
 
+// The singular components of a level's fluid cells (cells[u], unknown[p] = u or -1): per unknown
+// its component's number among those that touch no air, or -1; their sizes into `sizes`.
+// Components are 6-connected (weighted: through faces of positive weight) and touch air
+// through a face (weighted: a face of positive weight, or a positive diagonal term).
+template <class Real>
+std::vector<int> singular_components(const Level<Real>& l, const std::vector<std::int64_t>& cells,
+                                     const std::vector<std::int64_t>& unknown, const LevelWeights* weights,
+                                     std::vector<std::int64_t>& sizes) {
+  const std::int64_t m = static_cast<std::int64_t>(cells.size());
+  const std::int64_t off[6] = {-1, 1, -l.sy, l.sy, -l.sz, l.sz};
+  std::vector<int> comp(static_cast<std::size_t>(m), -1);
+  std::vector<bool> dirichlet;
+  std::vector<std::int64_t> all_sizes;
+  for (std::int64_t u0 = 0; u0 < m; ++u0) {
+    if (comp[u0] >= 0) continue;
+    const int id = static_cast<int>(all_sizes.size());
+    all_sizes.push_back(0);
+    dirichlet.push_back(false);
+    std::vector<std::int64_t> stack{u0};
+    comp[u0] = id;
+    while (!stack.empty()) {
+      const std::int64_t u = stack.back();
+      stack.pop_back();
+      ++all_sizes[id];
+      const std::int64_t p = cells[u];
+      if (weights && weights->term[p] > 0.0) dirichlet[id] = true;
+      for (int f = 0; f < 6; ++f) {
+        const std::int64_t q = p + off[f];
+        if (weights && !(weights->face[f / 2][(f & 1) ? q : p] > 0.0)) continue;
+        if (l.type[q] == static_cast<std::uint8_t>(CellType::Air)) dirichlet[id] = true;
+        const std::int64_t v = unknown[q];
+        if (v >= 0 && comp[v] < 0) {
+          comp[v] = id;
+          stack.push_back(v);
+        }
+      }
+    }
+  }
+  std::vector<int> singular_id(all_sizes.size(), -1);
+  sizes.clear();
+  for (std::size_t c = 0; c < all_sizes.size(); ++c)
+    if (!dirichlet[c]) {
+      singular_id[c] = static_cast<int>(sizes.size());
+      sizes.push_back(all_sizes[c]);
+    }
+  for (int& c : comp) c = singular_id[static_cast<std::size_t>(c)];
+  return comp;
+}
+
+// Subtracts from values[u] the mean over its singular component (component[u] >= 0; mean is
+// scratch of one entry a component): the projection onto the range of a singular level.
+template <class Values>
+void subtract_component_means(const std::vector<int>& component, const std::vector<std::int64_t>& sizes,
+                              std::vector<double>& mean, Values& values) {
+  if (sizes.empty()) return;
+  const std::int64_t m = static_cast<std::int64_t>(component.size());
+  std::fill(mean.begin(), mean.end(), 0.0);
+  for (std::int64_t u = 0; u < m; ++u)
+    if (component[u] >= 0) mean[component[u]] += static_cast<double>(values[u]);
+  for (std::size_t c = 0; c < mean.size(); ++c) mean[c] /= static_cast<double>(sizes[c]);
+  for (std::int64_t u = 0; u < m; ++u)
+    if (component[u] >= 0) values[u] -= static_cast<std::decay_t<decltype(values[u])>>(mean[component[u]]);
+}
+
 template <class Real>
 void Cycle<Real>::build_coarsest(const LevelWeights* weights) {
   const Level<Real>& l = levels_.back();
@@ -1121,49 +1206,12 @@ void Cycle<Real>::build_coarsest(const LevelWeights* weights) {
   const auto face_weight = [&](std::int64_t p, int f) {
     return weights->face[f / 2][(f & 1) ? p + off[f] : p];
   };
-  // Components (6-connected fluid; weighted: through faces of positive weight) and whether each
-  // touches air (weighted: through a face of positive weight, or has a positive diagonal term).
-  std::vector<int> comp(m, -1);
-  std::vector<bool> dirichlet;
-  std::vector<std::int64_t> sizes;
-  for (std::int64_t u0 = 0; u0 < m; ++u0) {
-    if (comp[u0] >= 0) continue;
-    const int id = static_cast<int>(sizes.size());
-    sizes.push_back(0);
-    dirichlet.push_back(false);
-    std::vector<std::int64_t> stack{u0};
-    comp[u0] = id;
-    while (!stack.empty()) {
-      const std::int64_t u = stack.back();
-      stack.pop_back();
-      ++sizes[id];
-      if (weights && weights->term[coarse_cells[u]] > 0.0) dirichlet[id] = true;
-      for (int f = 0; f < 6; ++f) {
-        const std::int64_t q = coarse_cells[u] + off[f];
-        if (weights && !(face_weight(coarse_cells[u], f) > 0.0)) continue;
-        if (l.type[q] == static_cast<std::uint8_t>(CellType::Air)) dirichlet[id] = true;
-        const std::int64_t v = unknown[q];
-        if (v >= 0 && comp[v] < 0) {
-          comp[v] = id;
-          stack.push_back(v);
-        }
-      }
-    }
-  }
-  // Singular components: renumber, pin their first unknown.
-  std::vector<int> singular_id(sizes.size(), -1);
-  singular_sizes.clear();
-  for (std::size_t c = 0; c < sizes.size(); ++c)
-    if (!dirichlet[c]) {
-      singular_id[c] = static_cast<int>(singular_sizes.size());
-      singular_sizes.push_back(sizes[c]);
-    }
-  coarse_component.assign(m, -1);
+  coarse_component = singular_components(l, coarse_cells, unknown, weights, singular_sizes);
+  // Pin the first unknown of each singular component.
   this->pinned.clear();
   std::vector<bool> pinned(m, false), pinned_done(singular_sizes.size(), false);
   for (std::int64_t u = 0; u < m; ++u) {
-    const int sc = singular_id[comp[u]];
-    coarse_component[u] = sc;
+    const int sc = coarse_component[u];
     if (sc >= 0 && !pinned_done[sc]) {
       pinned_done[sc] = true;
       pinned[u] = true;
@@ -1714,20 +1762,99 @@ void Cycle<Real>::build_stages() {
   post_stages_.push_back({StageKind::Store, 0});  // the finest level only
 }
 
+// The iterated coarse solve's level: the first of at most coarsest_cells cells that has
+// levels below it (a hierarchy cut short by max_levels or thin dimensions may have none).
+template <class Real>
+void Cycle<Real>::build_inner_solve() {
+  inner_level_ = -1;
+  if (!iterated_coarse_solve(opt, levels_.front().weighted)) return;
+  for (int li = 0; li + 1 < levels(); ++li)
+    if (levels_[li].dims.size() <= opt.coarsest_cells) {
+      inner_level_ = li;
+      break;
+    }
+  if (inner_level_ < 0) return;
+  const Level<Real>& l = levels_[inner_level_];
+  std::vector<std::int64_t> unknown(static_cast<std::size_t>(l.padded_size()), -1);
+  inner_cells_.clear();
+  for (int k = 0; k < l.dims.nz; ++k)
+    for (int j = 0; j < l.dims.ny; ++j)
+      for (int i = 0; i < l.dims.nx; ++i) {
+        const std::int64_t p = l.at(i, j, k);
+        if (l.inv_diag[p] != Real(0)) {
+          unknown[p] = static_cast<std::int64_t>(inner_cells_.size());
+          inner_cells_.push_back(p);
+        }
+      }
+  inner_component_ = singular_components(l, inner_cells_, unknown, nullptr, inner_singular_sizes_);
+  inner_rhs_.assign(inner_cells_.size(), Real(0));
+  inner_sum_.assign(inner_cells_.size(), Real(0));
+  inner_mean_.assign(inner_singular_sizes_.size(), 0.0);
+}
+
+// The coarsest level solved by coarse_cycles V-cycles: b projected onto the range (as the
+// direct solve projects it), x_0 = 0, x_{i+1} = x_i + V(b - A x_i), the result projected.
+// With V symmetric, the sum over i of (I - V A)^i V is symmetric too: the cycle above stays a
+// symmetric preconditioner. The level's fluid cells only (the rest of x stays 0, as V leaves
+// it). On the finest level (a grid no larger than coarsest_cells) the fused passes' load and
+// store of r and z happen here.
+template <class Real>
+void Cycle<Real>::inner_solve(int li) {
+  Level<Real>& l = levels_[li];
+  const std::int64_t m = static_cast<std::int64_t>(inner_cells_.size());
+  const Dims d = l.dims;
+  const bool fused_top = li == 0 && opt.fused_passes;
+  if (fused_top)
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j)
+        for (int i = 0; i < d.nx; ++i) {
+          const std::int64_t p = l.at(i, j, k);
+          l.b[p] = l.inv_diag[p] != Real(0) ? static_cast<Real>(load_[d.index(i, j, k)]) : Real(0);
+        }
+  for (std::int64_t u = 0; u < m; ++u) inner_rhs_[u] = l.b[inner_cells_[u]];
+  subtract_component_means(inner_component_, inner_singular_sizes_, inner_mean_, inner_rhs_);
+  std::fill(inner_sum_.begin(), inner_sum_.end(), Real(0));
+  const Real s = static_cast<Real>(l.s);
+  const std::int64_t sy = l.sy, sz = l.sz;
+  inner_running_ = true;
+  for (int cycle = 0; cycle < opt.coarse_cycles; ++cycle) {
+    // b = rhs - A x_i on the fluid cells (x_i, the sum so far, in x: zero elsewhere).
+    if (cycle == 0) {
+      std::fill(l.x.begin(), l.x.end(), Real(0));
+      for (std::int64_t u = 0; u < m; ++u) l.b[inner_cells_[u]] = inner_rhs_[u];
+    } else {
+      const Real* x = l.x.data();
+      for (std::int64_t u = 0; u < m; ++u) l.x[inner_cells_[u]] = inner_sum_[u];
+      for (std::int64_t u = 0; u < m; ++u) {
+        const std::int64_t p = inner_cells_[u];
+        const Real ax = unit_diagonal(l.inv_diag[p]) * x[p] - s * (x[p - 1] + x[p + 1] + x[p - sy] + x[p + sy] + x[p - sz] + x[p + sz]);
+        l.b[p] = inner_rhs_[u] - ax;
+      }
+    }
+    vcycle(li);
+    for (std::int64_t u = 0; u < m; ++u) inner_sum_[u] += l.x[inner_cells_[u]];
+  }
+  inner_running_ = false;
+  subtract_component_means(inner_component_, inner_singular_sizes_, inner_mean_, inner_sum_);
+  std::fill(l.x.begin(), l.x.end(), Real(0));
+  for (std::int64_t u = 0; u < m; ++u) l.x[inner_cells_[u]] = inner_sum_[u];
+  if (fused_top) {
+    for (int k = 0; k < d.nz; ++k)
+      for (int j = 0; j < d.ny; ++j)
+        for (int i = 0; i < d.nx; ++i) {
+          const Real v = l.x[l.at(i, j, k)];
+          if (store_) store_[d.index(i, j, k)] = static_cast<double>(v);
+          else store_single_[d.index(i, j, k)] = static_cast<float>(v);
+        }
+  }
+}
+
 template <class Real>
 void Cycle<Real>::coarse_solve(Level<Real>& l) {
   const std::int64_t m = static_cast<std::int64_t>(coarse_cells.size());
   for (std::int64_t u = 0; u < m; ++u) coarse_rhs[u] = static_cast<double>(l.b[coarse_cells[u]]);
   // Project onto the range (zero mean on each singular component): P G P is symmetric.
-  auto project = [&](Eigen::VectorXd& v) {
-    if (singular_sizes.empty()) return;
-    std::fill(mean.begin(), mean.end(), 0.0);
-    for (std::int64_t u = 0; u < m; ++u)
-      if (coarse_component[u] >= 0) mean[coarse_component[u]] += v[u];
-    for (std::size_t c = 0; c < mean.size(); ++c) mean[c] /= static_cast<double>(singular_sizes[c]);
-    for (std::int64_t u = 0; u < m; ++u)
-      if (coarse_component[u] >= 0) v[u] -= mean[coarse_component[u]];
-  };
+  auto project = [&](Eigen::VectorXd& v) { subtract_component_means(coarse_component, singular_sizes, mean, v); };
   project(coarse_rhs);
   // Pinned unknowns are fixed at 0 (their column is dropped from the matrix): with a zero
   // right-hand side there, G = [A_reduced^{-1}, 0; 0, 0] is a generalised inverse of A.
@@ -1745,10 +1872,15 @@ void Cycle<Real>::vcycle(int li) {
     coarse_solve(l);
     return;
   }
+  if (li == inner_level_ && !inner_running_) {
+    inner_solve(li);
+    return;
+  }
   Level<Real>& c = levels_[li + 1];
   if (opt.fused_passes) {
-    // The finest level loads r and stores z in its first and last stage.
-    const bool finest = li == 0;
+    // The finest level loads r and stores z in its first and last stage (inner_solve does
+    // that where the finest level is the iterated coarse one).
+    const bool finest = li == 0 && inner_level_ != 0;
     pre_stages_.front().kind = finest ? StageKind::Load : StageKind::Zero;
     const int pre = static_cast<int>(pre_stages_.size());
     const int post = static_cast<int>(post_stages_.size()) - (finest ? 0 : 1);
@@ -1831,8 +1963,9 @@ struct MultigridPreconditioner::Impl {
 MultigridPreconditioner::MultigridPreconditioner(MultigridOptions options)
     : options_(std::move(options)), impl_(std::make_unique<Impl>()) {
   const MultigridOptions& o = options_;
-  if (o.pre_sweeps < 0 || o.boundary_sweeps < 0 || o.band_width < 0 || o.coarsest_cells < 1 || o.max_levels < 1)
-    throw InputError("multigrid: sweeps, band width and level limits must be non-negative");
+  if (o.pre_sweeps < 0 || o.boundary_sweeps < 0 || o.band_width < 0 || o.coarsest_cells < 1 || o.max_levels < 1 ||
+      o.coarse_cycles < 0 || o.direct_cells < 1)
+    throw InputError("multigrid: sweeps, band width, coarse cycles and level limits must be non-negative");
   if (!(o.omega > 0.0 && o.omega < 2.0) || !(o.band_omega > 0.0 && o.band_omega < 2.0))
     throw InputError(fmt::format("multigrid: relaxation factors must lie in (0, 2) (omega {}, band omega {})",
                                  o.omega, o.band_omega));
