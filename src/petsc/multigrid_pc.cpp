@@ -216,12 +216,16 @@ class Halo {
 
   template <class T>
   void exchange_axis(T* data, int width, int axis) const {
+    if (neighbour_[axis][0] == MPI_PROC_NULL && neighbour_[axis][1] == MPI_PROC_NULL) return;  // an unsplit axis
     const int box = split_.extent(axis);
     // Send the first `width` owned layers down and the last up; receive into the ghosts.
     const int send_lo[2] = {kFrame, kFrame + box - width};
     const int recv_lo[2] = {kFrame - width, kFrame + box};
-    std::size_t count = 0;
-    for_slab(axis, width, 0, width, [&](std::int64_t, int len) { count += static_cast<std::size_t>(len); });
+    // A slab's cells (for_slab's ranges): `width` layers along the axis, the box and its
+    // ghosts along earlier axes, the box along later ones.
+    std::size_t count = static_cast<std::size_t>(width);
+    for (int a = 0; a < 3; ++a)
+      if (a != axis) count *= static_cast<std::size_t>(split_.extent(a) + (a < axis ? 2 * width : 0));
     for (auto& b : buffers_) b.resize(count * sizeof(T));
     MPI_Request requests[4];
     int nreq = 0;
