@@ -54,11 +54,14 @@ struct DistributedMultigridOptions {
   MultigridOptions cycle;
   std::int64_t gather_cells = 32768;
   // Each red-black sweep as one pass over the z-planes of a level (the first colour on plane
-  // k + 1, then the second on plane k) instead of a pass per colour, and, on levels whose rank
-  // boundaries all lie at even cells, the residual (computed on the first ghost layer too, no
-  // exchange of it) and the restriction in one pass: the same values cell for cell, less
-  // memory traffic. false: a pass per single-colour step, the residual's ghosts exchanged (the
-  // reference the tests compare the fused passes with).
+  // k + 1, then the second on plane k) instead of a pass per colour; where the ranks split z
+  // only and a rank runs one thread, a whole smoother as one pass (a wavefront of its sweeps
+  // over the planes whose inputs need no exchange, then the planes near the rank boundaries
+  // sweep by sweep); and, on levels whose rank boundaries all lie at even cells, the residual
+  // (computed on the first ghost layer too, no exchange of it) and the restriction in one
+  // pass: the same values cell for cell, less memory traffic. false: a pass per single-colour
+  // step, the residual's ghosts exchanged (the reference the tests compare the fused passes
+  // with).
   bool fused_passes = true;
 };
 

@@ -23,7 +23,11 @@
 //   SimplicialLDLT) of the fluid-cell matrix with one node pinned per singular component;
 //   right-hand side and result are projected to zero mean on those components, i.e. the
 //   symmetric pseudo-inverse. So singular (all-Neumann) problems keep consistent coarse
-//   problems.
+//   problems. With MultigridOptions::coarse_cycles (unit hierarchies) that level is solved
+//   instead by that many V-cycles of its own on its projected right-hand side, x_{i+1} = x_i +
+//   V(b - A x_i), over coarser levels down to one of at most direct_cells cells, which is
+//   factorised as above (inner_solve): the sum of (I - V A)^i V is symmetric like V, so the
+//   cycle stays a symmetric preconditioner, and the set-up skips the largest factorisation.
 //
 // Weighted domains (Domain::coefficients; the unit operator never gets here and runs the code
 // above unchanged, bit for bit: every kernel branches once per call, not per cell):
