@@ -318,8 +318,11 @@ TEST(Multigrid, IteratedCoarseSolveTendsToTheExactOneAndStaysSymmetric) {
         const double tol = single ? 1e-5 : 1e-12;
         EXPECT_NEAR(dot(u, zv), dot(v, zu), tol * norm2(u) * norm2(zv)) << dom.dims().str() << ", " << cycles;
         EXPECT_GT(dot(u, zu), 0.0);
-        for (std::int64_t c = 0; c < sys->domain.dims().size(); ++c)
-          if (sys->domain.cells[c] != CellType::Fluid) ASSERT_EQ(zu[c], 0.0);
+        for (std::int64_t c = 0; c < sys->domain.dims().size(); ++c) {
+          if (sys->domain.cells[c] != CellType::Fluid) {
+            ASSERT_EQ(zu[c], 0.0);
+          }
+        }
         Vector diff = zu;
         axpy(-1.0, zu_exact, diff);
         const double error = norm2(diff) / norm2(zu_exact);
