@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <functional>
 #include <type_traits>
 
 #include <omp.h>
@@ -386,7 +387,13 @@ class Cycle final : public CycleBase {
   void pre_smooth(int li);
   void post_smooth(int li);
   bool wavefront(const Level<Real>& l) const;
-  void smooth_wavefront(int li, int first, bool exchange_first);
+  // plane(k): called once per owned plane k, before the smoother's first step reads it (pre)
+  // or once its values are final (post); the finest level's load of b and store of z.
+  using PlaneHook = std::function<void(int)>;
+  void smooth_wavefront(int li, int first, bool exchange_first, const PlaneHook& plane = {});
+  // The finest level's r -> b and x -> z, a plane at a time, inside its smoothers' passes
+  // where those are one pass each (wavefront): set by apply_to for one cycle, else empty.
+  PlaneHook load_plane_, store_plane_;
   void widen_band(int li);
   void residual_to_coarse(int li);
   void prolongate(int li);
@@ -995,7 +1002,8 @@ void Cycle<Real>::sweep(int li, bool band, int first, bool exchange) {
 // current.
 template <class Real>
 void Cycle<Real>::pre_smooth(int li) {
-  if (wavefront(levels_[static_cast<std::size_t>(li)])) return smooth_wavefront(li, 0, false);
+  if (wavefront(levels_[static_cast<std::size_t>(li)]))
+    return smooth_wavefront(li, 0, false, li == 0 ? load_plane_ : PlaneHook{});
   bool exchange = false;
   for (int s = 0; s < opt_.boundary_sweeps; ++s, exchange = true) sweep(li, true, 0, exchange);
   for (int s = 0; s < opt_.pre_sweeps; ++s, exchange = true) sweep(li, false, 0, exchange);
@@ -1005,7 +1013,8 @@ void Cycle<Real>::pre_smooth(int li) {
 // The adjoint of pre_smooth: the same single-colour steps in reverse order.
 template <class Real>
 void Cycle<Real>::post_smooth(int li) {
-  if (wavefront(levels_[static_cast<std::size_t>(li)])) return smooth_wavefront(li, 1, true);
+  if (wavefront(levels_[static_cast<std::size_t>(li)]))
+    return smooth_wavefront(li, 1, true, li == 0 ? store_plane_ : PlaneHook{});
   for (int s = 0; s < opt_.boundary_sweeps; ++s) sweep(li, true, 1, true);
   for (int s = 0; s < opt_.pre_sweeps; ++s) sweep(li, false, 1, true);
   for (int s = 0; s < opt_.boundary_sweeps; ++s) sweep(li, true, 1, true);
@@ -1050,15 +1059,27 @@ bool Cycle<Real>::wavefront(const Level<Real>& l) const {
 // the sweep before: the pass's later steps wrote only colours the receiver does not read
 // there). The same updates from the same values as sweep by sweep, one pass over the level
 // instead of one per sweep; the same exchanges.
+//
+// `plane` (the finest level's load or store): with the pre-smoother (first = 0), called for
+// each owned plane but the two at the rank's z ends (the caller loads those before the ghost
+// exchange of b) before step 0 reaches it, the first read of its b; with the post-smoother,
+// for each owned plane once its values are final: in the pass after its last step where that
+// is in the pass (no later step writes there), the rest after the boundary planes.
 template <class Real>
-void Cycle<Real>::smooth_wavefront(int li, int first, bool exchange_first) {
+void Cycle<Real>::smooth_wavefront(int li, int first, bool exchange_first, const PlaneHook& plane) {
   Level<Real>& l = levels_[static_cast<std::size_t>(li)];
   const Halo& halo = halos_[static_cast<std::size_t>(li)];
   const int sweeps = static_cast<int>(smoother_.size());
-  if (sweeps == 0) return;
+  const int lo = l.split.lo[2], hi = l.split.hi[2];
+  const bool load = plane && first == 0, store = plane && first == 1;
+  const auto loads = [&](int k) { return k > lo && k < hi - 1; };
+  if (sweeps == 0) {
+    for (int k = lo; k < hi; ++k)
+      if (store || loads(k)) plane(k);
+    return;
+  }
   if (exchange_first) halo.exchange(l.x.data(), kFrame);
   const int second = 1 - first, steps = 2 * sweeps;
-  const int lo = l.split.lo[2], hi = l.split.hi[2];
   const bool below = lo > 0, above = hi < l.split.dims.nz;
   const auto full = [&](int t) { return widened(l, 2, (t & 1) ? 0 : 1); };
   const auto current = [&](int t) {
@@ -1078,15 +1099,20 @@ void Cycle<Real>::smooth_wavefront(int li, int first, bool exchange_first) {
           else colour_plane(l, second, 0, k, interior);
         }
       };
+      const auto [last0, last1] = current(steps - 1);
+      const auto final_in_pass = [&](int k) { return k >= last0 && k < last1 && k >= lo && k < hi; };
       {
         const LogScope scope(g_event_smooth);
         const auto [m0, m1] = full(0);
-        for (int m = m0; m < m1 + steps - 1; ++m)
+        for (int m = m0; m < m1 + steps - 1; ++m) {
+          if (load && loads(m)) plane(m);
           for (int t = 0; t < steps; ++t) {
             const int k = m - t;
             const auto [a, b] = current(t);
             if (k >= a && k < b) step(t, k);
           }
+          if (store && final_in_pass(m - steps + 1)) plane(m - steps + 1);
+        }
       }
       for (int s = 1; s < sweeps; ++s) {
         halo.exchange(l.x.data(), kFrame);
@@ -1102,6 +1128,9 @@ void Cycle<Real>::smooth_wavefront(int li, int first, bool exchange_first) {
           }
         }
       }
+      if (store)
+        for (int k = lo; k < hi; ++k)
+          if (!final_in_pass(k)) plane(k);
     });
   });
 }
@@ -1313,6 +1342,12 @@ void Cycle<Real>::vcycle(int li) {
   }
   Level<Real>& l = levels_[static_cast<std::size_t>(li)];
   std::fill(l.x.begin(), l.x.end(), Real(0));
+  // The finest level's b, loaded in its pre-smoothing pass: the planes its neighbours need
+  // first (see smooth_wavefront).
+  if (li == 0 && load_plane_) {
+    load_plane_(l.split.lo[2]);
+    if (l.split.hi[2] - 1 > l.split.lo[2]) load_plane_(l.split.hi[2] - 1);
+  }
   halo.exchange(l.b.data(), 1);  // the sweeps' first steps update the first ghost layer
   pre_smooth(li);
   residual_to_coarse(li);
@@ -1327,24 +1362,43 @@ template <class Out>
 void Cycle<Real>::apply_to(const PetscScalar* r, Out* z, std::size_t z_bytes) {
   Level<Real>& top = levels_.front();
   // b = r on the fluid cells, z = x afterwards, a row at a time (converted, then selected:
-  // a conversion under the condition keeps the loop from vectorising).
+  // a conversion under the condition keeps the loop from vectorising). Where the finest
+  // level's smoothers are one pass each, inside those passes a plane at a time (the data
+  // streams through once instead of three times).
   const int row_cells = top.split.extent(0);
-  const auto for_rows = [&](auto&& visit) {
-    std::size_t n = 0;
-    for (int k = top.split.lo[2]; k < top.split.hi[2]; ++k)
-      for (int j = top.split.lo[1]; j < top.split.hi[1]; ++j, n += static_cast<std::size_t>(row_cells))
-        visit(top.at(top.split.lo[0], j, k), n);
+  const std::size_t plane_cells = static_cast<std::size_t>(row_cells) * static_cast<std::size_t>(top.split.extent(1));
+  const auto for_plane_rows = [&](int k, auto&& visit) {
+    std::size_t n = static_cast<std::size_t>(k - top.split.lo[2]) * plane_cells;
+    for (int j = top.split.lo[1]; j < top.split.hi[1]; ++j, n += static_cast<std::size_t>(row_cells))
+      visit(top.at(top.split.lo[0], j, k), n);
   };
-  for_rows([&](std::int64_t row, std::size_t n) {
-    Real* b = top.b.data() + row;
-    const Real* id = top.inv_diag.data() + row;
-    const PetscScalar* in = r + n;
+  const auto load = [&](int k) {
+    for_plane_rows(k, [&](std::int64_t row, std::size_t n) {
+      Real* b = top.b.data() + row;
+      const Real* id = top.inv_diag.data() + row;
+      const PetscScalar* in = r + n;
 #pragma omp simd
-    for (int i = 0; i < row_cells; ++i) {
-      const Real v = static_cast<Real>(in[i]);
-      b[i] = id[i] != Real(0) ? v : Real(0);
-    }
-  });
+      for (int i = 0; i < row_cells; ++i) {
+        const Real v = static_cast<Real>(in[i]);
+        b[i] = id[i] != Real(0) ? v : Real(0);
+      }
+    });
+  };
+  const auto store = [&](int k) {
+    for_plane_rows(k, [&](std::int64_t row, std::size_t n) {
+      const Real* x = top.x.data() + row;
+      Out* out = z + n;
+#pragma omp simd
+      for (int i = 0; i < row_cells; ++i) out[i] = static_cast<Out>(x[i]);
+    });
+  };
+  const bool in_passes = levels_.size() > 1 && wavefront(top);
+  if (in_passes) {
+    load_plane_ = load;
+    store_plane_ = store;
+  } else {
+    for (int k = top.split.lo[2]; k < top.split.hi[2]; ++k) load(k);
+  }
   if (levels_.size() == 1) {
     gathered_solve();
   } else {
@@ -1377,12 +1431,12 @@ void Cycle<Real>::apply_to(const PetscScalar* r, Out* z, std::size_t z_bytes) {
     vcycle(0);
     top.r_borrowed = nullptr;
   }
-  for_rows([&](std::int64_t row, std::size_t n) {
-    const Real* x = top.x.data() + row;
-    Out* out = z + n;
-#pragma omp simd
-    for (int i = 0; i < row_cells; ++i) out[i] = static_cast<Out>(x[i]);
-  });
+  if (in_passes) {
+    load_plane_ = {};
+    store_plane_ = {};
+  } else {
+    for (int k = top.split.lo[2]; k < top.split.hi[2]; ++k) store(k);
+  }
 }
 
 }  // namespace
