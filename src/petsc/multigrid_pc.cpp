@@ -1393,6 +1393,14 @@ void Cycle<Real>::apply_to(const PetscScalar* r, Out* z, std::size_t z_bytes) {
     });
   };
   const bool in_passes = levels_.size() > 1 && wavefront(top);
+  // The hooks refer to this call's locals: cleared however the call ends.
+  struct ClearHooks {
+    Cycle* cycle;
+    ~ClearHooks() {
+      cycle->load_plane_ = {};
+      cycle->store_plane_ = {};
+    }
+  } clear_hooks{this};
   if (in_passes) {
     load_plane_ = load;
     store_plane_ = store;
@@ -1431,12 +1439,8 @@ void Cycle<Real>::apply_to(const PetscScalar* r, Out* z, std::size_t z_bytes) {
     vcycle(0);
     top.r_borrowed = nullptr;
   }
-  if (in_passes) {
-    load_plane_ = {};
-    store_plane_ = {};
-  } else {
+  if (!in_passes)
     for (int k = top.split.lo[2]; k < top.split.hi[2]; ++k) store(k);
-  }
 }
 
 }  // namespace
