@@ -903,6 +903,19 @@ void with_update(Relax mode, Real omega, const Real* per_entry, Sweep&& sweep) {
   }
 }
 
+// The band sweeps' update rules for a smoother whose first colour is `first`: the first step
+// of each sweep runs the wide list of that colour, the second the owned list of the other
+// (with_update's rules; one rule for both where there are no per-entry factors).
+template <class Real, class Visit>
+void with_band_updates(Relax mode, Real omega, const Real* first, const Real* second, Visit&& visit) {
+  with_update(mode, omega, first, [&](auto update_first) {
+    if (mode == Relax::PerCell)
+      visit(update_first, [second](std::int64_t e, Real x, Real gs) { return x + second[e] * (gs - x); });
+    else
+      visit(update_first, update_first);
+  });
+}
+
 // One single-colour step on the owned cells and `depth` (0 or 1) ghost layers, the serial
 // kernel's update per cell (a ghost cell gets exactly the value its owner computes: the same
 // inputs, exchanged, and the same expression). A pass over the level (the stage-by-stage
@@ -984,12 +997,11 @@ void Cycle<Real>::sweep(int li, bool band, int first, bool exchange) {
   }
   if (band) {
     const bool parallel = static_cast<std::int64_t>(l.band_wide[first].size()) >= kParallelCells / 4;
-    with_update(band_, band_omega_, l.band_wide_omega[first].data(), [&](auto update_first) {
-      with_update(band_, band_omega_, l.band_omega[second].data(), [&](auto update_second) {
-        fused_pair(l, parallel, [&](int k) { band_plane(l, first, true, k, update_first); },
-                   [&](int k) { band_plane(l, second, false, k, update_second); });
-      });
-    });
+    with_band_updates(band_, band_omega_, l.band_wide_omega[first].data(), l.band_omega[second].data(),
+                      [&](auto update_first, auto update_second) {
+                        fused_pair(l, parallel, [&](int k) { band_plane(l, first, true, k, update_first); },
+                                   [&](int k) { band_plane(l, second, false, k, update_second); });
+                      });
   } else {
     with_update(interior_, interior_omega_, l.omega.data(), [&](auto update) {
       fused_pair(l, l.parallel(), [&](int k) { colour_plane(l, first, 1, k, update); },
@@ -1018,19 +1030,6 @@ void Cycle<Real>::post_smooth(int li) {
   for (int s = 0; s < opt_.boundary_sweeps; ++s) sweep(li, true, 1, true);
   for (int s = 0; s < opt_.pre_sweeps; ++s) sweep(li, false, 1, true);
   for (int s = 0; s < opt_.boundary_sweeps; ++s) sweep(li, true, 1, true);
-}
-
-// The band sweeps' update rules for a smoother whose first colour is `first`: the first step
-// of each sweep runs the wide list of that colour, the second the owned list of the other
-// (with_update's rules; one rule for both where there are no per-entry factors).
-template <class Real, class Visit>
-void with_band_updates(Relax mode, Real omega, const Real* first, const Real* second, Visit&& visit) {
-  with_update(mode, omega, first, [&](auto update_first) {
-    if (mode == Relax::PerCell)
-      visit(update_first, [second](std::int64_t e, Real x, Real gs) { return x + second[e] * (gs - x); });
-    else
-      visit(update_first, update_first);
-  });
 }
 
 // The wavefront smoother applies where the ranks split the level along z only (so every step

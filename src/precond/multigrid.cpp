@@ -774,6 +774,9 @@ class Cycle final : public CycleBase {
   void build(const Domain& domain);
   void build_inner_solve();
   void inner_solve(int li);
+  void load_rhs(const double* r);
+  template <class Out>
+  void store_solution(Out* z) const;
   void build_coarsest(const LevelWeights* weights);
   void build_normalisers(bool tasks);
   void build_relaxation();
@@ -1125,6 +1128,25 @@ void Cycle<Real>::build_relaxation() {
   }
 }
 
+// A level's fluid cells in grid order (padded indices into `cells`) and each padded cell's
+// number among them (-1 elsewhere): the unknowns of a coarse solve.
+template <class Real>
+std::vector<std::int64_t> number_fluid_cells(const Level<Real>& l, std::vector<std::int64_t>& cells) {
+  const Dims d = l.dims;
+  std::vector<std::int64_t> unknown(static_cast<std::size_t>(l.padded_size()), -1);
+  cells.clear();
+  for (int k = 0; k < d.nz; ++k)
+    for (int j = 0; j < d.ny; ++j)
+      for (int i = 0; i < d.nx; ++i) {
+        const std::int64_t p = l.at(i, j, k);
+        if (l.type[p] == static_cast<std::uint8_t>(CellType::Fluid)) {
+          unknown[p] = static_cast<std::int64_t>(cells.size());
+          cells.push_back(p);
+        }
+      }
+  return unknown;
+}
+
 // The singular components of a level's fluid cells (cells[u], unknown[p] = u or -1): per unknown
 // its component's number among those that touch no air, or -1; their sizes into `sizes`.
 // Components are 6-connected (weighted: through faces of positive weight) and touch air
@@ -1192,18 +1214,7 @@ void subtract_component_means(const std::vector<int>& component, const std::vect
 template <class Real>
 void Cycle<Real>::build_coarsest(const LevelWeights* weights) {
   const Level<Real>& l = levels_.back();
-  const Dims d = l.dims;
-  coarse_cells.clear();
-  std::vector<std::int64_t> unknown(l.padded_size(), -1);
-  for (int k = 0; k < d.nz; ++k)
-    for (int j = 0; j < d.ny; ++j)
-      for (int i = 0; i < d.nx; ++i) {
-        const std::int64_t p = l.at(i, j, k);
-        if (l.type[p] == static_cast<std::uint8_t>(CellType::Fluid)) {
-          unknown[p] = static_cast<std::int64_t>(coarse_cells.size());
-          coarse_cells.push_back(p);
-        }
-      }
+  const std::vector<std::int64_t> unknown = number_fluid_cells(l, coarse_cells);
   const std::int64_t m = static_cast<std::int64_t>(coarse_cells.size());
   const std::int64_t off[6] = {-1, 1, -l.sy, l.sy, -l.sz, l.sz};
   // Weighted: the weight of face f (0..5, the order of off) of cell p, relative to l.s.
@@ -1779,17 +1790,7 @@ void Cycle<Real>::build_inner_solve() {
     }
   if (inner_level_ < 0) return;
   const Level<Real>& l = levels_[inner_level_];
-  std::vector<std::int64_t> unknown(static_cast<std::size_t>(l.padded_size()), -1);
-  inner_cells_.clear();
-  for (int k = 0; k < l.dims.nz; ++k)
-    for (int j = 0; j < l.dims.ny; ++j)
-      for (int i = 0; i < l.dims.nx; ++i) {
-        const std::int64_t p = l.at(i, j, k);
-        if (l.inv_diag[p] != Real(0)) {
-          unknown[p] = static_cast<std::int64_t>(inner_cells_.size());
-          inner_cells_.push_back(p);
-        }
-      }
+  const std::vector<std::int64_t> unknown = number_fluid_cells(l, inner_cells_);
   inner_component_ = singular_components(l, inner_cells_, unknown, nullptr, inner_singular_sizes_);
   inner_rhs_.assign(inner_cells_.size(), Real(0));
   inner_sum_.assign(inner_cells_.size(), Real(0));
@@ -1806,15 +1807,8 @@ template <class Real>
 void Cycle<Real>::inner_solve(int li) {
   Level<Real>& l = levels_[li];
   const std::int64_t m = static_cast<std::int64_t>(inner_cells_.size());
-  const Dims d = l.dims;
   const bool fused_top = li == 0 && opt.fused_passes;
-  if (fused_top)
-    for (int k = 0; k < d.nz; ++k)
-      for (int j = 0; j < d.ny; ++j)
-        for (int i = 0; i < d.nx; ++i) {
-          const std::int64_t p = l.at(i, j, k);
-          l.b[p] = l.inv_diag[p] != Real(0) ? static_cast<Real>(load_[d.index(i, j, k)]) : Real(0);
-        }
+  if (fused_top) load_rhs(load_);
   for (std::int64_t u = 0; u < m; ++u) inner_rhs_[u] = l.b[inner_cells_[u]];
   subtract_component_means(inner_component_, inner_singular_sizes_, inner_mean_, inner_rhs_);
   std::fill(inner_sum_.begin(), inner_sum_.end(), Real(0));
@@ -1843,14 +1837,41 @@ void Cycle<Real>::inner_solve(int li) {
   std::fill(l.x.begin(), l.x.end(), Real(0));
   for (std::int64_t u = 0; u < m; ++u) l.x[inner_cells_[u]] = inner_sum_[u];
   if (fused_top) {
-    for (int k = 0; k < d.nz; ++k)
-      for (int j = 0; j < d.ny; ++j)
-        for (int i = 0; i < d.nx; ++i) {
-          const Real v = l.x[l.at(i, j, k)];
-          if (store_) store_[d.index(i, j, k)] = static_cast<double>(v);
-          else store_single_[d.index(i, j, k)] = static_cast<float>(v);
-        }
+    if (store_) store_solution(store_);
+    else store_solution(store_single_);
   }
+}
+
+// The finest level's b = r on the fluid cells (zero elsewhere: rows of A vanish there).
+template <class Real>
+void Cycle<Real>::load_rhs(const double* r) {
+  Level<Real>& top = levels_.front();
+  const Dims d = top.dims;
+  Real* b = top.b.data();
+  const Real* id = top.inv_diag.data();
+#pragma omp parallel for schedule(static) if (top.parallel())
+  for (int k = 0; k < d.nz; ++k)
+    for (int j = 0; j < d.ny; ++j) {
+      const std::int64_t row = top.at(0, j, k);
+      const std::int64_t src = d.index(0, j, k);
+      for (int i = 0; i < d.nx; ++i) b[row + i] = id[row + i] != Real(0) ? static_cast<Real>(r[src + i]) : Real(0);
+    }
+}
+
+// z = the finest level's x, unpadded.
+template <class Real>
+template <class Out>
+void Cycle<Real>::store_solution(Out* z) const {
+  const Level<Real>& top = levels_.front();
+  const Dims d = top.dims;
+  const Real* x = top.x.data();
+#pragma omp parallel for schedule(static) if (top.parallel())
+  for (int k = 0; k < d.nz; ++k)
+    for (int j = 0; j < d.ny; ++j) {
+      const std::int64_t row = top.at(0, j, k);
+      const std::int64_t dst = d.index(0, j, k);
+      for (int i = 0; i < d.nx; ++i) z[dst + i] = static_cast<Out>(x[row + i]);
+    }
 }
 
 template <class Real>
@@ -1917,8 +1938,6 @@ void Cycle<Real>::apply_single(dcdm::span<const double> r, dcdm::span<float> z) 
 template <class Real>
 template <class Out>
 void Cycle<Real>::apply_to(dcdm::span<const double> r, Out* z) {
-  Level<Real>& top = levels_.front();
-  const Dims d = top.dims;
   if (opt.fused_passes && levels() > 1) {
     load_ = r.data();
     if constexpr (std::is_same_v<Out, float>) {
@@ -1931,30 +1950,9 @@ void Cycle<Real>::apply_to(dcdm::span<const double> r, Out* z) {
     vcycle(0);
     return;
   }
-  // Copy r into the padded right-hand side (zero outside the fluid: rows of A vanish there).
-  {
-    Real* b = top.b.data();
-    const Real* id = top.inv_diag.data();
-    const double* pr = r.data();
-#pragma omp parallel for schedule(static) if (top.parallel())
-    for (int k = 0; k < d.nz; ++k)
-      for (int j = 0; j < d.ny; ++j) {
-        const std::int64_t row = top.at(0, j, k);
-        const std::int64_t src = d.index(0, j, k);
-        for (int i = 0; i < d.nx; ++i) b[row + i] = id[row + i] != Real(0) ? static_cast<Real>(pr[src + i]) : Real(0);
-      }
-  }
+  load_rhs(r.data());
   vcycle(0);
-  {
-    const Real* x = top.x.data();
-#pragma omp parallel for schedule(static) if (top.parallel())
-    for (int k = 0; k < d.nz; ++k)
-      for (int j = 0; j < d.ny; ++j) {
-        const std::int64_t row = top.at(0, j, k);
-        const std::int64_t dst = d.index(0, j, k);
-        for (int i = 0; i < d.nx; ++i) z[dst + i] = static_cast<Out>(x[row + i]);
-      }
-  }
+  store_solution(z);
 }
 
 }  // namespace
